@@ -1,0 +1,541 @@
+"""Kafka I/O for the signals flow: a paired, time-ordered source, a checked producer sink,
+and small helpers (topic creation, bulk produce, a plain consumer for API replicas).
+
+Why a custom source: the per-symbol leak-free join needs each symbol's ticks and candles
+in ingest-time order. Producers key both topics by symbol and stamp each message with the
+record's `ingest_ts` (ms), and both topics have the same partition count, so partition i
+of `sentiment.ticks` and partition i of `market.candles` hold the same symbols. Source
+partition "pi" reads that pair of topic-partitions (TPs) and releases their messages
+merged by timestamp, holding back whatever is ahead of the slower TP.
+
+Item shape (the contract of `dataflows.sources`): one item per non-empty `next_batch`,
+
+    ("kafka:p<i>", [RawRecord, ...])   RawRecord = (source_name, value_bytes, ts_ms | None)
+
+with source_name `"kafka:<topic>"`; a consumer error travels as
+`("kafka-error:<topic>", error_text_bytes, None)` inside the same list, so the flow
+records it instead of dying.
+
+Only `assign()` is used (no consumer groups, no commits): offsets live in Bytewax's
+recovery store, as with Bytewax's own KafkaSource.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dataflows.sources import RawBatch, RawRecord
+
+log = logging.getLogger(__name__)
+
+PairItem = tuple[str, RawBatch]
+ResumeState = dict[str, int]  # topic -> next offset to read
+_METADATA_TIMEOUT_S = 10.0
+_IDLE_WAKE = timedelta(milliseconds=20)
+
+
+class KafkaDeliveryError(RuntimeError):
+    """Some produced messages were not acknowledged by the broker."""
+
+
+def _admin(brokers: str, add_config: dict[str, Any] | None = None) -> AdminClient:
+    return AdminClient({"bootstrap.servers": brokers, **(add_config or {})})
+
+
+def topic_partition_counts(
+    brokers: str, topics: Iterable[str], *, add_config: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Partitions per topic; a missing topic counts 0.
+
+    Lists *all* topics rather than asking for each by name: a by-name metadata request
+    auto-creates the topic on brokers that allow it (tansu does, with 4 partitions).
+    """
+    try:
+        meta = _admin(brokers, add_config).list_topics(timeout=_METADATA_TIMEOUT_S)
+    except KafkaException as exc:
+        raise RuntimeError(f"cannot read topic metadata from Kafka at {brokers!r}: {exc}") from exc
+    out = {}
+    for topic in topics:
+        tm = meta.topics.get(topic)
+        out[topic] = 0 if tm is None or tm.error is not None else len(tm.partitions)
+    return out
+
+
+def ensure_topics(
+    brokers: str,
+    topics: dict[str, int],
+    timeout: float = 15,
+    *,
+    replication_factor: int = 1,
+    add_config: dict[str, Any] | None = None,
+) -> None:
+    """Create the missing topics with the given partition counts (idempotent)."""
+    admin = _admin(brokers, add_config)
+    have = topic_partition_counts(brokers, topics, add_config=add_config)
+    for topic, n in topics.items():
+        if have[topic] and have[topic] != n:
+            log.warning("topic %s exists with %d partitions, not the %d asked for", topic, have[topic], n)
+    missing = [NewTopic(t, n, replication_factor) for t, n in topics.items() if not have[t]]
+    if not missing:
+        return
+    for topic, fut in admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"cannot create Kafka topic {topic!r} at {brokers!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while not all(topic_partition_counts(brokers, topics, add_config=add_config).values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics {sorted(topics)} not visible at {brokers!r} after {timeout}s")
+        time.sleep(0.05)
+
+
+class _DeliveryTracker:
+    """Delivery-callback bookkeeping shared by `produce_records` and the sink."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = f"{msg.topic()}: {err.str()}"
+
+    def check(self, producer: Producer, flush_timeout: float, what: str) -> None:
+        left = producer.flush(flush_timeout)
+        if left:
+            raise KafkaDeliveryError(f"{what}: {left} messages still undelivered after {flush_timeout}s")
+        if self.failed:
+            failed, first = self.failed, self.first_error
+            self.failed, self.first_error = 0, None
+            raise KafkaDeliveryError(f"{what}: {failed} messages failed delivery; first error: {first}")
+
+
+def _producer(brokers: str, add_config: dict[str, Any] | None) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": brokers,
+            # Same as Java clients, so both topics (and foreign producers) agree on key -> partition.
+            "partitioner": "murmur2_random",
+            "linger.ms": 10,
+            "batch.num.messages": 10_000,
+            **(add_config or {}),
+        }
+    )
+
+
+def _produce(producer: Producer, topic: str, value: bytes, key: bytes | None, ts: int | None, cb: Any) -> None:
+    while True:
+        try:
+            if ts is None:
+                producer.produce(topic, value=value, key=key, on_delivery=cb)
+            else:
+                producer.produce(topic, value=value, key=key, timestamp=ts, on_delivery=cb)
+            return
+        except BufferError:  # local queue full: let deliveries drain, then retry
+            producer.poll(0.05)
+
+
+def _key_bytes(key: Any) -> bytes | None:
+    if key is None:
+        return None
+    return key if isinstance(key, bytes) else str(key).encode()
+
+
+def produce_records(
+    brokers: str,
+    topic: str,
+    records: Iterable[dict[str, Any]],
+    *,
+    key_field: str = "symbol",
+    ts_field: str = "ingest_ts",
+    flush_timeout: float = 30,
+    add_config: dict[str, Any] | None = None,
+) -> int:
+    """JSON-encode and produce `records` (key = record[key_field], message timestamp =
+    record[ts_field] when present); wait for every delivery. Returns the count produced.
+
+    Raises KafkaDeliveryError naming the failure count and the first error.
+    """
+    producer = _producer(brokers, add_config)
+    tracker = _DeliveryTracker()
+    n = 0
+    for rec in records:
+        ts = rec.get(ts_field)
+        ts = int(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else None
+        _produce(producer, topic, orjson.dumps(rec), _key_bytes(rec.get(key_field)), ts, tracker)
+        n += 1
+        if n % 5_000 == 0:
+            producer.poll(0)
+    tracker.check(producer, flush_timeout, f"producing to {topic!r} at {brokers!r}")
+    return n
+
+
+# --------------------------------------------------------------------------- paired source
+
+
+class _PairMerger:
+    """The pure half of a pair partition: per-TP FIFO buffers and the release rule.
+
+    Each TP buffer is kept in offset order, so a release is always an offset prefix of
+    each TP and the snapshot (offset of the first unreleased message) never re-emits a
+    released one. Merging uses an *effective* timestamp, the running max of timestamps
+    within the TP, so a message stamped earlier than its predecessor cannot jump it.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.eff: list[list[int]] = [[] for _ in range(n)]
+        self.recs: list[list[tuple[int, RawRecord]]] = [[] for _ in range(n)]  # (offset, record)
+        self.max_seen: list[int | None] = [None] * n
+
+    def add(self, i: int, ts: int | None, offset: int, record: RawRecord) -> None:
+        prev = self.max_seen[i]
+        eff = prev if ts is None or ts < 0 or (prev is not None and ts < prev) else ts
+        if eff is None:  # no usable timestamp yet: order as the earliest possible
+            eff = -1
+        self.max_seen[i] = eff
+        self.eff[i].append(eff)
+        self.recs[i].append((offset, record))
+
+    def pending(self, i: int | None = None) -> int:
+        return sum(map(len, self.recs)) if i is None else len(self.recs[i])
+
+    def head_offset(self, i: int) -> int | None:
+        return self.recs[i][0][0] if self.recs[i] else None
+
+    def release(self, exempt: list[bool]) -> list[RawRecord]:
+        """Messages with effective ts ≤ min over non-exempt TPs of the max ts seen there,
+        merged by (ts, TP index, offset): ticks (index 0) go first on ties."""
+        bounds = [m for m, ex in zip(self.max_seen, exempt, strict=True) if not ex]
+        if any(b is None for b in bounds):
+            return []  # a TP that may still deliver has shown nothing yet
+        frontier = min(bounds) if bounds else None
+        parts = []
+        for i, effs in enumerate(self.eff):
+            k = len(effs) if frontier is None else bisect.bisect_right(effs, frontier)
+            if k:
+                parts.append([(effs[j], i, self.recs[i][j][0], self.recs[i][j][1]) for j in range(k)])
+                del effs[:k], self.recs[i][:k]
+        if len(parts) == 1:
+            return [p[3] for p in parts[0]]
+        return [p[3] for p in heapq.merge(*parts)]
+
+
+class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
+    def __init__(
+        self,
+        key: str,
+        config: dict[str, Any],
+        tps: list[TopicPartition | None],
+        resume: ResumeState | None,
+        *,
+        tail: bool,
+        batch_size: int,
+        idle_release_ms: int,
+    ) -> None:
+        self._key = key
+        self._tail = tail
+        self._batch_size = batch_size
+        self._idle_s = idle_release_ms / 1000.0
+        self._max_buffer = 4 * batch_size
+        self._tps = tps
+        self._index = {(tp.topic, tp.partition): i for i, tp in enumerate(tps) if tp is not None}
+        self._names = [f"kafka:{tp.topic}" if tp else "" for tp in tps]
+        self._merger = _PairMerger(len(tps))
+        resume = resume or {}
+        self._start = [resume.get(tp.topic, OFFSET_BEGINNING) if tp else OFFSET_BEGINNING for tp in tps]
+        self._next: list[int | None] = [None] * len(tps)  # offset after the last message consumed
+        self._paused = [False] * len(tps)
+        now = time.monotonic()
+        self._last_msg = [now] * len(tps)
+        self._done = [tp is None for tp in tps]
+        self._idle = False
+        self._consumer = Consumer(config)
+        live = [i for i, tp in enumerate(tps) if tp is not None]
+        self._high: list[int] = [0] * len(tps)
+        if not tail:
+            # A lower bound for "the end": tansu's ListOffsets answers with the last batch's
+            # base offset + 1, below the true end, so done = a partition-EOF event at an
+            # offset ≥ this, never "position ≥ this" alone.
+            for i in live:
+                self._high[i] = self._consumer.get_watermark_offsets(
+                    tps[i], timeout=_METADATA_TIMEOUT_S, cached=False
+                )[1]
+        self._consumer.assign([TopicPartition(tps[i].topic, tps[i].partition, self._start[i]) for i in live])
+
+    def next_batch(self) -> list[PairItem]:
+        msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0.0)
+        out: RawBatch = []
+        now = time.monotonic()
+        for msg in msgs:
+            self._take(msg, now, out)
+        exempt = [
+            self._done[i] or (self._tail and now - self._last_msg[i] >= self._idle_s) for i in range(len(self._tps))
+        ]
+        out.extend(self._merger.release(exempt))
+        self._flow_control()
+        if not self._tail and all(self._done) and not self._merger.pending() and not out:
+            raise StopIteration
+        self._idle = not msgs and not out
+        return [(self._key, out)] if out else []
+
+    def _take(self, msg: Any, now: float, out: RawBatch) -> None:
+        err = msg.error()
+        i = self._index.get((msg.topic(), msg.partition()))
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                if i is not None and not self._tail and msg.offset() >= self._high[i]:
+                    self._done[i] = True
+                return
+            text = f"{err.str()} (topic={msg.topic()}, partition={msg.partition()}, offset={msg.offset()})"
+            log.warning("kafka consumer error in %s: %s", self._key, text)
+            out.append((f"kafka-error:{msg.topic() or 'consumer'}", text.encode(), None))
+            return
+        if i is None:
+            return
+        offset = msg.offset()
+        nxt = self._next[i]
+        if nxt is not None and offset < nxt:
+            return  # re-fetched after a pause/resume; already buffered or released
+        self._next[i] = offset + 1
+        self._last_msg[i] = now
+        ts_type, ts = msg.timestamp()
+        ts_ms = ts if ts_type != 0 and ts >= 0 else None
+        self._merger.add(i, ts_ms, offset, (self._names[i], msg.value(), ts_ms))
+
+    def _flow_control(self) -> None:
+        """Pause a TP whose unreleased backlog is large (it is ahead of the other one; the
+        lagging TP's buffer is always fully released), resume it once it drains."""
+        for i, tp in enumerate(self._tps):
+            if tp is None:
+                continue
+            n = self._merger.pending(i)
+            if not self._paused[i] and n >= self._max_buffer:
+                self._consumer.pause([tp])
+                self._paused[i] = True
+            elif self._paused[i] and n <= self._max_buffer // 2:
+                self._consumer.resume([tp])
+                self._paused[i] = False
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(UTC) + _IDLE_WAKE if self._idle else None
+
+    def snapshot(self) -> ResumeState:
+        state = {}
+        for i, tp in enumerate(self._tps):
+            if tp is None:
+                continue
+            head = self._merger.head_offset(i)
+            nxt = self._next[i]
+            state[tp.topic] = head if head is not None else (nxt if nxt is not None else self._start[i])
+        return state
+
+    def pending(self) -> int:
+        """Messages consumed but not yet released (for tests and metrics)."""
+        return self._merger.pending()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
+    """Reads `tick_topic` and `candle_topic` partition by partition pair, merged by message
+    timestamp (= the producer's `ingest_ts`).
+
+    A TP holds the other back until it has shown a later timestamp, unless it is done
+    (tail=False: reached the end it had at build time), idle for `idle_release_ms` of
+    wall clock (tail=True), or missing. tail=False ends the flow once every TP is done
+    and drained (backfills). Snapshot: `{topic: next offset}`, buffered-but-unreleased
+    messages included, so a resume re-reads exactly those.
+    """
+
+    def __init__(
+        self,
+        brokers: str,
+        tick_topic: str,
+        candle_topic: str,
+        *,
+        tail: bool,
+        batch_size: int = 5000,
+        idle_release_ms: int = 2000,
+        add_config: dict[str, Any] | None = None,
+    ) -> None:
+        if tick_topic == candle_topic:
+            raise ValueError(f"tick and candle topics must differ, got {tick_topic!r} twice")
+        self.brokers = brokers
+        self.topics = (tick_topic, candle_topic)
+        self.tail = tail
+        self.batch_size = batch_size
+        self.idle_release_ms = idle_release_ms
+        self.add_config = dict(add_config or {})
+
+    def _counts(self) -> list[int]:
+        counts = topic_partition_counts(self.brokers, self.topics, add_config=self.add_config)
+        if not any(counts.values()):
+            raise RuntimeError(
+                f"neither Kafka topic {self.topics[0]!r} nor {self.topics[1]!r} exists at {self.brokers!r}; "
+                "create them (tickcast's ensure_topics) or fix the topic names"
+            )
+        return [counts[t] for t in self.topics]
+
+    def list_parts(self) -> list[str]:
+        counts = self._counts()
+        if counts[0] != counts[1]:
+            log.warning(
+                "topics %s have %s partitions: symbols are not co-partitioned, ticks and candles "
+                "of one symbol may be read by different partitions", self.topics, counts,
+            )
+        return [f"p{i}" for i in range(max(counts))]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: ResumeState | None) -> _PairPartition:
+        if not for_part.startswith("p") or not for_part[1:].isdigit():
+            raise ValueError(f"KafkaPairSource partition must look like 'p<i>', got {for_part!r}")
+        idx = int(for_part[1:])
+        counts = self._counts()
+        tps = [TopicPartition(t, idx) if idx < n else None for t, n in zip(self.topics, counts, strict=True)]
+        config = {
+            "bootstrap.servers": self.brokers,
+            "group.id": "tickcast-ignored",  # required by librdkafka; unused with assign()
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            **self.add_config,
+        }
+        return _PairPartition(
+            f"kafka:{for_part}", config, tps, resume_state,
+            tail=self.tail, batch_size=self.batch_size, idle_release_ms=self.idle_release_ms,
+        )
+
+
+# --------------------------------------------------------------------------- sink
+
+
+class _ProducerPartition(StatelessSinkPartition[Any]):
+    def __init__(
+        self,
+        producer: Producer,
+        topic_for: Callable[[Any], str] | str,
+        key: Callable[[Any], Any] | None,
+        value: Callable[[Any], bytes],
+        timestamp: Callable[[Any], int | None] | None,
+        flush_timeout: float,
+    ) -> None:
+        self._producer = producer
+        self._topic_for = topic_for
+        self._key = key
+        self._value = value
+        self._timestamp = timestamp
+        self._flush_timeout = flush_timeout
+        self._tracker = _DeliveryTracker()
+
+    def write_batch(self, items: list[Any]) -> None:
+        for item in items:
+            topic = self._topic_for if isinstance(self._topic_for, str) else self._topic_for(item)
+            key = _key_bytes(self._key(item)) if self._key else None
+            ts = self._timestamp(item) if self._timestamp else None
+            _produce(self._producer, topic, self._value(item), key, ts, self._tracker)
+        self._tracker.check(self._producer, self._flush_timeout, "KafkaJsonSink")
+
+    def close(self) -> None:
+        self._producer.flush(self._flush_timeout)
+
+
+class KafkaJsonSink(DynamicSink[Any]):
+    """Produces every item (topic from `topic_for`, key, value bytes, optional message
+    timestamp) and flushes per batch; unlike Bytewax's KafkaSink, a failed delivery
+    raises KafkaDeliveryError (which stops the flow) instead of vanishing."""
+
+    def __init__(
+        self,
+        brokers: str,
+        topic_for: Callable[[Any], str] | str,
+        *,
+        key: Callable[[Any], Any] | None = None,
+        value: Callable[[Any], bytes] = orjson.dumps,
+        timestamp: Callable[[Any], int | None] | None = None,
+        flush_timeout: float = 30,
+        add_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.brokers = brokers
+        self.topic_for = topic_for
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
+        self.flush_timeout = flush_timeout
+        self.add_config = dict(add_config or {})
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
+        return _ProducerPartition(
+            _producer(self.brokers, self.add_config), self.topic_for, self.key, self.value,
+            self.timestamp, self.flush_timeout,
+        )
+
+
+# --------------------------------------------------------------------------- plain consumer
+
+
+def consume_json(
+    brokers: str,
+    topic: str,
+    *,
+    from_offset: Literal["beginning", "end"] = "beginning",
+    poll_s: float = 0.1,
+    stop: threading.Event | None = None,
+    idle_timeout_s: float | None = None,
+    add_config: dict[str, Any] | None = None,
+) -> Iterator[Any]:
+    """Yield decoded JSON values of every partition of `topic` (assign(), no group).
+
+    Waits for the topic to appear. Ends when `stop` is set or, with `idle_timeout_s`,
+    after that long without a message. Undecodable values are logged and skipped.
+    Partitions added after the start are not followed.
+    """
+    if from_offset not in ("beginning", "end"):
+        raise ValueError(f"from_offset must be 'beginning' or 'end', got {from_offset!r}")
+    start = OFFSET_BEGINNING if from_offset == "beginning" else OFFSET_END
+    last = time.monotonic()
+
+    def finished() -> bool:
+        return (stop is not None and stop.is_set()) or (
+            idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s
+        )
+
+    while not (n := topic_partition_counts(brokers, [topic], add_config=add_config)[topic]):
+        if finished():
+            return
+        time.sleep(poll_s)
+    consumer = Consumer(
+        {"bootstrap.servers": brokers, "group.id": "tickcast-ignored", "enable.auto.commit": False,
+         **(add_config or {})}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, i, start) for i in range(n)])
+        while not finished():
+            for msg in consumer.consume(num_messages=1000, timeout=poll_s):
+                if msg.error() is not None:
+                    log.warning("consume_json %s: %s", topic, msg.error().str())
+                    continue
+                last = time.monotonic()
+                try:
+                    yield orjson.loads(msg.value())
+                except orjson.JSONDecodeError:
+                    log.warning("consume_json %s: skipping a non-JSON value at offset %s", topic, msg.offset())
+    finally:
+        consumer.close()

@@ -1,0 +1,243 @@
+"""Numba kernels for the per-symbol sentiment engine (DESIGN §4, §5).
+
+EMA state, one entry per window W, is a pair `(mean, log_w)`: the weighted mean
+of every folded tick and the log of their total weight, both referenced to one
+time `ref_t`. Moving the reference from `ref_t` to `t` subtracts `(t - ref_t)/W`
+from `log_w` and leaves `mean` alone (a common rescaling of all weights does not
+change a weighted mean). Folding ticks rebases on the largest exponent, so no
+`exp` ever sees a positive argument and a week-long silence cannot underflow the
+sums into 0/0.
+
+Bars: a pending tick i moves into the committed state at the first bar end b
+(a multiple of `step`) with `ts_i < b` and `ingest_i <= b + grace`, or at the
+next bar to close if that bar has already gone (`entry_bars`). `close_bars`
+walks a run of consecutive bar ends and folds each bar's movers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# add_ticks status codes.
+ACCEPTED = 0
+DUPLICATE = 1
+LATE = 2
+
+# Imputation policy codes for empty bars.
+IMPUTE_FFILL = 0
+IMPUTE_ZERO = 1
+IMPUTE_NONE = 2
+
+# close_bars output columns; the K EMA columns follow C_VOL, then composite, then imputed.
+C_SCORE, C_CNT, C_POS, C_D1, C_D5, C_VOL = 0, 1, 2, 3, 4, 5
+C_EMA = 6
+
+
+@njit(cache=True)
+def dedup(mem_hash, mem_t, hashes, ingest, late, window_ms, cutoff):  # pragma: no cover - compiled
+    """Classify a batch in array order against the accepted-id memory; return (status, mem_hash', mem_t').
+
+    `mem_hash` is sorted and unique, `mem_t[j]` the ingest time at which it was last
+    accepted. Tick k is LATE if `late[k]`, else DUPLICATE if its id was accepted at
+    t0 with `ingest[k] - t0 <= window_ms` (earlier in this batch counts), else
+    ACCEPTED and the id's t0 becomes `ingest[k]`. The returned memory keeps the
+    entries with `t0 >= cutoff` only.
+    """
+    n = hashes.size
+    status = np.zeros(n, np.int8)
+    order = np.argsort(hashes, kind="mergesort")  # stable: equal ids stay in array order
+    upd_t = mem_t.copy()
+    add_h = np.empty(n, np.int64)
+    add_t = np.empty(n, np.int64)
+    n_add = 0
+    i = 0
+    while i < n:
+        h = hashes[order[i]]
+        j = i
+        while j < n and hashes[order[j]] == h:
+            j += 1
+        pos = np.searchsorted(mem_hash, h)
+        found = pos < mem_hash.size and mem_hash[pos] == h
+        have = found
+        last = mem_t[pos] if found else 0
+        for q in range(i, j):
+            k = order[q]
+            if late[k]:
+                status[k] = LATE
+            elif have and ingest[k] - last <= window_ms:
+                status[k] = DUPLICATE
+            else:
+                last = ingest[k]
+                have = True
+        if found:
+            upd_t[pos] = last
+        elif have:
+            add_h[n_add] = h
+            add_t[n_add] = last
+            n_add += 1
+        i = j
+    # Merge two sorted, disjoint id lists, dropping entries that fell out of the window.
+    out_h = np.empty(mem_hash.size + n_add, np.int64)
+    out_t = np.empty(mem_hash.size + n_add, np.int64)
+    a = 0
+    b = 0
+    m = 0
+    while a < mem_hash.size or b < n_add:
+        if b >= n_add or (a < mem_hash.size and mem_hash[a] < add_h[b]):
+            h, t = mem_hash[a], upd_t[a]
+            a += 1
+        else:
+            h, t = add_h[b], add_t[b]
+            b += 1
+        if t >= cutoff:
+            out_h[m] = h
+            out_t[m] = t
+            m += 1
+    return status, out_h[:m].copy(), out_t[:m].copy()
+
+
+@njit(cache=True)
+def entry_bars(ts, ingest, step, grace, floor_bar):  # pragma: no cover - compiled
+    """Bar end at which each tick enters the committed state.
+
+    m_i = max(step·(⌊ts_i/step⌋ + 1), step·⌈(ingest_i − grace)/step⌉, floor_bar):
+    the smallest multiple b of step with ts_i < b and ingest_i <= b + grace,
+    clamped to the next bar still open (`floor_bar`).
+    """
+    out = np.empty(ts.size, np.int64)
+    for i in range(ts.size):
+        by_ts = (ts[i] // step + 1) * step
+        by_ingest = -((grace - ingest[i]) // step) * step
+        m = max(by_ingest, by_ts)
+        out[i] = max(floor_bar, m)
+    return out
+
+
+@njit(cache=True)
+def ema_fold(mean, log_w, ref_t, t, ts, score, weight, windows_ms):  # pragma: no cover - compiled
+    """Move the EMA state from ref_t to t, then fold ticks in place (float64 ms times).
+
+    Afterwards, for each window k, mean[k] = Σ wᵢ·sᵢ / Σ wᵢ and log_w[k] = ln Σ wᵢ
+    over every tick folded so far, wᵢ = weightᵢ·exp(−(t − tsᵢ)/W_k). Ticks with
+    weight 0 are ignored; mean is NaN while no positive weight was folded.
+    """
+    for k in range(windows_ms.size):
+        w = windows_ms[k]
+        lw = log_w[k] - (t - ref_t) / w
+        shift = lw
+        for i in range(ts.size):
+            if weight[i] > 0.0:
+                e = -(t - ts[i]) / w
+                shift = max(shift, e)
+        if shift == -np.inf:  # nothing folded yet, nothing to fold
+            log_w[k] = lw
+            continue
+        den = 0.0
+        num = 0.0
+        if lw > -np.inf:
+            den = math.exp(lw - shift)
+            num = mean[k] * den
+        for i in range(ts.size):
+            if weight[i] > 0.0:
+                c = weight[i] * math.exp(-(t - ts[i]) / w - shift)
+                den += c
+                num += c * score[i]
+        mean[k] = num / den
+        log_w[k] = shift + math.log(den)
+
+
+@njit(cache=True)
+def close_bars(
+    first_bar, n_bars, step, move_bar, ts, score, pol, weight, windows_ms, agg_w,
+    ema_mean, ema_logw, ref_t, hist, prev_ratio, impute, vol_window,
+):  # pragma: no cover - compiled
+    """Close bars first_bar, first_bar + step, … (n_bars of them); return the rows.
+
+    The movers arrive sorted by `move_bar`; those of bar b are folded into the EMA
+    state (ticks with ts < b only, decayed to b). The bar's own fields use the movers
+    with ts in [b − step, b): cnt, score = Σw·s/Σw, pos_ratio = #(pol = 1)/cnt;
+    an empty bar is imputed (ffill of the previous row, 0, or NaN). d1/d5 subtract
+    the score 1/5 rows back; vol = population std of the last `vol_window` scores
+    (NaN ignored, NaN below two values). `ema_mean`, `ema_logw`, `hist` (previous
+    scores, oldest first) and `prev_ratio[0]` are updated in place.
+    """
+    n_win = windows_ms.size
+    out = np.full((n_bars, C_EMA + n_win + 2), np.nan)
+    h = hist.size
+    j = 0
+    for r in range(n_bars):
+        b = first_bar + r * step
+        lo = j
+        while j < move_bar.size and move_bar[j] == b:
+            j += 1
+        ema_fold(ema_mean, ema_logw, float(ref_t), float(b), ts[lo:j], score[lo:j], weight[lo:j], windows_ms)
+        ref_t = b
+        cnt = 0
+        n_pos = 0
+        sw = 0.0
+        sws = 0.0
+        for i in range(lo, j):
+            if ts[i] >= b - step:
+                cnt += 1
+                sw += weight[i]
+                sws += weight[i] * score[i]
+                if pol[i] == 1:
+                    n_pos += 1
+        if cnt > 0:
+            s = sws / sw if sw > 0.0 else np.nan
+            ratio = n_pos / cnt
+        elif impute == IMPUTE_FFILL:
+            s = hist[h - 1]
+            ratio = prev_ratio[0]
+        elif impute == IMPUTE_ZERO:
+            s = 0.0
+            ratio = 0.0
+        else:
+            s = np.nan
+            ratio = np.nan
+        out[r, C_SCORE] = s
+        out[r, C_CNT] = cnt
+        out[r, C_POS] = ratio
+        out[r, C_D1] = s - hist[h - 1]
+        out[r, C_D5] = s - hist[h - 5]
+        for q in range(h - 1):
+            hist[q] = hist[q + 1]
+        hist[h - 1] = s
+        prev_ratio[0] = ratio
+        n_ok = 0
+        acc = 0.0
+        for q in range(h - vol_window, h):
+            if not math.isnan(hist[q]):
+                n_ok += 1
+                acc += hist[q]
+        if n_ok >= 2:
+            mu = acc / n_ok
+            acc = 0.0
+            for q in range(h - vol_window, h):
+                if not math.isnan(hist[q]):
+                    acc += (hist[q] - mu) ** 2
+            out[r, C_VOL] = math.sqrt(acc / n_ok)
+        comp = 0.0
+        for k in range(n_win):
+            out[r, C_EMA + k] = ema_mean[k]
+            comp += agg_w[k] * ema_mean[k]
+        out[r, C_EMA + n_win] = comp
+        out[r, C_EMA + n_win + 1] = 1.0 if cnt == 0 else 0.0
+    return out
+
+
+@njit(cache=True)
+def open_bar(ts, score, weight, start, end):  # pragma: no cover - compiled
+    """(count, Σw·s/Σw) of the ticks with start <= ts < end; score NaN when none."""
+    cnt = 0
+    sw = 0.0
+    sws = 0.0
+    for i in range(ts.size):
+        if start <= ts[i] < end:
+            cnt += 1
+            sw += weight[i]
+            sws += weight[i] * score[i]
+    return cnt, (sws / sw if sw > 0.0 else np.nan)

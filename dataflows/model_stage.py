@@ -1,0 +1,448 @@
+"""The model stage: one global step (key "model") after the per-symbol join.
+
+Per Bytewax activation it receives every candle that closed together, so inference is
+one ONNX run per batch. It pairs each label with the prediction made for the same
+candle, feeds the windowed calibration monitor (evaluated every
+`CALIBRATION_EVAL_EVERY_SECONDS` of *event* time, so a replay evaluates the same
+windows), the drift state machine, accuracy health and feature drift.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from bytewax.operators import StatefulBatchLogic
+
+from models.accuracy import AccuracyMonitor, should_emergency_retrain
+from models.baseline import Baseline
+from models.calibration_window import WindowedCalibration
+from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
+from models.runtime import Predictor
+from tickcast import metrics
+from tickcast.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A process-wide hook the runner sets so drift recommendations / CRITICAL accuracy can
+# start jobs (AUTO_RETRAIN_ENABLED). Signature: (kind, params, trigger) -> job id.
+JobStarter = Callable[[str, dict[str, Any], str], str]
+_job_starter: JobStarter | None = None
+_predictors: dict[str, Predictor] = {}
+
+
+def set_job_starter(starter: JobStarter | None) -> None:
+    global _job_starter
+    _job_starter = starter
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model_dir: str
+    min_train_samples: int = 500
+    horizon: int = 1
+    eval_every_ms: int = 300_000
+    window_ms: int = 21_600_000
+    eval_slack_ms: int = 120_000
+    bins: int = 10
+    z: float = 1.96
+    min_bin_samples: int = 30
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    monitor_enabled: bool = True
+    accuracy_good: float = 0.70
+    accuracy_warning: float = 0.50
+    accuracy_window: int = 500
+    emergency_cooldown_s: int = 21_600
+    feature_window: int = 200
+    feature_z: float = 3.0
+    auto_retrain: bool = False
+    live: bool = True
+    refresh_interval_s: float = 1.0
+
+    @classmethod
+    def from_settings(cls, s: Settings, *, live: bool) -> ModelConfig:
+        return cls(
+            model_dir=s.MODEL_STORE_DIR,
+            min_train_samples=s.MIN_TRAIN_SAMPLES,
+            horizon=s.LABEL_HORIZON,
+            eval_every_ms=s.CALIBRATION_EVAL_EVERY_SECONDS * 1000,
+            window_ms=s.CALIBRATION_MONITOR_WINDOW_SECONDS * 1000,
+            bins=s.CALIBRATION_BINS,
+            z=s.CALIBRATION_WILSON_Z,
+            min_bin_samples=s.CALIBRATION_MIN_BIN_SAMPLES,
+            drift=DriftConfig(
+                ece_drift_abs=s.CALIBRATION_MONITOR_ECE_DRIFT_ABS,
+                ece_drift_rel=s.CALIBRATION_MONITOR_ECE_DRIFT_REL,
+                abs_streak_trigger=s.CALIBRATION_MONITOR_ABS_STREAK_TRIGGER,
+                rel_streak_trigger=s.CALIBRATION_MONITOR_REL_STREAK_TRIGGER,
+                abs_delta_multiplier=s.CALIBRATION_ABS_DELTA_MULTIPLIER,
+                hysteresis_enter=s.CALIBRATION_HYSTERESIS_ENTER,
+                hysteresis_exit=s.CALIBRATION_HYSTERESIS_EXIT,
+                ema_alpha=s.CALIBRATION_HYSTERESIS_EMA_ALPHA,
+                recommend_cooldown_s=s.CALIBRATION_RECOMMEND_COOLDOWN_SECONDS,
+                gate_brier_delta=s.CALIBRATION_GATE_BRIER_DELTA,
+                gate_prauc_delta=s.CALIBRATION_GATE_PRAUC_DELTA,
+                min_samples=s.CALIBRATION_DRIFT_MIN_SAMPLES,
+            ),
+            monitor_enabled=s.CALIBRATION_MONITOR_ENABLED,
+            accuracy_good=s.ACCURACY_GOOD,
+            accuracy_warning=s.ACCURACY_WARNING,
+            accuracy_window=s.ACCURACY_WINDOW,
+            emergency_cooldown_s=s.EMERGENCY_RETRAIN_COOLDOWN_SECONDS,
+            feature_window=s.DRIFT_WINDOW,
+            feature_z=s.DRIFT_Z_THRESHOLD,
+            auto_retrain=s.AUTO_RETRAIN_ENABLED,
+            live=live,
+        )
+
+
+@dataclass
+class FeatureRing:
+    values: np.ndarray
+    pos: int = 0
+    count: int = 0
+    breached: bool = False
+
+    def add(self, value: float) -> None:
+        self.values[self.pos] = value
+        self.pos = (self.pos + 1) % self.values.size
+        self.count = min(self.count + 1, self.values.size)
+
+
+@dataclass
+class ModelState:
+    baseline: Baseline = field(default_factory=Baseline)
+    predictions: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict)
+    windows: dict[str, WindowedCalibration] = field(default_factory=dict)
+    drift: dict[str, DriftState] = field(default_factory=dict)
+    accuracy: AccuracyMonitor | None = None
+    symbol_index: dict[str, int] = field(default_factory=dict)
+    label_watermark: int = 0
+    next_eval_ms: int | None = None
+    features: dict[str, FeatureRing] = field(default_factory=dict)
+    serving_version: str = ""
+
+
+def _predictor(config: ModelConfig, state: ModelState) -> Predictor:
+    predictor = _predictors.get(config.model_dir)
+    if predictor is None:
+        holder: dict[str, Predictor] = {}
+
+        def trained_rows() -> int:
+            model = holder["p"]._model
+            return int(((model.metadata if model else {}).get("counts") or {}).get("labeled", 0))
+
+        predictor = Predictor(
+            config.model_dir,
+            min_train_samples=config.min_train_samples,
+            labeled_count=trained_rows,
+            refresh_interval_s=config.refresh_interval_s,
+        )
+        holder["p"] = predictor
+        _predictors[config.model_dir] = predictor
+    predictor.baseline = state.baseline  # the baseline's rolling rates live in the snapshot
+    return predictor
+
+
+def _event_id(*parts: Any) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...], ModelState]):
+    def __init__(self, config: ModelConfig, state: ModelState | None) -> None:
+        self.config = config
+        self.state = state or ModelState()
+        if self.state.accuracy is None:
+            self.state.accuracy = AccuracyMonitor(
+                config.accuracy_window, good=config.accuracy_good, warning=config.accuracy_warning,
+                min_samples=min(100, config.accuracy_window),
+            )
+        self.predictor = _predictor(config, self.state)
+
+    def snapshot(self) -> ModelState:
+        return copy.deepcopy(self.state)
+
+    def on_batch(self, values: list[tuple[str, dict[str, Any]]]) -> tuple[list[tuple[Any, ...]], bool]:
+        out: list[tuple[Any, ...]] = []
+        features = [row for tag, row in values if tag == "features"]
+        labels = [row for tag, row in values if tag == "label"]
+        if features:
+            self._infer(features, out)
+        if labels:
+            self._labels(labels, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    # --- inference ------------------------------------------------------------------------
+    def _infer(self, rows: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:
+        started = time.perf_counter()
+        self.predictor.refresh() if self.config.live else None
+        names = self.predictor.feature_names
+        X = np.array([[_nan(row.get(n)) for n in names] for row in rows], dtype=np.float32).reshape(len(rows), len(names))
+        symbols = [row["symbol"] for row in rows]
+        probs, version, reason = self.predictor.predict(symbols, X)
+        elapsed = time.perf_counter() - started
+        metrics.ML_INFERENCE_TIME.observe(elapsed)
+        metrics.PREDICTIONS.labels(version).inc(len(rows))
+        if reason:
+            metrics.PREDICTION_FALLBACKS.labels(reason).inc(len(rows))
+        if version != self.state.serving_version:
+            log.info("predictions now served by model %s (was %s)", version, self.state.serving_version or "-")
+            if self.config.live:
+                data = {"kind": "model_switch", "from": self.state.serving_version, "to": version, "reason": reason}
+                out.append(("event", "events", data, None, rows[0]["close_time"]))
+            metrics.MODEL_INFO.labels(version).set(1)
+            if self.state.serving_version:
+                metrics.MODEL_INFO.labels(self.state.serving_version).set(0)
+            self.state.serving_version = version
+        latency_ms = elapsed * 1000.0
+        for row, prob in zip(rows, probs.tolist(), strict=True):
+            pred = {
+                "symbol": row["symbol"],
+                "interval": row["interval"],
+                "close_time": row["close_time"],
+                "horizon": self.config.horizon,
+                "model_version": version,
+                "prob": float(prob),
+                "fallback_reason": reason or "",
+                "latency_ms": latency_ms,
+            }
+            out.append(("table", "predictions", pred))
+            if self.config.live:
+                out.append(("event", "predictions", pred, row["symbol"], row["close_time"]))
+            ring = self.state.predictions.setdefault(row["symbol"], {})
+            ring[row["close_time"]] = (float(prob), version)
+            if len(ring) > 4 * self.config.horizon + 16:
+                del ring[min(ring)]
+        if version != "baseline":
+            self._feature_drift(rows, version, out)
+
+    def _feature_drift(self, rows: list[dict[str, Any]], version: str, out: list[tuple[Any, ...]]) -> None:
+        model = self.predictor._model
+        if model is None:
+            return
+        mean, std = model.metadata.get("train_mean") or {}, model.metadata.get("train_std") or {}
+        for name in model.feature_names:
+            mu, sigma = mean.get(name), std.get(name)
+            if mu is None or not sigma:
+                continue
+            ring = self.state.features.get(name)
+            if ring is None:
+                ring = self.state.features[name] = FeatureRing(np.full(self.config.feature_window, np.nan))
+            for row in rows:
+                value = row.get(name)
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    ring.add(float(value))
+            if ring.count < self.config.feature_window:
+                continue
+            z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
+            breach = abs(z) >= self.config.feature_z
+            if breach and not ring.breached:
+                ts = rows[-1]["close_time"]
+                metrics.FEATURE_DRIFT_EVENTS.labels(name).inc()
+                self._drift_event("feature_drift", ts, version, "overall", name, z, self.config.feature_z,
+                                  {"window": ring.count, "train_mean": mu, "train_std": sigma}, out)
+            ring.breached = breach
+
+    # --- labels, calibration ------------------------------------------------------------------
+    def _labels(self, labels: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:
+        by_version: dict[str, list[tuple[int, int, float, int]]] = {}
+        for row in labels:
+            self.state.baseline.update(row["symbol"], int(row["label"]))
+            pred = self.state.predictions.get(row["symbol"], {}).pop(row["close_time"], None)
+            if pred is None:
+                continue
+            prob, version = pred
+            idx = self.state.symbol_index.setdefault(row["symbol"], len(self.state.symbol_index))
+            by_version.setdefault(version, []).append((row["close_time"], idx, prob, int(row["label"])))
+            self.state.label_watermark = max(self.state.label_watermark, row["close_time"])
+        for version, items in by_version.items():
+            window = self.state.windows.get(version)
+            if window is None:
+                window = self.state.windows[version] = WindowedCalibration(self.config.window_ms, model_version=version)
+            ts, idx, prob, label = (np.array(col) for col in zip(*items, strict=True))
+            window.add(ts, idx, prob, label)
+            self.state.accuracy.add(prob, label)
+        acc = self.state.accuracy.accuracy
+        if acc is not None:
+            metrics.ML_ACCURACY.set(100.0 * acc)
+        if self.config.monitor_enabled:
+            self._evaluate_due(out)
+
+    def _evaluate_due(self, out: list[tuple[Any, ...]]) -> None:
+        every = self.config.eval_every_ms
+        if self.state.next_eval_ms is None:
+            self.state.next_eval_ms = (self.state.label_watermark // every + 1) * every
+        # Evaluate boundary E once labels are known well past it, so every label with
+        # close_time <= E has arrived whatever the batch boundaries were (replay == live).
+        while self.state.label_watermark >= self.state.next_eval_ms + self.config.eval_slack_ms:
+            self._evaluate(self.state.next_eval_ms, out)
+            self.state.next_eval_ms += every
+
+    def _evaluate(self, at_ms: int, out: list[tuple[Any, ...]]) -> None:
+        names = {i: s for s, i in self.state.symbol_index.items()}
+        for version, window in self.state.windows.items():
+            result = window.evaluate(
+                at_ms, self.config.window_ms, self.config.bins, self.config.z, self.config.min_bin_samples
+            )
+            overall = result["overall"]
+            if overall["n"] == 0:
+                continue
+            reference = self._reference(version)
+            row = self._window_row(version, "overall", at_ms, overall, reference)
+            self._drift(version, at_ms, overall, reference, row, out)
+            out.append(("table", "calibration_windows", row))
+            if self.config.live:
+                out.append(("event", "calibration", {**row, "bins": overall["bins"]}, None, at_ms))
+            for idx, report in result["per_symbol"].items():
+                out.append(("table", "calibration_windows", self._window_row(version, names[idx], at_ms, report, reference)))
+        self._accuracy_health(at_ms, out)
+
+    def _reference(self, version: str) -> dict[str, Any] | None:
+        if version == "baseline":
+            return None
+        model = self.predictor._model
+        if model is not None and model.version == version:
+            return model.metadata
+        try:
+            return self.predictor.registry.metadata(version)
+        except Exception:  # noqa: BLE001 - a removed version has no reference any more
+            return None
+
+    def _window_row(
+        self, version: str, scope: str, at_ms: int, report: dict[str, Any], reference: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        acc = None
+        if report["n"]:
+            correct = sum(b["n"] for b in report["bins"][len(report["bins"]) // 2 :] if b["n"]) if False else None
+            acc = correct
+        ece_prod = _num(reference.get("ece_prod")) if reference else None
+        return {
+            "model_version": version,
+            "scope": scope,
+            "window_end": at_ms,
+            "window_seconds": self.config.window_ms // 1000,
+            "n": report["n"],
+            "ece": _num(report["ece"]),
+            "brier": _num(report["brier"]),
+            "roc_auc": _num(report["roc_auc"]),
+            "pr_auc": _num(report["pr_auc"]),
+            "accuracy": acc,
+            "ece_prod": ece_prod,
+            "delta_ece": None if ece_prod is None or report["ece"] is None else report["ece"] - ece_prod,
+            "abs_streak": 0,
+            "rel_streak": 0,
+            "delta_ece_ema": None,
+            "drift_on": 0,
+            "state": "no_reference" if reference is None else "not_evaluated",
+            "recommendation": "",
+            "cooldown_remaining_s": 0.0,
+            "bins": orjson.dumps(report["bins"]).decode(),
+        }
+
+    def _drift(
+        self,
+        version: str,
+        at_ms: int,
+        report: dict[str, Any],
+        reference: dict[str, Any] | None,
+        row: dict[str, Any],
+        out: list[tuple[Any, ...]],
+    ) -> None:
+        if reference is None:
+            return
+        monitor = CalibrationDriftMonitor(self.config.drift, self.state.drift.get(version))
+        decision = monitor.step(
+            at_ms,
+            n=report["n"],
+            ece_live=report["ece"],
+            brier_live=report["brier"],
+            pr_auc_live=report["pr_auc"],
+            ece_prod=_num(reference.get("ece_prod")),
+            brier_prod=_num(reference.get("brier_prod")),
+            pr_auc_prod=_num(reference.get("pr_auc_prod")),
+        )
+        self.state.drift[version] = monitor.state
+        row.update(
+            abs_streak=decision.abs_streak,
+            rel_streak=decision.rel_streak,
+            delta_ece_ema=decision.delta_ece_ema,
+            drift_on=int(decision.drift_on),
+            state=decision.skipped_reason or ("drift" if decision.drift_on else "ok"),
+            recommendation=decision.recommendation or "",
+            cooldown_remaining_s=decision.cooldown_remaining_s,
+        )
+        metrics.CALIBRATION_RETRAIN_COOLDOWN.set(decision.cooldown_remaining_s)
+        details = {"n": report["n"], "ece": report["ece"], "brier": report["brier"], "pr_auc": report["pr_auc"],
+                   "delta_ece_ema": decision.delta_ece_ema, "abs_streak": decision.abs_streak,
+                   "rel_streak": decision.rel_streak, "strong": decision.strong}
+        if decision.transition:
+            metrics.CALIBRATION_DRIFT_EVENTS.labels(decision.transition).inc()
+            self._drift_event(f"calibration_drift_{decision.transition}", at_ms, version, "overall", "ece",
+                              decision.delta_ece, self.config.drift.hysteresis_enter, details, out)
+        if decision.recommendation:
+            metrics.CALIBRATION_RETRAIN_RECOMMEND.labels(decision.recommendation).inc()
+            self._drift_event(decision.recommendation, at_ms, version, "overall", "ece", decision.delta_ece,
+                              self.config.drift.ece_drift_abs, details, out)
+            if self.config.auto_retrain and self.config.live and _job_starter is not None:
+                kind = "train" if decision.recommendation == "retrain_recommended" else "recalibrate"
+                try:
+                    _job_starter(kind, {"reason": decision.recommendation, "model_version": version}, "drift")
+                except Exception:  # noqa: BLE001 - a job problem must not stop the flow
+                    log.exception("could not start the %s job recommended by drift", kind)
+
+    def _accuracy_health(self, at_ms: int, out: list[tuple[Any, ...]]) -> None:
+        acc_state = self.state.accuracy.state()
+        if self.state.serving_version in ("", "baseline"):
+            return  # the baseline is not retrained; its accuracy is the base rate
+        if should_emergency_retrain(acc_state, at_ms, self.config.emergency_cooldown_s):
+            self.state.accuracy.record_emergency_retrain(at_ms)
+            self._drift_event("accuracy_critical", at_ms, self.state.serving_version, "overall", "accuracy",
+                              acc_state.accuracy, self.config.accuracy_warning, {"n": acc_state.n}, out)
+            if self.config.auto_retrain and self.config.live and _job_starter is not None:
+                try:
+                    _job_starter("train", {"reason": "accuracy_critical"}, "emergency")
+                except Exception:  # noqa: BLE001
+                    log.exception("could not start the emergency retrain")
+
+    def _drift_event(
+        self,
+        kind: str,
+        ts: int,
+        version: str,
+        scope: str,
+        feature: str,
+        value: float | None,
+        threshold: float | None,
+        details: dict[str, Any],
+        out: list[tuple[Any, ...]],
+    ) -> None:
+        row = {
+            "event_id": _event_id(kind, ts, version, scope, feature),
+            "kind": kind,
+            "ts": ts,
+            "model_version": version,
+            "scope": scope,
+            "feature": feature,
+            "value": _num(value),
+            "threshold": threshold,
+            "details": orjson.dumps(details).decode(),
+        }
+        out.append(("table", "drift_events", row))
+        if self.config.live:
+            out.append(("event", "events", {**row, "details": details}, None, ts))
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)

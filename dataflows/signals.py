@@ -1,0 +1,169 @@
+"""The "signals" dataflow (DESIGN §1), read top to bottom like the pipeline.
+
+    sources ──(partition, [raw])──> decode + provider gate ──(symbol, [record])──>
+    per-symbol state: dedup/late → bars + EMAs → market features → as-of join → labels
+        ──features, labels──> model stage: ONNX inference (or baseline), pairing with
+        labels, calibration windows, drift, accuracy
+    every step's ("table", name, row) ──> collect per table ──> ClickHouse
+    every step's ("event", stream, …) ──> live bus + live_events
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource
+
+from dataflows.decode import DecodeConfig, DecodeLogic
+from dataflows.model_stage import ModelConfig, ModelLogic
+from dataflows.sentiment_state import SentimentConfig
+from dataflows.sinks import EventSink, StoreSink
+from dataflows.symbol_logic import SymbolConfig, SymbolLogic
+from tickcast.bus import EventBus, IdClock
+from tickcast.settings import Settings, parse_duration_ms
+from tickcast.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    live: bool = True  # wall-clock join timeouts and live events; False for deterministic replays
+    with_model: bool = True  # inference, calibration, drift
+    publish_events: bool = True
+
+
+def sentiment_config(settings: Settings) -> SentimentConfig:
+    return SentimentConfig(
+        step_ms=settings.step_ms,
+        ema_windows_s=settings.ema_windows_s,
+        ema_names=tuple(settings.SENTIMENT_EMA_WINDOWS),
+        dedup_window_ms=settings.SENTIMENT_DEDUP_WINDOW_SEC * 1000,
+        max_latency_ms=settings.SENTIMENT_MAX_LATENCY_MS,
+        grace_ms=settings.FEATURE_JOIN_GRACE_MS,
+        impute=settings.TRAINING_IMPUTE_SENTIMENT,
+        agg_weights=dict(settings.SENTIMENT_AGG_WEIGHTS),
+    )
+
+
+def symbol_config(settings: Settings, options: FlowOptions) -> SymbolConfig:
+    return SymbolConfig(
+        sentiment=sentiment_config(settings),
+        trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
+        grace_ms=settings.FEATURE_JOIN_GRACE_MS,
+        timeout_ms=settings.FEATURE_JOIN_TIMEOUT_MS if options.live else None,
+        horizon=settings.LABEL_HORIZON,
+        include_sentiment=settings.TRAINING_INCLUDE_SENTIMENT,
+        step_name=settings.SENTIMENT_STEP_DEFAULT,
+        publish_live=options.live and options.publish_events,
+    )
+
+
+def _tag(tag: str) -> Callable[[tuple[Any, ...]], bool]:
+    return lambda item: item[0] == tag
+
+
+def build_flow(
+    settings: Settings,
+    sources: Sequence[FixedPartitionedSource[Any, Any]],
+    *,
+    store_factory: Callable[[], Store],
+    bus: EventBus | None = None,
+    ids: IdClock | None = None,
+    options: FlowOptions = FlowOptions(),
+    flow_id: str = "signals",
+) -> Dataflow:
+    flow = Dataflow(flow_id)
+    inputs = [op.input(f"input_{i}", flow, src) for i, src in enumerate(sources)]
+    # (partition_key, [(source, payload, ingest_hint)])
+    raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
+
+    decode_cfg = DecodeConfig(settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD)
+    decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, lambda s: DecodeLogic(decode_cfg, s)))
+    # ("sym", symbol, [(kind, record)]) | ("table", …) | ("event", …)
+    split = op.branch("split_symbols", decoded, _tag("sym"))
+    per_symbol = op.map_value("records", op.key_on("key_symbol", split.trues, lambda it: it[1]), lambda it: it[2])
+    # (symbol, [(kind, record)])
+    sym_cfg = symbol_config(settings, options)
+    symbol_out = op.key_rm(
+        "symbol_out", op.stateful_batch("symbol_state", per_symbol, lambda s: SymbolLogic(sym_cfg, s))
+    )
+    # ("table", …) | ("event", …) | ("features", row) | ("label", row)
+    outputs = [split.falses, symbol_out]
+    if options.with_model:
+        model_in = op.filter("model_inputs", symbol_out, lambda it: it[0] in ("features", "label"))
+        model_cfg = ModelConfig.from_settings(settings, live=options.live)
+        model_out = op.stateful_batch(
+            "model_stage", op.key_on("key_model", model_in, lambda _: "model"), lambda s: ModelLogic(model_cfg, s)
+        )
+        outputs.append(op.key_rm("model_out", model_out))
+    everything = op.merge("all_outputs", *outputs)
+
+    # ClickHouse: (table, row) batched per table; collect's buffer is snapshotted.
+    rows = op.map("table_rows", op.filter("tables", everything, _tag("table")), lambda it: (it[1], it[2]))
+    batches = op.collect(
+        "batch_rows",
+        op.key_on("key_table", rows, lambda it: it[0]),
+        timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
+        max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
+    )
+    op.output("store", op.map_value("row_values", batches, lambda items: [r for _, r in items]), StoreSink(store_factory))
+
+    if options.publish_events:
+        events = op.filter("events", everything, _tag("event"))
+        op.output("live", events, EventSink(bus, store_factory, ids or IdClock()))
+    return flow
+
+
+def prepare_recovery(directory: str | Path, *, fresh: bool = False) -> Any:
+    """A Bytewax recovery store (one partition) at `directory`, created if missing."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    path = Path(directory)
+    if fresh and path.exists():
+        shutil.rmtree(path)
+    if not path.exists() or not any(path.iterdir()):
+        path.mkdir(parents=True, exist_ok=True)
+        init_db_dir(path, 1)
+    return RecoveryConfig(str(path))
+
+
+def run_flow(
+    flow: Dataflow,
+    *,
+    recovery_dir: str | Path | None = None,
+    snapshot_seconds: float = 5.0,
+) -> None:
+    """Run to completion in this thread (bounded sources end; live ones run until stopped)."""
+    from bytewax.testing import run_main
+
+    recovery = prepare_recovery(recovery_dir) if recovery_dir else None
+    run_main(flow, epoch_interval=timedelta(seconds=snapshot_seconds), recovery_config=recovery)
+
+
+def run_flow_in_thread(flow: Dataflow, **kwargs: Any) -> threading.Thread:
+    """Run beside an asyncio server; the thread ends when the flow does."""
+
+    def target() -> None:
+        try:
+            run_flow(flow, **kwargs)
+        except Exception:
+            log.exception("the signals dataflow stopped with an error")
+            raise
+
+    thread = threading.Thread(target=target, name="signals-flow", daemon=True)
+    thread.start()
+    return thread
+
+
+def step_ms(settings: Settings) -> int:
+    return parse_duration_ms(settings.SENTIMENT_STEP_DEFAULT)

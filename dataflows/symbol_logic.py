@@ -1,0 +1,225 @@
+"""Per-symbol state: sentiment bars/EMAs, market features, labels and the leak-free as-of join.
+
+One `SymbolLogic` per symbol (Bytewax `stateful_batch`). Records arrive in ingest
+order (see dataflows/sources.py), and the symbol's watermark is the largest
+`ingest_ts` seen. Candle T waits until the watermark passes `T + grace`; then the
+sentiment bar ending at T — built only from ticks with `ts < T` and
+`ingest_ts <= T + grace` (DESIGN §5) — is closed, and the candle gets it. A live
+candle that waits longer than `timeout_ms` of wall clock is released as a join miss.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bytewax.operators import StatefulBatchLogic
+
+from dataflows.market_state import CandleRejected, MarketConfig, MarketState
+from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
+from tickcast import metrics
+from tickcast.features import MARKET_FEATURES, OPTIONAL_SENTIMENT_FEATURES, SENTIMENT_FEATURES
+from tickcast.records import INTERVAL_MS, Rejection
+
+_SENT_COLUMNS = SENTIMENT_FEATURES + OPTIONAL_SENTIMENT_FEATURES
+_STATUS_REASON = {1: "duplicate", 2: "late"}
+
+
+@dataclass(frozen=True)
+class SymbolConfig:
+    sentiment: SentimentConfig
+    trust: dict[str, float]
+    grace_ms: int = 2_000
+    timeout_ms: int | None = 15_000  # None: no wall-clock timeout (replays)
+    horizon: int = 1
+    include_sentiment: bool = True
+    step_name: str = "1m"
+    publish_live: bool = True
+    max_pending_candles: int = 1_000
+
+
+@dataclass
+class PendingCandle:
+    close_time: int
+    interval: str
+    close: float
+    market: dict[str, float]
+    arrived_wall: float
+
+
+@dataclass
+class SymbolState:
+    sentiment: SentimentState | None = None
+    markets: dict[str, MarketState] = field(default_factory=dict)
+    pending: list[PendingCandle] = field(default_factory=list)
+    watermark: int = 0
+    symbol: str = ""
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any, ...], SymbolState]):
+    def __init__(self, config: SymbolConfig, state: SymbolState | None) -> None:
+        # Bytewax's builder does not pass the key; the symbol comes with the first record.
+        self.config = config
+        self.state = state or SymbolState()
+
+    @property
+    def symbol(self) -> str:
+        return self.state.symbol
+
+    # --- Bytewax hooks ------------------------------------------------------------------
+    def on_batch(self, values: list[list[tuple[str, dict[str, Any]]]]) -> tuple[list[tuple[Any, ...]], bool]:
+        out: list[tuple[Any, ...]] = []
+        ticks: list[dict[str, Any]] = []
+        candles: list[dict[str, Any]] = []
+        for records in values:
+            if not self.state.symbol and records:
+                self.state.symbol = records[0][1]["symbol"]
+            for kind, record in records:
+                (ticks if kind == "tick" else candles).append(record)
+                if record["ingest_ts"] > self.state.watermark:
+                    self.state.watermark = record["ingest_ts"]
+        if ticks:
+            self._ticks(ticks, out)
+        for candle in candles:
+            self._candle(candle, out)
+        self._advance(self.state.watermark, out)
+        if ticks and self.config.publish_live and self.state.sentiment is not None:
+            latest = self.state.sentiment.latest(self.state.watermark)
+            out.append(("event", "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol,
+                        self.state.watermark))
+        metrics.FLOW_LAG_MS.set(time.time() * 1000 - self.state.watermark)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
+        out: list[tuple[Any, ...]] = []
+        if self.config.timeout_ms is None or not self.state.pending:
+            return out, StatefulBatchLogic.RETAIN
+        deadline = time.time() - self.config.timeout_ms / 1000
+        expired = [p for p in self.state.pending if p.arrived_wall <= deadline]
+        if expired:
+            # Waited long enough in wall-clock time: close the bars as they are.
+            forced = max(p.close_time for p in expired) + self.config.grace_ms
+            self._advance(max(self.state.watermark, forced), out, cause="timeout")
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if self.config.timeout_ms is None or not self.state.pending:
+            return None
+        first = min(p.arrived_wall for p in self.state.pending)
+        return datetime.fromtimestamp(first + self.config.timeout_ms / 1000, tz=UTC)
+
+    def snapshot(self) -> SymbolState:
+        return copy.deepcopy(self.state)
+
+    # --- ticks --------------------------------------------------------------------------
+    def _ticks(self, ticks: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:
+        if self.state.sentiment is None:
+            self.state.sentiment = SentimentState(self.config.sentiment)
+        trust = self.config.trust
+        for tick in ticks:
+            tick["weight"] = trust.get(tick["provider"], 1.0)
+        status = self.state.sentiment.add_ticks(TickBatch.from_records(ticks))
+        max_latency = self.config.sentiment.max_latency_ms
+        for tick, code in zip(ticks, status.tolist(), strict=True):
+            if code == 0:
+                metrics.SENTIMENT_INGEST.labels(tick["provider"]).inc()
+                metrics.SENTIMENT_INGEST_LATENCY_MS.observe(tick["ingest_ts"] - tick["ts"])
+                out.append(("table", "sentiment_ticks", tick))
+                continue
+            reason = _STATUS_REASON.get(code, f"status {code}")
+            metrics.SENTIMENT_INGEST_ERRORS.labels(reason).inc()
+            detail = (
+                f"duplicate tick id {tick['id']!r} within {self.config.sentiment.dedup_window_ms // 1000}s"
+                if code == 1
+                else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms"
+            )
+            out.append(("table", "rejected_records", _rejection(tick, "sentiment", detail)))
+
+    # --- candles ------------------------------------------------------------------------
+    def _candle(self, candle: dict[str, Any], out: list[tuple[Any, ...]]) -> None:
+        interval = candle["interval"]
+        market = self.state.markets.get(interval)
+        if market is None:
+            market = self.state.markets[interval] = MarketState(
+                MarketConfig(horizon=self.config.horizon, interval_ms=INTERVAL_MS[interval])
+            )
+        try:
+            feats, labels = market.add_candle(
+                candle["open_time"], candle["close_time"], candle["open"], candle["high"],
+                candle["low"], candle["close"], candle["volume"],
+            )
+        except CandleRejected as exc:
+            out.append(("table", "rejected_records", _rejection(candle, "market", str(exc))))
+            return
+        if feats is None:  # the same candle again (at-least-once delivery): already handled
+            return
+        metrics.CANDLES_INGESTED.labels(interval).inc()
+        out.append(("table", "candles", candle))
+        for label in labels:
+            row = {"symbol": self.symbol, "interval": interval, **label}
+            out.append(("table", "labels", row))
+            out.append(("label", row))
+        if len(self.state.pending) >= self.config.max_pending_candles:
+            self.state.pending.pop(0)  # bounded state; counted as a miss when it would have been released
+            metrics.FEATURE_JOIN_MISSING.labels("overflow").inc()
+        self.state.pending.append(
+            PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time())
+        )
+
+    # --- the join -----------------------------------------------------------------------
+    def _advance(self, watermark: int, out: list[tuple[Any, ...]], cause: str | None = None) -> None:
+        sentiment = self.state.sentiment
+        if sentiment is not None:
+            for bar in sentiment.advance(watermark):
+                row = {"symbol": self.symbol, "step": self.config.step_name, **{k: _clean(v) for k, v in bar.items()}}
+                out.append(("table", "sentiment_bars", row))
+                if self.config.publish_live:
+                    out.append(("event", "sentiment", {"kind": "bar", **row}, self.symbol, bar["bar_end"]))
+        ready = [p for p in self.state.pending if p.close_time + self.config.grace_ms <= watermark]
+        if not ready:
+            return
+        self.state.pending = [p for p in self.state.pending if p.close_time + self.config.grace_ms > watermark]
+        for pending in sorted(ready, key=lambda p: (p.close_time, p.interval)):
+            row = self._features(pending, cause)
+            out.append(("table", "features", row))
+            out.append(("features", row))
+
+    def _features(self, pending: PendingCandle, cause: str | None) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "symbol": self.symbol,
+            "interval": pending.interval,
+            "close_time": pending.close_time,
+            "close": pending.close,
+        }
+        row.update({name: _clean(pending.market.get(name)) for name in MARKET_FEATURES})
+        if not self.config.include_sentiment:
+            row.update(dict.fromkeys(_SENT_COLUMNS))
+            row["join_status"] = "excluded"
+            return row
+        metrics.FEATURE_JOIN_ATTEMPTS.inc()
+        bar = self.state.sentiment.bar_at(pending.close_time) if self.state.sentiment is not None else None
+        if bar is None:
+            status = cause or "no_sentiment"
+            row.update(dict.fromkeys(_SENT_COLUMNS))
+        else:
+            status = cause or ("ok" if bar.get("sent_cnt", 0) > 0 or not bar.get("imputed") else "empty_bar")
+            row.update({name: _clean(bar.get(name)) for name in _SENT_COLUMNS})
+        if status != "ok":
+            metrics.FEATURE_JOIN_MISSING.labels(status).inc()
+        row["join_status"] = status
+        return row
+
+
+def _rejection(record: dict[str, Any], source: str, reason: str) -> dict[str, Any]:
+    import orjson
+
+    payload = orjson.dumps({k: v for k, v in record.items() if k != "weight"}).decode()
+    return Rejection(source, reason, payload, record["ingest_ts"], record.get("provider")).row()

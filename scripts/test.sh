@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, then pytest (unit, integration with the real tansu broker
+# and the real chdb engine, end-to-end). Called by `make test` and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+"$VENV/bin/ruff" check tickcast dataflows models api sql tests bench
+exec "$VENV/bin/python" -m pytest "$@"

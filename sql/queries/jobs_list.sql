@@ -1,0 +1,10 @@
+-- Jobs newest first; kind '' = all kinds.
+SELECT job_id, kind, status, progress, message, params, result, error, trigger,
+       toUnixTimestamp64Milli(created_at)  AS created_ms,
+       toUnixTimestamp64Milli(started_at)  AS started_ms,
+       toUnixTimestamp64Milli(finished_at) AS finished_ms,
+       toUnixTimestamp64Milli(updated_at)  AS updated_ms
+FROM {db}.jobs FINAL
+WHERE ({kind:String} = '' OR kind = {kind:String})
+ORDER BY created_ms DESC, job_id
+LIMIT {limit:UInt32}

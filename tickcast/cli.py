@@ -1,0 +1,394 @@
+"""The `tickcast` command line.
+
+Every command reads the same settings (environment / `.env`), validated at start;
+`--store` and `--model-dir` override `TICKCAST_CLICKHOUSE_URL` and `MODEL_STORE_DIR`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tickcast.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("tickcast")
+
+
+class Ctx:
+    def __init__(self, store: str | None, model_dir: str | None) -> None:
+        overrides: dict[str, Any] = {}
+        if store:
+            overrides["TICKCAST_CLICKHOUSE_URL"] = store
+        if model_dir:
+            overrides["MODEL_STORE_DIR"] = model_dir
+        try:
+            self.settings: Settings = load_settings(**overrides)
+        except SettingsError as exc:
+            raise click.ClickException(f"{exc}\nFix the environment variable (or .env) and start again.") from None
+        logging.basicConfig(
+            level=self.settings.TICKCAST_LOG_LEVEL,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+    def store(self, migrate: bool = True) -> Any:
+        from tickcast.store import Store, StoreError
+
+        try:
+            store = Store(self.settings.TICKCAST_CLICKHOUSE_URL)
+            if migrate:
+                store.migrate()
+            return store
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+store_option = click.option("--store", "store_url", metavar="URL", help="chdb:///dir or http(s)://host:8123 "
+                            "[env TICKCAST_CLICKHOUSE_URL, default chdb:///./var/clickhouse]")
+model_option = click.option("--model-dir", metavar="DIR", help="model registry root [env MODEL_STORE_DIR, default ./var/models]")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """tickcast: sentiment ticks + candles -> calibrated up-move probabilities, with drift monitoring.
+
+    Quick start: `tickcast up` runs everything in one process (simulator, dataflow,
+    ClickHouse engine under ./var, API on http://127.0.0.1:8000).
+    """
+
+
+# --- up -------------------------------------------------------------------------------------
+@main.command()
+@store_option
+@model_option
+@click.option("--port", type=int, help="API port [env TICKCAST_API_PORT, default 8000]")
+@click.option("--host", help="API host [env TICKCAST_API_HOST, default 127.0.0.1]")
+@click.option("--no-simulator", is_flag=True, help="do not start the built-in simulator (HTTP/Kafka input only)")
+@click.option("--symbols", type=int, help="simulated symbols [env TICKCAST_SIM_SYMBOLS, default 5]")
+@click.option("--speed", type=float, help="simulator speed factor, 1 = real time [env TICKCAST_SIM_SPEED]")
+@click.option("--backfill-hours", type=float, help="simulated history replayed at start [env TICKCAST_SIM_BACKFILL_HOURS]")
+def up(store_url: str | None, model_dir: str | None, port: int | None, host: str | None, no_simulator: bool,
+       symbols: int | None, speed: float | None, backfill_hours: float | None) -> None:
+    """Run the embedded system: simulator -> dataflow -> ClickHouse + API, in one process."""
+    from tickcast.embedded import run_embedded
+
+    ctx = Ctx(store_url, model_dir)
+    overrides = {k: v for k, v in {"TICKCAST_API_PORT": port, "TICKCAST_API_HOST": host,
+                                   "TICKCAST_SIM_SYMBOLS": symbols, "TICKCAST_SIM_SPEED": speed,
+                                   "TICKCAST_SIM_BACKFILL_HOURS": backfill_hours}.items() if v is not None}
+    settings = ctx.settings.model_copy(update=overrides) if overrides else ctx.settings
+    run_embedded(settings, simulator=not no_simulator)
+
+
+# --- db ---------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """ClickHouse schema."""
+
+
+@db.command("migrate")
+@store_option
+def db_migrate(store_url: str | None) -> None:
+    """Apply the numbered sql/migrations files not yet applied (idempotent)."""
+    ctx = Ctx(store_url, None)
+    store = ctx.store(migrate=False)
+    applied = store.migrate()
+    click.echo(f"{store.url} database {store.database}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+
+
+# --- simulate ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--symbols", type=int, default=5, show_default=True)
+@click.option("--hours", type=float, default=24.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--start-ms", type=int, help="first candle open time (epoch ms, minute-aligned)")
+@click.option("--duplicate-rate", type=float, default=0.0, show_default=True)
+@click.option("--late-rate", type=float, default=0.0, show_default=True)
+@click.option("--malformed-rate", type=float, default=0.0, show_default=True)
+@click.option("--outage", metavar="PROVIDER:START_MS:END_MS", help="a provider sends nothing in this span")
+@click.option("--regime-shift-ms", type=int, help="after this time the sentiment->return link flips")
+@click.option("--signal", type=float, help="strength of the sentiment->next-return link")
+def simulate(symbols: int, hours: float, seed: int, out_dir: Path, start_ms: int | None, duplicate_rate: float,
+             late_rate: float, malformed_rate: float, outage: str | None, regime_shift_ms: int | None,
+             signal: float | None) -> None:
+    """Write DIR/ticks.jsonl and DIR/candles.jsonl from the deterministic simulator."""
+    from dataflows.simulator import SimConfig, write_files
+
+    kwargs: dict[str, Any] = dict(symbols=symbols, hours=hours, seed=seed, duplicate_rate=duplicate_rate,
+                                  late_rate=late_rate, malformed_rate=malformed_rate, regime_shift_ms=regime_shift_ms)
+    if start_ms is not None:
+        kwargs["start_ms"] = start_ms
+    if signal is not None:
+        kwargs["signal"] = signal
+    if outage:
+        try:
+            provider, start, end = outage.split(":")
+            kwargs["outage"] = (provider, int(start), int(end))
+        except ValueError:
+            raise click.BadParameter("expected PROVIDER:START_MS:END_MS", param_hint="--outage") from None
+    try:
+        cfg = SimConfig(**kwargs)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    counts = write_files(cfg, out_dir)
+    click.echo(f"wrote {counts['ticks']} ticks and {counts['candles']} candles "
+               f"({counts['malformed']} malformed) to {out_dir}")
+
+
+# --- replay -----------------------------------------------------------------------------------
+@main.command()
+@store_option
+@model_option
+@click.option("--input", "inputs", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="JSONL/Parquet file or folder (repeatable)")
+@click.option("--kafka", "kafka", is_flag=True, help="replay the Kafka topics from their beginning to their current end")
+@click.option("--from-store", is_flag=True, help="replay ticks and candles already stored in ClickHouse")
+@click.option("--recovery-dir", type=click.Path(path_type=Path), help="Bytewax recovery dir (resume after a crash)")
+@click.option("--no-model", is_flag=True, help="skip inference and calibration (ingest, bars, features, labels only)")
+@click.option("--no-progress", is_flag=True)
+def replay(store_url: str | None, model_dir: str | None, inputs: tuple[Path, ...], kafka: bool, from_store: bool,
+           recovery_dir: Path | None, no_model: bool, no_progress: bool) -> None:
+    """Backfill: run the dataflow over recorded input to its end, then exit.
+
+    Ticks and candles are told apart by their fields. Records are replayed in ingest
+    order with their stored ingest_ts, so the rows equal those of the live run, and a
+    second replay adds nothing.
+    """
+    from tickcast.backfill import run_replay
+
+    sources = sum([bool(inputs), kafka, from_store])
+    if sources != 1:
+        raise click.UsageError("give exactly one of --input PATH..., --kafka or --from-store")
+    ctx = Ctx(store_url, model_dir)
+    summary = run_replay(ctx.settings, inputs=list(inputs), kafka=kafka, from_store=from_store,
+                         recovery_dir=recovery_dir, with_model=not no_model, progress=not no_progress)
+    click.echo(summary)
+
+
+# --- flow / api (distributed mode) -----------------------------------------------------------
+@main.command()
+@store_option
+@model_option
+@click.option("--recovery-dir", type=click.Path(path_type=Path), help="Bytewax recovery dir [env TICKCAST_RECOVERY_DIR]")
+def flow(store_url: str | None, model_dir: str | None, recovery_dir: Path | None) -> None:
+    """Distributed mode: run the dataflow on the Kafka topics (tails them) with recovery."""
+    from tickcast.embedded import run_distributed_flow
+
+    ctx = Ctx(store_url, model_dir)
+    if not ctx.settings.kafka_enabled:
+        raise click.ClickException("TICKCAST_KAFKA_BOOTSTRAP is not set; `tickcast flow` reads Kafka topics")
+    run_distributed_flow(ctx.settings, recovery_dir=recovery_dir or ctx.settings.TICKCAST_RECOVERY_DIR)
+
+
+@main.command()
+@store_option
+@model_option
+@click.option("--port", type=int)
+@click.option("--host")
+def api(store_url: str | None, model_dir: str | None, port: int | None, host: str | None) -> None:
+    """Distributed mode: an API replica (ingest produces to Kafka; live events come from Kafka)."""
+    from tickcast.embedded import run_api_replica
+
+    ctx = Ctx(store_url, model_dir)
+    overrides = {k: v for k, v in {"TICKCAST_API_PORT": port, "TICKCAST_API_HOST": host}.items() if v is not None}
+    run_api_replica(ctx.settings.model_copy(update=overrides) if overrides else ctx.settings)
+
+
+# --- training and models -------------------------------------------------------------------
+@main.command()
+@store_option
+@model_option
+@click.option("--promote", is_flag=True, help="promote the new version if it passes the gates")
+def train(store_url: str | None, model_dir: str | None, promote: bool) -> None:
+    """Train from features ⋈ labels, calibrate, export to ONNX, gate, register."""
+    from tickcast.lifecycle import train_job
+
+    ctx = Ctx(store_url, model_dir)
+    result = _run_with_bar("train", train_job(ctx.settings, ctx.store()), {"promote": promote})
+    click.echo(json.dumps(result, indent=2, default=str))
+    if not result.get("passed"):
+        raise click.ClickException("the model did not pass the gates: " + "; ".join(result.get("gate_failures", [])))
+
+
+@main.command()
+@store_option
+@model_option
+def recalibrate(store_url: str | None, model_dir: str | None) -> None:
+    """Refit only the production model's temperature on recent labeled data."""
+    from tickcast.lifecycle import recalibrate_job
+
+    ctx = Ctx(store_url, model_dir)
+    click.echo(json.dumps(_run_with_bar("recalibrate", recalibrate_job(ctx.settings, ctx.store()), {}), indent=2,
+                          default=str))
+
+
+def _run_with_bar(name: str, fn: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    with tqdm(total=100, desc=name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.n = round(100 * min(max(fraction, 0.0), 1.0))
+            bar.set_postfix_str(message[:60])
+            bar.refresh()
+
+        try:
+            return fn(params, progress)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def models() -> None:
+    """Model registry: list, promote, rollback, backup, restore, cleanup."""
+
+
+def _registry(store_url: str | None, model_dir: str | None) -> tuple[Ctx, Any]:
+    from tickcast.lifecycle import registry_for
+
+    ctx = Ctx(store_url, model_dir)
+    store = None
+    try:
+        store = ctx.store()
+    except click.ClickException as exc:
+        log.warning("model_registry table will not be mirrored: %s", exc.message)
+    return ctx, registry_for(ctx.settings, store)
+
+
+def _registry_call(fn: Any) -> Any:
+    from models.registry import RegistryError
+
+    try:
+        return fn()
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@models.command("list")
+@store_option
+@model_option
+@click.option("--json", "as_json", is_flag=True)
+def models_list(store_url: str | None, model_dir: str | None, as_json: bool) -> None:
+    """Registered versions (newest last)."""
+    _, registry = _registry(store_url, model_dir)
+    rows = registry.list()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no models registered; run `tickcast train`")
+    for r in rows:
+        m = r.get("metrics") or {}
+        click.echo(f"{r['version']:<34} {r['status']:<11} auc={_f(m.get('roc_auc'))} ece={_f(m.get('ece'))} "
+                   f"brier={_f(m.get('brier'))} {r['created_at']}")
+
+
+def _f(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+@models.command("promote")
+@store_option
+@model_option
+@click.argument("version")
+@click.option("--force", is_flag=True, help="ignore the promotion cooldown / AUTO_PROMOTE_ENABLED")
+def models_promote(store_url: str | None, model_dir: str | None, version: str, force: bool) -> None:
+    """Make VERSION the production model (the running flow picks it up from the next candle)."""
+    ctx, registry = _registry(store_url, model_dir)
+    s = ctx.settings
+    # A promotion asked for by a person is explicit; AUTO_PROMOTE_ENABLED governs automatic ones.
+    _registry_call(lambda: registry.promote(version, auto_promote_enabled=True, cooldown_s=s.PROMOTION_COOLDOWN_SECONDS,
+                                            force=force))
+    click.echo(f"promoted {version}")
+
+
+@models.command("rollback")
+@store_option
+@model_option
+def models_rollback(store_url: str | None, model_dir: str | None) -> None:
+    """Go back to the previous production model."""
+    _, registry = _registry(store_url, model_dir)
+    click.echo(json.dumps(_registry_call(registry.rollback), indent=2, default=str))
+
+
+@models.command("backup")
+@store_option
+@model_option
+@click.argument("version", required=False)
+def models_backup(store_url: str | None, model_dir: str | None, version: str | None) -> None:
+    """Copy a version's files (default: production) into backups/."""
+    _, registry = _registry(store_url, model_dir)
+    for path in _registry_call(lambda: registry.backup(version)):
+        click.echo(str(path))
+
+
+@models.command("restore")
+@store_option
+@model_option
+@click.argument("version")
+def models_restore(store_url: str | None, model_dir: str | None, version: str) -> None:
+    """Copy VERSION back from backups/ (sha256 verified)."""
+    _, registry = _registry(store_url, model_dir)
+    click.echo(json.dumps(_registry_call(lambda: registry.restore(version)), indent=2, default=str))
+
+
+@models.command("cleanup")
+@store_option
+@model_option
+@click.option("--older-than", "days", type=float, required=True, help="days")
+def models_cleanup(store_url: str | None, model_dir: str | None, days: float) -> None:
+    """Remove non-production versions older than DAYS."""
+    _, registry = _registry(store_url, model_dir)
+    removed = _registry_call(lambda: registry.cleanup(days))
+    click.echo(f"removed {len(removed)} version(s): {', '.join(removed) or '-'}")
+
+
+@models.command("status")
+@store_option
+@model_option
+def models_status(store_url: str | None, model_dir: str | None) -> None:
+    """Promotion status: production, cooldown, next allowed time."""
+    ctx, registry = _registry(store_url, model_dir)
+    click.echo(json.dumps(registry.promotion_status(cooldown_s=ctx.settings.PROMOTION_COOLDOWN_SECONDS), indent=2,
+                          default=str))
+
+
+# --- labeler --------------------------------------------------------------------------------
+@main.command()
+@store_option
+@click.option("--min-age", type=int, help="seconds [env LABELER_MIN_AGE_SEC, default 120]")
+@click.option("--limit", type=int, help="[env LABELER_LIMIT, default 1000]")
+@click.option("--force/--no-force", default=True, show_default=True)
+def labeler(store_url: str | None, min_age: int | None, limit: int | None, force: bool) -> None:
+    """Batch catch-up of labels the stream missed."""
+    from tickcast.lifecycle import labeler_job
+
+    ctx = Ctx(store_url, None)
+    params: dict[str, Any] = {"force": force}
+    if min_age is not None:
+        params["min_age"] = min_age
+    if limit is not None:
+        params["limit"] = limit
+    click.echo(json.dumps(labeler_job(ctx.settings, ctx.store())(params, lambda f, m: None)))
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (validated)."""
+    ctx = Ctx(None, None)
+    click.echo(json.dumps(ctx.settings.model_dump(mode="json"), indent=2))
+
+
+def wait_forever(stop: threading.Event) -> None:
+    while not stop.is_set():
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

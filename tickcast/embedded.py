@@ -1,0 +1,251 @@
+"""Process assembly: the embedded system (`tickcast up`) and the distributed roles.
+
+Embedded = one process: the simulator and the HTTP ingest queue feed the Bytewax
+flow in a thread; the flow writes to the in-process ClickHouse engine and the
+in-process bus; the Starlette API serves both. A chdb directory can be opened by
+one process only, which is why it is all one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
+from dataflows.sources import BACKFILL_DONE, QueueSource, SimulatorSource
+from tickcast.bus import IdClock, LocalBus
+from tickcast.settings import Settings
+from tickcast.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def simulator_factory(settings: Settings) -> Callable[[], Iterator[dict[str, Any]]]:
+    """The simulator as a live feed: the last TICKCAST_SIM_BACKFILL_HOURS at once, then paced.
+
+    Records before "now" are due immediately (the backfill); later ones are due at
+    `start + (ingest_ts - now) / speed` of wall clock.
+    """
+    from dataflows.simulator import SimConfig, generate
+
+    now_ms = int(time.time() * 1000)
+    backfill_ms = int(settings.TICKCAST_SIM_BACKFILL_HOURS * 3_600_000)
+    start_ms = (now_ms - backfill_ms) // 60_000 * 60_000
+    wall0 = time.time()
+    speed = settings.TICKCAST_SIM_SPEED
+    cfg = SimConfig(symbols=settings.TICKCAST_SIM_SYMBOLS, hours=float("inf"), seed=settings.TICKCAST_SIM_SEED,
+                    start_ms=start_ms)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for record in generate(cfg):
+            ahead = record["ingest_ts"] - now_ms
+            if ahead > 0:
+                record["_due_wall"] = wall0 + ahead / 1000 / speed
+            yield record
+
+    return records
+
+
+class EmbeddedSystem:
+    """Everything `tickcast up` runs, startable from tests too."""
+
+    def __init__(self, settings: Settings, *, simulator: bool = True, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.TICKCAST_CLICKHOUSE_URL)
+        self.store.migrate()
+        self.bus = LocalBus()
+        self.ids = IdClock()
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        sources: list[Any] = [QueueSource(self.inbox)]
+        if simulator:
+            sources.insert(0, SimulatorSource(simulator_factory(settings)))
+        if settings.kafka_enabled:
+            sources.append(kafka_source(settings, tail=True))
+        self.flow = build_flow(settings, sources, store_factory=lambda: self.store, bus=self.bus, ids=self.ids,
+                               options=FlowOptions(live=True))
+        self.jobs = make_job_center(settings, self.store, self.bus, self.ids, ingest=self.ingest)
+        self.thread: threading.Thread | None = None
+        self.simulator = simulator
+
+    def ingest(self, records: list[dict[str, Any]]) -> None:
+        now = int(time.time() * 1000)
+        for record in records:
+            self.inbox.put(("http", record, now))
+
+    def start_flow(self) -> None:
+        from dataflows.model_stage import set_job_starter
+
+        set_job_starter(lambda kind, params, trigger: self.jobs.start(kind, params, trigger))
+        self.thread = run_flow_in_thread(
+            self.flow,
+            recovery_dir=self.settings.TICKCAST_RECOVERY_DIR,
+            snapshot_seconds=self.settings.TICKCAST_SNAPSHOT_SECONDS if self.settings.TICKCAST_RECOVERY_DIR else 1.0,
+        )
+        if self.simulator:
+            threading.Thread(target=self._bootstrap_model, name="bootstrap-model", daemon=True).start()
+
+    def flow_alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def _bootstrap_model(self) -> None:
+        """First run with the simulator: once the backfill is in, train and promote a first model
+        so the dashboard shows real predictions (skipped when a production model exists)."""
+        from tickcast.lifecycle import registry_for
+
+        if registry_for(self.settings, None).production() is not None:
+            return
+        BACKFILL_DONE.wait()
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if self.store.count("labels") >= max(self.settings.MIN_TRAIN_SAMPLES * 4, 2_000):
+                break
+            time.sleep(2)
+        log.info("simulator backfill loaded; training a first model")
+        self.jobs.start("train", {"promote": True}, "bootstrap")
+
+    def app(self) -> Any:
+        from api.app import create_app
+        from api.context import AppContext
+
+        ctx = AppContext(
+            settings=self.settings,
+            store=self.store,
+            bus=self.bus,
+            ingest=self.ingest,
+            jobs=self.jobs,
+            registry_root=Path(self.settings.MODEL_STORE_DIR),
+            flow_alive=self.flow_alive,
+            id_clock=self.ids,
+        )
+        return create_app(ctx)
+
+
+def make_job_center(settings: Settings, store: Store, bus: LocalBus, ids: IdClock,
+                    ingest: Callable[[list[dict[str, Any]]], None]) -> Any:
+    from tickcast.jobs import JobCenter
+    from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
+
+    jobs = JobCenter(store, bus=bus, ids=ids) if _accepts_bus() else JobCenter(store)
+    jobs.register("train", train_job(settings, store))
+    jobs.register("recalibrate", recalibrate_job(settings, store))
+    jobs.register("labeler", labeler_job(settings, store))
+    jobs.register("backfill", backfill_job(settings, store))
+    return jobs
+
+
+def _accepts_bus() -> bool:
+    import inspect
+
+    from tickcast.jobs import JobCenter
+
+    return "bus" in inspect.signature(JobCenter.__init__).parameters
+
+
+def backfill_job(settings: Settings, store: Store) -> Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any]]:
+    """A backfill inside the running process (the chdb directory is ours): replay files."""
+
+    def run(params: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+        from tickcast.backfill import run_replay
+
+        inputs = [Path(p) for p in params.get("inputs", [])]
+        if not inputs:
+            raise RuntimeError("a backfill needs 'inputs': a list of JSONL/Parquet files or folders")
+        progress(0.05, f"replaying {len(inputs)} input(s)")
+        summary = run_replay(settings, inputs=inputs, store=store, progress=False)
+        return {"summary": summary}
+
+    return run
+
+
+def kafka_source(settings: Settings, *, tail: bool) -> Any:
+    from dataflows.kafka_io import KafkaPairSource
+    from dataflows.kafka_keyed import KeyedSource
+
+    return KeyedSource(KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP or "", settings.TICKCAST_TOPIC_TICKS,
+                                       settings.TICKCAST_TOPIC_CANDLES, tail=tail))
+
+
+def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
+    import uvicorn
+
+    system = EmbeddedSystem(settings, simulator=simulator)
+    system.start_flow()
+    host, port = settings.TICKCAST_API_HOST, settings.TICKCAST_API_PORT
+    log.info("tickcast up: store %s, models %s, API http://%s:%d (dashboard at /, health at /healthz)",
+             system.store.url, settings.MODEL_STORE_DIR, host, port)
+    uvicorn.run(system.app(), host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
+
+
+def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None) -> None:
+    """`tickcast flow`: Kafka in, ClickHouse + Kafka output topics out, with recovery."""
+    from dataflows.kafka_io import KafkaJsonSink  # noqa: F401 - fail early if Kafka support is broken
+    from dataflows.signals import run_flow
+
+    store = Store(settings.TICKCAST_CLICKHOUSE_URL)
+    store.migrate()
+    bus = KafkaEventPublisher(settings)
+    flow = build_flow(settings, [kafka_source(settings, tail=True)], store_factory=lambda: store, bus=bus,
+                      options=FlowOptions(live=True))
+    run_flow(flow, recovery_dir=recovery_dir, snapshot_seconds=settings.TICKCAST_SNAPSHOT_SECONDS)
+
+
+class KafkaEventPublisher:
+    """Distributed mode: live events go to Kafka topics that every API replica consumes."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import Producer
+
+        self.producer = Producer({"bootstrap.servers": settings.TICKCAST_KAFKA_BOOTSTRAP, "linger.ms": 5})
+        self.topics = {"predictions": settings.TICKCAST_TOPIC_PREDICTIONS}
+        self.default_topic = settings.TICKCAST_TOPIC_CALIBRATION
+
+    def publish(self, event: Any) -> None:
+        import orjson
+
+        payload = orjson.dumps({"stream": event.stream, "id": event.id, "symbol": event.symbol, "ts": event.ts,
+                                "data": event.data})
+        self.producer.produce(self.topics.get(event.stream, self.default_topic), value=payload,
+                              key=(event.symbol or "").encode())
+        self.producer.poll(0)
+
+
+def run_api_replica(settings: Settings) -> None:
+    """`tickcast api`: an API replica; ingest produces to Kafka, live events come from Kafka."""
+    import orjson
+    import uvicorn
+    from api.app import create_app
+    from api.context import AppContext
+
+    from dataflows.kafka_io import consume_json, produce_records
+    from tickcast.bus import Event
+
+    store = Store(settings.TICKCAST_CLICKHOUSE_URL)
+    bus, ids = LocalBus(), IdClock()
+    brokers = settings.TICKCAST_KAFKA_BOOTSTRAP or ""
+
+    def follow(topic: str) -> None:
+        for msg in consume_json(brokers, topic, from_offset="end"):
+            ids.observe(int(msg["id"]))
+            bus.publish(Event(msg["stream"], int(msg["id"]), msg["data"], msg.get("symbol"), int(msg.get("ts") or 0)))
+
+    for topic in {settings.TICKCAST_TOPIC_PREDICTIONS, settings.TICKCAST_TOPIC_CALIBRATION}:
+        threading.Thread(target=follow, args=(topic,), daemon=True, name=f"follow-{topic}").start()
+
+    def ingest(records: list[dict[str, Any]]) -> None:
+        ticks = [r for r in records if "score" in r or "_control" in r]
+        candles = [r for r in records if "open_time" in r]
+        if ticks:
+            produce_records(brokers, settings.TICKCAST_TOPIC_TICKS, ticks)
+        if candles:
+            produce_records(brokers, settings.TICKCAST_TOPIC_CANDLES, candles)
+
+    jobs = make_job_center(settings, store, bus, ids, ingest)
+    ctx = AppContext(settings=settings, store=store, bus=bus, ingest=ingest, jobs=jobs,
+                     registry_root=Path(settings.MODEL_STORE_DIR), id_clock=ids)
+    del orjson
+    uvicorn.run(create_app(ctx), host=settings.TICKCAST_API_HOST, port=settings.TICKCAST_API_PORT)

@@ -1,0 +1,58 @@
+"""Prometheus metrics, declared once. Seed names (DESIGN §10) keep their exact names.
+
+prometheus-client appends `_total` to counters itself, so counters are declared
+without it and exported as e.g. `sentiment_ingest_total`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000)
+
+# --- seed names ----------------------------------------------------------------------
+SENTIMENT_INGEST = Counter("sentiment_ingest", "Sentiment ticks accepted", ["provider"])
+SENTIMENT_INGEST_ERRORS = Counter(
+    "sentiment_ingest_errors", "Sentiment ticks refused (invalid, duplicate, late, provider disabled)", ["reason"]
+)
+SENTIMENT_INGEST_LATENCY_MS = Histogram(
+    "sentiment_ingest_latency_ms", "ingest_ts - ts of accepted ticks (ms)", buckets=_MS_BUCKETS
+)
+SENTIMENT_HISTORY_QUERY_LATENCY_MS = Histogram(
+    "sentiment_history_query_latency_ms", "GET /api/sentiment/history query time (ms)", buckets=_MS_BUCKETS
+)
+SENTIMENT_SSE_CLIENTS = Gauge("sentiment_sse_clients", "Connected SSE clients", ["stream"])
+FEATURE_JOIN_ATTEMPTS = Counter("feature_sentiment_join_attempts", "Candles joined with sentiment")
+FEATURE_JOIN_MISSING = Counter(
+    "feature_sentiment_join_missing", "Candles with no usable sentiment (imputed)", ["cause"]
+)
+CALIBRATION_DRIFT_EVENTS = Counter(
+    "inference_calibration_drift_events", "Calibration drift state transitions", ["transition"]
+)
+CALIBRATION_RETRAIN_RECOMMEND = Counter(
+    "calibration_retrain_recommend_events", "Drift recommendations", ["recommendation"]
+)
+CALIBRATION_RETRAIN_COOLDOWN = Gauge(
+    "calibration_retrain_cooldown_seconds", "Seconds until another recommendation is allowed"
+)
+ML_ACCURACY = Gauge("ml_accuracy", "Rolling directional accuracy of production predictions, percent (seed)")
+ML_INFERENCE_TIME = Histogram(
+    "ml_inference_time_seconds",
+    "ONNX inference time per batch",
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+ML_RETRAINS = Counter("ml_retrains", "Retrain jobs finished", ["trigger", "status"])
+
+# --- operator extras -----------------------------------------------------------------
+REJECTED_RECORDS = Counter("rejected_records", "Records written to rejected_records", ["source", "reason"])
+CANDLES_INGESTED = Counter("candles_ingest", "Candles accepted", ["interval"])
+PREDICTIONS = Counter("predictions", "Predictions made", ["model_version"])
+PREDICTION_FALLBACKS = Counter("prediction_fallbacks", "Predictions served by the baseline", ["reason"])
+FEATURE_DRIFT_EVENTS = Counter("feature_drift_events", "Feature drift events", ["feature"])
+STORE_WRITES = Counter("store_rows_written", "Rows written to ClickHouse", ["table"])
+STORE_WRITE_ERRORS = Counter("store_write_errors", "Failed ClickHouse batch writes", ["table"])
+FLOW_LAG_MS = Gauge("flow_event_lag_ms", "Wall clock minus the newest ingest_ts processed (ms)")
+FLOW_LAST_ACTIVITY = Gauge("flow_last_activity_timestamp_seconds", "Wall clock of the flow's last batch")
+PROVIDER_DISABLED = Gauge("sentiment_provider_disabled", "1 when a provider is disabled", ["provider"])
+MODEL_INFO = Gauge("ml_production_model_info", "Production model in use by the flow", ["version"])
+JOBS = Counter("jobs", "Jobs finished", ["kind", "status"])

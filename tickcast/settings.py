@@ -1,0 +1,275 @@
+"""Every setting of DESIGN.md and the seeds, declared once with its type, range and seed default.
+
+Names are the environment variables themselves (seed names, no prefix), so an
+error can name exactly what the operator has to fix. `load_settings()` is
+called once at start-up; a bad value stops start-up with `SettingsError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the system cannot run with; the message names it."""
+
+
+def parse_duration_ms(text: str) -> int:
+    """'5m' -> 300000. Units: ms, s, m, h, d.
+
+    >>> parse_duration_ms("15m")
+    900000
+    """
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"expected a duration like 30s, 5m, 1h or 1d, got {text!r}")
+    value = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if value <= 0:
+        raise ValueError(f"a duration must be positive, got {text!r}")
+    return value
+
+
+def _duration_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(item.strip() for item in items if item.strip())
+    if not names:
+        raise ValueError("expected a comma-separated list of durations like 5m,15m,60m")
+    for name in names:
+        parse_duration_ms(name)
+    return names
+
+
+def _json_weights(value: Any) -> dict[str, float]:
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, dict):
+        raise ValueError(f'expected a JSON object like {{"newsapi": 0.8}}, got {value!r}')
+    out: dict[str, float] = {}
+    for key, weight in data.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError(f"weight for {key!r} must be a number, got {weight!r}")
+        if weight < 0:
+            raise ValueError(f"weight for {key!r} must be >= 0, got {weight}")
+        out[str(key)] = float(weight)
+    return out
+
+
+def _csv(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _store_url(value: str) -> str:
+    if not re.match(r"^(chdb://|https?://)", value):
+        raise ValueError(
+            "expected chdb:///path/to/dir (embedded) or http(s)://host:8123 (ClickHouse server), "
+            f"got {value!r}"
+        )
+    return value
+
+
+DurationList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_duration_list)]
+Weights = Annotated[dict[str, float], NoDecode, BeforeValidator(_json_weights)]
+CsvList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_csv)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseSettings):
+    """Field name == environment variable name."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # --- deployment -------------------------------------------------------------
+    TICKCAST_CLICKHOUSE_URL: Annotated[str, AfterValidator(_store_url)] = "chdb:///./var/clickhouse"
+    TICKCAST_KAFKA_BOOTSTRAP: str | None = None
+    TICKCAST_TOPIC_TICKS: str = "sentiment.ticks"
+    TICKCAST_TOPIC_CANDLES: str = "market.candles"
+    TICKCAST_TOPIC_PREDICTIONS: str = "predictions"
+    TICKCAST_TOPIC_CALIBRATION: str = "calibration.events"
+    TICKCAST_API_HOST: str = "127.0.0.1"
+    TICKCAST_API_PORT: Annotated[int, Field(ge=1, le=65535)] = 8000
+    TICKCAST_LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    TICKCAST_RECOVERY_DIR: str | None = None
+    TICKCAST_SNAPSHOT_SECONDS: Annotated[float, Field(gt=0)] = 5.0
+    TICKCAST_SIM_SYMBOLS: PositiveInt = 5
+    TICKCAST_SIM_SPEED: Annotated[float, Field(gt=0, le=10_000)] = 1.0
+    TICKCAST_SIM_BACKFILL_HOURS: Annotated[float, Field(ge=0, le=24 * 30)] = 6.0
+    TICKCAST_SIM_SEED: int = 0
+    TICKCAST_WRITE_BATCH_ROWS: PositiveInt = 5_000
+    TICKCAST_WRITE_FLUSH_MS: Annotated[int, Field(ge=10, le=60_000)] = 500
+    MODEL_STORE_DIR: str = "./var/models"
+
+    # --- sentiment (seed 000 "감성 파이프라인") -------------------------------------
+    SENTIMENT_EMA_WINDOWS: DurationList = ("5m", "15m", "60m")
+    SENTIMENT_STEP_DEFAULT: str = "1m"
+    SENTIMENT_MAX_LATENCY_MS: PositiveInt = 600_000
+    SENTIMENT_DEDUP_WINDOW_SEC: PositiveInt = 120
+    SENTIMENT_PROVIDER_TRUST_JSON: Weights = Field(default_factory=dict)
+    SENTIMENT_ENABLE_SSE: bool = True
+    SENTIMENT_HISTORY_MAX_POINTS: PositiveInt = 10_000
+    SENTIMENT_POS_THRESHOLD: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
+    SENTIMENT_AGG_WEIGHTS: Weights = Field(default_factory=dict)
+    SENTIMENT_HISTORY_SIZE: PositiveInt = 100
+    SENTIMENT_DISABLE_FAILURE_STREAK: PositiveInt = 5
+    NEWS_SENTIMENT_CACHE_TTL: Annotated[int, Field(ge=0)] = 30
+
+    # --- join, features, training --------------------------------------------------
+    FEATURE_JOIN_GRACE_MS: Annotated[int, Field(ge=0, le=600_000)] = 2_000
+    FEATURE_JOIN_TIMEOUT_MS: Annotated[int, Field(ge=0, le=3_600_000)] = 15_000
+    TRAINING_INCLUDE_SENTIMENT: bool = True
+    TRAINING_IMPUTE_SENTIMENT: Literal["ffill", "zero", "none"] = "ffill"
+    TRAINING_SENTIMENT_FEATURES: CsvList = (
+        "sent_score,sent_cnt,sent_pos_ratio,sent_d1,sent_d5,sent_vol_30,"
+        "sent_ema_5m,sent_ema_15m,sent_ema_60m"
+    )  # type: ignore[assignment]
+    TRAINING_ABLATION_REPORT: bool = True
+    LABEL_HORIZON: Annotated[int, Field(ge=1, le=1_440)] = 1
+    MIN_TRAIN_SAMPLES: PositiveInt = 500
+    LABELER_MIN_AGE_SEC: Annotated[int, Field(ge=0)] = 120
+    LABELER_LIMIT: PositiveInt = 1_000
+
+    # --- model gates and lifecycle (seed 000 §4, seed 004) ---------------------------
+    INITIAL_MODEL_MIN_AUC: Fraction = 0.65
+    INITIAL_MODEL_MAX_ECE: Fraction = 0.05
+    INITIAL_MODEL_MIN_PRAUC: Fraction | None = None
+    AUTO_RETRAIN_ENABLED: bool = False
+    AUTO_PROMOTE_ENABLED: bool = False
+    PROMOTION_COOLDOWN_SECONDS: Annotated[int, Field(ge=0)] = 3_600
+    RETRAIN_SCHEDULE: str = "0 0 * * tue"
+    RETRAIN_TIMEZONE: str = "Asia/Seoul"
+    MODEL_CLEANUP_DAYS: PositiveInt = 30
+
+    # --- calibration monitor (seed 000 §2) --------------------------------------------
+    CALIBRATION_MONITOR_ENABLED: bool = True
+    CALIBRATION_EVAL_EVERY_SECONDS: PositiveInt = 300
+    CALIBRATION_MONITOR_WINDOW_SECONDS: PositiveInt = 21_600
+    CALIBRATION_DRIFT_MIN_SAMPLES: PositiveInt = 200
+    CALIBRATION_BINS: Annotated[int, Field(ge=2, le=100)] = 10
+    CALIBRATION_MIN_BIN_SAMPLES: PositiveInt = 30
+    CALIBRATION_WILSON_Z: Annotated[float, Field(gt=0, le=10)] = 1.96
+    CALIBRATION_MONITOR_ECE_DRIFT_ABS: Annotated[float, Field(gt=0, le=1)] = 0.10
+    CALIBRATION_MONITOR_ECE_DRIFT_REL: Annotated[float, Field(gt=0)] = 0.8
+    CALIBRATION_MONITOR_ABS_STREAK_TRIGGER: PositiveInt = 5
+    CALIBRATION_MONITOR_REL_STREAK_TRIGGER: PositiveInt = 5
+    CALIBRATION_ABS_DELTA_MULTIPLIER: Annotated[float, Field(ge=1)] = 2.5
+    CALIBRATION_HYSTERESIS_ENTER: Annotated[float, Field(gt=0, le=1)] = 0.12
+    CALIBRATION_HYSTERESIS_EXIT: Annotated[float, Field(ge=0, le=1)] = 0.08
+    CALIBRATION_HYSTERESIS_EMA_ALPHA: Annotated[float, Field(gt=0, le=1)] = 0.3
+    CALIBRATION_RECOMMEND_COOLDOWN_SECONDS: Annotated[int, Field(ge=0)] = 21_600
+    CALIBRATION_GATE_BRIER_DELTA: Annotated[float, Field(ge=0, le=1)] = 0.02
+    CALIBRATION_GATE_PRAUC_DELTA: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+    # --- feature drift, accuracy health (seed 000 §2.5, seed 004) -----------------------
+    DRIFT_WINDOW: Annotated[int, Field(ge=2, le=100_000)] = 200
+    DRIFT_Z_THRESHOLD: Annotated[float, Field(gt=0)] = 3.0
+    ACCURACY_GOOD: Fraction = 0.70
+    ACCURACY_WARNING: Fraction = 0.50
+    ACCURACY_WINDOW: PositiveInt = 500
+    ACCURACY_TREND_DAYS: PositiveInt = 28
+    EMERGENCY_RETRAIN_COOLDOWN_SECONDS: Annotated[int, Field(ge=0)] = 21_600
+
+    # --- API, SSE, UI -----------------------------------------------------------------------
+    API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
+    API_MAX_BODY_BYTES: PositiveInt = 1_048_576
+    SSE_MAX_RATE_HZ: Annotated[float, Field(gt=0, le=1_000)] = 10.0
+    SSE_KEEPALIVE_SECONDS: Annotated[float, Field(gt=0, le=300)] = 15.0
+    SSE_RETRY_MS: PositiveInt = 3_000
+    SSE_RESUME_MAX_EVENTS: PositiveInt = 10_000
+    VITE_RISK_FRESH_MS: PositiveInt = 15_000
+    VITE_SIG_FRESH_MS: PositiveInt = 90_000
+    VITE_SEVERE_LAG_MULT: Annotated[float, Field(ge=1)] = 3.0
+    VITE_DRIFT_WINDOW_DEFAULT: Annotated[int, Field(ge=2)] | None = None
+    VITE_DRIFT_Z_THRESHOLD_DEFAULT: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("SENTIMENT_STEP_DEFAULT")
+    @classmethod
+    def _step(cls, value: str) -> str:
+        step = parse_duration_ms(value)
+        if step % 60_000:
+            raise ValueError(f"the bar step must be a whole number of minutes, got {value!r}")
+        return value
+
+    @field_validator("RETRAIN_TIMEZONE")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # ZoneInfoNotFoundError, ValueError
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Seoul, UTC)") from exc
+        return value
+
+    @field_validator("RETRAIN_SCHEDULE")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"expected a 5-field crontab like '0 0 * * tue' (minute hour day month weekday), "
+                f"got {value!r}: {exc}"
+            ) from exc
+        return value
+
+    # --- derived values (computed once) -------------------------------------------------
+    @cached_property
+    def ema_windows_s(self) -> tuple[int, ...]:
+        return tuple(parse_duration_ms(w) // 1000 for w in self.SENTIMENT_EMA_WINDOWS)
+
+    @cached_property
+    def step_ms(self) -> int:
+        return parse_duration_ms(self.SENTIMENT_STEP_DEFAULT)
+
+    @property
+    def kafka_enabled(self) -> bool:
+        return bool(self.TICKCAST_KAFKA_BOOTSTRAP)
+
+    def check_consistency(self) -> None:
+        """Rules that involve two settings."""
+        if self.CALIBRATION_HYSTERESIS_EXIT > self.CALIBRATION_HYSTERESIS_ENTER:
+            raise SettingsError(
+                "CALIBRATION_HYSTERESIS_EXIT must be <= CALIBRATION_HYSTERESIS_ENTER "
+                f"(got exit={self.CALIBRATION_HYSTERESIS_EXIT}, enter={self.CALIBRATION_HYSTERESIS_ENTER})"
+            )
+        if self.ACCURACY_WARNING > self.ACCURACY_GOOD:
+            raise SettingsError(
+                f"ACCURACY_WARNING must be <= ACCURACY_GOOD (got {self.ACCURACY_WARNING} > {self.ACCURACY_GOOD})"
+            )
+        for name in self.SENTIMENT_AGG_WEIGHTS:
+            if name not in self.SENTIMENT_EMA_WINDOWS:
+                raise SettingsError(
+                    f"SENTIMENT_AGG_WEIGHTS names window {name!r}, which is not in "
+                    f"SENTIMENT_EMA_WINDOWS={','.join(self.SENTIMENT_EMA_WINDOWS)}"
+                )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and `.env` if present), validate, and explain the first problem."""
+    try:
+        settings = Settings(_env_file=".env", **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    settings.check_consistency()
+    return settings
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        given = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid setting {name}={given!r}: {msg}")
+    return "; ".join(lines)
