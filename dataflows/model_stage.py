@@ -28,6 +28,7 @@ from models.calibration_window import WindowedCalibration
 from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
 from models.runtime import Predictor
 from tickcast import metrics
+from tickcast.records import INTERVAL_MS
 from tickcast.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -176,13 +177,26 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
 
     def on_batch(self, values: list[tuple[str, dict[str, Any]]]) -> tuple[list[tuple[Any, ...]], bool]:
         out: list[tuple[Any, ...]] = []
-        features = [row for tag, row in values if tag == "features"]
-        labels = [row for tag, row in values if tag == "label"]
-        if features:
-            self._infer(features, out)
-        if labels:
-            self._labels(labels, out)
+        # Event-time order: a label counts from when it became known (close_time + h),
+        # ties before the features of that instant. The baseline a candle sees is then
+        # the same whatever the batch boundaries were (replay == live).
+        ordered = sorted(values, key=self._event_key)
+        i = 0
+        while i < len(ordered):
+            tag = ordered[i][0]
+            j = i
+            while j < len(ordered) and ordered[j][0] == tag:
+                j += 1
+            rows = [row for _, row in ordered[i:j]]
+            self._infer(rows, out) if tag == "features" else self._labels(rows, out)
+            i = j
         return out, StatefulBatchLogic.RETAIN
+
+    def _event_key(self, item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+        tag, row = item
+        if tag == "label":
+            return row["close_time"] + row["horizon"] * INTERVAL_MS[row["interval"]], 0
+        return row["close_time"], 1
 
     # --- inference ------------------------------------------------------------------------
     def _infer(self, rows: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:

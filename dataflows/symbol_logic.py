@@ -69,6 +69,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         # Bytewax's builder does not pass the key; the symbol comes with the first record.
         self.config = config
         self.state = state or SymbolState()
+        self._labels: list[tuple[str, dict[str, Any]]] = []
 
     @property
     def symbol(self) -> str:
@@ -84,13 +85,20 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
                 self.state.symbol = records[0][1]["symbol"]
             for kind, record in records:
                 (ticks if kind == "tick" else candles).append(record)
-                if record["ingest_ts"] > self.state.watermark:
-                    self.state.watermark = record["ingest_ts"]
+        # Only accepted records move the watermark: a replay of the stored rows (which
+        # has no rejected record) must release exactly the same candles.
+        newest = self.state.watermark
         if ticks:
-            self._ticks(ticks, out)
+            newest = max(newest, self._ticks(ticks, out))
         for candle in candles:
-            self._candle(candle, out)
+            if self._candle(candle, out):
+                newest = max(newest, candle["ingest_ts"])
+        self.state.watermark = newest
         self._advance(self.state.watermark, out)
+        # Labels go after the features released in this batch; the model stage orders by
+        # event time anyway, this keeps the two in one downstream batch when possible.
+        out.extend(self._labels)
+        self._labels.clear()
         if ticks and self.config.publish_live and self.state.sentiment is not None:
             latest = self.state.sentiment.latest(self.state.watermark)
             out.append(("event", "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol,
@@ -120,7 +128,8 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         return copy.deepcopy(self.state)
 
     # --- ticks --------------------------------------------------------------------------
-    def _ticks(self, ticks: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:
+    def _ticks(self, ticks: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> int:
+        """Add ticks; returns the newest ingest_ts among the accepted ones (0 if none)."""
         if self.state.sentiment is None:
             self.state.sentiment = SentimentState(self.config.sentiment)
         trust = self.config.trust
@@ -128,8 +137,10 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
             tick["weight"] = trust.get(tick["provider"], 1.0)
         status = self.state.sentiment.add_ticks(TickBatch.from_records(ticks))
         max_latency = self.config.sentiment.max_latency_ms
+        newest = 0
         for tick, code in zip(ticks, status.tolist(), strict=True):
             if code == 0:
+                newest = max(newest, tick["ingest_ts"])
                 metrics.SENTIMENT_INGEST.labels(tick["provider"]).inc()
                 metrics.SENTIMENT_INGEST_LATENCY_MS.observe(tick["ingest_ts"] - tick["ts"])
                 out.append(("table", "sentiment_ticks", tick))
@@ -142,9 +153,11 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
                 else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms"
             )
             out.append(("table", "rejected_records", _rejection(tick, "sentiment", detail)))
+        return newest
 
     # --- candles ------------------------------------------------------------------------
-    def _candle(self, candle: dict[str, Any], out: list[tuple[Any, ...]]) -> None:
+    def _candle(self, candle: dict[str, Any], out: list[tuple[Any, ...]]) -> bool:
+        """Handle one candle; True when it was accepted (new and in order)."""
         interval = candle["interval"]
         market = self.state.markets.get(interval)
         if market is None:
@@ -158,21 +171,22 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
             )
         except CandleRejected as exc:
             out.append(("table", "rejected_records", _rejection(candle, "market", str(exc))))
-            return
+            return False
         if feats is None:  # the same candle again (at-least-once delivery): already handled
-            return
+            return False
         metrics.CANDLES_INGESTED.labels(interval).inc()
         out.append(("table", "candles", candle))
         for label in labels:
             row = {"symbol": self.symbol, "interval": interval, **label}
             out.append(("table", "labels", row))
-            out.append(("label", row))
+            self._labels.append(("label", row))
         if len(self.state.pending) >= self.config.max_pending_candles:
             self.state.pending.pop(0)  # bounded state; counted as a miss when it would have been released
             metrics.FEATURE_JOIN_MISSING.labels("overflow").inc()
         self.state.pending.append(
             PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time())
         )
+        return True
 
     # --- the join -----------------------------------------------------------------------
     def _advance(self, watermark: int, out: list[tuple[Any, ...]], cause: str | None = None) -> None:

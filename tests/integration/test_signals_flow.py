@@ -1,0 +1,174 @@
+"""The signals dataflow end to end on the real ClickHouse engine (chdb), without Kafka."""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from bytewax.testing import run_main
+
+from dataflows.signals import FlowOptions, build_flow
+from dataflows.simulator import SimConfig, generate_labeled
+from dataflows.sources import RecordsSource
+from tickcast.backfill import stored_records
+from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
+from tickcast.settings import load_settings
+from tickcast.store import Store
+
+START = 1_763_683_200_000
+
+
+def run_records(store: Store, records: list[Any], tmp_path: Path, *, with_model: bool = False, **env: Any) -> None:
+    settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"), **env)
+    flow = build_flow(
+        settings,
+        [RecordsSource(records, batch_size=257)],
+        store_factory=lambda: store,
+        options=FlowOptions(live=False, with_model=with_model, publish_events=False),
+    )
+    run_main(flow)
+
+
+def sim(**kw: Any) -> list[tuple[dict[str, Any], str | None]]:
+    cfg = SimConfig(**{"symbols": 3, "hours": 2.0, "seed": 7, "start_ms": START, **kw})
+    return list(generate_labeled(cfg))
+
+
+def test_every_good_record_once_and_every_bad_one_rejected_with_reason(store: Store, tmp_path: Path) -> None:
+    labeled = sim(malformed_rate=0.02, duplicate_rate=0.03, late_rate=0.02)
+    records = [r for r, _ in labeled]
+    good_ticks = [r for r, bad in labeled if bad is None and "score" in r]
+    late = [t for t in good_ticks if t["ingest_ts"] - t["ts"] > 600_000]
+    accepted_ids = {t["id"] for t in good_ticks if t not in late}
+    duplicates = len([t for t in good_ticks if t not in late]) - len(accepted_ids)
+    good_candles = [r for r, bad in labeled if bad is None and "open_time" in r]
+    malformed = [r for r, bad in labeled if bad is not None]
+    assert late and duplicates > 0 and malformed  # the knobs really produced faults
+
+    run_records(store, records, tmp_path)
+
+    stored_ids = {r["id"] for r in store.rows("SELECT id FROM {db}.sentiment_ticks FINAL")}
+    assert stored_ids == accepted_ids
+    assert store.count("sentiment_ticks") == len(accepted_ids)
+    assert store.count("candles") == len(good_candles)
+    reasons = pd.DataFrame(store.rows("SELECT reason FROM {db}.rejected_records FINAL"))["reason"]
+    assert reasons.str.startswith("late tick").sum() == len(late)
+    assert reasons.str.startswith("duplicate tick id").sum() == duplicates
+    assert len(reasons) == len(late) + duplicates + len(malformed)
+    assert reasons.str.contains("score").any() and reasons.str.contains("unknown interval").any()
+
+    before = {t: store.count(t) for t in ("sentiment_ticks", "candles", "rejected_records", "sentiment_bars", "features")}
+    run_records(store, records, tmp_path)  # the same replay again adds nothing
+    assert {t: store.count(t) for t in before} == before
+
+
+def _features(store: Store) -> pd.DataFrame:
+    cols = ", ".join(("symbol", "toUnixTimestamp64Milli(close_time) AS t", *MARKET_FEATURES, *SENTIMENT_FEATURES,
+                      "join_status"))
+    return store.df(f"SELECT {cols} FROM {{db}}.features FINAL ORDER BY symbol, t").reset_index(drop=True)
+
+
+def test_replay_from_stored_rows_reproduces_bars_features_predictions(store: Store, tmp_path: Path, chdb_dir: Path) -> None:
+    records = [r for r, _ in sim(duplicate_rate=0.02, late_rate=0.01)]
+    run_records(store, records, tmp_path, with_model=True)
+    live_features = _features(store)
+    live_bars = store.df("SELECT * FROM {db}.sentiment_bars FINAL ORDER BY symbol, bar_end")
+    live_preds = store.df("SELECT symbol, close_time, model_version, prob, fallback_reason "
+                          "FROM {db}.predictions FINAL ORDER BY symbol, close_time")
+    assert len(live_features) > 300 and (live_features["join_status"] == "ok").mean() > 0.9
+
+    replayed = Store(f"chdb://{chdb_dir}", database=store.database + "_replay")
+    replayed.migrate()
+    try:
+        run_records(replayed, stored_records(store), tmp_path, with_model=True)
+        pd.testing.assert_frame_equal(_features(replayed), live_features, check_exact=True)
+        pd.testing.assert_frame_equal(
+            replayed.df("SELECT * FROM {db}.sentiment_bars FINAL ORDER BY symbol, bar_end"), live_bars, check_exact=True
+        )
+        pd.testing.assert_frame_equal(
+            replayed.df("SELECT symbol, close_time, model_version, prob, fallback_reason "
+                        "FROM {db}.predictions FINAL ORDER BY symbol, close_time"),
+            live_preds,
+            check_exact=True,
+        )
+    finally:
+        replayed.command(f"DROP DATABASE IF EXISTS {replayed.database}")
+
+
+def test_poison_ticks_never_change_a_candles_features(store: Store, tmp_path: Path, chdb_dir: Path) -> None:
+    records = [r for r, _ in sim(symbols=1, hours=1.0)]
+    candles = [r for r in records if "open_time" in r]
+    target = candles[40]
+    T = target["close_time"]
+    poison = [
+        # ts >= T: the future
+        {"symbol": target["symbol"], "ts": T, "score": 1.0, "provider": "newsapi", "id": "p1", "ingest_ts": T + 100},
+        {"symbol": target["symbol"], "ts": T + 500, "score": 1.0, "provider": "newsapi", "id": "p2", "ingest_ts": T + 600},
+        # ts < T but ingested after T + grace
+        {"symbol": target["symbol"], "ts": T - 30_000, "score": -1.0, "provider": "newsapi", "id": "p3",
+         "ingest_ts": T + 2_001},
+    ]
+    clean_db = store
+    run_records(clean_db, records, tmp_path)
+    poisoned = Store(f"chdb://{chdb_dir}", database=store.database + "_poison")
+    poisoned.migrate()
+    try:
+        mixed = sorted(records + poison, key=lambda r: r["ingest_ts"])
+        run_records(poisoned, mixed, tmp_path)
+        assert poisoned.count("sentiment_ticks") == clean_db.count("sentiment_ticks") + 3
+        a, b = _features(clean_db), _features(poisoned)
+        row_a, row_b = a[a["t"] == T], b[b["t"] == T]
+        pd.testing.assert_frame_equal(row_a.reset_index(drop=True), row_b.reset_index(drop=True), check_exact=True)
+        # ... and the poison does reach later candles (so the test would notice a broken filter)
+        later_a, later_b = a[a["t"] == T + 60_000], b[b["t"] == T + 60_000]
+        assert not later_a["sent_ema_5m"].equals(later_b["sent_ema_5m"])
+    finally:
+        poisoned.command(f"DROP DATABASE IF EXISTS {poisoned.database}")
+
+
+def test_shuffled_arrival_within_the_rules_gives_identical_features(store: Store, tmp_path: Path, chdb_dir: Path) -> None:
+    records = [r for r, _ in sim(symbols=2, hours=1.0)]
+    # Shuffle ticks only among ticks sharing the same second of ingest time: the rules
+    # (ts < T, ingest_ts <= T + grace) cannot tell those orders apart.
+    rng = random.Random(3)
+    keyed = [(r["ingest_ts"] // 1000, rng.random(), r) for r in records]
+    shuffled = [r for *_, r in sorted(keyed, key=lambda k: (k[0], k[1]))]
+    assert shuffled != records
+    run_records(store, records, tmp_path)
+    other = Store(f"chdb://{chdb_dir}", database=store.database + "_shuffled")
+    other.migrate()
+    try:
+        run_records(other, copy.deepcopy(shuffled), tmp_path)
+        pd.testing.assert_frame_equal(_features(other), _features(store), check_exact=True)
+    finally:
+        other.command(f"DROP DATABASE IF EXISTS {other.database}")
+
+
+def test_provider_disabled_after_failure_streak_and_reenabled_by_control(store: Store, tmp_path: Path) -> None:
+    base = {"symbol": "XRPUSDT", "provider": "flaky"}
+    bad = [{**base, "ts": START + i, "score": 3.0, "ingest_ts": START + i} for i in range(5)]
+    after = [{**base, "ts": START + 100, "score": 0.1, "id": "ok-1", "ingest_ts": START + 100}]
+    control = [{"_control": "enable_provider", "provider": "flaky"}]
+    again = [{**base, "ts": START + 200, "score": 0.2, "id": "ok-2", "ingest_ts": START + 200}]
+    run_records(store, bad + after + control + again, tmp_path, SENTIMENT_DISABLE_FAILURE_STREAK=5)
+    ids = {r["id"] for r in store.rows("SELECT id FROM {db}.sentiment_ticks FINAL")}
+    assert ids == {"ok-2"}
+    reasons = [r["reason"] for r in store.rows("SELECT reason FROM {db}.rejected_records FINAL")]
+    assert sum("score" in r for r in reasons) == 5
+    assert any("disabled" in r for r in reasons)
+
+
+@pytest.mark.parametrize("include", [True, False])
+def test_include_sentiment_switch(store: Store, tmp_path: Path, include: bool) -> None:
+    records = [r for r, _ in sim(symbols=1, hours=0.5)]
+    run_records(store, records, tmp_path, TRAINING_INCLUDE_SENTIMENT=include)
+    feats = _features(store)
+    assert len(feats) > 20
+    if include:
+        assert feats["sent_ema_15m"].notna().mean() > 0.9
+    else:
+        assert feats["sent_ema_15m"].isna().all() and (feats["join_status"] == "excluded").all()
