@@ -8,7 +8,6 @@ validation `disable_streak` times in a row is disabled until an
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.sources import RawBatch
+from dataflows.snapshot import freeze, thaw
 from tickcast import metrics
 from tickcast.records import Rejection, decode_record
 
@@ -36,6 +36,7 @@ class GateState:
 class DecodeConfig:
     disable_streak: int = 5
     pos_threshold: float = 0.0
+    recovery: bool = True
 
 
 def _reject(rej: Rejection, out: list[Any]) -> None:
@@ -46,7 +47,7 @@ def _reject(rej: Rejection, out: list[Any]) -> None:
 class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
     def __init__(self, config: DecodeConfig, state: GateState | None) -> None:
         self.config = config
-        self.state = state or GateState()
+        self.state = thaw(state) or GateState()
 
     def on_batch(self, values: list[RawBatch]) -> tuple[list[tuple[Any, ...]], bool]:
         out: list[tuple[Any, ...]] = []
@@ -117,7 +118,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         out.append(("event", "events", {"kind": "provider_enabled", "provider": provider}, None, now_ms))
 
     def snapshot(self) -> GateState:
-        return copy.deepcopy(self.state)
+        return freeze(self.state, enabled=self.config.recovery)
 
 
 def _with_payload(rej: Rejection, record: dict[str, Any]) -> Rejection:

@@ -225,7 +225,7 @@ class _PairMerger:
         bounds = [m for m, ex in zip(self.max_seen, exempt, strict=True) if not ex]
         if any(b is None for b in bounds):
             return []  # a TP that may still deliver has shown nothing yet
-        frontier = None
+        frontier = min(bounds) if bounds else None
         parts = []
         for i, effs in enumerate(self.eff):
             k = len(effs) if frontier is None else bisect.bisect_right(effs, frontier)

@@ -9,7 +9,6 @@ windows), the drift state machine, accuracy health and feature drift.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import math
@@ -27,6 +26,7 @@ from models.baseline import Baseline
 from models.calibration_window import WindowedCalibration
 from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
 from models.runtime import Predictor
+from dataflows.snapshot import freeze, thaw
 from tickcast import metrics
 from tickcast.records import INTERVAL_MS
 from tickcast.settings import Settings
@@ -67,10 +67,12 @@ class ModelConfig:
     auto_retrain: bool = False
     live: bool = True
     refresh_interval_s: float = 1.0
+    recovery: bool = True
 
     @classmethod
-    def from_settings(cls, s: Settings, *, live: bool) -> ModelConfig:
+    def from_settings(cls, s: Settings, *, live: bool, recovery: bool = True) -> ModelConfig:
         return cls(
+            recovery=recovery,
             model_dir=s.MODEL_STORE_DIR,
             min_train_samples=s.MIN_TRAIN_SAMPLES,
             horizon=s.LABEL_HORIZON,
@@ -164,7 +166,7 @@ def _num(value: Any) -> float | None:
 class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...], ModelState]):
     def __init__(self, config: ModelConfig, state: ModelState | None) -> None:
         self.config = config
-        self.state = state or ModelState()
+        self.state = thaw(state) or ModelState()
         if self.state.accuracy is None:
             self.state.accuracy = AccuracyMonitor(
                 config.accuracy_window, good=config.accuracy_good, warning=config.accuracy_warning,
@@ -173,7 +175,7 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
         self.predictor = _predictor(config, self.state)
 
     def snapshot(self) -> ModelState:
-        return copy.deepcopy(self.state)
+        return freeze(self.state, enabled=self.config.recovery)
 
     def on_batch(self, values: list[tuple[str, dict[str, Any]]]) -> tuple[list[tuple[Any, ...]], bool]:
         out: list[tuple[Any, ...]] = []
@@ -201,7 +203,8 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
     # --- inference ------------------------------------------------------------------------
     def _infer(self, rows: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:
         started = time.perf_counter()
-        self.predictor.refresh() if self.config.live else None
+        # refresh() is two stat() calls; it picks up a promotion from the next candle on.
+        self.predictor.refresh()
         names = self.predictor.feature_names
         X = np.array([[_nan(row.get(n)) for n in names] for row in rows], dtype=np.float32).reshape(len(rows), len(names))
         symbols = [row["symbol"] for row in rows]

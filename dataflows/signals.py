@@ -40,6 +40,7 @@ class FlowOptions:
     live: bool = True  # wall-clock join timeouts and live events; False for deterministic replays
     with_model: bool = True  # inference, calibration, drift
     publish_events: bool = True
+    recovery: bool = False  # True when the flow runs with a Bytewax recovery store
 
 
 def sentiment_config(settings: Settings) -> SentimentConfig:
@@ -65,6 +66,7 @@ def symbol_config(settings: Settings, options: FlowOptions) -> SymbolConfig:
         include_sentiment=settings.TRAINING_INCLUDE_SENTIMENT,
         step_name=settings.SENTIMENT_STEP_DEFAULT,
         publish_live=options.live and options.publish_events,
+        recovery=options.recovery,
     )
 
 
@@ -87,7 +89,9 @@ def build_flow(
     # (partition_key, [(source, payload, ingest_hint)])
     raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
 
-    decode_cfg = DecodeConfig(settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD)
+    decode_cfg = DecodeConfig(
+        settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD, recovery=options.recovery
+    )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, lambda s: DecodeLogic(decode_cfg, s)))
     # ("sym", symbol, [(kind, record)]) | ("table", …) | ("event", …)
     split = op.branch("split_symbols", decoded, _tag("sym"))
@@ -101,7 +105,7 @@ def build_flow(
     outputs = [split.falses, symbol_out]
     if options.with_model:
         model_in = op.filter("model_inputs", symbol_out, lambda it: it[0] in ("features", "label"))
-        model_cfg = ModelConfig.from_settings(settings, live=options.live)
+        model_cfg = ModelConfig.from_settings(settings, live=options.live, recovery=options.recovery)
         model_out = op.stateful_batch(
             "model_stage", op.key_on("key_model", model_in, lambda _: "model"), lambda s: ModelLogic(model_cfg, s)
         )

@@ -10,7 +10,6 @@ candle that waits longer than `timeout_ms` of wall clock is released as a join m
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
+from dataflows.snapshot import freeze, thaw
 from tickcast import metrics
 from tickcast.features import MARKET_FEATURES, OPTIONAL_SENTIMENT_FEATURES, SENTIMENT_FEATURES
 from tickcast.records import INTERVAL_MS, Rejection
@@ -40,6 +40,7 @@ class SymbolConfig:
     step_name: str = "1m"
     publish_live: bool = True
     max_pending_candles: int = 1_000
+    recovery: bool = True  # False: snapshots are skipped (no recovery store)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
     def __init__(self, config: SymbolConfig, state: SymbolState | None) -> None:
         # Bytewax's builder does not pass the key; the symbol comes with the first record.
         self.config = config
-        self.state = state or SymbolState()
+        self.state = thaw(state) or SymbolState()
         self._labels: list[tuple[str, dict[str, Any]]] = []
 
     @property
@@ -125,7 +126,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         return datetime.fromtimestamp(first + self.config.timeout_ms / 1000, tz=UTC)
 
     def snapshot(self) -> SymbolState:
-        return copy.deepcopy(self.state)
+        return freeze(self.state, enabled=self.config.recovery)
 
     # --- ticks --------------------------------------------------------------------------
     def _ticks(self, ticks: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> int:

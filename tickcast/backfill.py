@@ -92,7 +92,8 @@ def run_replay(
         raise ValueError("nothing to replay")
 
     flow = build_flow(settings, [source], store_factory=lambda: store,
-                      options=FlowOptions(live=False, with_model=with_model, publish_events=False), flow_id="replay")
+                      options=FlowOptions(live=False, with_model=with_model, publish_events=False,
+                                          recovery=recovery_dir is not None), flow_id="replay")
     recovery = prepare_recovery(recovery_dir) if recovery_dir else None
     errors: list[BaseException] = []
 

@@ -67,7 +67,7 @@ class EmbeddedSystem:
         if settings.kafka_enabled:
             sources.append(kafka_source(settings, tail=True))
         self.flow = build_flow(settings, sources, store_factory=lambda: self.store, bus=self.bus, ids=self.ids,
-                               options=FlowOptions(live=True))
+                               options=FlowOptions(live=True, recovery=bool(settings.TICKCAST_RECOVERY_DIR)))
         self.jobs = make_job_center(settings, self.store, self.bus, self.ids, ingest=self.ingest)
         self.thread: threading.Thread | None = None
         self.simulator = simulator
@@ -190,7 +190,7 @@ def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None)
     store.migrate()
     bus = KafkaEventPublisher(settings)
     flow = build_flow(settings, [kafka_source(settings, tail=True)], store_factory=lambda: store, bus=bus,
-                      options=FlowOptions(live=True))
+                      options=FlowOptions(live=True, recovery=recovery_dir is not None))
     run_flow(flow, recovery_dir=recovery_dir, snapshot_seconds=settings.TICKCAST_SNAPSHOT_SECONDS)
 
 

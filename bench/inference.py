@@ -1,0 +1,162 @@
+"""Inference latency: candle close -> prediction row, 1000 symbols closing together.
+
+Runs the real signals flow (live mode, in a thread) on the real chdb engine with a
+trained, promoted ONNX model. Each burst hands the flow 1000 candles closing at T plus
+one tick per symbol ingested after T + grace (so the grace wait is not measured), at
+wall time t0; a prediction's latency is the wall time its live event is published
+(after its row is written) minus t0. Also: ONNX µs/row, batched vs one row at a time.
+
+    python bench/inference.py [--symbols 1000] [--bursts 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
+from dataflows.sources import STOP, QueueSource
+from models.registry import ModelRegistry
+from models.training import Gates, train_model
+from tickcast.bus import IdClock
+from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
+from tickcast.settings import load_settings
+from tickcast.store import Store
+
+START = 1_763_683_200_000
+GRACE = 2_000
+
+
+class Recorder:
+    """A bus that records when each prediction event is published."""
+
+    def __init__(self) -> None:
+        self.times: dict[int, list[float]] = {}
+        self.lock = threading.Lock()
+
+    def publish(self, event) -> None:  # noqa: ANN001
+        if event.stream == "predictions":
+            with self.lock:
+                self.times.setdefault(event.data["close_time"], []).append(time.perf_counter())
+
+    def subscribe(self, *a, **k):  # noqa: ANN002, ANN003
+        raise NotImplementedError
+
+    def latest(self, *a):  # noqa: ANN002
+        return None
+
+
+def train_and_promote(model_dir: Path) -> str:
+    rng = np.random.default_rng(0)
+    n = 6000
+    names = list(MARKET_FEATURES) + list(SENTIMENT_FEATURES)
+    X = rng.normal(size=(n, len(names)))
+    logit = 1.2 * X[:, 0] - 0.8 * X[:, names.index("sent_ema_15m")]
+    df = pd.DataFrame(X, columns=names)
+    df["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    df["symbol"] = "S"
+    df["close_time"] = START + np.arange(n) * 60_000
+    result = train_model(df, feature_names=names, gates=Gates(0.5, 0.2), ablation=False)
+    registry = ModelRegistry(model_dir)
+    version = registry.register(result)
+    registry.promote(version, cooldown_s=0, force=True)
+    return version
+
+
+def onnx_batched_vs_single(model_dir: Path, rows: int = 1000) -> tuple[float, float]:
+    scorer = ModelRegistry(model_dir).load_production().scorer
+    X = np.random.default_rng(1).normal(size=(rows, scorer.n_features)).astype(np.float32)
+    scorer.predict_proba_up(X)
+    batched, single = [], []
+    for _ in range(7):
+        t = time.perf_counter()
+        scorer.predict_proba_up(X)
+        batched.append((time.perf_counter() - t) / rows * 1e6)
+        t = time.perf_counter()
+        for i in range(rows):
+            scorer.predict_proba_up(X[i : i + 1])
+        single.append((time.perf_counter() - t) / rows * 1e6)
+    return statistics.median(batched), statistics.median(single)
+
+
+def candle(symbol: str, close_time: int, price: float) -> dict:
+    return {"symbol": symbol, "interval": "1m", "open_time": close_time - 60_000, "close_time": close_time,
+            "open": price, "high": price * 1.001, "low": price * 0.999, "close": price, "volume": 10.0,
+            "ingest_ts": close_time + 100}
+
+
+def tick(symbol: str, ts: int, ingest: int, score: float) -> dict:
+    return {"symbol": symbol, "ts": ts, "score": score, "provider": "newsapi", "ingest_ts": ingest,
+            "id": f"{symbol}-{ts}-{ingest}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--symbols", type=int, default=1000)
+    parser.add_argument("--bursts", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=20, help="candles per symbol before measuring")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tickcast-bench-inf-"))
+    version = train_and_promote(work / "models")
+    b_us, s_us = onnx_batched_vs_single(work / "models")
+
+    settings = load_settings(MODEL_STORE_DIR=str(work / "models"), FEATURE_JOIN_GRACE_MS=GRACE, MIN_TRAIN_SAMPLES=500)
+    store = Store(f"chdb://{work / 'ch'}")
+    store.migrate()
+    inbox: queue.Queue = queue.Queue()
+    recorder = Recorder()
+    flow = build_flow(settings, [QueueSource(inbox)], store_factory=lambda: store, bus=recorder, ids=IdClock(),
+                      options=FlowOptions(live=True))
+    thread = run_flow_in_thread(flow, snapshot_seconds=1.0)
+    symbols = [f"S{i:04d}USDT" for i in range(args.symbols)]
+    rng = np.random.default_rng(2)
+    prices = {s: 100 + 10 * rng.random() for s in symbols}
+
+    def burst(k: int) -> float:
+        T = START + (k + 1) * 60_000
+        records = []
+        for s in symbols:
+            prices[s] *= float(np.exp(rng.normal(0, 0.001)))
+            records.append(tick(s, T - 30_000, T - 29_000, float(rng.uniform(-1, 1))))
+            records.append(candle(s, T, prices[s]))
+        # one tick per symbol ingested after T + grace: the watermark passes, the join releases
+        records += [tick(s, T + 2_500, T + GRACE + 1, 0.1) for s in symbols]
+        t0 = time.perf_counter()
+        for r in records:
+            inbox.put(("bench", r, r["ingest_ts"]))
+        return t0
+
+    latencies: list[float] = []
+    for k in range(args.warmup + args.bursts):
+        T = START + (k + 1) * 60_000
+        t0 = burst(k)
+        deadline = time.time() + 60
+        while len(recorder.times.get(T, [])) < args.symbols and time.time() < deadline:
+            time.sleep(0.002)
+        if k >= args.warmup:
+            latencies += [(t - t0) * 1000 for t in recorder.times.get(T, [])]
+    inbox.put(STOP)
+    thread.join(30)
+    served = store.scalar("SELECT count() FROM {db}.predictions FINAL WHERE model_version = {v:String}", {"v": version})
+    p50, p99 = np.percentile(latencies, [50, 99])
+    print(f"# inference bench: {args.symbols} symbols x {args.bursts} bursts (after {args.warmup} warm-up bursts)")
+    print(f"model {version}; predictions served by it: {served}")
+    print("| metric | value |\n|---|---:|")
+    print(f"| candle close -> prediction row, p50 | {p50:.1f} ms |")
+    print(f"| candle close -> prediction row, p99 | {p99:.1f} ms |")
+    print(f"| ONNX batched (1000 rows) | {b_us:.2f} µs/row |")
+    print(f"| ONNX one row at a time | {s_us:.2f} µs/row |")
+    print(f"| batched speed-up | {s_us / b_us:.1f}x |")
+
+
+if __name__ == "__main__":
+    import queue
+
+    main()
