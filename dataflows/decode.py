@@ -15,8 +15,8 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from dataflows.sources import RawBatch
 from dataflows.snapshot import freeze, thaw
+from dataflows.sources import RawBatch
 from tickcast import metrics
 from tickcast.records import Rejection, decode_record
 

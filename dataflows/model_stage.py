@@ -21,12 +21,12 @@ import numpy as np
 import orjson
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.snapshot import freeze, thaw
 from models.accuracy import AccuracyMonitor, should_emergency_retrain
 from models.baseline import Baseline
 from models.calibration_window import WindowedCalibration
 from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
 from models.runtime import Predictor
-from dataflows.snapshot import freeze, thaw
 from tickcast import metrics
 from tickcast.records import INTERVAL_MS
 from tickcast.settings import Settings

@@ -110,6 +110,7 @@ class EmbeddedSystem:
 
     def app(self) -> Any:
         from api.app import create_app
+
         from api.context import AppContext
 
         ctx = AppContext(
@@ -219,8 +220,8 @@ def run_api_replica(settings: Settings) -> None:
     import orjson
     import uvicorn
     from api.app import create_app
-    from api.context import AppContext
 
+    from api.context import AppContext
     from dataflows.kafka_io import consume_json, produce_records
     from tickcast.bus import Event
 

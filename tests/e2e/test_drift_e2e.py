@@ -13,7 +13,7 @@ import pytest
 
 from dataflows.simulator import SimConfig, write_files
 from tickcast.backfill import run_replay
-from tickcast.lifecycle import registry_for, train_job
+from tickcast.lifecycle import train_job
 from tickcast.settings import load_settings
 from tickcast.store import Store
 
