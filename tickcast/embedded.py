@@ -187,6 +187,10 @@ def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None)
     from dataflows.kafka_io import KafkaJsonSink  # noqa: F401 - fail early if Kafka support is broken
     from dataflows.signals import run_flow
 
+    if settings.TICKCAST_FLOW_METRICS_PORT:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.TICKCAST_FLOW_METRICS_PORT)  # the flow's own metrics (lag, joins, drift)
     store = Store(settings.TICKCAST_CLICKHOUSE_URL)
     store.migrate()
     bus = KafkaEventPublisher(settings)

@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     TICKCAST_TOPIC_CALIBRATION: str = "calibration.events"
     TICKCAST_API_HOST: str = "127.0.0.1"
     TICKCAST_API_PORT: Annotated[int, Field(ge=1, le=65535)] = 8000
+    TICKCAST_FLOW_METRICS_PORT: Annotated[int, Field(ge=0, le=65535)] = 9100  # `tickcast flow` /metrics; 0 = off
     TICKCAST_LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     TICKCAST_RECOVERY_DIR: str | None = None
     TICKCAST_SNAPSHOT_SECONDS: Annotated[float, Field(gt=0)] = 5.0
