@@ -248,12 +248,13 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         tail: bool,
         batch_size: int,
         idle_release_ms: int,
+        max_buffered: int,
     ) -> None:
         self._key = key
         self._tail = tail
         self._batch_size = batch_size
         self._idle_s = idle_release_ms / 1000.0
-        self._max_buffer = 4 * batch_size
+        self._max_buffer = max_buffered
         self._tps = tps
         self._index = {(tp.topic, tp.partition): i for i, tp in enumerate(tps) if tp is not None}
         self._names = [f"kafka:{tp.topic}" if tp else "" for tp in tps]
@@ -262,6 +263,7 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self._start = [resume.get(tp.topic, OFFSET_BEGINNING) if tp else OFFSET_BEGINNING for tp in tps]
         self._next: list[int | None] = [None] * len(tps)  # offset after the last message consumed
         self._paused = [False] * len(tps)
+        self.pauses = 0  # times a TP was paused for its backlog (tests, metrics)
         now = time.monotonic()
         self._last_msg = [now] * len(tps)
         self._done = [tp is None for tp in tps]
@@ -329,6 +331,7 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             if not self._paused[i] and n >= self._max_buffer:
                 self._consumer.pause([tp])
                 self._paused[i] = True
+                self.pauses += 1
             elif self._paused[i] and n <= self._max_buffer // 2:
                 self._consumer.resume([tp])
                 self._paused[i] = False
@@ -363,6 +366,10 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
     wall clock (tail=True), or missing. tail=False ends the flow once every TP is done
     and drained (backfills). Snapshot: `{topic: next offset}`, buffered-but-unreleased
     messages included, so a resume re-reads exactly those.
+
+    A TP whose held-back backlog reaches `max_buffered` messages is paused until half of
+    it is released (memory bound in backfills; pausing drops librdkafka's prefetch, so
+    keep it well above `batch_size`).
     """
 
     def __init__(
@@ -374,6 +381,7 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
         tail: bool,
         batch_size: int = 5000,
         idle_release_ms: int = 2000,
+        max_buffered: int = 100_000,
         add_config: dict[str, Any] | None = None,
     ) -> None:
         if tick_topic == candle_topic:
@@ -383,6 +391,7 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
         self.tail = tail
         self.batch_size = batch_size
         self.idle_release_ms = idle_release_ms
+        self.max_buffered = max(max_buffered, 2 * batch_size)
         self.add_config = dict(add_config or {})
 
     def _counts(self) -> list[int]:
@@ -421,6 +430,7 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
         return _PairPartition(
             f"kafka:{for_part}", config, tps, resume_state,
             tail=self.tail, batch_size=self.batch_size, idle_release_ms=self.idle_release_ms,
+            max_buffered=self.max_buffered,
         )
 
 

@@ -23,6 +23,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource
 
+from dataflows.batching import batch_by_key
 from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.sentiment_state import SentimentConfig
@@ -112,13 +113,15 @@ def build_flow(
         outputs.append(op.key_rm("model_out", model_out))
     everything = op.merge("all_outputs", *outputs)
 
-    # ClickHouse: (table, row) batched per table; collect's buffer is snapshotted.
+    # ClickHouse: (table, row) batched per table, at most TICKCAST_WRITE_FLUSH_MS old; the
+    # buffer is part of the snapshot, so a crash loses no row.
     rows = op.map("table_rows", op.filter("tables", everything, _tag("table")), lambda it: (it[1], it[2]))
-    batches = op.collect(
+    batches = batch_by_key(
         "batch_rows",
         op.key_on("key_table", rows, lambda it: it[0]),
         timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
         max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
+        recovery=options.recovery,
     )
     op.output("store", op.map_value("row_values", batches, lambda items: [r for _, r in items]), StoreSink(store_factory))
 

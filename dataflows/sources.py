@@ -180,7 +180,15 @@ class RecordsSource(FixedPartitionedSource[tuple[str, RawBatch], int]):
 class _LivePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
     """Paced simulator: releases records whose (scaled) time has come."""
 
-    def __init__(self, key: str, records: Iterator[dict[str, Any]], resume: int | None, max_batch: int) -> None:
+    def __init__(
+        self,
+        key: str,
+        records: Iterator[dict[str, Any]],
+        resume: int | None,
+        max_batch: int,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._stop = stop
         self._key = key
         self._records = records
         self._emitted = resume or 0
@@ -191,6 +199,8 @@ class _LivePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
             pass
 
     def next_batch(self) -> list[tuple[str, RawBatch]]:
+        if self._stop is not None and self._stop.is_set():
+            raise StopIteration
         batch: RawBatch = []
         while len(batch) < self._max_batch:
             if self._next is None:
@@ -228,15 +238,16 @@ class SimulatorSource(FixedPartitionedSource[tuple[str, RawBatch], int]):
     skips what was already emitted.
     """
 
-    def __init__(self, records_factory: Any, *, max_batch: int = 5_000) -> None:
+    def __init__(self, records_factory: Any, *, max_batch: int = 5_000, stop: threading.Event | None = None) -> None:
         self.records_factory = records_factory
         self.max_batch = max_batch
+        self.stop = stop
 
     def list_parts(self) -> list[str]:
         return ["sim"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LivePartition:
-        return _LivePartition(for_part, iter(self.records_factory()), resume_state, self.max_batch)
+        return _LivePartition(for_part, iter(self.records_factory()), resume_state, self.max_batch, self.stop)
 
 
 class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):

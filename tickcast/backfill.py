@@ -80,12 +80,12 @@ def run_replay(
         source = RecordsSource(records, source="store", on_emit=on_emit)
         total = len(records)
     elif kafka:
+        from dataflows.counting import CountingSource
         from dataflows.kafka_io import KafkaPairSource
-        from dataflows.kafka_keyed import KeyedSource
 
         if not settings.kafka_enabled:
             raise RuntimeError("TICKCAST_KAFKA_BOOTSTRAP is not set")
-        source = KeyedSource(KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP, settings.TICKCAST_TOPIC_TICKS,
+        source = CountingSource(KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP, settings.TICKCAST_TOPIC_TICKS,
                                              settings.TICKCAST_TOPIC_CANDLES, tail=False), on_emit=on_emit)
         total = None
     else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
-from dataflows.sources import BACKFILL_DONE, QueueSource, SimulatorSource
+from dataflows.sources import BACKFILL_DONE, STOP, QueueSource, SimulatorSource
 from tickcast.bus import IdClock, LocalBus
 from tickcast.settings import Settings
 from tickcast.store import Store
@@ -61,9 +61,10 @@ class EmbeddedSystem:
         self.bus = LocalBus()
         self.ids = IdClock()
         self.inbox: queue.Queue[Any] = queue.Queue()
+        self.stopping = threading.Event()
         sources: list[Any] = [QueueSource(self.inbox)]
         if simulator:
-            sources.insert(0, SimulatorSource(simulator_factory(settings)))
+            sources.insert(0, SimulatorSource(simulator_factory(settings), stop=self.stopping))
         if settings.kafka_enabled:
             sources.append(kafka_source(settings, tail=True))
         self.flow = build_flow(settings, sources, store_factory=lambda: self.store, bus=self.bus, ids=self.ids,
@@ -89,6 +90,14 @@ class EmbeddedSystem:
         if self.simulator:
             threading.Thread(target=self._bootstrap_model, name="bootstrap-model", daemon=True).start()
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the flow cleanly (sources finish, sinks flush) and stop the job center."""
+        self.stopping.set()
+        self.inbox.put(STOP)
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.jobs.close(wait=False)
+
     def flow_alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
@@ -101,17 +110,20 @@ class EmbeddedSystem:
             return
         BACKFILL_DONE.wait()
         deadline = time.time() + 600
-        while time.time() < deadline:
-            if self.store.count("labels") >= max(self.settings.MIN_TRAIN_SAMPLES * 4, 2_000):
+        while time.time() < deadline and not self.stopping.is_set():
+            joined = min(self.store.count("labels"), self.store.count("features"))
+            if joined >= max(self.settings.MIN_TRAIN_SAMPLES * 4, 2_000):
                 break
             time.sleep(2)
+        if self.stopping.is_set():
+            return
         log.info("simulator backfill loaded; training a first model")
         self.jobs.start("train", {"promote": True}, "bootstrap")
 
     def app(self) -> Any:
         from api.app import create_app
-
         from api.context import AppContext
+        from tickcast.scheduler import RetrainScheduler
 
         ctx = AppContext(
             settings=self.settings,
@@ -122,6 +134,7 @@ class EmbeddedSystem:
             registry_root=Path(self.settings.MODEL_STORE_DIR),
             flow_alive=self.flow_alive,
             id_clock=self.ids,
+            scheduler=RetrainScheduler(self.jobs, self.settings),
         )
         return create_app(ctx)
 
@@ -131,20 +144,13 @@ def make_job_center(settings: Settings, store: Store, bus: LocalBus, ids: IdCloc
     from tickcast.jobs import JobCenter
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
 
-    jobs = JobCenter(store, bus=bus, ids=ids) if _accepts_bus() else JobCenter(store)
+    # Two workers: a long backfill must not hold a retrain back (one job per kind still).
+    jobs = JobCenter(store, bus=bus, ids=ids, max_workers=2)
     jobs.register("train", train_job(settings, store))
     jobs.register("recalibrate", recalibrate_job(settings, store))
     jobs.register("labeler", labeler_job(settings, store))
     jobs.register("backfill", backfill_job(settings, store))
     return jobs
-
-
-def _accepts_bus() -> bool:
-    import inspect
-
-    from tickcast.jobs import JobCenter
-
-    return "bus" in inspect.signature(JobCenter.__init__).parameters
 
 
 def backfill_job(settings: Settings, store: Store) -> Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any]]:
@@ -165,10 +171,9 @@ def backfill_job(settings: Settings, store: Store) -> Callable[[dict[str, Any], 
 
 def kafka_source(settings: Settings, *, tail: bool) -> Any:
     from dataflows.kafka_io import KafkaPairSource
-    from dataflows.kafka_keyed import KeyedSource
 
-    return KeyedSource(KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP or "", settings.TICKCAST_TOPIC_TICKS,
-                                       settings.TICKCAST_TOPIC_CANDLES, tail=tail))
+    return KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP or "", settings.TICKCAST_TOPIC_TICKS,
+                           settings.TICKCAST_TOPIC_CANDLES, tail=tail)
 
 
 def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
@@ -223,8 +228,8 @@ def run_api_replica(settings: Settings) -> None:
     """`tickcast api`: an API replica; ingest produces to Kafka, live events come from Kafka."""
     import orjson
     import uvicorn
-    from api.app import create_app
 
+    from api.app import create_app
     from api.context import AppContext
     from dataflows.kafka_io import consume_json, produce_records
     from tickcast.bus import Event
@@ -249,8 +254,11 @@ def run_api_replica(settings: Settings) -> None:
         if candles:
             produce_records(brokers, settings.TICKCAST_TOPIC_CANDLES, candles)
 
+    from tickcast.scheduler import RetrainScheduler
+
     jobs = make_job_center(settings, store, bus, ids, ingest)
     ctx = AppContext(settings=settings, store=store, bus=bus, ingest=ingest, jobs=jobs,
-                     registry_root=Path(settings.MODEL_STORE_DIR), id_clock=ids)
+                     registry_root=Path(settings.MODEL_STORE_DIR), id_clock=ids,
+                     scheduler=RetrainScheduler(jobs, settings))
     del orjson
     uvicorn.run(create_app(ctx), host=settings.TICKCAST_API_HOST, port=settings.TICKCAST_API_PORT)

@@ -30,7 +30,7 @@ from tickcast.bus import Event, EventBus, IdClock
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any] | None]
-TRIGGERS = ("manual", "schedule", "drift", "emergency", "api", "cli")
+TRIGGERS = ("manual", "schedule", "drift", "emergency", "api", "cli", "bootstrap")
 RETRAIN_KINDS = frozenset({"train", "retrain", "recalibrate"})
 ACTIVE = ("queued", "running")
 
@@ -69,6 +69,7 @@ class _Job:
     finished_at: int | None = None
     updated_at: int = 0
     last_emit: float = field(default=0.0, repr=False)
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -179,6 +180,14 @@ class JobCenter:
                 out.append(job.view() if job is not None else _row_view(row))
         return out
 
+    def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """Block until a job of this process has finished and been recorded; its final state (None on timeout)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"job {job_id!r} was not started by this process")
+        return job.view() if job.done.wait(timeout) else None
+
     def active(self, kind: str) -> str | None:
         with self._lock:
             return self._active.get(kind)
@@ -221,23 +230,25 @@ class JobCenter:
                 job.progress, job.message = value, str(message)[:1000]
             self._emit(job)
 
+        outcome: tuple[str, dict[str, Any] | None, str]
         try:
             result = fn(job.params, progress)
-            with self._lock:
-                job.result = result if isinstance(result, dict) else {"value": result}
-                job.status, job.progress = "succeeded", 1.0
+            value = result if isinstance(result, dict) else {} if result is None else {"value": result}
+            outcome = ("succeeded", value, "")
         except BaseException as exc:  # noqa: BLE001 - a job must never take the process down
             log.exception("job %s (%s) failed", job.job_id, job.kind)
-            with self._lock:
-                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._lock:
-                job.finished_at = self._now_ms()
-                self._active.pop(job.kind, None)
-            self._emit(job, force=True)
-            metrics.JOBS.labels(job.kind, job.status).inc()
-            if job.kind in RETRAIN_KINDS:
-                metrics.ML_RETRAINS.labels(job.trigger, job.status).inc()
+            outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
+        with self._lock:  # final state and a free kind in one step, so `get` and `start` agree
+            job.status, job.result, job.error = outcome
+            if job.status == "succeeded":
+                job.progress = 1.0
+            job.finished_at = self._now_ms()
+            self._active.pop(job.kind, None)
+        self._emit(job, force=True)
+        metrics.JOBS.labels(job.kind, job.status).inc()
+        if job.kind in RETRAIN_KINDS:
+            metrics.ML_RETRAINS.labels(job.trigger, job.status).inc()
+        job.done.set()
 
     def _emit(self, job: _Job, *, force: bool = False) -> None:
         """Write a row version and publish an event; progress-only changes are throttled."""

@@ -1,7 +1,6 @@
-"""Tags each batch of a source partition with the partition's key.
+"""Counts the records a source emits (for replay progress bars), passing items through.
 
-The signals flow keys its first stateful step by source partition (so each
-partition's records keep their order); `KafkaPairSource` emits bare batches.
+Items are `(partition_key, [raw, ...])`, as every source of the signals flow emits.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 
-class _KeyedPartition(StatefulSourcePartition[tuple[str, Any], Any]):
+class _CountingPartition(StatefulSourcePartition[tuple[str, Any], Any]):
     def __init__(self, key: str, inner: StatefulSourcePartition[Any, Any], on_emit: Callable[[int], None] | None) -> None:
         self._key = key
         self._inner = inner
@@ -21,11 +20,11 @@ class _KeyedPartition(StatefulSourcePartition[tuple[str, Any], Any]):
         self._emitted = 0
 
     def next_batch(self) -> list[tuple[str, Any]]:
-        batches = list(self._inner.next_batch())
-        if self._on_emit and batches:
-            self._emitted += sum(len(b) for b in batches)
+        items = list(self._inner.next_batch())
+        if self._on_emit and items:
+            self._emitted += sum(len(batch) for _, batch in items)
             self._on_emit(self._emitted)
-        return [(self._key, batch) for batch in batches]
+        return items
 
     def next_awake(self) -> datetime | None:
         return self._inner.next_awake()
@@ -37,7 +36,7 @@ class _KeyedPartition(StatefulSourcePartition[tuple[str, Any], Any]):
         self._inner.close()
 
 
-class KeyedSource(FixedPartitionedSource[tuple[str, Any], Any]):
+class CountingSource(FixedPartitionedSource[tuple[str, Any], Any]):
     def __init__(self, inner: FixedPartitionedSource[Any, Any], *, on_emit: Callable[[int], None] | None = None) -> None:
         self.inner = inner
         self.on_emit = on_emit
@@ -45,5 +44,5 @@ class KeyedSource(FixedPartitionedSource[tuple[str, Any], Any]):
     def list_parts(self) -> list[str]:
         return self.inner.list_parts()
 
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _KeyedPartition:
-        return _KeyedPartition(for_part, self.inner.build_part(step_id, for_part, resume_state), self.on_emit)
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _CountingPartition:
+        return _CountingPartition(for_part, self.inner.build_part(step_id, for_part, resume_state), self.on_emit)

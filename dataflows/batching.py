@@ -1,0 +1,65 @@
+"""Batch rows per key with a bound on latency.
+
+Bytewax 0.21's `op.collect` restarts its timeout on every item (an idle timeout), so
+a steady stream (ticks every few ms) is only flushed when `max_size` is reached. Here
+the deadline is set by the *first* buffered item: a row waits at most `timeout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+
+from dataflows.snapshot import freeze, thaw
+
+
+@dataclass
+class _Buffer:
+    items: list[Any] = field(default_factory=list)
+    deadline: datetime | None = None
+
+
+class _BatchLogic(StatefulBatchLogic[Any, list[Any], _Buffer]):
+    def __init__(self, timeout: timedelta, max_size: int, recovery: bool, state: Any) -> None:
+        self.timeout = timeout
+        self.max_size = max_size
+        self.recovery = recovery
+        self.state: _Buffer = thaw(state) or _Buffer()
+
+    def on_batch(self, values: list[Any]) -> tuple[list[list[Any]], bool]:
+        if not self.state.items:
+            self.state.deadline = datetime.now(UTC) + self.timeout
+        self.state.items.extend(values)
+        if len(self.state.items) >= self.max_size:
+            return self._flush()
+        return [], StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[list[Any]], bool]:
+        return self._flush()
+
+    def on_eof(self) -> tuple[list[list[Any]], bool]:
+        return self._flush()
+
+    def notify_at(self) -> datetime | None:
+        return self.state.deadline if self.state.items else None
+
+    def _flush(self) -> tuple[list[list[Any]], bool]:
+        items, self.state = self.state.items, _Buffer()
+        out = [items[i : i + self.max_size] for i in range(0, len(items), self.max_size)]
+        return out, StatefulBatchLogic.DISCARD
+
+    def snapshot(self) -> Any:
+        # The buffer must survive a crash (rows not yet written), so it is part of the snapshot.
+        return freeze(self.state, enabled=self.recovery)
+
+
+def batch_by_key(
+    step_id: str, up: KeyedStream[Any], *, timeout: timedelta, max_size: int, recovery: bool
+) -> Stream[tuple[str, list[Any]]]:
+    """(key, value) -> (key, [value, ...]) at most `max_size` long, at most `timeout` old."""
+    return op.stateful_batch(step_id, up, lambda state: _BatchLogic(timeout, max_size, recovery, state))
