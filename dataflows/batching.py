@@ -22,10 +22,12 @@ from dataflows.snapshot import freeze, thaw
 class _Buffer:
     items: list[Any] = field(default_factory=list)
     deadline: datetime | None = None
+    size: int = 0
 
 
 class _BatchLogic(StatefulBatchLogic[Any, list[Any], _Buffer]):
-    def __init__(self, timeout: timedelta, max_size: int, recovery: bool, state: Any) -> None:
+    def __init__(self, timeout: timedelta, max_size: int, recovery: bool, state: Any, size_of: Any) -> None:
+        self.size_of = size_of
         self.timeout = timeout
         self.max_size = max_size
         self.recovery = recovery
@@ -35,7 +37,8 @@ class _BatchLogic(StatefulBatchLogic[Any, list[Any], _Buffer]):
         if not self.state.items:
             self.state.deadline = datetime.now(UTC) + self.timeout
         self.state.items.extend(values)
-        if len(self.state.items) >= self.max_size:
+        self.state.size += sum(self.size_of(v) for v in values)
+        if self.state.size >= self.max_size:
             return self._flush()
         return [], StatefulBatchLogic.RETAIN
 
@@ -50,8 +53,7 @@ class _BatchLogic(StatefulBatchLogic[Any, list[Any], _Buffer]):
 
     def _flush(self) -> tuple[list[list[Any]], bool]:
         items, self.state = self.state.items, _Buffer()
-        out = [items[i : i + self.max_size] for i in range(0, len(items), self.max_size)]
-        return out, StatefulBatchLogic.DISCARD
+        return [items], StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> Any:
         # The buffer must survive a crash (rows not yet written), so it is part of the snapshot.
@@ -59,7 +61,14 @@ class _BatchLogic(StatefulBatchLogic[Any, list[Any], _Buffer]):
 
 
 def batch_by_key(
-    step_id: str, up: KeyedStream[Any], *, timeout: timedelta, max_size: int, recovery: bool
+    step_id: str,
+    up: KeyedStream[Any],
+    *,
+    timeout: timedelta,
+    max_size: int,
+    recovery: bool,
+    size_of: Any = lambda value: 1,
 ) -> Stream[tuple[str, list[Any]]]:
-    """(key, value) -> (key, [value, ...]) at most `max_size` long, at most `timeout` old."""
-    return op.stateful_batch(step_id, up, lambda state: _BatchLogic(timeout, max_size, recovery, state))
+    """(key, value) -> (key, [value, ...]): flushed when the values' total `size_of` reaches
+    `max_size` or the first of them is `timeout` old."""
+    return op.stateful_batch(step_id, up, lambda state: _BatchLogic(timeout, max_size, recovery, state, size_of))

@@ -15,6 +15,7 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.outputs import Out
 from dataflows.snapshot import freeze, thaw
 from dataflows.sources import RawBatch
 from tickcast import metrics
@@ -22,7 +23,7 @@ from tickcast.records import Rejection, decode_record
 
 # Output item shapes of this step (wrapped as (partition_key, item) by Bytewax):
 #   ("sym", symbol, [("tick"|"candle", record_dict), ...])   records of one symbol, in order
-#   ("table", "rejected_records", row)
+#   ("rows", "rejected_records", [row, ...])
 #   ("event", "events", data, None, ts_ms)
 
 
@@ -50,7 +51,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         self.state = thaw(state) or GateState()
 
     def on_batch(self, values: list[RawBatch]) -> tuple[list[tuple[Any, ...]], bool]:
-        out: list[tuple[Any, ...]] = []
+        out = Out()
         by_symbol: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         now_ms = int(time.time() * 1000)
         for batch in values:
@@ -59,7 +60,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         out.extend(("sym", symbol, records) for symbol, records in by_symbol.items())
         if by_symbol:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
-        return out, StatefulBatchLogic.RETAIN
+        return out.done(), StatefulBatchLogic.RETAIN
 
     def _one(
         self,

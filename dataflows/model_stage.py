@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.outputs import Out
 from dataflows.snapshot import freeze, thaw
 from models.accuracy import AccuracyMonitor, should_emergency_retrain
 from models.baseline import Baseline
@@ -178,7 +179,7 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
         return freeze(self.state, enabled=self.config.recovery)
 
     def on_batch(self, values: list[tuple[str, dict[str, Any]]]) -> tuple[list[tuple[Any, ...]], bool]:
-        out: list[tuple[Any, ...]] = []
+        out = Out()
         # Event-time order: a label counts from when it became known (close_time + h),
         # ties before the features of that instant. The baseline a candle sees is then
         # the same whatever the batch boundaries were (replay == live).
@@ -192,7 +193,7 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
             rows = [row for _, row in ordered[i:j]]
             self._infer(rows, out) if tag == "features" else self._labels(rows, out)
             i = j
-        return out, StatefulBatchLogic.RETAIN
+        return out.done(), StatefulBatchLogic.RETAIN
 
     def _event_key(self, item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
         tag, row = item

@@ -4,7 +4,7 @@
     per-symbol state: dedup/late → bars + EMAs → market features → as-of join → labels
         ──features, labels──> model stage: ONNX inference (or baseline), pairing with
         labels, calibration windows, drift, accuracy
-    every step's ("table", name, row) ──> collect per table ──> ClickHouse
+    every step's ("rows", table, [row…]) ──> batched per table ──> ClickHouse
     every step's ("event", stream, …) ──> live bus + live_events
 """
 
@@ -94,7 +94,7 @@ def build_flow(
         settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD, recovery=options.recovery
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, lambda s: DecodeLogic(decode_cfg, s)))
-    # ("sym", symbol, [(kind, record)]) | ("table", …) | ("event", …)
+    # ("sym", symbol, [(kind, record)]) | ("rows", table, [row, ...]) | ("event", …)
     split = op.branch("split_symbols", decoded, _tag("sym"))
     per_symbol = op.map_value("records", op.key_on("key_symbol", split.trues, lambda it: it[1]), lambda it: it[2])
     # (symbol, [(kind, record)])
@@ -102,7 +102,7 @@ def build_flow(
     symbol_out = op.key_rm(
         "symbol_out", op.stateful_batch("symbol_state", per_symbol, lambda s: SymbolLogic(sym_cfg, s))
     )
-    # ("table", …) | ("event", …) | ("features", row) | ("label", row)
+    # ("rows", table, [row, ...]) | ("event", …) | ("features", row) | ("label", row)
     outputs = [split.falses, symbol_out]
     if options.with_model:
         model_in = op.filter("model_inputs", symbol_out, lambda it: it[0] in ("features", "label"))
@@ -115,15 +115,18 @@ def build_flow(
 
     # ClickHouse: (table, row) batched per table, at most TICKCAST_WRITE_FLUSH_MS old; the
     # buffer is part of the snapshot, so a crash loses no row.
-    rows = op.map("table_rows", op.filter("tables", everything, _tag("table")), lambda it: (it[1], it[2]))
+    rows = op.map("table_rows", op.filter("tables", everything, _tag("rows")), lambda it: (it[1], it[2]))
+    # (table, [row, ...])
     batches = batch_by_key(
         "batch_rows",
         op.key_on("key_table", rows, lambda it: it[0]),
         timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
         max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
         recovery=options.recovery,
+        size_of=lambda item: len(item[1]),
     )
-    op.output("store", op.map_value("row_values", batches, lambda items: [r for _, r in items]), StoreSink(store_factory))
+    op.output("store", op.map_value("row_values", batches, lambda items: [r for _, rows in items for r in rows]),
+              StoreSink(store_factory))
 
     if options.publish_events:
         events = op.filter("events", everything, _tag("event"))

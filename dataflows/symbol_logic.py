@@ -19,6 +19,7 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
+from dataflows.outputs import Out
 from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
 from dataflows.snapshot import freeze, thaw
 from tickcast import metrics
@@ -65,6 +66,16 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+_INGEST: dict[str, Any] = {}  # provider -> counter child: label lookups cost ~1 µs each on the hot path
+
+
+def _ingest_counter(provider: str) -> Any:
+    child = _INGEST.get(provider)
+    if child is None:
+        child = _INGEST[provider] = metrics.SENTIMENT_INGEST.labels(provider)
+    return child
+
+
 class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any, ...], SymbolState]):
     def __init__(self, config: SymbolConfig, state: SymbolState | None) -> None:
         # Bytewax's builder does not pass the key; the symbol comes with the first record.
@@ -78,7 +89,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
 
     # --- Bytewax hooks ------------------------------------------------------------------
     def on_batch(self, values: list[list[tuple[str, dict[str, Any]]]]) -> tuple[list[tuple[Any, ...]], bool]:
-        out: list[tuple[Any, ...]] = []
+        out = Out()
         ticks: list[dict[str, Any]] = []
         candles: list[dict[str, Any]] = []
         for records in values:
@@ -105,19 +116,19 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
             out.append(("event", "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol,
                         self.state.watermark))
         metrics.FLOW_LAG_MS.set(time.time() * 1000 - self.state.watermark)
-        return out, StatefulBatchLogic.RETAIN
+        return out.done(), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
-        out: list[tuple[Any, ...]] = []
+        out = Out()
         if self.config.timeout_ms is None or not self.state.pending:
-            return out, StatefulBatchLogic.RETAIN
+            return out.done(), StatefulBatchLogic.RETAIN
         deadline = time.time() - self.config.timeout_ms / 1000
         expired = [p for p in self.state.pending if p.arrived_wall <= deadline]
         if expired:
             # Waited long enough in wall-clock time: close the bars as they are.
             forced = max(p.close_time for p in expired) + self.config.grace_ms
             self._advance(max(self.state.watermark, forced), out, cause="timeout")
-        return out, StatefulBatchLogic.RETAIN
+        return out.done(), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if self.config.timeout_ms is None or not self.state.pending:
@@ -142,7 +153,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         for tick, code in zip(ticks, status.tolist(), strict=True):
             if code == 0:
                 newest = max(newest, tick["ingest_ts"])
-                metrics.SENTIMENT_INGEST.labels(tick["provider"]).inc()
+                _ingest_counter(tick["provider"]).inc()
                 metrics.SENTIMENT_INGEST_LATENCY_MS.observe(tick["ingest_ts"] - tick["ts"])
                 out.append(("table", "sentiment_ticks", tick))
                 continue
@@ -194,7 +205,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         sentiment = self.state.sentiment
         if sentiment is not None:
             for bar in sentiment.advance(watermark):
-                row = {"symbol": self.symbol, "step": self.config.step_name, **{k: _clean(v) for k, v in bar.items()}}
+                row = {"symbol": self.symbol, "step": self.config.step_name, **bar}  # NaN -> NULL in the store
                 out.append(("table", "sentiment_bars", row))
                 if self.config.publish_live:
                     out.append(("event", "sentiment", {"kind": "bar", **row}, self.symbol, bar["bar_end"]))

@@ -42,6 +42,18 @@ def resolve_store_url(url: str) -> str:
     return f"chdb://{path}"
 
 
+def _nan_to_null(batch: pa.Table) -> pa.Table:
+    """NaN in a Nullable float column is stored as NULL (a missing feature, not a number)."""
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(batch.schema):
+        if field.nullable and pa.types.is_floating(field.type):
+            column = batch.column(i)
+            if pc.any(pc.is_nan(column)).as_py():
+                batch = batch.set_column(i, field, pc.if_else(pc.is_nan(column), None, column))
+    return batch
+
+
 def _arrow_type(ch_type: str) -> tuple[pa.DataType, bool]:
     nullable = ch_type.startswith("Nullable(")
     inner = ch_type[len("Nullable(") : -1] if nullable else ch_type
@@ -201,8 +213,11 @@ class Store:
         if not rows:
             return 0
         schema = self.schema(table)
-        columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
-        return self.insert_columns(table, columns)
+        try:
+            batch = pa.Table.from_pylist(list(rows), schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise StoreError(f"insert into {table}: {exc}") from exc
+        return self._insert_table(table, _nan_to_null(batch))
 
     def insert_columns(self, table: str, columns: Mapping[str, Iterable[Any]]) -> int:
         schema = self.schema(table)
@@ -212,6 +227,10 @@ class Store:
             raise StoreError(f"insert into {table}: missing column {exc}") from None
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise StoreError(f"insert into {table}: {exc}") from exc
+        return self._insert_table(table, batch)
+
+    def _insert_table(self, table: str, batch: pa.Table) -> int:
+        schema = batch.schema
         for field in schema:
             if not field.nullable and batch.column(field.name).null_count:
                 raise StoreError(f"insert into {table}: column {field.name!r} is required but has nulls")
