@@ -147,16 +147,29 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         trust = self.config.trust
         for tick in ticks:
             tick["weight"] = trust.get(tick["provider"], 1.0)
-        status = self.state.sentiment.add_ticks(TickBatch.from_records(ticks))
-        max_latency = self.config.sentiment.max_latency_ms
+        batch = TickBatch.from_records(ticks)
+        status = self.state.sentiment.add_ticks(batch)
+        accepted = status == 0
+        # Metrics per batch, not per tick: the counters and histogram end up the same.
+        metrics.observe_many(metrics.SENTIMENT_INGEST_LATENCY_MS, (batch.ingest_ts - batch.ts)[accepted])
+        providers: dict[str, int] = {}
         newest = 0
-        for tick, code in zip(ticks, status.tolist(), strict=True):
-            if code == 0:
-                newest = max(newest, tick["ingest_ts"])
-                _ingest_counter(tick["provider"]).inc()
-                metrics.SENTIMENT_INGEST_LATENCY_MS.observe(tick["ingest_ts"] - tick["ts"])
+        for tick, ok in zip(ticks, accepted.tolist(), strict=True):
+            if ok:
+                providers[tick["provider"]] = providers.get(tick["provider"], 0) + 1
                 out.append(("table", "sentiment_ticks", tick))
-                continue
+        for provider, n in providers.items():
+            _ingest_counter(provider).inc(n)
+        if accepted.any():
+            newest = int(batch.ingest_ts[accepted].max())
+        if not accepted.all():
+            self._refused(ticks, status, out)
+        return newest
+
+    def _refused(self, ticks: list[dict[str, Any]], status: Any, out: list[tuple[Any, ...]]) -> None:
+        max_latency = self.config.sentiment.max_latency_ms
+        for i in (status != 0).nonzero()[0].tolist():
+            tick, code = ticks[i], int(status[i])
             reason = _STATUS_REASON.get(code, f"status {code}")
             metrics.SENTIMENT_INGEST_ERRORS.labels(reason).inc()
             detail = (
@@ -165,7 +178,6 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
                 else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms"
             )
             out.append(("table", "rejected_records", _rejection(tick, "sentiment", detail)))
-        return newest
 
     # --- candles ------------------------------------------------------------------------
     def _candle(self, candle: dict[str, Any], out: list[tuple[Any, ...]]) -> bool:

@@ -160,21 +160,18 @@ def _number(obj: dict[str, Any], name: str) -> float:
     return value
 
 
-_KNOWN_NAMES: dict[tuple[str, str], bool] = {}  # (pattern, value) -> valid; symbols repeat endlessly
+_VALID_NAMES: dict[re.Pattern[str], set[str]] = {}  # symbols and providers repeat endlessly
 
 
 def _name(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     value = _field(obj, name)
-    if not isinstance(value, str):
+    known = _VALID_NAMES.setdefault(pattern, set())
+    if value.__class__ is str and value in known:
+        return value
+    if not isinstance(value, str) or not pattern.match(value):
         raise _Invalid(f"'{name}' must be a short identifier like XRPUSDT, got {value!r}")
-    key = (pattern.pattern, value)
-    ok = _KNOWN_NAMES.get(key)
-    if ok is None:
-        ok = bool(pattern.match(value))
-        if len(_KNOWN_NAMES) < 100_000:
-            _KNOWN_NAMES[key] = ok
-    if not ok:
-        raise _Invalid(f"'{name}' must be a short identifier like XRPUSDT, got {value!r}")
+    if len(known) < 100_000:
+        known.add(value)
     return value
 
 

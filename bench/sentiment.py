@@ -1,0 +1,235 @@
+"""Sentiment replay throughput from the broker into ClickHouse, against a floor and a naive flow.
+
+All three are measured in the same run on the same topic (tansu broker, chdb engine):
+
+- **tickcast**: the signals flow (decode + provider gate + per-symbol dedup/late/bars/EMAs
+  + batched idempotent inserts of ticks, bars and rejects), 1 Bytewax worker.
+- **floor**: raw consume (confluent-kafka `assign`) + decode/validate + ClickHouse insert of
+  the ticks, no processing at all — what any implementation must at least pay.
+- **naive**: a per-message Bytewax flow: one item per tick, `stateful_map` per symbol with a
+  pure-Python EMA update, one row item per tick into `collect` and the same insert.
+
+Then peak RSS of the sentiment state for 1000 symbols as ticks grow (1M → 10M), which must
+stay flat (bounded state).
+
+    python bench/sentiment.py [--ticks 400000] [--symbols 1000] [--rss-ticks 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _broker import tansu  # noqa: E402
+
+from dataflows.kafka_io import KafkaPairSource, ensure_topics  # noqa: E402
+from dataflows.signals import FlowOptions, build_flow  # noqa: E402
+from tickcast.records import Rejection, decode_record  # noqa: E402
+from tickcast.settings import load_settings  # noqa: E402
+from tickcast.store import Store  # noqa: E402
+
+START = 1_763_683_200_000
+
+
+def produce_ticks(broker: str, topic: str, n: int, symbols: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": broker, "linger.ms": 20, "batch.num.messages": 10000,
+                         "queue.buffering.max.messages": 2_000_000, "partitioner": "murmur2_random"})
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.uniform(-1, 1, n), 4)
+    providers = ("newsapi", "twitter", "reddit")
+    for i in range(n):
+        ts = START + i * 15  # ~67 ticks/s overall
+        rec = {"symbol": f"S{i % symbols:04d}USDT", "ts": ts, "score": float(scores[i]),
+               "provider": providers[i % 3], "id": f"t{i}", "ingest_ts": ts + 150}
+        while True:
+            try:
+                producer.produce(topic, orjson.dumps(rec), key=rec["symbol"].encode(), timestamp=rec["ingest_ts"])
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 10000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+
+
+def fresh_store(root: Path, name: str) -> Store:
+    store = Store(f"chdb://{root}", database=name)
+    store.command(f"DROP DATABASE IF EXISTS {name}")
+    store.migrate()
+    return store
+
+
+def run_tickcast(broker: str, topic: str, store: Store) -> float:
+    from bytewax.testing import run_main
+
+    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker, TICKCAST_WRITE_BATCH_ROWS=50_000)
+    source = KafkaPairSource(broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False, batch_size=50_000)
+    flow = build_flow(settings, [source], store_factory=lambda: store,
+                      options=FlowOptions(live=False, with_model=False, publish_events=False))
+    t = time.perf_counter()
+    run_main(flow, epoch_interval=timedelta(seconds=5))
+    return time.perf_counter() - t
+
+
+def run_floor(broker: str, topic: str, store: Store, n: int) -> float:
+    from confluent_kafka import Consumer, TopicPartition
+
+    t = time.perf_counter()
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": "floor", "enable.auto.commit": False})
+    meta = consumer.list_topics(timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    seen, rows = 0, []
+    while seen < n:
+        for msg in consumer.consume(10_000, timeout=0.5):
+            if msg.error():
+                continue
+            seen += 1
+            decoded = decode_record(msg.value(), source="kafka", now_ms=msg.timestamp()[1], default_ingest="now")
+            if not isinstance(decoded, Rejection):
+                rows.append(decoded[1])
+            if len(rows) >= 50_000:
+                store.insert_rows("sentiment_ticks", [{**r, "weight": 1.0} for r in rows])
+                rows = []
+    if rows:
+        store.insert_rows("sentiment_ticks", [{**r, "weight": 1.0} for r in rows])
+    consumer.close()
+    return time.perf_counter() - t
+
+
+def run_naive(broker: str, topic: str, store: Store) -> float:
+    import bytewax.operators as op
+    from bytewax.connectors.kafka import operators as kop
+    from bytewax.dataflow import Dataflow
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+    from bytewax.testing import run_main
+
+    windows = (300_000.0, 900_000.0, 3_600_000.0)
+
+    def decode(msg: Any) -> Any:
+        d = decode_record(msg.value, source="kafka", now_ms=msg.timestamp[1] if msg.timestamp else 0,
+                          default_ingest="now")
+        return None if isinstance(d, Rejection) else d[1]
+
+    def ema(state: Any, tick: dict[str, Any]) -> Any:
+        # per-message EMA: decay three sums to this tick's time, add it
+        t = tick["ts"]
+        if state is None:
+            state = [t, [0.0] * 3, [0.0] * 3]
+        dt = t - state[0]
+        for i, w in enumerate(windows):
+            decay = math.exp(-dt / w)
+            state[1][i] = state[1][i] * decay + tick["score"]
+            state[2][i] = state[2][i] * decay + 1.0
+        state[0] = t
+        row = {**tick, "weight": 1.0}
+        return state, row
+
+    class Sink(DynamicSink):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
+            class Part(StatelessSinkPartition):
+                def write_batch(self, items: list[Any]) -> None:
+                    for _key, rows in items:
+                        store.insert_rows("sentiment_ticks", rows)
+
+            return Part()
+
+    flow = Dataflow("naive")
+    kin = kop.input("kin", flow, brokers=[broker], topics=[topic], tail=False)
+    ticks = op.filter_map("decode", kin.oks, decode)
+    keyed = op.key_on("key", ticks, lambda r: r["symbol"])
+    rows = op.stateful_map("ema", keyed, ema)
+    batched = op.collect("collect", op.key_on("rekey", op.key_rm("unkey", rows), lambda r: "t"),
+                         timeout=timedelta(milliseconds=500), max_size=50_000)
+    op.output("out", batched, Sink())
+    t = time.perf_counter()
+    run_main(flow, epoch_interval=timedelta(seconds=5))
+    return time.perf_counter() - t
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_growth(symbols: int, total: int) -> list[tuple[int, float]]:
+    """Drive the per-symbol engines directly with `total` ticks; RSS at checkpoints."""
+    from dataflows.sentiment_state import SentimentState, TickBatch
+
+    states = [SentimentState() for _ in range(symbols)]
+    per_batch = 100
+    rng = np.random.default_rng(1)
+    done, checkpoints, marks = 0, [], {total // 10, total // 2, total}
+    t = START
+    while done < total:
+        for st in states:
+            ts = t + np.sort(rng.integers(0, 60_000, per_batch))
+            batch = TickBatch(ts=ts, ingest_ts=ts + 100, score=rng.uniform(-1, 1, per_batch),
+                              polarity=np.ones(per_batch, np.int8), weight=np.ones(per_batch),
+                              id_hash=rng.integers(-(2**62), 2**62, per_batch))
+            st.add_ticks(batch)
+            st.advance(int(ts[-1]) + 100)
+            done += per_batch
+            if any(done - per_batch < m <= done for m in marks):
+                gc.collect()
+                checkpoints.append((done, rss_mb()))
+        t += 60_000
+    return checkpoints
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ticks", type=int, default=400_000)
+    parser.add_argument("--symbols", type=int, default=1000)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rss-ticks", type=int, default=10_000_000)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="tickcast-bench-sent-"))
+    results: dict[str, list[float]] = {"tickcast": [], "floor": [], "naive": []}
+    with tansu() as broker:
+        topic = f"ticks-{uuid.uuid4().hex[:6]}"
+        ensure_topics(broker, {topic: args.partitions})
+        t = time.perf_counter()
+        produce_ticks(broker, topic, args.ticks, args.symbols)
+        print(f"produced {args.ticks:,} ticks for {args.symbols} symbols in {time.perf_counter() - t:.1f}s",
+              file=sys.stderr)
+        for r in range(args.repeat):
+            for name, fn in (("floor", lambda s: run_floor(broker, topic, s, args.ticks)),
+                             ("tickcast", lambda s: run_tickcast(broker, topic, s)),
+                             ("naive", lambda s: run_naive(broker, topic, s))):
+                store = fresh_store(root / "ch", f"b_{name}_{r}")
+                elapsed = fn(store)
+                stored = store.count("sentiment_ticks")
+                assert stored == args.ticks, f"{name}: stored {stored} of {args.ticks}"
+                results[name].append(args.ticks / elapsed)
+                print(f"run {r + 1} {name:8s}: {args.ticks / elapsed:12,.0f} ticks/s", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"# sentiment replay bench: {args.ticks:,} ticks, {args.symbols} symbols, {args.partitions} partition(s), "
+          f"1 worker, median of {args.repeat}")
+    print("| implementation | ticks/s | vs floor | vs naive |\n|---|---:|---:|---:|")
+    for name in ("tickcast", "floor", "naive"):
+        print(f"| {name} | {med[name]:,.0f} | {med[name] / med['floor']:.2f} | {med[name] / med['naive']:.2f} |")
+    points = rss_growth(args.symbols, args.rss_ticks)
+    print(f"\n# peak RSS, {args.symbols} per-symbol sentiment states, ticks in batches of 100 per symbol")
+    print("| ticks processed | peak RSS (MB) |\n|---:|---:|")
+    for n, mb in points:
+        print(f"| {n:,} | {mb:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
