@@ -70,6 +70,7 @@ class EmbeddedSystem:
         self.flow = build_flow(settings, sources, store_factory=lambda: self.store, bus=self.bus, ids=self.ids,
                                options=FlowOptions(live=True, recovery=bool(settings.TICKCAST_RECOVERY_DIR)))
         self.jobs = make_job_center(settings, self.store, self.bus, self.ids, ingest=self.ingest)
+        self.jobs.mark_interrupted()  # jobs a dead process left queued/running are failed, not "running" forever
         self.thread: threading.Thread | None = None
         self.simulator = simulator
 
@@ -184,7 +185,10 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
     host, port = settings.TICKCAST_API_HOST, settings.TICKCAST_API_PORT
     log.info("tickcast up: store %s, models %s, API http://%s:%d (dashboard at /, health at /healthz)",
              system.store.url, settings.MODEL_STORE_DIR, host, port)
-    uvicorn.run(system.app(), host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
+    try:
+        uvicorn.run(system.app(), host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
+    finally:
+        system.stop(timeout=10)
 
 
 def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None) -> None:
