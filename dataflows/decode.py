@@ -31,6 +31,12 @@ from tickcast.records import Rejection, decode_record
 class GateState:
     streak: dict[str, int] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
+    enable_seen: dict[str, int] = field(default_factory=dict)
+
+
+# An admin "enable provider" arrives through one input partition, but every partition's
+# gate in this process must hear it: provider -> time (ns) of the latest request.
+_ENABLE_REQUESTS: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         out = Out()
         by_symbol: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         now_ms = int(time.time() * 1000)
+        self._apply_enable_requests(out, now_ms)
         for batch in values:
             for source, payload, hint in batch:
                 self._one(source, payload, hint, now_ms, by_symbol, out)
@@ -112,11 +119,19 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             out.append(("event", "events", data, None, ts))
 
     def _control(self, record: dict[str, Any], now_ms: int, out: list[Any]) -> None:
-        provider = record["provider"]
-        self.state.disabled.discard(provider)
-        self.state.streak[provider] = 0
-        metrics.PROVIDER_DISABLED.labels(provider).set(0)
-        out.append(("event", "events", {"kind": "provider_enabled", "provider": provider}, None, now_ms))
+        _ENABLE_REQUESTS[record["provider"]] = time.time_ns()
+        self._apply_enable_requests(out, now_ms)
+
+    def _apply_enable_requests(self, out: list[Any], now_ms: int) -> None:
+        for provider, requested in _ENABLE_REQUESTS.items():
+            if requested <= self.state.enable_seen.get(provider, 0):
+                continue
+            self.state.enable_seen[provider] = requested
+            self.state.streak[provider] = 0
+            if provider in self.state.disabled:
+                self.state.disabled.discard(provider)
+                metrics.PROVIDER_DISABLED.labels(provider).set(0)
+                out.append(("event", "events", {"kind": "provider_enabled", "provider": provider}, None, now_ms))
 
     def snapshot(self) -> GateState:
         return freeze(self.state, enabled=self.config.recovery)

@@ -341,10 +341,9 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
     def _window_row(
         self, version: str, scope: str, at_ms: int, report: dict[str, Any], reference: dict[str, Any] | None
     ) -> dict[str, Any]:
-        acc = None
-        if report["n"]:
-            correct = sum(b["n"] for b in report["bins"][len(report["bins"]) // 2 :] if b["n"]) if False else None
-            acc = correct
+        # Directional accuracy is tracked over the last ACCURACY_WINDOW labeled predictions
+        # (accuracy health), so only the overall row carries it.
+        acc = self.state.accuracy.accuracy if scope == "overall" else None
         ece_prod = _num(reference.get("ece_prod")) if reference else None
         return {
             "model_version": version,

@@ -259,5 +259,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
 def _rejection(record: dict[str, Any], source: str, reason: str) -> dict[str, Any]:
     import orjson
 
+    metrics.REJECTED_RECORDS.labels(source, reason.split(":")[0].split(" ")[0][:40]).inc()
+
     payload = orjson.dumps({k: v for k, v in record.items() if k != "weight"}).decode()
     return Rejection(source, reason, payload, record["ingest_ts"], record.get("provider")).row()

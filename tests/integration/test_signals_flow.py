@@ -172,3 +172,26 @@ def test_include_sentiment_switch(store: Store, tmp_path: Path, include: bool) -
         assert feats["sent_ema_15m"].notna().mean() > 0.9
     else:
         assert feats["sent_ema_15m"].isna().all() and (feats["join_status"] == "excluded").all()
+
+
+def test_enable_request_reaches_the_gate_of_another_partition(store: Store, tmp_path: Path) -> None:
+    """The admin endpoint's control record enters through the HTTP partition; a provider
+    disabled on the simulator/Kafka partition must be re-enabled too."""
+    from dataflows import decode
+    from dataflows.sources import QueueSource  # noqa: F401 - documents the embedded partitions
+
+    base = {"symbol": "XRPUSDT", "provider": "flaky2"}
+    bad = [{**base, "ts": START + i, "score": 3.0, "ingest_ts": START + i} for i in range(5)]
+    settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"))
+    ok_after = [{**base, "ts": START + 500, "score": 0.2, "id": "after", "ingest_ts": START + 500}]
+    flow = build_flow(settings, [RecordsSource(bad, source="feed"), RecordsSource([{"_control": "enable_provider",
+                                                                                     "provider": "flaky2"}],
+                                                                                   source="http")],
+                      store_factory=lambda: store, options=FlowOptions(live=False, with_model=False,
+                                                                       publish_events=False))
+    run_main(flow)
+    assert "flaky2" in decode._ENABLE_REQUESTS
+    # A new run of the feed partition (its gate restored as disabled) sees the request and lets ticks in.
+    gate = decode.DecodeLogic(decode.DecodeConfig(), decode.GateState(disabled={"flaky2"}))
+    out, _ = gate.on_batch([[("feed", ok_after[0], None)]])
+    assert any(item[0] == "sym" for item in out)
