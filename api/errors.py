@@ -8,6 +8,7 @@ HTML page or a traceback (a 500 is logged with its traceback server-side).
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -29,6 +30,9 @@ _DEFAULT_MESSAGES = {
     500: "internal error; the server log has the details",
     503: "service unavailable",
 }
+
+
+_STATUS_PHRASES = {s.phrase for s in HTTPStatus}  # Starlette's default detail: replaced by an actionable one
 
 
 class JSONResponse(Response):
@@ -62,7 +66,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    detail = exc.detail if exc.detail and exc.detail not in _status_phrases() else None
+    detail = exc.detail if exc.detail and exc.detail not in _STATUS_PHRASES else None
     message = detail or _DEFAULT_MESSAGES.get(exc.status_code, "request failed")
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}: check the path against GET /openapi.json"
@@ -75,11 +79,6 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, _DEFAULT_MESSAGES[500])
 
-
-def _status_phrases() -> set[str]:
-    from http import HTTPStatus
-
-    return {s.phrase for s in HTTPStatus}
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -13,14 +13,13 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
 
 from api.errors import ApiError
-from tickcast.settings import parse_duration_ms
 
 Kind = Literal["string", "integer", "number", "boolean", "timestamp", "symbol", "csv"]
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")  # same rule as tickcast.records
@@ -32,21 +31,25 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def parse_timestamp(text: str, name: str) -> int:
-    """Epoch milliseconds, or ISO-8601 (a time without zone is UTC) -> epoch ms."""
+    """Epoch milliseconds, or ISO-8601 (a time without zone is UTC) -> epoch ms.
+
+    >>> parse_timestamp("2025-11-21T09:00:00 09:00", "start")  # '+' sent unencoded arrives as ' '
+    1763683200000
+    """
     text = text.strip()
-    if re.fullmatch(r"-?\d+", text):
+    if re.fullmatch(r"-?\d{1,19}", text):
         value = int(text)
     else:
         try:
-            stamp = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+", 1) if "T" in text else text)
-        except ValueError:
+            stamp = datetime.fromisoformat(re.sub(r"(T[\d:.]+) (\d\d:?\d\d)$", r"\1+\2", text))
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=UTC)
+            value = round(stamp.timestamp() * 1000)
+        except (ValueError, OverflowError):
             raise ApiError(
                 400, f"'{name}' must be epoch milliseconds (e.g. 1763683200000) or ISO-8601 "
-                f"(e.g. 2025-11-21T00:00:00Z), got {text!r}"
+                f"(e.g. 2025-11-21T00:00:00Z), got {text[:60]!r}"
             ) from None
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
-        value = round(stamp.timestamp() * 1000)
     if not MIN_TS_MS <= value <= MAX_TS_MS:
         raise ApiError(400, f"'{name}'={value} is not epoch milliseconds between years 2000 and 2100")
     return value
@@ -206,8 +209,8 @@ class Field:
             if self.required:
                 raise ApiError(422, f"missing field '{self.name}'" + (f" ({self.description})" if self.description else ""))
             return self.default
-        value = body[self.name]
-        expected = {"string": str, "integer": int, "boolean": bool, "array": list}[self.kind]
+        value: Any = body[self.name]
+        expected: Any = {"string": str, "integer": int, "boolean": bool, "array": list}[self.kind]
         if not isinstance(value, expected) or (self.kind == "integer" and isinstance(value, bool)):
             raise ApiError(422, f"'{self.name}' must be {'an' if self.kind[0] in 'ai' else 'a'} {self.kind}, "
                                 f"got {orjson.dumps(value).decode()[:80]}")

@@ -89,7 +89,15 @@ class RetrainScheduler:
             self._scheduler = None
 
     def fire(self) -> str | None:
-        """One scheduled retrain (also what the scheduler calls)."""
+        """One scheduled retrain (also what the scheduler calls).
+
+        Every API replica runs a scheduler; the `jobs` table they share decides: a replica
+        that finds a scheduled job started in the last 10 minutes leaves it at that.
+        """
+        recent = self._recent_scheduled_job(window_s=600)
+        if recent is not None:
+            log.info("scheduled retrain already started elsewhere: job %s", recent)
+            return recent
         try:
             job_id = self.jobs.start(self.kind, {}, trigger="schedule")
         except UnknownJobKind:
@@ -97,6 +105,17 @@ class RetrainScheduler:
             return None
         log.info("scheduled retrain: job %s%s", job_id, " (already running)" if job_id.already_running else "")
         return str(job_id)
+
+    def _recent_scheduled_job(self, *, window_s: int) -> str | None:
+        now_ms = int(datetime.now(self.tz).timestamp() * 1000)
+        try:
+            for job in self.jobs.list(kind=self.kind, limit=20):
+                created = job.get("created_at") or 0
+                if job["trigger"] == "schedule" and now_ms - int(created) < window_s * 1000:
+                    return str(job["job_id"])
+        except Exception:  # noqa: BLE001 - the store being down must not stop the retrain
+            log.exception("could not check for a scheduled retrain started by another replica")
+        return None
 
     def next_run(self, now: datetime | None = None) -> datetime:
         if self._scheduler is not None and now is None:

@@ -1,0 +1,144 @@
+"""POST ingest of sentiment ticks and market candles (DESIGN §3).
+
+The whole request is validated before anything is handed on: one bad record ->
+422 listing every bad record by index, and nothing reaches the flow or the store.
+Accepted records go on as the client sent them, stamped with `ingest_ts`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.context import blocking, get_ctx
+from api.errors import ApiError, JSONResponse
+from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, SYMBOL_RE, read_json, spec
+from tickcast import metrics
+from tickcast.records import INTERVAL_MS, Rejection, decode_record
+
+_TS = {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS, "description": "epoch milliseconds"}
+TICK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["symbol", "ts", "score", "provider"],
+    "properties": {
+        "symbol": {"type": "string", "pattern": SYMBOL_RE.pattern, "example": "XRPUSDT"},
+        "ts": _TS,
+        "score": {"type": "number", "minimum": -1, "maximum": 1},
+        "polarity": {"type": "integer", "enum": [-1, 0, 1]},
+        "provider": {"type": "string", "pattern": NAME_RE.pattern, "example": "newsapi"},
+        "meta": {"type": "object"},
+        "id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "ingest_ts": {**_TS, "description": "only for replays; live records are stamped on arrival"},
+    },
+}
+CANDLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["symbol", "interval", "open_time", "close_time", "open", "high", "low", "close", "volume"],
+    "properties": {
+        "symbol": {"type": "string", "pattern": SYMBOL_RE.pattern},
+        "interval": {"type": "string", "enum": list(INTERVAL_MS)},
+        "open_time": _TS,
+        "close_time": {**_TS, "description": "open_time + interval (exclusive end), epoch ms"},
+        **{k: {"type": "number", "minimum": 0, "exclusiveMinimum": True} for k in ("open", "high", "low", "close")},
+        "volume": {"type": "number", "minimum": 0},
+        "ingest_ts": _TS,
+    },
+}
+_RESPONSES = {202: "accepted: {accepted: n}", 400: "not JSON", 413: "body too large", 422: "invalid records"}
+
+
+def _batch_schema(item: dict[str, Any], key: str, *, single: bool) -> dict[str, Any]:
+    batch = {"type": "object", "required": [key], "properties": {key: {"type": "array", "items": item, "minItems": 1}}}
+    variants = [item, batch] if single else [{"type": "array", "items": item, "minItems": 1}, batch]
+    return {"oneOf": variants}
+
+
+def _items(body: Any, key: str) -> list[Any]:
+    if isinstance(body, list):
+        items = body
+    elif isinstance(body, dict) and key in body:
+        items = body[key]
+        if not isinstance(items, list):
+            raise ApiError(422, f"'{key}' must be an array of records, got {type(items).__name__}")
+    elif isinstance(body, dict):
+        items = [body]
+    else:
+        raise ApiError(422, f"expected a JSON object (one record), an array, or {{\"{key}\": [...]}}; "
+                            f"got {type(body).__name__}")
+    if not items:
+        raise ApiError(422, f"the batch is empty: send at least one record in '{key}'")
+    return items
+
+
+async def _ingest(request: Request, kind: str, key: str) -> Response:
+    ctx = get_ctx(request)
+    items = _items(await read_json(request, ctx.settings.API_MAX_BODY_BYTES), key)
+    now = int(time.time() * 1000)
+    accepted, details = [], []
+    for index, obj in enumerate(items):
+        if not isinstance(obj, dict):
+            details.append({"index": index, "reason": f"expected a JSON object, got {type(obj).__name__}"})
+            continue
+        decoded = decode_record(
+            obj, source="api", now_ms=now, default_ingest="now", pos_threshold=ctx.settings.SENTIMENT_POS_THRESHOLD
+        )
+        if isinstance(decoded, Rejection):
+            details.append({"index": index, "reason": decoded.reason})
+        elif decoded[0] != kind:
+            other = {"tick": "/api/sentiment/tick", "candle": "/api/market/candle"}.get(decoded[0])
+            hint = f"; post it to {other}" if other else "; control records go through /admin endpoints"
+            details.append({"index": index, "reason": f"this endpoint takes {kind}s, this record is a {decoded[0]}{hint}"})
+        else:
+            accepted.append({**obj, "ingest_ts": decoded[1]["ingest_ts"]})
+    if details:
+        if kind == "tick":
+            metrics.SENTIMENT_INGEST_ERRORS.labels("invalid_http").inc(len(details))
+        shown = details[:100]
+        raise ApiError(
+            422,
+            f"{len(details)} of {len(items)} {kind}(s) are invalid and nothing was accepted: fix the records listed "
+            f"in 'details' (by index) and resend the whole batch",
+            details=shown,
+            truncated=len(details) > len(shown),
+        )
+    try:
+        await blocking(ctx.ingest, accepted)
+    except Exception as exc:
+        raise ApiError(503, f"the dataflow is not taking records right now ({exc}); retry shortly") from exc
+    return JSONResponse({"accepted": len(accepted)}, status_code=202)
+
+
+@spec("Ingest one sentiment tick, or a batch {\"ticks\": [...]}", body=_batch_schema(TICK_SCHEMA, "ticks", single=True),
+      auth=True, responses=_RESPONSES, tag="ingest")
+async def post_tick(request: Request) -> Response:
+    return await _ingest(request, "tick", "ticks")
+
+
+@spec("Ingest a batch of sentiment ticks ([...] or {\"ticks\": [...]})",
+      body=_batch_schema(TICK_SCHEMA, "ticks", single=False), auth=True, responses=_RESPONSES, tag="ingest")
+async def post_ticks(request: Request) -> Response:
+    return await _ingest(request, "tick", "ticks")
+
+
+@spec("Ingest one market candle, or a batch {\"candles\": [...]}",
+      body=_batch_schema(CANDLE_SCHEMA, "candles", single=True), auth=True, responses=_RESPONSES, tag="ingest")
+async def post_candle(request: Request) -> Response:
+    return await _ingest(request, "candle", "candles")
+
+
+@spec("Ingest a batch of market candles ([...] or {\"candles\": [...]})",
+      body=_batch_schema(CANDLE_SCHEMA, "candles", single=False), auth=True, responses=_RESPONSES, tag="ingest")
+async def post_candles(request: Request) -> Response:
+    return await _ingest(request, "candle", "candles")
+
+
+routes = [
+    Route("/api/sentiment/tick", post_tick, methods=["POST"]),
+    Route("/api/sentiment/ticks", post_ticks, methods=["POST"]),
+    Route("/api/market/candle", post_candle, methods=["POST"]),
+    Route("/api/market/candles", post_candles, methods=["POST"]),
+]

@@ -1,0 +1,151 @@
+"""Server-sent event streams over the live bus, with gap-free `Last-Event-ID` resume.
+
+Each message: `id:` (the bus id, monotonic), `event:` (the stream name), `data:`
+(JSON). The first message carries the `retry:` hint; sse-starlette sends a
+keep-alive comment every SSE_KEEPALIVE_SECONDS.
+
+Resume order matters: subscribe to the bus first, then replay stored events with
+`id > Last-Event-ID` from `live_events`, then go live skipping ids <= the last
+replayed one. An event published during the replay query is then either in the
+replay or in the queue (the flow stores an event before publishing it), never in
+neither; the skip drops the ones that are in both.
+
+Coalescing (`/stream/sentiment`): at most `rate_hz` state messages per symbol; a
+newer state replaces a held one (the intermediate one is dropped), bar-close
+events (`"kind": "bar"`) are never dropped or delayed. A held state is sent after
+newer events of other symbols, so its id can be lower than one already sent: it
+goes out without an `id:` line, leaving the client's Last-Event-ID where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.context import AppContext, blocking
+from tickcast import metrics
+from tickcast.bus import Event
+
+log = logging.getLogger(__name__)
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _message(event: Event, transform: Transform | None, with_id: bool = True) -> ServerSentEvent:
+    data = transform(event.data) if transform is not None else event.data
+    return ServerSentEvent(
+        data=orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+        event=event.stream,
+        id=str(event.id) if with_id else None,
+    )
+
+
+async def replay(ctx: AppContext, stream: str, symbols: frozenset[str] | None, after: int,
+                 limit: int) -> tuple[list[Event], bool]:
+    """Stored events of `stream` with id > after, oldest first; (events, truncated)."""
+    rows = await blocking(ctx.store.named, "live_events_after", {
+        "stream": stream, "after": after, "symbols": sorted(symbols or ()), "limit": limit + 1})
+    events = [
+        Event(stream, int(r["id"]), orjson.loads(r["data"]), r["symbol"] or None, int(r["ts_ms"]))
+        for r in rows[:limit]
+    ]
+    return events, len(rows) > limit
+
+
+async def event_source(
+    ctx: AppContext,
+    stream: str,
+    symbols: frozenset[str] | None,
+    last_id: int | None,
+    *,
+    rate_hz: float | None = None,
+    transform: Transform | None = None,
+) -> AsyncIterator[ServerSentEvent]:
+    settings = ctx.settings
+    sub = ctx.bus.subscribe([stream], symbols)  # before the replay query: see the module docstring
+    gauge = metrics.SENTIMENT_SSE_CLIENTS.labels(stream)
+    gauge.inc()
+    try:
+        yield ServerSentEvent(comment=f"tickcast {stream} stream", retry=settings.SSE_RETRY_MS)
+        cursor = 0
+        if last_id is not None:
+            cursor = last_id
+            events, truncated = await replay(ctx, stream, symbols, last_id, settings.SSE_RESUME_MAX_EVENTS)
+            for event in events:
+                yield _message(event, transform)
+                cursor = event.id
+            if truncated:
+                yield ServerSentEvent(
+                    event="resync",
+                    data=orjson.dumps({
+                        "reason": f"more than {settings.SSE_RESUME_MAX_EVENTS} events were missed "
+                                  "(SSE_RESUME_MAX_EVENTS); reload state from the history endpoints",
+                        "replayed_up_to": cursor,
+                    }).decode(),
+                )
+        live = _live(sub.queue, cursor) if rate_hz is None else _coalesced(sub.queue, cursor, 1.0 / rate_hz)
+        async for event, with_id in live:
+            yield _message(event, transform, with_id)
+    finally:
+        ctx.bus.unsubscribe(sub)
+        gauge.dec()
+
+
+async def _live(queue: asyncio.Queue[Event], cursor: int) -> AsyncIterator[tuple[Event, bool]]:
+    while True:
+        event = await queue.get()
+        if event.id > cursor:
+            cursor = event.id
+            yield event, True
+
+
+async def _coalesced(queue: asyncio.Queue[Event], cursor: int, interval: float) -> AsyncIterator[tuple[Event, bool]]:
+    loop = asyncio.get_running_loop()
+    held: dict[str | None, Event] = {}
+    next_ok: dict[str | None, float] = {}
+    sent = cursor
+    while True:
+        now = loop.time()
+        for symbol in sorted((s for s in held if next_ok.get(s, 0.0) <= now), key=lambda s: held[s].id):
+            event = held.pop(symbol)
+            next_ok[symbol] = now + interval
+            yield event, event.id > sent
+            sent = max(sent, event.id)
+        timeout = min(next_ok[s] for s in held) - now if held else None
+        try:
+            event = await asyncio.wait_for(queue.get(), timeout)
+        except TimeoutError:
+            continue
+        if event.id <= cursor:
+            continue  # already replayed
+        now = loop.time()
+        if event.data.get("kind") == "bar":
+            yield event, event.id > sent
+            sent = max(sent, event.id)
+        elif event.symbol not in held and next_ok.get(event.symbol, 0.0) <= now:
+            next_ok[event.symbol] = now + interval
+            yield event, event.id > sent
+            sent = max(sent, event.id)
+        else:
+            held[event.symbol] = event  # replaces (drops) an older held state
+
+
+def sse_response(
+    ctx: AppContext,
+    stream: str,
+    symbols: frozenset[str] | None,
+    last_id: int | None,
+    *,
+    rate_hz: float | None = None,
+    transform: Transform | None = None,
+) -> EventSourceResponse:
+    return EventSourceResponse(
+        event_source(ctx, stream, symbols, last_id, rate_hz=rate_hz, transform=transform),
+        ping=ctx.settings.SSE_KEEPALIVE_SECONDS,
+        send_timeout=30,  # a client that stops reading is dropped instead of holding memory
+        headers={"Cache-Control": "no-cache"},
+    )
