@@ -1,0 +1,127 @@
+"""The model stage with real models on disk: fallbacks, hot reload, feature drift, windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dataflows.model_stage import ModelConfig, ModelLogic, _predictors
+from models.registry import ModelRegistry
+from models.training import Gates, train_model
+from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
+
+START = 1_763_683_200_000
+NAMES = list(MARKET_FEATURES) + list(SENTIMENT_FEATURES)
+
+
+def _train(root: Path, n: int = 3000, *, min_samples: int = 500, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, len(NAMES)))
+    logit = 1.5 * X[:, 0] - 1.0 * X[:, NAMES.index("sent_ema_15m")]
+    df = pd.DataFrame(X, columns=NAMES)
+    df["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    df["symbol"] = "S"
+    df["close_time"] = START + np.arange(n) * 60_000
+    result = train_model(df, feature_names=NAMES, gates=Gates(0.5, 0.3), ablation=False,
+                         min_train_samples=min_samples)
+    registry = ModelRegistry(root)
+    version = registry.register(result)
+    registry.promote(version, cooldown_s=0, force=True)
+    return version
+
+
+def _logic(root: Path, **kw: Any) -> ModelLogic:
+    _predictors.pop(str(root), None)  # a fresh process-local predictor per test
+    config = ModelConfig(model_dir=str(root), refresh_interval_s=0.0, live=False, recovery=False, **kw)
+    return ModelLogic(config, None)
+
+
+def _features(t: int, *, shift: float = 0.0, symbols: int = 5, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
+    rng = np.random.default_rng(seed + t)
+    rows = []
+    for i in range(symbols):
+        row = {"symbol": f"S{i}", "interval": "1m", "close_time": t}
+        row.update({n: float(v) for n, v in zip(NAMES, rng.normal(size=len(NAMES)), strict=True)})
+        row["sent_ema_15m"] += shift
+        rows.append(("features", row))
+    return rows
+
+
+def _predictions(out: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [r for item in out if item[0] == "rows" and item[1] == "predictions" for r in item[2]]
+
+
+def test_predictions_carry_the_model_then_fall_back_when_its_file_is_corrupted(tmp_path: Path) -> None:
+    version = _train(tmp_path)
+    logic = _logic(tmp_path)
+    out, _ = logic.on_batch(_features(START))
+    assert {p["model_version"] for p in _predictions(out)} == {version}
+    onnx = tmp_path / "trained" / f"{version}.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    out, _ = logic.on_batch(_features(START + 60_000))
+    preds = _predictions(out)
+    assert len(preds) == 5  # predictions keep flowing
+    assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {("baseline", "corrupt_model")}
+
+
+def test_model_trained_on_too_few_rows_is_not_served(tmp_path: Path) -> None:
+    _train(tmp_path, n=300, min_samples=100)
+    logic = _logic(tmp_path, min_train_samples=500)
+    preds = _predictions(logic.on_batch(_features(START))[0])
+    assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {("baseline", "too_few_samples")}
+
+
+def test_hot_reload_from_the_next_batch(tmp_path: Path) -> None:
+    logic = _logic(tmp_path)
+    preds = _predictions(logic.on_batch(_features(START))[0])
+    assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {("baseline", "no_model")}
+    version = _train(tmp_path)
+    preds = _predictions(logic.on_batch(_features(START + 60_000))[0])
+    assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {(version, "")}
+
+
+@pytest.mark.parametrize("shift, expect_event", [(0.0, False), (0.5, True)])
+def test_feature_drift_event_when_a_feature_moves(tmp_path: Path, shift: float, expect_event: bool) -> None:
+    _train(tmp_path)
+    logic = _logic(tmp_path, feature_window=200, feature_z=3.0)
+    events = []
+    for k in range(60):  # 300 rows > the 200-row window
+        out, _ = logic.on_batch(_features(START + k * 60_000, shift=shift))
+        events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]]
+    drifted = {e["feature"] for e in events if e["kind"] == "feature_drift"}
+    if expect_event:
+        assert drifted == {"sent_ema_15m"}  # z = 0.5 / (1/sqrt(200)) ≈ 7 ≥ 3; other features stay put
+        event = next(e for e in events if e["feature"] == "sent_ema_15m")
+        assert event["value"] >= 3.0 and event["threshold"] == 3.0
+    else:
+        assert drifted == set()
+
+
+def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> None:
+    version = _train(tmp_path)
+    logic = _logic(tmp_path, eval_every_ms=300_000, eval_slack_ms=120_000, window_ms=3_600_000)
+    windows = []
+    rng = np.random.default_rng(5)
+    for k in range(40):
+        t = START + k * 60_000
+        items = _features(t)
+        if k:  # labels for the previous minute, known at t
+            items += [("label", {"symbol": f"S{i}", "interval": "1m", "close_time": t - 60_000, "horizon": 1,
+                                 "label": int(rng.random() < 0.5)}) for i in range(5)]
+        out, _ = logic.on_batch(items)
+        windows += [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
+    overall = [w for w in windows if w["scope"] == "overall" and w["model_version"] == version]
+    ends = [w["window_end"] for w in overall]
+    assert ends == sorted(ends) and all(e % 300_000 == 0 for e in ends)
+    assert np.diff(ends).tolist() == [300_000] * (len(ends) - 1) and len(ends) >= 6
+    # every window counts exactly the labeled predictions with close_time in (end - window, end]
+    for w in overall:
+        expected = 5 * sum(1 for k in range(39) if w["window_end"] - 3_600_000 < START + k * 60_000 <= w["window_end"])
+        assert w["n"] == expected
+    assert {w["scope"] for w in windows} >= {"overall", "S0", "S4"}
