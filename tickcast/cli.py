@@ -211,7 +211,8 @@ def train(store_url: str | None, model_dir: str | None, promote: bool) -> None:
     from tickcast.lifecycle import train_job
 
     ctx = Ctx(store_url, model_dir)
-    result = _run_with_bar("train", train_job(ctx.settings, ctx.store()), {"promote": promote})
+    store = ctx.store()
+    result = _run_as_job("train", train_job(ctx.settings, store), {"promote": promote}, store)
     click.echo(json.dumps(result, indent=2, default=str))
     if not result.get("passed"):
         raise click.ClickException("the model did not pass the gates: " + "; ".join(result.get("gate_failures", [])))
@@ -225,23 +226,39 @@ def recalibrate(store_url: str | None, model_dir: str | None) -> None:
     from tickcast.lifecycle import recalibrate_job
 
     ctx = Ctx(store_url, model_dir)
-    click.echo(json.dumps(_run_with_bar("recalibrate", recalibrate_job(ctx.settings, ctx.store()), {}), indent=2,
+    store = ctx.store()
+    click.echo(json.dumps(_run_as_job("recalibrate", recalibrate_job(ctx.settings, store), {}, store), indent=2,
                           default=str))
 
 
-def _run_with_bar(name: str, fn: Any, params: dict[str, Any]) -> dict[str, Any]:
+def _run_as_job(kind: str, fn: Any, params: dict[str, Any], store: Any) -> dict[str, Any]:
+    """Run through the job center (so the run is in the `jobs` table like any other) with a progress bar."""
     from tqdm import tqdm
 
-    with tqdm(total=100, desc=name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+    from tickcast.jobs import JobCenter
+
+    jobs = JobCenter(store, min_interval_s=0.2)
+    with tqdm(total=100, desc=kind, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+
         def progress(fraction: float, message: str) -> None:
             bar.n = round(100 * min(max(fraction, 0.0), 1.0))
             bar.set_postfix_str(message[:60])
             bar.refresh()
 
-        try:
-            return fn(params, progress)
-        except RuntimeError as exc:
-            raise click.ClickException(str(exc)) from None
+        def run(job_params: dict[str, Any], job_progress: Any) -> dict[str, Any]:
+            def both(fraction: float, message: str = "") -> None:
+                progress(fraction, message)
+                job_progress(fraction, message)
+
+            return fn(job_params, both)
+
+        jobs.register(kind, run)
+        job_id = jobs.start(kind, params, trigger="cli")
+        final = jobs.wait(job_id) or {}
+    jobs.close()
+    if final.get("status") != "succeeded":
+        raise click.ClickException(f"{kind} job {job_id} failed: {final.get('error') or 'unknown error'}")
+    return dict(final.get("result") or {})
 
 
 @main.group()

@@ -106,6 +106,9 @@ def test_simulate_replay_train_then_promote_into_a_running_system(up_server: tup
     base = f"http://127.0.0.1:{port}"
     proc = _start_up(store, models, port, "--no-simulator")
     try:
+        # the CLI training ran as a job, recorded like any other
+        jobs = httpx.get(f"{base}/admin/jobs", params={"kind": "train"}, headers=KEY).json()["jobs"]
+        assert [(j["trigger"], j["status"], j["result"]["version"]) for j in jobs] == [("cli", "succeeded", version)]
         follow = [r for r in generate(SimConfig(symbols=8, hours=0.5, seed=4, start_ms=START + 12 * 3_600_000))]
         first, second = follow[: len(follow) // 2], follow[len(follow) // 2:]
         _post_minutes(base, first)
