@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 "$VENV/bin/ruff" check tickcast dataflows models api sql tests bench
-exec "$VENV/bin/python" -m pytest "$@"
+# --tb=native: CPython 3.11.7 can fail in ast.parse while pytest renders a failure's source
+# ("AST constructor recursion depth mismatch"), turning one failure into an INTERNALERROR.
+exec "$VENV/bin/python" -m pytest --tb=native "$@"
