@@ -228,41 +228,82 @@ class KafkaEventPublisher:
         self.producer.poll(0)
 
 
+def follow_kafka_events(settings: Settings, bus: LocalBus, ids: IdClock, *, from_offset: str = "end",
+                        stop: threading.Event | None = None) -> list[threading.Thread]:
+    """API replica side of the fan-out: every replica consumes the flow's output topics and
+    republishes the events, with the flow's ids, on its own in-process bus."""
+    from dataflows.kafka_io import consume_json
+    from tickcast.bus import Event
+
+    brokers = settings.TICKCAST_KAFKA_BOOTSTRAP or ""
+
+    def follow(topic: str) -> None:
+        for msg in consume_json(brokers, topic, from_offset=from_offset, stop=stop):
+            ids.observe(int(msg["id"]))
+            bus.publish(Event(msg["stream"], int(msg["id"]), msg["data"], msg.get("symbol"), int(msg.get("ts") or 0)))
+
+    threads = []
+    for topic in sorted({settings.TICKCAST_TOPIC_PREDICTIONS, settings.TICKCAST_TOPIC_CALIBRATION}):
+        thread = threading.Thread(target=follow, args=(topic,), daemon=True, name=f"follow-{topic}")
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def kafka_ingest(settings: Settings) -> Callable[[list[dict[str, Any]]], None]:
+    """API replica side of ingest: validated records go to the input topics (keyed by symbol);
+    a control record goes to every partition of the ticks topic, so every partition's gate sees it."""
+    from dataflows.kafka_io import produce_records, topic_partition_counts
+
+    brokers = settings.TICKCAST_KAFKA_BOOTSTRAP or ""
+    ticks_topic, candles_topic = settings.TICKCAST_TOPIC_TICKS, settings.TICKCAST_TOPIC_CANDLES
+
+    def ingest(records: list[dict[str, Any]]) -> None:
+        ticks = [r for r in records if "score" in r]
+        candles = [r for r in records if "open_time" in r]
+        controls = [r for r in records if "_control" in r]
+        if ticks:
+            produce_records(brokers, ticks_topic, ticks)
+        if candles:
+            produce_records(brokers, candles_topic, candles)
+        if controls:
+            import orjson
+            from confluent_kafka import Producer
+
+            producer = Producer({"bootstrap.servers": brokers})
+            for partition in range(max(1, topic_partition_counts(brokers, [ticks_topic]).get(ticks_topic, 1))):
+                for control in controls:
+                    producer.produce(ticks_topic, orjson.dumps(control), partition=partition)
+            producer.flush(10)
+
+    return ingest
+
+
 def run_api_replica(settings: Settings) -> None:
     """`tickcast api`: an API replica; ingest produces to Kafka, live events come from Kafka."""
-    import orjson
     import uvicorn
 
     from api.app import create_app
     from api.context import AppContext
-    from dataflows.kafka_io import consume_json, produce_records
-    from tickcast.bus import Event
-
-    store = Store(settings.TICKCAST_CLICKHOUSE_URL)
-    bus, ids = LocalBus(), IdClock()
-    brokers = settings.TICKCAST_KAFKA_BOOTSTRAP or ""
-
-    def follow(topic: str) -> None:
-        for msg in consume_json(brokers, topic, from_offset="end"):
-            ids.observe(int(msg["id"]))
-            bus.publish(Event(msg["stream"], int(msg["id"]), msg["data"], msg.get("symbol"), int(msg.get("ts") or 0)))
-
-    for topic in {settings.TICKCAST_TOPIC_PREDICTIONS, settings.TICKCAST_TOPIC_CALIBRATION}:
-        threading.Thread(target=follow, args=(topic,), daemon=True, name=f"follow-{topic}").start()
-
-    def ingest(records: list[dict[str, Any]]) -> None:
-        ticks = [r for r in records if "score" in r or "_control" in r]
-        candles = [r for r in records if "open_time" in r]
-        if ticks:
-            produce_records(brokers, settings.TICKCAST_TOPIC_TICKS, ticks)
-        if candles:
-            produce_records(brokers, settings.TICKCAST_TOPIC_CANDLES, candles)
-
+    from dataflows.kafka_io import topic_partition_counts
     from tickcast.scheduler import RetrainScheduler
 
+    store = Store(settings.TICKCAST_CLICKHOUSE_URL)
+    store.migrate()
+    bus, ids = LocalBus(), IdClock()
+    follow_kafka_events(settings, bus, ids)
+    ingest = kafka_ingest(settings)
+
+    def broker_ok() -> bool:
+        try:
+            topic_partition_counts(settings.TICKCAST_KAFKA_BOOTSTRAP or "", [settings.TICKCAST_TOPIC_TICKS])
+            return True
+        except Exception:  # noqa: BLE001 - health reports, never raises
+            return False
+
     jobs = make_job_center(settings, store, bus, ids, ingest)
+    jobs.mark_interrupted()
     ctx = AppContext(settings=settings, store=store, bus=bus, ingest=ingest, jobs=jobs,
-                     registry_root=Path(settings.MODEL_STORE_DIR), id_clock=ids,
+                     registry_root=Path(settings.MODEL_STORE_DIR), id_clock=ids, broker_ok=broker_ok,
                      scheduler=RetrainScheduler(jobs, settings))
-    del orjson
     uvicorn.run(create_app(ctx), host=settings.TICKCAST_API_HOST, port=settings.TICKCAST_API_PORT)
