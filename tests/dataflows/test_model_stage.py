@@ -125,3 +125,61 @@ def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> 
         expected = 5 * sum(1 for k in range(39) if w["window_end"] - 3_600_000 < START + k * 60_000 <= w["window_end"])
         assert w["n"] == expected
     assert {w["scope"] for w in windows} >= {"overall", "S0", "S4"}
+
+
+def test_auto_retrain_starts_a_job_on_a_drift_recommendation(tmp_path: Path) -> None:
+    from dataflows.model_stage import set_job_starter
+    from models.drift import DriftConfig
+
+    _train(tmp_path)
+    started: list[tuple[str, dict[str, Any], str]] = []
+    set_job_starter(lambda kind, params, trigger: started.append((kind, params, trigger)) or "job-1")
+    try:
+        config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False,
+                             auto_retrain=True, eval_every_ms=300_000, eval_slack_ms=60_000, window_ms=3_600_000,
+                             drift=DriftConfig(min_samples=20))
+        _predictors.pop(str(tmp_path), None)
+        logic = ModelLogic(config, None)
+        last: list[dict[str, Any]] = []
+        for k in range(30):
+            t = START + k * 60_000
+            items = _features(t)
+            # every label contradicts its prediction: calibration collapses
+            items += [("label", {"symbol": p["symbol"], "interval": "1m", "close_time": p["close_time"], "horizon": 1,
+                                 "label": int(p["prob"] < 0.5)}) for p in last]
+            out, _ = logic.on_batch(items)
+            last = _predictions(out)
+            if started:
+                break
+        assert started and started[0][0] == "train" and started[0][2] == "drift"
+        assert started[0][1]["reason"] == "retrain_recommended"
+    finally:
+        set_job_starter(None)
+
+
+def test_without_auto_retrain_no_job_is_started(tmp_path: Path) -> None:
+    from dataflows.model_stage import set_job_starter
+    from models.drift import DriftConfig
+
+    _train(tmp_path)
+    started: list[Any] = []
+    set_job_starter(lambda *a: started.append(a) or "x")
+    try:
+        config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False,
+                             auto_retrain=False, eval_every_ms=300_000, eval_slack_ms=60_000, window_ms=3_600_000,
+                             drift=DriftConfig(min_samples=20))
+        _predictors.pop(str(tmp_path), None)
+        logic = ModelLogic(config, None)
+        last: list[dict[str, Any]] = []
+        recs = []
+        for k in range(30):
+            t = START + k * 60_000
+            items = _features(t) + [("label", {"symbol": p["symbol"], "interval": "1m", "close_time": p["close_time"],
+                                               "horizon": 1, "label": int(p["prob"] < 0.5)}) for p in last]
+            out, _ = logic.on_batch(items)
+            last = _predictions(out)
+            recs += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]
+                     if r["kind"] == "retrain_recommended"]
+        assert recs and started == []  # recommended, but nothing started
+    finally:
+        set_job_starter(None)
