@@ -147,7 +147,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         trust = self.config.trust
         for tick in ticks:
             tick["weight"] = trust.get(tick["provider"], 1.0)
-        batch = TickBatch.from_records(ticks)
+        batch = TickBatch.from_records(ticks, validated=True)  # decode_record checked every field
         status = self.state.sentiment.add_ticks(batch)
         accepted = status == 0
         # Metrics per batch, not per tick: the counters and histogram end up the same.

@@ -401,3 +401,14 @@ def test_state_stays_bounded_and_report_throughput(capsys):
               f"(batches of {size}); pickled state {sizes[100]:,} B @100k ticks, {sizes[n_batch]:,} B @1M ticks")
     assert state.n_duplicate > 0 and state.last_bar_end is not None
     assert sizes[n_batch] <= 1.1 * sizes[100]
+
+
+def test_validated_batch_equals_checked_batch() -> None:
+    from dataflows.sentiment_state import TickBatch
+
+    recs = [{"ts": 1_000 + i, "ingest_ts": 1_100 + i, "score": 0.1 * i - 0.5, "polarity": 1, "id": f"x{i}",
+             "weight": 0.5} for i in range(10)]
+    a, b = TickBatch.from_records(recs), TickBatch.from_records(recs, validated=True)
+    for name in ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash"):
+        assert getattr(a, name).dtype == getattr(b, name).dtype
+        assert (getattr(a, name) == getattr(b, name)).all()
