@@ -176,15 +176,35 @@ def replay(store_url: str | None, model_dir: str | None, inputs: tuple[Path, ...
 @main.command()
 @store_option
 @model_option
-@click.option("--recovery-dir", type=click.Path(path_type=Path), help="Bytewax recovery dir [env TICKCAST_RECOVERY_DIR]")
-def flow(store_url: str | None, model_dir: str | None, recovery_dir: Path | None) -> None:
-    """Distributed mode: run the dataflow on the Kafka topics (tails them) with recovery."""
+@click.option("-r", "--recovery-dir", type=click.Path(path_type=Path),
+              help="Bytewax recovery dir [env TICKCAST_RECOVERY_DIR]")
+@click.option("-w", "--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="worker threads in this process (prefer more processes: Bytewax threads share the GIL)")
+@click.option("-i", "--process-id", type=click.IntRange(0), help="this process's index in the cluster")
+@click.option("-a", "--addresses", help="all cluster processes as 'host1:port;host2:port' (with -i)")
+def flow(store_url: str | None, model_dir: str | None, recovery_dir: Path | None, workers: int,
+         process_id: int | None, addresses: str | None) -> None:
+    """Distributed mode: run the dataflow on the Kafka topics (tails them) with recovery.
+
+    One process: `tickcast flow -r DIR`. A cluster of N processes (each owns a share of
+    the topic partitions, i.e. of the symbols): `tickcast flow -i 0 -a "h1:2101;h2:2101"` on
+    the first host, `-i 1` on the second. The store must be a ClickHouse server.
+    """
     from tickcast.embedded import run_distributed_flow
 
     ctx = Ctx(store_url, model_dir)
     if not ctx.settings.kafka_enabled:
         raise click.ClickException("TICKCAST_KAFKA_BOOTSTRAP is not set; `tickcast flow` reads Kafka topics")
-    run_distributed_flow(ctx.settings, recovery_dir=recovery_dir or ctx.settings.TICKCAST_RECOVERY_DIR)
+    if (process_id is None) != (addresses is None):
+        raise click.UsageError("-i/--process-id and -a/--addresses go together")
+    cluster = addresses.split(";") if addresses else None
+    if cluster and process_id is not None and process_id >= len(cluster):
+        raise click.BadParameter(f"process id {process_id} but only {len(cluster)} addresses", param_hint="-i")
+    if cluster and ctx.settings.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"):
+        raise click.UsageError("a cluster needs a ClickHouse server store (http://…): a chdb directory belongs "
+                               "to one process")
+    run_distributed_flow(ctx.settings, recovery_dir=recovery_dir or ctx.settings.TICKCAST_RECOVERY_DIR,
+                         workers=workers, process_id=process_id, addresses=cluster)
 
 
 @main.command()

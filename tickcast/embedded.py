@@ -191,10 +191,14 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
         system.stop(timeout=10)
 
 
-def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None) -> None:
+def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None, workers: int = 1,
+                         process_id: int | None = None, addresses: list[str] | None = None) -> None:
     """`tickcast flow`: Kafka in, ClickHouse + Kafka output topics out, with recovery."""
-    from dataflows.kafka_io import KafkaJsonSink  # noqa: F401 - fail early if Kafka support is broken
-    from dataflows.signals import run_flow
+    from datetime import timedelta
+
+    from bytewax._bytewax import cli_main
+
+    from dataflows.signals import prepare_recovery
 
     if settings.TICKCAST_FLOW_METRICS_PORT:
         from prometheus_client import start_http_server
@@ -205,7 +209,24 @@ def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None)
     bus = KafkaEventPublisher(settings)
     flow = build_flow(settings, [kafka_source(settings, tail=True)], store_factory=lambda: store, bus=bus,
                       options=FlowOptions(live=True, recovery=recovery_dir is not None))
-    run_flow(flow, recovery_dir=recovery_dir, snapshot_seconds=settings.TICKCAST_SNAPSHOT_SECONDS)
+    set_job_starter_for_flow(settings, store)
+    cli_main(
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=settings.TICKCAST_SNAPSHOT_SECONDS),
+        recovery_config=prepare_recovery(recovery_dir) if recovery_dir else None,
+    )
+
+
+def set_job_starter_for_flow(settings: Settings, store: Store) -> None:
+    """In distributed mode the flow process records drift-recommended jobs in the shared
+    `jobs` table and runs them itself (AUTO_RETRAIN_ENABLED); the API replicas show them."""
+    from dataflows.model_stage import set_job_starter
+
+    jobs = make_job_center(settings, store, LocalBus(), IdClock(), ingest=lambda records: None)
+    set_job_starter(lambda kind, params, trigger: jobs.start(kind, params, trigger))
 
 
 class KafkaEventPublisher:
