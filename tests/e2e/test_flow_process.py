@@ -57,7 +57,7 @@ def test_flow_process_tails_kafka_and_fans_out(kafka_broker: str, tmp_path: Path
         assert "feature_sentiment_join_attempts_total" in text and "sentiment_ingest_total" in text
         # Rows are batched for up to TICKCAST_WRITE_FLUSH_MS (a SIGTERM before that loses nothing:
         # the restart resumes from the last snapshot, see test_kafka_flow); let them land.
-        time.sleep(2.0)
+        time.sleep(4.0)  # and the idle-release of the last candles (idle_release_ms = 2 s)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
