@@ -110,12 +110,15 @@ class EmbeddedSystem:
         if registry_for(self.settings, None).production() is not None:
             return
         BACKFILL_DONE.wait()
+        # Train on the whole backfill (the gates need a validation split large enough for a
+        # stable ECE): wait until ~all of its candles are joined and labeled.
+        expected = int(self.settings.TICKCAST_SIM_SYMBOLS * self.settings.TICKCAST_SIM_BACKFILL_HOURS * 60 * 0.95)
         deadline = time.time() + 600
         while time.time() < deadline and not self.stopping.is_set():
             joined = min(self.store.count("labels"), self.store.count("features"))
-            if joined >= max(self.settings.MIN_TRAIN_SAMPLES * 4, 2_000):
+            if joined >= max(self.settings.MIN_TRAIN_SAMPLES, expected):
                 break
-            time.sleep(2)
+            time.sleep(1)
         if self.stopping.is_set():
             return
         log.info("simulator backfill loaded; training a first model")

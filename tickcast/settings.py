@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     TICKCAST_SNAPSHOT_SECONDS: Annotated[float, Field(gt=0)] = 5.0
     TICKCAST_SIM_SYMBOLS: PositiveInt = 5
     TICKCAST_SIM_SPEED: Annotated[float, Field(gt=0, le=10_000)] = 1.0
-    TICKCAST_SIM_BACKFILL_HOURS: Annotated[float, Field(ge=0, le=24 * 30)] = 24.0
+    TICKCAST_SIM_BACKFILL_HOURS: Annotated[float, Field(ge=0, le=24 * 30)] = 48.0
     TICKCAST_SIM_SEED: int = 0
     TICKCAST_WRITE_BATCH_ROWS: PositiveInt = 5_000
     TICKCAST_WRITE_FLUSH_MS: Annotated[int, Field(ge=10, le=60_000)] = 500
