@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,15 +110,20 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
     args = ["replay", "--kafka", "--store", url, "--model-dir", str(tmp_path / "m"), "--recovery-dir",
             str(tmp_path / "recovery"), "--no-progress"]
 
-    first = _cli(args, env)
-    # Kill once the flow is well into the input: its recovery store has taken snapshots.
-    recovery = tmp_path / "recovery"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        files = list(recovery.glob("*")) if recovery.exists() else []
-        if files and time.time() - min(f.stat().st_ctime for f in files) > 1.5:
-            break
+    # The first run shows its progress bar (records taken from the broker); kill it once it is
+    # well into the input and has had time to snapshot and write.
+    first = _cli([a for a in args if a != "--no-progress"], env)
+    total = len(records)
+    seen, buffer = 0, b""
+    os.set_blocking(first.stdout.fileno(), False)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None and seen < 0.2 * total:
+        chunk = first.stdout.read() or b""
+        buffer = (buffer + chunk)[-4096:]
+        counts = re.findall(rb"replay: (\d+)rec", buffer)
+        seen = int(counts[-1]) if counts else seen
         time.sleep(0.05)
+    time.sleep(0.5)  # some rows and at least one snapshot are written by now
     assert first.poll() is None, "the first run finished before it could be killed; make the input larger"
     first.send_signal(signal.SIGKILL)  # a crash: no flush, no clean shutdown
     first.wait(10)
