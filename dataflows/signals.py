@@ -125,11 +125,14 @@ def build_flow(
         recovery=options.recovery,
         size_of=lambda item: len(item[1]),
     )
-    op.output("store", op.map_value("row_values", batches, lambda items: [r for _, rows in items for r in rows]),
-              StoreSink(store_factory))
+    # (table, (table, [row, ...])): the sink partition needs the table with the rows
+    table_batches = op.map(
+        "row_values", batches, lambda kv: (kv[0], (kv[0], [r for _, rows in kv[1] for r in rows]))
+    )
+    op.output("store", table_batches, StoreSink(store_factory))
 
     if options.publish_events:
-        events = op.filter("events", everything, _tag("event"))
+        events = op.key_on("key_live", op.filter("events", everything, _tag("event")), lambda _: "live")
         op.output("live", events, EventSink(bus, store_factory, ids or IdClock()))
     return flow
 

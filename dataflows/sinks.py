@@ -1,19 +1,24 @@
 """Sinks: batched idempotent ClickHouse writes, and live events to the bus (+ `live_events`).
 
-Batching happens upstream in `op.collect` (its buffer is part of Bytewax's
-snapshot; a buffer inside a sink would be lost on a crash). Writes are
-idempotent (ReplacingMergeTree natural keys), so the at-least-once replay after a
-resume never duplicates a row in FINAL queries.
+Writes run on a background thread so a ClickHouse insert (~5–60 ms) does not stall the
+dataflow's worker. They stay crash-safe: these are *stateful* sink partitions, and Bytewax
+asks each for a snapshot at every epoch end — `snapshot()` waits until every write handed
+over so far is done (or raises its error), so no epoch is committed before its rows are in
+ClickHouse. A crash loses at most the current epoch, which the resume replays, and the
+replay writes the same natural keys (ReplacingMergeTree), so nothing is duplicated in FINAL
+queries. Batching happens upstream (`dataflows.batching`), in the snapshotted state.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from tickcast import metrics
 from tickcast.bus import Event, EventBus, IdClock
@@ -21,66 +26,129 @@ from tickcast.store import Store
 
 log = logging.getLogger(__name__)
 
-# Input item shape: (table, [row, ...]) after collect.
+
+class BackgroundWriter:
+    """One FIFO worker thread; `flush()` blocks until everything submitted is written."""
+
+    def __init__(self, write: Callable[[Any], None], *, name: str, max_pending: int = 16) -> None:
+        self._write = write
+        self._queue: queue.Queue[Any] = queue.Queue(max_pending)  # full queue = backpressure on the flow
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, item: Any) -> None:
+        self._raise()
+        self._queue.put(item)
+
+    def flush(self) -> None:
+        self._queue.join()
+        self._raise()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if self._error is None:  # after a failure nothing more is written: the flow must restart
+                    self._write(item)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the worker thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"a background ClickHouse write failed: {self._error}") from self._error
+
+
+# Input item shape: (table, (table, [row, ...])) after batching.
 TableBatch = tuple[str, list[dict[str, Any]]]
 
 
-class _StorePartition(StatelessSinkPartition[TableBatch]):
+def write_with_retries(store: Store, table: str, rows: list[dict[str, Any]], retries: int = 3) -> None:
+    for attempt in range(retries + 1):
+        try:
+            store.insert_rows(table, rows)
+            metrics.STORE_WRITES.labels(table).inc(len(rows))
+            return
+        except Exception:
+            metrics.STORE_WRITE_ERRORS.labels(table).inc()
+            if attempt == retries:
+                log.exception("giving up writing %d rows to %s", len(rows), table)
+                raise  # the flow stops; a restart resumes from the last snapshot
+            time.sleep(0.2 * 2**attempt)
+            log.warning("retrying write of %d rows to %s (attempt %d)", len(rows), table, attempt + 2)
+
+
+class _StorePartition(StatefulSinkPartition[TableBatch, None]):
     def __init__(self, store: Store, retries: int) -> None:
+        self.writer = BackgroundWriter(lambda batch: self._write(*batch), name="clickhouse-writer")
         self.store = store
         self.retries = retries
 
-    def write_batch(self, items: list[TableBatch]) -> None:
-        by_table: dict[str, list[dict[str, Any]]] = {}
-        for table, rows in items:
-            by_table.setdefault(table, []).extend(rows)
-        for table, rows in by_table.items():
-            self._write(table, rows)
-
     def _write(self, table: str, rows: list[dict[str, Any]]) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                self.store.insert_rows(table, rows)
-                metrics.STORE_WRITES.labels(table).inc(len(rows))
-                return
-            except Exception:
-                metrics.STORE_WRITE_ERRORS.labels(table).inc()
-                if attempt == self.retries:
-                    log.exception("giving up writing %d rows to %s", len(rows), table)
-                    raise  # the flow stops; a restart resumes from the last snapshot
-                time.sleep(0.2 * 2**attempt)
-                log.warning("retrying write of %d rows to %s (attempt %d)", len(rows), table, attempt + 2)
+        write_with_retries(self.store, table, rows, self.retries)
+
+    def write_batch(self, values: list[TableBatch]) -> None:
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for table, rows in values:
+            by_table.setdefault(table, []).extend(rows)
+        for item in by_table.items():
+            self.writer.submit(item)
+
+    def snapshot(self) -> None:
+        self.writer.flush()  # the epoch's rows are in ClickHouse before the epoch commits
+        return None
+
+    def close(self) -> None:
+        self.writer.flush()
 
 
-class StoreSink(DynamicSink[TableBatch]):
+class StoreSink(FixedPartitionedSink[TableBatch, None]):
     def __init__(self, store_factory: Callable[[], Store], *, retries: int = 3) -> None:
         self.store_factory = store_factory
         self.retries = retries
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
+    def list_parts(self) -> list[str]:
+        return ["store"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
         return _StorePartition(self.store_factory(), self.retries)
 
 
-# Input item shape: ("event", stream, data, symbol, ts_ms) — the flow's live events.
+# Input item shape: ("live", ("event", stream, data, symbol, ts_ms)) — the flow's live events.
 EventItem = tuple[str, str, dict[str, Any], "str | None", int]
 
 
-class _EventPartition(StatelessSinkPartition[EventItem]):
+class _EventPartition(StatefulSinkPartition[EventItem, None]):
     def __init__(self, bus: EventBus | None, store: Store | None, ids: IdClock) -> None:
         self.bus = bus
         self.store = store
         self.ids = ids
+        # Stored first, then published, in order: a client that resumes after Last-Event-ID
+        # finds in ClickHouse every event it could have been sent.
+        self.writer = BackgroundWriter(self._write, name="live-events")
 
-    def write_batch(self, items: list[EventItem]) -> None:
-        events = [Event(stream, self.ids.next(), data, symbol, int(ts)) for _, stream, data, symbol, ts in items]
-        if self.store is not None and events:
+    def _write(self, events: list[Event]) -> None:
+        if self.store is not None:
             self.store.insert_rows("live_events", [e.row() for e in events])
         if self.bus is not None:
             for event in events:
                 self.bus.publish(event)
 
+    def write_batch(self, values: list[EventItem]) -> None:
+        events = [Event(stream, self.ids.next(), data, symbol, int(ts)) for _, stream, data, symbol, ts in values]
+        if events:
+            self.writer.submit(events)
 
-class EventSink(DynamicSink[EventItem]):
+    def snapshot(self) -> None:
+        self.writer.flush()
+        return None
+
+    def close(self) -> None:
+        self.writer.flush()
+
+
+class EventSink(FixedPartitionedSink[EventItem, None]):
     """Stores each event (for Last-Event-ID resume), then publishes it."""
 
     def __init__(self, bus: EventBus | None, store_factory: Callable[[], Store] | None, ids: IdClock) -> None:
@@ -88,6 +156,9 @@ class EventSink(DynamicSink[EventItem]):
         self.store_factory = store_factory
         self.ids = ids
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _EventPartition:
+    def list_parts(self) -> list[str]:
+        return ["live"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EventPartition:
         store = self.store_factory() if self.store_factory else None
         return _EventPartition(self.bus, store, self.ids)

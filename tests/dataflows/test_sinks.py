@@ -1,0 +1,31 @@
+"""The background-writing sinks: rows are in ClickHouse when the epoch's snapshot returns,
+and a failed write stops the flow (at the next hand-over or snapshot) instead of vanishing."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataflows.sinks import StoreSink
+from tickcast.store import Store
+
+ROW = {"symbol": "XRPUSDT", "interval": "1m", "open_time": 1_763_683_200_000, "close_time": 1_763_683_260_000,
+       "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.0, "volume": 1.0, "ingest_ts": 1_763_683_260_100}
+
+
+def test_snapshot_returns_only_after_the_rows_are_written(store: Store) -> None:
+    part = StoreSink(lambda: store).build_part("store", "store", None)
+    rows = [{**ROW, "open_time": ROW["open_time"] + i * 60_000, "close_time": ROW["close_time"] + i * 60_000}
+            for i in range(500)]
+    part.write_batch([("candles", rows[:250]), ("candles", rows[250:])])
+    part.snapshot()
+    assert store.count("candles") == 500
+
+
+def test_a_failed_write_surfaces_at_the_snapshot_and_stops_further_writes(store: Store) -> None:
+    part = StoreSink(lambda: store, retries=0).build_part("store", "store", None)
+    part.write_batch([("candles", [{"symbol": "XRPUSDT"}])])  # a real failure: required columns are missing
+    with pytest.raises(RuntimeError, match="background ClickHouse write failed"):
+        part.snapshot()
+    with pytest.raises(RuntimeError):
+        part.write_batch([("candles", [ROW])])
+    assert store.count("candles") == 0
