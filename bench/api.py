@@ -246,7 +246,7 @@ def stand_in_flow(bus: Any, ids: Any) -> Any:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=10_000_000)
-    ap.add_argument("--symbols", type=int, default=100)
+    ap.add_argument("--symbols", type=int, default=200, help="one per SSE client by default")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--rate", type=int, default=2000, help="ticks/s posted")
     ap.add_argument("--clients", type=int, default=200, help="SSE clients")

@@ -284,7 +284,7 @@ class QueueSource(FixedPartitionedSource[tuple[str, RawBatch], None]):
     """Records handed over in-process (HTTP ingest, admin control records) in embedded mode.
 
     Not resumable: an accepted HTTP record lives in memory until the flow takes it,
-    which is at most one poll (20 ms) — see docs/decisions.md.
+    which is at most one poll (5 ms) — see docs/decisions.md.
     """
 
     def __init__(self, q: queue.Queue[RawRecord], *, key: str = "http", max_batch: int = 5_000) -> None:
