@@ -269,7 +269,7 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
         return [(self._key, batch)] if batch else []
 
     def next_awake(self) -> datetime | None:
-        return datetime.now(UTC) + timedelta(milliseconds=20) if self._q.empty() else None
+        return datetime.now(UTC) + timedelta(milliseconds=5) if self._q.empty() else None
 
     def snapshot(self) -> None:
         return None
