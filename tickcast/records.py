@@ -194,6 +194,11 @@ def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: 
     elif isinstance(polarity, bool) or polarity not in (-1, 0, 1):
         raise _Invalid(f"'polarity' must be -1, 0 or 1, got {polarity!r}")
     meta = obj.get("meta") or {}
+    if isinstance(meta, str):  # columnar files (Parquet) carry meta as a JSON string
+        try:
+            meta = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            raise _Invalid("'meta' must be a JSON object (or a string holding one)") from None
     if not isinstance(meta, dict):
         raise _Invalid(f"'meta' must be a JSON object, got {type(meta).__name__}")
     rid = obj.get("id")

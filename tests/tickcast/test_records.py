@@ -26,6 +26,11 @@ def test_tick_defaults() -> None:
     assert rec["ingest_ts"] == NOW - 5  # a replayed record keeps its ingest_ts
 
 
+def test_meta_as_a_json_string_is_accepted() -> None:
+    _, rec = decode_record({**TICK, "meta": '{"url": "x"}'}, source="t", now_ms=NOW)
+    assert rec["meta"] == '{"url":"x"}'
+
+
 def test_candle_accepted_and_kind_from_fields() -> None:
     kind, rec = decode_record(CANDLE, source="c", now_ms=NOW, default_ingest="event")
     assert kind == "candle" and rec["ingest_ts"] == CANDLE["close_time"]
@@ -47,6 +52,7 @@ def test_candle_accepted_and_kind_from_fields() -> None:
         ({**TICK, "polarity": 2}, "'polarity' must be -1, 0 or 1"),
         ({**TICK, "symbol": "bad symbol!"}, "'symbol' must be a short identifier"),
         ({**TICK, "meta": [1]}, "'meta' must be a JSON object"),
+        ({**TICK, "meta": "not json"}, "'meta' must be a JSON object"),
         ({**CANDLE, "interval": "7m"}, "unknown interval '7m'"),
         ({**CANDLE, "high": 0.5}, "high < low"),
         ({**CANDLE, "close": 2.0}, "open/close outside [low, high]"),
