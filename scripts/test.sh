@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
-"$VENV/bin/ruff" check tickcast dataflows models api sql tests bench
+"$VENV/bin/ruff" check tickcast dataflows models api sql tests bench scripts
+# The dashboard tests drive Debian's Chromium (a browser download at test time does not work here).
+bash scripts/ensure-chromium.sh
 # --tb=native: CPython 3.11.7 can fail in ast.parse while pytest renders a failure's source
 # ("AST constructor recursion depth mismatch"), turning one failure into an INTERNALERROR.
 exec "$VENV/bin/python" -m pytest --tb=native "$@"
