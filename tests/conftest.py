@@ -18,8 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tickcast.store import Store
+
+# CI runs with CI=true: the same examples every run (a property's rare counterexample is
+# found by developers' random runs, not by a submission's CI).
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 _db_counter = itertools.count()
 
