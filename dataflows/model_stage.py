@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # start jobs (AUTO_RETRAIN_ENABLED). Signature: (kind, params, trigger) -> job id.
 JobStarter = Callable[[str, dict[str, Any], str], str]
 _job_starter: JobStarter | None = None
+FEATURE_REARM = 0.8  # a drifted feature raises a new event only after |z| fell below 0.8 x threshold
 _predictors: dict[str, Predictor] = {}
 
 
@@ -265,13 +266,15 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
             if ring.count < self.config.feature_window:
                 continue
             z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
-            breach = abs(z) >= self.config.feature_z
-            if breach and not ring.breached:
+            if abs(z) >= self.config.feature_z and not ring.breached:
                 ts = rows[-1]["close_time"]
                 metrics.FEATURE_DRIFT_EVENTS.labels(name).inc()
                 self._drift_event("feature_drift", ts, version, "overall", name, z, self.config.feature_z,
                                   {"window": ring.count, "train_mean": mu, "train_std": sigma}, out)
-            ring.breached = breach
+                ring.breached = True
+            elif abs(z) < FEATURE_REARM * self.config.feature_z:
+                # Hysteresis: a z hovering around the threshold is one drift, not one event per crossing.
+                ring.breached = False
 
     # --- labels, calibration ------------------------------------------------------------------
     def _labels(self, labels: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:

@@ -183,3 +183,19 @@ def test_without_auto_retrain_no_job_is_started(tmp_path: Path) -> None:
         assert recs and started == []  # recommended, but nothing started
     finally:
         set_job_starter(None)
+
+
+def test_feature_drift_hovering_at_the_threshold_is_one_event(tmp_path: Path) -> None:
+    """z alternating just above and just below the threshold must not raise an event per crossing."""
+    _train(tmp_path)
+    logic = _logic(tmp_path, feature_window=200, feature_z=3.0)
+    events = []
+    rng = np.random.default_rng(9)
+    shifts = [0.5] * 60 + [0.2] * 20 + [0.5] * 20 + [0.0] * 60 + [0.5] * 60  # up, hover, back to 0, up again
+    for k, shift in enumerate(shifts):
+        items = _features(START + k * 60_000, shift=shift, seed=int(rng.integers(1 << 30)))
+        out, _ = logic.on_batch(items)
+        events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]
+                   if r["feature"] == "sent_ema_15m"]
+    # the first drift, then (after returning to normal, |z| < 2.4) the second one: two events
+    assert len(events) == 2
