@@ -153,3 +153,46 @@ def test_help_lists_the_commands() -> None:
     out = tickcast("--help").stdout
     for command in ("up", "db", "simulate", "replay", "train", "models", "labeler", "flow", "api"):
         assert f"  {command}" in out
+
+
+def test_models_commands_backup_restore_rollback_cleanup(tmp_path: Path) -> None:
+    """The registry commands as an operator types them (seed 004: backup, restore, cleanup)."""
+    import numpy as np
+    import pandas as pd
+
+    from models.registry import ModelRegistry
+    from models.training import Gates, train_model
+    from tickcast.features import MARKET_FEATURES
+
+    names = list(MARKET_FEATURES)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, len(names)))
+    df = pd.DataFrame(X, columns=names)
+    df["label"] = (rng.random(2000) < 1 / (1 + np.exp(-2 * X[:, 0]))).astype(int)
+    df["symbol"], df["close_time"] = "S", START + np.arange(2000) * 60_000
+    models = tmp_path / "models"
+    registry = ModelRegistry(models)
+    first = registry.register(train_model(df, feature_names=names, gates=Gates(0.5, 0.3), ablation=False))
+    second = registry.register(train_model(df.assign(label=1 - df["label"]), feature_names=names,
+                                           gates=Gates(0.5, 0.3), ablation=False))
+    store = f"chdb://{tmp_path / 'ch'}"
+    env = {"PROMOTION_COOLDOWN_SECONDS": "0"}
+    run = lambda *a: tickcast("models", *a, "--store", store, "--model-dir", str(models), env=env)  # noqa: E731
+    run("promote", first)
+    run("promote", second)
+    assert json.loads(run("status").stdout)["production"] == second
+    run("backup")  # production's files into backups/
+    assert (models / "backups" / f"{second}.onnx").exists()
+    onnx = models / "trained" / f"{second}.onnx"
+    onnx.write_bytes(b"corrupted")
+    restored = json.loads(run("restore", second).stdout)
+    assert restored and ModelRegistry(models).load_production().version == second  # sha256 verified again
+    rolled = json.loads(run("rollback").stdout)
+    assert ModelRegistry(models).production()["version"] == first, rolled
+    listed = {m["version"]: m["status"] for m in json.loads(run("list", "--json").stdout)}
+    assert listed[first] == "production"
+    out = run("cleanup", "--older-than", "0").stdout
+    assert first not in out.split(":")[-1]  # never the production model
+    assert "removed" in out
+    refused = tickcast("models", "restore", "m-missing", "--store", store, "--model-dir", str(models), check=False)
+    assert refused.returncode != 0 and "m-missing" in refused.stderr
