@@ -223,7 +223,7 @@ def test_pair_partition_resume_from_snapshot(kafka_broker: str) -> None:
 def test_pair_source_recovery_resumes_after_last_snapshot(kafka_broker: str, tmp_path: Path) -> None:
     tick_topic, candle_topic, produced = load_pair(kafka_broker, partitions=2, seed=4)
     init_db_dir(tmp_path, 1)
-    crash_after = len(produced) // 2
+    crash_after = 3 * len(produced) // 4  # late enough that many epochs (and snapshots) have committed
 
     def build(crash: bool, out: list[str]) -> Dataflow:
         seen = [0]
@@ -238,7 +238,7 @@ def test_pair_source_recovery_resumes_after_last_snapshot(kafka_broker: str, tmp
 
         flow = Dataflow("recov")
         src = KafkaPairSource(kafka_broker, tick_topic, candle_topic, tail=False, batch_size=20)
-        batches = op.map("slow", op.input("in", flow, src), lambda kb: (time.sleep(0.01), kb)[1])
+        batches = op.map("slow", op.input("in", flow, src), lambda kb: (time.sleep(0.02), kb)[1])
         recs = op.flat_map("flat", batches, lambda kb: [orjson.loads(v) for _, v, _ in kb[1]])
         ids = op.map("id", op.map("crash", recs, maybe_crash), lambda r: r["id"])
         op.output("out", ids, TestingSink(out))
@@ -247,7 +247,7 @@ def test_pair_source_recovery_resumes_after_last_snapshot(kafka_broker: str, tmp
     cfg = RecoveryConfig(tmp_path)
     run1: list[str] = []
     with pytest.raises(Exception) as info:
-        run_flow(build(True, run1), epoch_interval=timedelta(milliseconds=100), recovery_config=cfg)
+        run_flow(build(True, run1), epoch_interval=timedelta(milliseconds=50), recovery_config=cfg)
     chain, exc = [], info.value
     while exc is not None:
         chain.append(str(exc))
@@ -256,7 +256,7 @@ def test_pair_source_recovery_resumes_after_last_snapshot(kafka_broker: str, tmp
     assert 0 < len(run1) <= crash_after  # the crashing batch never reaches the sink
 
     run2: list[str] = []
-    run_flow(build(False, run2), epoch_interval=timedelta(milliseconds=100), recovery_config=cfg)
+    run_flow(build(False, run2), epoch_interval=timedelta(milliseconds=50), recovery_config=cfg)
     everything = {r["id"] for r in produced}
     assert set(run1) | set(run2) == everything, "a message was never seen"
     assert len(set(run2)) < len(everything), "the second run replayed everything"
