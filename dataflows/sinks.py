@@ -28,9 +28,13 @@ log = logging.getLogger(__name__)
 
 
 class BackgroundWriter:
-    """One FIFO worker thread; `flush()` blocks until everything submitted is written."""
+    """One FIFO worker thread; `flush()` blocks until everything submitted is written.
 
-    def __init__(self, write: Callable[[Any], None], *, name: str, max_pending: int = 16) -> None:
+    `write` receives every item queued at that moment as one list, so a burst of small
+    batches becomes one ClickHouse insert (~5 ms each, whatever the size) instead of a queue.
+    """
+
+    def __init__(self, write: Callable[[list[Any]], None], *, name: str, max_pending: int = 64) -> None:
         self._write = write
         self._queue: queue.Queue[Any] = queue.Queue(max_pending)  # full queue = backpressure on the flow
         self._error: BaseException | None = None
@@ -46,14 +50,20 @@ class BackgroundWriter:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
                 if self._error is None:  # after a failure nothing more is written: the flow must restart
-                    self._write(item)
+                    self._write(items)
             except BaseException as exc:  # noqa: BLE001 - re-raised on the worker thread
                 self._error = exc
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -81,18 +91,19 @@ def write_with_retries(store: Store, table: str, rows: list[dict[str, Any]], ret
 
 class _StorePartition(StatefulSinkPartition[TableBatch, None]):
     def __init__(self, store: Store, retries: int) -> None:
-        self.writer = BackgroundWriter(lambda batch: self._write(*batch), name="clickhouse-writer")
+        self.writer = BackgroundWriter(self._write, name="clickhouse-writer")
         self.store = store
         self.retries = retries
 
-    def _write(self, table: str, rows: list[dict[str, Any]]) -> None:
-        write_with_retries(self.store, table, rows, self.retries)
+    def _write(self, batches: list[TableBatch]) -> None:
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for table, rows in batches:
+            by_table.setdefault(table, []).extend(rows)
+        for table, rows in by_table.items():
+            write_with_retries(self.store, table, rows, self.retries)
 
     def write_batch(self, values: list[TableBatch]) -> None:
-        by_table: dict[str, list[dict[str, Any]]] = {}
-        for table, rows in values:
-            by_table.setdefault(table, []).extend(rows)
-        for item in by_table.items():
+        for item in values:
             self.writer.submit(item)
 
     def snapshot(self) -> None:
@@ -128,7 +139,8 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
         # finds in ClickHouse every event it could have been sent.
         self.writer = BackgroundWriter(self._write, name="live-events")
 
-    def _write(self, events: list[Event]) -> None:
+    def _write(self, batches: list[list[Event]]) -> None:
+        events = [event for batch in batches for event in batch]
         if self.store is not None:
             self.store.insert_rows("live_events", [e.row() for e in events])
         if self.bus is not None:
