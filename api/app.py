@@ -101,9 +101,7 @@ def _operation(route: Route, method: str, s: Spec) -> dict[str, Any]:
     for status, text in sorted({**s.responses, 500: "internal error"}.items()):
         content: dict[str, Any]
         if status < 300:
-            content = ({"text/event-stream": {"schema": {"type": "string"}}} if s.stream
-                       else {"application/json": {"schema": {}}} if route.path != "/metrics"
-                       else {"text/plain": {"schema": {"type": "string"}}})
+            content = {_success_type(route.path, s): {"schema": {"type": "string"} if s.stream else {}}}
         else:
             content = {"application/json": {"schema": _ERROR_SCHEMA}}
         op["responses"][str(status)] = {"description": text, "content": content}
@@ -125,6 +123,18 @@ def _operation(route: Route, method: str, s: Spec) -> dict[str, Any]:
         op["responses"].setdefault("400", {"description": "bad parameter",
                                            "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
     return op
+
+
+def _success_type(path: str, s: Spec) -> str:
+    if s.stream:
+        return "text/event-stream"
+    if path == "/metrics":
+        return "text/plain"
+    if path in ("/", "/ui"):
+        return "text/html"
+    if path.startswith("/static/"):
+        return "application/octet-stream"
+    return "application/json"
 
 
 def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
