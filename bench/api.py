@@ -82,9 +82,13 @@ def _serve_embedded(store: Any, workdir: Path) -> tuple[str, Any, threading.Thre
     settings = load_settings(API_KEYS=KEY, MODEL_STORE_DIR=str(workdir / "models"),
                              SENTIMENT_HISTORY_MAX_POINTS=100_000, TICKCAST_LOG_LEVEL="WARNING")
     system = EmbeddedSystem(settings, simulator=False, store=store)
+    app = system.app()
+    from tickcast.gc_tuning import tune_gc
+
+    tune_gc()  # as `tickcast up` does
     system.start_flow()
     port = _port()
-    server = uvicorn.Server(uvicorn.Config(system.app(), host="127.0.0.1", port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1, backlog=4096))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

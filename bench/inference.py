@@ -114,6 +114,9 @@ def main() -> None:
     recorder = Recorder()
     flow = build_flow(settings, [QueueSource(inbox)], store_factory=lambda: store, bus=recorder, ids=IdClock(),
                       options=FlowOptions(live=True))
+    from tickcast.gc_tuning import tune_gc
+
+    tune_gc()  # as `tickcast up` / `tickcast flow` do
     thread = run_flow_in_thread(flow, snapshot_seconds=1.0)
     symbols = [f"S{i:04d}USDT" for i in range(args.symbols)]
     rng = np.random.default_rng(2)

@@ -19,6 +19,7 @@ from typing import Any
 from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
 from dataflows.sources import BACKFILL_DONE, STOP, QueueSource, SimulatorSource
 from tickcast.bus import IdClock, LocalBus
+from tickcast.gc_tuning import tune_gc
 from tickcast.settings import Settings
 from tickcast.store import Store
 
@@ -184,12 +185,14 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
     import uvicorn
 
     system = EmbeddedSystem(settings, simulator=simulator)
+    app = system.app()
+    tune_gc()  # after start-up, before serving: see tickcast/gc_tuning.py
     system.start_flow()
     host, port = settings.TICKCAST_API_HOST, settings.TICKCAST_API_PORT
     log.info("tickcast up: store %s, models %s, API http://%s:%d (dashboard at /, health at /healthz)",
              system.store.url, settings.MODEL_STORE_DIR, host, port)
     try:
-        uvicorn.run(system.app(), host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
+        uvicorn.run(app, host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
     finally:
         system.stop(timeout=10)
 
@@ -213,6 +216,7 @@ def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None,
     flow = build_flow(settings, [kafka_source(settings, tail=True)], store_factory=lambda: store, bus=bus,
                       options=FlowOptions(live=True, recovery=recovery_dir is not None))
     set_job_starter_for_flow(settings, store)
+    tune_gc()
     cli_main(
         flow,
         workers_per_process=workers,
@@ -330,4 +334,6 @@ def run_api_replica(settings: Settings) -> None:
     ctx = AppContext(settings=settings, store=store, bus=bus, ingest=ingest, jobs=jobs,
                      registry_root=Path(settings.MODEL_STORE_DIR), id_clock=ids, broker_ok=broker_ok,
                      scheduler=RetrainScheduler(jobs, settings))
-    uvicorn.run(create_app(ctx), host=settings.TICKCAST_API_HOST, port=settings.TICKCAST_API_PORT)
+    app = create_app(ctx)
+    tune_gc()
+    uvicorn.run(app, host=settings.TICKCAST_API_HOST, port=settings.TICKCAST_API_PORT)
