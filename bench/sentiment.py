@@ -209,6 +209,9 @@ def main() -> None:
             print(f"{n} {mb}")
         return
     root = Path(tempfile.mkdtemp(prefix="tickcast-bench-sent-"))
+    from tickcast.gc_tuning import tune_gc
+
+    tune_gc()  # as `tickcast replay` does; applies to all three implementations alike
     results: dict[str, list[float]] = {"tickcast": [], "floor": [], "naive": []}
     with tansu() as broker:
         topic = f"ticks-{uuid.uuid4().hex[:6]}"

@@ -62,9 +62,14 @@ def run_replay(
     with_model: bool = True,
     progress: bool = True,
     store: Store | None = None,
+    tune: bool = False,
 ) -> str:
     store = store or Store(settings.TICKCAST_CLICKHOUSE_URL)
     store.migrate()
+    if tune:
+        from tickcast.gc_tuning import tune_gc
+
+        tune_gc()
     before = {t: store.count(t) for t in SUMMARY_TABLES}
     emitted = [0]
 

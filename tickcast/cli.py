@@ -168,7 +168,8 @@ def replay(store_url: str | None, model_dir: str | None, inputs: tuple[Path, ...
         raise click.UsageError("give exactly one of --input PATH..., --kafka or --from-store")
     ctx = Ctx(store_url, model_dir)
     summary = run_replay(ctx.settings, inputs=list(inputs), kafka=kafka, from_store=from_store,
-                         recovery_dir=recovery_dir, with_model=not no_model, progress=not no_progress)
+                         recovery_dir=recovery_dir, with_model=not no_model, progress=not no_progress,
+                         tune=True)
     click.echo(summary)
 
 
