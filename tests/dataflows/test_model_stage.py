@@ -127,30 +127,37 @@ def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> 
     assert {w["scope"] for w in windows} >= {"overall", "S0", "S4"}
 
 
+def _contradicted(tmp_path: Path, *, auto_retrain: bool, stop_when: Any = None) -> list[dict[str, Any]]:
+    """Run a live model stage whose every label contradicts its prediction; the drift events."""
+    from models.drift import DriftConfig
+
+    config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False,
+                         auto_retrain=auto_retrain, eval_every_ms=300_000, eval_slack_ms=60_000,
+                         window_ms=3_600_000, drift=DriftConfig(min_samples=20))
+    _predictors.pop(str(tmp_path), None)
+    logic = ModelLogic(config, None)
+    last: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for k in range(30):
+        items = _features(START + k * 60_000) + [
+            ("label", {"symbol": p["symbol"], "interval": "1m", "close_time": p["close_time"], "horizon": 1,
+                       "label": int(p["prob"] < 0.5)}) for p in last]
+        out, _ = logic.on_batch(items)
+        last = _predictions(out)
+        events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]]
+        if stop_when is not None and stop_when():
+            break
+    return events
+
+
 def test_auto_retrain_starts_a_job_on_a_drift_recommendation(tmp_path: Path) -> None:
     from dataflows.model_stage import set_job_starter
-    from models.drift import DriftConfig
 
     _train(tmp_path)
     started: list[tuple[str, dict[str, Any], str]] = []
     set_job_starter(lambda kind, params, trigger: started.append((kind, params, trigger)) or "job-1")
     try:
-        config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False,
-                             auto_retrain=True, eval_every_ms=300_000, eval_slack_ms=60_000, window_ms=3_600_000,
-                             drift=DriftConfig(min_samples=20))
-        _predictors.pop(str(tmp_path), None)
-        logic = ModelLogic(config, None)
-        last: list[dict[str, Any]] = []
-        for k in range(30):
-            t = START + k * 60_000
-            items = _features(t)
-            # every label contradicts its prediction: calibration collapses
-            items += [("label", {"symbol": p["symbol"], "interval": "1m", "close_time": p["close_time"], "horizon": 1,
-                                 "label": int(p["prob"] < 0.5)}) for p in last]
-            out, _ = logic.on_batch(items)
-            last = _predictions(out)
-            if started:
-                break
+        _contradicted(tmp_path, auto_retrain=True, stop_when=lambda: bool(started))
         assert started and started[0][0] == "train" and started[0][2] == "drift"
         assert started[0][1]["reason"] == "retrain_recommended"
     finally:
@@ -159,28 +166,13 @@ def test_auto_retrain_starts_a_job_on_a_drift_recommendation(tmp_path: Path) -> 
 
 def test_without_auto_retrain_no_job_is_started(tmp_path: Path) -> None:
     from dataflows.model_stage import set_job_starter
-    from models.drift import DriftConfig
 
     _train(tmp_path)
     started: list[Any] = []
     set_job_starter(lambda *a: started.append(a) or "x")
     try:
-        config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False,
-                             auto_retrain=False, eval_every_ms=300_000, eval_slack_ms=60_000, window_ms=3_600_000,
-                             drift=DriftConfig(min_samples=20))
-        _predictors.pop(str(tmp_path), None)
-        logic = ModelLogic(config, None)
-        last: list[dict[str, Any]] = []
-        recs = []
-        for k in range(30):
-            t = START + k * 60_000
-            items = _features(t) + [("label", {"symbol": p["symbol"], "interval": "1m", "close_time": p["close_time"],
-                                               "horizon": 1, "label": int(p["prob"] < 0.5)}) for p in last]
-            out, _ = logic.on_batch(items)
-            last = _predictions(out)
-            recs += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]
-                     if r["kind"] == "retrain_recommended"]
-        assert recs and started == []  # recommended, but nothing started
+        events = _contradicted(tmp_path, auto_retrain=False)
+        assert any(e["kind"] == "retrain_recommended" for e in events) and started == []  # recommended only
     finally:
         set_job_starter(None)
 
