@@ -139,14 +139,18 @@ async def history(request: Request) -> Response:
     params = {"symbol": q["symbol"], "step": step, "bar_step": ctx.settings.SENTIMENT_STEP_DEFAULT,
               "start": start, "end": end}
     t0 = time.perf_counter()
-    rows = await blocking(ctx.store.named, f"sentiment_history_{q['agg']}", params)
+    rows = await blocking(ctx.store.named, "sentiment_history", params)
     metrics.SENTIMENT_HISTORY_QUERY_LATENCY_MS.observe((time.perf_counter() - t0) * 1000)
     if not rows and not await symbol_known(ctx, q["symbol"]):
         raise await unknown_symbol(ctx, q["symbol"])
+    values = ["sent_score", *(f"sent_ema_{w}" for w in STORED_EMA), "sent_composite"]
+    prefix = f"{q['agg']}__"
+    points = [{"t": r["t"], **{c: r[prefix + c] for c in values}, "ticks": r["ticks"], "bars": r["bars"]}
+              for r in rows]
     return JSONResponse({
         "symbol": q["symbol"], "start": start, "end": end, "step_ms": step, "agg": q["agg"],
-        "columns": ["t", "sent_score", *(f"sent_ema_{w}" for w in STORED_EMA), "sent_composite", "ticks", "bars"],
-        "points": rows,
+        "columns": ["t", *values, "ticks", "bars"],
+        "points": points,
     })
 
 
