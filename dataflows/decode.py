@@ -46,9 +46,14 @@ class DecodeConfig:
     recovery: bool = True
 
 
+def rejected_row(rej: Rejection) -> dict[str, Any]:
+    """Count a refusal and return its `rejected_records` row (every step refuses through this)."""
+    metrics.REJECTED_RECORDS.labels(*rej.metric_labels).inc()
+    return rej.row()
+
+
 def _reject(rej: Rejection, out: list[Any]) -> None:
-    metrics.REJECTED_RECORDS.labels(rej.source.split(":")[0], rej.reason.split(":")[0][:40]).inc()
-    out.append(("table", "rejected_records", rej.row()))
+    out.append(("table", "rejected_records", rejected_row(rej)))
 
 
 class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
@@ -103,8 +108,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             provider = record["provider"]
             if provider in self.state.disabled:
                 metrics.SENTIMENT_INGEST_ERRORS.labels("provider_disabled").inc()
-                rej = Rejection(source, f"provider {provider!r} is disabled", "", record["ingest_ts"], provider)
-                _reject(_with_payload(rej, record), out)
+                _reject(Rejection.for_record(source, f"provider {provider!r} is disabled", record), out)
                 return
             self.state.streak[provider] = 0
         by_symbol[record["symbol"]].append((kind, record))
@@ -135,9 +139,3 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
 
     def snapshot(self) -> GateState:
         return freeze(self.state, enabled=self.config.recovery)
-
-
-def _with_payload(rej: Rejection, record: dict[str, Any]) -> Rejection:
-    import orjson
-
-    return Rejection(rej.source, rej.reason, orjson.dumps(record).decode(), rej.received_ts, rej.provider)

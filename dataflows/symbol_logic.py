@@ -10,7 +10,6 @@ candle that waits longer than `timeout_ms` of wall clock is released as a join m
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.decode import rejected_row
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
 from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
@@ -60,10 +60,6 @@ class SymbolState:
     pending: list[PendingCandle] = field(default_factory=list)
     watermark: int = 0
     symbol: str = ""
-
-
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 _INGEST: dict[str, Any] = {}  # provider -> counter child: label lookups cost ~1 µs each on the hot path
@@ -177,7 +173,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
                 if code == 1
                 else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms"
             )
-            out.append(("table", "rejected_records", _rejection(tick, "sentiment", detail)))
+            out.append(("table", "rejected_records", rejected_row(Rejection.for_record("sentiment", detail, tick))))
 
     # --- candles ------------------------------------------------------------------------
     def _candle(self, candle: dict[str, Any], out: list[tuple[Any, ...]]) -> bool:
@@ -194,7 +190,7 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
                 candle["low"], candle["close"], candle["volume"],
             )
         except CandleRejected as exc:
-            out.append(("table", "rejected_records", _rejection(candle, "market", str(exc))))
+            out.append(("table", "rejected_records", rejected_row(Rejection.for_record("market", str(exc), candle))))
             return False
         if feats is None:  # the same candle again (at-least-once delivery): already handled
             return False
@@ -237,7 +233,8 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
             "close_time": pending.close_time,
             "close": pending.close,
         }
-        row.update({name: _clean(pending.market.get(name)) for name in MARKET_FEATURES})
+        # NaN (not enough history) is stored as NULL by the store's Arrow insert
+        row.update({name: pending.market.get(name) for name in MARKET_FEATURES})
         if not self.config.include_sentiment:
             row.update(dict.fromkeys(_SENT_COLUMNS))
             row["join_status"] = "excluded"
@@ -249,17 +246,8 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
             row.update(dict.fromkeys(_SENT_COLUMNS))
         else:
             status = cause or ("ok" if bar.get("sent_cnt", 0) > 0 or not bar.get("imputed") else "empty_bar")
-            row.update({name: _clean(bar.get(name)) for name in _SENT_COLUMNS})
+            row.update({name: bar.get(name) for name in _SENT_COLUMNS})
         if status != "ok":
             metrics.FEATURE_JOIN_MISSING.labels(status).inc()
         row["join_status"] = status
         return row
-
-
-def _rejection(record: dict[str, Any], source: str, reason: str) -> dict[str, Any]:
-    import orjson
-
-    metrics.REJECTED_RECORDS.labels(source, reason.split(":")[0].split(" ")[0][:40]).inc()
-
-    payload = orjson.dumps({k: v for k, v in record.items() if k != "weight"}).decode()
-    return Rejection(source, reason, payload, record["ingest_ts"], record.get("provider")).row()

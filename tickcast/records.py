@@ -48,6 +48,17 @@ class Rejection:
     received_ts: int
     provider: str | None = None
 
+    @classmethod
+    def for_record(cls, source: str, reason: str, record: dict[str, Any]) -> Rejection:
+        """A refusal of an already decoded record (duplicate, late, disabled provider, …)."""
+        payload = orjson.dumps({k: v for k, v in record.items() if k != "weight"}).decode()
+        return cls(source, reason, payload, record["ingest_ts"], record.get("provider"))
+
+    @property
+    def metric_labels(self) -> tuple[str, str]:
+        """(source kind, first word of the reason): bounded label values, unlike the reason text."""
+        return self.source.split(":")[0], self.reason.split(":")[0].split(" ")[0][:40]
+
     @property
     def record_id(self) -> str:
         # Natural key: the same payload rejected twice for the same reason is one row.
