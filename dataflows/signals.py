@@ -30,7 +30,7 @@ from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, StoreSink
 from dataflows.symbol_logic import SymbolConfig, SymbolLogic
 from tickcast.bus import EventBus, IdClock
-from tickcast.settings import Settings, parse_duration_ms
+from tickcast.settings import Settings
 from tickcast.store import Store
 
 log = logging.getLogger(__name__)
@@ -178,5 +178,9 @@ def run_flow_in_thread(flow: Dataflow, **kwargs: Any) -> threading.Thread:
     return thread
 
 
-def step_ms(settings: Settings) -> int:
-    return parse_duration_ms(settings.SENTIMENT_STEP_DEFAULT)
+def kafka_source(settings: Settings, *, tail: bool) -> Any:
+    """The paired ticks/candles source on the configured topics (tail=False: to their current end)."""
+    from dataflows.kafka_io import KafkaPairSource
+
+    return KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP or "", settings.TICKCAST_TOPIC_TICKS,
+                           settings.TICKCAST_TOPIC_CANDLES, tail=tail)

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dataflows.signals import FlowOptions, build_flow, prepare_recovery
+from dataflows.signals import FlowOptions, build_flow, kafka_source, prepare_recovery
 from dataflows.sources import FileReplaySource, RecordsSource
 from tickcast.settings import Settings
 from tickcast.store import Store
@@ -86,12 +86,10 @@ def run_replay(
         total = len(records)
     elif kafka:
         from dataflows.counting import CountingSource
-        from dataflows.kafka_io import KafkaPairSource
 
         if not settings.kafka_enabled:
             raise RuntimeError("TICKCAST_KAFKA_BOOTSTRAP is not set")
-        source = CountingSource(KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP, settings.TICKCAST_TOPIC_TICKS,
-                                             settings.TICKCAST_TOPIC_CANDLES, tail=False), on_emit=on_emit)
+        source = CountingSource(kafka_source(settings, tail=False), on_emit=on_emit)
         total = None
     else:
         raise ValueError("nothing to replay")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -421,11 +419,6 @@ def show_settings() -> None:
     """Print the effective settings (validated)."""
     ctx = Ctx(None, None)
     click.echo(json.dumps(ctx.settings.model_dump(mode="json"), indent=2))
-
-
-def wait_forever(stop: threading.Event) -> None:
-    while not stop.is_set():
-        time.sleep(0.5)
 
 
 if __name__ == "__main__":  # pragma: no cover

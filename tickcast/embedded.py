@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
+from dataflows.signals import FlowOptions, build_flow, kafka_source, run_flow_in_thread
 from dataflows.sources import BACKFILL_DONE, STOP, QueueSource, SimulatorSource
 from tickcast.bus import IdClock, LocalBus
 from tickcast.gc_tuning import tune_gc
@@ -172,13 +172,6 @@ def backfill_job(settings: Settings, store: Store) -> Callable[[dict[str, Any], 
         return {"summary": summary}
 
     return run
-
-
-def kafka_source(settings: Settings, *, tail: bool) -> Any:
-    from dataflows.kafka_io import KafkaPairSource
-
-    return KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP or "", settings.TICKCAST_TOPIC_TICKS,
-                           settings.TICKCAST_TOPIC_CANDLES, tail=tail)
 
 
 def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
