@@ -139,19 +139,11 @@ class ModelState:
 def _predictor(config: ModelConfig, state: ModelState) -> Predictor:
     predictor = _predictors.get(config.model_dir)
     if predictor is None:
-        holder: dict[str, Predictor] = {}
-
-        def trained_rows() -> int:
-            model = holder["p"]._model
-            return int(((model.metadata if model else {}).get("counts") or {}).get("labeled", 0))
-
         predictor = Predictor(
             config.model_dir,
             min_train_samples=config.min_train_samples,
-            labeled_count=trained_rows,
             refresh_interval_s=config.refresh_interval_s,
         )
-        holder["p"] = predictor
         _predictors[config.model_dir] = predictor
     predictor.baseline = state.baseline  # the baseline's rolling rates live in the snapshot
     return predictor
@@ -248,7 +240,7 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
             self._feature_drift(rows, version, out)
 
     def _feature_drift(self, rows: list[dict[str, Any]], version: str, out: list[tuple[Any, ...]]) -> None:
-        model = self.predictor._model
+        model = self.predictor.loaded
         if model is None:
             return
         mean, std = model.metadata.get("train_mean") or {}, model.metadata.get("train_std") or {}
@@ -333,7 +325,7 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
     def _reference(self, version: str) -> dict[str, Any] | None:
         if version == "baseline":
             return None
-        model = self.predictor._model
+        model = self.predictor.loaded
         if model is not None and model.version == version:
             return model.metadata
         try:

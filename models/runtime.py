@@ -45,7 +45,7 @@ class Predictor:
         registry_root: str | os.PathLike[str],
         *,
         min_train_samples: int = 500,
-        labeled_count: Callable[[], int],
+        labeled_count: Callable[[], int] | None = None,
         baseline: Baseline | None = None,
         refresh_interval_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
@@ -55,7 +55,8 @@ class Predictor:
         self.baseline = baseline if baseline is not None else Baseline()
         self.fallback_counts: Counter[str] = Counter()
         self.last_inference_s = 0.0
-        self._labeled_count = labeled_count
+        # Default: the labeled rows the loaded model was trained on (its metadata counts).
+        self._labeled_count = labeled_count or self._trained_rows
         self._refresh_interval_s = refresh_interval_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -69,6 +70,15 @@ class Predictor:
     def model_version(self) -> str:
         """Version currently loaded, or ``'baseline'``."""
         return self._model.version if self._model is not None else BASELINE_VERSION
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The production model in use (version, metadata, scorer), or None while on the baseline."""
+        return self._model
+
+    def _trained_rows(self) -> int:
+        metadata = self._model.metadata if self._model is not None else {}
+        return int((metadata.get("counts") or {}).get("labeled", 0))
 
     @property
     def feature_names(self) -> tuple[str, ...]:
