@@ -97,7 +97,8 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         if isinstance(decoded, Rejection):
             if decoded.provider:
                 self._failure(decoded.provider, decoded.received_ts, out)
-            metrics.SENTIMENT_INGEST_ERRORS.labels("invalid").inc() if decoded.provider else None
+            if decoded.provider:  # a tick (it names its provider) refused by validation
+                metrics.SENTIMENT_INGEST_ERRORS.labels("invalid").inc()
             _reject(decoded, out)
             return
         kind, record = decoded

@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -218,16 +218,6 @@ class Store:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise StoreError(f"insert into {table}: {exc}") from exc
         return self._insert_table(table, _nan_to_null(batch))
-
-    def insert_columns(self, table: str, columns: Mapping[str, Iterable[Any]]) -> int:
-        schema = self.schema(table)
-        try:
-            batch = pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)
-        except KeyError as exc:
-            raise StoreError(f"insert into {table}: missing column {exc}") from None
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise StoreError(f"insert into {table}: {exc}") from exc
-        return self._insert_table(table, batch)
 
     def _insert_table(self, table: str, batch: pa.Table) -> int:
         schema = batch.schema
