@@ -17,7 +17,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from dataflows.kafka_io import (
     KafkaDeliveryError,
@@ -182,6 +182,33 @@ def test_pair_source_flow_orders_per_symbol_and_ends(kafka_broker: str) -> None:
     assert_ingest_order([r for _, r, _ in flat])
 
 
+@pytest.mark.parametrize("batch_size", [2, 500])
+def test_pair_partition_merges_by_running_max_timestamp(kafka_broker: str, batch_size: int) -> None:
+    """A tick stamped earlier than the one before it stays behind it; no equal stamps across
+    the topics, so the order is the same whatever each consume() returns."""
+    tick_topic, candle_topic = names()
+    ensure_topics(kafka_broker, {tick_topic: 1, candle_topic: 1})
+    tick_ts = {"t10": 10, "t30": 30, "t20": 20, "t40": 40}  # in produce (offset) order
+    candle_ts = {"c15": 15, "c25": 25, "c35": 35}
+    for topic, stamps in ((candle_topic, candle_ts), (tick_topic, tick_ts)):
+        produce_records(kafka_broker, topic, [{"symbol": "A", "id": k, "ingest_ts": T0 + v} for k, v in stamps.items()])
+    part = KafkaPairSource(kafka_broker, tick_topic, candle_topic, tail=False, batch_size=batch_size).build_part(
+        "in", "p0", None
+    )
+    got: list[Any] = []
+    deadline = time.monotonic() + 15
+    with pytest.raises(StopIteration):
+        while time.monotonic() < deadline:
+            for _, batch in part.next_batch():
+                got.extend(batch)
+    part.close()
+    # worked by hand: the ticks' running max is 10 30 30 40, so t20 (30) sorts after t30
+    assert [orjson.loads(v)["id"] for _, v, _ in got] == ["t10", "c15", "c25", "t30", "t20", "c35", "t40"]
+    assert [ts for _, _, ts in got] == [T0 + v for v in (10, 15, 25, 30, 20, 35, 40)], "not the message's own stamp"
+    assert [src for src, _, _ in got] == [f"kafka:{tick_topic if k[0] == 't' else candle_topic}" for k in
+                                         ("t10", "c15", "c25", "t30", "t20", "c35", "t40")]
+
+
 def test_pair_partition_resume_from_snapshot(kafka_broker: str) -> None:
     tick_topic, candle_topic, produced = load_pair(kafka_broker, partitions=1, seed=3)
     # a small backlog bound, so the pause/resume path (librdkafka drops its prefetch) runs too
@@ -339,21 +366,10 @@ def test_tail_mode_releases_after_idle_and_keeps_running(kafka_broker: str) -> N
     assert sorted(orjson.loads(v)["id"] for _, v, _ in got) == sorted(r["id"] for r in ticks)
 
 
-class _ErrorMsg:
-    def __init__(self, topic: str) -> None:
-        self._topic = topic
-
-    def error(self) -> KafkaError:
-        return KafkaError(KafkaError._TRANSPORT, "broker connection lost")
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return -1
+def _error_message(topic: str) -> Message:
+    """A consumer error event as librdkafka hands one over (a real Message carrying an error)."""
+    return Message(topic=topic, partition=0, offset=-1,
+                   error=KafkaError(KafkaError._TRANSPORT, "broker connection lost"))
 
 
 class _InjectingConsumer:
@@ -366,7 +382,7 @@ class _InjectingConsumer:
         msgs = self.real.consume(**kw)
         if not self.fired:
             self.fired = True
-            return [_ErrorMsg(self.topic), *msgs]
+            return [_error_message(self.topic), *msgs]
         return msgs
 
     def __getattr__(self, name: str) -> Any:

@@ -1,0 +1,218 @@
+"""The pure parts of the paired Kafka source: the vectorized merger, the re-fetch guard and
+the per-message timestamp rule, against hand-worked cases and per-message references."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataflows.kafka_io import _fresh, _PairMerger, _stamped_records
+
+
+def rec(i: int, offset: int, ts: int | None) -> tuple[str, bytes, int | None]:
+    return (f"kafka:tp{i}", f"{i}/{offset}".encode(), ts)
+
+
+def add(merger: _PairMerger, i: int, stamps: list[int | None], first_offset: int = 0) -> None:
+    """Add messages at consecutive offsets; None = no timestamp (passed as -1)."""
+    offsets = list(range(first_offset, first_offset + len(stamps)))
+    ts = np.array([-1 if t is None else t for t in stamps], dtype=np.int64)
+    merger.add(i, ts, [rec(i, o, t) for o, t in zip(offsets, stamps)], np.array(offsets, dtype=np.int64))
+
+
+def names(batch: list[Any]) -> list[bytes]:
+    return [value for _, value, _ in batch]
+
+
+# ------------------------------------------------------------------------- hand-worked cases
+
+
+def test_an_earlier_stamp_cannot_jump_its_predecessor() -> None:
+    m = _PairMerger(2)
+    add(m, 0, [10, 30, 20, 40])  # effective: 10 30 30 40
+    add(m, 1, [15, 25, 35])
+    # frontier = min(40, 35) = 35: the tick stamped 20 follows the one stamped 30
+    assert names(m.release([False, False])) == [b"0/0", b"1/0", b"1/1", b"0/1", b"0/2", b"1/2"]
+    assert m.pending() == 1 and m.pending(0) == 1 and m.head_offset(0) == 3 and m.head_offset(1) is None
+    assert m.max_seen == [40, 35]
+    assert m.release([False, True]) == [rec(0, 3, 40)]  # candles exempt: the tick at 40 goes
+    assert m.pending() == 0 and m.head_offset(0) is None
+
+
+def test_records_keep_their_own_timestamp_not_the_effective_one() -> None:
+    m = _PairMerger(1)
+    add(m, 0, [30, 20, None])
+    assert m.release([False]) == [rec(0, 0, 30), rec(0, 1, 20), rec(0, 2, None)]
+
+
+def test_ticks_go_first_on_equal_timestamps() -> None:
+    m = _PairMerger(2)
+    add(m, 1, [5, 5])
+    add(m, 0, [5])
+    assert names(m.release([False, False])) == [b"0/0", b"1/0", b"1/1"]
+
+
+def test_messages_without_timestamp_sort_first_until_one_has_one() -> None:
+    m = _PairMerger(2)
+    add(m, 0, [None, 7, None])  # effective: -1 7 7
+    add(m, 1, [3])
+    assert m.max_seen == [7, 3]
+    assert names(m.release([False, False])) == [b"0/0", b"1/0"]  # frontier 3
+    assert m.head_offset(0) == 1 and m.pending(0) == 2
+
+
+def test_a_silent_tp_holds_everything_back_unless_exempt() -> None:
+    m = _PairMerger(2)
+    add(m, 0, [1, 2, 3])
+    assert m.release([False, False]) == []
+    assert m.max_seen == [3, None] and m.pending() == 3
+    assert names(m.release([False, True])) == [b"0/0", b"0/1", b"0/2"]
+
+
+def test_a_tp_with_only_untimed_messages_releases_only_untimed_ones() -> None:
+    m = _PairMerger(2)
+    add(m, 0, [4, 9])
+    add(m, 1, [None, None])  # has delivered (max_seen -1), so it no longer blocks everything
+    assert m.max_seen == [9, -1]
+    assert names(m.release([False, False])) == [b"1/0", b"1/1"]  # frontier -1
+    assert m.pending(0) == 2
+
+
+def test_all_exempt_releases_everything_merged() -> None:
+    m = _PairMerger(2)
+    add(m, 0, [2, 8])
+    add(m, 1, [1, 9, 3])  # effective 1 9 9
+    assert names(m.release([True, True])) == [b"1/0", b"0/0", b"0/1", b"1/1", b"1/2"]
+
+
+def test_buffers_grow_across_adds_and_release_as_prefixes() -> None:
+    m = _PairMerger(2)
+    add(m, 0, [1, 5])
+    add(m, 0, [3, 6], first_offset=2)  # effective 5 6: the running max carries over adds
+    add(m, 1, [5])
+    assert names(m.release([False, False])) == [b"0/0", b"0/1", b"0/2", b"1/0"]
+    assert m.head_offset(0) == 3
+
+
+# ------------------------------------------------------------------------- property test
+
+
+class ReferenceMerger:
+    """One message at a time: effective ts = max valid stamp so far (-1 before any), a
+    release pops each TP's front while ≤ the frontier, then a heap merge."""
+
+    def __init__(self, n: int) -> None:
+        self.buffers: list[list[tuple[int, int, Any]]] = [[] for _ in range(n)]  # (eff, offset, record)
+        self.max_seen: list[int | None] = [None] * n
+
+    def add(self, i: int, ts: int | None, offset: int, record: Any) -> None:
+        best = self.max_seen[i]
+        if ts is not None and ts >= 0 and (best is None or ts > best):
+            best = ts
+        best = -1 if best is None else best
+        self.max_seen[i] = best
+        self.buffers[i].append((best, offset, record))
+
+    def release(self, exempt: list[bool]) -> list[Any]:
+        watched = [seen for seen, ex in zip(self.max_seen, exempt) if not ex]
+        if any(seen is None for seen in watched):
+            return []
+        limit = min(watched) if watched else math.inf
+        streams = []
+        for i, buf in enumerate(self.buffers):
+            out = []
+            while buf and buf[0][0] <= limit:
+                eff, offset, record = buf.pop(0)
+                out.append((eff, i, offset, record))
+            streams.append(out)
+        return [record for *_, record in heapq.merge(*streams)]
+
+
+stamp = st.one_of(st.none(), st.integers(-3, -1), st.integers(0, 25))
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[int, list[tuple[list[tuple[int, list[tuple[int | None, int]]]], list[bool]]]]:
+    """n TPs and rounds of (adds, exempt flags); an add = (TP, [(stamp, offset gap)])."""
+    n = draw(st.integers(1, 3))
+    chunk = st.tuples(st.integers(0, n - 1), st.lists(st.tuples(stamp, st.integers(1, 3)), max_size=6))
+    rounds = draw(st.lists(
+        st.tuples(st.lists(chunk, max_size=5), st.lists(st.booleans(), min_size=n, max_size=n)),
+        min_size=1, max_size=8,
+    ))
+    return n, rounds
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenarios())
+def test_vectorized_merger_matches_per_message_reference(scenario: Any) -> None:
+    n, rounds = scenario
+    merger, ref = _PairMerger(n), ReferenceMerger(n)
+    next_offset = [0] * n
+    for adds, exempt in rounds:
+        for i, msgs in adds:
+            offsets, stamps = [], []
+            for ts, gap in msgs:
+                next_offset[i] += gap
+                offsets.append(next_offset[i])
+                stamps.append(ts)
+            records = [rec(i, o, t if t is not None and t >= 0 else None) for o, t in zip(offsets, stamps)]
+            for o, t, r in zip(offsets, stamps, records):
+                ref.add(i, t, o, r)
+            ts_arr = np.array([-1 if t is None else t for t in stamps], dtype=np.int64)
+            merger.add(i, ts_arr, records, np.array(offsets, dtype=np.int64))
+        assert merger.max_seen == ref.max_seen
+        assert merger.release(exempt) == ref.release(exempt)
+        assert merger.pending() == sum(map(len, ref.buffers))
+        for i in range(n):
+            assert merger.pending(i) == len(ref.buffers[i])
+            assert merger.head_offset(i) == (ref.buffers[i][0][1] if ref.buffers[i] else None)
+    assert merger.release([True] * n) == ref.release([True] * n)
+    assert merger.pending() == 0
+
+
+# ------------------------------------------------------------------------- re-fetch guard
+
+
+def reference_fresh(offsets: list[int], next_offset: int | None) -> list[bool]:
+    """The per-message guard: skip an offset below the next expected one, else advance."""
+    keep = []
+    for offset in offsets:
+        ok = next_offset is None or offset >= next_offset
+        keep.append(ok)
+        if ok:
+            next_offset = offset + 1
+    return keep
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=30), st.one_of(st.none(), st.integers(0, 40)))
+def test_refetch_guard_matches_per_message_rule(offsets: list[int], next_offset: int | None) -> None:
+    got = _fresh(np.array(offsets, dtype=np.int64), next_offset)
+    assert got.tolist() == reference_fresh(offsets, next_offset)
+
+
+def test_refetch_guard_drops_a_redelivered_prefix() -> None:
+    # after a resume, 5..7 come again though 8 is the next expected offset
+    assert _fresh(np.array([5, 6, 7, 8, 9]), 8).tolist() == [False, False, False, True, True]
+    assert _fresh(np.array([3, 4]), None).tolist() == [True, True]
+
+
+# ------------------------------------------------------------------------- timestamps of messages
+
+
+def test_stamped_records_keep_only_usable_timestamps() -> None:
+    # (type, ms): 0 = not available, 1 = create time, 2 = log-append time
+    stamps = [(1, 1_700_000_000_000), (0, 123), (2, 42), (1, -5), (1, 0)]
+    msgs = [Message(topic="t", partition=0, offset=k, value=f"v{k}".encode(), timestamp=s) for k, s in enumerate(stamps)]
+    ts, records = _stamped_records("kafka:t", msgs)
+    assert ts.dtype == np.int64
+    assert ts.tolist() == [1_700_000_000_000, -1, 42, -1, 0]
+    assert records == [("kafka:t", b"v0", 1_700_000_000_000), ("kafka:t", b"v1", None), ("kafka:t", b"v2", 42),
+                       ("kafka:t", b"v3", None), ("kafka:t", b"v4", 0)]
