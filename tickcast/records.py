@@ -179,7 +179,7 @@ def _name(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     known = _VALID_NAMES.setdefault(pattern, set())
     if value.__class__ is str and value in known:
         return value
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):  # match() lets "$" pass a trailing "\n"
         raise _Invalid(f"'{name}' must be a short identifier like XRPUSDT, got {value!r}")
     if len(known) < 100_000:
         known.add(value)

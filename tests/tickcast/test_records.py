@@ -51,6 +51,9 @@ def test_candle_accepted_and_kind_from_fields() -> None:
         ({**TICK, "ts": True}, "integer epoch-milliseconds"),
         ({**TICK, "polarity": 2}, "'polarity' must be -1, 0 or 1"),
         ({**TICK, "symbol": "bad symbol!"}, "'symbol' must be a short identifier"),
+        ({**TICK, "symbol": "XRPUSDT\n"}, "'symbol' must be a short identifier"),  # re's "$" allows a final \n
+        (b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.4,"provider":"newsapi\\n"}',
+         "'provider' must be a short identifier"),
         ({**TICK, "meta": [1]}, "'meta' must be a JSON object"),
         ({**TICK, "meta": "not json"}, "'meta' must be a JSON object"),
         ({**CANDLE, "interval": "7m"}, "unknown interval '7m'"),

@@ -1,0 +1,671 @@
+"""Columnar decode of JSON sentiment ticks: many raw messages -> one Arrow table.
+
+`decode_ticks` is a fast path for `tickcast.records.decode_record`: every row it marks
+`ok` is a row `decode_record` accepts as a tick, with the same normalized values; every
+other row is left to the caller's per-record path, which decides its fate. Marking a row
+not-ok is always safe, so anything unusual goes there; clean ticks stay here.
+
+How a batch goes:
+
+1. Framing. The values are joined with b"\\n" for `pyarrow.json.read_json`, so line i
+   must be value i. A Numba kernel (`_scan_lines`) walks the blob once and refuses a
+   line unless it is one JSON object with only spaces/tabs around it, valid UTF-8
+   (strict, like bytes.decode), no NaN/Infinity token, nesting depth <= 64, backslash
+   escapes of a legal letter. It also checks the top-level members Arrow cannot report
+   or would fail the whole chunk on: `_control` present (a control record), `meta`
+   (its raw value span is kept), an escaped member name (could spell either), a tracked
+   member twice, and a schema member of the wrong JSON type (string field not a string,
+   number field not a number, int field with '.', 'e', 'E' or more than 18 digits, score
+   the int -0). Values holding b"\\n" or shorter than 2 bytes are swapped for b"{}"
+   first; refused lines are overwritten in place with "{}" and spaces (an all-null row).
+2. Parsing: Arrow, 1 MiB blocks (threads only past one block). If it raises, or
+   returns another row count, the range is bisected down to MIN_BISECT_ROWS lines, whose
+   rows all go to the slow path. After the scan only syntax errors inside a value
+   (`tru`, `01`, `[1,]`, a bad \\u escape) get that far, so this is rare.
+3. Validation, vectorized, with the same rules as `_tick`: symbol and provider are
+   dictionary-encoded and each distinct value is checked by `records._name` itself;
+   ts and ingest_ts in [MIN_TS_MS, MAX_TS_MS] (missing ingest_ts: the hint, or ts
+   without one); score finite in [-1, 1]; polarity -1/0/1 or derived from the score;
+   id 1..128 code points, or `records.tick_id` (computed only for rows without one);
+   meta: each distinct raw span goes through `_meta_text`, a copy of `_tick`'s rule.
+4. `id_hash`: FNV-1a 64 + splitmix64 finalizer over the id column's UTF-8 bytes, by a
+   Numba kernel reading the Arrow offsets/data buffers.
+
+What pyarrow 26's JSON reader does, measured against orjson (what `decode_record` uses):
+
+- Same outcome: numbers in a string column, strings in a number column (including
+  "score": "0.5"), bools in number columns, objects/arrays in typed columns -> Arrow
+  raises ("changed from number to string"...), the ref rejects. Leading zeros, "+1",
+  ".5", "1.", trailing commas, single quotes, comments, invalid escapes, lone or broken
+  surrogate escapes, raw control characters in strings, "1e400" -> both refuse.
+  "\\u0000", surrogate pairs, "\\/" and the other escapes decode to the same strings.
+  Ints in the float64 column give float(int), like `_number`; decimal strings (many
+  digits, subnormals, underflow to 0.0) round to the same double (300k random checked).
+  JSON null in a schema field is null, i.e. missing, like `obj.get(name) is None`;
+  nested objects/arrays and nulls in ignored fields are skipped.
+- Arrow stricter (raises; the slow path accepts): integral floats (1.0, 1e3) in the
+  int64 columns ts/ingest_ts/polarity; a schema key twice ("was specified twice";
+  orjson keeps the last); ints beyond int64. The scanner sends these to the slow path
+  before Arrow sees them.
+- Arrow more lenient, all refused by the scanner:
+  * NaN, Infinity, -Infinity literals are accepted anywhere (orjson: invalid JSON);
+  * two objects on one line parse as two rows; a leading UTF-8 BOM is skipped; blank
+    lines are skipped; nesting beyond orjson's limit (1024) is accepted;
+  * a top-level `null` line crashes the process (segfault): only "{" lines reach Arrow;
+  * invalid UTF-8 is not checked: string columns come back as invalid arrays;
+  * the int literal -0 in the float64 column gives -0.0 where orjson's int 0 becomes
+    0.0 (and tick_id hashes repr(score)); the float -0.0 is -0.0 in both;
+  * member names are unescaped ("\\u0073core" is score), as orjson does, but `_control`
+    and `meta` are not in the schema, so only unescaped names are trusted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+from numba import njit
+
+from tickcast.records import _PROVIDER_RE, _SYMBOL_RE, MAX_TS_MS, MIN_TS_MS, _Invalid, _name, tick_id
+
+__all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "hash_id", "hash_ids"]
+
+TICK_COLUMNS = ("id", "symbol", "ts", "score", "polarity", "provider", "meta", "ingest_ts")
+TICK_SCHEMA = pa.schema([
+    ("id", pa.string()), ("symbol", pa.string()), ("ts", pa.int64()), ("score", pa.float64()),
+    ("polarity", pa.int8()), ("provider", pa.string()), ("meta", pa.string()), ("ingest_ts", pa.int64()),
+])
+# What Arrow reads; polarity as int64 so 2 or 300 arrive as numbers to refuse, not as a parse error.
+_READ_SCHEMA = pa.schema([
+    ("symbol", pa.string()), ("ts", pa.int64()), ("score", pa.float64()), ("provider", pa.string()),
+    ("id", pa.string()), ("ingest_ts", pa.int64()), ("polarity", pa.int64()),
+])
+_PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_READ_SCHEMA, unexpected_field_behavior="ignore")
+MIN_BISECT_ROWS = 32
+MAX_DEPTH = 64  # far below orjson's 1024: a meta span parsed alone never meets a limit the record would
+_BLOCK_BYTES = 1 << 20
+MAX_ID_CHARS = 128
+
+# Line status from the scanner.
+LINE_OK, LINE_BAD, LINE_SHORT = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class FastTicks:
+    """`ok[i]`: value i was accepted here; `table` holds just those rows, in input order,
+    with TICK_COLUMNS; `id_hash` is aligned with `table`."""
+
+    ok: np.ndarray
+    table: pa.Table
+    id_hash: np.ndarray
+
+
+# ---------------------------------------------------------------------------
+# Numba kernels
+
+
+@njit(cache=True, inline="always")
+def _utf8_width(buf, j, hi):  # pragma: no cover - compiled
+    """Length of the well-formed UTF-8 sequence starting with the non-ASCII byte buf[j], or 0
+    (Unicode Table 3-7: no overlongs, no surrogates, nothing above U+10FFFF)."""
+    c = buf[j]
+    lo2, hi2 = 0x80, 0xBF
+    if 0xC2 <= c <= 0xDF:
+        need = 1
+    elif c == 0xE0:
+        need, lo2 = 2, 0xA0
+    elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
+        need = 2
+    elif c == 0xED:
+        need, hi2 = 2, 0x9F
+    elif c == 0xF0:
+        need, lo2 = 3, 0x90
+    elif 0xF1 <= c <= 0xF3:
+        need = 3
+    elif c == 0xF4:
+        need, hi2 = 3, 0x8F
+    else:
+        return 0
+    if j + need >= hi:
+        return 0
+    if buf[j + 1] < lo2 or buf[j + 1] > hi2:
+        return 0
+    for k in range(2, need + 1):
+        if buf[j + k] < 0x80 or buf[j + k] > 0xBF:
+            return 0
+    return need + 1
+
+
+# Byte classes outside strings: a plain token byte (digits, sign, '.', e/E, letters of
+# true/false/null), blank, line end, and what needs a look; N and I (NaN, Infinity),
+# control bytes, non-ASCII and anything else JSON has no use for outside a string are refused.
+_PLAIN, _BLANK, _QUOTE, _OPEN, _CLOSE, _COMMA, _COLON, _NEWLINE, _REFUSE = range(9)
+_TOKEN_CLASS = np.full(256, _REFUSE, np.uint8)
+_TOKEN_CLASS[list(b"0123456789+-.eEtrufalsn")] = _PLAIN
+_TOKEN_CLASS[list(b" \t")] = _BLANK
+_TOKEN_CLASS[list(b'"')] = _QUOTE
+_TOKEN_CLASS[list(b"{[")] = _OPEN
+_TOKEN_CLASS[list(b"}]")] = _CLOSE
+_TOKEN_CLASS[list(b",")] = _COMMA
+_TOKEN_CLASS[list(b":")] = _COLON
+_TOKEN_CLASS[list(b"\n")] = _NEWLINE
+# Byte classes inside strings (a raw newline is a control byte: the string never ends).
+_S_PLAIN, _S_QUOTE, _S_ESCAPE, _S_HIGH, _S_CONTROL = range(5)
+_STRING_CLASS = np.full(256, _S_PLAIN, np.uint8)
+_STRING_CLASS[:32] = _S_CONTROL
+_STRING_CLASS[128:] = _S_HIGH
+_STRING_CLASS[list(b'"')] = _S_QUOTE
+_STRING_CLASS[list(b"\\")] = _S_ESCAPE
+_ESCAPABLE = np.zeros(256, np.uint8)  # what may follow a backslash (\u's hex digits: Arrow checks)
+_ESCAPABLE[list(b'"\\/bfnrtu')] = 1
+
+
+@njit(cache=True, inline="always")
+def _string_end(buf, j, size):  # pragma: no cover - compiled
+    """(index of the closing quote, has escapes) of the string whose body starts at j; -1 if
+    the line holds no valid end (control byte, bad UTF-8, line end)."""
+    string_class = _STRING_CLASS
+    escaped = False
+    while j < size:
+        s = string_class[buf[j]]
+        if s == _S_PLAIN:
+            j += 1
+        elif s == _S_QUOTE:
+            return j, escaped
+        elif s == _S_ESCAPE:  # the escaped byte cannot end the string
+            if j + 1 >= size or _ESCAPABLE[buf[j + 1]] == 0:  # never step over a line end
+                return -1, escaped
+            escaped = True
+            j += 2
+        elif s == _S_HIGH:
+            w = _utf8_width(buf, j, size)
+            if w == 0:
+                return -1, escaped
+            j += w
+        else:
+            return -1, escaped
+    return -1, escaped
+
+
+@njit(cache=True)
+def _refused(buf, lo, i, size):  # pragma: no cover - compiled
+    """`_scan_line`'s answer for a refused line starting at lo, read up to i."""
+    while i < size and buf[i] != 10:
+        i += 1
+    # Too short to be overwritten with "{}" in place: the caller swaps the value itself.
+    return (LINE_SHORT if i - lo < 2 else LINE_BAD), -1, -1, i
+
+
+# Top-level members the scanner tracks, in `_KEYS` order: string fields, the number,
+# integer fields, then meta and _control.
+_KEYS = (b"symbol", b"provider", b"id", b"score", b"ts", b"ingest_ts", b"polarity", b"meta", b"_control")
+_F_SCORE, _F_TS, _F_META, _F_CONTROL = 3, 4, 7, 8
+_KEY_BYTES = np.frombuffer(b"".join(_KEYS), np.uint8)
+_KEY_OFFSETS = np.cumsum([0] + [len(k) for k in _KEYS]).astype(np.int64)
+MAX_INT_DIGITS = 18  # always inside int64, which Arrow needs
+
+
+@njit(cache=True, inline="always")
+def _key_id(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
+    """Index in `_KEYS` of the member name buf[lo:hi], or -1."""
+    for k in range(key_offsets.size - 1):
+        a, b = key_offsets[k], key_offsets[k + 1]
+        if b - a == hi - lo:
+            same = True
+            for m in range(b - a):
+                if buf[lo + m] != key_bytes[a + m]:
+                    same = False
+                    break
+            if same:
+                return k
+    return -1
+
+
+@njit(cache=True, inline="always")
+def _fits(c, field):  # pragma: no cover - compiled
+    """Can a value starting with byte c be what Arrow's column for `field` takes (or null)?"""
+    if c == 110:  # 'n'ull
+        return True
+    if field < _F_SCORE:
+        return c == 34  # '"'
+    return c == 45 or 48 <= c <= 57  # '-' or a digit
+
+
+@njit(cache=True)
+def _scan_line(buf, lo, size, max_depth, key_bytes, key_offsets):  # pragma: no cover - compiled
+    """(status, meta value start, meta value end, line end) of the line starting at lo;
+    meta -1, -1 without one. The line ends at the next newline or at `size`.
+
+    Trusts Arrow for the JSON grammar and only tracks what Arrow gets wrong or cannot say
+    (see the module docstring), plus the value types of the schema fields, so that a type
+    mismatch ("ts": "abc") is refused here instead of failing Arrow's whole chunk."""
+    token_class = _TOKEN_CLASS
+    i = lo
+    while i < size and token_class[buf[i]] == _BLANK:
+        i += 1
+    if i >= size or buf[i] != 123:  # '{'
+        return _refused(buf, lo, i, size)
+    depth = 0
+    expect_key = False  # at depth 1, the next string is a member name
+    field = -1  # `_KEYS` index of the current top-level member
+    seen = 0  # bit set of the `_KEYS` met so far
+    value_next = False  # the next token starts the value of `field`
+    int_digits = -1  # digits of the integer-field value being read, -1 outside one
+    meta_lo = -1
+    meta_hi = -1
+    last_end = i  # one past the last non-blank byte seen
+    while i < size:
+        c = buf[i]
+        cls = token_class[c]
+        if cls == _BLANK:
+            i += 1
+            continue
+        if value_next:
+            value_next = False
+            if field == _F_META:
+                meta_lo = i
+            elif not _fits(c, field):
+                break
+            elif field == _F_SCORE and c == 45 and i + 2 < size and buf[i + 1] == 48 \
+                    and token_class[buf[i + 2]] != _PLAIN:
+                break  # the int -0: Arrow reads -0.0, orjson 0 (so 0.0), and tick_id hashes repr(score)
+            elif field >= _F_TS:
+                int_digits = 0
+        if cls == _PLAIN:
+            if int_digits >= 0 and depth == 1:
+                if c == 46 or c == 101 or c == 69:  # '.', 'e', 'E': Arrow's int64 refuses a float
+                    break
+                if 48 <= c <= 57:
+                    int_digits += 1
+                    if int_digits > MAX_INT_DIGITS:
+                        break
+            i += 1
+            last_end = i
+            continue
+        if cls == _QUOTE:
+            j, escaped = _string_end(buf, i + 1, size)
+            if j < 0:
+                break
+            if depth == 1 and expect_key:
+                expect_key = False
+                if escaped:  # a spelling like "\u005fcontrol" would hide the key from us
+                    break
+                field = _key_id(buf, i + 1, j, key_bytes, key_offsets)
+                if field == _F_CONTROL:
+                    break
+                if field >= 0:
+                    if seen & (1 << field):  # duplicate: Arrow refuses, orjson keeps the last
+                        break
+                    seen |= 1 << field
+            i = j + 1
+            last_end = i
+            continue
+        if cls == _OPEN:
+            depth += 1
+            if depth > max_depth:
+                break
+            if depth == 1:
+                expect_key = True
+        elif cls == _CLOSE or cls == _COMMA:
+            if depth == 1:
+                if field == _F_META and meta_lo >= 0 and meta_hi < 0:
+                    meta_hi = last_end
+                field, int_digits = -1, -1
+                expect_key = cls == _COMMA
+            if cls == _CLOSE:
+                depth -= 1
+                if depth == 0:
+                    end = i + 1
+                    while end < size and token_class[buf[end]] == _BLANK:
+                        end += 1
+                    if end < size and buf[end] != 10:
+                        break
+                    return LINE_OK, meta_lo, meta_hi, end
+        elif cls == _COLON:
+            if depth == 1 and field >= 0:
+                value_next = True
+        else:  # refused byte, or the line ends inside the object
+            break
+        i += 1
+        last_end = i
+    return _refused(buf, lo, i, size)
+
+
+@njit(cache=True)
+def _scan_lines(buf, n, max_depth, key_bytes, key_offsets):  # pragma: no cover - compiled
+    """Per line of the newline-joined blob: start offset (n + 1 entries, line i spans
+    starts[i] .. starts[i + 1] - 2), status, meta span; plus the line count (stops counting
+    past n) and the longest line."""
+    starts = np.empty(n + 1, np.int64)
+    status = np.empty(n, np.int8)
+    meta_lo = np.empty(n, np.int64)
+    meta_hi = np.empty(n, np.int64)
+    size = buf.size
+    pos = 0
+    lines = 0
+    longest = 0
+    while lines < n:
+        starts[lines] = pos
+        status[lines], meta_lo[lines], meta_hi[lines], end = _scan_line(
+            buf, pos, size, max_depth, key_bytes, key_offsets)
+        longest = max(longest, end - pos)
+        lines += 1
+        pos = end + 1
+        if end >= size:
+            break
+    if pos <= size:  # more newlines than n - 1
+        lines += 1
+    starts[n] = size + 1
+    return starts, status, meta_lo, meta_hi, lines, longest
+
+
+@njit(cache=True)
+def _blank_lines(buf, starts, bad):  # pragma: no cover - compiled
+    """Overwrite each bad line (>= 2 bytes) with '{}' and spaces: an all-null row, same length."""
+    for i in range(bad.size):
+        lo, hi = starts[i], starts[i + 1] - 1
+        if bad[i] and hi - lo >= 2:
+            buf[lo] = 123
+            buf[lo + 1] = 125
+            for k in range(lo + 2, hi):
+                buf[k] = 32
+
+
+@njit(cache=True)
+def _gather_spans(buf, lo, hi):  # pragma: no cover - compiled
+    """Byte spans buf[lo[i]:hi[i]] as Arrow large_binary (int64 offsets, data)."""
+    offsets = np.empty(lo.size + 1, np.int64)
+    offsets[0] = 0
+    for i in range(lo.size):
+        offsets[i + 1] = offsets[i] + (hi[i] - lo[i])
+    data = np.empty(offsets[-1], np.uint8)
+    for i in range(lo.size):
+        data[offsets[i]:offsets[i + 1]] = buf[lo[i]:hi[i]]
+    return offsets, data
+
+
+@njit(cache=True)
+def _fnv1a_splitmix(offsets, data):  # pragma: no cover - compiled
+    """FNV-1a 64 of each string's bytes, then the splitmix64 finalizer, as int64."""
+    out = np.empty(offsets.size - 1, np.uint64)
+    for i in range(offsets.size - 1):
+        h = np.uint64(0xCBF29CE484222325)
+        for k in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[k])) * np.uint64(0x100000001B3)
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+        out[i] = h
+    return out.view(np.int64)
+
+
+
+
+# ---------------------------------------------------------------------------
+# id hash
+
+
+def _string_hash(arr: pa.Array) -> np.ndarray:
+    """`_fnv1a_splitmix` over a (large_)string array's own buffers."""
+    n = len(arr)
+    if n == 0:
+        return np.empty(0, np.int64)
+    if arr.null_count:
+        raise ValueError(f"ids to hash must all be strings. Got {arr.null_count} null(s) instead.")
+    _, offsets_buf, data_buf = arr.buffers()
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, width)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
+    return _fnv1a_splitmix(offsets, data)
+
+
+def hash_ids(ids: Sequence[str]) -> np.ndarray:
+    """Stable signed 64-bit hash of each id's UTF-8 bytes (the same as `FastTicks.id_hash`)."""
+    return _string_hash(pa.array(ids, pa.string()))
+
+
+def hash_id(s: str) -> int:
+    return int(hash_ids([s])[0])
+
+
+# ---------------------------------------------------------------------------
+# framing and parsing
+
+
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    blob: bytes | bytearray  # the newline-joined values, refused lines blanked
+    starts: np.ndarray
+    framed: np.ndarray  # bool: the line may go to Arrow
+    meta_lo: np.ndarray
+    meta_hi: np.ndarray
+    longest: int
+
+
+def _scan(blob: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    return _scan_lines(np.frombuffer(blob, np.uint8), n, MAX_DEPTH, _KEY_BYTES, _KEY_OFFSETS)
+
+
+def _frame(values: Sequence[bytes]) -> _Lines | None:
+    n = len(values)
+    blob = b"\n".join(values)
+    starts, status, meta_lo, meta_hi, lines, longest = _scan(blob, n)
+    if lines != n or (status == LINE_SHORT).any():
+        # Only now look at single values: those that would break the framing become "{}".
+        unframable = [len(v) < 2 or b"\n" in v for v in values]
+        blob = b"\n".join(b"{}" if bad else v for v, bad in zip(values, unframable))
+        starts, status, meta_lo, meta_hi, lines, longest = _scan(blob, n)
+        status[np.asarray(unframable)] = LINE_BAD
+        if lines != n:  # cannot happen now that no value holds a newline; if it did, trust no line
+            return None
+    framed = status == LINE_OK
+    if not framed.all():
+        blob = bytearray(blob)
+        _blank_lines(np.frombuffer(blob, np.uint8), starts, ~framed)
+    return _Lines(blob, starts, framed, meta_lo, meta_hi, longest)
+
+
+def _read_range(buf: pa.Buffer, starts: np.ndarray, lo: int, hi: int, block: int) -> pa.Table | None:
+    a, b = int(starts[lo]), int(starts[hi]) - 1
+    # Threads only pay off across blocks: waking Arrow's pool costs milliseconds.
+    read_options = pj.ReadOptions(block_size=block, use_threads=b - a > block)
+    try:
+        table = pj.read_json(pa.BufferReader(buf.slice(a, b - a)), read_options=read_options,
+                             parse_options=_PARSE_OPTIONS)
+    except (pa.ArrowException, ValueError):  # any failure: the rows go to the slow path
+        return None
+    return table if table.num_rows == hi - lo else None
+
+
+def _read(lines: _Lines) -> tuple[pa.Table, np.ndarray]:
+    """All n lines as a `_READ_SCHEMA` table (null rows where parsing failed) and the mask
+    of rows Arrow parsed."""
+    n = lines.framed.size
+    buf = pa.py_buffer(lines.blob)
+    block = max(_BLOCK_BYTES, 2 * lines.longest + 2)
+    parsed = np.zeros(n, bool)
+    parts: list[pa.Table] = []
+    todo = [(0, n)]
+    while todo:  # depth-first, so parts come out in row order
+        lo, hi = todo.pop()
+        worth = lines.framed[lo:hi].any()
+        table = _read_range(buf, lines.starts, lo, hi, block) if worth else None
+        if table is None and worth and hi - lo > MIN_BISECT_ROWS:
+            mid = (lo + hi) // 2
+            todo += [(mid, hi), (lo, mid)]
+            continue
+        if table is None:  # rows for the slow path
+            table = pa.table([pa.nulls(hi - lo, f.type) for f in _READ_SCHEMA], schema=_READ_SCHEMA)
+        else:
+            parsed[lo:hi] = True
+        parts.append(table)
+    whole = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    return whole.combine_chunks(), parsed & lines.framed
+
+
+# ---------------------------------------------------------------------------
+# validation
+
+
+def _ints(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(values with nulls as 0, null mask)."""
+    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False), _nulls(col)
+
+
+def _nulls(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return pc.is_null(col).to_numpy(zero_copy_only=False)
+
+
+def _is_name(value: str, field: str, pattern) -> bool:
+    try:
+        _name({field: value}, field, pattern)
+    except _Invalid:
+        return False
+    return True
+
+
+def _valid_names(col: pa.ChunkedArray, field: str, pattern) -> np.ndarray:
+    """Per row: a valid `field` by `records._name`, checked once per distinct value."""
+    enc = pc.dictionary_encode(col).combine_chunks()
+    valid = np.array([_is_name(s, field, pattern) for s in enc.dictionary.to_pylist()] + [False])
+    codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
+    return valid[codes]
+
+
+def _meta_text(raw: bytes) -> str | None:
+    """`_tick`'s meta rule on the raw JSON of a meta value: the stored text, or None if refused."""
+    try:
+        meta = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    meta = meta or {}
+    if isinstance(meta, str):
+        try:
+            meta = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(meta, dict):
+        return None
+    return orjson.dumps(meta).decode() if meta else "{}"
+
+
+def _meta(lines: _Lines, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """(per-row code into `texts`, texts, per-row meta valid). Rows without meta get "{}"."""
+    n = rows_ok.size
+    rows = np.flatnonzero(rows_ok & (lines.meta_lo >= 0))
+    valid = np.ones(n, bool)
+    if rows.size == 0:
+        return np.zeros(n, np.int64), pa.array(["{}"], pa.string()), valid
+    offsets, data = _gather_spans(np.frombuffer(lines.blob, np.uint8), lines.meta_lo[rows], lines.meta_hi[rows])
+    spans = pa.Array.from_buffers(pa.large_binary(), rows.size, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    enc = pc.dictionary_encode(spans)
+    texts = [_meta_text(raw) for raw in enc.dictionary.to_pylist()]
+    codes = np.full(n, len(texts), np.int64)  # the last text is the default "{}"
+    codes[rows] = enc.indices.to_numpy(zero_copy_only=False)
+    valid[rows] = np.array([t is not None for t in texts])[codes[rows]]
+    return codes, pa.array([t or "{}" for t in texts] + ["{}"], pa.string()), valid
+
+
+def _none_ok(ok: np.ndarray) -> FastTicks:
+    return FastTicks(ok, TICK_SCHEMA.empty_table(), np.empty(0, np.int64))
+
+
+def decode_ticks(values: list[bytes], hints: np.ndarray, *, now_ms: int, pos_threshold: float = 0.0) -> FastTicks:
+    """Decode the clean ticks among raw messages `values`, column-wise.
+
+    `hints[i]`: value i's ingest time (Kafka timestamp, ms) or -1 for none. Row i matches
+    `decode_record(values[i], now_ms=hint if hint >= 0 else now_ms, default_ingest="now" if
+    hint >= 0 else "event", pos_threshold=pos_threshold)` whenever `ok[i]`; `now_ms` itself
+    only reaches refusals, which are all left to that per-record path.
+    """
+    n = len(values)
+    hints = np.asarray(hints, np.int64)
+    if hints.shape != (n,):
+        raise ValueError(f"hints must have one entry per value ({n}). Got shape {hints.shape} instead.")
+    lines = _frame(values) if n else None
+    if lines is None:
+        return _none_ok(np.zeros(n, bool))
+    cols, ok = _read(lines)
+    ts, ts_null = _ints(cols["ts"])
+    ok &= ~ts_null & (ts >= MIN_TS_MS) & (ts <= MAX_TS_MS)
+    score = pc.fill_null(cols["score"], np.nan).to_numpy(zero_copy_only=False)
+    ok &= (score >= -1.0) & (score <= 1.0)  # also refuses NaN (null) and the infinities
+    ingest, ingest_null = _ints(cols["ingest_ts"])
+    ok &= ingest_null | ((ingest >= MIN_TS_MS) & (ingest <= MAX_TS_MS))
+    polarity, polarity_null = _ints(cols["polarity"])
+    ok &= polarity_null | ((polarity >= -1) & (polarity <= 1))
+    id_chars, id_null = _ints(pc.utf8_length(cols["id"]))
+    ok &= id_null | ((id_chars >= 1) & (id_chars <= MAX_ID_CHARS))
+    ok &= _valid_names(cols["symbol"], "symbol", _SYMBOL_RE) & _valid_names(cols["provider"], "provider", _PROVIDER_RE)
+    meta_codes, meta_texts, meta_valid = _meta(lines, ok)
+    ok &= meta_valid
+    if not ok.any():
+        return _none_ok(ok)
+
+    keep = pa.array(ok)
+    ts, score = ts[ok], score[ok]
+    derived = np.where(score > pos_threshold, 1, np.where(score < -pos_threshold, -1, 0))
+    polarity = np.where(polarity_null[ok], derived, polarity[ok]).astype(np.int8)
+    default_ingest = np.where(hints[ok] >= 0, hints[ok], ts)
+    ingest = np.where(ingest_null[ok], default_ingest, ingest[ok])
+    symbol = cols["symbol"].filter(keep).combine_chunks()
+    provider = cols["provider"].filter(keep).combine_chunks()
+    ids = cols["id"].filter(keep).combine_chunks()
+    missing = id_null[ok]
+    if missing.any():
+        made = [tick_id(p, s, t, x) for p, s, t, x in zip(
+            provider.filter(missing).to_pylist(), symbol.filter(missing).to_pylist(),
+            ts[missing].tolist(), score[missing].tolist())]
+        ids = pc.replace_with_mask(ids, pa.array(missing), pa.array(made, pa.string()))
+    meta = pc.take(meta_texts, pa.array(meta_codes[ok]))
+    table = pa.Table.from_arrays(
+        [ids, symbol, pa.array(ts), pa.array(score), pa.array(polarity), provider, meta, pa.array(ingest)],
+        schema=TICK_SCHEMA)
+    return FastTicks(ok, table, _string_hash(ids))
+
+
+# ---------------------------------------------------------------------------
+# bench: python -m dataflows.tick_decode
+
+
+def bench(n: int = 200_000, repeat: int = 3) -> dict[str, float]:
+    """Rows/s of `decode_ticks` and of `decode_record` on `n` clean simulator ticks (printed)."""
+    from itertools import islice
+
+    from dataflows.simulator import SimConfig, generate
+    from tickcast.records import decode_record
+
+    ticks = (r for r in generate(SimConfig(symbols=20, hours=float("inf"), ticks_per_minute=20.0)) if "score" in r)
+    values = [orjson.dumps(r) for r in islice(ticks, n)]
+    hints = np.full(n, -1, np.int64)
+    decode_ticks(values[:100], hints[:100], now_ms=0)  # compile / load the kernels
+    fast = min(_timed(lambda: decode_ticks(values, hints, now_ms=0)) for _ in range(repeat))
+    ok = float(decode_ticks(values, hints, now_ms=0).ok.mean())
+    ref = _timed(lambda: _decode_each(values, decode_record))
+    figures = {"rows": n, "decode_ticks_rows_per_s": n / fast, "decode_record_rows_per_s": n / ref, "ok_share": ok}
+    print(f"{n} clean ticks: decode_ticks {n / fast:,.0f} rows/s ({fast * 1e3:.0f} ms, ok {ok:.3f}); "
+          f"decode_record {n / ref:,.0f} rows/s ({ref * 1e3:.0f} ms); x{ref / fast:.1f}")
+    return figures
+
+
+def _decode_each(values: list[bytes], decode_record) -> None:
+    for v in values:  # results dropped: the growing heap's GC passes would be billed to decode_record
+        decode_record(v, source="bench", now_ms=0, default_ingest="event")
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    bench()
