@@ -26,17 +26,19 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _broker import tansu  # noqa: E402
 
-from dataflows.kafka_io import KafkaPairSource, ensure_topics  # noqa: E402
+from dataflows.kafka_io import FETCH_CONFIG, KafkaPairSource, ensure_topics  # noqa: E402
 from dataflows.signals import FlowOptions, build_flow  # noqa: E402
 from tickcast.records import Rejection, decode_record  # noqa: E402
 from tickcast.settings import load_settings  # noqa: E402
@@ -78,8 +80,9 @@ def fresh_store(root: Path, name: str) -> Store:
 def run_tickcast(broker: str, topic: str, store: Store) -> float:
     from bytewax.testing import run_main
 
-    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker, TICKCAST_WRITE_BATCH_ROWS=50_000)
-    source = KafkaPairSource(broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False, batch_size=50_000)
+    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker)  # the defaults `tickcast replay` runs with
+    source = KafkaPairSource(broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False,
+                             batch_size=settings.TICKCAST_REPLAY_BATCH)
     flow = build_flow(settings, [source], store_factory=lambda: store,
                       options=FlowOptions(live=False, with_model=False, publish_events=False))
     t = time.perf_counter()
@@ -88,26 +91,38 @@ def run_tickcast(broker: str, topic: str, store: Store) -> float:
 
 
 def run_floor(broker: str, topic: str, store: Store, n: int) -> float:
+    """Consume (the source's fetch settings) + columnar decode + Arrow insert: no processing."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from dataflows.tick_batches import table_from_records
+    from dataflows.tick_decode import decode_ticks
+
     t = time.perf_counter()
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": "floor", "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": "floor", "enable.auto.commit": False,
+                         "enable.auto.offset.store": False, **FETCH_CONFIG})
     meta = consumer.list_topics(timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    seen, rows = 0, []
+    # inserts overlap the next consume + decode on a writer thread (chdb releases the GIL), as
+    # in the flow: a floor that waited for each insert would be slower than the real thing
+    writer = ThreadPoolExecutor(1)
+    pending = []
+    seen = 0
     while seen < n:
-        for msg in consumer.consume(10_000, timeout=0.5):
-            if msg.error():
-                continue
-            seen += 1
-            decoded = decode_record(msg.value(), source="kafka", now_ms=msg.timestamp()[1], default_ingest="now")
-            if not isinstance(decoded, Rejection):
-                rows.append(decoded[1])
-            if len(rows) >= 50_000:
-                store.insert_rows("sentiment_ticks", [{**r, "weight": 1.0} for r in rows])
-                rows = []
-    if rows:
-        store.insert_rows("sentiment_ticks", [{**r, "weight": 1.0} for r in rows])
+        msgs = [m for m in consumer.consume(200_000, timeout=0.5) if m.error() is None]
+        if not msgs:
+            continue
+        seen += len(msgs)
+        values = [m.value() for m in msgs]
+        hints = np.array([m.timestamp()[1] for m in msgs], np.int64)
+        fast = decode_ticks(values, hints, now_ms=int(time.time() * 1000))
+        slow = [decode_record(values[i], source="kafka", now_ms=int(hints[i]), default_ingest="now")
+                for i in np.flatnonzero(~fast.ok).tolist()]
+        pieces = [fast.table, table_from_records([d[1] for d in slow if not isinstance(d, Rejection)])]
+        pending.append(writer.submit(store.insert_pieces, "sentiment_ticks", [
+            p.append_column("weight", pa.array(np.ones(p.num_rows))) for p in pieces]))
+    for future in pending:
+        future.result()
+    writer.shutdown()
     consumer.close()
     return time.perf_counter() - t
 

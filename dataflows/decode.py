@@ -9,20 +9,24 @@ validation `disable_streak` times in a row is disabled until an
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.outputs import Out
 from dataflows.snapshot import freeze, thaw
 from dataflows.sources import RawBatch
+from dataflows.tick_batches import SymbolTicks, split_by_symbol, table_from_records
+from dataflows.tick_decode import FastTicks, decode_ticks
 from tickcast import metrics
 from tickcast.records import Rejection, decode_record
 
 # Output item shapes of this step (wrapped as (partition_key, item) by Bytewax):
-#   ("sym", symbol, [("tick"|"candle", record_dict), ...])   records of one symbol, in order
+#   ("sym", symbol, SymbolInput)   one symbol's accepted ticks (columnar) and candles, in order
 #   ("rows", "rejected_records", [row, ...])
 #   ("event", "events", data, None, ts_ms)
 
@@ -44,6 +48,7 @@ class DecodeConfig:
     disable_streak: int = 5
     pos_threshold: float = 0.0
     recovery: bool = True
+    trust: dict[str, float] = field(default_factory=dict)  # provider -> weight (default 1.0)
 
 
 def rejected_row(rej: Rejection) -> dict[str, Any]:
@@ -56,6 +61,36 @@ def _reject(rej: Rejection, out: list[Any]) -> None:
     out.append(("table", "rejected_records", rejected_row(rej)))
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolInput:
+    """What the decode step hands one symbol per batch: its accepted ticks (columnar, arrival
+    order; None when there are none) and its decoded candles (dicts, arrival order)."""
+
+    ticks: SymbolTicks | None
+    candles: list[dict[str, Any]]
+
+
+@dataclass
+class _Batch:
+    """Accepted records of one activation, gathered while the gate walks the batch in order."""
+
+    fast_rows: list[np.ndarray] = field(default_factory=list)  # row indexes into FastTicks.table
+    slow_ticks: list[dict[str, Any]] = field(default_factory=list)
+    slow_pos: list[int] = field(default_factory=list)
+    candles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def tick_parts(self, fast: FastTicks | None) -> list[tuple[pa.Table, np.ndarray | None, np.ndarray]]:
+        parts: list[tuple[pa.Table, np.ndarray | None, np.ndarray]] = []
+        if fast is not None and self.fast_rows:
+            rows = np.concatenate(self.fast_rows)
+            whole = rows.size == fast.table.num_rows
+            table = fast.table if whole else fast.table.take(pa.array(rows))
+            parts.append((table, fast.id_hash if whole else fast.id_hash[rows], rows))
+        if self.slow_ticks:
+            parts.append((table_from_records(self.slow_ticks), None, np.asarray(self.slow_pos, np.int64)))
+        return parts
+
+
 class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
     def __init__(self, config: DecodeConfig, state: GateState | None) -> None:
         self.config = config
@@ -63,26 +98,75 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
 
     def on_batch(self, values: list[RawBatch]) -> tuple[list[tuple[Any, ...]], bool]:
         out = Out()
-        by_symbol: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         now_ms = int(time.time() * 1000)
         self._apply_enable_requests(out, now_ms)
-        for batch in values:
-            for source, payload, hint in batch:
-                self._one(source, payload, hint, now_ms, by_symbol, out)
-        out.extend(("sym", symbol, records) for symbol, records in by_symbol.items())
-        if by_symbol:
+        records = values[0] if len(values) == 1 else [r for batch in values for r in batch]
+        batch = _Batch()
+        fast, fast_pos = self._fast_decode(records, now_ms)
+        # The gate is sequential (a streak of failures disables a provider for what follows),
+        # so the records the fast path could not take are handled one by one, in order, and
+        # each run of fast ticks between them goes through the gate as a block.
+        slow = np.setdiff1d(np.arange(len(records)), fast_pos, assume_unique=True).tolist() if fast else \
+            range(len(records))
+        done = 0
+        for i in slow:
+            if fast is not None:
+                done = self._fast_run(fast, fast_pos, done, int(np.searchsorted(fast_pos, i)), records, batch, out)
+            source, payload, hint = records[i]
+            self._one(i, source, payload, hint, now_ms, batch, out)
+        if fast is not None:
+            self._fast_run(fast, fast_pos, done, fast_pos.size, records, batch, out)
+        ticks = split_by_symbol(batch.tick_parts(fast), self.config.trust)
+        for symbol in ticks.keys() | batch.candles.keys():
+            out.append(("sym", symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []))))
+        if ticks or batch.candles:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
         return out.done(), StatefulBatchLogic.RETAIN
 
-    def _one(
-        self,
-        source: str,
-        payload: Any,
-        hint: int | None,
-        now_ms: int,
-        by_symbol: dict[str, list[tuple[str, dict[str, Any]]]],
-        out: list[Any],
-    ) -> None:
+    def _fast_decode(self, records: RawBatch, now_ms: int) -> tuple[FastTicks | None, np.ndarray]:
+        """Columnar decode of the raw JSON payloads; (None, []) when there are none."""
+        if not records:
+            return None, np.empty(0, np.int64)
+        names, payloads, hints = zip(*records, strict=True)  # three C-speed passes, not one Python loop
+        if set(map(type, payloads)) == {bytes} and not any(n.startswith("kafka-error:") for n in set(names)):
+            idx = np.arange(len(records))
+            values = list(payloads)
+        else:
+            idx = np.array([i for i, (n, p) in enumerate(zip(names, payloads, strict=True))
+                            if p.__class__ is bytes and not n.startswith("kafka-error:")], np.int64)
+            if not idx.size:
+                return None, np.empty(0, np.int64)
+            values = [payloads[i] for i in idx.tolist()]
+            hints = tuple(hints[i] for i in idx.tolist())
+        hint_ms = np.array(hints, np.float64)  # None -> NaN; epoch ms are exact in a float64
+        fast = decode_ticks(values, np.where(np.isnan(hint_ms), -1, hint_ms).astype(np.int64), now_ms=now_ms,
+                            pos_threshold=self.config.pos_threshold)
+        return fast, idx[fast.ok]
+
+    def _fast_run(
+        self, fast: FastTicks, fast_pos: np.ndarray, lo: int, hi: int, records: RawBatch, batch: _Batch, out: Out
+    ) -> int:
+        """Gate fast-decoded rows lo..hi (all valid ticks, so no streak grows inside the run)."""
+        if hi <= lo:
+            return lo
+        rows = np.arange(lo, hi)
+        providers = fast.table.column("provider").slice(lo, hi - lo)
+        if self.state.disabled:
+            blocked = pc.is_in(providers, value_set=pa.array(sorted(self.state.disabled))).to_numpy(
+                zero_copy_only=False)
+            if blocked.any():
+                for j in rows[blocked].tolist():
+                    record = fast.table.slice(j, 1).to_pylist()[0]
+                    self._disabled(records[int(fast_pos[j])][0], record, out)
+                rows = rows[~blocked]
+                providers = providers.filter(pa.array(~blocked))
+        if any(self.state.streak.values()):
+            for provider in pc.unique(providers).to_pylist():
+                self.state.streak[provider] = 0
+        batch.fast_rows.append(rows)
+        return hi
+
+    def _one(self, pos: int, source: str, payload: Any, hint: int | None, now_ms: int, batch: _Batch, out: Out) -> None:
         if source.startswith("kafka-error:"):
             text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
             _reject(Rejection(source, f"kafka consumer error: {text}", "", now_ms), out)
@@ -108,11 +192,17 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         if kind == "tick":
             provider = record["provider"]
             if provider in self.state.disabled:
-                metrics.SENTIMENT_INGEST_ERRORS.labels("provider_disabled").inc()
-                _reject(Rejection.for_record(source, f"provider {provider!r} is disabled", record), out)
+                self._disabled(source, record, out)
                 return
             self.state.streak[provider] = 0
-        by_symbol[record["symbol"]].append((kind, record))
+            batch.slow_ticks.append(record)
+            batch.slow_pos.append(pos)
+            return
+        batch.candles.setdefault(record["symbol"], []).append(record)
+
+    def _disabled(self, source: str, record: dict[str, Any], out: Out) -> None:
+        metrics.SENTIMENT_INGEST_ERRORS.labels("provider_disabled").inc()
+        _reject(Rejection.for_record(source, f"provider {record['provider']!r} is disabled", record), out)
 
     def _failure(self, provider: str, ts: int, out: list[Any]) -> None:
         streak = self.state.streak.get(provider, 0) + 1

@@ -53,6 +53,21 @@ PairItem = tuple[str, RawBatch]
 ResumeState = dict[str, int]  # topic -> next offset to read
 _METADATA_TIMEOUT_S = 10.0
 _IDLE_WAKE = timedelta(milliseconds=20)
+# Backfills are fetch-bound with librdkafka's defaults (1 MiB per partition per
+# fetch, a 100k-message prefetch): big fetches and a deep prefetch make the raw
+# consume loop ~4x faster. The prefetch bound (queued.max.messages.kbytes) is per
+# TP, and a worker holds two TPs per source partition it reads, so it is 256 MiB
+# rather than the 1 GiB tried: that still holds the 1M-message prefetch of
+# ~150-byte ticks (queued.min.messages binds first for them) while bounding a
+# worker with 4 source partitions to 2 GiB of prefetch if messages are large.
+# The 10 ms fetch wait costs an idle tailing consumer ~100 fetch requests/s.
+FETCH_CONFIG: dict[str, Any] = {
+    "fetch.message.max.bytes": 16 << 20,
+    "fetch.max.bytes": 64 << 20,
+    "queued.min.messages": 1_000_000,
+    "queued.max.messages.kbytes": 256 << 10,
+    "fetch.wait.max.ms": 10,
+}
 
 
 class KafkaDeliveryError(RuntimeError):
@@ -515,19 +530,7 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
-            # Backfills are fetch-bound with librdkafka's defaults (1 MiB per partition per
-            # fetch, a 100k-message prefetch): big fetches and a deep prefetch make the raw
-            # consume loop ~4x faster. The prefetch bound (queued.max.messages.kbytes) is per
-            # TP, and a worker holds two TPs per source partition it reads, so it is 256 MiB
-            # rather than the 1 GiB tried: that still holds the 1M-message prefetch of
-            # ~150-byte ticks (queued.min.messages binds first for them) while bounding a
-            # worker with 4 source partitions to 2 GiB of prefetch if messages are large.
-            # The 10 ms fetch wait costs an idle tailing consumer ~100 fetch requests/s.
-            "fetch.message.max.bytes": 16 << 20,
-            "fetch.max.bytes": 64 << 20,
-            "queued.min.messages": 1_000_000,
-            "queued.max.messages.kbytes": 256 << 10,
-            "fetch.wait.max.ms": 10,
+            **FETCH_CONFIG,
             **self.add_config,
         }
         return _PairPartition(

@@ -22,7 +22,6 @@ the input that respects the watermark gives bit-identical rows.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,9 @@ from typing import Any
 import numpy as np
 
 from dataflows.kernels import sentiment as k
+from dataflows.tick_decode import hash_id, hash_ids
+
+__all__ = ["SentimentConfig", "SentimentState", "TickBatch", "hash_id"]
 
 _IMPUTE = {"ffill": k.IMPUTE_FFILL, "zero": k.IMPUTE_ZERO, "none": k.IMPUTE_NONE}
 _INT64_MIN = np.iinfo(np.int64).min
@@ -86,11 +88,6 @@ class SentimentConfig:
         return ("bar_end",) + head + emas + ("sent_composite", "imputed")
 
 
-def hash_id(tick_id: str) -> int:
-    """Stable signed 64-bit hash of a tick id: the first 8 bytes of blake2b, little-endian."""
-    return int.from_bytes(hashlib.blake2b(tick_id.encode(), digest_size=8).digest(), "little", signed=True)
-
-
 @dataclass(frozen=True, eq=False)
 class TickBatch:
     """Columnar ticks of one symbol; arrays are coerced to the dtypes below and validated."""
@@ -140,13 +137,21 @@ class TickBatch:
             "score": np.array([r["score"] for r in rows], np.float64),
             "polarity": np.array([r["polarity"] for r in rows], np.int8),
             "weight": np.array([r.get("weight", 1.0) for r in rows], np.float64),
-            "id_hash": np.array([hash_id(str(r["id"])) for r in rows], np.int64),
+            "id_hash": hash_ids([str(r["id"]) for r in rows]),
         }
-        if not validated:
-            return cls(**cols)
+        return cls(**cols) if not validated else cls.trusted(**cols)
+
+    @classmethod
+    def trusted(
+        cls, ts: np.ndarray, ingest_ts: np.ndarray, score: np.ndarray, polarity: np.ndarray,
+        weight: np.ndarray, id_hash: np.ndarray,
+    ) -> TickBatch:
+        """Columns the caller already validated (the flow's hot path): only the dtypes are set."""
         batch = object.__new__(cls)
-        for name, arr in cols.items():
-            object.__setattr__(batch, name, arr)
+        for name, arr, dtype in (("ts", ts, np.int64), ("ingest_ts", ingest_ts, np.int64),
+                                 ("score", score, np.float64), ("polarity", polarity, np.int8),
+                                 ("weight", weight, np.float64), ("id_hash", id_hash, np.int64)):
+            object.__setattr__(batch, name, np.asarray(arr, dtype))
         return batch
 
 
@@ -199,7 +204,7 @@ class SentimentState:
         # ring of closed bars, slot = (bar_end // step) % history_bars
         self._ring_end = np.full(cfg.history_bars, _INT64_MIN, np.int64)
         self._ring_val = np.full((cfg.history_bars, len(self._columns) - 1), np.nan)
-        self._backlog: list[dict[str, Any]] = []  # rows of forced closes, handed out by the next advance
+        self._backlog: list[tuple[np.ndarray, np.ndarray]] = []  # forced closes, handed out by the next advance
         self.n_accepted = 0
         self.n_duplicate = 0
         self.n_late = 0
@@ -265,7 +270,7 @@ class SentimentState:
         cfg = self.config
         m = self._entry_bars()
         n_drain = m.size - cfg.max_pending // 2
-        self._backlog.extend(self._close_through(int(np.partition(m, n_drain - 1)[n_drain - 1])))
+        self._backlog.append(self._close_through(int(np.partition(m, n_drain - 1)[n_drain - 1])))
         self.n_forced_closes += 1
 
     # -- bars -------------------------------------------------------------------------
@@ -276,30 +281,39 @@ class SentimentState:
         is the first one that commits a tick (for promptly ingested ticks, the bar
         holding the earliest one), so the rows do not depend on arrival order.
         """
+        ends, vals = self.advance_columns(watermark_ms)
+        return [self.row(int(b), v) for b, v in zip(ends.tolist(), vals.tolist(), strict=True)]
+
+    def advance_columns(self, watermark_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """`advance` as arrays: bar ends (int64, n) and values (n, len(columns) - 1), in column order."""
         cfg = self.config
         if self._watermark is None or watermark_ms > self._watermark:
             self._watermark = int(watermark_ms)
-        rows, self._backlog = self._backlog, []
         last = (self._watermark - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
-        rows.extend(self._close_through(last))
-        return rows
+        parts, self._backlog = [*self._backlog, self._close_through(last)], []
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _entry_bars(self) -> np.ndarray:
         cfg = self.config
         floor = _INT64_MIN if self._next_bar is None else self._next_bar
         return k.entry_bars(self._p_ts, self._p_ingest, cfg.step_ms, cfg.grace_ms, floor)
 
-    def _close_through(self, last: int) -> list[dict[str, Any]]:
+    def _empty(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.empty(0, np.int64), np.empty((0, len(self._columns) - 1))
+
+    def _close_through(self, last: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         if self._next_bar is not None and last < self._next_bar:
-            return []
+            return self._empty()
         m = self._entry_bars()
         if self._next_bar is None:
             if m.size == 0:
-                return []
+                return self._empty()
             first = int(m.min())
             if last < first:
-                return []
+                return self._empty()
         else:
             first = self._next_bar
         moved = m <= last
@@ -323,9 +337,9 @@ class SentimentState:
         slots = (bar_ends[tail] // cfg.step_ms) % cfg.history_bars
         self._ring_end[slots] = bar_ends[tail]
         self._ring_val[slots] = out[tail]
-        return [self._row(int(b), vals) for b, vals in zip(bar_ends.tolist(), out.tolist(), strict=True)]
+        return bar_ends, out
 
-    def _row(self, bar_end: int, vals: list[float]) -> dict[str, Any]:
+    def row(self, bar_end: int, vals: list[float]) -> dict[str, Any]:
         row: dict[str, Any] = dict(zip(self._columns, [bar_end, *vals], strict=True))
         row["sent_cnt"] = int(row["sent_cnt"])
         row["imputed"] = int(row["imputed"])
@@ -336,7 +350,7 @@ class SentimentState:
         slot = (bar_end // self.config.step_ms) % self.config.history_bars
         if self._ring_end[slot] != bar_end:
             return None
-        return self._row(int(bar_end), self._ring_val[slot].tolist())
+        return self.row(int(bar_end), self._ring_val[slot].tolist())
 
     # -- live view --------------------------------------------------------------------
     def latest(self, now_ms: int) -> dict[str, Any]:

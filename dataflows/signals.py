@@ -4,7 +4,7 @@
     per-symbol state: dedup/late → bars + EMAs → market features → as-of join → labels
         ──features, labels──> model stage: ONNX inference (or baseline), pairing with
         labels, calibration windows, drift, accuracy
-    every step's ("rows", table, [row…]) ──> batched per table ──> ClickHouse
+    every step's ("rows", table, [row…] | pyarrow.Table) ──> batched per table ──> ClickHouse
     every step's ("event", stream, …) ──> live bus + live_events
 """
 
@@ -60,7 +60,6 @@ def sentiment_config(settings: Settings) -> SentimentConfig:
 def symbol_config(settings: Settings, options: FlowOptions) -> SymbolConfig:
     return SymbolConfig(
         sentiment=sentiment_config(settings),
-        trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
         grace_ms=settings.FEATURE_JOIN_GRACE_MS,
         timeout_ms=settings.FEATURE_JOIN_TIMEOUT_MS if options.live else None,
         horizon=settings.LABEL_HORIZON,
@@ -91,13 +90,14 @@ def build_flow(
     raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
 
     decode_cfg = DecodeConfig(
-        settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD, recovery=options.recovery
+        settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD, recovery=options.recovery,
+        trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, lambda s: DecodeLogic(decode_cfg, s)))
-    # ("sym", symbol, [(kind, record)]) | ("rows", table, [row, ...]) | ("event", …)
+    # ("sym", symbol, SymbolInput) | ("rows", table, rows) | ("event", …)
     split = op.branch("split_symbols", decoded, _tag("sym"))
     per_symbol = op.map_value("records", op.key_on("key_symbol", split.trues, lambda it: it[1]), lambda it: it[2])
-    # (symbol, [(kind, record)])
+    # (symbol, SymbolInput)
     sym_cfg = symbol_config(settings, options)
     symbol_out = op.key_rm(
         "symbol_out", op.stateful_batch("symbol_state", per_symbol, lambda s: SymbolLogic(sym_cfg, s))
@@ -125,10 +125,8 @@ def build_flow(
         recovery=options.recovery,
         size_of=lambda item: len(item[1]),
     )
-    # (table, (table, [row, ...])): the sink partition needs the table with the rows
-    table_batches = op.map(
-        "row_values", batches, lambda kv: (kv[0], (kv[0], [r for _, rows in kv[1] for r in rows]))
-    )
+    # (table, (table, [piece, ...])): the sink partition needs the table with the rows
+    table_batches = op.map("row_values", batches, lambda kv: (kv[0], (kv[0], [piece for _, piece in kv[1]])))
     op.output("store", table_batches, StoreSink(store_factory))
 
     if options.publish_events:
@@ -182,5 +180,8 @@ def kafka_source(settings: Settings, *, tail: bool) -> Any:
     """The paired ticks/candles source on the configured topics (tail=False: to their current end)."""
     from dataflows.kafka_io import KafkaPairSource
 
+    # Backfills take big batches: the per-symbol steps cost ~60 µs per (symbol, batch), so
+    # with 1,000 symbols a 5k batch would spend more on that than on the ticks themselves.
     return KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP or "", settings.TICKCAST_TOPIC_TICKS,
-                           settings.TICKCAST_TOPIC_CANDLES, tail=tail)
+                           settings.TICKCAST_TOPIC_CANDLES, tail=tail,
+                           batch_size=5_000 if tail else settings.TICKCAST_REPLAY_BATCH)

@@ -70,15 +70,18 @@ class BackgroundWriter:
             raise RuntimeError(f"a background ClickHouse write failed: {self._error}") from self._error
 
 
-# Input item shape: (table, (table, [row, ...])) after batching.
-TableBatch = tuple[str, list[dict[str, Any]]]
+# Input item shape: (table, (table, [piece, ...])) after batching; a piece is a list of
+# dict rows or a pyarrow.Table (the columnar paths).
+Piece = Any
+TableBatch = tuple[str, list[Piece]]
 
 
-def write_with_retries(store: Store, table: str, rows: list[dict[str, Any]], retries: int = 3) -> None:
+def write_with_retries(store: Store, table: str, pieces: list[Piece], retries: int = 3) -> None:
+    rows = sum(len(piece) for piece in pieces)
     for attempt in range(retries + 1):
         try:
-            store.insert_rows(table, rows)
-            metrics.STORE_WRITES.labels(table).inc(len(rows))
+            store.insert_pieces(table, pieces)
+            metrics.STORE_WRITES.labels(table).inc(rows)
             return
         except Exception:
             metrics.STORE_WRITE_ERRORS.labels(table).inc()
@@ -96,11 +99,11 @@ class _StorePartition(StatefulSinkPartition[TableBatch, None]):
         self.retries = retries
 
     def _write(self, batches: list[TableBatch]) -> None:
-        by_table: dict[str, list[dict[str, Any]]] = {}
-        for table, rows in batches:
-            by_table.setdefault(table, []).extend(rows)
-        for table, rows in by_table.items():
-            write_with_retries(self.store, table, rows, self.retries)
+        by_table: dict[str, list[Piece]] = {}
+        for table, pieces in batches:
+            by_table.setdefault(table, []).extend(pieces)
+        for table, pieces in by_table.items():
+            write_with_retries(self.store, table, pieces, self.retries)
 
     def write_batch(self, values: list[TableBatch]) -> None:
         for item in values:

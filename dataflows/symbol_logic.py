@@ -15,16 +15,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
-from dataflows.decode import rejected_row
+from dataflows.decode import SymbolInput, rejected_row
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
 from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
 from dataflows.snapshot import freeze, thaw
+from dataflows.tick_batches import SymbolTicks
 from tickcast import metrics
 from tickcast.features import MARKET_FEATURES, OPTIONAL_SENTIMENT_FEATURES, SENTIMENT_FEATURES
 from tickcast.records import INTERVAL_MS, Rejection
+from tickcast.store import ColumnBlock
 
 _SENT_COLUMNS = SENTIMENT_FEATURES + OPTIONAL_SENTIMENT_FEATURES
 _STATUS_REASON = {1: "duplicate", 2: "late"}
@@ -33,7 +37,6 @@ _STATUS_REASON = {1: "duplicate", 2: "late"}
 @dataclass(frozen=True)
 class SymbolConfig:
     sentiment: SentimentConfig
-    trust: dict[str, float]
     grace_ms: int = 2_000
     timeout_ms: int | None = 15_000  # None: no wall-clock timeout (replays)
     horizon: int = 1
@@ -62,17 +65,7 @@ class SymbolState:
     symbol: str = ""
 
 
-_INGEST: dict[str, Any] = {}  # provider -> counter child: label lookups cost ~1 µs each on the hot path
-
-
-def _ingest_counter(provider: str) -> Any:
-    child = _INGEST.get(provider)
-    if child is None:
-        child = _INGEST[provider] = metrics.SENTIMENT_INGEST.labels(provider)
-    return child
-
-
-class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any, ...], SymbolState]):
+class SymbolLogic(StatefulBatchLogic[SymbolInput, tuple[Any, ...], SymbolState]):
     def __init__(self, config: SymbolConfig, state: SymbolState | None) -> None:
         # Bytewax's builder does not pass the key; the symbol comes with the first record.
         self.config = config
@@ -84,19 +77,17 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         return self.state.symbol
 
     # --- Bytewax hooks ------------------------------------------------------------------
-    def on_batch(self, values: list[list[tuple[str, dict[str, Any]]]]) -> tuple[list[tuple[Any, ...]], bool]:
+    def on_batch(self, values: list[SymbolInput]) -> tuple[list[tuple[Any, ...]], bool]:
         out = Out()
-        ticks: list[dict[str, Any]] = []
-        candles: list[dict[str, Any]] = []
-        for records in values:
-            if not self.state.symbol and records:
-                self.state.symbol = records[0][1]["symbol"]
-            for kind, record in records:
-                (ticks if kind == "tick" else candles).append(record)
+        parts = [v.ticks for v in values if v.ticks is not None]
+        candles = [c for v in values for c in v.candles]
+        if not self.state.symbol:
+            self.state.symbol = candles[0]["symbol"] if candles else parts[0].table.column("symbol")[0].as_py()
+        ticks = SymbolTicks.concat(parts) if parts else None
         # Only accepted records move the watermark: a replay of the stored rows (which
         # has no rejected record) must release exactly the same candles.
         newest = self.state.watermark
-        if ticks:
+        if ticks is not None:
             newest = max(newest, self._ticks(ticks, out))
         for candle in candles:
             if self._candle(candle, out):
@@ -136,36 +127,29 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         return freeze(self.state, enabled=self.config.recovery)
 
     # --- ticks --------------------------------------------------------------------------
-    def _ticks(self, ticks: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> int:
+    def _ticks(self, ticks: SymbolTicks, out: Out) -> int:
         """Add ticks; returns the newest ingest_ts among the accepted ones (0 if none)."""
         if self.state.sentiment is None:
             self.state.sentiment = SentimentState(self.config.sentiment)
-        trust = self.config.trust
-        for tick in ticks:
-            tick["weight"] = trust.get(tick["provider"], 1.0)
-        batch = TickBatch.from_records(ticks, validated=True)  # decode_record checked every field
+        # decode checked every field, so the batch skips TickBatch's validation
+        batch = TickBatch.trusted(ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash)
         status = self.state.sentiment.add_ticks(batch)
         accepted = status == 0
+        n_ok = int(accepted.sum())
         # Metrics per batch, not per tick: the counters and histogram end up the same.
-        metrics.observe_many(metrics.SENTIMENT_INGEST_LATENCY_MS, (batch.ingest_ts - batch.ts)[accepted])
-        providers: dict[str, int] = {}
-        newest = 0
-        for tick, ok in zip(ticks, accepted.tolist(), strict=True):
-            if ok:
-                providers[tick["provider"]] = providers.get(tick["provider"], 0) + 1
-                out.append(("table", "sentiment_ticks", tick))
-        for provider, n in providers.items():
-            _ingest_counter(provider).inc(n)
-        if accepted.any():
-            newest = int(batch.ingest_ts[accepted].max())
-        if not accepted.all():
+        stored = ticks.table if n_ok == len(ticks) else ticks.table.filter(pa.array(accepted))
+        out.add_table("sentiment_ticks", stored)
+        if n_ok:
+            metrics.TICK_LATENCIES.add((batch.ingest_ts - batch.ts)[accepted])
+            metrics.TICK_PROVIDERS.add(stored.column("provider"))
+        if n_ok < len(ticks):
             self._refused(ticks, status, out)
-        return newest
+        return int(batch.ingest_ts[accepted].max()) if n_ok else 0
 
-    def _refused(self, ticks: list[dict[str, Any]], status: Any, out: list[tuple[Any, ...]]) -> None:
+    def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
         max_latency = self.config.sentiment.max_latency_ms
-        for i in (status != 0).nonzero()[0].tolist():
-            tick, code = ticks[i], int(status[i])
+        refused = (status != 0).nonzero()[0]
+        for tick, code in zip(ticks.records(refused), status[refused].tolist(), strict=True):
             reason = _STATUS_REASON.get(code, f"status {code}")
             metrics.SENTIMENT_INGEST_ERRORS.labels(reason).inc()
             detail = (
@@ -209,14 +193,16 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
         return True
 
     # --- the join -----------------------------------------------------------------------
-    def _advance(self, watermark: int, out: list[tuple[Any, ...]], cause: str | None = None) -> None:
+    def _advance(self, watermark: int, out: Out, cause: str | None = None) -> None:
         sentiment = self.state.sentiment
         if sentiment is not None:
-            for bar in sentiment.advance(watermark):
-                row = {"symbol": self.symbol, "step": self.config.step_name, **bar}  # NaN -> NULL in the store
-                out.append(("table", "sentiment_bars", row))
-                if self.config.publish_live:
-                    out.append(("event", "sentiment", {"kind": "bar", **row}, self.symbol, bar["bar_end"]))
+            ends, vals = sentiment.advance_columns(watermark)
+            if ends.size:
+                out.add_table("sentiment_bars", self._bar_block(ends, vals))  # NaN -> NULL in the store
+            if ends.size and self.config.publish_live:
+                for bar_end, row in zip(ends.tolist(), vals.tolist(), strict=True):
+                    bar = {"symbol": self.symbol, "step": self.config.step_name, **sentiment.row(bar_end, row)}
+                    out.append(("event", "sentiment", {"kind": "bar", **bar}, self.symbol, bar_end))
         ready = [p for p in self.state.pending if p.close_time + self.config.grace_ms <= watermark]
         if not ready:
             return
@@ -225,6 +211,10 @@ class SymbolLogic(StatefulBatchLogic[list[tuple[str, dict[str, Any]]], tuple[Any
             row = self._features(pending, cause)
             out.append(("table", "features", row))
             out.append(("features", row))
+
+    def _bar_block(self, ends: np.ndarray, vals: np.ndarray) -> ColumnBlock:
+        return ColumnBlock({"bar_end": ends}, {"symbol": self.symbol, "step": self.config.step_name},
+                           vals, self.state.sentiment.columns[1:])
 
     def _features(self, pending: PendingCandle, cause: str | None) -> dict[str, Any]:
         row: dict[str, Any] = {

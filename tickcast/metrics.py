@@ -6,10 +6,62 @@ without it and exported as e.g. `sentiment_ingest_total`.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+
+class BulkRecorder:
+    """Hot-path observations queued as arrays and recorded in bulk.
+
+    A per-symbol step observing its few ticks directly costs ~20 µs per call (bucket
+    search, per-bucket increments); queueing the array costs ~0.3 µs. Everything queued
+    is recorded at the next scrape (see `_FlushBeforeCollect`), so a scrape never misses a
+    value, or by `flush()`.
+    """
+
+    def __init__(self, record: Callable[[list[Any]], None], max_queued: int = 4096) -> None:
+        self._record = record
+        self._queued: list[Any] = []
+        self._max = max_queued
+        self._lock = threading.Lock()
+
+    def add(self, values: Any) -> None:
+        with self._lock:
+            self._queued.append(values)
+            if len(self._queued) < self._max:
+                return
+            queued, self._queued = self._queued, []
+        self._record(queued)
+
+    def flush(self) -> None:
+        with self._lock:
+            queued, self._queued = self._queued, []
+        if queued:
+            self._record(queued)
+
+
+_RECORDERS: list[BulkRecorder] = []
+
+
+def flush_bulk() -> None:
+    for recorder in _RECORDERS:
+        recorder.flush()
+
+
+class _FlushBeforeCollect:
+    """Registered before every metric, so the registry (which collects in registration
+    order) records the queued observations before it reads any value."""
+
+    def collect(self) -> list[Any]:
+        flush_bulk()
+        return []
+
+
+REGISTRY.register(_FlushBeforeCollect())  # type: ignore[arg-type]
 
 _MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000)
 
@@ -72,3 +124,21 @@ def observe_many(histogram: Histogram, values: Any) -> None:
     histogram._sum.inc(float(arr.sum()))  # noqa: SLF001
     for i in np.flatnonzero(counts):
         histogram._buckets[i].inc(int(counts[i]))  # noqa: SLF001
+
+
+def _record_latencies(arrays: list[Any]) -> None:
+    observe_many(SENTIMENT_INGEST_LATENCY_MS, np.concatenate(arrays))
+
+
+def _record_providers(columns: list[Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for row in pc.value_counts(pa.chunked_array([chunk for col in columns for chunk in col.chunks])).to_pylist():
+        SENTIMENT_INGEST.labels(row["values"]).inc(row["counts"])
+
+
+# ingest_ts - ts (ms) arrays of accepted ticks, and their provider columns (Arrow string arrays)
+TICK_LATENCIES = BulkRecorder(_record_latencies)
+TICK_PROVIDERS = BulkRecorder(_record_providers)
+_RECORDERS += [TICK_LATENCIES, TICK_PROVIDERS]

@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     TICKCAST_SIM_SEED: int = 0
     TICKCAST_WRITE_BATCH_ROWS: PositiveInt = 5_000
     TICKCAST_WRITE_FLUSH_MS: Annotated[int, Field(ge=10, le=60_000)] = 500
+    TICKCAST_REPLAY_BATCH: Annotated[int, Field(ge=1, le=5_000_000)] = 200_000
     MODEL_STORE_DIR: str = "./var/models"
 
     # --- sentiment (seed 000 "감성 파이프라인") -------------------------------------

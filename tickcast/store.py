@@ -13,11 +13,13 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
+import numpy as np
 import pyarrow as pa
 
 import sql
@@ -52,6 +54,59 @@ def _nan_to_null(batch: pa.Table) -> pa.Table:
             if pc.any(pc.is_nan(column)).as_py():
                 batch = batch.set_column(i, field, pc.if_else(pc.is_nan(column), None, column))
     return batch
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnBlock:
+    """Rows as numpy columns: `arrays` (1-D, one per column), `matrix` (2-D, one column per
+    name of `matrix_names`) and `constants` (one value for every row, e.g. the symbol).
+
+    The flow's per-symbol steps emit these instead of Arrow tables: building a small
+    Arrow table costs ~50 µs, so the writer turns all blocks of a batch into one table.
+    Blocks inserted together must have the same columns.
+    """
+
+    arrays: dict[str, np.ndarray]
+    constants: dict[str, Any]
+    matrix: np.ndarray | None = None
+    matrix_names: tuple[str, ...] = ()
+
+    @property
+    def num_rows(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else len(self.matrix)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    @staticmethod
+    def to_arrow(blocks: Sequence[ColumnBlock]) -> pa.Table:
+        sizes = np.array([b.num_rows for b in blocks])
+        first = blocks[0]
+        columns: dict[str, pa.Array] = {}
+        for name in first.constants:
+            values = pa.array([b.constants[name] for b in blocks])
+            columns[name] = pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(blocks)), sizes)),
+                                                           values).cast(values.type)
+        for name in first.arrays:
+            columns[name] = pa.array(np.concatenate([b.arrays[name] for b in blocks]))
+        if first.matrix is not None:
+            matrix = np.concatenate([b.matrix for b in blocks])
+            for j, name in enumerate(first.matrix_names):
+                columns[name] = pa.array(matrix[:, j])
+        return pa.table(columns)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The schema's columns of `table`, cast to the schema's types (missing column: KeyError)."""
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            raise KeyError(f"column {field.name!r} is missing")
+        column = table.column(field.name)
+        if pa.types.is_timestamp(field.type) and pa.types.is_integer(column.type):
+            column = column.cast(pa.int64()).cast(field.type)  # epoch ms ints, as in dict rows
+        columns.append(column.cast(field.type) if column.type != field.type else column)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _arrow_type(ch_type: str) -> tuple[pa.DataType, bool]:
@@ -217,6 +272,32 @@ class Store:
             batch = pa.Table.from_pylist(list(rows), schema=schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise StoreError(f"insert into {table}: {exc}") from exc
+        return self._insert_table(table, _nan_to_null(batch))
+
+    def insert_pieces(self, table: str, pieces: Sequence[Sequence[Mapping[str, Any]] | pa.Table | ColumnBlock]) -> int:
+        """Insert dict-row lists, Arrow tables and column blocks (the flow's columnar paths) in one write.
+
+        Arrow pieces may carry extra columns and narrower types (int8 for Int8, int64 ms for
+        DateTime64): they are selected and cast to the table's schema.
+        """
+        schema = self.schema(table)
+        rows = [row for piece in pieces if isinstance(piece, (list, tuple)) for row in piece]
+        tables = [piece for piece in pieces if isinstance(piece, pa.Table) and piece.num_rows]
+        blocks = [piece for piece in pieces if isinstance(piece, ColumnBlock) and piece.num_rows]
+        if blocks:
+            tables.append(ColumnBlock.to_arrow(blocks))
+        by_schema: dict[pa.Schema, list[pa.Table]] = {}
+        for t in tables:  # pieces of one producer share a schema: concatenate, then convert once
+            by_schema.setdefault(t.schema, []).append(t)
+        try:
+            parts = [pa.Table.from_pylist(rows, schema=schema)] if rows else []
+            parts += [_conform(group[0] if len(group) == 1 else pa.concat_tables(group), schema)
+                      for group in by_schema.values()]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+            raise StoreError(f"insert into {table}: {exc}") from exc
+        if not parts:
+            return 0
+        batch = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         return self._insert_table(table, _nan_to_null(batch))
 
     def _insert_table(self, table: str, batch: pa.Table) -> int:

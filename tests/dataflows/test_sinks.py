@@ -16,16 +16,30 @@ def test_snapshot_returns_only_after_the_rows_are_written(store: Store) -> None:
     part = StoreSink(lambda: store).build_part("store", "store", None)
     rows = [{**ROW, "open_time": ROW["open_time"] + i * 60_000, "close_time": ROW["close_time"] + i * 60_000}
             for i in range(500)]
-    part.write_batch([("candles", rows[:250]), ("candles", rows[250:])])
+    part.write_batch([("candles", [rows[:250]]), ("candles", [rows[250:]])])
     part.snapshot()
     assert store.count("candles") == 500
 
 
 def test_a_failed_write_surfaces_at_the_snapshot_and_stops_further_writes(store: Store) -> None:
     part = StoreSink(lambda: store, retries=0).build_part("store", "store", None)
-    part.write_batch([("candles", [{"symbol": "XRPUSDT"}])])  # a real failure: required columns are missing
+    part.write_batch([("candles", [[{"symbol": "XRPUSDT"}]])])  # a real failure: required columns are missing
     with pytest.raises(RuntimeError, match="background ClickHouse write failed"):
         part.snapshot()
     with pytest.raises(RuntimeError):
-        part.write_batch([("candles", [ROW])])
+        part.write_batch([("candles", [[ROW]])])
     assert store.count("candles") == 0
+
+
+def test_dict_rows_and_arrow_pieces_land_in_one_table_with_the_same_values(store: Store) -> None:
+    import pyarrow as pa
+
+    part = StoreSink(lambda: store).build_part("store", "store", None)
+    later = {**ROW, "open_time": ROW["open_time"] + 60_000, "close_time": ROW["close_time"] + 60_000, "close": 1.05}
+    # an Arrow piece as the columnar paths build it: epoch-ms ints, an extra column, any column order
+    columnar = pa.table({"extra": [7], **{k: [v] for k, v in reversed(later.items())}})
+    part.write_batch([("candles", [[ROW], columnar])])
+    part.snapshot()
+    got = store.rows("SELECT toUnixTimestamp64Milli(open_time) AS open_time, close FROM {db}.candles FINAL "
+                     "ORDER BY open_time")
+    assert got == [{"open_time": ROW["open_time"], "close": 1.0}, {"open_time": later["open_time"], "close": 1.05}]

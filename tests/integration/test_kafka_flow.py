@@ -101,6 +101,7 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
     url = f"chdb://{tmp_path / 'ch'}"
     env = {**os.environ, "TICKCAST_KAFKA_BOOTSTRAP": kafka_broker, "TICKCAST_SNAPSHOT_SECONDS": "0.3",
            "TICKCAST_WRITE_FLUSH_MS": "100",
+           "TICKCAST_REPLAY_BATCH": "2000",  # many batches, so the kill lands between snapshots
            "TICKCAST_LOG_LEVEL": "WARNING", **topics}
     args = ["replay", "--kafka", "--store", url, "--model-dir", str(tmp_path / "m"), "--recovery-dir",
             str(tmp_path / "recovery"), "--no-progress"]

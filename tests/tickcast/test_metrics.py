@@ -28,3 +28,26 @@ def test_observe_many_empty_is_a_no_op() -> None:
     h = Histogram("lat", "x", buckets=(1,), registry=reg)
     observe_many(h, [])
     assert _buckets(reg)["lat_count"] == 0
+
+
+def test_bulk_recorded_tick_metrics_are_complete_at_every_scrape() -> None:
+    import numpy as np
+    import pyarrow as pa
+    from prometheus_client import generate_latest
+
+    from tickcast import metrics
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before_n = sample("sentiment_ingest_latency_ms_count")
+    before_le5 = sample("sentiment_ingest_latency_ms_bucket", le="5.0")
+    before_p = sample("sentiment_ingest_total", provider="bulk-test")
+    lat = np.array([1.0, 3.0, 7.0, 900.0])
+    metrics.TICK_LATENCIES.add(lat)
+    metrics.TICK_PROVIDERS.add(pa.chunked_array([["bulk-test", "other"], ["bulk-test"]]))
+    text = generate_latest().decode()  # a scrape: everything queued is recorded first
+    assert 'sentiment_ingest_total{provider="bulk-test"}' in text
+    assert sample("sentiment_ingest_latency_ms_count") - before_n == 4
+    assert sample("sentiment_ingest_latency_ms_bucket", le="5.0") - before_le5 == 2  # 1 and 3 (an independent count)
+    assert sample("sentiment_ingest_total", provider="bulk-test") - before_p == 2

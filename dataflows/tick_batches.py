@@ -1,0 +1,98 @@
+"""Decoded ticks as columns: one Arrow table per batch, split into per-symbol slices.
+
+The decode step accepts ticks in two ways — the columnar fast path
+(`dataflows.tick_decode`) and the per-record reference path for everything else — and
+hands each symbol one `SymbolTicks`: an Arrow slice (what `sentiment_ticks` stores) and
+numpy views of the columns the sentiment engine reads. No dict per tick is built on
+the way from the broker to ClickHouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA, hash_ids
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolTicks:
+    """One symbol's ticks in arrival order: `table` (TICK_COLUMNS + weight) and its numeric
+    columns as numpy arrays (ts, ingest_ts, score, polarity, weight, id_hash)."""
+
+    table: pa.Table
+    ts: np.ndarray
+    ingest_ts: np.ndarray
+    score: np.ndarray
+    polarity: np.ndarray
+    weight: np.ndarray
+    id_hash: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    @classmethod
+    def concat(cls, parts: Sequence[SymbolTicks]) -> SymbolTicks:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(pa.concat_tables([p.table for p in parts]),
+                   *(np.concatenate([getattr(p, name) for p in parts])
+                     for name in ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash")))
+
+    def records(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Rows as decode_record-shaped dicts (for rejected_records payloads)."""
+        return self.table.select(list(TICK_COLUMNS)).take(pa.array(rows)).to_pylist()
+
+
+def table_from_records(records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """decode_record tick dicts as a TICK_SCHEMA table."""
+    return pa.Table.from_pylist([{name: r[name] for name in TICK_COLUMNS} for r in records], schema=TICK_SCHEMA)
+
+
+def split_by_symbol(
+    parts: Sequence[tuple[pa.Table, np.ndarray | None, np.ndarray]],
+    trust: Mapping[str, float],
+) -> dict[str, SymbolTicks]:
+    """Group accepted ticks by symbol, keeping arrival order within each symbol.
+
+    `parts`: (table, id_hash or None to compute, positions) — positions are the ticks'
+    indexes in the batch, which order ticks that came by different paths.
+    """
+    parts = [p for p in parts if p[0].num_rows]
+    if not parts:
+        return {}
+    table = parts[0][0] if len(parts) == 1 else pa.concat_tables([p[0] for p in parts])
+    id_hash = np.concatenate([
+        h if h is not None else hash_ids(t.column("id").to_pylist()) for t, h, _ in parts
+    ])
+    symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    codes = symbols.indices.to_numpy(zero_copy_only=False)
+    if len(parts) == 1:
+        order = np.argsort(codes, kind="stable")  # parts are in arrival order already
+    else:
+        order = np.lexsort((np.concatenate([p[2] for p in parts]), codes))
+    providers = pc.dictionary_encode(table.column("provider")).combine_chunks()
+    weight_of = np.array([trust.get(p, 1.0) for p in providers.dictionary.to_pylist()], np.float64)
+    weight = weight_of[providers.indices.to_numpy(zero_copy_only=False)]
+    table = table.append_column("weight", pa.array(weight))
+    sorted_table = table.take(pa.array(order))
+    cols = {name: np.ascontiguousarray(sorted_table.column(name).to_numpy())
+            for name in ("ts", "ingest_ts", "score", "polarity", "weight")}
+    hashes = id_hash[order]
+    codes = codes[order]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate([[0], bounds]).tolist()
+    ends = np.concatenate([bounds, [codes.size]]).tolist()
+    names = symbols.dictionary.to_pylist()
+    out: dict[str, SymbolTicks] = {}
+    for a, b in zip(starts, ends, strict=True):
+        out[names[codes[a]]] = SymbolTicks(
+            sorted_table.slice(a, b - a), cols["ts"][a:b], cols["ingest_ts"][a:b], cols["score"][a:b],
+            cols["polarity"][a:b], cols["weight"][a:b], hashes[a:b],
+        )
+    return out
