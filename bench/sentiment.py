@@ -212,7 +212,7 @@ def rss_growth(symbols: int, total: int) -> list[tuple[int, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--ticks", type=int, default=400_000)
+    parser.add_argument("--ticks", type=int, default=1_000_000)
     parser.add_argument("--symbols", type=int, default=1000)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
