@@ -79,6 +79,12 @@ class _Batch:
     slow_pos: list[int] = field(default_factory=list)
     candles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
+    def by_symbol(self, fast: FastTicks | None, trust: dict[str, float]) -> dict[str, SymbolTicks]:
+        if fast is not None and any(rows.size for rows in self.fast_rows):
+            return split_by_symbol(self.tick_parts(fast), trust)
+        # per-record ticks only (simulator, HTTP): no Arrow for a few dicts
+        return SymbolTicks.group_records(self.slow_ticks, trust) if self.slow_ticks else {}
+
     def tick_parts(self, fast: FastTicks | None) -> list[tuple[pa.Table, np.ndarray | None, np.ndarray]]:
         parts: list[tuple[pa.Table, np.ndarray | None, np.ndarray]] = []
         if fast is not None and self.fast_rows:
@@ -116,7 +122,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             self._one(i, source, payload, hint, now_ms, batch, out)
         if fast is not None:
             self._fast_run(fast, fast_pos, done, fast_pos.size, records, batch, out)
-        ticks = split_by_symbol(batch.tick_parts(fast), self.config.trust)
+        ticks = batch.by_symbol(fast, self.config.trust)
         for symbol in ticks.keys() | batch.candles.keys():
             out.append(("sym", symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []))))
         if ticks or batch.candles:

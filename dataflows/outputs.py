@@ -26,8 +26,11 @@ class Out(list[tuple[Any, ...]]):
             super().append(item)
 
     def add_table(self, name: str, table: Any) -> None:
-        """A columnar piece of rows for table `name` (a pyarrow.Table; empty ones are dropped)."""
-        if table.num_rows:
+        """A piece of rows for table `name`: a pyarrow.Table or ColumnBlock (empty ones are
+        dropped), or a list of dict rows."""
+        if isinstance(table, list):
+            self.tables[name].extend(table)
+        elif table.num_rows:
             self.arrow[name].append(table)
 
     def done(self) -> list[tuple[Any, ...]]:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import SymbolInput, rejected_row
@@ -65,6 +64,10 @@ class SymbolState:
     symbol: str = ""
 
 
+def _first_symbol(ticks: SymbolTicks) -> str:
+    return ticks.rows[0]["symbol"] if ticks.rows is not None else ticks.table.column("symbol")[0].as_py()
+
+
 class SymbolLogic(StatefulBatchLogic[SymbolInput, tuple[Any, ...], SymbolState]):
     def __init__(self, config: SymbolConfig, state: SymbolState | None) -> None:
         # Bytewax's builder does not pass the key; the symbol comes with the first record.
@@ -82,7 +85,7 @@ class SymbolLogic(StatefulBatchLogic[SymbolInput, tuple[Any, ...], SymbolState])
         parts = [v.ticks for v in values if v.ticks is not None]
         candles = [c for v in values for c in v.candles]
         if not self.state.symbol:
-            self.state.symbol = candles[0]["symbol"] if candles else parts[0].table.column("symbol")[0].as_py()
+            self.state.symbol = candles[0]["symbol"] if candles else _first_symbol(parts[0])
         ticks = SymbolTicks.concat(parts) if parts else None
         # Only accepted records move the watermark: a replay of the stored rows (which
         # has no rejected record) must release exactly the same candles.
@@ -137,11 +140,11 @@ class SymbolLogic(StatefulBatchLogic[SymbolInput, tuple[Any, ...], SymbolState])
         accepted = status == 0
         n_ok = int(accepted.sum())
         # Metrics per batch, not per tick: the counters and histogram end up the same.
-        stored = ticks.table if n_ok == len(ticks) else ticks.table.filter(pa.array(accepted))
-        out.add_table("sentiment_ticks", stored)
         if n_ok:
+            stored = ticks.stored(accepted, n_ok)
+            out.add_table("sentiment_ticks", stored)
             metrics.TICK_LATENCIES.add((batch.ingest_ts - batch.ts)[accepted])
-            metrics.TICK_PROVIDERS.add(stored.column("provider"))
+            metrics.TICK_PROVIDERS.add(ticks.providers(stored))
         if n_ok < len(ticks):
             self._refused(ticks, status, out)
         return int(batch.ingest_ts[accepted].max()) if n_ok else 0

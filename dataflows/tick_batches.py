@@ -19,33 +19,73 @@ import pyarrow.compute as pc
 
 from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA, hash_ids
 
+_NUMERIC = ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash")
+
 
 @dataclass(frozen=True, slots=True)
 class SymbolTicks:
-    """One symbol's ticks in arrival order: `table` (TICK_COLUMNS + weight) and its numeric
-    columns as numpy arrays (ts, ingest_ts, score, polarity, weight, id_hash)."""
+    """One symbol's ticks in arrival order and their numeric columns as numpy arrays (ts,
+    ingest_ts, score, polarity, weight, id_hash). The rows themselves are either `table`
+    (Arrow: TICK_COLUMNS + weight, the columnar path) or `rows` (decode_record dicts with
+    their weight: small live batches, where building Arrow would cost more than the ticks)."""
 
-    table: pa.Table
+    table: pa.Table | None
     ts: np.ndarray
     ingest_ts: np.ndarray
     score: np.ndarray
     polarity: np.ndarray
     weight: np.ndarray
     id_hash: np.ndarray
+    rows: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return int(self.ts.size)
 
     @classmethod
+    def group_records(cls, ticks: list[dict[str, Any]], trust: Mapping[str, float]) -> dict[str, SymbolTicks]:
+        """decode_record tick dicts grouped by symbol (arrival order kept), arrays built once
+        for the whole batch and sliced per symbol."""
+        rows = sorted(ticks, key=lambda r: r["symbol"])  # stable: arrival order within a symbol
+        for row in rows:
+            row["weight"] = trust.get(row["provider"], 1.0)
+        arrays = (np.array([r["ts"] for r in rows], np.int64), np.array([r["ingest_ts"] for r in rows], np.int64),
+                  np.array([r["score"] for r in rows], np.float64), np.array([r["polarity"] for r in rows], np.int8),
+                  np.array([r["weight"] for r in rows], np.float64), hash_ids([r["id"] for r in rows]))
+        out: dict[str, SymbolTicks] = {}
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if end == len(rows) or rows[end]["symbol"] != rows[start]["symbol"]:
+                out[rows[start]["symbol"]] = cls(None, *(a[start:end] for a in arrays), rows=rows[start:end])
+                start = end
+        return out
+
+    @classmethod
     def concat(cls, parts: Sequence[SymbolTicks]) -> SymbolTicks:
         if len(parts) == 1:
             return parts[0]
-        return cls(pa.concat_tables([p.table for p in parts]),
-                   *(np.concatenate([getattr(p, name) for p in parts])
-                     for name in ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash")))
+        arrays = (np.concatenate([getattr(p, name) for p in parts]) for name in _NUMERIC)
+        if all(p.rows is not None for p in parts):
+            return cls(None, *arrays, rows=[r for p in parts for r in p.rows])
+        tables = [p.table if p.table is not None else
+                  table_from_records(p.rows).append_column("weight", pa.array(p.weight)) for p in parts]
+        return cls(pa.concat_tables(tables), *arrays)
+
+    def stored(self, accepted: np.ndarray, n_ok: int) -> Any:
+        """The accepted rows, as a store piece (Arrow table or list of dict rows)."""
+        if self.rows is not None:
+            return self.rows if n_ok == len(self) else [r for r, ok in zip(self.rows, accepted.tolist()) if ok]
+        return self.table if n_ok == len(self) else self.table.filter(pa.array(accepted))
+
+    def providers(self, piece: Any) -> Any:
+        """The provider column of a `stored` piece (for the bulk ingest counter)."""
+        if isinstance(piece, pa.Table):
+            return piece.column("provider")
+        return [r["provider"] for r in piece]
 
     def records(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Rows as decode_record-shaped dicts (for rejected_records payloads)."""
+        if self.rows is not None:
+            return [{k: self.rows[i][k] for k in TICK_COLUMNS} for i in rows.tolist()]
         return self.table.select(list(TICK_COLUMNS)).take(pa.array(rows)).to_pylist()
 
 

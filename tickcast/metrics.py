@@ -131,11 +131,21 @@ def _record_latencies(arrays: list[Any]) -> None:
 
 
 def _record_providers(columns: list[Any]) -> None:
+    """Each queued item: an Arrow column of provider names, or a plain list of them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for row in pc.value_counts(pa.chunked_array([chunk for col in columns for chunk in col.chunks])).to_pylist():
-        SENTIMENT_INGEST.labels(row["values"]).inc(row["counts"])
+    counts: dict[str, int] = {}
+    chunks = [chunk for col in columns if not isinstance(col, list) for chunk in col.chunks]
+    if chunks:
+        for row in pc.value_counts(pa.chunked_array(chunks)).to_pylist():
+            counts[row["values"]] = counts.get(row["values"], 0) + row["counts"]
+    for col in columns:
+        if isinstance(col, list):
+            for name in col:
+                counts[name] = counts.get(name, 0) + 1
+    for name, n in counts.items():
+        SENTIMENT_INGEST.labels(name).inc(n)
 
 
 # ingest_ts - ts (ms) arrays of accepted ticks, and their provider columns (Arrow string arrays)

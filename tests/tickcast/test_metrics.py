@@ -46,8 +46,9 @@ def test_bulk_recorded_tick_metrics_are_complete_at_every_scrape() -> None:
     lat = np.array([1.0, 3.0, 7.0, 900.0])
     metrics.TICK_LATENCIES.add(lat)
     metrics.TICK_PROVIDERS.add(pa.chunked_array([["bulk-test", "other"], ["bulk-test"]]))
+    metrics.TICK_PROVIDERS.add(["bulk-test", "other"])  # the per-record path queues plain lists
     text = generate_latest().decode()  # a scrape: everything queued is recorded first
     assert 'sentiment_ingest_total{provider="bulk-test"}' in text
     assert sample("sentiment_ingest_latency_ms_count") - before_n == 4
     assert sample("sentiment_ingest_latency_ms_bucket", le="5.0") - before_le5 == 2  # 1 and 3 (an independent count)
-    assert sample("sentiment_ingest_total", provider="bulk-test") - before_p == 2
+    assert sample("sentiment_ingest_total", provider="bulk-test") - before_p == 3
