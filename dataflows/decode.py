@@ -144,9 +144,11 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
                 return None, np.empty(0, np.int64)
             values = [payloads[i] for i in idx.tolist()]
             hints = tuple(hints[i] for i in idx.tolist())
-        hint_ms = np.array(hints, np.float64)  # None -> NaN; epoch ms are exact in a float64
-        fast = decode_ticks(values, np.where(np.isnan(hint_ms), -1, hint_ms).astype(np.int64), now_ms=now_ms,
-                            pos_threshold=self.config.pos_threshold)
+        try:
+            hint_ms = np.array(hints, np.int64)  # Kafka timestamps: all ints
+        except TypeError:  # some None (no hint)
+            hint_ms = np.array([-1 if h is None else h for h in hints], np.int64)
+        fast = decode_ticks(values, hint_ms, now_ms=now_ms, pos_threshold=self.config.pos_threshold)
         return fast, idx[fast.ok]
 
     def _fast_run(

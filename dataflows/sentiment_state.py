@@ -247,15 +247,12 @@ class SentimentState:
             self._seen_hash, self._seen_t, batch.id_hash, batch.ingest_ts, late,
             cfg.dedup_window_ms, self._max_ingest - cfg.dedup_window_ms,
         )
-        ok = status == k.ACCEPTED
-        self.n_accepted += int(ok.sum())
-        self.n_late += int(late.sum())
-        self.n_duplicate += int((status == k.DUPLICATE).sum())
-        self._p_ts = np.concatenate([self._p_ts, batch.ts[ok]])
-        self._p_ingest = np.concatenate([self._p_ingest, batch.ingest_ts[ok]])
-        self._p_score = np.concatenate([self._p_score, batch.score[ok]])
-        self._p_pol = np.concatenate([self._p_pol, batch.polarity[ok]])
-        self._p_weight = np.concatenate([self._p_weight, batch.weight[ok]])
+        (self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
+         n_ok, n_dup, n_late) = k.park(self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
+                                       batch.ts, batch.ingest_ts, batch.score, batch.polarity, batch.weight, status)
+        self.n_accepted += n_ok
+        self.n_late += n_late
+        self.n_duplicate += n_dup
         if self._p_ts.size > cfg.max_pending:
             self._force_drain()
         return status
@@ -316,27 +313,14 @@ class SentimentState:
                 return self._empty()
         else:
             first = self._next_bar
-        moved = m <= last
-        idx = np.flatnonzero(moved)
-        # canonical fold order: by entry bar, then content, so arrival order cannot change a sum
-        idx = idx[np.lexsort((self._p_pol[idx], self._p_weight[idx], self._p_score[idx],
-                              self._p_ingest[idx], self._p_ts[idx], m[idx]))]
-        n_bars = (last - first) // cfg.step_ms + 1
-        out = k.close_bars(
-            first, n_bars, cfg.step_ms, m[idx], self._p_ts[idx], self._p_score[idx], self._p_pol[idx],
-            self._p_weight[idx], self._windows_ms, self._agg_w, self._ema_mean, self._ema_logw,
-            self._ref_t, self._hist, self._prev_ratio, self._impute, cfg.vol_window,
+        bar_ends, out, *pending = k.close_through(
+            first, last, cfg.step_ms, m, self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
+            self._windows_ms, self._agg_w, self._ema_mean, self._ema_logw, self._ref_t, self._hist,
+            self._prev_ratio, self._impute, cfg.vol_window, self._ring_end, self._ring_val,
         )
-        keep = ~moved
-        self._p_ts, self._p_ingest = self._p_ts[keep], self._p_ingest[keep]
-        self._p_score, self._p_pol, self._p_weight = self._p_score[keep], self._p_pol[keep], self._p_weight[keep]
+        self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight = pending
         self._next_bar = last + cfg.step_ms
         self._ref_t = last
-        bar_ends = first + cfg.step_ms * np.arange(n_bars, dtype=np.int64)
-        tail = slice(max(0, n_bars - cfg.history_bars), n_bars)  # a ring slot is written once per call
-        slots = (bar_ends[tail] // cfg.step_ms) % cfg.history_bars
-        self._ring_end[slots] = bar_ends[tail]
-        self._ring_val[slots] = out[tail]
         return bar_ends, out
 
     def row(self, bar_end: int, vals: list[float]) -> dict[str, Any]:

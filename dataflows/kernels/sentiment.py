@@ -241,3 +241,85 @@ def open_bar(ts, score, weight, start, end):  # pragma: no cover - compiled
             sw += weight[i]
             sws += weight[i] * score[i]
     return cnt, (sws / sw if sw > 0.0 else np.nan)
+
+
+@njit(cache=True)
+def park(p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, status):  # pragma: no cover
+    """Pending arrays with the ACCEPTED rows of a batch appended, in batch order; and the counts
+    (accepted, duplicate, late). One call instead of five concatenations and three sums."""
+    n_ok = 0
+    n_dup = 0
+    n_late = 0
+    for i in range(status.size):
+        if status[i] == ACCEPTED:
+            n_ok += 1
+        elif status[i] == DUPLICATE:
+            n_dup += 1
+        else:
+            n_late += 1
+    m = p_ts.size
+    o_ts = np.empty(m + n_ok, np.int64)
+    o_ingest = np.empty(m + n_ok, np.int64)
+    o_score = np.empty(m + n_ok, np.float64)
+    o_pol = np.empty(m + n_ok, np.int8)
+    o_weight = np.empty(m + n_ok, np.float64)
+    o_ts[:m] = p_ts
+    o_ingest[:m] = p_ingest
+    o_score[:m] = p_score
+    o_pol[:m] = p_pol
+    o_weight[:m] = p_weight
+    j = m
+    for i in range(status.size):
+        if status[i] == ACCEPTED:
+            o_ts[j] = ts[i]
+            o_ingest[j] = ingest[i]
+            o_score[j] = score[i]
+            o_pol[j] = pol[i]
+            o_weight[j] = weight[i]
+            j += 1
+    return o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late
+
+
+@njit(cache=True)
+def close_through(
+    first, last, step, m, p_ts, p_ingest, p_score, p_pol, p_weight, windows_ms, agg_w,
+    ema_mean, ema_logw, ref_t, hist, prev_ratio, impute, vol_window, ring_end, ring_val,
+):  # pragma: no cover - compiled
+    """Close bars first..last (multiples of step): fold the pending ticks whose entry bar `m`
+    is <= last in the canonical order (entry bar, ts, ingest, score, weight, polarity — so
+    arrival order cannot change a sum), write the ring, and return (bar_ends, rows, the
+    pending arrays that stay). EMA/history state is updated in place by `close_bars`."""
+    k = 0
+    for i in range(m.size):
+        if m[i] <= last:
+            k += 1
+    idx = np.empty(k, np.int64)
+    kept = np.empty(m.size - k, np.int64)
+    a = 0
+    b = 0
+    for i in range(m.size):
+        if m[i] <= last:
+            idx[a] = i
+            a += 1
+        else:
+            kept[b] = i
+            b += 1
+    # lexicographic order by successive stable sorts, least significant key first
+    idx = idx[np.argsort(p_pol[idx], kind="mergesort")]
+    idx = idx[np.argsort(p_weight[idx], kind="mergesort")]
+    idx = idx[np.argsort(p_score[idx], kind="mergesort")]
+    idx = idx[np.argsort(p_ingest[idx], kind="mergesort")]
+    idx = idx[np.argsort(p_ts[idx], kind="mergesort")]
+    idx = idx[np.argsort(m[idx], kind="mergesort")]
+    n_bars = (last - first) // step + 1
+    out = close_bars(first, n_bars, step, m[idx], p_ts[idx], p_score[idx], p_pol[idx], p_weight[idx],
+                     windows_ms, agg_w, ema_mean, ema_logw, ref_t, hist, prev_ratio, impute, vol_window)
+    bar_ends = np.empty(n_bars, np.int64)
+    h = ring_end.size
+    for r in range(n_bars):
+        bar_ends[r] = first + step * r
+    for r in range(max(0, n_bars - h), n_bars):  # a ring slot is written once per call
+        slot = (bar_ends[r] // step) % h
+        ring_end[slot] = bar_ends[r]
+        ring_val[slot, :] = out[r, :]
+    return (bar_ends, out, p_ts[kept], p_ingest[kept], p_score[kept], p_pol[kept], p_weight[kept])
