@@ -195,13 +195,7 @@ def test_pair_partition_merges_by_running_max_timestamp(kafka_broker: str, batch
     part = KafkaPairSource(kafka_broker, tick_topic, candle_topic, tail=False, batch_size=batch_size).build_part(
         "in", "p0", None
     )
-    got: list[Any] = []
-    deadline = time.monotonic() + 15
-    with pytest.raises(StopIteration):
-        while time.monotonic() < deadline:
-            for _, batch in part.next_batch():
-                got.extend(batch)
-    part.close()
+    got = _drain(part)
     # worked by hand: the ticks' running max is 10 30 30 40, so t20 (30) sorts after t30
     assert [orjson.loads(v)["id"] for _, v, _ in got] == ["t10", "c15", "c25", "t30", "t20", "c35", "t40"]
     assert [ts for _, _, ts in got] == [T0 + v for v in (10, 15, 25, 30, 20, 35, 40)], "not the message's own stamp"
@@ -397,6 +391,15 @@ def test_consumer_errors_become_items(kafka_broker: str) -> None:
     produce_records(kafka_broker, candle_topic, candles)
     part = KafkaPairSource(kafka_broker, tick_topic, candle_topic, tail=False).build_part("in", "p0", None)
     part._consumer = _InjectingConsumer(part._consumer, tick_topic)
+    got = _drain(part)
+    errors = [g for g in got if g[0].startswith("kafka-error:")]
+    assert errors == [(f"kafka-error:{tick_topic}", errors[0][1], None)]
+    assert b"broker connection lost" in errors[0][1]
+    assert len(got) - 1 == len(ticks) + len(candles)
+
+
+def _drain(part: Any) -> list[Any]:
+    """Every record a tail=False partition releases, until it stops (StopIteration)."""
     got: list[Any] = []
     deadline = time.monotonic() + 15
     with pytest.raises(StopIteration):
@@ -404,7 +407,4 @@ def test_consumer_errors_become_items(kafka_broker: str) -> None:
             for _, batch in part.next_batch():
                 got.extend(batch)
     part.close()
-    errors = [g for g in got if g[0].startswith("kafka-error:")]
-    assert errors == [(f"kafka-error:{tick_topic}", errors[0][1], None)]
-    assert b"broker connection lost" in errors[0][1]
-    assert len(got) - 1 == len(ticks) + len(candles)
+    return got
