@@ -61,7 +61,9 @@ export const api = {
     try { data = await res.json(); } catch { data = null; }
     if (!res.ok) {
       const message = (data && data.error) || `${method} ${path}: HTTP ${res.status}`;
-      if (res.status === 401 || res.status === 403) this.onAuthProblem(message);
+      // Ask for a key only if this request used the current one: a late 401 for a request
+      // sent before the user entered a key must not reopen the dialog over the page.
+      if ((res.status === 401 || res.status === 403) && key === this.key()) this.onAuthProblem(message);
       throw new ApiError(res.status, message, data);
     }
     return data;

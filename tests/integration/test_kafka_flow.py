@@ -101,7 +101,7 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
     url = f"chdb://{tmp_path / 'ch'}"
     env = {**os.environ, "TICKCAST_KAFKA_BOOTSTRAP": kafka_broker, "TICKCAST_SNAPSHOT_SECONDS": "0.3",
            "TICKCAST_WRITE_FLUSH_MS": "100",
-           "TICKCAST_REPLAY_BATCH": "2000",  # many batches, so the kill lands between snapshots
+           "TICKCAST_REPLAY_BATCH": "500",  # many small batches, so the kill lands mid-way, between snapshots
            "TICKCAST_LOG_LEVEL": "WARNING", **topics}
     args = ["replay", "--kafka", "--store", url, "--model-dir", str(tmp_path / "m"), "--recovery-dir",
             str(tmp_path / "recovery"), "--no-progress"]
@@ -119,7 +119,7 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
         counts = re.findall(rb"replay: (\d+)rec", buffer)
         seen = int(counts[-1]) if counts else seen
         time.sleep(0.05)
-    time.sleep(1.0)  # rows (flushed every 100 ms) and snapshots (every 0.3 s) are written by now
+    time.sleep(0.4)  # rows (flushed every 100 ms) and a snapshot (every 0.3 s) are written by now
     assert first.poll() is None, "the first run finished before it could be killed; make the input larger"
     first.send_signal(signal.SIGKILL)  # a crash: no flush, no clean shutdown
     first.wait(10)
