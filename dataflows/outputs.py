@@ -1,10 +1,10 @@
 """Per-activation output buffer of the stateful steps.
 
-Steps append `("table", name, row)` items as they go (or whole Arrow tables with
-`add_table`, the columnar hot paths); `done()` turns them into one
-`("rows", name, piece)` item per table and kind, `piece` being a list of dict rows or
-a `pyarrow.Table`, so Bytewax moves one item per table per activation instead of one
-per row (~1 µs each, per step downstream).
+Steps append `("table", name, row)` items as they go (or whole pieces with `add_table`,
+the columnar hot paths); `done()` turns them into `("rows", name, piece)` items — one
+list of dict rows per table, plus each columnar piece (`pyarrow.Table` or
+`tickcast.store.ColumnBlock`) — so Bytewax moves a few items per activation instead of
+one per row (~1 µs each, per step downstream).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class Out(list[tuple[Any, ...]]):
     def __init__(self) -> None:
         super().__init__()
         self.tables: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.arrow: defaultdict[str, list[Any]] = defaultdict(list)
+        self.columnar: defaultdict[str, list[Any]] = defaultdict(list)
 
     def append(self, item: tuple[Any, ...]) -> None:
         if item[0] == "table":
@@ -31,10 +31,10 @@ class Out(list[tuple[Any, ...]]):
         if isinstance(table, list):
             self.tables[name].extend(table)
         elif table.num_rows:
-            self.arrow[name].append(table)
+            self.columnar[name].append(table)
 
     def done(self) -> list[tuple[Any, ...]]:
         items = [*self, *(("rows", table, rows) for table, rows in self.tables.items())]
-        for table, pieces in self.arrow.items():
+        for table, pieces in self.columnar.items():
             items.extend(("rows", table, piece) for piece in pieces)
         return items

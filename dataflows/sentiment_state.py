@@ -124,12 +124,8 @@ class TickBatch:
         return int(self.ts.size)
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]], *, validated: bool = False) -> TickBatch:
-        """From dicts with ts, ingest_ts, score, polarity, id and optional weight (default 1.0).
-
-        `validated=True` skips the range checks for records the decoder already checked
-        (the flow's hot path); the dtypes are the same either way.
-        """
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> TickBatch:
+        """From dicts with ts, ingest_ts, score, polarity, id and optional weight (default 1.0), validated."""
         rows = list(records)
         cols = {
             "ts": np.array([r["ts"] for r in rows], np.int64),
@@ -139,7 +135,7 @@ class TickBatch:
             "weight": np.array([r.get("weight", 1.0) for r in rows], np.float64),
             "id_hash": hash_ids([str(r["id"]) for r in rows]),
         }
-        return cls(**cols) if not validated else cls.trusted(**cols)
+        return cls(**cols)
 
     @classmethod
     def trusted(

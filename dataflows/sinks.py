@@ -71,7 +71,7 @@ class BackgroundWriter:
 
 
 # Input item shape: (table, (table, [piece, ...])) after batching; a piece is a list of
-# dict rows or a pyarrow.Table (the columnar paths).
+# dict rows, a pyarrow.Table or a ColumnBlock (see Store.insert_pieces).
 Piece = Any
 TableBatch = tuple[str, list[Piece]]
 

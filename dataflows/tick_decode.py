@@ -27,7 +27,7 @@ How a batch goes:
    ts and ingest_ts in [MIN_TS_MS, MAX_TS_MS] (missing ingest_ts: the hint, or ts
    without one); score finite in [-1, 1]; polarity -1/0/1 or derived from the score;
    id 1..128 code points, or `records.tick_id` (computed only for rows without one);
-   meta: each distinct raw span goes through `_meta_text`, a copy of `_tick`'s rule.
+   meta: each distinct raw span goes through `records.meta_text`, `_tick`'s own rule.
 4. `id_hash`: FNV-1a 64 + splitmix64 finalizer over the id column's UTF-8 bytes, by a
    Numba kernel reading the Arrow offsets/data buffers.
 
@@ -72,7 +72,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 from numba import njit
 
-from tickcast.records import _PROVIDER_RE, _SYMBOL_RE, MAX_TS_MS, MIN_TS_MS, _Invalid, _name, tick_id
+from tickcast.records import _PROVIDER_RE, _SYMBOL_RE, MAX_TS_MS, MIN_TS_MS, _Invalid, _name, meta_text, tick_id
 
 __all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "hash_id", "hash_ids"]
 
@@ -543,18 +543,9 @@ def _valid_names(col: pa.ChunkedArray, field: str, pattern) -> np.ndarray:
 def _meta_text(raw: bytes) -> str | None:
     """`_tick`'s meta rule on the raw JSON of a meta value: the stored text, or None if refused."""
     try:
-        meta = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        return meta_text(orjson.loads(raw))
+    except (orjson.JSONDecodeError, _Invalid):
         return None
-    meta = meta or {}
-    if isinstance(meta, str):
-        try:
-            meta = orjson.loads(meta)
-        except orjson.JSONDecodeError:
-            return None
-    if not isinstance(meta, dict):
-        return None
-    return orjson.dumps(meta).decode() if meta else "{}"
 
 
 def _meta(lines: _Lines, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:

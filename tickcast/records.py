@@ -192,6 +192,20 @@ def _ingest(obj: dict[str, Any], now_ms: int, event_ts: int, default_ingest: str
     return event_ts if default_ingest == "event" else now_ms
 
 
+def meta_text(value: Any) -> str:
+    """A tick's `meta` as stored: compact JSON of the object ("{}" when missing or empty).
+    Raises `_Invalid` unless it is a JSON object or a string holding one."""
+    meta = value or {}
+    if isinstance(meta, str):  # columnar files (Parquet) carry meta as a JSON string
+        try:
+            meta = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            raise _Invalid("'meta' must be a JSON object (or a string holding one)") from None
+    if not isinstance(meta, dict):
+        raise _Invalid(f"'meta' must be a JSON object, got {type(meta).__name__}")
+    return orjson.dumps(meta).decode() if meta else "{}"
+
+
 def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: float) -> dict[str, Any]:
     symbol = _name(obj, "symbol", _SYMBOL_RE)
     ts = _int_ms(obj, "ts")
@@ -204,14 +218,7 @@ def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: 
         polarity = 1 if score > pos_threshold else (-1 if score < -pos_threshold else 0)
     elif isinstance(polarity, bool) or polarity not in (-1, 0, 1):
         raise _Invalid(f"'polarity' must be -1, 0 or 1, got {polarity!r}")
-    meta = obj.get("meta") or {}
-    if isinstance(meta, str):  # columnar files (Parquet) carry meta as a JSON string
-        try:
-            meta = orjson.loads(meta)
-        except orjson.JSONDecodeError:
-            raise _Invalid("'meta' must be a JSON object (or a string holding one)") from None
-    if not isinstance(meta, dict):
-        raise _Invalid(f"'meta' must be a JSON object, got {type(meta).__name__}")
+    meta = meta_text(obj.get("meta"))
     rid = obj.get("id")
     if rid is None:
         rid = tick_id(provider, symbol, ts, score)
@@ -224,7 +231,7 @@ def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: 
         "score": score,
         "polarity": int(polarity),
         "provider": provider,
-        "meta": orjson.dumps(meta).decode() if meta else "{}",
+        "meta": meta,
         "ingest_ts": _ingest(obj, now_ms, ts, default_ingest),
     }
 

@@ -265,14 +265,7 @@ class Store:
     # --- writes ---------------------------------------------------------------------------
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert dict rows in one columnar write. Timestamps are epoch ms ints."""
-        if not rows:
-            return 0
-        schema = self.schema(table)
-        try:
-            batch = pa.Table.from_pylist(list(rows), schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise StoreError(f"insert into {table}: {exc}") from exc
-        return self._insert_table(table, _nan_to_null(batch))
+        return self.insert_pieces(table, [list(rows)]) if rows else 0
 
     def insert_pieces(self, table: str, pieces: Sequence[Sequence[Mapping[str, Any]] | pa.Table | ColumnBlock]) -> int:
         """Insert dict-row lists, Arrow tables and column blocks (the flow's columnar paths) in one write.
