@@ -12,6 +12,7 @@ wall time t0; a prediction's latency is the wall time its live event is publishe
 from __future__ import annotations
 
 import argparse
+import queue
 import statistics
 import tempfile
 import threading
@@ -160,6 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import queue
-
     main()

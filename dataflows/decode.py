@@ -9,6 +9,7 @@ validation `disable_streak` times in a row is disabled until an
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,16 +20,16 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.outputs import Out
 from dataflows.snapshot import freeze, thaw
-from dataflows.sources import RawBatch
+from dataflows.sources import RawBatch, RawBlock
 from dataflows.tick_batches import SymbolTicks, split_by_symbol, table_from_records
 from dataflows.tick_decode import FastTicks, decode_ticks
 from tickcast import metrics
 from tickcast.records import Rejection, decode_record
 
 # Output item shapes of this step (wrapped as (partition_key, item) by Bytewax):
-#   ("sym", symbol, SymbolInput)   one symbol's accepted ticks (columnar) and candles, in order
+#   ("shard", shard, [(symbol, SymbolInput), ...])   each symbol's accepted ticks and candles
 #   ("rows", "rejected_records", [row, ...])
-#   ("event", "events", data, None, ts_ms)
+#   ("events", [("events", data, None, ts_ms), ...])
 
 
 @dataclass
@@ -37,6 +38,9 @@ class GateState:
     disabled: set[str] = field(default_factory=set)
     enable_seen: dict[str, int] = field(default_factory=dict)
 
+
+SHARDS = 16  # per-symbol state groups (dataflows/symbol_logic.py): spread over workers, few items each
+_SHARD_OF: dict[str, str] = {}  # symbol -> shard key, memoised (a crc32 per symbol per batch adds up)
 
 # An admin "enable provider" arrives through one input partition, but every partition's
 # gate in this process must hear it: provider -> time (ns) of the latest request.
@@ -49,6 +53,11 @@ class DecodeConfig:
     pos_threshold: float = 0.0
     recovery: bool = True
     trust: dict[str, float] = field(default_factory=dict)  # provider -> weight (default 1.0)
+
+
+def shard_of(symbol: str) -> str:
+    """The shard key of a symbol; stable across processes (Python's str hash is not)."""
+    return f"shard-{zlib.crc32(symbol.encode()) % SHARDS:02d}"
 
 
 def rejected_row(rej: Rejection) -> dict[str, Any]:
@@ -97,6 +106,20 @@ class _Batch:
         return parts
 
 
+def _joined(batches: list[RawBatch]) -> RawBatch:
+    """One activation's batches as one (a RawBlock when they all are)."""
+    if all(isinstance(b, RawBlock) for b in batches):
+        names = tuple(dict.fromkeys(n for b in batches for n in b.names))
+        index = {n: k for k, n in enumerate(names)}
+        name_idx = np.concatenate([
+            np.full(len(b), index[b.names[0]], np.int64) if b.name_idx is None
+            else np.asarray([index[n] for n in b.names], np.int64)[b.name_idx] for b in batches
+        ])
+        return RawBlock(names, [v for b in batches for v in b.values], np.concatenate([b.hints for b in batches]),
+                        name_idx)
+    return [r for batch in batches for r in batch]
+
+
 class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
     def __init__(self, config: DecodeConfig, state: GateState | None) -> None:
         self.config = config
@@ -106,7 +129,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         out = Out()
         now_ms = int(time.time() * 1000)
         self._apply_enable_requests(out, now_ms)
-        records = values[0] if len(values) == 1 else [r for batch in values for r in batch]
+        records = values[0] if len(values) == 1 else _joined(values)
         batch = _Batch()
         fast, fast_pos = self._fast_decode(records, now_ms)
         # The gate is sequential (a streak of failures disables a provider for what follows),
@@ -123,8 +146,12 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         if fast is not None:
             self._fast_run(fast, fast_pos, done, fast_pos.size, records, batch, out)
         ticks = batch.by_symbol(fast, self.config.trust)
+        shards: dict[str, list[tuple[str, SymbolInput]]] = {}
         for symbol in ticks.keys() | batch.candles.keys():
-            out.append(("sym", symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []))))
+            shard = _SHARD_OF.get(symbol) or _SHARD_OF.setdefault(symbol, shard_of(symbol))
+            shards.setdefault(shard, []).append((symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []))))
+        for shard, pairs in shards.items():
+            out.append(("shard", shard, pairs))
         if ticks or batch.candles:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
         return out.done(), StatefulBatchLogic.RETAIN
@@ -133,6 +160,13 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         """Columnar decode of the raw JSON payloads; (None, []) when there are none."""
         if not records:
             return None, np.empty(0, np.int64)
+        if isinstance(records, RawBlock):  # the Kafka source: columns already
+            if not all(n.startswith("kafka:") for n in records.names) or set(map(type, records.values)) != {bytes}:
+                records = list(records)  # not its usual content: the general path below
+            else:
+                fast = decode_ticks(records.values, records.hints, now_ms=now_ms,
+                                    pos_threshold=self.config.pos_threshold)
+                return fast, np.flatnonzero(fast.ok)
         names, payloads, hints = zip(*records, strict=True)  # three C-speed passes, not one Python loop
         if set(map(type, payloads)) == {bytes} and not any(n.startswith("kafka-error:") for n in set(names)):
             idx = np.arange(len(records))

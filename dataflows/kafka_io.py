@@ -10,11 +10,11 @@ merged by timestamp, holding back whatever is ahead of the slower TP.
 
 Item shape (the contract of `dataflows.sources`): one item per non-empty `next_batch`,
 
-    ("kafka:p<i>", [RawRecord, ...])   RawRecord = (source_name, value_bytes, ts_ms | None)
+    ("kafka:p<i>", RawBlock)   records (source_name, value_bytes, ts_ms | None), as columns
 
 with source_name `"kafka:<topic>"`; a consumer error travels as
-`("kafka-error:<topic>", error_text_bytes, None)` inside the same list, so the flow
-records it instead of dying.
+`("kafka-error:<topic>", error_text_bytes, None)` ahead of the released records (the
+batch is then a plain list), so the flow records it instead of dying.
 
 Only `assign()` is used (no consumer groups, no commits): offsets live in Bytewax's
 recovery store, as with Bytewax's own KafkaSource.
@@ -22,6 +22,7 @@ recovery store, as with Bytewax's own KafkaSource.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -45,7 +46,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dataflows.sources import RawBatch, RawRecord
+from dataflows.sources import RawBatch, RawBlock, RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -228,76 +229,85 @@ class _PairMerger:
     binary search.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, names: list[str]) -> None:
+        n = len(names)
+        self.names = list(names)  # source name of each TP's records
         self.eff: list[np.ndarray] = [_EMPTY] * n  # effective ts (ms, -1 before any valid one)
         self.offsets: list[np.ndarray] = [_EMPTY] * n
-        self.recs: list[list[RawRecord]] = [[] for _ in range(n)]
+        self.stamps: list[np.ndarray] = [_EMPTY] * n  # the messages' own ts (ms, -1 = none): the hints
+        self.values: list[list[Any]] = [[] for _ in range(n)]
         self.max_seen: list[int | None] = [None] * n  # None until the TP delivered a message
 
-    def add(self, i: int, ts: np.ndarray, records: list[RawRecord], offsets: np.ndarray) -> None:
-        """Append TP i's next messages: `ts` int64 ms, negative where the message has no
-        usable timestamp; `records` the matching RawRecords; `offsets` increasing."""
-        if not records:
+    def add(self, i: int, ts: np.ndarray, values: list[Any], offsets: np.ndarray) -> None:
+        """Append TP i's next messages: `ts` int64 ms, -1 where the message has no usable
+        timestamp; `values` their payloads; `offsets` increasing."""
+        if not values:
             return
+        ts = ts.astype(np.int64, copy=False)
         prev = self.max_seen[i]
         # Running max seeded with the TP's max so far; invalid stamps (< 0) sink to -1 or to it.
-        eff = np.maximum.accumulate(np.maximum(ts.astype(np.int64, copy=False), -1 if prev is None else prev))
+        eff = np.maximum.accumulate(np.maximum(ts, -1 if prev is None else prev))
         self.max_seen[i] = int(eff[-1])
-        if self.recs[i]:
+        if self.values[i]:
             self.eff[i] = np.concatenate((self.eff[i], eff))
             self.offsets[i] = np.concatenate((self.offsets[i], offsets))
-            self.recs[i].extend(records)
+            self.stamps[i] = np.concatenate((self.stamps[i], ts))
+            self.values[i].extend(values)
         else:
-            self.eff[i], self.offsets[i], self.recs[i] = eff, np.asarray(offsets, dtype=np.int64), list(records)
+            self.eff[i], self.offsets[i], self.stamps[i] = eff, np.asarray(offsets, dtype=np.int64), ts
+            self.values[i] = list(values)
 
     def pending(self, i: int | None = None) -> int:
-        return sum(map(len, self.recs)) if i is None else len(self.recs[i])
+        return sum(map(len, self.values)) if i is None else len(self.values[i])
 
     def head_offset(self, i: int) -> int | None:
-        return int(self.offsets[i][0]) if self.recs[i] else None
+        return int(self.offsets[i][0]) if self.values[i] else None
 
-    def release(self, exempt: list[bool]) -> list[RawRecord]:
+    def release(self, exempt: list[bool]) -> RawBlock:
         """Messages with effective ts ≤ min over non-exempt TPs of the max ts seen there,
         merged by (ts, TP index, offset): ticks (index 0) go first on ties."""
         bounds = [m for m, ex in zip(self.max_seen, exempt, strict=True) if not ex]
         if any(b is None for b in bounds):
-            return []  # a TP that may still deliver has shown nothing yet
+            return RawBlock(self.names, [], _EMPTY)  # a TP that may still deliver has shown nothing yet
         frontier = min(bounds) if bounds else None
-        parts = []  # (TP index, released effective ts, offsets, records)
+        parts = []  # (TP index, released effective ts, offsets, stamps, values)
         for i, eff in enumerate(self.eff):
             k = len(eff) if frontier is None else int(np.searchsorted(eff, frontier, side="right"))
             if k:
                 parts.append((i, *self._pop(i, k)))
         if not parts:
-            return []
+            return RawBlock(self.names, [], _EMPTY)
         if len(parts) == 1:
-            return parts[0][3]
+            i, _, _, stamps, values = parts[0]
+            return RawBlock((self.names[i],), values, stamps)
         effs = np.concatenate([p[1] for p in parts])
         tp_index = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int64) for p in parts])
         offsets = np.concatenate([p[2] for p in parts])
-        recs = [r for p in parts for r in p[3]]
+        stamps = np.concatenate([p[3] for p in parts])
+        values = [v for p in parts for v in p[4]]
         order = np.lexsort((offsets, tp_index, effs))  # last key is the primary one
-        return [recs[j] for j in order.tolist()]
+        return RawBlock(self.names, [values[j] for j in order.tolist()], stamps[order], tp_index[order])
 
-    def _pop(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray, list[RawRecord]]:
+    def _pop(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
         """Remove and return TP i's first k messages."""
-        eff, offsets, recs = self.eff[i], self.offsets[i], self.recs[i]
-        if k == len(recs):
-            self.eff[i], self.offsets[i], self.recs[i] = _EMPTY, _EMPTY, []
-            return eff, offsets, recs
-        self.eff[i], self.offsets[i] = eff[k:], offsets[k:]
-        head = recs[:k]
-        del recs[:k]
-        return eff[:k], offsets[:k], head
+        eff, offsets, stamps, values = self.eff[i], self.offsets[i], self.stamps[i], self.values[i]
+        if k == len(values):
+            self.eff[i], self.offsets[i], self.stamps[i], self.values[i] = _EMPTY, _EMPTY, _EMPTY, []
+            return eff, offsets, stamps, values
+        self.eff[i], self.offsets[i], self.stamps[i] = eff[k:], offsets[k:], stamps[k:]
+        head = values[:k]
+        del values[:k]
+        return eff[:k], offsets[:k], stamps[:k], head
 
 
-def _stamped_records(name: str, msgs: list[Message]) -> tuple[np.ndarray, list[RawRecord]]:
-    """`(ts, records)` of data messages: ts int64 ms, -1 where the message has none usable
-    (type 0 = not available, or negative); records `(name, value, ts_ms | None)`."""
-    # map over the unbound C methods: half the cost of `m.f()` in a comprehension
-    ts_ms = [ts if ts_type and ts >= 0 else None for ts_type, ts in map(Message.timestamp, msgs)]
-    ts = np.fromiter([-1 if t is None else t for t in ts_ms], dtype=np.int64, count=len(ts_ms))
-    return ts, [(name, value, t) for value, t in zip(map(Message.value, msgs), ts_ms)]
+def _stamped_values(msgs: list[Message]) -> tuple[np.ndarray, list[Any]]:
+    """`(ts, values)` of data messages: ts int64 ms, -1 where the message has none usable
+    (type 0 = not available, or negative)."""
+    # map over the unbound C methods and flatten the (type, ts) pairs in C: no Python per message
+    pairs = np.fromiter(itertools.chain.from_iterable(map(Message.timestamp, msgs)), dtype=np.int64,
+                        count=2 * len(msgs)).reshape(-1, 2)
+    ts = np.where((pairs[:, 0] != 0) & (pairs[:, 1] >= 0), pairs[:, 1], -1)
+    return ts, list(map(Message.value, msgs))
 
 
 def _fresh(offsets: np.ndarray, next_offset: int | None) -> np.ndarray:
@@ -332,7 +342,7 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         # KafkaPairSource), so a message's topic alone names its TP.
         self._topic_index = {tp.topic: i for i, tp in enumerate(tps) if tp is not None}
         self._names = [f"kafka:{tp.topic}" if tp else "" for tp in tps]
-        self._merger = _PairMerger(len(tps))
+        self._merger = _PairMerger(self._names)
         resume = resume or {}
         self._start = [resume.get(tp.topic, OFFSET_BEGINNING) if tp else OFFSET_BEGINNING for tp in tps]
         self._next: list[int | None] = [None] * len(tps)  # offset after the last message consumed
@@ -357,26 +367,24 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
 
     def next_batch(self) -> list[PairItem]:
         msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0.0)
-        out: RawBatch = []
+        errors: list[RawRecord] = []
         now = time.monotonic()
         if msgs:
-            for i, group in self._by_tp(self._drop_errors(msgs, out)):
+            for i, group in self._by_tp(self._drop_errors(msgs, errors)):
                 self._take(i, group, now)
         exempt = [
             self._done[i] or (self._tail and now - self._last_msg[i] >= self._idle_s) for i in range(len(self._tps))
         ]
-        released = self._merger.release(exempt)
-        if out:  # errors go first, as they arrived
-            out.extend(released)
-        else:
-            out = released
+        out: RawBatch = self._merger.release(exempt)
+        if errors:  # errors go first, as they arrived
+            out = [*errors, *out]
         self._flow_control()
         if not self._tail and all(self._done) and not self._merger.pending() and not out:
             raise StopIteration
         self._idle = not msgs and not out
         return [(self._key, out)] if out else []
 
-    def _drop_errors(self, msgs: list[Any], out: RawBatch) -> list[Any]:
+    def _drop_errors(self, msgs: list[Any], out: list[RawRecord]) -> list[Any]:
         """The data messages of `msgs`; error events (rare: partition EOF, broker trouble)
         are handled here, in arrival order, consumer errors appended to `out` as records."""
         errors = list(map(Message.error, msgs))
@@ -424,7 +432,7 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             offsets = offsets[idx]
         self._next[i] = int(offsets[-1]) + 1
         self._last_msg[i] = now
-        self._merger.add(i, *_stamped_records(self._names[i], msgs), offsets)
+        self._merger.add(i, *_stamped_values(msgs), offsets)
 
     def _flow_control(self) -> None:
         """Pause a TP whose unreleased backlog is large (it is ahead of the other one; the

@@ -116,10 +116,14 @@ class FeatureRing:
     count: int = 0
     breached: bool = False
 
-    def add(self, value: float) -> None:
-        self.values[self.pos] = value
-        self.pos = (self.pos + 1) % self.values.size
-        self.count = min(self.count + 1, self.values.size)
+    def add_many(self, values: np.ndarray) -> None:
+        """Append values in order (what one `add` per value would leave in the ring)."""
+        size = self.values.size
+        n = values.size
+        kept = values[-size:]
+        self.values[(self.pos + n - kept.size + np.arange(kept.size)) % size] = kept
+        self.pos = (self.pos + n) % size
+        self.count = min(self.count + n, size)
 
 
 @dataclass
@@ -157,7 +161,10 @@ def _num(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...], ModelState]):
+ModelItem = tuple[str, dict[str, Any]]  # ("features" | "label", row)
+
+
+class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState]):
     def __init__(self, config: ModelConfig, state: ModelState | None) -> None:
         self.config = config
         self.state = thaw(state) or ModelState()
@@ -171,12 +178,13 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
     def snapshot(self) -> ModelState:
         return freeze(self.state, enabled=self.config.recovery)
 
-    def on_batch(self, values: list[tuple[str, dict[str, Any]]]) -> tuple[list[tuple[Any, ...]], bool]:
+    def on_batch(self, values: list[list[ModelItem]]) -> tuple[list[tuple[Any, ...]], bool]:
+        """Each value is one upstream activation's model inputs (`Out.model`)."""
         out = Out()
         # Event-time order: a label counts from when it became known (close_time + h),
         # ties before the features of that instant. The baseline a candle sees is then
         # the same whatever the batch boundaries were (replay == live).
-        ordered = sorted(values, key=self._event_key)
+        ordered = sorted((item for items in values for item in items), key=self._event_key)
         i = 0
         while i < len(ordered):
             tag = ordered[i][0]
@@ -188,7 +196,7 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
             i = j
         return out.done(), StatefulBatchLogic.RETAIN
 
-    def _event_key(self, item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+    def _event_key(self, item: ModelItem) -> tuple[int, int]:
         tag, row = item
         if tag == "label":
             return row["close_time"] + row["horizon"] * INTERVAL_MS[row["interval"]], 0
@@ -200,7 +208,9 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
         # refresh() is two stat() calls; it picks up a promotion from the next candle on.
         self.predictor.refresh()
         names = self.predictor.feature_names
-        X = np.array([[_nan(row.get(n)) for n in names] for row in rows], dtype=np.float32).reshape(len(rows), len(names))
+        # None (a missing feature) becomes NaN in the float conversion
+        X64 = np.array([[row.get(n) for n in names] for row in rows], dtype=np.float64).reshape(len(rows), len(names))
+        X = X64.astype(np.float32)
         symbols = [row["symbol"] for row in rows]
         probs, version, reason = self.predictor.predict(symbols, X)
         elapsed = time.perf_counter() - started
@@ -237,9 +247,11 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
         if version != "baseline":
-            self._feature_drift(rows, version, out)
+            self._feature_drift(rows, dict(zip(names, X64.T, strict=True)), version, out)
 
-    def _feature_drift(self, rows: list[dict[str, Any]], version: str, out: list[tuple[Any, ...]]) -> None:
+    def _feature_drift(
+        self, rows: list[dict[str, Any]], columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]
+    ) -> None:
         model = self.predictor.loaded
         if model is None:
             return
@@ -251,10 +263,10 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
             ring = self.state.features.get(name)
             if ring is None:
                 ring = self.state.features[name] = FeatureRing(np.full(self.config.feature_window, np.nan))
-            for row in rows:
-                value = row.get(name)
-                if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                    ring.add(float(value))
+            values = columns.get(name)
+            if values is None:
+                values = np.array([row.get(name) for row in rows], dtype=np.float64)
+            ring.add_many(values[~np.isnan(values)])
             if ring.count < self.config.feature_window:
                 continue
             z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
@@ -455,6 +467,3 @@ class ModelLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], tuple[Any, ...],
         if self.config.live:
             out.append(("event", "events", {**row, "details": details}, None, ts))
 
-
-def _nan(value: Any) -> float:
-    return float("nan") if value is None else float(value)

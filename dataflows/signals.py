@@ -1,11 +1,11 @@
 """The "signals" dataflow (DESIGN §1), read top to bottom like the pipeline.
 
-    sources ──(partition, [raw])──> decode + provider gate ──(symbol, [record])──>
-    per-symbol state: dedup/late → bars + EMAs → market features → as-of join → labels
+    sources ──(partition, [raw])──> decode + provider gate ──(shard, [(symbol, records)])──>
+    per-symbol state, a few shards of symbols: dedup/late → bars + EMAs → market features → as-of join → labels
         ──features, labels──> model stage: ONNX inference (or baseline), pairing with
         labels, calibration windows, drift, accuracy
     every step's ("rows", table, [row…] | pyarrow.Table) ──> batched per table ──> ClickHouse
-    every step's ("event", stream, …) ──> live bus + live_events
+    every step's ("events", [event, …]) ──> live bus + live_events
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, StoreSink
-from dataflows.symbol_logic import SymbolConfig, SymbolLogic
+from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from tickcast.bus import EventBus, IdClock
 from tickcast.settings import Settings
 from tickcast.store import Store
@@ -94,18 +94,18 @@ def build_flow(
         trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, lambda s: DecodeLogic(decode_cfg, s)))
-    # ("sym", symbol, SymbolInput) | ("rows", table, rows) | ("event", …)
-    split = op.branch("split_symbols", decoded, _tag("sym"))
-    per_symbol = op.map_value("records", op.key_on("key_symbol", split.trues, lambda it: it[1]), lambda it: it[2])
-    # (symbol, SymbolInput)
+    # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])
+    split = op.branch("split_symbols", decoded, _tag("shard"))
+    per_shard = op.map_value("records", op.key_on("key_shard", split.trues, lambda it: it[1]), lambda it: it[2])
+    # (shard, [(symbol, SymbolInput), ...])
     sym_cfg = symbol_config(settings, options)
     symbol_out = op.key_rm(
-        "symbol_out", op.stateful_batch("symbol_state", per_symbol, lambda s: SymbolLogic(sym_cfg, s))
+        "symbol_out", op.stateful_batch("symbol_shards", per_shard, lambda s: ShardLogic(sym_cfg, s))
     )
-    # ("rows", table, [row, ...]) | ("event", …) | ("features", row) | ("label", row)
+    # ("rows", table, [row, ...]) | ("events", [...]) | ("model", [("features" | "label", row), ...])
     outputs = [split.falses, symbol_out]
     if options.with_model:
-        model_in = op.filter("model_inputs", symbol_out, lambda it: it[0] in ("features", "label"))
+        model_in = op.map("model_inputs", op.filter("model_items", symbol_out, _tag("model")), lambda it: it[1])
         model_cfg = ModelConfig.from_settings(settings, live=options.live, recovery=options.recovery)
         model_out = op.stateful_batch(
             "model_stage", op.key_on("key_model", model_in, lambda _: "model"), lambda s: ModelLogic(model_cfg, s)
@@ -130,7 +130,7 @@ def build_flow(
     op.output("store", table_batches, StoreSink(store_factory))
 
     if options.publish_events:
-        events = op.key_on("key_live", op.filter("events", everything, _tag("event")), lambda _: "live")
+        events = op.key_on("key_live", op.filter("events", everything, _tag("events")), lambda _: "live")
         op.output("live", events, EventSink(bus, store_factory, ids or IdClock()))
     return flow
 

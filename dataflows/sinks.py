@@ -129,8 +129,9 @@ class StoreSink(FixedPartitionedSink[TableBatch, None]):
         return _StorePartition(self.store_factory(), self.retries)
 
 
-# Input item shape: ("live", ("event", stream, data, symbol, ts_ms)) — the flow's live events.
-EventItem = tuple[str, str, dict[str, Any], "str | None", int]
+# Input item shape: ("live", ("events", [(stream, data, symbol, ts_ms), ...])) — one step
+# activation's live events, in order (see dataflows.outputs).
+EventItem = tuple[str, list[tuple[str, dict[str, Any], "str | None", int]]]
 
 
 class _EventPartition(StatefulSinkPartition[EventItem, None]):
@@ -151,7 +152,8 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
                 self.bus.publish(event)
 
     def write_batch(self, values: list[EventItem]) -> None:
-        events = [Event(stream, self.ids.next(), data, symbol, int(ts)) for _, stream, data, symbol, ts in values]
+        events = [Event(stream, self.ids.next(), data, symbol, int(ts))
+                  for _, batch in values for stream, data, symbol, ts in batch]
         if events:
             self.writer.submit(events)
 

@@ -1,10 +1,12 @@
 """Input sources for the signals flow.
 
-Every source emits items of shape `(partition_key, [RawRecord, ...])`: one item is a
-whole batch from one partition, so the per-item cost of Bytewax (~1 µs) is paid per
-batch. `RawRecord = (source_name, payload, ingest_hint_ms | None)`: the payload is
-bytes/str JSON or an already-parsed dict; `ingest_hint_ms` is the `ingest_ts` to use
-when the payload has none (None = its event time, as for files).
+Every source emits items of shape `(partition_key, RawBatch)`: one item is a whole
+batch from one partition, so the per-item cost of Bytewax (~1 µs) is paid per batch.
+A RawBatch is a sequence of `RawRecord = (source_name, payload, ingest_hint_ms | None)`:
+the payload is bytes/str JSON or an already-parsed dict; `ingest_hint_ms` is the
+`ingest_ts` to use when the payload has none (None = its event time, as for files).
+The Kafka source sends a `RawBlock`, the same sequence kept as columns, so a backfill
+does not build a tuple per message only for the decoder to take it apart again.
 
 Within one partition, records come in `ingest_ts` order; the per-symbol join relies
 on it (see docs/decisions.md, "ordered partitions").
@@ -18,18 +20,66 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
+import numpy as np
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 log = logging.getLogger(__name__)
 
 RawRecord = tuple[str, Any, "int | None"]
-RawBatch = list[RawRecord]
+
+
+class RawBlock(Sequence[RawRecord]):
+    """RawRecords as columns: `values` the payloads, `hints` int64 ingest hints (-1 = none),
+    and the source name of record k, `names[name_idx[k]]` (`name_idx` None: all `names[0]`).
+
+    It reads like a list of RawRecords (index, iterate, compare with a list), so code that
+    takes records one at a time needs no second path.
+    """
+
+    __slots__ = ("hints", "name_idx", "names", "values")
+
+    def __init__(self, names: Sequence[str], values: list[Any], hints: np.ndarray,
+                 name_idx: np.ndarray | None = None) -> None:
+        self.names = tuple(names)
+        self.values = values
+        self.hints = hints
+        self.name_idx = name_idx
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def name(self, k: int) -> str:
+        return self.names[0 if self.name_idx is None else int(self.name_idx[k])]
+
+    @overload
+    def __getitem__(self, k: int) -> RawRecord: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[RawRecord]: ...
+    def __getitem__(self, k: int | slice) -> RawRecord | list[RawRecord]:
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        hint = int(self.hints[k])
+        return (self.name(k), self.values[k], None if hint < 0 else hint)
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        return (self[k] for k in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RawBlock({list(self)!r})"
+
+
+RawBatch = Sequence[RawRecord]  # a list of RawRecords or a RawBlock
 INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet")
 
 
@@ -201,7 +251,7 @@ class _LivePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
     def next_batch(self) -> list[tuple[str, RawBatch]]:
         if self._stop is not None and self._stop.is_set():
             raise StopIteration
-        batch: RawBatch = []
+        batch: list[RawRecord] = []
         while len(batch) < self._max_batch:
             if self._next is None:
                 try:
@@ -257,7 +307,7 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
         self._max_batch = max_batch
 
     def next_batch(self) -> list[tuple[str, RawBatch]]:
-        batch: RawBatch = []
+        batch: list[RawRecord] = []
         while len(batch) < self._max_batch:
             try:
                 item = self._q.get_nowait()

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dataflows.model_stage import ModelConfig, ModelLogic, _predictors
+from dataflows.model_stage import FeatureRing, ModelConfig, ModelLogic, _predictors
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
@@ -58,13 +60,13 @@ def _predictions(out: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
 def test_predictions_carry_the_model_then_fall_back_when_its_file_is_corrupted(tmp_path: Path) -> None:
     version = _train(tmp_path)
     logic = _logic(tmp_path)
-    out, _ = logic.on_batch(_features(START))
+    out, _ = logic.on_batch([_features(START)])
     assert {p["model_version"] for p in _predictions(out)} == {version}
     onnx = tmp_path / "trained" / f"{version}.onnx"
     data = bytearray(onnx.read_bytes())
     data[len(data) // 2] ^= 0xFF
     onnx.write_bytes(bytes(data))
-    out, _ = logic.on_batch(_features(START + 60_000))
+    out, _ = logic.on_batch([_features(START + 60_000)])
     preds = _predictions(out)
     assert len(preds) == 5  # predictions keep flowing
     assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {("baseline", "corrupt_model")}
@@ -73,16 +75,16 @@ def test_predictions_carry_the_model_then_fall_back_when_its_file_is_corrupted(t
 def test_model_trained_on_too_few_rows_is_not_served(tmp_path: Path) -> None:
     _train(tmp_path, n=300, min_samples=100)
     logic = _logic(tmp_path, min_train_samples=500)
-    preds = _predictions(logic.on_batch(_features(START))[0])
+    preds = _predictions(logic.on_batch([_features(START)])[0])
     assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {("baseline", "too_few_samples")}
 
 
 def test_hot_reload_from_the_next_batch(tmp_path: Path) -> None:
     logic = _logic(tmp_path)
-    preds = _predictions(logic.on_batch(_features(START))[0])
+    preds = _predictions(logic.on_batch([_features(START)])[0])
     assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {("baseline", "no_model")}
     version = _train(tmp_path)
-    preds = _predictions(logic.on_batch(_features(START + 60_000))[0])
+    preds = _predictions(logic.on_batch([_features(START + 60_000)])[0])
     assert {(p["model_version"], p["fallback_reason"]) for p in preds} == {(version, "")}
 
 
@@ -92,7 +94,7 @@ def test_feature_drift_event_when_a_feature_moves(tmp_path: Path, shift: float, 
     logic = _logic(tmp_path, feature_window=200, feature_z=3.0)
     events = []
     for k in range(60):  # 300 rows > the 200-row window
-        out, _ = logic.on_batch(_features(START + k * 60_000, shift=shift))
+        out, _ = logic.on_batch([_features(START + k * 60_000, shift=shift)])
         events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]]
     drifted = {e["feature"] for e in events if e["kind"] == "feature_drift"}
     if expect_event:
@@ -114,7 +116,7 @@ def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> 
         if k:  # labels for the previous minute, known at t
             items += [("label", {"symbol": f"S{i}", "interval": "1m", "close_time": t - 60_000, "horizon": 1,
                                  "label": int(rng.random() < 0.5)}) for i in range(5)]
-        out, _ = logic.on_batch(items)
+        out, _ = logic.on_batch([items])
         windows += [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
     overall = [w for w in windows if w["scope"] == "overall" and w["model_version"] == version]
     ends = [w["window_end"] for w in overall]
@@ -142,7 +144,7 @@ def _contradicted(tmp_path: Path, *, auto_retrain: bool, stop_when: Any = None) 
         items = _features(START + k * 60_000) + [
             ("label", {"symbol": p["symbol"], "interval": "1m", "close_time": p["close_time"], "horizon": 1,
                        "label": int(p["prob"] < 0.5)}) for p in last]
-        out, _ = logic.on_batch(items)
+        out, _ = logic.on_batch([items])
         last = _predictions(out)
         events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]]
         if stop_when is not None and stop_when():
@@ -186,8 +188,25 @@ def test_feature_drift_hovering_at_the_threshold_is_one_event(tmp_path: Path) ->
     shifts = [0.5] * 60 + [0.2] * 20 + [0.5] * 20 + [0.0] * 60 + [0.5] * 60  # up, hover, back to 0, up again
     for k, shift in enumerate(shifts):
         items = _features(START + k * 60_000, shift=shift, seed=int(rng.integers(1 << 30)))
-        out, _ = logic.on_batch(items)
+        out, _ = logic.on_batch([items])
         events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]
                    if r["feature"] == "sent_ema_15m"]
     # the first drift, then (after returning to normal, |z| < 2.4) the second one: two events
     assert len(events) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 7), st.lists(st.lists(st.floats(-5, 5), max_size=12), max_size=6))
+def test_feature_ring_keeps_the_last_window_values_like_one_add_per_value(size: int, chunks: list[list[float]]) -> None:
+    from collections import deque
+
+    ring = FeatureRing(np.full(size, np.nan))
+    last: deque[float] = deque(maxlen=size)
+    for chunk in chunks:
+        ring.add_many(np.array(chunk, dtype=np.float64))
+        last.extend(chunk)
+        assert ring.count == len(last)
+        assert sorted(ring.values[~np.isnan(ring.values)].tolist()) == sorted(last)
+        # the next value overwrites the oldest one
+        if len(last) == size:
+            assert ring.values[ring.pos] == last[0]

@@ -12,18 +12,23 @@ from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.kafka_io import _fresh, _PairMerger, _stamped_records
+from dataflows.kafka_io import _fresh, _PairMerger, _stamped_values
+from dataflows.sources import RawBlock
 
 
 def rec(i: int, offset: int, ts: int | None) -> tuple[str, bytes, int | None]:
     return (f"kafka:tp{i}", f"{i}/{offset}".encode(), ts)
 
 
+def merger(n: int) -> _PairMerger:
+    return _PairMerger([f"kafka:tp{i}" for i in range(n)])
+
+
 def add(merger: _PairMerger, i: int, stamps: list[int | None], first_offset: int = 0) -> None:
     """Add messages at consecutive offsets; None = no timestamp (passed as -1)."""
     offsets = list(range(first_offset, first_offset + len(stamps)))
     ts = np.array([-1 if t is None else t for t in stamps], dtype=np.int64)
-    merger.add(i, ts, [rec(i, o, t) for o, t in zip(offsets, stamps)], np.array(offsets, dtype=np.int64))
+    merger.add(i, ts, [rec(i, o, t)[1] for o, t in zip(offsets, stamps)], np.array(offsets, dtype=np.int64))
 
 
 def names(batch: list[Any]) -> list[bytes]:
@@ -34,7 +39,7 @@ def names(batch: list[Any]) -> list[bytes]:
 
 
 def test_an_earlier_stamp_cannot_jump_its_predecessor() -> None:
-    m = _PairMerger(2)
+    m = merger(2)
     add(m, 0, [10, 30, 20, 40])  # effective: 10 30 30 40
     add(m, 1, [15, 25, 35])
     # frontier = min(40, 35) = 35: the tick stamped 20 follows the one stamped 30
@@ -46,20 +51,20 @@ def test_an_earlier_stamp_cannot_jump_its_predecessor() -> None:
 
 
 def test_records_keep_their_own_timestamp_not_the_effective_one() -> None:
-    m = _PairMerger(1)
+    m = merger(1)
     add(m, 0, [30, 20, None])
     assert m.release([False]) == [rec(0, 0, 30), rec(0, 1, 20), rec(0, 2, None)]
 
 
 def test_ticks_go_first_on_equal_timestamps() -> None:
-    m = _PairMerger(2)
+    m = merger(2)
     add(m, 1, [5, 5])
     add(m, 0, [5])
     assert names(m.release([False, False])) == [b"0/0", b"1/0", b"1/1"]
 
 
 def test_messages_without_timestamp_sort_first_until_one_has_one() -> None:
-    m = _PairMerger(2)
+    m = merger(2)
     add(m, 0, [None, 7, None])  # effective: -1 7 7
     add(m, 1, [3])
     assert m.max_seen == [7, 3]
@@ -68,7 +73,7 @@ def test_messages_without_timestamp_sort_first_until_one_has_one() -> None:
 
 
 def test_a_silent_tp_holds_everything_back_unless_exempt() -> None:
-    m = _PairMerger(2)
+    m = merger(2)
     add(m, 0, [1, 2, 3])
     assert m.release([False, False]) == []
     assert m.max_seen == [3, None] and m.pending() == 3
@@ -76,7 +81,7 @@ def test_a_silent_tp_holds_everything_back_unless_exempt() -> None:
 
 
 def test_a_tp_with_only_untimed_messages_releases_only_untimed_ones() -> None:
-    m = _PairMerger(2)
+    m = merger(2)
     add(m, 0, [4, 9])
     add(m, 1, [None, None])  # has delivered (max_seen -1), so it no longer blocks everything
     assert m.max_seen == [9, -1]
@@ -85,14 +90,14 @@ def test_a_tp_with_only_untimed_messages_releases_only_untimed_ones() -> None:
 
 
 def test_all_exempt_releases_everything_merged() -> None:
-    m = _PairMerger(2)
+    m = merger(2)
     add(m, 0, [2, 8])
     add(m, 1, [1, 9, 3])  # effective 1 9 9
     assert names(m.release([True, True])) == [b"1/0", b"0/0", b"0/1", b"1/1", b"1/2"]
 
 
 def test_buffers_grow_across_adds_and_release_as_prefixes() -> None:
-    m = _PairMerger(2)
+    m = merger(2)
     add(m, 0, [1, 5])
     add(m, 0, [3, 6], first_offset=2)  # effective 5 6: the running max carries over adds
     add(m, 1, [5])
@@ -153,7 +158,7 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list[tuple[list[tuple[int, list[tup
 @given(scenarios())
 def test_vectorized_merger_matches_per_message_reference(scenario: Any) -> None:
     n, rounds = scenario
-    merger, ref = _PairMerger(n), ReferenceMerger(n)
+    tested, ref = merger(n), ReferenceMerger(n)
     next_offset = [0] * n
     for adds, exempt in rounds:
         for i, msgs in adds:
@@ -166,15 +171,16 @@ def test_vectorized_merger_matches_per_message_reference(scenario: Any) -> None:
             for o, t, r in zip(offsets, stamps, records):
                 ref.add(i, t, o, r)
             ts_arr = np.array([-1 if t is None else t for t in stamps], dtype=np.int64)
-            merger.add(i, ts_arr, records, np.array(offsets, dtype=np.int64))
-        assert merger.max_seen == ref.max_seen
-        assert merger.release(exempt) == ref.release(exempt)
-        assert merger.pending() == sum(map(len, ref.buffers))
+            tested.add(i, ts_arr, [value for _, value, _ in records], np.array(offsets, dtype=np.int64))
+        assert tested.max_seen == ref.max_seen
+        released = tested.release(exempt)
+        assert isinstance(released, RawBlock) and list(released) == ref.release(exempt)
+        assert tested.pending() == sum(map(len, ref.buffers))
         for i in range(n):
-            assert merger.pending(i) == len(ref.buffers[i])
-            assert merger.head_offset(i) == (ref.buffers[i][0][1] if ref.buffers[i] else None)
-    assert merger.release([True] * n) == ref.release([True] * n)
-    assert merger.pending() == 0
+            assert tested.pending(i) == len(ref.buffers[i])
+            assert tested.head_offset(i) == (ref.buffers[i][0][1] if ref.buffers[i] else None)
+    assert list(tested.release([True] * n)) == ref.release([True] * n)
+    assert tested.pending() == 0
 
 
 # ------------------------------------------------------------------------- re-fetch guard
@@ -207,12 +213,23 @@ def test_refetch_guard_drops_a_redelivered_prefix() -> None:
 # ------------------------------------------------------------------------- timestamps of messages
 
 
-def test_stamped_records_keep_only_usable_timestamps() -> None:
+def test_stamped_values_keep_only_usable_timestamps() -> None:
     # (type, ms): 0 = not available, 1 = create time, 2 = log-append time
     stamps = [(1, 1_700_000_000_000), (0, 123), (2, 42), (1, -5), (1, 0)]
     msgs = [Message(topic="t", partition=0, offset=k, value=f"v{k}".encode(), timestamp=s) for k, s in enumerate(stamps)]
-    ts, records = _stamped_records("kafka:t", msgs)
+    ts, values = _stamped_values(msgs)
     assert ts.dtype == np.int64
     assert ts.tolist() == [1_700_000_000_000, -1, 42, -1, 0]
-    assert records == [("kafka:t", b"v0", 1_700_000_000_000), ("kafka:t", b"v1", None), ("kafka:t", b"v2", 42),
-                       ("kafka:t", b"v3", None), ("kafka:t", b"v4", 0)]
+    assert values == [b"v0", b"v1", b"v2", b"v3", b"v4"]
+    block = RawBlock(["kafka:t"], values, ts)  # what the source hands the flow
+    assert list(block) == [("kafka:t", b"v0", 1_700_000_000_000), ("kafka:t", b"v1", None), ("kafka:t", b"v2", 42),
+                           ("kafka:t", b"v3", None), ("kafka:t", b"v4", 0)]
+
+
+def test_a_raw_block_reads_like_its_list_of_records() -> None:
+    names = ["kafka:a", "kafka:b"]
+    block = RawBlock(names, [b"x", b"y", b"z"], np.array([5, -1, 7]), np.array([1, 0, 1]))
+    expected = [("kafka:b", b"x", 5), ("kafka:a", b"y", None), ("kafka:b", b"z", 7)]
+    assert len(block) == 3 and block[1] == expected[1] and block[-1] == expected[-1]
+    assert list(block) == expected and block == expected and block[1:] == expected[1:]
+    assert block != expected[:2] and not RawBlock(names, [], np.empty(0, np.int64))
