@@ -172,6 +172,7 @@ class SentimentState:
         self.config = cfg
         n_win = len(cfg.ema_names)
         self._columns = cfg.columns
+        self._ema_columns = tuple(f"sent_ema_{n}" for n in cfg.ema_names)
         self._windows_ms = np.asarray(cfg.ema_windows_s, np.float64) * 1000.0
         # NaN weights make the kernel's composite NaN when no aggregation is configured.
         self._agg_w = (
@@ -234,18 +235,22 @@ class SentimentState:
         batch included. Memory older than max ingest_ts seen − window is evicted, which
         is exact while ingest time does not run backwards across batches.
         """
+        return self.add_columns(batch.ts, batch.ingest_ts, batch.score, batch.polarity, batch.weight, batch.id_hash)
+
+    def add_columns(
+        self, ts: np.ndarray, ingest_ts: np.ndarray, score: np.ndarray, polarity: np.ndarray,
+        weight: np.ndarray, id_hash: np.ndarray,
+    ) -> np.ndarray:
+        """`add_ticks` on columns the caller validated, with TickBatch's dtypes (the flow's hot path)."""
         cfg = self.config
-        if len(batch) == 0:
+        if ts.size == 0:
             return np.empty(0, np.int8)
-        late = (batch.ingest_ts - batch.ts) > cfg.max_latency_ms
-        self._max_ingest = max(self._max_ingest, int(batch.ingest_ts.max()))
-        status, self._seen_hash, self._seen_t = k.dedup(
-            self._seen_hash, self._seen_t, batch.id_hash, batch.ingest_ts, late,
-            cfg.dedup_window_ms, self._max_ingest - cfg.dedup_window_ms,
+        (status, self._seen_hash, self._seen_t, self._p_ts, self._p_ingest, self._p_score, self._p_pol,
+         self._p_weight, n_ok, n_dup, n_late, self._max_ingest) = k.admit(
+            self._seen_hash, self._seen_t, self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
+            ts, ingest_ts, score, polarity, weight, id_hash, cfg.max_latency_ms, cfg.dedup_window_ms,
+            self._max_ingest,
         )
-        (self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
-         n_ok, n_dup, n_late) = k.park(self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
-                                       batch.ts, batch.ingest_ts, batch.score, batch.polarity, batch.weight, status)
         self.n_accepted += n_ok
         self.n_late += n_late
         self.n_duplicate += n_dup
@@ -327,25 +332,27 @@ class SentimentState:
 
     def bar_at(self, bar_end: int) -> dict[str, Any] | None:
         """The closed bar ending at bar_end if it is still in the ring, else None."""
+        vals = self.bar_values(bar_end)
+        return None if vals is None else self.row(int(bar_end), vals)
+
+    def bar_values(self, bar_end: int) -> list[float] | None:
+        """`bar_at` as the values in `columns[1:]` order (floats; sent_cnt and imputed too)."""
         slot = (bar_end // self.config.step_ms) % self.config.history_bars
         if self._ring_end[slot] != bar_end:
             return None
-        return self.row(int(bar_end), self._ring_val[slot].tolist())
+        return self._ring_val[slot].tolist()
 
     # -- live view --------------------------------------------------------------------
     def latest(self, now_ms: int) -> dict[str, Any]:
         """Live view at now (not leak-free, not stored): EMAs over committed + pending ticks with ts < now,
         the open bar [⌊now/step⌋·step, now) from pending ticks, and the last closed bar end."""
         cfg = self.config
-        mean, logw = self._ema_mean.copy(), self._ema_logw.copy()
-        sel = self._p_ts < now_ms
-        k.ema_fold(mean, logw, float(self._ref_t), float(now_ms), self._p_ts[sel], self._p_score[sel],
-                   self._p_weight[sel], self._windows_ms)
+        vals = k.live_view(self._ema_mean, self._ema_logw, self._ref_t, int(now_ms), self._p_ts, self._p_score,
+                           self._p_weight, self._windows_ms, self._agg_w, cfg.step_ms).tolist()
+        n_win = len(cfg.ema_names)
         start = now_ms // cfg.step_ms * cfg.step_ms
-        cnt, score = k.open_bar(self._p_ts, self._p_score, self._p_weight, start, now_ms)
         view: dict[str, Any] = {"as_of": int(now_ms)}
-        view.update(zip((f"sent_ema_{n}" for n in cfg.ema_names), mean.tolist(), strict=True))
-        view["sent_composite"] = float(np.sum(self._agg_w * mean))
-        view.update(open_bar_end=int(start + cfg.step_ms), open_cnt=int(cnt), open_score=float(score),
-                    last_bar_end=self.last_bar_end)
+        view.update(zip(self._ema_columns, vals[:n_win], strict=True))
+        view.update(sent_composite=vals[n_win], open_bar_end=int(start + cfg.step_ms), open_cnt=int(vals[n_win + 1]),
+                    open_score=vals[n_win + 2], last_bar_end=self.last_bar_end)
         return view

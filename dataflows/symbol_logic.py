@@ -15,7 +15,9 @@ candle that waits longer than `timeout_ms` of wall clock is released as a join m
 
 from __future__ import annotations
 
+import functools
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +28,7 @@ from bytewax.operators import StatefulBatchLogic
 from dataflows.decode import SymbolInput, rejected_row
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
-from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
+from dataflows.sentiment_state import SentimentConfig, SentimentState
 from dataflows.snapshot import freeze, thaw
 from dataflows.tick_batches import SymbolTicks
 from tickcast import metrics
@@ -69,6 +71,30 @@ class SymbolState:
     symbol: str = ""
 
 
+class ShardOut(Out):
+    """`Out` plus the activation's hot-path metrics, recorded once at the end: a metric call
+    per symbol costs more than the symbol's own work in a candle burst."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latencies: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []  # (ingest_ts, ts, accepted)
+        self.providers: list[Any] = []
+        self.candles: Counter[str] = Counter()
+        self.join_attempts = 0
+        self.join_missing: Counter[str] = Counter()
+
+    def record_metrics(self) -> None:
+        if self.latencies:
+            metrics.TICK_LATENCIES.extend(self.latencies)
+            metrics.TICK_PROVIDERS.extend(self.providers)
+        for interval, n in self.candles.items():
+            metrics.CANDLES_INGESTED.labels(interval).inc(n)
+        if self.join_attempts:
+            metrics.FEATURE_JOIN_ATTEMPTS.inc(self.join_attempts)
+        for cause, n in self.join_missing.items():
+            metrics.FEATURE_JOIN_MISSING.labels(cause).inc(n)
+
+
 class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ...], dict[str, SymbolState]]):
     """The symbols of one shard; each value is one decode activation's (symbol, input) pairs."""
 
@@ -77,7 +103,7 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ..
         self.symbols = {name: SymbolLogic(config, st) for name, st in (thaw(state) or {}).items()}
 
     def on_batch(self, values: list[list[tuple[str, SymbolInput]]]) -> tuple[list[tuple[Any, ...]], bool]:
-        out = Out()
+        out = ShardOut()
         for pairs in values:
             for symbol, inputs in pairs:
                 logic = self.symbols.get(symbol)
@@ -85,15 +111,17 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ..
                     logic = self.symbols[symbol] = SymbolLogic(self.config, SymbolState(symbol=symbol))
                 logic.on_input(inputs, out)
         metrics.FLOW_LAG_MS.set(time.time() * 1000 - max(s.state.watermark for s in self.symbols.values()))
+        out.record_metrics()
         return out.done(), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
-        out = Out()
+        out = ShardOut()
         now = time.time()
         for logic in self.symbols.values():
             deadline = logic.deadline()
             if deadline is not None and deadline <= now:
                 logic.on_timeout(now, out)
+        out.record_metrics()
         return out.done(), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -118,7 +146,7 @@ class SymbolLogic:
     def symbol(self) -> str:
         return self.state.symbol
 
-    def on_input(self, inputs: SymbolInput, out: Out) -> None:
+    def on_input(self, inputs: SymbolInput, out: ShardOut) -> None:
         ticks, candles = inputs.ticks, inputs.candles
         # Only accepted records move the watermark: a replay of the stored rows (which
         # has no rejected record) must release exactly the same candles.
@@ -146,7 +174,7 @@ class SymbolLogic:
             return None
         return min(p.arrived_wall for p in self.state.pending) + self.config.timeout_ms / 1000
 
-    def on_timeout(self, now: float, out: Out) -> None:
+    def on_timeout(self, now: float, out: ShardOut) -> None:
         deadline = now - self.config.timeout_ms / 1000
         expired = [p for p in self.state.pending if p.arrived_wall <= deadline]
         if expired:
@@ -155,24 +183,24 @@ class SymbolLogic:
             self._advance(max(self.state.watermark, forced), out, cause="timeout")
 
     # --- ticks --------------------------------------------------------------------------
-    def _ticks(self, ticks: SymbolTicks, out: Out) -> int:
+    def _ticks(self, ticks: SymbolTicks, out: ShardOut) -> int:
         """Add ticks; returns the newest ingest_ts among the accepted ones (0 if none)."""
         if self.state.sentiment is None:
             self.state.sentiment = SentimentState(self.config.sentiment)
-        # decode checked every field, so the batch skips TickBatch's validation
-        batch = TickBatch.trusted(ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash)
-        status = self.state.sentiment.add_ticks(batch)
+        # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
+        status = self.state.sentiment.add_columns(ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity,
+                                                  ticks.weight, ticks.id_hash)
         accepted = status == 0
-        n_ok = int(accepted.sum())
-        # Metrics per batch, not per tick: the counters and histogram end up the same.
+        n_ok = int(np.count_nonzero(accepted))
         if n_ok:
             stored = ticks.stored(accepted, n_ok)
             out.add_table("sentiment_ticks", stored)
-            metrics.TICK_LATENCIES.add((batch.ingest_ts - batch.ts)[accepted])
-            metrics.TICK_PROVIDERS.add(ticks.providers(stored))
+            out.latencies.append((ticks.ingest_ts, ticks.ts, None if n_ok == len(ticks) else accepted))
+            out.providers.append(ticks.providers(stored))
         if n_ok < len(ticks):
             self._refused(ticks, status, out)
-        return int(batch.ingest_ts[accepted].max()) if n_ok else 0
+            return int(ticks.ingest_ts[accepted].max()) if n_ok else 0
+        return int(ticks.ingest_ts.max())
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
         max_latency = self.config.sentiment.max_latency_ms
@@ -188,7 +216,7 @@ class SymbolLogic:
             out.append(("table", "rejected_records", rejected_row(Rejection.for_record("sentiment", detail, tick))))
 
     # --- candles ------------------------------------------------------------------------
-    def _candle(self, candle: dict[str, Any], out: list[tuple[Any, ...]]) -> bool:
+    def _candle(self, candle: dict[str, Any], out: ShardOut) -> bool:
         """Handle one candle; True when it was accepted (new and in order)."""
         interval = candle["interval"]
         market = self.state.markets.get(interval)
@@ -206,7 +234,7 @@ class SymbolLogic:
             return False
         if feats is None:  # the same candle again (at-least-once delivery): already handled
             return False
-        metrics.CANDLES_INGESTED.labels(interval).inc()
+        out.candles[interval] += 1
         out.append(("table", "candles", candle))
         for label in labels:
             row = {"symbol": self.symbol, "interval": interval, **label}
@@ -214,14 +242,14 @@ class SymbolLogic:
             self._labels.append(("label", row))
         if len(self.state.pending) >= self.config.max_pending_candles:
             self.state.pending.pop(0)  # bounded state; counted as a miss when it would have been released
-            metrics.FEATURE_JOIN_MISSING.labels("overflow").inc()
+            out.join_missing["overflow"] += 1
         self.state.pending.append(
             PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time())
         )
         return True
 
     # --- the join -----------------------------------------------------------------------
-    def _advance(self, watermark: int, out: Out, cause: str | None = None) -> None:
+    def _advance(self, watermark: int, out: ShardOut, cause: str | None = None) -> None:
         sentiment = self.state.sentiment
         if sentiment is not None:
             ends, vals = sentiment.advance_columns(watermark)
@@ -229,14 +257,15 @@ class SymbolLogic:
                 out.add_table("sentiment_bars", self._bar_block(ends, vals))  # NaN -> NULL in the store
             if ends.size and self.config.publish_live:
                 for bar_end, row in zip(ends.tolist(), vals.tolist(), strict=True):
-                    bar = {"symbol": self.symbol, "step": self.config.step_name, **sentiment.row(bar_end, row)}
-                    out.append(("event", "sentiment", {"kind": "bar", **bar}, self.symbol, bar_end))
+                    data = {"kind": "bar", "symbol": self.symbol, "step": self.config.step_name}
+                    data.update(sentiment.row(bar_end, row))
+                    out.append(("event", "sentiment", data, self.symbol, bar_end))
         ready = [p for p in self.state.pending if p.close_time + self.config.grace_ms <= watermark]
         if not ready:
             return
         self.state.pending = [p for p in self.state.pending if p.close_time + self.config.grace_ms > watermark]
         for pending in sorted(ready, key=lambda p: (p.close_time, p.interval)):
-            row = self._features(pending, cause)
+            row = self._features(pending, cause, out)
             out.append(("table", "features", row))
             out.append(("features", row))
 
@@ -244,7 +273,7 @@ class SymbolLogic:
         return ColumnBlock({"bar_end": ends}, {"symbol": self.symbol, "step": self.config.step_name},
                            vals, self.state.sentiment.columns[1:])
 
-    def _features(self, pending: PendingCandle, cause: str | None) -> dict[str, Any]:
+    def _features(self, pending: PendingCandle, cause: str | None, out: ShardOut) -> dict[str, Any]:
         row: dict[str, Any] = {
             "symbol": self.symbol,
             "interval": pending.interval,
@@ -257,15 +286,27 @@ class SymbolLogic:
             row.update(dict.fromkeys(_SENT_COLUMNS))
             row["join_status"] = "excluded"
             return row
-        metrics.FEATURE_JOIN_ATTEMPTS.inc()
-        bar = self.state.sentiment.bar_at(pending.close_time) if self.state.sentiment is not None else None
-        if bar is None:
+        out.join_attempts += 1
+        sentiment = self.state.sentiment
+        vals = sentiment.bar_values(pending.close_time) if sentiment is not None else None
+        if vals is None:
             status = cause or "no_sentiment"
             row.update(dict.fromkeys(_SENT_COLUMNS))
         else:
-            status = cause or ("ok" if bar.get("sent_cnt", 0) > 0 or not bar.get("imputed") else "empty_bar")
-            row.update({name: bar.get(name) for name in _SENT_COLUMNS})
+            picks, cnt_at, imputed_at = _bar_picks(sentiment.columns)
+            status = cause or ("ok" if vals[cnt_at] > 0 or not vals[imputed_at] else "empty_bar")
+            row.update(zip(_SENT_COLUMNS, [None if i is None else vals[i] for i in picks], strict=True))
+            if "sent_cnt" in row:
+                row["sent_cnt"] = int(vals[cnt_at])
         if status != "ok":
-            metrics.FEATURE_JOIN_MISSING.labels(status).inc()
+            out.join_missing[status] += 1
         row["join_status"] = status
         return row
+
+
+@functools.cache
+def _bar_picks(columns: tuple[str, ...]) -> tuple[list[int | None], int, int]:
+    """Where each of _SENT_COLUMNS sits in a bar's values (`SentimentState.bar_values`; None:
+    not produced by this configuration), and where sent_cnt and imputed sit."""
+    index = {name: i for i, name in enumerate(columns[1:])}
+    return [index.get(name) for name in _SENT_COLUMNS], index["sent_cnt"], index["imputed"]

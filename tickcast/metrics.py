@@ -37,6 +37,15 @@ class BulkRecorder:
             queued, self._queued = self._queued, []
         self._record(queued)
 
+    def extend(self, items: list[Any]) -> None:
+        """`add` for several items under one lock."""
+        with self._lock:
+            self._queued.extend(items)
+            if len(self._queued) < self._max:
+                return
+            queued, self._queued = self._queued, []
+        self._record(queued)
+
     def flush(self) -> None:
         with self._lock:
             queued, self._queued = self._queued, []
@@ -126,7 +135,14 @@ def observe_many(histogram: Histogram, values: Any) -> None:
         histogram._buckets[i].inc(int(counts[i]))  # noqa: SLF001
 
 
-def _record_latencies(arrays: list[Any]) -> None:
+def _record_latencies(items: list[Any]) -> None:
+    """Each queued item: an array of latencies (ms), or (ingest_ts, ts, accepted mask | None)."""
+    arrays = []
+    for item in items:
+        if isinstance(item, tuple):
+            ingest_ts, ts, accepted = item
+            item = ingest_ts - ts if accepted is None else (ingest_ts - ts)[accepted]
+        arrays.append(item)
     observe_many(SENTIMENT_INGEST_LATENCY_MS, np.concatenate(arrays))
 
 
@@ -148,7 +164,8 @@ def _record_providers(columns: list[Any]) -> None:
         SENTIMENT_INGEST.labels(name).inc(n)
 
 
-# ingest_ts - ts (ms) arrays of accepted ticks, and their provider columns (Arrow string arrays)
+# ingest_ts - ts (ms) of accepted ticks (arrays, or the columns and mask to compute them from
+# at the scrape), and their provider columns (Arrow string arrays or lists)
 TICK_LATENCIES = BulkRecorder(_record_latencies)
 TICK_PROVIDERS = BulkRecorder(_record_providers)
 _RECORDERS += [TICK_LATENCIES, TICK_PROVIDERS]

@@ -304,13 +304,7 @@ def close_through(
         else:
             kept[b] = i
             b += 1
-    # lexicographic order by successive stable sorts, least significant key first
-    idx = idx[np.argsort(p_pol[idx], kind="mergesort")]
-    idx = idx[np.argsort(p_weight[idx], kind="mergesort")]
-    idx = idx[np.argsort(p_score[idx], kind="mergesort")]
-    idx = idx[np.argsort(p_ingest[idx], kind="mergesort")]
-    idx = idx[np.argsort(p_ts[idx], kind="mergesort")]
-    idx = idx[np.argsort(m[idx], kind="mergesort")]
+    idx = canonical_order(idx, m, p_ts, p_ingest, p_score, p_weight, p_pol)
     n_bars = (last - first) // step + 1
     out = close_bars(first, n_bars, step, m[idx], p_ts[idx], p_score[idx], p_pol[idx], p_weight[idx],
                      windows_ms, agg_w, ema_mean, ema_logw, ref_t, hist, prev_ratio, impute, vol_window)
@@ -323,3 +317,95 @@ def close_through(
         ring_end[slot] = bar_ends[r]
         ring_val[slot, :] = out[r, :]
     return (bar_ends, out, p_ts[kept], p_ingest[kept], p_score[kept], p_pol[kept], p_weight[kept])
+
+
+@njit(cache=True)
+def admit(mem_hash, mem_t, p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, id_hash,
+          max_latency_ms, window_ms, max_ingest):  # pragma: no cover - compiled
+    """`add_ticks` in one call: late flags, the new max ingest time, `dedup` (memory cut at
+    that max − window) and `park`. Returns (status, mem_hash', mem_t', the five pending
+    arrays, n_ok, n_dup, n_late, max_ingest')."""
+    n = ts.size
+    late = np.empty(n, np.bool_)
+    for i in range(n):
+        late[i] = ingest[i] - ts[i] > max_latency_ms
+        if ingest[i] > max_ingest:
+            max_ingest = ingest[i]
+    status, mem_hash, mem_t = dedup(mem_hash, mem_t, id_hash, ingest, late, window_ms, max_ingest - window_ms)
+    o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late = park(
+        p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, status)
+    return status, mem_hash, mem_t, o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late, max_ingest
+
+
+@njit(cache=True)
+def live_view(ema_mean, ema_logw, ref_t, now, p_ts, p_score, p_weight, windows_ms, agg_w, step):  # pragma: no cover
+    """`SentimentState.latest` as one array: the EMAs at `now` over the committed state and
+    the pending ticks with ts < now, then composite, open-bar count, open-bar score."""
+    n_win = windows_ms.size
+    mean = ema_mean.copy()
+    logw = ema_logw.copy()
+    k = 0
+    for i in range(p_ts.size):
+        if p_ts[i] < now:
+            k += 1
+    ts = np.empty(k, np.int64)
+    sc = np.empty(k, np.float64)
+    wt = np.empty(k, np.float64)
+    j = 0
+    for i in range(p_ts.size):
+        if p_ts[i] < now:
+            ts[j] = p_ts[i]
+            sc[j] = p_score[i]
+            wt[j] = p_weight[i]
+            j += 1
+    ema_fold(mean, logw, float(ref_t), float(now), ts, sc, wt, windows_ms)
+    start = now // step * step
+    cnt, open_score = open_bar(p_ts, p_score, p_weight, start, now)
+    out = np.empty(n_win + 3)
+    comp = 0.0
+    for q in range(n_win):
+        out[q] = mean[q]
+        comp += agg_w[q] * mean[q]
+    out[n_win] = comp
+    out[n_win + 1] = cnt
+    out[n_win + 2] = open_score
+    return out
+
+
+@njit(cache=True)
+def _lex_before(a, b, m, ts, ingest, score, weight, pol):  # pragma: no cover - compiled
+    """Row a sorts before row b in the canonical fold order (ties: not before)."""
+    if m[a] != m[b]:
+        return m[a] < m[b]
+    if ts[a] != ts[b]:
+        return ts[a] < ts[b]
+    if ingest[a] != ingest[b]:
+        return ingest[a] < ingest[b]
+    if score[a] != score[b]:
+        return score[a] < score[b]
+    if weight[a] != weight[b]:
+        return weight[a] < weight[b]
+    return pol[a] < pol[b]
+
+
+@njit(cache=True)
+def canonical_order(idx, m, ts, ingest, score, weight, pol):  # pragma: no cover - compiled
+    """`idx` sorted stably by (m, ts, ingest, score, weight, polarity): an insertion sort for
+    the few ticks of a live batch, successive stable argsorts for a backfill's many."""
+    if idx.size <= 32:
+        out = idx.copy()
+        for i in range(1, out.size):
+            cur = out[i]
+            j = i - 1
+            while j >= 0 and _lex_before(cur, out[j], m, ts, ingest, score, weight, pol):
+                out[j + 1] = out[j]
+                j -= 1
+            out[j + 1] = cur
+        return out
+    # lexicographic order by successive stable sorts, least significant key first
+    idx = idx[np.argsort(pol[idx], kind="mergesort")]
+    idx = idx[np.argsort(weight[idx], kind="mergesort")]
+    idx = idx[np.argsort(score[idx], kind="mergesort")]
+    idx = idx[np.argsort(ingest[idx], kind="mergesort")]
+    idx = idx[np.argsort(ts[idx], kind="mergesort")]
+    return idx[np.argsort(m[idx], kind="mergesort")]

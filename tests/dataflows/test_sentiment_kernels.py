@@ -112,3 +112,21 @@ def test_open_bar_counts_half_open_interval():
     ts = np.array([T0 - 1, T0, T0 + 10, T0 + STEP], np.int64)
     cnt, score = k.open_bar(ts, np.array([1.0, 0.2, -0.4, 1.0]), np.array([1.0, 1.0, 3.0, 1.0]), T0, T0 + STEP)
     assert cnt == 2 and np.isclose(score, (0.2 - 1.2) / 4.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 80), st.integers(0, 2**31 - 1))
+def test_canonical_order_is_a_stable_sort_by_the_six_keys(n: int, seed: int) -> None:
+    """Both paths (insertion sort for ≤ 32 rows, chained stable argsorts above) against
+    Python's stable `sorted` on the key tuple; few distinct values, so ties are common."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(0, 3, n).astype(np.int64) * STEP
+    ts = rng.integers(0, 3, n).astype(np.int64)
+    ingest = rng.integers(0, 2, n).astype(np.int64)
+    score = rng.choice([-0.5, 0.0, 0.5], n)
+    weight = rng.choice([1.0, 2.0], n)
+    pol = rng.integers(-1, 2, n).astype(np.int8)
+    idx = rng.permutation(n).astype(np.int64)[: max(0, n - 3)]  # a subset, in no order
+    got = k.canonical_order(idx, m, ts, ingest, score, weight, pol)
+    expected = sorted(idx.tolist(), key=lambda i: (m[i], ts[i], ingest[i], score[i], weight[i], pol[i]))
+    assert got.tolist() == expected
