@@ -21,7 +21,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from tickcast import metrics
-from tickcast.bus import Event, EventBus, IdClock
+from tickcast.bus import Event, EventBus, IdClock, events_table
 from tickcast.store import Store
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,35 @@ def write_with_retries(store: Store, table: str, pieces: list[Piece], retries: i
             log.warning("retrying write of %d rows to %s (attempt %d)", len(rows), table, attempt + 2)
 
 
+class _LiveFirst:
+    """Live events go before table rows: while an event batch is waiting to be stored and
+    published, the table writer holds off between inserts (at most `max_wait_s`). The two
+    writer threads share one GIL with the flow, and a burst's table rows (ticks, bars,
+    features, predictions) cost several times its events, which a dashboard is waiting for."""
+
+    def __init__(self, max_wait_s: float = 0.1) -> None:
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._max_wait_s = max_wait_s
+
+    def submitted(self) -> None:
+        with self._idle:
+            self._pending += 1
+
+    def done(self, n: int) -> None:
+        with self._idle:
+            self._pending -= n
+            if self._pending <= 0:
+                self._idle.notify_all()
+
+    def wait(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending <= 0, timeout=self._max_wait_s)
+
+
+_LIVE_FIRST = _LiveFirst()
+
+
 class _StorePartition(StatefulSinkPartition[TableBatch, None]):
     def __init__(self, store: Store, retries: int) -> None:
         self.writer = BackgroundWriter(self._write, name="clickhouse-writer")
@@ -103,6 +132,7 @@ class _StorePartition(StatefulSinkPartition[TableBatch, None]):
         for table, pieces in batches:
             by_table.setdefault(table, []).extend(pieces)
         for table, pieces in by_table.items():
+            _LIVE_FIRST.wait()
             write_with_retries(self.store, table, pieces, self.retries)
 
     def write_batch(self, values: list[TableBatch]) -> None:
@@ -144,17 +174,22 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
         self.writer = BackgroundWriter(self._write, name="live-events")
 
     def _write(self, batches: list[list[Event]]) -> None:
-        events = [event for batch in batches for event in batch]
-        if self.store is not None:
-            self.store.insert_rows("live_events", [e.row() for e in events])
-        if self.bus is not None:
-            for event in events:
-                self.bus.publish(event)
+        try:
+            events = [event for batch in batches for event in batch]
+            if self.store is not None:
+                self.store.insert_pieces("live_events", [events_table(events)])
+            if self.bus is not None:
+                for event in events:
+                    self.bus.publish(event)
+        finally:
+            _LIVE_FIRST.done(len(batches))
 
     def write_batch(self, values: list[EventItem]) -> None:
-        events = [Event(stream, self.ids.next(), data, symbol, int(ts))
-                  for _, batch in values for stream, data, symbol, ts in batch]
+        items = [item for _, batch in values for item in batch]
+        events = [Event(stream, event_id, data, symbol, int(ts))
+                  for event_id, (stream, data, symbol, ts) in zip(self.ids.take(len(items)), items, strict=True)]
         if events:
+            _LIVE_FIRST.submitted()
             self.writer.submit(events)
 
     def snapshot(self) -> None:

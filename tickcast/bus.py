@@ -43,6 +43,20 @@ class Event:
         }
 
 
+def events_table(events: list[Event]) -> Any:
+    """`live_events` rows of many events as one Arrow table (what `Event.row` gives, per column)."""
+    import orjson
+    import pyarrow as pa
+
+    return pa.table({
+        "stream": [e.stream for e in events],
+        "id": pa.array([e.id for e in events], pa.uint64()),
+        "symbol": [e.symbol or "" for e in events],
+        "ts": pa.array([e.ts for e in events], pa.int64()),
+        "data": [orjson.dumps(e.data).decode() for e in events],
+    })
+
+
 class IdClock:
     """Strictly increasing ids: (wall-clock ms << 12) | counter, so ids also sort by time."""
 
@@ -54,6 +68,13 @@ class IdClock:
         with self._lock:
             self._last = max(self._last + 1, int(time.time() * 1000) << 12)
             return self._last
+
+    def take(self, n: int) -> range:
+        """n consecutive ids, as n calls of `next` at this instant would give."""
+        with self._lock:
+            first = max(self._last + 1, int(time.time() * 1000) << 12)
+            self._last = first + n - 1
+            return range(first, first + n)
 
     def observe(self, event_id: int) -> None:
         with self._lock:

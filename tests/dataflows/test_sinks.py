@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataflows.sinks import StoreSink
+from dataflows.sinks import EventSink, StoreSink
 from tickcast.store import Store
 
 ROW = {"symbol": "XRPUSDT", "interval": "1m", "open_time": 1_763_683_200_000, "close_time": 1_763_683_260_000,
@@ -43,3 +43,47 @@ def test_dict_rows_and_arrow_pieces_land_in_one_table_with_the_same_values(store
     got = store.rows("SELECT toUnixTimestamp64Milli(open_time) AS open_time, close FROM {db}.candles FINAL "
                      "ORDER BY open_time")
     assert got == [{"open_time": ROW["open_time"], "close": 1.0}, {"open_time": later["open_time"], "close": 1.05}]
+
+
+def test_events_are_stored_as_their_rows_then_published_in_order(store: Store) -> None:
+    from tickcast.bus import Event, IdClock
+
+    published: list[Event] = []
+
+    class Bus:
+        def publish(self, event: Event) -> None:  # a recording bus: only the order is under test
+            published.append(event)
+
+    part = EventSink(Bus(), lambda: store, IdClock()).build_part("live", "live", None)
+    batch = [("sentiment", {"kind": "tick", "x": float("nan"), "n": 3}, "BTCUSDT", 1_763_683_200_123),
+             ("events", {"kind": "model_switch", "to": "v2"}, None, 1_763_683_200_456)]
+    part.write_batch([("events", batch), ("events", batch[:1])])
+    part.snapshot()
+    assert [(e.stream, e.symbol) for e in published] == [("sentiment", "BTCUSDT"), ("events", None),
+                                                          ("sentiment", "BTCUSDT")]
+    ids = [e.id for e in published]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    stored = store.rows("SELECT stream, id, symbol, toUnixTimestamp64Milli(ts) AS ts, data FROM {db}.live_events "
+                        "ORDER BY id")
+    assert stored == [e.row() for e in published]  # the column-built rows are what Event.row() gives
+
+
+def test_table_writes_hold_off_while_live_events_are_pending_but_not_forever() -> None:
+    import threading
+    import time
+
+    from dataflows.sinks import _LiveFirst
+
+    gate = _LiveFirst(max_wait_s=0.3)
+    t = time.perf_counter()
+    gate.wait()  # nothing pending: no wait
+    assert time.perf_counter() - t < 0.05
+    gate.submitted()
+    threading.Timer(0.1, gate.done, args=(1,)).start()
+    t = time.perf_counter()
+    gate.wait()  # released when the event batch is done
+    assert 0.08 <= time.perf_counter() - t < 0.25
+    gate.submitted()  # never done (a stuck event writer): the table writer goes on after max_wait_s
+    t = time.perf_counter()
+    gate.wait()
+    assert 0.28 <= time.perf_counter() - t < 1.0
