@@ -4,7 +4,7 @@ Runs the real signals flow (live mode, in a thread) on the real chdb engine with
 trained, promoted ONNX model. Each burst hands the flow 1000 candles closing at T plus
 one tick per symbol ingested after T + grace (so the grace wait is not measured), at
 wall time t0; a prediction's latency is the wall time its live event is published
-(after its row is written) minus t0. Also: ONNX µs/row, batched vs one row at a time.
+(after the event is stored in live_events) minus t0. Also: ONNX µs/row, batched vs one row at a time.
 
     python bench/inference.py [--symbols 1000] [--bursts 15]
 """

@@ -30,12 +30,7 @@ class BulkRecorder:
         self._lock = threading.Lock()
 
     def add(self, values: Any) -> None:
-        with self._lock:
-            self._queued.append(values)
-            if len(self._queued) < self._max:
-                return
-            queued, self._queued = self._queued, []
-        self._record(queued)
+        self.extend([values])
 
     def extend(self, items: list[Any]) -> None:
         """`add` for several items under one lock."""
