@@ -8,6 +8,7 @@ validation `disable_streak` times in a row is disabled until an
 
 from __future__ import annotations
 
+import functools
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -40,7 +41,6 @@ class GateState:
 
 
 SHARDS = 16  # per-symbol state groups (dataflows/symbol_logic.py): spread over workers, few items each
-_SHARD_OF: dict[str, str] = {}  # symbol -> shard key, memoised (a crc32 per symbol per batch adds up)
 
 # An admin "enable provider" arrives through one input partition, but every partition's
 # gate in this process must hear it: provider -> time (ns) of the latest request.
@@ -55,6 +55,7 @@ class DecodeConfig:
     trust: dict[str, float] = field(default_factory=dict)  # provider -> weight (default 1.0)
 
 
+@functools.cache  # a crc32 and a format per symbol per batch add up
 def shard_of(symbol: str) -> str:
     """The shard key of a symbol; stable across processes (Python's str hash is not)."""
     return f"shard-{zlib.crc32(symbol.encode()) % SHARDS:02d}"
@@ -148,8 +149,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         ticks = batch.by_symbol(fast, self.config.trust)
         shards: dict[str, list[tuple[str, SymbolInput]]] = {}
         for symbol in ticks.keys() | batch.candles.keys():
-            shard = _SHARD_OF.get(symbol) or _SHARD_OF.setdefault(symbol, shard_of(symbol))
-            shards.setdefault(shard, []).append((symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []))))
+            shards.setdefault(shard_of(symbol), []).append((symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []))))
         for shard, pairs in shards.items():
             out.append(("shard", shard, pairs))
         if ticks or batch.candles:

@@ -247,11 +247,10 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
         if version != "baseline":
-            self._feature_drift(rows, dict(zip(names, X64.T, strict=True)), version, out)
+            # a served model's features are the columns of X (predictor.feature_names are its names)
+            self._feature_drift(rows[-1]["close_time"], dict(zip(names, X64.T, strict=True)), version, out)
 
-    def _feature_drift(
-        self, rows: list[dict[str, Any]], columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]
-    ) -> None:
+    def _feature_drift(self, ts: int, columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]) -> None:
         model = self.predictor.loaded
         if model is None:
             return
@@ -263,15 +262,12 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             ring = self.state.features.get(name)
             if ring is None:
                 ring = self.state.features[name] = FeatureRing(np.full(self.config.feature_window, np.nan))
-            values = columns.get(name)
-            if values is None:
-                values = np.array([row.get(name) for row in rows], dtype=np.float64)
+            values = columns[name]
             ring.add_many(values[~np.isnan(values)])
             if ring.count < self.config.feature_window:
                 continue
             z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
             if abs(z) >= self.config.feature_z and not ring.breached:
-                ts = rows[-1]["close_time"]
                 metrics.FEATURE_DRIFT_EVENTS.labels(name).inc()
                 self._drift_event("feature_drift", ts, version, "overall", name, z, self.config.feature_z,
                                   {"window": ring.count, "train_mean": mu, "train_std": sigma}, out)

@@ -137,19 +137,6 @@ class TickBatch:
         }
         return cls(**cols)
 
-    @classmethod
-    def trusted(
-        cls, ts: np.ndarray, ingest_ts: np.ndarray, score: np.ndarray, polarity: np.ndarray,
-        weight: np.ndarray, id_hash: np.ndarray,
-    ) -> TickBatch:
-        """Columns the caller already validated (the flow's hot path): only the dtypes are set."""
-        batch = object.__new__(cls)
-        for name, arr, dtype in (("ts", ts, np.int64), ("ingest_ts", ingest_ts, np.int64),
-                                 ("score", score, np.float64), ("polarity", polarity, np.int8),
-                                 ("weight", weight, np.float64), ("id_hash", id_hash, np.int64)):
-            object.__setattr__(batch, name, np.asarray(arr, dtype))
-        return batch
-
 
 def _expect(ok: np.ndarray, name: str, expected: str, values: np.ndarray) -> None:
     bad = np.flatnonzero(~ok)

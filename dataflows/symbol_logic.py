@@ -296,8 +296,7 @@ class SymbolLogic:
             picks, cnt_at, imputed_at = _bar_picks(sentiment.columns)
             status = cause or ("ok" if vals[cnt_at] > 0 or not vals[imputed_at] else "empty_bar")
             row.update(zip(_SENT_COLUMNS, [None if i is None else vals[i] for i in picks], strict=True))
-            if "sent_cnt" in row:
-                row["sent_cnt"] = int(vals[cnt_at])
+            row["sent_cnt"] = int(vals[cnt_at])
         if status != "ok":
             out.join_missing[status] += 1
         row["join_status"] = status

@@ -59,17 +59,6 @@ class SymbolTicks:
                 start = end
         return out
 
-    @classmethod
-    def concat(cls, parts: Sequence[SymbolTicks]) -> SymbolTicks:
-        if len(parts) == 1:
-            return parts[0]
-        arrays = (np.concatenate([getattr(p, name) for p in parts]) for name in _NUMERIC)
-        if all(p.rows is not None for p in parts):
-            return cls(None, *arrays, rows=[r for p in parts for r in p.rows])
-        tables = [p.table if p.table is not None else
-                  table_from_records(p.rows).append_column("weight", pa.array(p.weight)) for p in parts]
-        return cls(pa.concat_tables(tables), *arrays)
-
     def stored(self, accepted: np.ndarray, n_ok: int) -> Any:
         """The accepted rows, as a store piece (Arrow table or list of dict rows)."""
         if self.rows is not None:

@@ -131,13 +131,8 @@ def observe_many(histogram: Histogram, values: Any) -> None:
 
 
 def _record_latencies(items: list[Any]) -> None:
-    """Each queued item: an array of latencies (ms), or (ingest_ts, ts, accepted mask | None)."""
-    arrays = []
-    for item in items:
-        if isinstance(item, tuple):
-            ingest_ts, ts, accepted = item
-            item = ingest_ts - ts if accepted is None else (ingest_ts - ts)[accepted]
-        arrays.append(item)
+    """Each queued item: (ingest_ts, ts, accepted mask | None) of a batch of ticks (ms)."""
+    arrays = [ingest_ts - ts if accepted is None else (ingest_ts - ts)[accepted] for ingest_ts, ts, accepted in items]
     observe_many(SENTIMENT_INGEST_LATENCY_MS, np.concatenate(arrays))
 
 
@@ -159,8 +154,8 @@ def _record_providers(columns: list[Any]) -> None:
         SENTIMENT_INGEST.labels(name).inc(n)
 
 
-# ingest_ts - ts (ms) of accepted ticks (arrays, or the columns and mask to compute them from
-# at the scrape), and their provider columns (Arrow string arrays or lists)
+# ingest_ts - ts (ms) of accepted ticks (the columns and mask, computed at the scrape), and
+# their provider columns (Arrow string arrays or lists)
 TICK_LATENCIES = BulkRecorder(_record_latencies)
 TICK_PROVIDERS = BulkRecorder(_record_providers)
 _RECORDERS += [TICK_LATENCIES, TICK_PROVIDERS]

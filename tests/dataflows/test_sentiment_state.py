@@ -399,16 +399,24 @@ def test_state_stays_bounded_and_report_throughput(capsys):
     assert sizes[n_batch] <= 1.1 * sizes[100]
 
 
-def test_validated_batch_equals_checked_batch() -> None:
-    from dataflows.sentiment_state import TickBatch
-    from dataflows.tick_decode import hash_ids
+def test_symbol_ticks_hand_the_engine_the_checked_batch_columns() -> None:
+    """The flow passes SymbolTicks' columns to `add_columns` unchecked: both ways the decode
+    step builds them (dict records, the columnar decoder) must give TickBatch's dtypes and values."""
+    import orjson
 
-    recs = [{"ts": 1_000 + i, "ingest_ts": 1_100 + i, "score": 0.1 * i - 0.5, "polarity": 1, "id": f"x{i}",
-             "weight": 0.5} for i in range(10)]
-    a = TickBatch.from_records(recs)
-    # the flow's unchecked path: plain Python columns, as decode hands them over
-    b = TickBatch.trusted(*([r[k] for r in recs] for k in ("ts", "ingest_ts", "score", "polarity", "weight")),
-                          hash_ids([r["id"] for r in recs]))
-    for name in ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash"):
-        assert getattr(a, name).dtype == getattr(b, name).dtype
-        assert (getattr(a, name) == getattr(b, name)).all()
+    from dataflows.sentiment_state import TickBatch
+    from dataflows.tick_batches import SymbolTicks, split_by_symbol
+    from dataflows.tick_decode import decode_ticks
+
+    t0 = 1_763_683_200_000
+    recs = [{"symbol": "XRPUSDT", "ts": t0 + i, "ingest_ts": t0 + 100 + i, "score": 0.1 * i - 0.5,
+             "polarity": 1, "provider": "p", "id": f"x{i}"} for i in range(10)]
+    a = TickBatch.from_records([{**r, "weight": 0.5} for r in recs])
+    by_dicts = SymbolTicks.group_records([dict(r) for r in recs], {"p": 0.5})["XRPUSDT"]
+    fast = decode_ticks([orjson.dumps(r) for r in recs], np.full(len(recs), -1, np.int64), now_ms=t0 + 1_000)
+    assert fast.ok.all()
+    by_columns = split_by_symbol([(fast.table, fast.id_hash, np.arange(len(recs)))], {"p": 0.5})["XRPUSDT"]
+    for b in (by_dicts, by_columns):
+        for name in ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash"):
+            assert getattr(a, name).dtype == getattr(b, name).dtype
+            assert (getattr(a, name) == getattr(b, name)).all()

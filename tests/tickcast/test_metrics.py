@@ -43,8 +43,9 @@ def test_bulk_recorded_tick_metrics_are_complete_at_every_scrape() -> None:
     before_n = sample("sentiment_ingest_latency_ms_count")
     before_le5 = sample("sentiment_ingest_latency_ms_bucket", le="5.0")
     before_p = sample("sentiment_ingest_total", provider="bulk-test")
-    lat = np.array([1.0, 3.0, 7.0, 900.0])
-    metrics.TICK_LATENCIES.add(lat)
+    # what the flow queues: a batch's ingest_ts and ts, and which ticks were accepted
+    ts = np.full(5, 1_763_683_200_000, np.int64)
+    metrics.TICK_LATENCIES.add((ts + np.array([1, 3, 7, 900, 2]), ts, np.array([True, True, True, True, False])))
     metrics.TICK_PROVIDERS.add(pa.chunked_array([["bulk-test", "other"], ["bulk-test"]]))
     metrics.TICK_PROVIDERS.add(["bulk-test", "other"])  # the per-record path queues plain lists
     text = generate_latest().decode()  # a scrape: everything queued is recorded first
