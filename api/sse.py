@@ -4,14 +4,16 @@ Each message: `id:` (the bus id, monotonic), `event:` (the stream name), `data:`
 (JSON). The first message carries the `retry:` hint; sse-starlette sends a
 keep-alive comment every SSE_KEEPALIVE_SECONDS.
 
-Resume order matters: subscribe to the bus first, then replay stored events with
-`id > Last-Event-ID` from `live_events`, then go live skipping ids <= the last
-replayed one. An event published during the replay query is then either in the
-replay or in the queue (the flow stores an event before publishing it), never in
-neither; the skip drops the ones that are in both.
+Resume order matters: subscribe to the bus first, then replay the events with
+`id > Last-Event-ID` — those published but not yet stored (held by the in-process bus),
+then those in `live_events` — then go live skipping ids <= the last replayed one. An
+event published during the replay is then either in the replay or in the queue, never
+in neither (the bus drops an unstored event only after it is stored; a store-first
+publisher stores before publishing); the skip drops the ones that are in both.
 
-Coalescing (`/stream/sentiment`): at most `rate_hz` state messages per symbol; a
-newer state replaces a held one (the intermediate one is dropped), bar-close
+Coalescing (`/stream/sentiment`): at most `rate_hz` state messages per second per
+symbol in the long run, with `SSE_MAX_BURST` extra allowed back to back; a newer state
+replaces a held one (the intermediate one is dropped), bar-close
 events (`"kind": "bar"`) are never dropped or delayed. A held state is sent after
 newer events of other symbols, so its id can be lower than one already sent: it
 goes out without an `id:` line, leaving the client's Last-Event-ID where it was.
@@ -46,14 +48,22 @@ def _message(event: Event, transform: Transform | None, with_id: bool = True) ->
 
 async def replay(ctx: AppContext, stream: str, symbols: frozenset[str] | None, after: int,
                  limit: int) -> tuple[list[Event], bool]:
-    """Stored events of `stream` with id > after, oldest first; (events, truncated)."""
+    """Events of `stream` with id > after, oldest first; (events, truncated).
+
+    The ones the flow has published but not stored yet are read from the bus *before* the
+    store is queried: an event leaves the bus's unstored set only once it is in
+    `live_events`, so it is in one of the two reads (or both: merged by id)."""
+    unstored = getattr(ctx.bus, "unstored_after", None)
+    pending = unstored(stream, symbols, after) if unstored is not None else []
     rows = await blocking(ctx.store.named, "live_events_after", {
         "stream": stream, "after": after, "symbols": sorted(symbols or ()), "limit": limit + 1})
-    events = [
-        Event(stream, int(r["id"]), orjson.loads(r["data"]), r["symbol"] or None, int(r["ts_ms"]))
-        for r in rows[:limit]
-    ]
-    return events, len(rows) > limit
+    stored = [Event(stream, int(r["id"]), orjson.loads(r["data"]), r["symbol"] or None, int(r["ts_ms"]))
+              for r in rows]
+    if pending:
+        merged = {e.id: e for e in stored}
+        merged.update((e.id, e) for e in pending)
+        stored = sorted(merged.values(), key=lambda e: e.id)
+    return stored[:limit], len(stored) > limit
 
 
 async def event_source(
@@ -87,7 +97,8 @@ async def event_source(
                         "replayed_up_to": cursor,
                     }).decode(),
                 )
-        live = _live(sub.queue, cursor) if rate_hz is None else _coalesced(sub.queue, cursor, 1.0 / rate_hz)
+        live = (_live(sub.queue, cursor) if rate_hz is None
+                else _coalesced(sub.queue, cursor, 1.0 / rate_hz, settings.SSE_MAX_BURST))
         async for event, with_id in live:
             yield _message(event, transform, with_id)
     finally:
@@ -103,19 +114,35 @@ async def _live(queue: asyncio.Queue[Event], cursor: int) -> AsyncIterator[tuple
             yield event, True
 
 
-async def _coalesced(queue: asyncio.Queue[Event], cursor: int, interval: float) -> AsyncIterator[tuple[Event, bool]]:
+async def _coalesced(queue: asyncio.Queue[Event], cursor: int, interval: float,
+                     burst: int) -> AsyncIterator[tuple[Event, bool]]:
+    """At most one state per `interval` per symbol in the long run (GCRA: a state goes out
+    when its symbol's theoretical send time is at most `burst` intervals ahead of now).
+
+    The tolerance is what lets a feed at the rate through undelayed: ticks that come every
+    100 ms but jittered by the path would otherwise be held for a reflected random walk of
+    the jitter, up to a whole interval. A flood is still cut to the rate, evenly spaced
+    after at most `burst` extra states."""
     loop = asyncio.get_running_loop()
+    tolerance = burst * interval
     held: dict[str | None, Event] = {}
-    next_ok: dict[str | None, float] = {}
+    tat: dict[str | None, float] = {}  # per symbol: theoretical time of the next send
+
+    def due(symbol: str | None) -> float:
+        return tat.get(symbol, 0.0) - tolerance
+
+    def take(symbol: str | None, now: float) -> None:
+        tat[symbol] = max(tat.get(symbol, now), now) + interval
+
     sent = cursor
     while True:
         now = loop.time()
-        for symbol in sorted((s for s in held if next_ok.get(s, 0.0) <= now), key=lambda s: held[s].id):
+        for symbol in sorted((s for s in held if due(s) <= now), key=lambda s: held[s].id):
             event = held.pop(symbol)
-            next_ok[symbol] = now + interval
+            take(symbol, now)
             yield event, event.id > sent
             sent = max(sent, event.id)
-        timeout = min(next_ok[s] for s in held) - now if held else None
+        timeout = min(due(s) for s in held) - now if held else None
         try:
             event = await asyncio.wait_for(queue.get(), timeout)
         except TimeoutError:
@@ -126,8 +153,8 @@ async def _coalesced(queue: asyncio.Queue[Event], cursor: int, interval: float) 
         if event.data.get("kind") == "bar":
             yield event, event.id > sent
             sent = max(sent, event.id)
-        elif event.symbol not in held and next_ok.get(event.symbol, 0.0) <= now:
-            next_ok[event.symbol] = now + interval
+        elif event.symbol not in held and due(event.symbol) <= now:
+            take(event.symbol, now)
             yield event, event.id > sent
             sent = max(sent, event.id)
         else:

@@ -1,7 +1,7 @@
 """API benchmarks — prints a markdown table.
 
     python bench/api.py [--ticks 10000000] [--symbols 100] [--queries 300]
-                        [--rate 2000] [--clients 200] [--seconds 10] [--batch 10]
+                        [--rate 2000] [--clients 200] [--seconds 10] [--batch 10] [--warmup 2]
 
 1. History: `--ticks` sentiment ticks (1 per second per symbol) are generated straight into
    ClickHouse (`INSERT … SELECT FROM numbers()`), aggregated into 1-minute `sentiment_bars`
@@ -12,7 +12,8 @@
    are POSTed at `--rate` ticks/s in batches of `--batch`, through the real embedded system
    (HTTP ingest -> the signals dataflow -> live bus -> SSE, coalescing to SSE_MAX_RATE_HZ per
    symbol included). Clients run in a separate process; latency = receive wall-clock minus
-   the server's receipt stamp (`ingest_ts`) of the newest tick in the delivered state.
+   the server's receipt stamp (`ingest_ts`) of the newest tick in the delivered state. The
+   first `--warmup` seconds are posted at the rate but not measured.
    `--stand-in` replaces the dataflow by a stub that publishes each tick directly.
 """
 
@@ -147,13 +148,15 @@ def history_bench(base: str, store: Any, symbols: int, span_ms: int, queries: in
 
 
 # --- 2. live: POST -> SSE ------------------------------------------------------------------
-async def _clients_main(base: str, symbols: int, clients: int, rate: int, seconds: float, batch: int) -> dict:
+async def _clients_main(base: str, symbols: int, clients: int, rate: int, seconds: float, batch: int,
+                        warmup: float) -> dict:
     import httpx
 
     latencies: list[float] = []
     received = 0
     ready = 0
     all_ready = asyncio.Event()
+    measure_from = float("inf")  # wall time: states of ticks posted during the warm-up are not measured
 
     async def reader(i: int, client: httpx.AsyncClient) -> None:
         nonlocal received, ready
@@ -174,24 +177,28 @@ async def _clients_main(base: str, symbols: int, clients: int, rate: int, second
                     # stand-in: the poster's stamp; real flow: the server's receipt stamp of the
                     # newest tick in this state (its ingest_ts)
                     sent_at = data["t_post"] if data.get("t_post") else data["as_of"] / 1000
-                    latencies.append((now - sent_at) * 1000)
-                    received += 1
+                    if sent_at >= measure_from:
+                        latencies.append((now - sent_at) * 1000)
+                        received += 1
 
     post_lat: list[float] = []
     sent = 0
 
     async def poster(client: httpx.AsyncClient) -> None:
-        nonlocal sent
+        nonlocal sent, measure_from
         interval = batch / rate
         next_at = time.perf_counter()
-        end = next_at + seconds
+        measuring = next_at + warmup
+        measure_from = time.time() + warmup
+        end = measuring + seconds
         seq = 0
         tasks = set()
 
-        async def one(body: dict) -> None:
+        async def one(body: dict, measured: bool) -> None:
             t = time.perf_counter()
             r = await client.post("/api/sentiment/ticks", json=body, headers={"X-API-Key": KEY})
-            post_lat.append((time.perf_counter() - t) * 1000)
+            if measured:
+                post_lat.append((time.perf_counter() - t) * 1000)
             if r.status_code != 202:
                 raise RuntimeError(f"POST failed: {r.status_code} {r.text}")
 
@@ -202,10 +209,11 @@ async def _clients_main(base: str, symbols: int, clients: int, rate: int, second
                 ticks.append({"symbol": f"SYM{seq % symbols}", "ts": int(now_wall * 1000), "score": 0.1,
                               "provider": "bench", "meta": {"t_post": now_wall}})
                 seq += 1
-            task = asyncio.create_task(one({"ticks": ticks}))
+            measured = next_at >= measuring
+            task = asyncio.create_task(one({"ticks": ticks}, measured))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            sent += batch
+            sent += batch if measured else 0
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
         await asyncio.gather(*tasks)
@@ -217,7 +225,7 @@ async def _clients_main(base: str, symbols: int, clients: int, rate: int, second
         await asyncio.wait_for(all_ready.wait(), 60)
         t = time.perf_counter()
         await poster(post_client)
-        achieved = sent / (time.perf_counter() - t)
+        achieved = sent / (time.perf_counter() - t - warmup)
         await asyncio.sleep(1.0)  # let the last coalesced states arrive
         for task in readers:
             task.cancel()
@@ -227,8 +235,9 @@ async def _clients_main(base: str, symbols: int, clients: int, rate: int, second
 
 def live_bench(base: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--client", base, "--symbols", str(args.symbols), "--clients", str(args.clients),
-           "--rate", str(args.rate), "--seconds", str(args.seconds), "--batch", str(args.batch)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 120)
+           "--rate", str(args.rate), "--seconds", str(args.seconds), "--batch", str(args.batch),
+           "--warmup", str(args.warmup)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.seconds + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"client process failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.splitlines()[-1])
@@ -256,12 +265,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clients", type=int, default=200, help="SSE clients")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--batch", type=int, default=10, help="ticks per POST")
+    ap.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds posted at the rate before measuring (the first ticks load the Numba kernels "
+                         "and create every symbol's state)")
     ap.add_argument("--stand-in", action="store_true", help="live part without the dataflow (API + bus + SSE only)")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: run the client side against this base URL
     args = ap.parse_args(argv)
     if args.client:
         result = asyncio.run(_clients_main(args.client, args.symbols, args.clients, args.rate, args.seconds,
-                                           args.batch))
+                                           args.batch, args.warmup))
         print(json.dumps(result))
         return
 

@@ -94,7 +94,8 @@ def write_with_retries(store: Store, table: str, pieces: list[Piece], retries: i
 
 class _LiveFirst:
     """Live events go before table rows: while an event batch is waiting to be stored and
-    published, the table writer holds off between inserts (at most `max_wait_s`). The two
+    then published (a store-first bus: the Kafka fan-out), the table writer holds off
+    between inserts (at most `max_wait_s`). The two
     writer threads share one GIL with the flow, and a burst's table rows (ticks, bars,
     features, predictions) cost several times its events, which a dashboard is waiting for."""
 
@@ -165,32 +166,47 @@ EventItem = tuple[str, list[tuple[str, dict[str, Any], "str | None", int]]]
 
 
 class _EventPartition(StatefulSinkPartition[EventItem, None]):
+    """Every event is stored in `live_events` (for Last-Event-ID resume) and published.
+
+    With a bus that can hold unstored events (the in-process `LocalBus`: the SSE clients are
+    in this process) events are published at once and stored on the writer thread; the bus
+    keeps them until stored, and a resume reads them from there. Otherwise (Kafka fan-out
+    to API replicas, which can only resume from ClickHouse) each batch is stored first and
+    then published, in order.
+    """
+
     def __init__(self, bus: EventBus | None, store: Store | None, ids: IdClock) -> None:
         self.bus = bus
         self.store = store
         self.ids = ids
-        # Stored first, then published, in order: a client that resumes after Last-Event-ID
-        # finds in ClickHouse every event it could have been sent.
+        self.publish_first = store is not None and hasattr(bus, "publish_unstored")
         self.writer = BackgroundWriter(self._write, name="live-events")
 
     def _write(self, batches: list[list[Event]]) -> None:
+        events = [event for batch in batches for event in batch]
         try:
-            events = [event for batch in batches for event in batch]
             if self.store is not None:
                 self.store.insert_pieces("live_events", [events_table(events)])
-            if self.bus is not None:
+            if self.publish_first:
+                self.bus.mark_stored(events)  # type: ignore[union-attr]
+            elif self.bus is not None:
                 for event in events:
                     self.bus.publish(event)
         finally:
-            _LIVE_FIRST.done(len(batches))
+            if not self.publish_first:
+                _LIVE_FIRST.done(len(batches))
 
     def write_batch(self, values: list[EventItem]) -> None:
         items = [item for _, batch in values for item in batch]
         events = [Event(stream, event_id, data, symbol, int(ts))
                   for event_id, (stream, data, symbol, ts) in zip(self.ids.take(len(items)), items, strict=True)]
-        if events:
+        if not events:
+            return
+        if self.publish_first:
+            self.bus.publish_unstored(events)  # type: ignore[union-attr]
+        else:
             _LIVE_FIRST.submitted()
-            self.writer.submit(events)
+        self.writer.submit(events)
 
     def snapshot(self) -> None:
         self.writer.flush()
@@ -201,7 +217,7 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
 
 
 class EventSink(FixedPartitionedSink[EventItem, None]):
-    """Stores each event (for Last-Event-ID resume), then publishes it."""
+    """Stores each event in `live_events` (for Last-Event-ID resume) and publishes it."""
 
     def __init__(self, bus: EventBus | None, store_factory: Callable[[], Store] | None, ids: IdClock) -> None:
         self.bus = bus

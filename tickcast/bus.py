@@ -99,6 +99,12 @@ class Subscription:
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
     dropped: int = 0
 
+    def keys(self) -> list[tuple[str, str | None]]:
+        """The (stream, symbol) index entries of this subscription; symbol None: every symbol."""
+        if self.symbols is None:
+            return [(stream, None) for stream in self.streams]
+        return [(stream, symbol) for stream in self.streams for symbol in self.symbols]
+
     def wants(self, event: Event) -> bool:
         if event.stream not in self.streams:
             return False
@@ -113,23 +119,68 @@ class Subscription:
 
 
 class LocalBus:
-    """In-process bus; publish() is thread-safe (the flow runs in another thread)."""
+    """In-process bus; publishing is thread-safe (the flow runs in another thread).
+
+    Subscriptions are indexed by (stream, symbol), so a publish touches only the clients
+    that want the event, and a batch of events reaches an event loop in one wake-up.
+
+    `publish_unstored` (embedded mode: the flow and the SSE clients share this process)
+    publishes events before they are in `live_events` and keeps them here until
+    `mark_stored`; `unstored_after` lets a resuming client read them, so the stored
+    events and these together always hold every event published (see api/sse.py).
+    """
 
     def __init__(self) -> None:
-        self._subs: set[Subscription] = set()
+        self._subs: dict[tuple[str, str | None], set[Subscription]] = {}
         self._latest: dict[tuple[str, str], Event] = {}
+        self._unstored: dict[int, Event] = {}
         self._lock = threading.Lock()
 
     def publish(self, event: Event) -> None:
+        self.publish_many([event])
+
+    def publish_many(self, events: Iterable[Event]) -> None:
+        self._deliver(self._route(events))
+
+    def publish_unstored(self, events: list[Event]) -> None:
         with self._lock:
-            if event.symbol:
-                self._latest[(event.stream, event.symbol)] = event
-            subs = [s for s in self._subs if s.wants(event)]
-        for sub in subs:
+            self._unstored.update((e.id, e) for e in events)
+        self.publish_many(events)  # after: an event is never sent before a resume could find it
+
+    def mark_stored(self, events: Iterable[Event]) -> None:
+        with self._lock:
+            for event in events:
+                self._unstored.pop(event.id, None)
+
+    def unstored_after(self, stream: str, symbols: frozenset[str] | None, after: int) -> list[Event]:
+        with self._lock:
+            pending = list(self._unstored.values())
+        return sorted((e for e in pending if e.stream == stream and e.id > after
+                       and (symbols is None or e.symbol is None or e.symbol in symbols)), key=lambda e: e.id)
+
+    def _route(self, events: Iterable[Event]) -> dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]]:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]] = {}
+        with self._lock:
+            for event in events:
+                if event.symbol:
+                    self._latest[(event.stream, event.symbol)] = event
+                for sub in self._wanting(event):
+                    by_loop.setdefault(sub.loop, []).append((sub, event))
+        return by_loop
+
+    def _wanting(self, event: Event) -> list[Subscription]:
+        every = self._subs.get((event.stream, None), ())
+        if event.symbol is None:  # not about one symbol: every subscriber of the stream
+            return list({s: None for (stream, _), subs in self._subs.items() if stream == event.stream for s in subs})
+        return [*every, *self._subs.get((event.stream, event.symbol), ())]
+
+    def _deliver(self, by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]]) -> None:
+        for loop, pairs in by_loop.items():
             try:
-                sub.loop.call_soon_threadsafe(sub.offer, event)
-            except RuntimeError:  # loop closed: the client is gone
-                self.unsubscribe(sub)
+                loop.call_soon_threadsafe(_offer_all, pairs)
+            except RuntimeError:  # loop closed: its clients are gone
+                for sub in {sub for sub, _ in pairs}:
+                    self.unsubscribe(sub)
 
     def subscribe(self, streams: Iterable[str], symbols: Iterable[str] | None = None) -> Subscription:
         sub = Subscription(
@@ -138,12 +189,18 @@ class LocalBus:
             asyncio.get_running_loop(),
         )
         with self._lock:
-            self._subs.add(sub)
+            for key in sub.keys():
+                self._subs.setdefault(key, set()).add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
-            self._subs.discard(sub)
+            for key in sub.keys():
+                subs = self._subs.get(key)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del self._subs[key]
 
     def latest(self, stream: str, symbol: str) -> Event | None:
         with self._lock:
@@ -156,4 +213,9 @@ class LocalBus:
     @property
     def subscriber_count(self) -> int:
         with self._lock:
-            return len(self._subs)
+            return len({s for subs in self._subs.values() for s in subs})
+
+
+def _offer_all(pairs: list[tuple[Subscription, Event]]) -> None:
+    for sub, event in pairs:  # runs on the subscribers' event loop
+        sub.offer(event)

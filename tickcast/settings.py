@@ -183,6 +183,7 @@ class Settings(BaseSettings):
     API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
     API_MAX_BODY_BYTES: PositiveInt = 1_048_576
     SSE_MAX_RATE_HZ: Annotated[float, Field(gt=0, le=1_000)] = 10.0
+    SSE_MAX_BURST: Annotated[int, Field(ge=0, le=100)] = 2  # states beyond the rate allowed back to back
     SSE_KEEPALIVE_SECONDS: Annotated[float, Field(gt=0, le=300)] = 15.0
     SSE_RETRY_MS: PositiveInt = 3_000
     SSE_RESUME_MAX_EVENTS: PositiveInt = 10_000

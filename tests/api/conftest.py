@@ -41,7 +41,7 @@ class Server:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    base = {"API_KEYS": f"{KEY},second-key", "SSE_KEEPALIVE_SECONDS": 0.3, "SSE_MAX_RATE_HZ": 5.0,
+    base = {"API_KEYS": f"{KEY},second-key", "SSE_KEEPALIVE_SECONDS": 0.3, "SSE_MAX_RATE_HZ": 5.0, "SSE_MAX_BURST": 1,
             "API_MAX_BODY_BYTES": 20_000, "SENTIMENT_HISTORY_MAX_POINTS": 500, "SSE_RESUME_MAX_EVENTS": 50,
             "CALIBRATION_BINS": 5, "CALIBRATION_MIN_BIN_SAMPLES": 3, "CALIBRATION_DRIFT_MIN_SAMPLES": 10,
             "PROMOTION_COOLDOWN_SECONDS": 3600}

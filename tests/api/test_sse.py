@@ -164,6 +164,47 @@ def test_events_during_resume_are_sent_once(server, monkeypatch: pytest.MonkeyPa
     assert [m["id"] for m in got] == [str(e.id) for e in [before, *racing, after]]
 
 
+def test_resume_reads_events_published_before_they_are_stored(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded mode publishes before `live_events` has the event (the bus holds it until
+    stored). A resume gets every missed event exactly once, in order, whether it is still
+    unstored, gets stored while the replay runs, or is published during the replay."""
+    bus, store = server.ctx.bus, server.ctx.store
+
+    def publish_first(n: int) -> Event:
+        event = Event("events", server.ctx.id_clock.next(), {"n": n}, None, T0)
+        bus.publish_unstored([event])
+        return event
+
+    def store_it(event: Event) -> None:
+        store.insert_rows("live_events", [event.row()])
+        bus.mark_stored([event])
+
+    seen = publish(server, "events", {"n": 0})
+    stored_before = publish_first(1)
+    store_it(stored_before)
+    never_stored = publish_first(2)
+    stored_during = publish_first(3)
+    during: list[Event] = []
+    real_named = store.named
+
+    def named_with_race(name: str, params: dict[str, Any]) -> Any:
+        if name == "live_events_after":  # after the bus was read, before the store is
+            store_it(stored_during)
+            during.append(publish_first(4))
+        return real_named(name, params)
+
+    monkeypatch.setattr(store, "named", named_with_race)
+    with reading(server, "/stream/events", headers={**AUTH, "Last-Event-ID": str(seen.id)}) as r:
+        r.wait(lambda r: len(r.events()) >= 4)
+        after = publish_first(5)
+        r.wait(lambda r: any(m["id"] == str(after.id) for m in r.events()))
+        time.sleep(0.1)
+        got = r.events()
+    assert [data_of(m)["n"] for m in got] == [1, 2, 3, 4, 5]
+    assert [m["id"] for m in got] == [str(e.id) for e in [stored_before, never_stored, stored_during, *during, after]]
+    bus.mark_stored([never_stored, *during, after])
+
+
 def test_resume_is_bounded_and_says_so(server) -> None:
     base = publish(server, "calibration", {"n": -1})
     rows = [Event("calibration", server.ctx.id_clock.next(), {"n": i}, None, T0) for i in range(60)]
@@ -176,6 +217,7 @@ def test_resume_is_bounded_and_says_so(server) -> None:
 
 
 def test_sentiment_coalescing_keeps_bars_and_latest(server) -> None:
+    burst = server.ctx.settings.SSE_MAX_BURST
     with reading(server, "/stream/sentiment", params={"symbol": "COAL"}) as r:
         ticks = []
         for i in range(20):
@@ -186,23 +228,27 @@ def test_sentiment_coalescing_keeps_bars_and_latest(server) -> None:
         r.wait(lambda r: any(data_of(m).get("i") == 19 for m in r.events()), timeout=3)
         time.sleep(0.4)  # nothing else may follow
         got = [data_of(m) for m in r.events()]
-    # 20 states within well under 1/5 s: the first goes out at once, the last after the interval,
-    # the 18 in between are dropped; the bar close is never dropped.
-    assert [d.get("i") for d in got if d["kind"] == "tick"] == [0, 19]
+    # 20 states within well under 1/5 s: the first 1 + SSE_MAX_BURST go out at once, the last
+    # after the interval, the ones in between are dropped; the bar close is never dropped.
+    first = list(range(burst + 1))
+    assert [d.get("i") for d in got if d["kind"] == "tick"] == [*first, 19]
     assert [d for d in got if d["kind"] == "bar"] == [bar.data]
-    assert [m["id"] for m in r.events()] == [str(ticks[0].id), str(bar.id), str(ticks[19].id)]
+    assert [m["id"] for m in r.events()] == [*(str(ticks[i].id) for i in first), str(bar.id), str(ticks[19].id)]
 
 
 def test_held_state_older_than_a_sent_event_goes_without_id(server) -> None:
+    burst = server.ctx.settings.SSE_MAX_BURST
     with reading(server, "/stream/sentiment") as r:
-        a1 = publish(server, "sentiment", {"kind": "tick", "s": "a1"}, "HELDA", store=False)
-        a2 = publish(server, "sentiment", {"kind": "tick", "s": "a2"}, "HELDA", store=False)  # held
+        sent_a = [publish(server, "sentiment", {"kind": "tick", "s": f"a{i}"}, "HELDA", store=False)
+                  for i in range(burst + 1)]
+        held = publish(server, "sentiment", {"kind": "tick", "s": "held"}, "HELDA", store=False)
         b1 = publish(server, "sentiment", {"kind": "tick", "s": "b1"}, "HELDB", store=False)  # sent now
-        r.wait(lambda r: len(r.events()) >= 3, timeout=3)
+        r.wait(lambda r: len(r.events()) >= burst + 3, timeout=3)
         got = r.events()
-    assert [data_of(m)["s"] for m in got] == ["a1", "b1", "a2"]
-    assert [m.get("id") for m in got] == [str(a1.id), str(b1.id), None]  # a2.id < b1.id: no id line
-    assert a2.id < b1.id
+    assert [data_of(m)["s"] for m in got] == [*(e.data["s"] for e in sent_a), "b1", "held"]
+    # held.id < b1.id: no id line, so the client's Last-Event-ID stays at b1
+    assert [m.get("id") for m in got] == [*(str(e.id) for e in sent_a), str(b1.id), None]
+    assert held.id < b1.id
 
 
 def test_sentiment_windows_filter(server) -> None:

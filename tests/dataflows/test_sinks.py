@@ -68,6 +68,34 @@ def test_events_are_stored_as_their_rows_then_published_in_order(store: Store) -
     assert stored == [e.row() for e in published]  # the column-built rows are what Event.row() gives
 
 
+def test_with_the_in_process_bus_events_are_published_at_once_and_held_until_stored(store: Store) -> None:
+    import threading
+
+    from tickcast.bus import IdClock, LocalBus
+
+    bus = LocalBus()
+    part = EventSink(bus, lambda: store, IdClock()).build_part("live", "live", None)
+    release = threading.Event()
+    real_insert = store.insert_pieces
+    store.insert_pieces = lambda *a, **k: (release.wait(5), real_insert(*a, **k))  # type: ignore[method-assign]
+    try:
+        part.write_batch([("events", [("sentiment", {"kind": "tick", "n": 1}, "BTCUSDT", 1_763_683_200_123),
+                                      ("predictions", {"prob": 0.6}, "BTCUSDT", 1_763_683_200_456)])])
+        # published before the insert ran: the latest state is visible and a resume can read it
+        assert bus.latest("sentiment", "BTCUSDT").data == {"kind": "tick", "n": 1}
+        held = bus.unstored_after("sentiment", None, 0) + bus.unstored_after("predictions", None, 0)
+        assert [e.stream for e in held] == ["sentiment", "predictions"]
+        assert store.count("live_events") == 0
+        release.set()
+        part.snapshot()
+    finally:
+        store.insert_pieces = real_insert  # type: ignore[method-assign]
+    stored = store.rows("SELECT stream, id, symbol, toUnixTimestamp64Milli(ts) AS ts, data FROM {db}.live_events "
+                        "ORDER BY id")
+    assert stored == [e.row() for e in held]
+    assert bus.unstored_after("sentiment", None, 0) == [] and bus.unstored_after("predictions", None, 0) == []
+
+
 def test_table_writes_hold_off_while_live_events_are_pending_but_not_forever() -> None:
     import threading
     import time
