@@ -1,12 +1,14 @@
 """Inference latency: candle close -> prediction row, 1000 symbols closing together.
 
 Runs the real signals flow (live mode, in a thread) on the real chdb engine with a
-trained, promoted ONNX model. Each burst hands the flow 1000 candles closing at T plus
-one tick per symbol ingested after T + grace (so the grace wait is not measured), at
-wall time t0; a prediction's latency is the wall time its live event is published
+trained, promoted ONNX model. Each minute: the previous burst's rows are written first
+(a real minute is long enough for that; the bench waits TICKCAST_WRITE_FLUSH_MS + 0.3 s),
+the minute's ticks (one per symbol, ingested at T - 29 s) are handed over and processed,
+as they would arrive during the minute; then the burst: 1000 candles closing at T plus one tick per symbol ingested after
+T + grace (so the grace wait is not measured), at wall time t0; a prediction's latency is the wall time its live event is published
 (after the event is stored in live_events) minus t0. Also: ONNX µs/row, batched vs one row at a time.
 
-    python bench/inference.py [--symbols 1000] [--bursts 15]
+    python bench/inference.py [--symbols 1000] [--bursts 15] [--ticks-in-burst]
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
 from dataflows.sources import STOP, QueueSource
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
-from tickcast.bus import IdClock
+from tickcast.bus import IdClock, LocalBus
+from tickcast.embedded import EPOCH_WITHOUT_RECOVERY_S
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
 from tickcast.settings import load_settings
 from tickcast.store import Store
@@ -35,23 +38,22 @@ START = 1_763_683_200_000
 GRACE = 2_000
 
 
-class Recorder:
-    """A bus that records when each prediction event is published."""
+class Recorder(LocalBus):
+    """The embedded system's bus, recording when each prediction event is published."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.times: dict[int, list[float]] = {}
-        self.lock = threading.Lock()
+        self.times_lock = threading.Lock()
 
-    def publish(self, event) -> None:  # noqa: ANN001
-        if event.stream == "predictions":
-            with self.lock:
-                self.times.setdefault(event.data["close_time"], []).append(time.perf_counter())
-
-    def subscribe(self, *a, **k):  # noqa: ANN002, ANN003
-        raise NotImplementedError
-
-    def latest(self, *a):  # noqa: ANN002
-        return None
+    def publish_many(self, events) -> None:  # noqa: ANN001
+        events = list(events)
+        now = time.perf_counter()
+        with self.times_lock:
+            for event in events:
+                if event.stream == "predictions":
+                    self.times.setdefault(event.data["close_time"], []).append(now)
+        super().publish_many(events)
 
 
 def train_and_promote(model_dir: Path) -> str:
@@ -103,6 +105,9 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=1000)
     parser.add_argument("--bursts", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=20, help="candles per symbol before measuring")
+    parser.add_argument("--per-burst", action="store_true", help="print each burst's first/median/last latency")
+    parser.add_argument("--ticks-in-burst", action="store_true",
+                        help="hand over the minute's ticks with the candles instead of ~29 s before them")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tickcast-bench-inf-"))
     version = train_and_promote(work / "models")
@@ -118,23 +123,34 @@ def main() -> None:
     from tickcast.gc_tuning import tune_gc
 
     tune_gc()  # as `tickcast up` / `tickcast flow` do
-    thread = run_flow_in_thread(flow, snapshot_seconds=1.0)
+    thread = run_flow_in_thread(flow, snapshot_seconds=EPOCH_WITHOUT_RECOVERY_S)  # as `tickcast up` runs it
     symbols = [f"S{i:04d}USDT" for i in range(args.symbols)]
     rng = np.random.default_rng(2)
     prices = {s: 100 + 10 * rng.random() for s in symbols}
 
+    def put(records: list[dict]) -> None:  # as the embedded system's HTTP ingest hands over a request
+        inbox.put([("bench", r, r["ingest_ts"]) for r in records])
+
     def burst(k: int) -> float:
         T = START + (k + 1) * 60_000
-        records = []
+        minute = [tick(s, T - 30_000, T - 29_000, float(rng.uniform(-1, 1))) for s in symbols]
+        # A minute passes between bursts: the previous burst's rows are written (they are
+        # flushed TICKCAST_WRITE_FLUSH_MS after they are made) before the next candles close.
+        time.sleep(settings.TICKCAST_WRITE_FLUSH_MS / 1000 + 0.3)
+        if not args.ticks_in_burst:
+            # the minute's ticks arrived during the minute, ~29 s before the candle closes
+            put(minute)
+            while not inbox.empty():
+                time.sleep(0.005)
+            time.sleep(0.2)
+        records = minute if args.ticks_in_burst else []
         for s in symbols:
             prices[s] *= float(np.exp(rng.normal(0, 0.001)))
-            records.append(tick(s, T - 30_000, T - 29_000, float(rng.uniform(-1, 1))))
             records.append(candle(s, T, prices[s]))
         # one tick per symbol ingested after T + grace: the watermark passes, the join releases
         records += [tick(s, T + 2_500, T + GRACE + 1, 0.1) for s in symbols]
         t0 = time.perf_counter()
-        for r in records:
-            inbox.put(("bench", r, r["ingest_ts"]))
+        put(records)
         return t0
 
     latencies: list[float] = []
@@ -145,12 +161,17 @@ def main() -> None:
         while len(recorder.times.get(T, [])) < args.symbols and time.time() < deadline:
             time.sleep(0.002)
         if k >= args.warmup:
-            latencies += [(t - t0) * 1000 for t in recorder.times.get(T, [])]
+            burst_ms = [(t - t0) * 1000 for t in recorder.times.get(T, [])]
+            latencies += burst_ms
+            if args.per_burst:
+                print(f"burst {k}: first {min(burst_ms):.1f} / median {np.median(burst_ms):.1f} / "
+                      f"last {max(burst_ms):.1f} ms")
     inbox.put(STOP)
     thread.join(30)
     served = store.scalar("SELECT count() FROM {db}.predictions FINAL WHERE model_version = {v:String}", {"v": version})
     p50, p99 = np.percentile(latencies, [50, 99])
-    print(f"# inference bench: {args.symbols} symbols x {args.bursts} bursts (after {args.warmup} warm-up bursts)")
+    print(f"# inference bench: {args.symbols} symbols x {args.bursts} bursts (after {args.warmup} warm-up bursts); "
+          f"the minute's ticks {'in the burst' if args.ticks_in_burst else 'before the burst'}")
     print(f"model {version}; predictions served by it: {served}")
     print("| metric | value |\n|---|---:|")
     print(f"| candle close -> prediction row, p50 | {p50:.1f} ms |")

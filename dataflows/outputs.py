@@ -5,8 +5,9 @@ the columnar hot paths), `("event", stream, data, symbol, ts_ms)` live events an
 `("features" | "label", row)` model inputs. `done()` hands Bytewax a few items per
 activation instead of one per row (~1 µs each, per step downstream):
 
-    ("rows", table, piece)        one list of dict rows per table, plus each columnar piece
-                                  (`pyarrow.Table` or `tickcast.store.ColumnBlock`)
+    ("rows", table, rows)         one list of dict rows per table
+    ("rows", table, Pieces)       the table's columnar pieces (`pyarrow.Table` or
+                                  `tickcast.store.ColumnBlock`; one per symbol in a shard)
     ("events", [(stream, data, symbol, ts_ms), ...])    in the order they were appended
     ("model", [("features" | "label", row), ...])       in the order they were appended
 """
@@ -17,6 +18,24 @@ from collections import defaultdict
 from typing import Any
 
 EventTuple = tuple[str, dict[str, Any], "str | None", int]
+
+
+class Pieces(list[Any]):
+    """Columnar pieces of one table from one activation, moved downstream as one item."""
+
+    @property
+    def num_rows(self) -> int:
+        return sum(piece.num_rows for piece in self)
+
+
+def rows_in(piece: Any) -> int:
+    """Rows in a ("rows", table, piece) item's piece: dict rows or `Pieces`."""
+    return piece.num_rows if isinstance(piece, Pieces) else len(piece)
+
+
+def flat_pieces(pieces: list[Any]) -> list[Any]:
+    """What `Store.insert_pieces` takes: dict-row lists and single columnar pieces."""
+    return [p for piece in pieces for p in (piece if isinstance(piece, Pieces) else (piece,))]
 
 
 class Out(list[tuple[Any, ...]]):
@@ -48,8 +67,7 @@ class Out(list[tuple[Any, ...]]):
 
     def done(self) -> list[tuple[Any, ...]]:
         items = [*self, *(("rows", table, rows) for table, rows in self.tables.items())]
-        for table, pieces in self.columnar.items():
-            items.extend(("rows", table, piece) for piece in pieces)
+        items.extend(("rows", table, Pieces(pieces)) for table, pieces in self.columnar.items())
         if self.events:
             items.append(("events", self.events))
         if self.model:

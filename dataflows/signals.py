@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,12 +22,14 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource
+from bytewax.operators import StatefulBatchLogic
 
 from dataflows.batching import batch_by_key
 from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.model_stage import ModelConfig, ModelLogic
+from dataflows.outputs import flat_pieces, rows_in
 from dataflows.sentiment_state import SentimentConfig
-from dataflows.sinks import EventSink, StoreSink
+from dataflows.sinks import EventSink, LiveGate, StoreSink
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from tickcast.bus import EventBus, IdClock
 from tickcast.settings import Settings
@@ -70,6 +72,31 @@ def symbol_config(settings: Settings, options: FlowOptions) -> SymbolConfig:
     )
 
 
+class _Busy(StatefulBatchLogic[Any, Any, Any]):
+    """A stateful step that marks the live flow busy (`sinks.LiveGate`) at each activation."""
+
+    def __init__(self, logic: StatefulBatchLogic[Any, Any, Any], touch: Callable[[], None]) -> None:
+        self.logic = logic
+        self.touch = touch
+
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
+        self.touch()
+        return self.logic.on_batch(values)
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        self.touch()
+        return self.logic.on_notify()
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        return self.logic.on_eof()
+
+    def notify_at(self) -> Any:
+        return self.logic.notify_at()
+
+    def snapshot(self) -> Any:
+        return self.logic.snapshot()
+
+
 def _tag(tag: str) -> Callable[[tuple[Any, ...]], bool]:
     return lambda item: item[0] == tag
 
@@ -88,19 +115,27 @@ def build_flow(
     inputs = [op.input(f"input_{i}", flow, src) for i, src in enumerate(sources)]
     # (partition_key, [(source, payload, ingest_hint)])
     raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
+    # Live: table inserts wait while records are being processed (see sinks.LiveGate); the
+    # flow is busy from a record batch's arrival to the last step's output.
+    gate = LiveGate() if options.live else None
+    if gate is not None:
+        raw = op.inspect("live_input", raw, gate.touch)
+
+    def busy(builder: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return builder if gate is None else (lambda state: _Busy(builder(state), gate.touch))
 
     decode_cfg = DecodeConfig(
         settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD, recovery=options.recovery,
         trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
     )
-    decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, lambda s: DecodeLogic(decode_cfg, s)))
+    decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s))))
     # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])
     split = op.branch("split_symbols", decoded, _tag("shard"))
     per_shard = op.map_value("records", op.key_on("key_shard", split.trues, lambda it: it[1]), lambda it: it[2])
     # (shard, [(symbol, SymbolInput), ...])
     sym_cfg = symbol_config(settings, options)
     symbol_out = op.key_rm(
-        "symbol_out", op.stateful_batch("symbol_shards", per_shard, lambda s: ShardLogic(sym_cfg, s))
+        "symbol_out", op.stateful_batch("symbol_shards", per_shard, busy(lambda s: ShardLogic(sym_cfg, s)))
     )
     # ("rows", table, [row, ...]) | ("events", [...]) | ("model", [("features" | "label", row), ...])
     outputs = [split.falses, symbol_out]
@@ -108,7 +143,7 @@ def build_flow(
         model_in = op.map("model_inputs", op.filter("model_items", symbol_out, _tag("model")), lambda it: it[1])
         model_cfg = ModelConfig.from_settings(settings, live=options.live, recovery=options.recovery)
         model_out = op.stateful_batch(
-            "model_stage", op.key_on("key_model", model_in, lambda _: "model"), lambda s: ModelLogic(model_cfg, s)
+            "model_stage", op.key_on("key_model", model_in, lambda _: "model"), busy(lambda s: ModelLogic(model_cfg, s))
         )
         outputs.append(op.key_rm("model_out", model_out))
     everything = op.merge("all_outputs", *outputs)
@@ -123,15 +158,15 @@ def build_flow(
         timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
         max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
         recovery=options.recovery,
-        size_of=lambda item: len(item[1]),
+        size_of=lambda item: rows_in(item[1]),
     )
     # (table, (table, [piece, ...])): the sink partition needs the table with the rows
-    table_batches = op.map("row_values", batches, lambda kv: (kv[0], (kv[0], [piece for _, piece in kv[1]])))
-    op.output("store", table_batches, StoreSink(store_factory))
+    table_batches = op.map("row_values", batches, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
+    op.output("store", table_batches, StoreSink(store_factory, gate=gate))
 
     if options.publish_events:
         events = op.key_on("key_live", op.filter("events", everything, _tag("events")), lambda _: "live")
-        op.output("live", events, EventSink(bus, store_factory, ids or IdClock()))
+        op.output("live", events, EventSink(bus, store_factory, ids or IdClock(), gate))
     return flow
 
 

@@ -315,7 +315,10 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
                 break
             if item is STOP:
                 raise StopIteration
-            batch.append(item)
+            if isinstance(item, list):  # one request's records, handed over together
+                batch.extend(item)
+            else:
+                batch.append(item)
         return [(self._key, batch)] if batch else []
 
     def next_awake(self) -> datetime | None:
@@ -332,6 +335,9 @@ BACKFILL_DONE = threading.Event()
 
 class QueueSource(FixedPartitionedSource[tuple[str, RawBatch], None]):
     """Records handed over in-process (HTTP ingest, admin control records) in embedded mode.
+
+    Queue items are `RawRecord`s or lists of them (one request's records: they reach the
+    flow in the same batch, and a 1,000-record request is one queue operation).
 
     Not resumable: an accepted HTTP record lives in memory until the flow takes it,
     which is at most one poll (5 ms) — see docs/decisions.md.

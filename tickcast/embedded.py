@@ -81,8 +81,7 @@ class EmbeddedSystem:
 
     def ingest(self, records: list[dict[str, Any]]) -> None:
         now = int(time.time() * 1000)
-        for record in records:
-            self.inbox.put(("http", record, now))
+        self.inbox.put([("http", record, now) for record in records])
 
     def start_flow(self) -> None:
         from dataflows.model_stage import set_job_starter

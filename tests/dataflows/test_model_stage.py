@@ -210,3 +210,34 @@ def test_feature_ring_keeps_the_last_window_values_like_one_add_per_value(size: 
         # the next value overwrites the oldest one
         if len(last) == size:
             assert ring.values[ring.pos] == last[0]
+
+
+def test_live_evaluations_come_after_the_predictions_and_equal_the_replayed_ones(tmp_path: Path) -> None:
+    """Live, a calibration window that became due is evaluated in a later activation (the
+    predictions of the candles that closed with its labels go out first); its rows are the
+    ones a replay, which evaluates at once, computes."""
+    _train(tmp_path)
+    kw = {"eval_every_ms": 300_000, "eval_slack_ms": 120_000, "window_ms": 3_600_000}
+    replay = _logic(tmp_path, **kw)
+    live = ModelLogic(ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False, **kw),
+                      None)
+    rng = np.random.default_rng(9)
+
+    def windows(out: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        return [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
+
+    got: dict[str, list[dict[str, Any]]] = {"live": [], "replay": []}
+    for k in range(30):
+        t = START + k * 60_000
+        items = _features(t)
+        if k:
+            items += [("label", {"symbol": f"S{i}", "interval": "1m", "close_time": t - 60_000, "horizon": 1,
+                                 "label": int(rng.random() < 0.5)}) for i in range(5)]
+        got["replay"] += windows(replay.on_batch([items])[0])
+        out, _ = live.on_batch([items])
+        assert windows(out) == [] and len(_predictions(out)) == 5  # predictions now, the evaluation later
+        assert (live.notify_at() is not None) == (k > 0)  # labels arrived: a check is due
+        got["live"] += windows(live.on_notify()[0])
+        assert live.notify_at() is None
+    assert len(got["replay"]) >= 4
+    assert got["live"] == got["replay"]

@@ -96,22 +96,36 @@ def test_with_the_in_process_bus_events_are_published_at_once_and_held_until_sto
     assert bus.unstored_after("sentiment", None, 0) == [] and bus.unstored_after("predictions", None, 0) == []
 
 
-def test_table_writes_hold_off_while_live_events_are_pending_but_not_forever() -> None:
+def test_table_writes_hold_off_while_the_live_flow_is_busy_but_not_forever() -> None:
     import threading
     import time
 
-    from dataflows.sinks import _LiveFirst
+    from dataflows.sinks import LiveGate
 
-    gate = _LiveFirst(max_wait_s=0.3)
-    t = time.perf_counter()
-    gate.wait()  # nothing pending: no wait
-    assert time.perf_counter() - t < 0.05
+    gate = LiveGate(quiet_s=0.05, max_wait_s=0.3)
+
+    def waited() -> float:
+        t = time.perf_counter()
+        gate.wait()
+        return time.perf_counter() - t
+
+    assert waited() < 0.03  # never touched, nothing pending: no wait
+    gate.touch()
+    assert 0.03 <= waited() < 0.15  # until the flow was quiet for quiet_s
     gate.submitted()
     threading.Timer(0.1, gate.done, args=(1,)).start()
-    t = time.perf_counter()
-    gate.wait()  # released when the event batch is done
-    assert 0.08 <= time.perf_counter() - t < 0.25
-    gate.submitted()  # never done (a stuck event writer): the table writer goes on after max_wait_s
-    t = time.perf_counter()
-    gate.wait()
-    assert 0.28 <= time.perf_counter() - t < 1.0
+    assert 0.08 <= waited() < 0.25  # released when the event batch is done
+    stop = threading.Event()
+
+    def busy_flow() -> None:
+        while not stop.is_set():
+            gate.touch()
+            time.sleep(0.005)
+
+    threading.Thread(target=busy_flow, daemon=True).start()
+    try:
+        assert 0.28 <= waited() < 1.0  # a flow that never goes quiet: the writer goes on after max_wait_s
+    finally:
+        stop.set()
+    gate.submitted()  # never done (a stuck event writer): likewise
+    assert 0.28 <= waited() < 1.0
