@@ -33,7 +33,10 @@ export function confirmDialog({ title, body, confirmLabel, danger = false }) {
       if (dlg.open) dlg.close();
       resolve(value);
     };
-    const onClose = () => done(false);
+    // The "close" event is queued as a task: the previous dialog's close can arrive after the
+    // dialog was shown again (a 409 answered faster than that task ran). Only a close that
+    // leaves the dialog closed (Escape) is this dialog's.
+    const onClose = () => { if (!dlg.open) done(false); };
     dlg.addEventListener("close", onClose);
     ok.onclick = () => done(true);
     dlg.querySelector("[data-act=cancel]").onclick = () => done(false);
