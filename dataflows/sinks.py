@@ -86,10 +86,10 @@ def write_with_retries(store: Store, table: str, pieces: list[Piece], retries: i
         except Exception:
             metrics.STORE_WRITE_ERRORS.labels(table).inc()
             if attempt == retries:
-                log.exception("giving up writing %d rows to %s", len(rows), table)
+                log.exception("giving up writing %d rows to %s", rows, table)
                 raise  # the flow stops; a restart resumes from the last snapshot
             time.sleep(0.2 * 2**attempt)
-            log.warning("retrying write of %d rows to %s (attempt %d)", len(rows), table, attempt + 2)
+            log.warning("retrying write of %d rows to %s (attempt %d)", rows, table, attempt + 2)
 
 
 class LiveGate:

@@ -129,3 +129,26 @@ def test_table_writes_hold_off_while_the_live_flow_is_busy_but_not_forever() -> 
         stop.set()
     gate.submitted()  # never done (a stuck event writer): likewise
     assert 0.28 <= waited() < 1.0
+
+
+def test_a_failed_insert_is_retried_then_written_once(store: Store, monkeypatch) -> None:  # noqa: ANN001
+    """A transient ClickHouse failure cannot be caused on demand in chdb, so the store's insert
+    is made to fail twice (a stand-in for the fault); the retries then write the rows once."""
+    from dataflows.sinks import write_with_retries
+    from tickcast import metrics
+
+    real_insert = store.insert_pieces
+    calls = []
+
+    def flaky(table: str, pieces: list) -> int:
+        calls.append(table)
+        if len(calls) <= 2:
+            raise RuntimeError("connection reset")
+        return real_insert(table, pieces)
+
+    errors = metrics.STORE_WRITE_ERRORS.labels("candles")
+    before = errors._value.get()  # noqa: SLF001
+    monkeypatch.setattr(store, "insert_pieces", flaky)
+    write_with_retries(store, "candles", [[ROW]], retries=3)
+    assert len(calls) == 3 and errors._value.get() - before == 2  # noqa: SLF001
+    assert store.count("candles") == 1
