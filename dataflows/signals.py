@@ -4,7 +4,7 @@
     per-symbol state, a few shards of symbols: dedup/late → bars + EMAs → market features → as-of join → labels
         ──features, labels──> model stage: ONNX inference (or baseline), pairing with
         labels, calibration windows, drift, accuracy
-    every step's ("rows", table, [row…] | pyarrow.Table) ──> batched per table ──> ClickHouse
+    every step's ("rows", table, [row…] | Pieces) ──> batched per table ──> ClickHouse
     every step's ("events", [event, …]) ──> live bus + live_events
 """
 
@@ -115,11 +115,8 @@ def build_flow(
     inputs = [op.input(f"input_{i}", flow, src) for i, src in enumerate(sources)]
     # (partition_key, [(source, payload, ingest_hint)])
     raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
-    # Live: table inserts wait while records are being processed (see sinks.LiveGate); the
-    # flow is busy from a record batch's arrival to the last step's output.
+    # Live: inserts wait while the stateful steps are at work on records (see sinks.LiveGate).
     gate = LiveGate() if options.live else None
-    if gate is not None:
-        raw = op.inspect("live_input", raw, gate.touch)
 
     def busy(builder: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return builder if gate is None else (lambda state: _Busy(builder(state), gate.touch))

@@ -110,7 +110,7 @@ class LiveGate:
         self.quiet_s = quiet_s
         self.max_wait_s = max_wait_s
 
-    def touch(self, *_: Any) -> None:
+    def touch(self) -> None:
         self._last_activity = time.monotonic()  # a float store: no lock on the flow's hot path
 
     def submitted(self) -> None:

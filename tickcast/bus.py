@@ -169,10 +169,9 @@ class LocalBus:
         return by_loop
 
     def _wanting(self, event: Event) -> list[Subscription]:
-        every = self._subs.get((event.stream, None), ())
         if event.symbol is None:  # not about one symbol: every subscriber of the stream
             return list({s: None for (stream, _), subs in self._subs.items() if stream == event.stream for s in subs})
-        return [*every, *self._subs.get((event.stream, event.symbol), ())]
+        return [*self._subs.get((event.stream, None), ()), *self._subs.get((event.stream, event.symbol), ())]
 
     def _deliver(self, by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]]) -> None:
         for loop, pairs in by_loop.items():
