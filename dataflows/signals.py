@@ -69,6 +69,7 @@ def symbol_config(settings: Settings, options: FlowOptions) -> SymbolConfig:
         step_name=settings.SENTIMENT_STEP_DEFAULT,
         publish_live=options.live and options.publish_events,
         recovery=options.recovery,
+        defer_side_work=options.live,
     )
 
 

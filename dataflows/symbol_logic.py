@@ -11,6 +11,12 @@ the largest `ingest_ts` it has accepted. Candle T waits until the watermark pass
 `T + grace`; then the sentiment bar ending at T — built only from ticks with `ts < T`
 and `ingest_ts <= T + grace` (DESIGN §5) — is closed, and the candle gets it. A live
 candle that waits longer than `timeout_ms` of wall clock is released as a join miss.
+
+Live, an activation does only what the predictions wait for (dedup, bars, market
+features, the join, labels) and leaves the rest — the stored ticks and bars, the live
+sentiment events, the tick metrics — to the shard's next activation (`notify_at` now),
+which Bytewax runs after the model stage has had the features. That side work is data
+(`Later`), kept in the snapshot until it is done, and done before any new input.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class SymbolConfig:
     publish_live: bool = True
     max_pending_candles: int = 1_000
     recovery: bool = True  # False: snapshots are skipped (no recovery store)
+    defer_side_work: bool = False  # True (live): side work after the predictions, see the module doc
 
 
 @dataclass
@@ -95,43 +102,93 @@ class ShardOut(Out):
             metrics.FEATURE_JOIN_MISSING.labels(cause).inc(n)
 
 
-class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ...], dict[str, SymbolState]]):
+# Side work of an activation, as data (it is part of the snapshot until done):
+#   ("ticks", symbol, SymbolTicks, status)    store the accepted ticks, refuse the others
+#   ("bars", symbol, bar_ends, bar_values)    store the closed bars, publish their events
+#   ("view", symbol)                          publish the symbol's live sentiment view
+Later = list[tuple[Any, ...]]
+
+
+@dataclass
+class ShardState:
+    symbols: dict[str, SymbolState]
+    later: Later
+
+
+class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ...], ShardState]):
     """The symbols of one shard; each value is one decode activation's (symbol, input) pairs."""
 
-    def __init__(self, config: SymbolConfig, state: dict[str, SymbolState] | None) -> None:
+    def __init__(self, config: SymbolConfig, state: ShardState | None) -> None:
         self.config = config
-        self.symbols = {name: SymbolLogic(config, st) for name, st in (thaw(state) or {}).items()}
+        shard = thaw(state) or ShardState({}, [])
+        self.symbols = {name: SymbolLogic(config, st) for name, st in shard.symbols.items()}
+        self.later: Later = shard.later
 
     def on_batch(self, values: list[list[tuple[str, SymbolInput]]]) -> tuple[list[tuple[Any, ...]], bool]:
         out = ShardOut()
+        self._side_work(out)  # the previous activation's, against the state it saw
         for pairs in values:
             for symbol, inputs in pairs:
                 logic = self.symbols.get(symbol)
                 if logic is None:
                     logic = self.symbols[symbol] = SymbolLogic(self.config, SymbolState(symbol=symbol))
-                logic.on_input(inputs, out)
-        metrics.FLOW_LAG_MS.set(time.time() * 1000 - max(s.state.watermark for s in self.symbols.values()))
+                logic.on_input(inputs, out, self.later)
+        if not self.config.defer_side_work:
+            self._side_work(out)
+        if not self.later:
+            self._record_lag()
         out.record_metrics()
         return out.done(), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
         out = ShardOut()
+        self._side_work(out)
         now = time.time()
         for logic in self.symbols.values():
             deadline = logic.deadline()
             if deadline is not None and deadline <= now:
-                logic.on_timeout(now, out)
+                logic.on_timeout(now, out, self.later)
+        self._side_work(out)
+        out.record_metrics()
+        return out.done(), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[tuple[Any, ...]], bool]:
+        out = ShardOut()
+        self._side_work(out)
         out.record_metrics()
         return out.done(), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        if self.later:
+            return datetime.now(UTC)
         if self.config.timeout_ms is None:
             return None
         deadlines = [d for d in (s.deadline() for s in self.symbols.values()) if d is not None]
         return datetime.fromtimestamp(min(deadlines), tz=UTC) if deadlines else None
 
     def snapshot(self) -> bytes | None:
-        return freeze({name: s.state for name, s in self.symbols.items()}, enabled=self.config.recovery)
+        state = ShardState({name: s.state for name, s in self.symbols.items()}, self.later)
+        return freeze(state, enabled=self.config.recovery)
+
+    def _side_work(self, out: ShardOut) -> None:
+        if not self.later:
+            return
+        later, self.later = self.later, []
+        viewed: set[str] = set()
+        for kind, symbol, *args in later:
+            logic = self.symbols[symbol]
+            if kind == "ticks":
+                logic.store_ticks(*args, out)
+            elif kind == "bars":
+                logic.store_bars(*args, out)
+            elif symbol not in viewed:  # "view": one per symbol and activation, of its state now
+                viewed.add(symbol)
+                logic.publish_view(out)
+        self._record_lag()
+
+    def _record_lag(self) -> None:
+        if self.symbols:
+            metrics.FLOW_LAG_MS.set(time.time() * 1000 - max(s.state.watermark for s in self.symbols.values()))
 
 
 class SymbolLogic:
@@ -146,27 +203,25 @@ class SymbolLogic:
     def symbol(self) -> str:
         return self.state.symbol
 
-    def on_input(self, inputs: SymbolInput, out: ShardOut) -> None:
+    def on_input(self, inputs: SymbolInput, out: ShardOut, later: Later) -> None:
         ticks, candles = inputs.ticks, inputs.candles
         # Only accepted records move the watermark: a replay of the stored rows (which
         # has no rejected record) must release exactly the same candles.
         newest = self.state.watermark
         if ticks is not None:
-            newest = max(newest, self._ticks(ticks, out))
+            newest = max(newest, self._ticks(ticks, later))
         for candle in candles:
             if self._candle(candle, out):
                 newest = max(newest, candle["ingest_ts"])
         self.state.watermark = newest
-        self._advance(self.state.watermark, out)
+        self._advance(self.state.watermark, out, later)
         # Labels go after the features released in this batch; the model stage orders by
         # event time anyway, this keeps the two in one downstream batch when possible.
         for label in self._labels:
             out.append(label)
         self._labels.clear()
-        if ticks and self.config.publish_live and self.state.sentiment is not None:
-            latest = self.state.sentiment.latest(self.state.watermark)
-            out.append(("event", "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol,
-                        self.state.watermark))
+        if ticks and self.config.publish_live:
+            later.append(("view", self.symbol))
 
     def deadline(self) -> float | None:
         """Wall time (s) at which the oldest waiting candle times out; None when none waits."""
@@ -174,22 +229,16 @@ class SymbolLogic:
             return None
         return min(p.arrived_wall for p in self.state.pending) + self.config.timeout_ms / 1000
 
-    def on_timeout(self, now: float, out: ShardOut) -> None:
+    def on_timeout(self, now: float, out: ShardOut, later: Later) -> None:
         deadline = now - self.config.timeout_ms / 1000
         expired = [p for p in self.state.pending if p.arrived_wall <= deadline]
         if expired:
             # Waited long enough in wall-clock time: close the bars as they are.
             forced = max(p.close_time for p in expired) + self.config.grace_ms
-            self._advance(max(self.state.watermark, forced), out, cause="timeout")
+            self._advance(max(self.state.watermark, forced), out, later, cause="timeout")
 
-    # --- ticks --------------------------------------------------------------------------
-    def _ticks(self, ticks: SymbolTicks, out: ShardOut) -> int:
-        """Add ticks; returns the newest ingest_ts among the accepted ones (0 if none)."""
-        if self.state.sentiment is None:
-            self.state.sentiment = SentimentState(self.config.sentiment)
-        # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
-        status = self.state.sentiment.add_columns(ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity,
-                                                  ticks.weight, ticks.id_hash)
+    # --- side work (ShardLogic._side_work) ----------------------------------------------
+    def store_ticks(self, ticks: SymbolTicks, status: np.ndarray, out: ShardOut) -> None:
         accepted = status == 0
         n_ok = int(np.count_nonzero(accepted))
         if n_ok:
@@ -199,7 +248,34 @@ class SymbolLogic:
             out.providers.append(ticks.providers(stored))
         if n_ok < len(ticks):
             self._refused(ticks, status, out)
-            return int(ticks.ingest_ts[accepted].max()) if n_ok else 0
+
+    def store_bars(self, ends: np.ndarray, vals: np.ndarray, out: ShardOut) -> None:
+        sentiment = self.state.sentiment
+        out.add_table("sentiment_bars", self._bar_block(ends, vals))  # NaN -> NULL in the store
+        if self.config.publish_live:
+            for bar_end, row in zip(ends.tolist(), vals.tolist(), strict=True):
+                data = {"kind": "bar", "symbol": self.symbol, "step": self.config.step_name}
+                data.update(sentiment.row(bar_end, row))
+                out.append(("event", "sentiment", data, self.symbol, bar_end))
+
+    def publish_view(self, out: ShardOut) -> None:
+        if self.state.sentiment is not None:
+            latest = self.state.sentiment.latest(self.state.watermark)
+            out.append(("event", "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol,
+                        self.state.watermark))
+
+    # --- ticks --------------------------------------------------------------------------
+    def _ticks(self, ticks: SymbolTicks, later: Later) -> int:
+        """Add ticks; returns the newest ingest_ts among the accepted ones (0 if none)."""
+        if self.state.sentiment is None:
+            self.state.sentiment = SentimentState(self.config.sentiment)
+        # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
+        status = self.state.sentiment.add_columns(ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity,
+                                                  ticks.weight, ticks.id_hash)
+        later.append(("ticks", self.symbol, ticks, status))
+        if status.any():
+            accepted = status == 0
+            return int(ticks.ingest_ts[accepted].max()) if accepted.any() else 0
         return int(ticks.ingest_ts.max())
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
@@ -249,17 +325,11 @@ class SymbolLogic:
         return True
 
     # --- the join -----------------------------------------------------------------------
-    def _advance(self, watermark: int, out: ShardOut, cause: str | None = None) -> None:
-        sentiment = self.state.sentiment
-        if sentiment is not None:
-            ends, vals = sentiment.advance_columns(watermark)
+    def _advance(self, watermark: int, out: ShardOut, later: Later, cause: str | None = None) -> None:
+        if self.state.sentiment is not None:
+            ends, vals = self.state.sentiment.advance_columns(watermark)
             if ends.size:
-                out.add_table("sentiment_bars", self._bar_block(ends, vals))  # NaN -> NULL in the store
-            if ends.size and self.config.publish_live:
-                for bar_end, row in zip(ends.tolist(), vals.tolist(), strict=True):
-                    data = {"kind": "bar", "symbol": self.symbol, "step": self.config.step_name}
-                    data.update(sentiment.row(bar_end, row))
-                    out.append(("event", "sentiment", data, self.symbol, bar_end))
+                later.append(("bars", self.symbol, ends, vals))
         ready = [p for p in self.state.pending if p.close_time + self.config.grace_ms <= watermark]
         if not ready:
             return

@@ -1,0 +1,177 @@
+"""The shard step (dataflows/symbol_logic.py). Live, an activation hands over what the
+predictions wait for and leaves the side work (stored ticks and bars, live sentiment
+events, refusals) to its next activation: that work must be the same work, done once,
+never lost to a restart in between, and absent from the activation that made the features."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from dataflows.decode import DecodeConfig, DecodeLogic
+from dataflows.outputs import Pieces
+from dataflows.signals import FlowOptions, symbol_config
+from dataflows.simulator import SimConfig, generate_labeled
+from dataflows.symbol_logic import ShardLogic, SymbolConfig
+from tickcast.settings import load_settings
+from tickcast.store import ColumnBlock
+
+START = 1_763_683_200_000
+
+
+def live_config(**changes: Any) -> SymbolConfig:
+    return dataclasses.replace(symbol_config(load_settings(), FlowOptions(live=True)), **changes)
+
+
+def decoded_chunks(size: int = 97, **sim: Any) -> list[list[tuple[str, list[Any]]]]:
+    """The simulator's records through the decode step, `size` at a time: per chunk, the
+    (shard, [(symbol, SymbolInput), ...]) items that step hands the shard step."""
+    cfg = SimConfig(**{"symbols": 6, "hours": 1.0, "seed": 3, "start_ms": START, **sim})
+    records = [r for r, _ in generate_labeled(cfg)]
+    decode = DecodeLogic(DecodeConfig(recovery=False), None)
+    chunks = []
+    for i in range(0, len(records), size):
+        out, _ = decode.on_batch([[("sim", r, r["ingest_ts"]) for r in records[i : i + size]]])
+        chunks.append([(item[1], item[2]) for item in out if item[0] == "shard"])
+    return chunks
+
+
+def _rows(piece: Any) -> list[dict[str, Any]]:
+    if isinstance(piece, Pieces):
+        return [row for p in piece for row in _rows(p)]
+    if isinstance(piece, ColumnBlock):
+        return ColumnBlock.to_arrow([piece]).to_pylist()
+    if isinstance(piece, pa.Table):
+        return piece.to_pylist()
+    return list(piece)
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    # NaN != NaN: compare it as a marker; drop the wall-clock part of a rejection
+    return tuple(sorted((k, "NaN" if isinstance(v, float) and math.isnan(v) else v)
+                        for k, v in row.items() if k != "received_ts"))
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.tables: dict[str, Counter[tuple[Any, ...]]] = {}
+        self.events: list[tuple[Any, ...]] = []
+        self.model: list[tuple[str, Any]] = []
+
+    def add(self, items: list[tuple[Any, ...]]) -> None:
+        for item in items:
+            if item[0] == "rows":
+                self.tables.setdefault(item[1], Counter()).update(_key(r) for r in _rows(item[2]))
+            elif item[0] == "events":
+                self.events += [(stream, _key(data), symbol, ts) for stream, data, symbol, ts in item[1]]
+            elif item[0] == "model":
+                self.model += [(tag, _key(row)) for tag, row in item[1]]
+
+
+def _due(logic: ShardLogic) -> bool:
+    at = logic.notify_at()
+    return at is not None and at <= datetime.now(UTC)
+
+
+def run(config: SymbolConfig, chunks: list[list[tuple[str, list[Any]]]]) -> tuple[Collected, list[Collected]]:
+    """Everything the shards emit, and per chunk what its own on_batch calls emitted."""
+    shards: dict[str, ShardLogic] = {}
+    everything, per_batch = Collected(), []
+    for chunk in chunks:
+        batch = Collected()
+        for shard, pairs in chunk:
+            logic = shards.setdefault(shard, ShardLogic(config, None))
+            items, _ = logic.on_batch([pairs])
+            batch.add(items)
+            everything.add(items)
+        per_batch.append(batch)
+        for logic in shards.values():
+            if _due(logic):
+                everything.add(logic.on_notify()[0])
+    for logic in shards.values():
+        everything.add(logic.on_eof()[0])
+    return everything, per_batch
+
+
+@pytest.fixture(scope="module")
+def chunks() -> list[list[tuple[str, list[Any]]]]:
+    return decoded_chunks(duplicate_rate=0.05, late_rate=0.03)
+
+
+def test_deferred_side_work_is_the_same_work_done_once(chunks: list) -> None:
+    deferred, _ = run(live_config(defer_side_work=True), chunks)
+    at_once, _ = run(live_config(defer_side_work=False), chunks)
+    assert deferred.tables.keys() == at_once.tables.keys() >= {"sentiment_ticks", "sentiment_bars", "candles",
+                                                                "features", "labels", "rejected_records"}
+    for table in at_once.tables:
+        assert deferred.tables[table] == at_once.tables[table], table
+    refusals = [dict(k)["reason"] for k in at_once.tables["rejected_records"]]
+    assert any(r.startswith("duplicate tick id") for r in refusals) and any(r.startswith("late tick") for r in refusals)
+    assert deferred.events == at_once.events
+    assert {dict(e[1])["kind"] for e in deferred.events} == {"tick", "bar"}
+    assert deferred.model == at_once.model
+
+
+def test_the_activation_that_makes_the_features_carries_no_side_work(chunks: list) -> None:
+    _, per_batch = run(live_config(defer_side_work=True), chunks)
+    assert sum(sum(1 for tag, _ in b.model if tag == "features") for b in per_batch) > 50
+    for batch in per_batch:
+        assert not batch.events
+        assert not {"sentiment_ticks", "sentiment_bars"} & batch.tables.keys()
+    _, at_once = run(live_config(defer_side_work=False), chunks)
+    assert any(b.events for b in at_once) and any("sentiment_bars" in b.tables for b in at_once)
+
+
+def test_pending_side_work_survives_a_restart(chunks: list) -> None:
+    config = live_config(defer_side_work=True, recovery=True)
+    expected, restored = Collected(), Collected()
+    for shard, pairs in chunks[3]:
+        original = ShardLogic(config, None)
+        for _, earlier in [c for chunk in chunks[:3] for c in chunk if c[0] == shard]:
+            original.on_batch([earlier])
+        original.on_batch([pairs])
+        snapshot = original.snapshot()  # an epoch ends before the next activation
+        assert _due(original)
+        expected.add(original.on_notify()[0])
+        again = ShardLogic(config, snapshot)  # the crash: the restarted step is built from the snapshot
+        assert _due(again)
+        restored.add(again.on_notify()[0])
+        assert not again.later and not _due(again)
+    assert expected.tables and expected.events
+    assert restored.tables == expected.tables and restored.events == expected.events
+
+
+def test_new_input_first_finishes_the_previous_side_work(chunks: list) -> None:
+    config = live_config(defer_side_work=True)
+    shard, pairs = chunks[5][0]
+    logic = ShardLogic(config, None)
+    logic.on_batch([pairs])
+    assert logic.later
+    _, later_pairs = next(c for chunk in chunks[6:] for c in chunk if c[0] == shard)
+    items, _ = logic.on_batch([later_pairs])  # no notification in between
+    got = Collected()
+    got.add(items)
+    symbols = {symbol for symbol, inputs in pairs if inputs.ticks is not None}
+    assert {e[2] for e in got.events if dict(e[1])["kind"] == "tick"} >= symbols
+
+
+def test_one_live_view_per_symbol_and_activation_of_its_newest_state(chunks: list) -> None:
+    config = live_config(defer_side_work=True)
+    shard = chunks[2][0][0]
+    runs = [pairs for chunk in chunks[2:6] for s, pairs in chunk if s == shard]
+    logic = ShardLogic(config, None)
+    logic.on_batch(runs)  # several decode activations reach the shard in one activation
+    items, _ = logic.on_notify()
+    got = Collected()
+    got.add(items)
+    views = Counter(e[2] for e in got.events if dict(e[1])["kind"] == "tick")
+    assert views and set(views.values()) == {1}
+    for symbol in views:
+        view = next(dict(e[1]) for e in got.events if e[2] == symbol and dict(e[1])["kind"] == "tick")
+        assert view["as_of"] == logic.symbols[symbol].state.watermark
