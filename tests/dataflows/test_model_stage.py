@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.model_stage import FeatureRing, ModelConfig, ModelLogic, _predictors
+from dataflows.model_stage import FeatureRing, ModelConfig, ModelLogic, _feature_values, _predictors
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
@@ -241,3 +241,41 @@ def test_live_evaluations_come_after_the_predictions_and_equal_the_replayed_ones
         assert live.notify_at() is None
     assert len(got["replay"]) >= 4
     assert got["live"] == got["replay"]
+
+
+def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_restart(tmp_path: Path) -> None:
+    """Live, labels are paired with their predictions in a later activation, but the baseline
+    (what serves without a model) counts them before the candles that came with them; a
+    restart in between loses no pairing."""
+    replay = _logic(tmp_path / "replay")  # no model in either directory: the baseline serves
+    _predictors.pop(str(tmp_path / "live"), None)
+    config = ModelConfig(model_dir=str(tmp_path / "live"), refresh_interval_s=0.0, live=True, recovery=True)
+    live = ModelLogic(config, None)
+    rng = np.random.default_rng(4)
+    given: list[dict[str, Any]] = []
+    for k in range(12):
+        t = START + k * 60_000
+        labels = [{"symbol": f"S{i}", "interval": "1m", "close_time": t - 60_000, "horizon": 1,
+                   "label": int(rng.random() < 0.7)} for i in range(5)] if k else []
+        items = [("label", row) for row in labels] + _features(t)
+        given += labels
+        expected = pd.DataFrame(given or [{"symbol": "S0", "label": 0.5}]).groupby("symbol")["label"].mean()
+        replayed = {p["symbol"]: p["prob"] for p in _predictions(replay.on_batch([items])[0])}
+        served = {p["symbol"]: p["prob"] for p in _predictions(live.on_batch([items])[0])}
+        assert served == replayed
+        assert served == pytest.approx({s: float(expected.get(s, 0.5)) for s in served})
+        assert [row["close_time"] for row in live.state.labels_due] == [t - 60_000] * len(labels)
+        live = ModelLogic(config, live.snapshot())  # the process restarts before the next activation
+        assert (live.notify_at() is not None) == bool(labels)
+        live.on_notify()
+        assert live.state.labels_due == []
+    assert live.state.accuracy.state() == replay.state.accuracy.state()
+    assert live.state.accuracy.state().n == 5 * 11  # every label paired once
+
+
+@pytest.mark.parametrize("names", [["a", "b"], ["b"], []])
+def test_feature_values_take_each_name_in_order_and_none_for_a_missing_one(names: list[str]) -> None:
+    full = [{"a": 1.0, "b": None, "c": 3.0}, {"a": 4.0, "b": 5.0, "c": 6.0}]
+    assert [list(v) for v in _feature_values(full, names)] == [[row.get(n) for n in names] for row in full]
+    partial = [*full, {"c": 7.0}]  # a row without the model's features (KeyError path)
+    assert [list(v) for v in _feature_values(partial, names)] == [[row.get(n) for n in names] for row in partial]
