@@ -22,8 +22,10 @@ which Bytewax runs after the model stage has had the features. That side work is
 from __future__ import annotations
 
 import functools
+import operator
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +34,7 @@ import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import SymbolInput, rejected_row
+from dataflows.kernels.market import COLUMNS as MARKET_COLUMNS
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
 from dataflows.sentiment_state import SentimentConfig, SentimentState
@@ -270,13 +273,14 @@ class SymbolLogic:
         if self.state.sentiment is None:
             self.state.sentiment = SentimentState(self.config.sentiment)
         # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
+        accepted_before = self.state.sentiment.n_accepted
         status = self.state.sentiment.add_columns(ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity,
                                                   ticks.weight, ticks.id_hash)
         later.append(("ticks", self.symbol, ticks, status))
-        if status.any():
-            accepted = status == 0
-            return int(ticks.ingest_ts[accepted].max()) if accepted.any() else 0
-        return int(ticks.ingest_ts.max())
+        n_ok = self.state.sentiment.n_accepted - accepted_before
+        if n_ok == len(ticks):
+            return max(ticks.ingest_ts.tolist())  # a few ticks: cheaper than numpy's reduction
+        return int(ticks.ingest_ts[status == 0].max()) if n_ok else 0
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
         max_latency = self.config.sentiment.max_latency_ms
@@ -330,11 +334,14 @@ class SymbolLogic:
             ends, vals = self.state.sentiment.advance_columns(watermark)
             if ends.size:
                 later.append(("bars", self.symbol, ends, vals))
-        ready = [p for p in self.state.pending if p.close_time + self.config.grace_ms <= watermark]
+        grace, waiting = self.config.grace_ms, self.state.pending
+        ready = [p for p in waiting if p.close_time + grace <= watermark]
         if not ready:
             return
-        self.state.pending = [p for p in self.state.pending if p.close_time + self.config.grace_ms > watermark]
-        for pending in sorted(ready, key=lambda p: (p.close_time, p.interval)):
+        self.state.pending = [p for p in waiting if p.close_time + grace > watermark] if len(ready) < len(waiting) else []
+        if len(ready) > 1:
+            ready.sort(key=lambda p: (p.close_time, p.interval))
+        for pending in ready:
             row = self._features(pending, cause, out)
             out.append(("table", "features", row))
             out.append(("features", row))
@@ -351,7 +358,7 @@ class SymbolLogic:
             "close": pending.close,
         }
         # NaN (not enough history) is stored as NULL by the store's Arrow insert
-        row.update({name: pending.market.get(name) for name in MARKET_FEATURES})
+        row.update(pending.market)  # MarketState's features: MARKET_FEATURES, in order (checked below)
         if not self.config.include_sentiment:
             row.update(dict.fromkeys(_SENT_COLUMNS))
             row["join_status"] = "excluded"
@@ -363,19 +370,39 @@ class SymbolLogic:
             status = cause or "no_sentiment"
             row.update(dict.fromkeys(_SENT_COLUMNS))
         else:
-            picks, cnt_at, imputed_at = _bar_picks(sentiment.columns)
-            status = cause or ("ok" if vals[cnt_at] > 0 or not vals[imputed_at] else "empty_bar")
-            row.update(zip(_SENT_COLUMNS, [None if i is None else vals[i] for i in picks], strict=True))
-            row["sent_cnt"] = int(vals[cnt_at])
+            picks = _bar_picks(sentiment.columns)
+            status = cause or ("ok" if vals[picks.cnt_at] > 0 or not vals[picks.imputed_at] else "empty_bar")
+            row.update(zip(picks.names, picks.values(vals)))
+            row.update(picks.absent)
+            row["sent_cnt"] = int(vals[picks.cnt_at])
         if status != "ok":
             out.join_missing[status] += 1
         row["join_status"] = status
         return row
 
 
+@dataclass(frozen=True)
+class BarPicks:
+    """Where _SENT_COLUMNS sit in a bar's values (`SentimentState.bar_values`): `values(vals)`
+    gives those of `names`, in order; `absent` are the ones this configuration does not
+    produce (None); sent_cnt and imputed sit at `cnt_at` and `imputed_at`."""
+
+    names: tuple[str, ...]
+    values: Callable[[list[float]], tuple[float, ...]]
+    absent: dict[str, None]
+    cnt_at: int
+    imputed_at: int
+
+
 @functools.cache
-def _bar_picks(columns: tuple[str, ...]) -> tuple[list[int | None], int, int]:
-    """Where each of _SENT_COLUMNS sits in a bar's values (`SentimentState.bar_values`; None:
-    not produced by this configuration), and where sent_cnt and imputed sit."""
+def _bar_picks(columns: tuple[str, ...]) -> BarPicks:
     index = {name: i for i, name in enumerate(columns[1:])}
-    return [index.get(name) for name in _SENT_COLUMNS], index["sent_cnt"], index["imputed"]
+    names = tuple(name for name in _SENT_COLUMNS if name in index)
+    pick = operator.itemgetter(*(index[name] for name in names))
+    values = pick if len(names) > 1 else (lambda vals: (pick(vals),))
+    return BarPicks(names, values, dict.fromkeys(n for n in _SENT_COLUMNS if n not in index),
+                    index["sent_cnt"], index["imputed"])
+
+
+if MARKET_COLUMNS != MARKET_FEATURES:  # _features stores MarketState's dict as it is
+    raise ImportError(f"market kernel columns {MARKET_COLUMNS} differ from MARKET_FEATURES {MARKET_FEATURES}")
