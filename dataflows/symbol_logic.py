@@ -12,8 +12,8 @@ the largest `ingest_ts` it has accepted. Candle T waits until the watermark pass
 and `ingest_ts <= T + grace` (DESIGN §5) — is closed, and the candle gets it. A live
 candle that waits longer than `timeout_ms` of wall clock is released as a join miss.
 
-Live, an activation does only what the predictions wait for (dedup, bars, market
-features, the join, labels) and leaves the rest — the stored ticks and bars, the live
+Live, an activation that releases features for the model stage does only what the
+predictions wait for (dedup, bars, market features, the join, labels) and leaves the rest — the stored ticks and bars, the live
 sentiment events, the tick metrics — to the shard's next activation (`notify_at` now),
 which Bytewax runs after the model stage has had the features. That side work is data
 (`Later`), kept in the snapshot until it is done, and done before any new input.
@@ -60,7 +60,7 @@ class SymbolConfig:
     publish_live: bool = True
     max_pending_candles: int = 1_000
     recovery: bool = True  # False: snapshots are skipped (no recovery store)
-    defer_side_work: bool = False  # True (live): side work after the predictions, see the module doc
+    defer_side_work: bool = False  # True (live): side work after the model stage, see the module doc
 
 
 @dataclass
@@ -136,7 +136,7 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ..
                 if logic is None:
                     logic = self.symbols[symbol] = SymbolLogic(self.config, SymbolState(symbol=symbol))
                 logic.on_input(inputs, out, self.later)
-        if not self.config.defer_side_work:
+        if not (self.config.defer_side_work and out.model):  # nothing waits for a prediction: no reason to wait
             self._side_work(out)
         if not self.later:
             self._record_lag()
