@@ -13,10 +13,11 @@ and `ingest_ts <= T + grace` (DESIGN §5) — is closed, and the candle gets it.
 candle that waits longer than `timeout_ms` of wall clock is released as a join miss.
 
 Live, an activation that releases features for the model stage does only what the
-predictions wait for (dedup, bars, market features, the join, labels) and leaves the rest — the stored ticks and bars, the live
-sentiment events, the tick metrics — to the shard's next activation (`notify_at` now),
-which Bytewax runs after the model stage has had the features. That side work is data
-(`Later`), kept in the snapshot until it is done, and done before any new input.
+predictions wait for (dedup, bars, market features, the join, labels) and leaves the
+rest — the stored ticks and bars, the live sentiment events, the tick metrics — to the
+shard's next activation (`notify_at` now), which Bytewax runs after the model stage has
+had the features. That side work is data (`Later`), kept in the snapshot until it is
+done, and done before any new input.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ..
     def __init__(self, config: SymbolConfig, state: ShardState | None) -> None:
         self.config = config
         shard = thaw(state) or ShardState({}, [])
+        if isinstance(shard, dict):  # a recovery store written before side work was deferred
+            shard = ShardState(shard, [])
         self.symbols = {name: SymbolLogic(config, st) for name, st in shard.symbols.items()}
         self.later: Later = shard.later
 
@@ -278,8 +281,8 @@ class SymbolLogic:
                                                   ticks.weight, ticks.id_hash)
         later.append(("ticks", self.symbol, ticks, status))
         n_ok = self.state.sentiment.n_accepted - accepted_before
-        if n_ok == len(ticks):
-            return max(ticks.ingest_ts.tolist())  # a few ticks: cheaper than numpy's reduction
+        if n_ok == len(ticks):  # for a few ticks a Python max is cheaper than numpy's reduction
+            return max(ticks.ingest_ts.tolist()) if n_ok < 16 else int(ticks.ingest_ts.max())
         return int(ticks.ingest_ts[status == 0].max()) if n_ok else 0
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:

@@ -183,3 +183,16 @@ def test_one_live_view_per_symbol_and_activation_of_its_newest_state(chunks: lis
     for symbol in views:
         view = next(dict(e[1]) for e in got.events if e[2] == symbol and dict(e[1])["kind"] == "tick")
         assert view["as_of"] == logic.symbols[symbol].state.watermark
+
+
+def test_a_recovery_store_from_before_the_side_work_change_still_resumes(chunks: list) -> None:
+    import pickle
+
+    config = live_config(defer_side_work=True, recovery=True)
+    shard, pairs = chunks[0][0]
+    original = ShardLogic(config, None)
+    original.on_batch([pairs])
+    old_format = pickle.dumps({name: s.state for name, s in original.symbols.items()})  # a dict of states
+    resumed = ShardLogic(config, old_format)
+    assert resumed.later == [] and resumed.symbols.keys() == original.symbols.keys()
+    assert all(resumed.symbols[n].state.watermark == s.state.watermark for n, s in original.symbols.items())
