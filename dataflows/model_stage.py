@@ -212,8 +212,8 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                 self._infer(rows, out)
             else:
                 self._settle(out)  # labels and windows that became due before these labels
-                for row in rows:  # the baseline a later candle sees includes them
-                    self.state.baseline.update(row["symbol"], int(row["label"]))
+                # the baseline a later candle sees includes them
+                self.state.baseline.extend([row["symbol"] for row in rows], [row["label"] for row in rows])
                 if self.config.live:
                     self.state.labels_due.extend(rows)
                 else:
