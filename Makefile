@@ -18,7 +18,8 @@ test: $(STAMP)
 	bash scripts/test.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check tickcast dataflows models api sql tests bench
+	$(VENV)/bin/ruff check tickcast dataflows models api sql tests bench scripts
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/calibration.py

@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 _ERROR_SCHEMA: dict[str, Any] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 
-@spec("Liveness of the store, the dataflow and (distributed mode) the broker; 503 names the failing part",
-      responses={200: "healthy", 503: "a part is down"}, tag="system")
+@spec(
+    "Liveness of the store, the dataflow and (distributed mode) the broker; 503 names the failing part",
+    responses={200: "healthy", 503: "a part is down"},
+    tag="system",
+)
 async def healthz(request: Request) -> Response:
     ctx = get_ctx(request)
     store_ok = bool(await blocking(ctx.store.ping))
@@ -42,9 +45,11 @@ async def healthz(request: Request) -> Response:
     body: dict[str, Any] = {"status": "ok", "store": store_ok, "flow": flow_ok, "broker": broker}
     failing = [name for name, ok in (("store", store_ok), ("flow", flow_ok), ("broker", broker)) if ok is False]
     if failing:
-        hints = {"store": f"ClickHouse at {ctx.settings.TICKCAST_CLICKHOUSE_URL} does not answer",
-                 "flow": "the dataflow thread/process is not running (check its log)",
-                 "broker": f"Kafka at {ctx.settings.TICKCAST_KAFKA_BOOTSTRAP} is unreachable"}
+        hints = {
+            "store": f"ClickHouse at {ctx.settings.TICKCAST_CLICKHOUSE_URL} does not answer",
+            "flow": "the dataflow thread/process is not running (check its log)",
+            "broker": f"Kafka at {ctx.settings.TICKCAST_KAFKA_BOOTSTRAP} is unreachable",
+        }
         body.update(status="degraded", error="; ".join(hints[f] for f in failing), failing=failing)
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
@@ -92,8 +97,9 @@ def all_routes() -> list[BaseRoute]:
 def _operation(route: Route, method: str, s: Spec) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": s.summary,
-        "operationId": f"{method.lower()}_{route.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
-                       .replace("-", "_").replace(".", "_"),
+        "operationId": f"{method.lower()}_{route.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}".replace(
+            "-", "_"
+        ).replace(".", "_"),
         "tags": [s.tag],
         "parameters": [p.openapi() for p in s.params if p.name != "api_key"],
         "responses": {},
@@ -107,21 +113,27 @@ def _operation(route: Route, method: str, s: Spec) -> dict[str, Any]:
         op["responses"][str(status)] = {"description": text, "content": content}
     if s.auth:
         op["security"] = [{"ApiKeyHeader": []}, {"ApiKeyQuery": []}]
-        op["responses"].setdefault("401", {"description": "no API key",
-                                           "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
-        op["responses"].setdefault("403", {"description": "wrong API key",
-                                           "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
+        op["responses"].setdefault(
+            "401", {"description": "no API key", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        )
+        op["responses"].setdefault(
+            "403", {"description": "wrong API key", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        )
     if s.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": s.body}}}
-        op["responses"].setdefault("400", {"description": "body is not JSON",
-                                           "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
-        op["responses"].setdefault("413", {"description": "body too large",
-                                           "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
-        op["responses"].setdefault("422", {"description": "invalid body",
-                                           "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
+        op["responses"].setdefault(
+            "400", {"description": "body is not JSON", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        )
+        op["responses"].setdefault(
+            "413", {"description": "body too large", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        )
+        op["responses"].setdefault(
+            "422", {"description": "invalid body", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        )
     if s.params:
-        op["responses"].setdefault("400", {"description": "bad parameter",
-                                           "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
+        op["responses"].setdefault(
+            "400", {"description": "bad parameter", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        )
     return op
 
 
@@ -150,14 +162,19 @@ def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
             paths.setdefault(route.path, {})[method.lower()] = _operation(route, method, s)
     return {
         "openapi": "3.0.3",
-        "info": {"title": "tickcast API", "version": "1.0",
-                 "description": "Sentiment + market ingest, history, calibration and model ops, SSE streams. "
-                                "Writes, streams and /admin need an API key; reads are public."},
+        "info": {
+            "title": "tickcast API",
+            "version": "1.0",
+            "description": "Sentiment + market ingest, history, calibration and model ops, SSE streams. "
+            "Writes, streams and /admin need an API key; reads are public.",
+        },
         "paths": paths,
-        "components": {"securitySchemes": {
-            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": HEADER},
-            "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": QUERY},
-        }},
+        "components": {
+            "securitySchemes": {
+                "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": HEADER},
+                "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": QUERY},
+            }
+        },
     }
 
 

@@ -44,7 +44,9 @@ def check_key(request: Request, keys: tuple[bytes, ...]) -> None:
     for key in keys:  # no early exit: every key is compared
         ok |= hmac.compare_digest(candidate, key)
     if not ok:
-        raise ApiError(403, f"the API key in '{HEADER}'/'{QUERY}' is not one of API_KEYS; check for typos or a rotated key")
+        raise ApiError(
+            403, f"the API key in '{HEADER}'/'{QUERY}' is not one of API_KEYS; check for typos or a rotated key"
+        )
 
 
 def requires_key(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:

@@ -80,7 +80,6 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(500, _DEFAULT_MESSAGES[500])
 
 
-
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_error,

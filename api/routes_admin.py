@@ -30,8 +30,15 @@ RESTORE_FIELDS = (
     CONFIRM,
 )
 RETRAIN_FIELDS = (Field("reason", "string", default="", description="free text kept with the job"),)
-PROVIDER_FIELDS = (Field("provider", "string", required=True, pattern=NAME_RE.pattern.strip("^$"),
-                         description="sentiment provider to re-enable, e.g. newsapi"),)
+PROVIDER_FIELDS = (
+    Field(
+        "provider",
+        "string",
+        required=True,
+        pattern=NAME_RE.pattern.strip("^$"),
+        description="sentiment provider to re-enable, e.g. newsapi",
+    ),
+)
 
 
 def _max_body(ctx: AppContext) -> int:
@@ -39,15 +46,38 @@ def _max_body(ctx: AppContext) -> int:
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
-    keep = ("version", "status", "created_at", "status_changed_at", "sha256", "kind", "parent_version", "estimator",
-            "ece_prod", "brier_prod", "pr_auc_prod", "roc_auc", "baseline_brier", "beats_baseline", "gates",
-            "time_range", "counts", "symbols", "feature_names", "temperature", "restored_at")
+    keep = (
+        "version",
+        "status",
+        "created_at",
+        "status_changed_at",
+        "sha256",
+        "kind",
+        "parent_version",
+        "estimator",
+        "ece_prod",
+        "brier_prod",
+        "pr_auc_prod",
+        "roc_auc",
+        "baseline_brier",
+        "beats_baseline",
+        "gates",
+        "time_range",
+        "counts",
+        "symbols",
+        "feature_names",
+        "temperature",
+        "restored_at",
+    )
     return {k: meta.get(k) for k in keep if k in meta}
 
 
 # --- public reads -------------------------------------------------------------------------
-@spec("Model registry: every version with status and metrics, and the production version", tag="models",
-      responses={200: "models"})
+@spec(
+    "Model registry: every version with status and metrics, and the production version",
+    tag="models",
+    responses={200: "models"},
+)
 async def list_models(request: Request) -> Response:
     ctx = get_ctx(request)
 
@@ -58,8 +88,11 @@ async def list_models(request: Request) -> Response:
     return JSONResponse(await blocking(read))
 
 
-@spec("Promotion status: production version, last promotion, cooldown and next allowed time", tag="models",
-      responses={200: "status"})
+@spec(
+    "Promotion status: production version, last promotion, cooldown and next allowed time",
+    tag="models",
+    responses={200: "status"},
+)
 async def promotion_status(request: Request) -> Response:
     ctx = get_ctx(request)
     cooldown = ctx.settings.PROMOTION_COOLDOWN_SECONDS
@@ -70,7 +103,7 @@ async def promotion_status(request: Request) -> Response:
 def _needs_confirm(action: str, plan: dict[str, Any], body_example: dict[str, Any]) -> ApiError:
     return ApiError(
         409,
-        f"{action} not performed: {plan['description']}. To do it, resend with \"confirm\": true",
+        f'{action} not performed: {plan["description"]}. To do it, resend with "confirm": true',
         plan=plan,
         confirm_with=body_example,
     )
@@ -83,13 +116,18 @@ def _metadata_or_404(registry: Any, version: str) -> dict[str, Any]:
         return registry.metadata(version)  # type: ignore[no-any-return]
     except RegistryError:
         known = [m["version"] for m in registry.list()][-10:]
-        raise ApiError(404, f"unknown model version {version!r}; known versions: {', '.join(known) or 'none'} "
-                            "(GET /api/models)") from None
+        raise ApiError(
+            404, f"unknown model version {version!r}; known versions: {', '.join(known) or 'none'} (GET /api/models)"
+        ) from None
 
 
-@spec("Make a model version production (dangerous: needs confirm=true)", body=object_schema(PROMOTE_FIELDS),
-      auth=True, tag="admin",
-      responses={200: "promoted", 404: "unknown version", 409: "needs confirm, cooldown or rejected model"})
+@spec(
+    "Make a model version production (dangerous: needs confirm=true)",
+    body=object_schema(PROMOTE_FIELDS),
+    auth=True,
+    tag="admin",
+    responses={200: "promoted", 404: "unknown version", 409: "needs confirm, cooldown or rejected model"},
+)
 async def promote(request: Request) -> Response:
     from models.registry import PromotionRefused, RegistryError
 
@@ -103,19 +141,31 @@ async def promote(request: Request) -> Response:
         current = registry.state()["production"]
         if meta.get("status") == "rejected":
             failures = "; ".join((meta.get("gates") or {}).get("failures") or []) or "see GET /api/models"
-            raise ApiError(409, f"model {version} failed its gates ({failures}) and can never be promoted; "
-                                "train a new one (POST /admin/manual-retrain)", reason="rejected")
+            raise ApiError(
+                409,
+                f"model {version} failed its gates ({failures}) and can never be promoted; "
+                "train a new one (POST /admin/manual-retrain)",
+                reason="rejected",
+            )
         if not body["confirm"]:
-            plan = {"action": "promote", "current_production": current, "new_production": version,
-                    "candidate_status": meta.get("status"),
-                    "description": f"production would change from {current or 'none (baseline)'} to {version}"
-                                   + (f"; {current} would become archived (rollback target)" if current else "")}
+            plan = {
+                "action": "promote",
+                "current_production": current,
+                "new_production": version,
+                "candidate_status": meta.get("status"),
+                "description": f"production would change from {current or 'none (baseline)'} to {version}"
+                + (f"; {current} would become archived (rollback target)" if current else ""),
+            }
             raise _needs_confirm("promotion", plan, {"version": version, "confirm": True})
         try:
-            promoted = registry.promote(version, auto_promote_enabled=True,
-                                        cooldown_s=ctx.settings.PROMOTION_COOLDOWN_SECONDS, force=body["force"])
+            promoted = registry.promote(
+                version,
+                auto_promote_enabled=True,
+                cooldown_s=ctx.settings.PROMOTION_COOLDOWN_SECONDS,
+                force=body["force"],
+            )
         except PromotionRefused as exc:
-            hint = "; add \"force\": true to override the cooldown" if exc.reason == "cooldown" else ""
+            hint = '; add "force": true to override the cooldown' if exc.reason == "cooldown" else ""
             raise ApiError(409, f"{exc}{hint}", reason=exc.reason, next_allowed_at=exc.next_allowed_at) from None
         except RegistryError as exc:
             raise ApiError(409, str(exc)) from None
@@ -124,9 +174,13 @@ async def promote(request: Request) -> Response:
     return JSONResponse(await blocking(run))
 
 
-@spec("Roll production back to the previous model (dangerous: needs confirm=true)",
-      body=object_schema(ROLLBACK_FIELDS), auth=True, tag="admin",
-      responses={200: "rolled back", 409: "needs confirm or nothing to roll back to"})
+@spec(
+    "Roll production back to the previous model (dangerous: needs confirm=true)",
+    body=object_schema(ROLLBACK_FIELDS),
+    auth=True,
+    tag="admin",
+    responses={200: "rolled back", 409: "needs confirm or nothing to roll back to"},
+)
 async def rollback(request: Request) -> Response:
     from models.registry import RegistryError
 
@@ -138,12 +192,19 @@ async def rollback(request: Request) -> Response:
         state = registry.state()
         current, target = state["production"], state["previous"]
         if target is None:
-            raise ApiError(409, "nothing to roll back to: no previous production model is recorded "
-                                "(promote a version instead: POST /admin/models/promote)")
+            raise ApiError(
+                409,
+                "nothing to roll back to: no previous production model is recorded "
+                "(promote a version instead: POST /admin/models/promote)",
+            )
         if not body["confirm"]:
-            plan = {"action": "rollback", "current_production": current, "new_production": target,
-                    "description": f"production would change from {current or 'none'} back to {target}; "
-                                   f"{current or 'the current model'} would become archived"}
+            plan = {
+                "action": "rollback",
+                "current_production": current,
+                "new_production": target,
+                "description": f"production would change from {current or 'none'} back to {target}; "
+                f"{current or 'the current model'} would become archived",
+            }
             raise _needs_confirm("rollback", plan, {"confirm": True})
         try:
             restored = registry.rollback()
@@ -154,9 +215,13 @@ async def rollback(request: Request) -> Response:
     return JSONResponse(await blocking(run))
 
 
-@spec("Restore a model version's files from backups/ after a sha256 check (dangerous: needs confirm=true)",
-      body=object_schema(RESTORE_FIELDS), auth=True, tag="admin",
-      responses={200: "restored", 404: "no backup", 409: "needs confirm or corrupt backup"})
+@spec(
+    "Restore a model version's files from backups/ after a sha256 check (dangerous: needs confirm=true)",
+    body=object_schema(RESTORE_FIELDS),
+    auth=True,
+    tag="admin",
+    responses={200: "restored", 404: "no backup", 409: "needs confirm or corrupt backup"},
+)
 async def restore(request: Request) -> Response:
     from models.registry import RegistryError
 
@@ -168,15 +233,20 @@ async def restore(request: Request) -> Response:
         registry = ctx.registry()
         if not (registry.backups / f"{version}.json").exists():
             backups = sorted(p.stem for p in registry.backups.glob("*.json"))[-10:]
-            raise ApiError(404, f"no backup of {version!r} in {registry.backups}; backups: "
-                                f"{', '.join(backups) or 'none'}")
+            raise ApiError(
+                404, f"no backup of {version!r} in {registry.backups}; backups: {', '.join(backups) or 'none'}"
+            )
         current = registry.state()["production"]
         if not body["confirm"]:
-            plan = {"action": "restore", "version": version, "current_production": current,
-                    "new_production": current,
-                    "description": f"the files of {version} in trained/ would be replaced by the copies in backups/ "
-                                   f"(after a sha256 check); production stays {current or 'none'}"
-                                   + (" and the flow reloads it" if version == current else "")}
+            plan = {
+                "action": "restore",
+                "version": version,
+                "current_production": current,
+                "new_production": current,
+                "description": f"the files of {version} in trained/ would be replaced by the copies in backups/ "
+                f"(after a sha256 check); production stays {current or 'none'}"
+                + (" and the flow reloads it" if version == current else ""),
+            }
             raise _needs_confirm("restore", plan, {"version": version, "confirm": True})
         try:
             meta = registry.restore(version)
@@ -194,39 +264,62 @@ async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger:
     except UnknownJobKind as exc:
         raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get {kind!r} jobs") from None
     already = bool(getattr(job_id, "already_running", False))
-    body = {"job_id": str(job_id), "kind": kind, "trigger": trigger, "already_running": already,
-            "status_url": f"/admin/jobs/{job_id}"}
+    body = {
+        "job_id": str(job_id),
+        "kind": kind,
+        "trigger": trigger,
+        "already_running": already,
+        "status_url": f"/admin/jobs/{job_id}",
+    }
     return JSONResponse(body, status_code=200 if already else 202)
 
 
-@spec("Start a retrain now (job kind 'train', trigger manual)", body=object_schema(RETRAIN_FIELDS), auth=True,
-      tag="admin", responses={202: "job started", 200: "a train job is already running", 503: "no train job"})
+@spec(
+    "Start a retrain now (job kind 'train', trigger manual)",
+    body=object_schema(RETRAIN_FIELDS),
+    auth=True,
+    tag="admin",
+    responses={202: "job started", 200: "a train job is already running", 503: "no train job"},
+)
 async def manual_retrain(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, RETRAIN_FIELDS, _max_body(ctx))
     return await start_job(ctx, "train", {"reason": body["reason"]} if body["reason"] else {}, "manual")
 
 
-@spec("Start an emergency retrain (job kind 'train', trigger emergency)", body=object_schema(RETRAIN_FIELDS),
-      auth=True, tag="admin",
-      responses={202: "job started", 200: "a train job is already running", 503: "no train job"})
+@spec(
+    "Start an emergency retrain (job kind 'train', trigger emergency)",
+    body=object_schema(RETRAIN_FIELDS),
+    auth=True,
+    tag="admin",
+    responses={202: "job started", 200: "a train job is already running", 503: "no train job"},
+)
 async def emergency_retrain(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, RETRAIN_FIELDS, _max_body(ctx))
     return await start_job(ctx, "train", {"reason": body["reason"] or "emergency", "emergency": True}, "emergency")
 
 
-@spec("Start a recalibration: refit only the production model's temperature on recent labeled data "
-      "(job kind 'recalibrate')", body=object_schema(RETRAIN_FIELDS), auth=True, tag="admin",
-      responses={202: "job started", 200: "a recalibrate job is already running", 503: "no recalibrate job"})
+@spec(
+    "Start a recalibration: refit only the production model's temperature on recent labeled data "
+    "(job kind 'recalibrate')",
+    body=object_schema(RETRAIN_FIELDS),
+    auth=True,
+    tag="admin",
+    responses={202: "job started", 200: "a recalibrate job is already running", 503: "no recalibrate job"},
+)
 async def recalibrate(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, RETRAIN_FIELDS, _max_body(ctx))
     return await start_job(ctx, "recalibrate", {"reason": body["reason"]} if body["reason"] else {}, "manual")
 
 
-@spec("Retrain scheduler: crontab, time zone, next run, last scheduled run", auth=True, tag="admin",
-      responses={200: "status"})
+@spec(
+    "Retrain scheduler: crontab, time zone, next run, last scheduled run",
+    auth=True,
+    tag="admin",
+    responses={200: "status"},
+)
 async def scheduler_status(request: Request) -> Response:
     ctx = get_ctx(request)
     if ctx.scheduler is not None:
@@ -237,8 +330,13 @@ async def scheduler_status(request: Request) -> Response:
     return JSONResponse(await blocking(RetrainScheduler(ctx.jobs, ctx.settings).status))
 
 
-@spec("Re-enable a sentiment provider the flow disabled after repeated failures", auth=True, tag="admin",
-      body=object_schema(PROVIDER_FIELDS), responses={202: "control record sent", 422: "bad provider name"})
+@spec(
+    "Re-enable a sentiment provider the flow disabled after repeated failures",
+    auth=True,
+    tag="admin",
+    body=object_schema(PROVIDER_FIELDS),
+    responses={202: "control record sent", 422: "bad provider name"},
+)
 async def enable_provider(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, PROVIDER_FIELDS, _max_body(ctx))

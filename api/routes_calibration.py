@@ -15,19 +15,39 @@ from api.errors import ApiError, JSONResponse
 from api.validation import MAX_TS_MS, MIN_TS_MS, Param, parse_query, spec
 
 _DAY_MS = 86_400_000
-VERSION = Param("model_version", "string", pattern=r"[A-Za-z0-9._-]{1,128}",
-                description="model version; default the production model")
-SCOPE = Param("scope", "string", default="overall", pattern=r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}",
-              description="'overall' or one symbol")
+VERSION = Param(
+    "model_version",
+    "string",
+    pattern=r"[A-Za-z0-9._-]{1,128}",
+    description="model version; default the production model",
+)
+SCOPE = Param(
+    "scope",
+    "string",
+    default="overall",
+    pattern=r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}",
+    description="'overall' or one symbol",
+)
 BINS_PARAMS = (
     VERSION,
     SCOPE,
-    Param("window", "integer", minimum=60, maximum=90 * 86_400,
-          description="seconds of labeled predictions; default CALIBRATION_MONITOR_WINDOW_SECONDS"),
+    Param(
+        "window",
+        "integer",
+        minimum=60,
+        maximum=90 * 86_400,
+        description="seconds of labeled predictions; default CALIBRATION_MONITOR_WINDOW_SECONDS",
+    ),
     Param("end", "timestamp", description="window end (epoch ms or ISO-8601); default the newest labeled prediction"),
 )
-STATUS_PARAMS = (Param("model_version", "string", pattern=r"[A-Za-z0-9._-]{1,128}",
-                       description="only this model version; default every version"),)
+STATUS_PARAMS = (
+    Param(
+        "model_version",
+        "string",
+        pattern=r"[A-Za-z0-9._-]{1,128}",
+        description="only this model version; default every version",
+    ),
+)
 WINDOWS_PARAMS = (
     STATUS_PARAMS[0],
     SCOPE,
@@ -90,10 +110,13 @@ def _reference(meta: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-@spec("Live reliability bins (ECE, Brier, ROC-AUC, PR-AUC, Wilson intervals) of labeled predictions over the "
-      "last window, with the model's production reference for a live-vs-production diagram",
-      params=BINS_PARAMS, responses={200: "report", 400: "bad parameter", 404: "no model/predictions"},
-      tag="calibration")
+@spec(
+    "Live reliability bins (ECE, Brier, ROC-AUC, PR-AUC, Wilson intervals) of labeled predictions over the "
+    "last window, with the model's production reference for a live-vs-production diagram",
+    params=BINS_PARAMS,
+    responses={200: "report", 400: "bad parameter", 404: "no model/predictions"},
+    tag="calibration",
+)
 async def bins(request: Request) -> Response:
     from models.calibration import calibration_report
 
@@ -111,26 +134,30 @@ async def bins(request: Request) -> Response:
         prob, label = np.empty(0), np.empty(0, dtype=np.int64)
         end = 0
     else:
-        table = await blocking(ctx.store.arrow, _query("calibration_pairs"),
-                               {**args, "start": end - window_s * 1000, "end": end})
+        table = await blocking(
+            ctx.store.arrow, _query("calibration_pairs"), {**args, "start": end - window_s * 1000, "end": end}
+        )
         prob = table.column("prob").to_numpy().astype(np.float64)
         label = table.column("label").to_numpy().astype(np.int64)
-    report = calibration_report(prob, label, bins=s.CALIBRATION_BINS, z=s.CALIBRATION_WILSON_Z,
-                                min_bin_samples=s.CALIBRATION_MIN_BIN_SAMPLES)
+    report = calibration_report(
+        prob, label, bins=s.CALIBRATION_BINS, z=s.CALIBRATION_WILSON_Z, min_bin_samples=s.CALIBRATION_MIN_BIN_SAMPLES
+    )
     reference = _reference(await blocking(_registry_meta, ctx, version))
     ref_ece = reference.get("ece") if reference else None
     delta = report["ece"] - ref_ece if report["ece"] is not None and ref_ece is not None else None
-    return JSONResponse({
-        "model_version": version,
-        "scope": q["scope"],
-        "window_seconds": window_s,
-        "window_end": end or None,
-        "enough_samples": report["n"] >= s.CALIBRATION_DRIFT_MIN_SAMPLES,
-        "min_samples": s.CALIBRATION_DRIFT_MIN_SAMPLES,
-        "live": report,
-        "production": reference,
-        "delta_ece": delta,
-    })
+    return JSONResponse(
+        {
+            "model_version": version,
+            "scope": q["scope"],
+            "window_seconds": window_s,
+            "window_end": end or None,
+            "enough_samples": report["n"] >= s.CALIBRATION_DRIFT_MIN_SAMPLES,
+            "min_samples": s.CALIBRATION_DRIFT_MIN_SAMPLES,
+            "live": report,
+            "production": reference,
+            "delta_ece": delta,
+        }
+    )
 
 
 def _query(name: str) -> str:
@@ -139,22 +166,34 @@ def _query(name: str) -> str:
     return sql.query(name)
 
 
-@spec("Latest calibration-monitor state per scope: ΔECE, streaks, EMA, drift state, cooldown, recommendation",
-      params=STATUS_PARAMS, responses={200: "status"}, tag="calibration")
+@spec(
+    "Latest calibration-monitor state per scope: ΔECE, streaks, EMA, drift state, cooldown, recommendation",
+    params=STATUS_PARAMS,
+    responses={200: "status"},
+    tag="calibration",
+)
 async def status(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, STATUS_PARAMS)
-    rows = await blocking(ctx.store.named, "calibration_status", {"model_version": q["model_version"] or "",
-                                                                  "limit": 1000})
+    rows = await blocking(
+        ctx.store.named, "calibration_status", {"model_version": q["model_version"] or "", "limit": 1000}
+    )
     for row in rows:
         row["drift_on"] = bool(row["drift_on"])
     overall = next((r for r in rows if r["scope"] == "overall"), None)
-    return JSONResponse({"scopes": rows, "overall": overall,
-                         "settings": {"abs": ctx.settings.CALIBRATION_MONITOR_ECE_DRIFT_ABS,
-                                      "rel": ctx.settings.CALIBRATION_MONITOR_ECE_DRIFT_REL,
-                                      "enter": ctx.settings.CALIBRATION_HYSTERESIS_ENTER,
-                                      "exit": ctx.settings.CALIBRATION_HYSTERESIS_EXIT,
-                                      "cooldown_s": ctx.settings.CALIBRATION_RECOMMEND_COOLDOWN_SECONDS}})
+    return JSONResponse(
+        {
+            "scopes": rows,
+            "overall": overall,
+            "settings": {
+                "abs": ctx.settings.CALIBRATION_MONITOR_ECE_DRIFT_ABS,
+                "rel": ctx.settings.CALIBRATION_MONITOR_ECE_DRIFT_REL,
+                "enter": ctx.settings.CALIBRATION_HYSTERESIS_ENTER,
+                "exit": ctx.settings.CALIBRATION_HYSTERESIS_EXIT,
+                "cooldown_s": ctx.settings.CALIBRATION_RECOMMEND_COOLDOWN_SECONDS,
+            },
+        }
+    )
 
 
 def _range(q: dict[str, Any]) -> tuple[int, int]:
@@ -165,15 +204,27 @@ def _range(q: dict[str, Any]) -> tuple[int, int]:
     return start, end
 
 
-@spec("Calibration window history of one scope (ΔECE over time)", params=WINDOWS_PARAMS,
-      responses={200: "windows", 400: "bad parameter"}, tag="calibration")
+@spec(
+    "Calibration window history of one scope (ΔECE over time)",
+    params=WINDOWS_PARAMS,
+    responses={200: "windows", 400: "bad parameter"},
+    tag="calibration",
+)
 async def windows(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, WINDOWS_PARAMS)
     start, end = _range(q)
-    rows = await blocking(ctx.store.named, "calibration_windows", {
-        "model_version": q["model_version"] or "", "scope": q["scope"], "start": start, "end": end,
-        "limit": q["limit"]})
+    rows = await blocking(
+        ctx.store.named,
+        "calibration_windows",
+        {
+            "model_version": q["model_version"] or "",
+            "scope": q["scope"],
+            "start": start,
+            "end": end,
+            "limit": q["limit"],
+        },
+    )
     for row in rows:
         row["drift_on"] = bool(row["drift_on"])
         text = row.pop("bins")
@@ -189,21 +240,30 @@ def _json(text: str) -> Any:
         return None
 
 
-@spec("Drift events (calibration drift transitions, recommendations, feature drift), newest first",
-      params=DRIFT_PARAMS, responses={200: "events", 400: "bad parameter"}, tag="calibration")
+@spec(
+    "Drift events (calibration drift transitions, recommendations, feature drift), newest first",
+    params=DRIFT_PARAMS,
+    responses={200: "events", 400: "bad parameter"},
+    tag="calibration",
+)
 async def drift_events(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, DRIFT_PARAMS)
     start, end = _range(q)
-    rows = await blocking(ctx.store.named, "drift_events",
-                          {"kind": q["kind"] or "", "start": start, "end": end, "limit": q["limit"]})
+    rows = await blocking(
+        ctx.store.named, "drift_events", {"kind": q["kind"] or "", "start": start, "end": end, "limit": q["limit"]}
+    )
     for row in rows:
         row["details"] = _json(row["details"])
     return JSONResponse({"count": len(rows), "events": rows})
 
 
-@spec("Daily directional accuracy of labeled predictions and the current health (GOOD/WARNING/CRITICAL)",
-      params=ACCURACY_PARAMS, responses={200: "trend"}, tag="calibration")
+@spec(
+    "Daily directional accuracy of labeled predictions and the current health (GOOD/WARNING/CRITICAL)",
+    params=ACCURACY_PARAMS,
+    responses={200: "trend"},
+    tag="calibration",
+)
 async def accuracy_trend(request: Request) -> Response:
     from models.accuracy import classify_accuracy, daily_trend
 
@@ -218,16 +278,29 @@ async def accuracy_trend(request: Request) -> Response:
     if latest["n"]:
         end = int(latest["end_ms"])
         start = (end // _DAY_MS - days + 1) * _DAY_MS
-        table = await blocking(ctx.store.arrow, _query("accuracy_rows"),
-                               {"model_version": version, "start": start, "end": end})
+        table = await blocking(
+            ctx.store.arrow, _query("accuracy_rows"), {"model_version": version, "start": start, "end": end}
+        )
         trend = daily_trend(table.column("t").to_numpy(), table.column("correct").to_numpy(), days, end_ms=end)
-        recent = (await blocking(ctx.store.named, "accuracy_recent",
-                                 {"model_version": version, "limit": s.ACCURACY_WINDOW}))[0]
+        recent = (
+            await blocking(ctx.store.named, "accuracy_recent", {"model_version": version, "limit": s.ACCURACY_WINDOW})
+        )[0]
         acc = float(recent["accuracy"])
-        current = {"accuracy": acc, "n": int(recent["n"]), "window": s.ACCURACY_WINDOW,
-                   "health": classify_accuracy(acc, good=s.ACCURACY_GOOD, warning=s.ACCURACY_WARNING)}
-    return JSONResponse({"days": days, "model_version": version or None, "trend": trend, "current": current,
-                         "thresholds": {"good": s.ACCURACY_GOOD, "warning": s.ACCURACY_WARNING}})
+        current = {
+            "accuracy": acc,
+            "n": int(recent["n"]),
+            "window": s.ACCURACY_WINDOW,
+            "health": classify_accuracy(acc, good=s.ACCURACY_GOOD, warning=s.ACCURACY_WARNING),
+        }
+    return JSONResponse(
+        {
+            "days": days,
+            "model_version": version or None,
+            "trend": trend,
+            "current": current,
+            "thresholds": {"good": s.ACCURACY_GOOD, "warning": s.ACCURACY_WARNING},
+        }
+    )
 
 
 routes = [

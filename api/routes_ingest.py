@@ -67,8 +67,9 @@ def _items(body: Any, key: str) -> list[Any]:
     elif isinstance(body, dict):
         items = [body]
     else:
-        raise ApiError(422, f"expected a JSON object (one record), an array, or {{\"{key}\": [...]}}; "
-                            f"got {type(body).__name__}")
+        raise ApiError(
+            422, f'expected a JSON object (one record), an array, or {{"{key}": [...]}}; got {type(body).__name__}'
+        )
     if not items:
         raise ApiError(422, f"the batch is empty: send at least one record in '{key}'")
     return items
@@ -91,7 +92,9 @@ async def _ingest(request: Request, kind: str, key: str) -> Response:
         elif decoded[0] != kind:
             other = {"tick": "/api/sentiment/tick", "candle": "/api/market/candle"}.get(decoded[0])
             hint = f"; post it to {other}" if other else "; control records go through /admin endpoints"
-            details.append({"index": index, "reason": f"this endpoint takes {kind}s, this record is a {decoded[0]}{hint}"})
+            details.append(
+                {"index": index, "reason": f"this endpoint takes {kind}s, this record is a {decoded[0]}{hint}"}
+            )
         else:
             accepted.append({**obj, "ingest_ts": decoded[1]["ingest_ts"]})
     if details:
@@ -112,26 +115,46 @@ async def _ingest(request: Request, kind: str, key: str) -> Response:
     return JSONResponse({"accepted": len(accepted)}, status_code=202)
 
 
-@spec("Ingest one sentiment tick, or a batch {\"ticks\": [...]}", body=_batch_schema(TICK_SCHEMA, "ticks", single=True),
-      auth=True, responses=_RESPONSES, tag="ingest")
+@spec(
+    'Ingest one sentiment tick, or a batch {"ticks": [...]}',
+    body=_batch_schema(TICK_SCHEMA, "ticks", single=True),
+    auth=True,
+    responses=_RESPONSES,
+    tag="ingest",
+)
 async def post_tick(request: Request) -> Response:
     return await _ingest(request, "tick", "ticks")
 
 
-@spec("Ingest a batch of sentiment ticks ([...] or {\"ticks\": [...]})",
-      body=_batch_schema(TICK_SCHEMA, "ticks", single=False), auth=True, responses=_RESPONSES, tag="ingest")
+@spec(
+    'Ingest a batch of sentiment ticks ([...] or {"ticks": [...]})',
+    body=_batch_schema(TICK_SCHEMA, "ticks", single=False),
+    auth=True,
+    responses=_RESPONSES,
+    tag="ingest",
+)
 async def post_ticks(request: Request) -> Response:
     return await _ingest(request, "tick", "ticks")
 
 
-@spec("Ingest one market candle, or a batch {\"candles\": [...]}",
-      body=_batch_schema(CANDLE_SCHEMA, "candles", single=True), auth=True, responses=_RESPONSES, tag="ingest")
+@spec(
+    'Ingest one market candle, or a batch {"candles": [...]}',
+    body=_batch_schema(CANDLE_SCHEMA, "candles", single=True),
+    auth=True,
+    responses=_RESPONSES,
+    tag="ingest",
+)
 async def post_candle(request: Request) -> Response:
     return await _ingest(request, "candle", "candles")
 
 
-@spec("Ingest a batch of market candles ([...] or {\"candles\": [...]})",
-      body=_batch_schema(CANDLE_SCHEMA, "candles", single=False), auth=True, responses=_RESPONSES, tag="ingest")
+@spec(
+    'Ingest a batch of market candles ([...] or {"candles": [...]})',
+    body=_batch_schema(CANDLE_SCHEMA, "candles", single=False),
+    auth=True,
+    responses=_RESPONSES,
+    tag="ingest",
+)
 async def post_candles(request: Request) -> Response:
     return await _ingest(request, "candle", "candles")
 

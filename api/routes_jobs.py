@@ -15,24 +15,40 @@ from api.routes_admin import start_job
 from api.validation import Field, Param, object_schema, parse_query, read_command, spec
 
 LIST_PARAMS = (
-    Param("kind", "string", pattern=r"[A-Za-z0-9_]{1,64}", description="only this job kind (train, labeler, backfill…)"),
+    Param(
+        "kind", "string", pattern=r"[A-Za-z0-9_]{1,64}", description="only this job kind (train, labeler, backfill…)"
+    ),
     Param("limit", "integer", default=50, minimum=1, maximum=1000, description="newest jobs to return"),
 )
 GET_PARAMS = (Param("job_id", "string", location="path", pattern=r"[A-Za-z0-9_-]{1,64}", description="job id"),)
 LABELER_FIELDS = (
-    Field("min_age", "integer", minimum=0, maximum=30 * 86_400,
-          description="seconds a candle must be old before labeling; default LABELER_MIN_AGE_SEC (120)"),
+    Field(
+        "min_age",
+        "integer",
+        minimum=0,
+        maximum=30 * 86_400,
+        description="seconds a candle must be old before labeling; default LABELER_MIN_AGE_SEC (120)",
+    ),
     Field("limit", "integer", minimum=1, maximum=1_000_000, description="max rows; default LABELER_LIMIT (1000)"),
     Field("force", "boolean", default=True, description="relabel rows that already have a label"),
 )
 BACKFILL_FIELDS = (
-    Field("inputs", "array", required=True,
-          description="JSONL/Parquet files or folders to replay through the flow (paths on the API host)"),
+    Field(
+        "inputs",
+        "array",
+        required=True,
+        description="JSONL/Parquet files or folders to replay through the flow (paths on the API host)",
+    ),
 )
 
 
-@spec("Jobs, newest first (progress, status, result or error)", params=LIST_PARAMS, auth=True, tag="jobs",
-      responses={200: "jobs"})
+@spec(
+    "Jobs, newest first (progress, status, result or error)",
+    params=LIST_PARAMS,
+    auth=True,
+    tag="jobs",
+    responses={200: "jobs"},
+)
 async def list_jobs(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, LIST_PARAMS)
@@ -50,9 +66,13 @@ async def get_job(request: Request) -> Response:
     return JSONResponse(job)
 
 
-@spec("Run the labeler once (job kind 'labeler'; seed defaults min_age=120 s, limit=1000, force=true)",
-      body=object_schema(LABELER_FIELDS), auth=True, tag="jobs",
-      responses={202: "job started", 200: "already running", 422: "bad field", 503: "no labeler job"})
+@spec(
+    "Run the labeler once (job kind 'labeler'; seed defaults min_age=120 s, limit=1000, force=true)",
+    body=object_schema(LABELER_FIELDS),
+    auth=True,
+    tag="jobs",
+    responses={202: "job started", 200: "already running", 422: "bad field", 503: "no labeler job"},
+)
 async def run_labeler(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, LABELER_FIELDS, 65_536)
@@ -83,9 +103,13 @@ def _check_inputs(inputs: list[Any]) -> list[str]:
     return [str(Path(x).resolve()) for x in inputs]
 
 
-@spec("Replay JSONL/Parquet files through the flow (job kind 'backfill')", body=object_schema(BACKFILL_FIELDS),
-      auth=True, tag="jobs",
-      responses={202: "job started", 200: "already running", 422: "bad or missing inputs", 503: "no backfill job"})
+@spec(
+    "Replay JSONL/Parquet files through the flow (job kind 'backfill')",
+    body=object_schema(BACKFILL_FIELDS),
+    auth=True,
+    tag="jobs",
+    responses={202: "job started", 200: "already running", 422: "bad or missing inputs", 503: "no backfill job"},
+)
 async def backfill(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, BACKFILL_FIELDS, 1_048_576)

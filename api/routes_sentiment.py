@@ -27,8 +27,13 @@ HISTORY_PARAMS = (
     SYMBOL,
     Param("start", "timestamp", description="epoch ms or ISO-8601; default end - 24h"),
     Param("end", "timestamp", description="epoch ms or ISO-8601; default now"),
-    Param("step", "string", default=None, pattern=r"\d{1,6}[mhd]",
-          description="bucket width, a whole number of minutes >= the bar step (1m, 5m, 1h, 1d); default SENTIMENT_STEP_DEFAULT"),
+    Param(
+        "step",
+        "string",
+        default=None,
+        pattern=r"\d{1,6}[mhd]",
+        description="bucket width, a whole number of minutes >= the bar step (1m, 5m, 1h, 1d); default SENTIMENT_STEP_DEFAULT",
+    ),
     Param("agg", "string", default="mean", enum=AGGS, description="aggregate of each column within a bucket"),
 )
 
@@ -39,8 +44,11 @@ def requested_windows(ctx: AppContext, raw: tuple[str, ...] | None) -> tuple[str
         return allowed
     unknown = [w for w in raw if w not in allowed]
     if unknown or not raw:
-        raise ApiError(400, f"unknown EMA window(s) {', '.join(unknown) or '(none given)'}: 'windows' must be a "
-                            f"comma-separated subset of {','.join(allowed)} (SENTIMENT_EMA_WINDOWS)")
+        raise ApiError(
+            400,
+            f"unknown EMA window(s) {', '.join(unknown) or '(none given)'}: 'windows' must be a "
+            f"comma-separated subset of {','.join(allowed)} (SENTIMENT_EMA_WINDOWS)",
+        )
     return raw
 
 
@@ -55,8 +63,9 @@ async def symbol_known(ctx: AppContext, symbol: str) -> bool:
     return bool(await blocking(ctx.store.named, "sentiment_symbol_known", {"symbol": symbol}))
 
 
-def _view(symbol: str, source: str, data: dict[str, Any], windows: tuple[str, ...], as_of: int | None,
-          event_id: int | None) -> dict[str, Any]:
+def _view(
+    symbol: str, source: str, data: dict[str, Any], windows: tuple[str, ...], as_of: int | None, event_id: int | None
+) -> dict[str, Any]:
     ema_keys = {k for k in data if k.startswith("sent_ema_")}
     return {
         "symbol": symbol,
@@ -69,8 +78,12 @@ def _view(symbol: str, source: str, data: dict[str, Any], windows: tuple[str, ..
     }
 
 
-@spec("Latest sentiment of a symbol: EMA windows, composite, current/last bar (live bus, else newest stored bar)",
-      params=LATEST_PARAMS, responses={200: "latest state", 400: "bad windows", 404: "unknown symbol"}, tag="sentiment")
+@spec(
+    "Latest sentiment of a symbol: EMA windows, composite, current/last bar (live bus, else newest stored bar)",
+    params=LATEST_PARAMS,
+    responses={200: "latest state", 400: "bad windows", 404: "unknown symbol"},
+    tag="sentiment",
+)
 async def latest(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, LATEST_PARAMS)
@@ -80,8 +93,9 @@ async def latest(request: Request) -> Response:
     if event is not None:
         as_of = event.data.get("as_of", event.data.get("bar_end", event.ts))
         return JSONResponse(_view(symbol, "live", event.data, windows, as_of, event.id))
-    rows = await blocking(ctx.store.named, "sentiment_latest_bar",
-                          {"symbol": symbol, "step": ctx.settings.SENTIMENT_STEP_DEFAULT})
+    rows = await blocking(
+        ctx.store.named, "sentiment_latest_bar", {"symbol": symbol, "step": ctx.settings.SENTIMENT_STEP_DEFAULT}
+    )
     if rows:
         row = rows[0]
         return JSONResponse(_view(symbol, "store", row, windows, row["bar_end_ms"], None))
@@ -101,8 +115,11 @@ def _step_ms(ctx: AppContext, raw: str | None) -> int:
     if step < 60_000 or step % 60_000:
         raise ApiError(400, f"'step' must be a whole number of minutes and at least 1m, got {text!r}")
     if step % bar:
-        raise ApiError(400, f"'step' must be a multiple of the bar step {ctx.settings.SENTIMENT_STEP_DEFAULT} "
-                            f"(SENTIMENT_STEP_DEFAULT), got {text!r}")
+        raise ApiError(
+            400,
+            f"'step' must be a multiple of the bar step {ctx.settings.SENTIMENT_STEP_DEFAULT} "
+            f"(SENTIMENT_STEP_DEFAULT), got {text!r}",
+        )
     return step
 
 
@@ -117,10 +134,13 @@ def _suggest_step(span_ms: int, max_points: int, bar_ms: int) -> str:
     return f"{minutes}m"
 
 
-@spec("Sentiment bar history of a symbol, bucketed by step and aggregated by agg (capped at "
-      "SENTIMENT_HISTORY_MAX_POINTS points)",
-      params=HISTORY_PARAMS, responses={200: "points", 400: "bad range/step/agg", 404: "unknown symbol"},
-      tag="sentiment")
+@spec(
+    "Sentiment bar history of a symbol, bucketed by step and aggregated by agg (capped at "
+    "SENTIMENT_HISTORY_MAX_POINTS points)",
+    params=HISTORY_PARAMS,
+    responses={200: "points", 400: "bad range/step/agg", 404: "unknown symbol"},
+    tag="sentiment",
+)
 async def history(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, HISTORY_PARAMS)
@@ -132,12 +152,21 @@ async def history(request: Request) -> Response:
     points = math.ceil((end - start) / step)
     limit = ctx.settings.SENTIMENT_HISTORY_MAX_POINTS
     if points > limit:
-        raise ApiError(400, f"the range holds {points} points at step={q['step'] or ctx.settings.SENTIMENT_STEP_DEFAULT}; "
-                            f"the maximum is {limit} (SENTIMENT_HISTORY_MAX_POINTS): use step="
-                            f"{_suggest_step(end - start, limit, ctx.settings.step_ms)} or a shorter range",
-                       max_points=limit, points=points)
-    params = {"symbol": q["symbol"], "step": step, "bar_step": ctx.settings.SENTIMENT_STEP_DEFAULT,
-              "start": start, "end": end}
+        raise ApiError(
+            400,
+            f"the range holds {points} points at step={q['step'] or ctx.settings.SENTIMENT_STEP_DEFAULT}; "
+            f"the maximum is {limit} (SENTIMENT_HISTORY_MAX_POINTS): use step="
+            f"{_suggest_step(end - start, limit, ctx.settings.step_ms)} or a shorter range",
+            max_points=limit,
+            points=points,
+        )
+    params = {
+        "symbol": q["symbol"],
+        "step": step,
+        "bar_step": ctx.settings.SENTIMENT_STEP_DEFAULT,
+        "start": start,
+        "end": end,
+    }
     t0 = time.perf_counter()
     rows = await blocking(ctx.store.named, "sentiment_history", params)
     metrics.SENTIMENT_HISTORY_QUERY_LATENCY_MS.observe((time.perf_counter() - t0) * 1000)
@@ -145,13 +174,18 @@ async def history(request: Request) -> Response:
         raise await unknown_symbol(ctx, q["symbol"])
     values = ["sent_score", *(f"sent_ema_{w}" for w in STORED_EMA), "sent_composite"]
     prefix = f"{q['agg']}__"
-    points = [{"t": r["t"], **{c: r[prefix + c] for c in values}, "ticks": r["ticks"], "bars": r["bars"]}
-              for r in rows]
-    return JSONResponse({
-        "symbol": q["symbol"], "start": start, "end": end, "step_ms": step, "agg": q["agg"],
-        "columns": ["t", *values, "ticks", "bars"],
-        "points": points,
-    })
+    points = [{"t": r["t"], **{c: r[prefix + c] for c in values}, "ticks": r["ticks"], "bars": r["bars"]} for r in rows]
+    return JSONResponse(
+        {
+            "symbol": q["symbol"],
+            "start": start,
+            "end": end,
+            "step_ms": step,
+            "agg": q["agg"],
+            "columns": ["t", *values, "ticks", "bars"],
+            "points": points,
+        }
+    )
 
 
 routes = [

@@ -26,13 +26,24 @@ COMMON = (
     Param("end", "timestamp", description="close_time < end (epoch ms or ISO-8601); default: no bound"),
     Param("limit", "integer", default=500, minimum=1, maximum=10_000, description="newest rows to return"),
 )
-PREDICTION_PARAMS = (*COMMON, Param("model_version", "string", pattern=r"[A-Za-z0-9._-]{1,128}",
-                                    description="only this model version (e.g. baseline)"))
+PREDICTION_PARAMS = (
+    *COMMON,
+    Param(
+        "model_version",
+        "string",
+        pattern=r"[A-Za-z0-9._-]{1,128}",
+        description="only this model version (e.g. baseline)",
+    ),
+)
 
 
 def _handler(table: str, params: tuple[Param, ...]):  # type: ignore[no-untyped-def]
-    @spec(f"{table.capitalize()} of a symbol in [start, end), newest `limit` rows, oldest first",
-          params=params, responses={200: "rows", 400: "bad parameter", 404: "unknown symbol"}, tag="history")
+    @spec(
+        f"{table.capitalize()} of a symbol in [start, end), newest `limit` rows, oldest first",
+        params=params,
+        responses={200: "rows", 400: "bad parameter", 404: "unknown symbol"},
+        tag="history",
+    )
     async def handler(request: Request) -> Response:
         ctx = get_ctx(request)
         q = parse_query(request, params)
@@ -40,14 +51,26 @@ def _handler(table: str, params: tuple[Param, ...]):  # type: ignore[no-untyped-
         end = q["end"] if q["end"] is not None else MAX_TS_MS
         if start > end:
             raise ApiError(400, f"'start' ({start}) is after 'end' ({end}); swap them")
-        args = {"symbol": q["symbol"], "interval": q["interval"] or "", "start": start, "end": end,
-                "limit": q["limit"], "model_version": q.get("model_version") or ""}
+        args = {
+            "symbol": q["symbol"],
+            "interval": q["interval"] or "",
+            "start": start,
+            "end": end,
+            "limit": q["limit"],
+            "model_version": q.get("model_version") or "",
+        }
         t0 = time.perf_counter()
         rows = await blocking(ctx.store.named, f"{table}_history", args)
         if not rows and not await blocking(ctx.store.named, "market_symbol_known", {"symbol": q["symbol"]}):
             raise await unknown_symbol(ctx, q["symbol"], "market data")
-        return JSONResponse({"symbol": q["symbol"], "count": len(rows), "rows": rows,
-                             "query_ms": round((time.perf_counter() - t0) * 1000, 3)})
+        return JSONResponse(
+            {
+                "symbol": q["symbol"],
+                "count": len(rows),
+                "rows": rows,
+                "query_ms": round((time.perf_counter() - t0) * 1000, 3),
+            }
+        )
 
     handler.__name__ = f"get_{table}"
     return handler

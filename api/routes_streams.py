@@ -21,8 +21,12 @@ from api.validation import SYMBOL_RE, Param, parse_query, spec
 
 _MAX_ID = 2**64 - 1
 SYMBOLS = Param("symbol", "csv", description="only these symbols (comma-separated); default every symbol")
-LAST_ID = Param("last_event_id", "string", pattern=r"\d{1,20}",
-                description="resume after this event id (same as the Last-Event-ID header)")
+LAST_ID = Param(
+    "last_event_id",
+    "string",
+    pattern=r"\d{1,20}",
+    description="resume after this event id (same as the Last-Event-ID header)",
+)
 API_KEY = Param("api_key", "string", description="API key for clients that cannot set headers (EventSource)")
 SENTIMENT_PARAMS = (SYMBOLS, Param("windows", "csv", description="subset of SENTIMENT_EMA_WINDOWS"), LAST_ID, API_KEY)
 PLAIN_PARAMS = (SYMBOLS, LAST_ID, API_KEY)
@@ -34,7 +38,9 @@ def _symbols(raw: tuple[str, ...] | None) -> frozenset[str] | None:
         return None
     bad = [s for s in raw if not SYMBOL_RE.match(s)]
     if bad or not raw:
-        raise ApiError(400, f"'symbol' must be symbols like XRPUSDT separated by commas, got {','.join(bad) or '(none)'}")
+        raise ApiError(
+            400, f"'symbol' must be symbols like XRPUSDT separated by commas, got {','.join(bad) or '(none)'}"
+        )
     return frozenset(raw)
 
 
@@ -44,8 +50,10 @@ def _last_id(request: Request, query_value: str | None) -> int | None:
         return None
     raw = raw.strip()
     if not raw.isdigit() or int(raw) > _MAX_ID:
-        raise ApiError(400, f"Last-Event-ID must be an event id received from this stream (a non-negative integer), "
-                            f"got {raw[:40]!r}")
+        raise ApiError(
+            400,
+            f"Last-Event-ID must be an event id received from this stream (a non-negative integer), got {raw[:40]!r}",
+        )
     return int(raw)
 
 
@@ -56,17 +64,28 @@ def _ema_filter(windows: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
     return lambda data: {k: v for k, v in data.items() if k not in drop}
 
 
-@spec("Live sentiment per symbol (latest EMA/bar state after ticks, coalesced to SSE_MAX_RATE_HZ, and every bar "
-      "close)", params=SENTIMENT_PARAMS, auth=True, stream=True, responses=_RESPONSES, tag="streams")
+@spec(
+    "Live sentiment per symbol (latest EMA/bar state after ticks, coalesced to SSE_MAX_RATE_HZ, and every bar close)",
+    params=SENTIMENT_PARAMS,
+    auth=True,
+    stream=True,
+    responses=_RESPONSES,
+    tag="streams",
+)
 async def stream_sentiment(request: Request) -> Response:
     ctx = get_ctx(request)
     if not ctx.settings.SENTIMENT_ENABLE_SSE:
         raise ApiError(503, "sentiment SSE is off (SENTIMENT_ENABLE_SSE=false); poll GET /api/sentiment/latest")
     q = parse_query(request, SENTIMENT_PARAMS)
     windows = requested_windows(ctx, q["windows"])
-    return sse_response(ctx, "sentiment", _symbols(q["symbol"]), _last_id(request, q["last_event_id"]),
-                        rate_hz=ctx.settings.SSE_MAX_RATE_HZ,
-                        transform=_ema_filter(windows, tuple(ctx.settings.SENTIMENT_EMA_WINDOWS)))
+    return sse_response(
+        ctx,
+        "sentiment",
+        _symbols(q["symbol"]),
+        _last_id(request, q["last_event_id"]),
+        rate_hz=ctx.settings.SSE_MAX_RATE_HZ,
+        transform=_ema_filter(windows, tuple(ctx.settings.SENTIMENT_EMA_WINDOWS)),
+    )
 
 
 def _plain(stream: str, summary: str):  # type: ignore[no-untyped-def]
@@ -82,10 +101,15 @@ def _plain(stream: str, summary: str):  # type: ignore[no-untyped-def]
 
 routes = [
     Route("/stream/sentiment", stream_sentiment, methods=["GET"]),
-    Route("/stream/predictions", _plain("predictions", "Live predictions (one per candle and model)"),
-          methods=["GET"]),
-    Route("/stream/calibration", _plain("calibration", "Calibration window evaluations as they are computed"),
-          methods=["GET"]),
-    Route("/stream/events", _plain("events", "Drift, recommendations, job progress, model switches, providers"),
-          methods=["GET"]),
+    Route("/stream/predictions", _plain("predictions", "Live predictions (one per candle and model)"), methods=["GET"]),
+    Route(
+        "/stream/calibration",
+        _plain("calibration", "Calibration window evaluations as they are computed"),
+        methods=["GET"],
+    ),
+    Route(
+        "/stream/events",
+        _plain("events", "Drift, recommendations, job progress, model switches, providers"),
+        methods=["GET"],
+    ),
 ]

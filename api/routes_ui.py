@@ -29,9 +29,24 @@ from tickcast.records import INTERVAL_MS
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 FEATURE_COLUMNS = (
-    "ret_1", "ret_5", "ret_15", "rv_30", "atr_14", "rsi_14", "vol_z_30", "hl_range",
-    "sent_score", "sent_cnt", "sent_pos_ratio", "sent_d1", "sent_d5", "sent_vol_30",
-    "sent_ema_5m", "sent_ema_15m", "sent_ema_60m", "sent_composite",
+    "ret_1",
+    "ret_5",
+    "ret_15",
+    "rv_30",
+    "atr_14",
+    "rsi_14",
+    "vol_z_30",
+    "hl_range",
+    "sent_score",
+    "sent_cnt",
+    "sent_pos_ratio",
+    "sent_d1",
+    "sent_d5",
+    "sent_vol_30",
+    "sent_ema_5m",
+    "sent_ema_15m",
+    "sent_ema_60m",
+    "sent_composite",
 )  # the numeric columns of sql/queries/feature_drift_rows.sql
 _NO_CACHE = {"Cache-Control": "no-cache"}
 _LOOPBACK_NAMES = {"localhost"}
@@ -48,20 +63,34 @@ class _RevalidatedStatic(StaticFiles):
 
 
 _STATIC = _RevalidatedStatic(directory=STATIC_DIR)
-STATIC_PARAMS = (Param("name", "string", location="path", pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}",
-                       description="file name under api/static (the page's ES modules, CSS, icon)"),)
+STATIC_PARAMS = (
+    Param(
+        "name",
+        "string",
+        location="path",
+        pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}",
+        description="file name under api/static (the page's ES modules, CSS, icon)",
+    ),
+)
 
 
-@spec("A static file of the dashboard (ES module, stylesheet, icon); revalidated by ETag",
-      params=STATIC_PARAMS, responses={200: "file", 404: "no such file"}, tag="ui")
+@spec(
+    "A static file of the dashboard (ES module, stylesheet, icon); revalidated by ETag",
+    params=STATIC_PARAMS,
+    responses={200: "file", 404: "no such file"},
+    tag="ui",
+)
 async def static_file(request: Request) -> Response:
     # A flat folder served through one described route (not a Mount), so /openapi.json lists it.
     name = parse_query(request, STATIC_PARAMS)["name"]
     return await _STATIC.get_response(name, request.scope)
 
 
-@spec("The operator dashboard (HTML page: Trading, Calibration, Drift, Admin / Job Center)",
-      responses={200: "text/html page"}, tag="ui")
+@spec(
+    "The operator dashboard (HTML page: Trading, Calibration, Drift, Admin / Job Center)",
+    responses={200: "text/html page"},
+    tag="ui",
+)
 async def dashboard(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_NO_CACHE)
 
@@ -94,46 +123,77 @@ async def _symbols(ctx: AppContext) -> list[str]:
     return sorted(found)
 
 
-@spec("Dashboard settings: freshness thresholds (VITE_*), drift defaults, calibration and accuracy thresholds, "
-      "known symbols; in embedded mode on loopback also the API key (see api/routes_ui.py)",
-      responses={200: "settings"}, tag="ui")
+@spec(
+    "Dashboard settings: freshness thresholds (VITE_*), drift defaults, calibration and accuracy thresholds, "
+    "known symbols; in embedded mode on loopback also the API key (see api/routes_ui.py)",
+    responses={200: "settings"},
+    tag="ui",
+)
 async def ui_config(request: Request) -> Response:
     ctx = get_ctx(request)
     s = ctx.settings
     key = hand_out_key(ctx, request.client.host if request.client else None)
-    return JSONResponse({
-        "auth_required": bool(s.API_KEYS),
-        "api_key": key,
-        "mode": "embedded" if s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://") else "distributed",
-        "symbols": await _symbols(ctx),
-        "ema_windows": list(s.SENTIMENT_EMA_WINDOWS),
-        "bar_step": s.SENTIMENT_STEP_DEFAULT,
-        "freshness": {"risk_fresh_ms": s.VITE_RISK_FRESH_MS, "sig_fresh_ms": s.VITE_SIG_FRESH_MS,
-                      "severe_lag_mult": s.VITE_SEVERE_LAG_MULT},
-        "drift": {"window": drift_window_default(ctx), "z": drift_z_default(ctx),
-                  "backend_window": s.DRIFT_WINDOW, "backend_z": s.DRIFT_Z_THRESHOLD},
-        "calibration": {
-            "bins": s.CALIBRATION_BINS, "min_bin_samples": s.CALIBRATION_MIN_BIN_SAMPLES,
-            "wilson_z": s.CALIBRATION_WILSON_Z, "min_samples": s.CALIBRATION_DRIFT_MIN_SAMPLES,
-            "window_seconds": s.CALIBRATION_MONITOR_WINDOW_SECONDS, "eval_every_s": s.CALIBRATION_EVAL_EVERY_SECONDS,
-            "abs": s.CALIBRATION_MONITOR_ECE_DRIFT_ABS, "rel": s.CALIBRATION_MONITOR_ECE_DRIFT_REL,
-            "abs_streak_trigger": s.CALIBRATION_MONITOR_ABS_STREAK_TRIGGER,
-            "rel_streak_trigger": s.CALIBRATION_MONITOR_REL_STREAK_TRIGGER,
-            "abs_delta_multiplier": s.CALIBRATION_ABS_DELTA_MULTIPLIER,
-            "enter": s.CALIBRATION_HYSTERESIS_ENTER, "exit": s.CALIBRATION_HYSTERESIS_EXIT,
-            "cooldown_s": s.CALIBRATION_RECOMMEND_COOLDOWN_SECONDS,
-            "gate_brier_delta": s.CALIBRATION_GATE_BRIER_DELTA, "gate_prauc_delta": s.CALIBRATION_GATE_PRAUC_DELTA,
+    return JSONResponse(
+        {
+            "auth_required": bool(s.API_KEYS),
+            "api_key": key,
+            "mode": "embedded" if s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://") else "distributed",
+            "symbols": await _symbols(ctx),
+            "ema_windows": list(s.SENTIMENT_EMA_WINDOWS),
+            "bar_step": s.SENTIMENT_STEP_DEFAULT,
+            "freshness": {
+                "risk_fresh_ms": s.VITE_RISK_FRESH_MS,
+                "sig_fresh_ms": s.VITE_SIG_FRESH_MS,
+                "severe_lag_mult": s.VITE_SEVERE_LAG_MULT,
+            },
+            "drift": {
+                "window": drift_window_default(ctx),
+                "z": drift_z_default(ctx),
+                "backend_window": s.DRIFT_WINDOW,
+                "backend_z": s.DRIFT_Z_THRESHOLD,
+            },
+            "calibration": {
+                "bins": s.CALIBRATION_BINS,
+                "min_bin_samples": s.CALIBRATION_MIN_BIN_SAMPLES,
+                "wilson_z": s.CALIBRATION_WILSON_Z,
+                "min_samples": s.CALIBRATION_DRIFT_MIN_SAMPLES,
+                "window_seconds": s.CALIBRATION_MONITOR_WINDOW_SECONDS,
+                "eval_every_s": s.CALIBRATION_EVAL_EVERY_SECONDS,
+                "abs": s.CALIBRATION_MONITOR_ECE_DRIFT_ABS,
+                "rel": s.CALIBRATION_MONITOR_ECE_DRIFT_REL,
+                "abs_streak_trigger": s.CALIBRATION_MONITOR_ABS_STREAK_TRIGGER,
+                "rel_streak_trigger": s.CALIBRATION_MONITOR_REL_STREAK_TRIGGER,
+                "abs_delta_multiplier": s.CALIBRATION_ABS_DELTA_MULTIPLIER,
+                "enter": s.CALIBRATION_HYSTERESIS_ENTER,
+                "exit": s.CALIBRATION_HYSTERESIS_EXIT,
+                "cooldown_s": s.CALIBRATION_RECOMMEND_COOLDOWN_SECONDS,
+                "gate_brier_delta": s.CALIBRATION_GATE_BRIER_DELTA,
+                "gate_prauc_delta": s.CALIBRATION_GATE_PRAUC_DELTA,
+            },
+            "accuracy": {
+                "good": s.ACCURACY_GOOD,
+                "warning": s.ACCURACY_WARNING,
+                "window": s.ACCURACY_WINDOW,
+                "trend_days": s.ACCURACY_TREND_DAYS,
+            },
+            "models": {
+                "min_auc": s.INITIAL_MODEL_MIN_AUC,
+                "max_ece": s.INITIAL_MODEL_MAX_ECE,
+                "min_prauc": s.INITIAL_MODEL_MIN_PRAUC,
+                "auto_promote": s.AUTO_PROMOTE_ENABLED,
+                "auto_retrain": s.AUTO_RETRAIN_ENABLED,
+                "promotion_cooldown_s": s.PROMOTION_COOLDOWN_SECONDS,
+                "min_train_samples": s.MIN_TRAIN_SAMPLES,
+            },
+            "labeler": {"min_age": s.LABELER_MIN_AGE_SEC, "limit": s.LABELER_LIMIT, "force": True},
+            "sse": {
+                "retry_ms": s.SSE_RETRY_MS,
+                "keepalive_s": s.SSE_KEEPALIVE_SECONDS,
+                "enabled": s.SENTIMENT_ENABLE_SSE,
+            },
         },
-        "accuracy": {"good": s.ACCURACY_GOOD, "warning": s.ACCURACY_WARNING, "window": s.ACCURACY_WINDOW,
-                     "trend_days": s.ACCURACY_TREND_DAYS},
-        "models": {"min_auc": s.INITIAL_MODEL_MIN_AUC, "max_ece": s.INITIAL_MODEL_MAX_ECE,
-                   "min_prauc": s.INITIAL_MODEL_MIN_PRAUC, "auto_promote": s.AUTO_PROMOTE_ENABLED,
-                   "auto_retrain": s.AUTO_RETRAIN_ENABLED, "promotion_cooldown_s": s.PROMOTION_COOLDOWN_SECONDS,
-                   "min_train_samples": s.MIN_TRAIN_SAMPLES},
-        "labeler": {"min_age": s.LABELER_MIN_AGE_SEC, "limit": s.LABELER_LIMIT, "force": True},
-        "sse": {"retry_ms": s.SSE_RETRY_MS, "keepalive_s": s.SSE_KEEPALIVE_SECONDS,
-                "enabled": s.SENTIMENT_ENABLE_SSE},
-    }, headers=_NO_CACHE)
+        headers=_NO_CACHE,
+    )
 
 
 def drift_window_default(ctx: AppContext) -> int:
@@ -162,7 +222,7 @@ def rolling_z(t: np.ndarray, values: np.ndarray, window: int, mu: float, sigma: 
         return tt[:0], v[:0]
     csum = np.concatenate(([0.0], np.cumsum(v)))
     means = (csum[window:] - csum[:-window]) / window
-    return tt[window - 1:], (means - mu) / (sigma / math.sqrt(window))
+    return tt[window - 1 :], (means - mu) / (sigma / math.sqrt(window))
 
 
 def sample_at(times: np.ndarray, z_t: np.ndarray, z: np.ndarray) -> list[float | None]:
@@ -172,17 +232,37 @@ def sample_at(times: np.ndarray, z_t: np.ndarray, z: np.ndarray) -> list[float |
 
 
 DRIFT_PARAMS = (
-    Param("window", "integer", minimum=2, maximum=100_000,
-          description="values per rolling window; default VITE_DRIFT_WINDOW_DEFAULT, else DRIFT_WINDOW (200)"),
-    Param("z", "number", minimum=0.01, maximum=1_000,
-          description="|z| alarm threshold; default VITE_DRIFT_Z_THRESHOLD_DEFAULT, else DRIFT_Z_THRESHOLD (3.0)"),
+    Param(
+        "window",
+        "integer",
+        minimum=2,
+        maximum=100_000,
+        description="values per rolling window; default VITE_DRIFT_WINDOW_DEFAULT, else DRIFT_WINDOW (200)",
+    ),
+    Param(
+        "z",
+        "number",
+        minimum=0.01,
+        maximum=1_000,
+        description="|z| alarm threshold; default VITE_DRIFT_Z_THRESHOLD_DEFAULT, else DRIFT_Z_THRESHOLD (3.0)",
+    ),
     Param("symbol", "symbol", description="only this symbol; default every symbol (as the flow's monitor)"),
     Param("interval", "string", enum=tuple(INTERVAL_MS), description="only this candle interval; default all"),
-    Param("history", "integer", default=1000, minimum=0, maximum=50_000,
-          description="feature rows of z history before the newest (the chart span)"),
+    Param(
+        "history",
+        "integer",
+        default=1000,
+        minimum=0,
+        maximum=50_000,
+        description="feature rows of z history before the newest (the chart span)",
+    ),
     Param("points", "integer", default=120, minimum=2, maximum=1000, description="points per z series"),
-    Param("model_version", "string", pattern=r"[A-Za-z0-9._-]{1,128}",
-          description="model whose train mean/std is the reference; default the production model"),
+    Param(
+        "model_version",
+        "string",
+        pattern=r"[A-Za-z0-9._-]{1,128}",
+        description="model whose train mean/std is the reference; default the production model",
+    ),
 )
 
 
@@ -213,20 +293,28 @@ def drift_report(table: Any, meta: dict[str, Any], window: int, z_thr: float, po
         z_t, z = rolling_z(t, values, window, float(mu), float(sigma))
         present = values[np.isfinite(values)]
         latest = float(z[-1]) if z.size else None
-        features.append({
-            "name": name, "train_mean": float(mu), "train_std": float(sigma),
-            "n": int(min(present.size, window)),
-            "mean": float(present[-window:].mean()) if present.size >= window else None,
-            "z": latest, "breach": latest is not None and abs(latest) >= z_thr,
-            "series": sample_at(times, z_t, z),
-        })
+        features.append(
+            {
+                "name": name,
+                "train_mean": float(mu),
+                "train_std": float(sigma),
+                "n": int(min(present.size, window)),
+                "mean": float(present[-window:].mean()) if present.size >= window else None,
+                "z": latest,
+                "breach": latest is not None and abs(latest) >= z_thr,
+                "series": sample_at(times, z_t, z),
+            }
+        )
     return {"times": times.tolist(), "features": features}
 
 
-@spec("Feature drift: rolling z of each model feature's mean over the last `window` values against the model's "
-      "training mean/std (z = (mean − μ)/(σ/√n)), with a z series for charts",
-      params=DRIFT_PARAMS, responses={200: "per-feature z", 400: "bad parameter", 404: "unknown model version"},
-      tag="calibration")
+@spec(
+    "Feature drift: rolling z of each model feature's mean over the last `window` values against the model's "
+    "training mean/std (z = (mean − μ)/(σ/√n)), with a z series for charts",
+    params=DRIFT_PARAMS,
+    responses={200: "per-feature z", 400: "bad parameter", 404: "unknown model version"},
+    tag="calibration",
+)
 async def feature_drift(request: Request) -> Response:
     import sql
 
@@ -234,43 +322,87 @@ async def feature_drift(request: Request) -> Response:
     q = parse_query(request, DRIFT_PARAMS)
     window = q["window"] or drift_window_default(ctx)
     z_thr = q["z"] or drift_z_default(ctx)
-    body: dict[str, Any] = {"window": window, "z_threshold": z_thr, "symbol": q["symbol"], "interval": q["interval"],
-                            "defaults": {"window": drift_window_default(ctx), "z": drift_z_default(ctx)}}
+    body: dict[str, Any] = {
+        "window": window,
+        "z_threshold": z_thr,
+        "symbol": q["symbol"],
+        "interval": q["interval"],
+        "defaults": {"window": drift_window_default(ctx), "z": drift_z_default(ctx)},
+    }
     meta = await blocking(_reference_model, ctx, q["model_version"])
     if meta is None:
-        return JSONResponse({**body, "model_version": None, "rows": 0, "times": [], "features": [],
-                             "reason": "no production model yet: feature drift is measured against a model's "
-                                       "training statistics (promote one in Admin)"})
-    table = await blocking(ctx.store.arrow, sql.query("feature_drift_rows"), {
-        "symbol": q["symbol"] or "", "interval": q["interval"] or "", "limit": window + q["history"]})
+        return JSONResponse(
+            {
+                **body,
+                "model_version": None,
+                "rows": 0,
+                "times": [],
+                "features": [],
+                "reason": "no production model yet: feature drift is measured against a model's "
+                "training statistics (promote one in Admin)",
+            }
+        )
+    table = await blocking(
+        ctx.store.arrow,
+        sql.query("feature_drift_rows"),
+        {"symbol": q["symbol"] or "", "interval": q["interval"] or "", "limit": window + q["history"]},
+    )
     report = await blocking(drift_report, table, meta, window, z_thr, q["points"])
-    reason = None if table.num_rows >= window else (
-        f"only {table.num_rows} feature rows stored; a z needs {window} (the window)")
-    return JSONResponse({**body, "model_version": meta.get("version"), "rows": table.num_rows, **report,
-                         "reason": reason})
+    reason = (
+        None
+        if table.num_rows >= window
+        else (f"only {table.num_rows} feature rows stored; a z needs {window} (the window)")
+    )
+    return JSONResponse(
+        {**body, "model_version": meta.get("version"), "rows": table.num_rows, **report, "reason": reason}
+    )
 
 
 # --- provider mix -----------------------------------------------------------------------------
 PROVIDER_PARAMS = (
     Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT"),
-    Param("minutes", "integer", default=60, minimum=1, maximum=7 * 1440,
-          description="minutes before the symbol's newest tick"),
+    Param(
+        "minutes",
+        "integer",
+        default=60,
+        minimum=1,
+        maximum=7 * 1440,
+        description="minutes before the symbol's newest tick",
+    ),
 )
 
 
-@spec("Sentiment provider mix of a symbol: ticks, trust weight and mean score per provider over the last "
-      "`minutes` of event time", params=PROVIDER_PARAMS, responses={200: "providers", 400: "bad parameter"},
-      tag="sentiment")
+@spec(
+    "Sentiment provider mix of a symbol: ticks, trust weight and mean score per provider over the last "
+    "`minutes` of event time",
+    params=PROVIDER_PARAMS,
+    responses={200: "providers", 400: "bad parameter"},
+    tag="sentiment",
+)
 async def provider_mix(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, PROVIDER_PARAMS)
     rows = await blocking(ctx.store.named, "feature_provider_mix", {"symbol": q["symbol"], "minutes": q["minutes"]})
     total = sum(int(r["ticks"]) for r in rows) or 1
-    providers = [{"provider": r["provider"], "ticks": int(r["ticks"]), "share": int(r["ticks"]) / total,
-                  "weight": float(r["weight"]), "mean_score": float(r["mean_score"]),
-                  "positive": int(r["positive"])} for r in rows]
-    return JSONResponse({"symbol": q["symbol"], "minutes": q["minutes"],
-                         "end_ms": int(rows[0]["end_ms"]) if rows else None, "providers": providers})
+    providers = [
+        {
+            "provider": r["provider"],
+            "ticks": int(r["ticks"]),
+            "share": int(r["ticks"]) / total,
+            "weight": float(r["weight"]),
+            "mean_score": float(r["mean_score"]),
+            "positive": int(r["positive"]),
+        }
+        for r in rows
+    ]
+    return JSONResponse(
+        {
+            "symbol": q["symbol"],
+            "minutes": q["minutes"],
+            "end_ms": int(rows[0]["end_ms"]) if rows else None,
+            "providers": providers,
+        }
+    )
 
 
 routes = [

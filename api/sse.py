@@ -46,8 +46,9 @@ def _message(event: Event, transform: Transform | None, with_id: bool = True) ->
     )
 
 
-async def replay(ctx: AppContext, stream: str, symbols: frozenset[str] | None, after: int,
-                 limit: int) -> tuple[list[Event], bool]:
+async def replay(
+    ctx: AppContext, stream: str, symbols: frozenset[str] | None, after: int, limit: int
+) -> tuple[list[Event], bool]:
     """Events of `stream` with id > after, oldest first; (events, truncated).
 
     The ones the flow has published but not stored yet are read from the bus *before* the
@@ -55,10 +56,12 @@ async def replay(ctx: AppContext, stream: str, symbols: frozenset[str] | None, a
     `live_events`, so it is in one of the two reads (or both: merged by id)."""
     unstored = getattr(ctx.bus, "unstored_after", None)
     pending = unstored(stream, symbols, after) if unstored is not None else []
-    rows = await blocking(ctx.store.named, "live_events_after", {
-        "stream": stream, "after": after, "symbols": sorted(symbols or ()), "limit": limit + 1})
-    stored = [Event(stream, int(r["id"]), orjson.loads(r["data"]), r["symbol"] or None, int(r["ts_ms"]))
-              for r in rows]
+    rows = await blocking(
+        ctx.store.named,
+        "live_events_after",
+        {"stream": stream, "after": after, "symbols": sorted(symbols or ()), "limit": limit + 1},
+    )
+    stored = [Event(stream, int(r["id"]), orjson.loads(r["data"]), r["symbol"] or None, int(r["ts_ms"])) for r in rows]
     if pending:
         merged = {e.id: e for e in stored}
         merged.update((e.id, e) for e in pending)
@@ -91,14 +94,19 @@ async def event_source(
             if truncated:
                 yield ServerSentEvent(
                     event="resync",
-                    data=orjson.dumps({
-                        "reason": f"more than {settings.SSE_RESUME_MAX_EVENTS} events were missed "
-                                  "(SSE_RESUME_MAX_EVENTS); reload state from the history endpoints",
-                        "replayed_up_to": cursor,
-                    }).decode(),
+                    data=orjson.dumps(
+                        {
+                            "reason": f"more than {settings.SSE_RESUME_MAX_EVENTS} events were missed "
+                            "(SSE_RESUME_MAX_EVENTS); reload state from the history endpoints",
+                            "replayed_up_to": cursor,
+                        }
+                    ).decode(),
                 )
-        live = (_live(sub.queue, cursor) if rate_hz is None
-                else _coalesced(sub.queue, cursor, 1.0 / rate_hz, settings.SSE_MAX_BURST))
+        live = (
+            _live(sub.queue, cursor)
+            if rate_hz is None
+            else _coalesced(sub.queue, cursor, 1.0 / rate_hz, settings.SSE_MAX_BURST)
+        )
         async for event, with_id in live:
             yield _message(event, transform, with_id)
     finally:
@@ -114,8 +122,9 @@ async def _live(queue: asyncio.Queue[Event], cursor: int) -> AsyncIterator[tuple
             yield event, True
 
 
-async def _coalesced(queue: asyncio.Queue[Event], cursor: int, interval: float,
-                     burst: int) -> AsyncIterator[tuple[Event, bool]]:
+async def _coalesced(
+    queue: asyncio.Queue[Event], cursor: int, interval: float, burst: int
+) -> AsyncIterator[tuple[Event, bool]]:
     """At most one state per `interval` per symbol in the long run (GCRA: a state goes out
     when its symbol's theoretical send time is at most `burst` intervals ahead of now).
 

@@ -47,8 +47,9 @@ def parse_timestamp(text: str, name: str) -> int:
             value = round(stamp.timestamp() * 1000)
         except (ValueError, OverflowError):
             raise ApiError(
-                400, f"'{name}' must be epoch milliseconds (e.g. 1763683200000) or ISO-8601 "
-                f"(e.g. 2025-11-21T00:00:00Z), got {text[:60]!r}"
+                400,
+                f"'{name}' must be epoch milliseconds (e.g. 1763683200000) or ISO-8601 "
+                f"(e.g. 2025-11-21T00:00:00Z), got {text[:60]!r}",
             ) from None
     if not MIN_TS_MS <= value <= MAX_TS_MS:
         raise ApiError(400, f"'{name}'={value} is not epoch milliseconds between years 2000 and 2100")
@@ -107,7 +108,9 @@ class Param:
             return parse_timestamp(raw, self.name)
         if self.kind == "symbol":
             if not SYMBOL_RE.match(raw):
-                raise ApiError(400, f"'{self.name}' must be a symbol like XRPUSDT (letters, digits, ._:/-), got {raw!r}")
+                raise ApiError(
+                    400, f"'{self.name}' must be a symbol like XRPUSDT (letters, digits, ._:/-), got {raw!r}"
+                )
             return raw
         if self.kind == "csv":
             return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -126,10 +129,12 @@ class Param:
         elif self.kind == "boolean":
             schema = {"type": "boolean"}
         elif self.kind == "timestamp":
-            schema = {"oneOf": [
-                {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS, "description": "epoch ms"},
-                {"type": "string", "format": "date-time"},
-            ]}
+            schema = {
+                "oneOf": [
+                    {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS, "description": "epoch ms"},
+                    {"type": "string", "format": "date-time"},
+                ]
+            }
         elif self.kind == "symbol":
             schema = {"type": "string", "pattern": SYMBOL_RE.pattern}
         else:
@@ -173,14 +178,19 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     """The JSON body: 413 above `max_bytes` (checked on Content-Length and while reading), 400 if not JSON."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"request body is {declared} bytes; the limit is {max_bytes} (API_MAX_BODY_BYTES): "
-                            "split the batch into smaller requests")
+        raise ApiError(
+            413,
+            f"request body is {declared} bytes; the limit is {max_bytes} (API_MAX_BODY_BYTES): "
+            "split the batch into smaller requests",
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise ApiError(413, f"request body exceeds {max_bytes} bytes (API_MAX_BODY_BYTES): "
-                                "split the batch into smaller requests")
+            raise ApiError(
+                413,
+                f"request body exceeds {max_bytes} bytes (API_MAX_BODY_BYTES): split the batch into smaller requests",
+            )
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body.strip():
@@ -207,18 +217,25 @@ class Field:
     def check(self, body: dict[str, Any]) -> Any:
         if body.get(self.name) is None:
             if self.required:
-                raise ApiError(422, f"missing field '{self.name}'" + (f" ({self.description})" if self.description else ""))
+                raise ApiError(
+                    422, f"missing field '{self.name}'" + (f" ({self.description})" if self.description else "")
+                )
             return self.default
         value: Any = body[self.name]
         expected: Any = {"string": str, "integer": int, "boolean": bool, "array": list}[self.kind]
         if not isinstance(value, expected) or (self.kind == "integer" and isinstance(value, bool)):
-            raise ApiError(422, f"'{self.name}' must be {'an' if self.kind[0] in 'ai' else 'a'} {self.kind}, "
-                                f"got {orjson.dumps(value).decode()[:80]}")
+            raise ApiError(
+                422,
+                f"'{self.name}' must be {'an' if self.kind[0] in 'ai' else 'a'} {self.kind}, "
+                f"got {orjson.dumps(value).decode()[:80]}",
+            )
         if self.kind == "integer":
             lo = -math.inf if self.minimum is None else self.minimum
             hi = math.inf if self.maximum is None else self.maximum
             if not lo <= value <= hi:
-                raise ApiError(422, f"'{self.name}' must be in [{_fmt(self.minimum)}, {_fmt(self.maximum)}], got {value}")
+                raise ApiError(
+                    422, f"'{self.name}' must be in [{_fmt(self.minimum)}, {_fmt(self.maximum)}], got {value}"
+                )
         if self.kind == "string" and self.pattern and not re.fullmatch(self.pattern, value):
             raise ApiError(422, f"'{self.name}' has an unexpected format ({self.description}), got {value[:80]!r}")
         return value

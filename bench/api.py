@@ -62,11 +62,20 @@ def _serve(store: Any, ingest: Any, bus: Any, **settings: Any) -> tuple[str, Any
     from tickcast.settings import Settings
 
     cfg = Settings(_env_file=None, API_KEYS=(KEY,), **settings)  # type: ignore[call-arg]
-    ctx = AppContext(settings=cfg, store=store, bus=bus, ingest=ingest, jobs=JobCenter(store, bus=bus),
-                     registry_root=Path(tempfile.mkdtemp(prefix="tickcast-bench-reg-")))
+    ctx = AppContext(
+        settings=cfg,
+        store=store,
+        bus=bus,
+        ingest=ingest,
+        jobs=JobCenter(store, bus=bus),
+        registry_root=Path(tempfile.mkdtemp(prefix="tickcast-bench-reg-")),
+    )
     port = _port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1, backlog=4096))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(ctx), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1, backlog=4096
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -80,8 +89,12 @@ def _serve_embedded(store: Any, workdir: Path) -> tuple[str, Any, threading.Thre
     from tickcast.embedded import EmbeddedSystem
     from tickcast.settings import load_settings
 
-    settings = load_settings(API_KEYS=KEY, MODEL_STORE_DIR=str(workdir / "models"),
-                             SENTIMENT_HISTORY_MAX_POINTS=100_000, TICKCAST_LOG_LEVEL="WARNING")
+    settings = load_settings(
+        API_KEYS=KEY,
+        MODEL_STORE_DIR=str(workdir / "models"),
+        SENTIMENT_HISTORY_MAX_POINTS=100_000,
+        TICKCAST_LOG_LEVEL="WARNING",
+    )
     system = EmbeddedSystem(settings, simulator=False, store=store)
     app = system.app()
     from tickcast.gc_tuning import tune_gc
@@ -89,8 +102,9 @@ def _serve_embedded(store: Any, workdir: Path) -> tuple[str, Any, threading.Thre
     tune_gc()  # as `tickcast up` does
     system.start_flow()
     port = _port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1, backlog=4096))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1, backlog=4096)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -125,8 +139,11 @@ def history_bench(base: str, store: Any, symbols: int, span_ms: int, queries: in
     import httpx
 
     rng = random.Random(0)
-    shapes = [("6 h @ 1m (360 pts)", 6 * 3600_000, "1m"), ("24 h @ 5m (288 pts)", 24 * 3600_000, "5m"),
-              (f"all {span_ms / 3600_000:.0f} h @ 1h", span_ms, "1h")]
+    shapes = [
+        ("6 h @ 1m (360 pts)", 6 * 3600_000, "1m"),
+        ("24 h @ 5m (288 pts)", 24 * 3600_000, "5m"),
+        (f"all {span_ms / 3600_000:.0f} h @ 1h", span_ms, "1h"),
+    ]
     out = []
     with httpx.Client(base_url=base, timeout=30) as client:
         for name, width, step in shapes:
@@ -134,8 +151,13 @@ def history_bench(base: str, store: Any, symbols: int, span_ms: int, queries: in
             lat = []
             for i in range(queries // len(shapes) + 5):
                 start = T0 + rng.randrange(0, max(1, span_ms - width + 1), 60_000)
-                params: dict[str, Any] = {"symbol": f"SYM{rng.randrange(symbols)}", "start": start, "end": start + width, "step": step,
-                          "agg": rng.choice(["mean", "last", "max"])}
+                params: dict[str, Any] = {
+                    "symbol": f"SYM{rng.randrange(symbols)}",
+                    "start": start,
+                    "end": start + width,
+                    "step": step,
+                    "agg": rng.choice(["mean", "last", "max"]),
+                }
                 t = time.perf_counter()
                 r = client.get("/api/sentiment/history", params=params)
                 dt = (time.perf_counter() - t) * 1000
@@ -148,8 +170,9 @@ def history_bench(base: str, store: Any, symbols: int, span_ms: int, queries: in
 
 
 # --- 2. live: POST -> SSE ------------------------------------------------------------------
-async def _clients_main(base: str, symbols: int, clients: int, rate: int, seconds: float, batch: int,
-                        warmup: float) -> dict:
+async def _clients_main(
+    base: str, symbols: int, clients: int, rate: int, seconds: float, batch: int, warmup: float
+) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -206,8 +229,15 @@ async def _clients_main(base: str, symbols: int, clients: int, rate: int, second
             now_wall = time.time()
             ticks = []
             for _ in range(batch):
-                ticks.append({"symbol": f"SYM{seq % symbols}", "ts": int(now_wall * 1000), "score": 0.1,
-                              "provider": "bench", "meta": {"t_post": now_wall}})
+                ticks.append(
+                    {
+                        "symbol": f"SYM{seq % symbols}",
+                        "ts": int(now_wall * 1000),
+                        "score": 0.1,
+                        "provider": "bench",
+                        "meta": {"t_post": now_wall},
+                    }
+                )
                 seq += 1
             measured = next_at >= measuring
             task = asyncio.create_task(one({"ticks": ticks}, measured))
@@ -219,8 +249,10 @@ async def _clients_main(base: str, symbols: int, clients: int, rate: int, second
         await asyncio.gather(*tasks)
 
     limits = httpx.Limits(max_connections=clients + 64, max_keepalive_connections=clients + 64)
-    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60.0), limits=limits) as sse_client, \
-            httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0)) as post_client:
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60.0), limits=limits) as sse_client,
+        httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0)) as post_client,
+    ):
         readers = [asyncio.create_task(reader(i, sse_client)) for i in range(clients)]
         await asyncio.wait_for(all_ready.wait(), 60)
         t = time.perf_counter()
@@ -234,9 +266,24 @@ async def _clients_main(base: str, symbols: int, clients: int, rate: int, second
 
 
 def live_bench(base: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--client", base, "--symbols", str(args.symbols), "--clients", str(args.clients),
-           "--rate", str(args.rate), "--seconds", str(args.seconds), "--batch", str(args.batch),
-           "--warmup", str(args.warmup)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--client",
+        base,
+        "--symbols",
+        str(args.symbols),
+        "--clients",
+        str(args.clients),
+        "--rate",
+        str(args.rate),
+        "--seconds",
+        str(args.seconds),
+        "--batch",
+        str(args.batch),
+        "--warmup",
+        str(args.warmup),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.seconds + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"client process failed:\n{proc.stderr[-3000:]}")
@@ -249,9 +296,20 @@ def stand_in_flow(bus: Any, ids: Any) -> Any:
     def ingest(records: list[dict[str, Any]]) -> None:
         for rec in records:
             meta = rec.get("meta") or {}
-            bus.publish(Event("sentiment", ids.next(),
-                              {"kind": "tick", "symbol": rec["symbol"], "sent_ema_5m": rec["score"],
-                               "t_post": meta.get("t_post")}, rec["symbol"], rec["ts"]))
+            bus.publish(
+                Event(
+                    "sentiment",
+                    ids.next(),
+                    {
+                        "kind": "tick",
+                        "symbol": rec["symbol"],
+                        "sent_ema_5m": rec["score"],
+                        "t_post": meta.get("t_post"),
+                    },
+                    rec["symbol"],
+                    rec["ts"],
+                )
+            )
 
     return ingest
 
@@ -265,15 +323,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clients", type=int, default=200, help="SSE clients")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--batch", type=int, default=10, help="ticks per POST")
-    ap.add_argument("--warmup", type=float, default=2.0,
-                    help="seconds posted at the rate before measuring (the first ticks load the Numba kernels "
-                         "and create every symbol's state)")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds posted at the rate before measuring (the first ticks load the Numba kernels "
+        "and create every symbol's state)",
+    )
     ap.add_argument("--stand-in", action="store_true", help="live part without the dataflow (API + bus + SSE only)")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: run the client side against this base URL
     args = ap.parse_args(argv)
     if args.client:
-        result = asyncio.run(_clients_main(args.client, args.symbols, args.clients, args.rate, args.seconds,
-                                           args.batch, args.warmup))
+        result = asyncio.run(
+            _clients_main(args.client, args.symbols, args.clients, args.rate, args.seconds, args.batch, args.warmup)
+        )
         print(json.dumps(result))
         return
 
@@ -299,18 +362,34 @@ def main(argv: list[str] | None = None) -> None:
         if system is not None:
             system.stop(timeout=10)
 
-        rows = [("setup", f"{args.ticks:,} ticks generated", f"{gen['ticks_s']:.1f} s", "", ""),
-                ("setup", f"{gen['bars']:,} bars aggregated", f"{gen['bars_s']:.1f} s", "", "")]
+        rows = [
+            ("setup", f"{args.ticks:,} ticks generated", f"{gen['ticks_s']:.1f} s", "", ""),
+            ("setup", f"{gen['bars']:,} bars aggregated", f"{gen['bars_s']:.1f} s", "", ""),
+        ]
         for name, lat in hist:
-            rows.append(("history GET", name, f"{len(lat)} queries", f"{_pct(lat, 50):.1f} ms", f"{_pct(lat, 99):.1f} ms"))
+            rows.append(
+                ("history GET", name, f"{len(lat)} queries", f"{_pct(lat, 50):.1f} ms", f"{_pct(lat, 99):.1f} ms")
+            )
         lat = live["latencies"]
-        rows.append(("tick POST", f"{live['achieved']:.0f} ticks/s in batches of {args.batch}",
-                     f"{len(live['post_lat'])} POSTs", f"{_pct(live['post_lat'], 50):.1f} ms",
-                     f"{_pct(live['post_lat'], 99):.1f} ms"))
+        rows.append(
+            (
+                "tick POST",
+                f"{live['achieved']:.0f} ticks/s in batches of {args.batch}",
+                f"{len(live['post_lat'])} POSTs",
+                f"{_pct(live['post_lat'], 50):.1f} ms",
+                f"{_pct(live['post_lat'], 99):.1f} ms",
+            )
+        )
         per_client = args.clients * live["sent"] / args.symbols  # each client follows one symbol
-        rows.append(("POST → SSE", f"{args.clients} clients, coalesced ≤ 10 Hz/symbol",
-                     f"{live['received']:,} delivered of {per_client:,.0f} posted-for-them",
-                     f"{_pct(lat, 50):.1f} ms", f"{_pct(lat, 99):.1f} ms"))
+        rows.append(
+            (
+                "POST → SSE",
+                f"{args.clients} clients, coalesced ≤ 10 Hz/symbol",
+                f"{live['received']:,} delivered of {per_client:,.0f} posted-for-them",
+                f"{_pct(lat, 50):.1f} ms",
+                f"{_pct(lat, 99):.1f} ms",
+            )
+        )
         how = "an in-process stand-in for the flow" if args.stand_in else "the real embedded dataflow"
         print(f"\nAPI bench ({os.cpu_count()} CPUs; {args.symbols} symbols; live part through {how})\n")
         print("| part | case | volume | p50 | p99 |")

@@ -90,14 +90,29 @@ def onnx_batched_vs_single(model_dir: Path, rows: int = 1000) -> tuple[float, fl
 
 
 def candle(symbol: str, close_time: int, price: float) -> dict:
-    return {"symbol": symbol, "interval": "1m", "open_time": close_time - 60_000, "close_time": close_time,
-            "open": price, "high": price * 1.001, "low": price * 0.999, "close": price, "volume": 10.0,
-            "ingest_ts": close_time + 100}
+    return {
+        "symbol": symbol,
+        "interval": "1m",
+        "open_time": close_time - 60_000,
+        "close_time": close_time,
+        "open": price,
+        "high": price * 1.001,
+        "low": price * 0.999,
+        "close": price,
+        "volume": 10.0,
+        "ingest_ts": close_time + 100,
+    }
 
 
 def tick(symbol: str, ts: int, ingest: int, score: float) -> dict:
-    return {"symbol": symbol, "ts": ts, "score": score, "provider": "newsapi", "ingest_ts": ingest,
-            "id": f"{symbol}-{ts}-{ingest}"}
+    return {
+        "symbol": symbol,
+        "ts": ts,
+        "score": score,
+        "provider": "newsapi",
+        "ingest_ts": ingest,
+        "id": f"{symbol}-{ts}-{ingest}",
+    }
 
 
 def main() -> None:
@@ -106,8 +121,11 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=20, help="candles per symbol before measuring")
     parser.add_argument("--per-burst", action="store_true", help="print each burst's first/median/last latency")
-    parser.add_argument("--ticks-in-burst", action="store_true",
-                        help="hand over the minute's ticks with the candles instead of ~29 s before them")
+    parser.add_argument(
+        "--ticks-in-burst",
+        action="store_true",
+        help="hand over the minute's ticks with the candles instead of ~29 s before them",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tickcast-bench-inf-"))
     version = train_and_promote(work / "models")
@@ -118,8 +136,14 @@ def main() -> None:
     store.migrate()
     inbox: queue.Queue = queue.Queue()
     recorder = Recorder()
-    flow = build_flow(settings, [QueueSource(inbox)], store_factory=lambda: store, bus=recorder, ids=IdClock(),
-                      options=FlowOptions(live=True))
+    flow = build_flow(
+        settings,
+        [QueueSource(inbox)],
+        store_factory=lambda: store,
+        bus=recorder,
+        ids=IdClock(),
+        options=FlowOptions(live=True),
+    )
     from tickcast.gc_tuning import tune_gc
 
     tune_gc()  # as `tickcast up` / `tickcast flow` do
@@ -164,14 +188,18 @@ def main() -> None:
             burst_ms = [(t - t0) * 1000 for t in recorder.times.get(T, [])]
             latencies += burst_ms
             if args.per_burst:
-                print(f"burst {k}: first {min(burst_ms):.1f} / median {np.median(burst_ms):.1f} / "
-                      f"last {max(burst_ms):.1f} ms")
+                print(
+                    f"burst {k}: first {min(burst_ms):.1f} / median {np.median(burst_ms):.1f} / "
+                    f"last {max(burst_ms):.1f} ms"
+                )
     inbox.put(STOP)
     thread.join(30)
     served = store.scalar("SELECT count() FROM {db}.predictions FINAL WHERE model_version = {v:String}", {"v": version})
     p50, p99 = np.percentile(latencies, [50, 99])
-    print(f"# inference bench: {args.symbols} symbols x {args.bursts} bursts (after {args.warmup} warm-up bursts); "
-          f"the minute's ticks {'in the burst' if args.ticks_in_burst else 'before the burst'}")
+    print(
+        f"# inference bench: {args.symbols} symbols x {args.bursts} bursts (after {args.warmup} warm-up bursts); "
+        f"the minute's ticks {'in the burst' if args.ticks_in_burst else 'before the burst'}"
+    )
     print(f"model {version}; predictions served by it: {served}")
     print("| metric | value |\n|---|---:|")
     print(f"| candle close -> prediction row, p50 | {p50:.1f} ms |")

@@ -48,13 +48,26 @@ def load_impl(path: str | None) -> ModuleType:
 
 def produce(broker: str, topics: list[str], n: int) -> None:
     """Message i goes to topics[i % len(topics)], stamped with its ingest_ts (increasing)."""
-    producer = Producer({"bootstrap.servers": broker, "linger.ms": 20, "batch.num.messages": 10000,
-                         "queue.buffering.max.messages": 2_000_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": broker,
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 2_000_000,
+        }
+    )
     scores = np.round(np.random.default_rng(0).uniform(-1, 1, n), 4)
     for i in range(n):
         ts = START + i * 15
-        rec = {"symbol": f"S{i % 1000:04d}USDT", "ts": ts, "score": float(scores[i]), "provider": "newsapi",
-               "id": f"t{i}", "ingest_ts": ts + 150, "pad": "x" * 20}
+        rec = {
+            "symbol": f"S{i % 1000:04d}USDT",
+            "ts": ts,
+            "score": float(scores[i]),
+            "provider": "newsapi",
+            "id": f"t{i}",
+            "ingest_ts": ts + 150,
+            "pad": "x" * 20,
+        }
         while True:
             try:
                 producer.produce(topics[i % len(topics)], orjson.dumps(rec), partition=0, timestamp=ts + 150)
@@ -85,8 +98,16 @@ def drain_partition(mod: ModuleType, broker: str, topics: list[str], add_config:
 
 def drain_raw(broker: str, topics: list[str], add_config: dict[str, Any]) -> tuple[int, float]:
     # no offset store or commits, as in the pair source: storing each offset costs librdkafka a lock per message
-    c = Consumer({"bootstrap.servers": broker, "group.id": "bench", "enable.partition.eof": True,
-                  "enable.auto.commit": False, "enable.auto.offset.store": False, **add_config})
+    c = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": "bench",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            **add_config,
+        }
+    )
     for t in topics:  # connect before the clock starts, as building the pair partition does
         c.get_watermark_offsets(TopicPartition(t, 0), timeout=10, cached=False)
     c.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in topics])
@@ -103,8 +124,13 @@ def drain_raw(broker: str, topics: list[str], add_config: dict[str, Any]) -> tup
     return n, elapsed
 
 
-FAST_FETCH = {"fetch.message.max.bytes": 16 << 20, "fetch.max.bytes": 64 << 20, "queued.min.messages": 1_000_000,
-              "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 1 << 20}
+FAST_FETCH = {
+    "fetch.message.max.bytes": 16 << 20,
+    "fetch.max.bytes": 64 << 20,
+    "queued.min.messages": 1_000_000,
+    "fetch.wait.max.ms": 10,
+    "queued.max.messages.kbytes": 1 << 20,
+}
 
 
 def main() -> None:
@@ -125,10 +151,23 @@ def main() -> None:
     with tansu() as broker:
         dataflows.kafka_io.ensure_topics(broker, {t: 1 for t in topics})
         produce(broker, topics, args.messages)
-        size = len(orjson.dumps({"symbol": "S0000USDT", "ts": START, "score": 0.1234, "provider": "newsapi",
-                                 "id": "t123456", "ingest_ts": START, "pad": "x" * 20}))
-        print(f"{args.messages} messages of ~{size} B on {len(topics)} topic(s), impl={args.impl or 'dataflows'}, "
-              f"gc={'tuned' if args.tuned_gc else 'default'}")
+        size = len(
+            orjson.dumps(
+                {
+                    "symbol": "S0000USDT",
+                    "ts": START,
+                    "score": 0.1234,
+                    "provider": "newsapi",
+                    "id": "t123456",
+                    "ingest_ts": START,
+                    "pad": "x" * 20,
+                }
+            )
+        )
+        print(
+            f"{args.messages} messages of ~{size} B on {len(topics)} topic(s), impl={args.impl or 'dataflows'}, "
+            f"gc={'tuned' if args.tuned_gc else 'default'}"
+        )
         runs = {
             "raw consume, default config": lambda: drain_raw(broker, topics, {}),
             "raw consume, fast fetch config": lambda: drain_raw(broker, topics, FAST_FETCH),

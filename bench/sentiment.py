@@ -50,15 +50,28 @@ START = 1_763_683_200_000
 def produce_ticks(broker: str, topic: str, n: int, symbols: int) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": broker, "linger.ms": 20, "batch.num.messages": 10000,
-                         "queue.buffering.max.messages": 2_000_000, "partitioner": "murmur2_random"})
+    producer = Producer(
+        {
+            "bootstrap.servers": broker,
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 2_000_000,
+            "partitioner": "murmur2_random",
+        }
+    )
     rng = np.random.default_rng(0)
     scores = np.round(rng.uniform(-1, 1, n), 4)
     providers = ("newsapi", "twitter", "reddit")
     for i in range(n):
         ts = START + i * 15  # ~67 ticks/s overall
-        rec = {"symbol": f"S{i % symbols:04d}USDT", "ts": ts, "score": float(scores[i]),
-               "provider": providers[i % 3], "id": f"t{i}", "ingest_ts": ts + 150}
+        rec = {
+            "symbol": f"S{i % symbols:04d}USDT",
+            "ts": ts,
+            "score": float(scores[i]),
+            "provider": providers[i % 3],
+            "id": f"t{i}",
+            "ingest_ts": ts + 150,
+        }
         while True:
             try:
                 producer.produce(topic, orjson.dumps(rec), key=rec["symbol"].encode(), timestamp=rec["ingest_ts"])
@@ -81,10 +94,15 @@ def run_tickcast(broker: str, topic: str, store: Store) -> float:
     from bytewax.testing import run_main
 
     settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker)  # the defaults `tickcast replay` runs with
-    source = KafkaPairSource(broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False,
-                             batch_size=settings.TICKCAST_REPLAY_BATCH)
-    flow = build_flow(settings, [source], store_factory=lambda: store,
-                      options=FlowOptions(live=False, with_model=False, publish_events=False))
+    source = KafkaPairSource(
+        broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False, batch_size=settings.TICKCAST_REPLAY_BATCH
+    )
+    flow = build_flow(
+        settings,
+        [source],
+        store_factory=lambda: store,
+        options=FlowOptions(live=False, with_model=False, publish_events=False),
+    )
     t = time.perf_counter()
     run_main(flow, epoch_interval=timedelta(seconds=5))
     return time.perf_counter() - t
@@ -98,8 +116,15 @@ def run_floor(broker: str, topic: str, store: Store, n: int) -> float:
     from dataflows.tick_decode import decode_ticks
 
     t = time.perf_counter()
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": "floor", "enable.auto.commit": False,
-                         "enable.auto.offset.store": False, **FETCH_CONFIG})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": "floor",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            **FETCH_CONFIG,
+        }
+    )
     meta = consumer.list_topics(timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
     # inserts overlap the next consume + decode on a writer thread (chdb releases the GIL), as
@@ -115,11 +140,18 @@ def run_floor(broker: str, topic: str, store: Store, n: int) -> float:
         values = [m.value() for m in msgs]
         hints = np.array([m.timestamp()[1] for m in msgs], np.int64)
         fast = decode_ticks(values, hints, now_ms=int(time.time() * 1000))
-        slow = [decode_record(values[i], source="kafka", now_ms=int(hints[i]), default_ingest="now")
-                for i in np.flatnonzero(~fast.ok).tolist()]
+        slow = [
+            decode_record(values[i], source="kafka", now_ms=int(hints[i]), default_ingest="now")
+            for i in np.flatnonzero(~fast.ok).tolist()
+        ]
         pieces = [fast.table, table_from_records([d[1] for d in slow if not isinstance(d, Rejection)])]
-        pending.append(writer.submit(store.insert_pieces, "sentiment_ticks", [
-            p.append_column("weight", pa.array(np.ones(p.num_rows))) for p in pieces]))
+        pending.append(
+            writer.submit(
+                store.insert_pieces,
+                "sentiment_ticks",
+                [p.append_column("weight", pa.array(np.ones(p.num_rows))) for p in pieces],
+            )
+        )
     for future in pending:
         future.result()
     writer.shutdown()
@@ -137,8 +169,9 @@ def run_naive(broker: str, topic: str, store: Store) -> float:
     windows = (300_000.0, 900_000.0, 3_600_000.0)
 
     def decode(msg: Any) -> Any:
-        d = decode_record(msg.value, source="kafka", now_ms=msg.timestamp[1] if msg.timestamp else 0,
-                          default_ingest="now")
+        d = decode_record(
+            msg.value, source="kafka", now_ms=msg.timestamp[1] if msg.timestamp else 0, default_ingest="now"
+        )
         return None if isinstance(d, Rejection) else d[1]
 
     def ema(state: Any, tick: dict[str, Any]) -> Any:
@@ -169,8 +202,12 @@ def run_naive(broker: str, topic: str, store: Store) -> float:
     ticks = op.filter_map("decode", kin.oks, decode)
     keyed = op.key_on("key", ticks, lambda r: r["symbol"])
     rows = op.stateful_map("ema", keyed, ema)
-    batched = op.collect("collect", op.key_on("rekey", op.key_rm("unkey", rows), lambda r: "t"),
-                         timeout=timedelta(milliseconds=500), max_size=50_000)
+    batched = op.collect(
+        "collect",
+        op.key_on("rekey", op.key_rm("unkey", rows), lambda r: "t"),
+        timeout=timedelta(milliseconds=500),
+        max_size=50_000,
+    )
     op.output("out", batched, Sink())
     t = time.perf_counter()
     run_main(flow, epoch_interval=timedelta(seconds=5))
@@ -197,9 +234,14 @@ def rss_growth(symbols: int, total: int) -> list[tuple[int, float]]:
     while done < total:
         for st in states:
             ts = t + np.sort(rng.integers(0, 60_000, per_batch))
-            batch = TickBatch(ts=ts, ingest_ts=ts + 100, score=rng.uniform(-1, 1, per_batch),
-                              polarity=np.ones(per_batch, np.int8), weight=np.ones(per_batch),
-                              id_hash=rng.integers(-(2**62), 2**62, per_batch))
+            batch = TickBatch(
+                ts=ts,
+                ingest_ts=ts + 100,
+                score=rng.uniform(-1, 1, per_batch),
+                polarity=np.ones(per_batch, np.int8),
+                weight=np.ones(per_batch),
+                id_hash=rng.integers(-(2**62), 2**62, per_batch),
+            )
             st.add_ticks(batch)
             st.advance(int(ts[-1]) + 100)
             done += per_batch
@@ -233,12 +275,16 @@ def main() -> None:
         ensure_topics(broker, {topic: args.partitions})
         t = time.perf_counter()
         produce_ticks(broker, topic, args.ticks, args.symbols)
-        print(f"produced {args.ticks:,} ticks for {args.symbols} symbols in {time.perf_counter() - t:.1f}s",
-              file=sys.stderr)
+        print(
+            f"produced {args.ticks:,} ticks for {args.symbols} symbols in {time.perf_counter() - t:.1f}s",
+            file=sys.stderr,
+        )
         for r in range(args.repeat):
-            for name, fn in (("floor", lambda s: run_floor(broker, topic, s, args.ticks)),
-                             ("tickcast", lambda s: run_tickcast(broker, topic, s)),
-                             ("naive", lambda s: run_naive(broker, topic, s))):
+            for name, fn in (
+                ("floor", lambda s: run_floor(broker, topic, s, args.ticks)),
+                ("tickcast", lambda s: run_tickcast(broker, topic, s)),
+                ("naive", lambda s: run_naive(broker, topic, s)),
+            ):
                 store = fresh_store(root / "ch", f"b_{name}_{r}")
                 elapsed = fn(store)
                 stored = store.count("sentiment_ticks")
@@ -246,15 +292,21 @@ def main() -> None:
                 results[name].append(args.ticks / elapsed)
                 print(f"run {r + 1} {name:8s}: {args.ticks / elapsed:12,.0f} ticks/s", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"# sentiment replay bench: {args.ticks:,} ticks, {args.symbols} symbols, {args.partitions} partition(s), "
-          f"1 worker, median of {args.repeat}")
+    print(
+        f"# sentiment replay bench: {args.ticks:,} ticks, {args.symbols} symbols, {args.partitions} partition(s), "
+        f"1 worker, median of {args.repeat}"
+    )
     print("| implementation | ticks/s | vs floor | vs naive |\n|---|---:|---:|---:|")
     for name in ("tickcast", "floor", "naive"):
         print(f"| {name} | {med[name]:,.0f} | {med[name] / med['floor']:.2f} | {med[name] / med['naive']:.2f} |")
     import subprocess
 
-    proc = subprocess.run([sys.executable, __file__, "--rss-only", "--symbols", str(args.symbols), "--rss-ticks",
-                           str(args.rss_ticks)], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--rss-only", "--symbols", str(args.symbols), "--rss-ticks", str(args.rss_ticks)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     points = [(int(a), float(b)) for a, b in (line.split() for line in proc.stdout.split("\n") if line.strip())]
     print(f"\n# peak RSS, {args.symbols} per-symbol sentiment states, ticks in batches of 100 per symbol")
     print("| ticks processed | peak RSS (MB) |\n|---:|---:|")

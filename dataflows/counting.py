@@ -13,7 +13,9 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 
 class _CountingPartition(StatefulSourcePartition[tuple[str, Any], Any]):
-    def __init__(self, key: str, inner: StatefulSourcePartition[Any, Any], on_emit: Callable[[int], None] | None) -> None:
+    def __init__(
+        self, key: str, inner: StatefulSourcePartition[Any, Any], on_emit: Callable[[int], None] | None
+    ) -> None:
         self._key = key
         self._inner = inner
         self._on_emit = on_emit
@@ -37,7 +39,9 @@ class _CountingPartition(StatefulSourcePartition[tuple[str, Any], Any]):
 
 
 class CountingSource(FixedPartitionedSource[tuple[str, Any], Any]):
-    def __init__(self, inner: FixedPartitionedSource[Any, Any], *, on_emit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, inner: FixedPartitionedSource[Any, Any], *, on_emit: Callable[[int], None] | None = None
+    ) -> None:
         self.inner = inner
         self.on_emit = on_emit
 

@@ -112,12 +112,17 @@ def _joined(batches: list[RawBatch]) -> RawBatch:
     if all(isinstance(b, RawBlock) for b in batches):
         names = tuple(dict.fromkeys(n for b in batches for n in b.names))
         index = {n: k for k, n in enumerate(names)}
-        name_idx = np.concatenate([
-            np.full(len(b), index[b.names[0]], np.int64) if b.name_idx is None
-            else np.asarray([index[n] for n in b.names], np.int64)[b.name_idx] for b in batches
-        ])
-        return RawBlock(names, [v for b in batches for v in b.values], np.concatenate([b.hints for b in batches]),
-                        name_idx)
+        name_idx = np.concatenate(
+            [
+                np.full(len(b), index[b.names[0]], np.int64)
+                if b.name_idx is None
+                else np.asarray([index[n] for n in b.names], np.int64)[b.name_idx]
+                for b in batches
+            ]
+        )
+        return RawBlock(
+            names, [v for b in batches for v in b.values], np.concatenate([b.hints for b in batches]), name_idx
+        )
     return [r for batch in batches for r in batch]
 
 
@@ -136,8 +141,11 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         # The gate is sequential (a streak of failures disables a provider for what follows),
         # so the records the fast path could not take are handled one by one, in order, and
         # each run of fast ticks between them goes through the gate as a block.
-        slow = np.setdiff1d(np.arange(len(records)), fast_pos, assume_unique=True).tolist() if fast else \
-            range(len(records))
+        slow = (
+            np.setdiff1d(np.arange(len(records)), fast_pos, assume_unique=True).tolist()
+            if fast
+            else range(len(records))
+        )
         done = 0
         for i in slow:
             if fast is not None:
@@ -149,7 +157,9 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         ticks = batch.by_symbol(fast, self.config.trust)
         shards: dict[str, list[tuple[str, SymbolInput]]] = {}
         for symbol in ticks.keys() | batch.candles.keys():
-            shards.setdefault(shard_of(symbol), []).append((symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []))))
+            shards.setdefault(shard_of(symbol), []).append(
+                (symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, [])))
+            )
         for shard, pairs in shards.items():
             out.append(("shard", shard, pairs))
         if ticks or batch.candles:
@@ -164,16 +174,23 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             if not all(n.startswith("kafka:") for n in records.names) or set(map(type, records.values)) != {bytes}:
                 records = list(records)  # not its usual content: the general path below
             else:
-                fast = decode_ticks(records.values, records.hints, now_ms=now_ms,
-                                    pos_threshold=self.config.pos_threshold)
+                fast = decode_ticks(
+                    records.values, records.hints, now_ms=now_ms, pos_threshold=self.config.pos_threshold
+                )
                 return fast, np.flatnonzero(fast.ok)
         names, payloads, hints = zip(*records, strict=True)  # three C-speed passes, not one Python loop
         if set(map(type, payloads)) == {bytes} and not any(n.startswith("kafka-error:") for n in set(names)):
             idx = np.arange(len(records))
             values = list(payloads)
         else:
-            idx = np.array([i for i, (n, p) in enumerate(zip(names, payloads, strict=True))
-                            if p.__class__ is bytes and not n.startswith("kafka-error:")], np.int64)
+            idx = np.array(
+                [
+                    i
+                    for i, (n, p) in enumerate(zip(names, payloads, strict=True))
+                    if p.__class__ is bytes and not n.startswith("kafka-error:")
+                ],
+                np.int64,
+            )
             if not idx.size:
                 return None, np.empty(0, np.int64)
             values = [payloads[i] for i in idx.tolist()]
@@ -195,7 +212,8 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         providers = fast.table.column("provider").slice(lo, hi - lo)
         if self.state.disabled:
             blocked = pc.is_in(providers, value_set=pa.array(sorted(self.state.disabled))).to_numpy(
-                zero_copy_only=False)
+                zero_copy_only=False
+            )
             if blocked.any():
                 for j in rows[blocked].tolist():
                     record = fast.table.slice(j, 1).to_pylist()[0]

@@ -304,8 +304,9 @@ def _stamped_values(msgs: list[Message]) -> tuple[np.ndarray, list[Any]]:
     """`(ts, values)` of data messages: ts int64 ms, -1 where the message has none usable
     (type 0 = not available, or negative)."""
     # map over the unbound C methods and flatten the (type, ts) pairs in C: no Python per message
-    pairs = np.fromiter(itertools.chain.from_iterable(map(Message.timestamp, msgs)), dtype=np.int64,
-                        count=2 * len(msgs)).reshape(-1, 2)
+    pairs = np.fromiter(
+        itertools.chain.from_iterable(map(Message.timestamp, msgs)), dtype=np.int64, count=2 * len(msgs)
+    ).reshape(-1, 2)
     ts = np.where((pairs[:, 0] != 0) & (pairs[:, 1] >= 0), pairs[:, 1], -1)
     return ts, list(map(Message.value, msgs))
 
@@ -360,9 +361,9 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             # base offset + 1, below the true end, so done = a partition-EOF event at an
             # offset ≥ this, never "position ≥ this" alone.
             for i in live:
-                self._high[i] = self._consumer.get_watermark_offsets(
-                    tps[i], timeout=_METADATA_TIMEOUT_S, cached=False
-                )[1]
+                self._high[i] = self._consumer.get_watermark_offsets(tps[i], timeout=_METADATA_TIMEOUT_S, cached=False)[
+                    1
+                ]
         self._consumer.assign([TopicPartition(tps[i].topic, tps[i].partition, self._start[i]) for i in live])
 
     def next_batch(self) -> list[PairItem]:
@@ -521,7 +522,9 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
         if counts[0] != counts[1]:
             log.warning(
                 "topics %s have %s partitions: symbols are not co-partitioned, ticks and candles "
-                "of one symbol may be read by different partitions", self.topics, counts,
+                "of one symbol may be read by different partitions",
+                self.topics,
+                counts,
             )
         return [f"p{i}" for i in range(max(counts))]
 
@@ -542,8 +545,13 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
             **self.add_config,
         }
         return _PairPartition(
-            f"kafka:{for_part}", config, tps, resume_state,
-            tail=self.tail, batch_size=self.batch_size, idle_release_ms=self.idle_release_ms,
+            f"kafka:{for_part}",
+            config,
+            tps,
+            resume_state,
+            tail=self.tail,
+            batch_size=self.batch_size,
+            idle_release_ms=self.idle_release_ms,
             max_buffered=self.max_buffered,
         )
 
@@ -607,8 +615,12 @@ class KafkaJsonSink(DynamicSink[Any]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
         return _ProducerPartition(
-            _producer(self.brokers, self.add_config), self.topic_for, self.key, self.value,
-            self.timestamp, self.flush_timeout,
+            _producer(self.brokers, self.add_config),
+            self.topic_for,
+            self.key,
+            self.value,
+            self.timestamp,
+            self.flush_timeout,
         )
 
 
@@ -646,8 +658,12 @@ def consume_json(
             return
         time.sleep(poll_s)
     consumer = Consumer(
-        {"bootstrap.servers": brokers, "group.id": "tickcast-ignored", "enable.auto.commit": False,
-         **(add_config or {})}
+        {
+            "bootstrap.servers": brokers,
+            "group.id": "tickcast-ignored",
+            "enable.auto.commit": False,
+            **(add_config or {}),
+        }
     )
     try:
         consumer.assign([TopicPartition(topic, i, start) for i in range(n)])

@@ -58,9 +58,7 @@ class MarketConfig:
                 f"MarketConfig.horizon must be an int in [1, ring={self.ring}] (the labeled "
                 f"candle must still be in the ring). Got {self.horizon!r} instead."
             )
-        if self.interval_ms is not None and (
-            not isinstance(self.interval_ms, int) or self.interval_ms <= 0
-        ):
+        if self.interval_ms is not None and (not isinstance(self.interval_ms, int) or self.interval_ms <= 0):
             raise ValueError(
                 f"MarketConfig.interval_ms must be a positive int or None. Got {self.interval_ms!r} instead."
             )
@@ -152,11 +150,7 @@ class MarketState:
     def _out_of_order_message(self, close_time: int) -> str:
         n = int(self._count[0])
         newest, oldest = int(self._times[n - 1, 1]), int(self._times[0, 1])
-        where = (
-            "older than the whole ring"
-            if close_time < oldest
-            else "between ring candles"
-        )
+        where = "older than the whole ring" if close_time < oldest else "between ring candles"
         return (
             f"candle close_time {close_time} arrived after close_time {newest}; expected a "
             f"close_time > {newest} or a replay of a candle in the ring "
@@ -177,14 +171,9 @@ def market_features_batch(
     seen), and equals what MarketState returns for that candle bit for bit.
     `open` is unused by the formulas; it is taken so callers pass a whole OHLCV frame.
     """
-    cols = [
-        np.ascontiguousarray(a, dtype=np.float64)
-        for a in (open, high, low, close, volume)
-    ]
+    cols = [np.ascontiguousarray(a, dtype=np.float64) for a in (open, high, low, close, volume)]
     n = cols[0].shape[0]
     for name, a in zip(("open", "high", "low", "close", "volume"), cols, strict=True):
         if a.ndim != 1 or a.shape[0] != n:
-            raise ValueError(
-                f"market_features_batch: {name} must be 1-D of length {n} like open. Got shape {a.shape}."
-            )
+            raise ValueError(f"market_features_batch: {name} must be 1-D of length {n} like open. Got shape {a.shape}.")
     return k.features_batch(cols[1], cols[2], cols[3], cols[4])

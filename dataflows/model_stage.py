@@ -186,7 +186,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         self.state = thaw(state) or ModelState()
         if self.state.accuracy is None:
             self.state.accuracy = AccuracyMonitor(
-                config.accuracy_window, good=config.accuracy_good, warning=config.accuracy_warning,
+                config.accuracy_window,
+                good=config.accuracy_good,
+                warning=config.accuracy_warning,
                 min_samples=min(100, config.accuracy_window),
             )
         self.predictor = _predictor(config, self.state)
@@ -324,8 +326,17 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
             if abs(z) >= self.config.feature_z and not ring.breached:
                 metrics.FEATURE_DRIFT_EVENTS.labels(name).inc()
-                self._drift_event("feature_drift", ts, version, "overall", name, z, self.config.feature_z,
-                                  {"window": ring.count, "train_mean": mu, "train_std": sigma}, out)
+                self._drift_event(
+                    "feature_drift",
+                    ts,
+                    version,
+                    "overall",
+                    name,
+                    z,
+                    self.config.feature_z,
+                    {"window": ring.count, "train_mean": mu, "train_std": sigma},
+                    out,
+                )
                 ring.breached = True
             elif abs(z) < FEATURE_REARM * self.config.feature_z:
                 # Hysteresis: a z hovering around the threshold is one drift, not one event per crossing.
@@ -381,7 +392,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             if self.config.live:
                 out.append(("event", "calibration", {**row, "bins": overall["bins"]}, None, at_ms))
             for idx, report in result["per_symbol"].items():
-                out.append(("table", "calibration_windows", self._window_row(version, names[idx], at_ms, report, reference)))
+                out.append(
+                    ("table", "calibration_windows", self._window_row(version, names[idx], at_ms, report, reference))
+                )
         self._accuracy_health(at_ms, out)
 
     def _reference(self, version: str) -> dict[str, Any] | None:
@@ -458,17 +471,42 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             cooldown_remaining_s=decision.cooldown_remaining_s,
         )
         metrics.CALIBRATION_RETRAIN_COOLDOWN.set(decision.cooldown_remaining_s)
-        details = {"n": report["n"], "ece": report["ece"], "brier": report["brier"], "pr_auc": report["pr_auc"],
-                   "delta_ece_ema": decision.delta_ece_ema, "abs_streak": decision.abs_streak,
-                   "rel_streak": decision.rel_streak, "strong": decision.strong}
+        details = {
+            "n": report["n"],
+            "ece": report["ece"],
+            "brier": report["brier"],
+            "pr_auc": report["pr_auc"],
+            "delta_ece_ema": decision.delta_ece_ema,
+            "abs_streak": decision.abs_streak,
+            "rel_streak": decision.rel_streak,
+            "strong": decision.strong,
+        }
         if decision.transition:
             metrics.CALIBRATION_DRIFT_EVENTS.labels(decision.transition).inc()
-            self._drift_event(f"calibration_drift_{decision.transition}", at_ms, version, "overall", "ece",
-                              decision.delta_ece, self.config.drift.hysteresis_enter, details, out)
+            self._drift_event(
+                f"calibration_drift_{decision.transition}",
+                at_ms,
+                version,
+                "overall",
+                "ece",
+                decision.delta_ece,
+                self.config.drift.hysteresis_enter,
+                details,
+                out,
+            )
         if decision.recommendation:
             metrics.CALIBRATION_RETRAIN_RECOMMEND.labels(decision.recommendation).inc()
-            self._drift_event(decision.recommendation, at_ms, version, "overall", "ece", decision.delta_ece,
-                              self.config.drift.ece_drift_abs, details, out)
+            self._drift_event(
+                decision.recommendation,
+                at_ms,
+                version,
+                "overall",
+                "ece",
+                decision.delta_ece,
+                self.config.drift.ece_drift_abs,
+                details,
+                out,
+            )
             if self.config.auto_retrain and self.config.live and _job_starter is not None:
                 kind = "train" if decision.recommendation == "retrain_recommended" else "recalibrate"
                 try:
@@ -482,8 +520,17 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             return  # the baseline is not retrained; its accuracy is the base rate
         if should_emergency_retrain(acc_state, at_ms, self.config.emergency_cooldown_s):
             self.state.accuracy.record_emergency_retrain(at_ms)
-            self._drift_event("accuracy_critical", at_ms, self.state.serving_version, "overall", "accuracy",
-                              acc_state.accuracy, self.config.accuracy_warning, {"n": acc_state.n}, out)
+            self._drift_event(
+                "accuracy_critical",
+                at_ms,
+                self.state.serving_version,
+                "overall",
+                "accuracy",
+                acc_state.accuracy,
+                self.config.accuracy_warning,
+                {"n": acc_state.n},
+                out,
+            )
             if self.config.auto_retrain and self.config.live and _job_starter is not None:
                 try:
                     _job_starter("train", {"reason": "accuracy_critical"}, "emergency")
@@ -516,4 +563,3 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         out.append(("table", "drift_events", row))
         if self.config.live:
             out.append(("event", "events", {**row, "details": details}, None, ts))
-

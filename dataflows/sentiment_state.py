@@ -63,7 +63,9 @@ class SentimentConfig:
         _check(self.step_ms > 0, "step_ms", "an int > 0", self.step_ms)
         _check(
             len(self.ema_windows_s) == len(self.ema_names) and len(self.ema_names) > 0,
-            "ema_names", f"one name per window of ema_windows_s {self.ema_windows_s}", self.ema_names,
+            "ema_names",
+            f"one name per window of ema_windows_s {self.ema_windows_s}",
+            self.ema_names,
         )
         _check(all(w > 0 for w in self.ema_windows_s), "ema_windows_s", "positive seconds", self.ema_windows_s)
         _check(len(set(self.ema_names)) == len(self.ema_names), "ema_names", "unique", self.ema_names)
@@ -73,7 +75,9 @@ class SentimentConfig:
         _check(self.impute in _IMPUTE, "impute", f"one of {sorted(_IMPUTE)}", self.impute)
         _check(
             set(self.agg_weights) <= set(self.ema_names),
-            "agg_weights", f"keyed by window names {self.ema_names}", self.agg_weights,
+            "agg_weights",
+            f"keyed by window names {self.ema_names}",
+            self.agg_weights,
         )
         _check(self.vol_window >= 2, "vol_window", "an int >= 2", self.vol_window)
         _check(self.history_bars >= 64, "history_bars", "an int >= 64", self.history_bars)
@@ -164,7 +168,8 @@ class SentimentState:
         # NaN weights make the kernel's composite NaN when no aggregation is configured.
         self._agg_w = (
             np.array([cfg.agg_weights.get(n, 0.0) for n in cfg.ema_names], np.float64)
-            if cfg.agg_weights else np.full(n_win, np.nan)
+            if cfg.agg_weights
+            else np.full(n_win, np.nan)
         )
         self._impute = _IMPUTE[cfg.impute]
         # dedup memory: sorted ids and the ingest time each was last accepted at
@@ -225,17 +230,47 @@ class SentimentState:
         return self.add_columns(batch.ts, batch.ingest_ts, batch.score, batch.polarity, batch.weight, batch.id_hash)
 
     def add_columns(
-        self, ts: np.ndarray, ingest_ts: np.ndarray, score: np.ndarray, polarity: np.ndarray,
-        weight: np.ndarray, id_hash: np.ndarray,
+        self,
+        ts: np.ndarray,
+        ingest_ts: np.ndarray,
+        score: np.ndarray,
+        polarity: np.ndarray,
+        weight: np.ndarray,
+        id_hash: np.ndarray,
     ) -> np.ndarray:
         """`add_ticks` on columns the caller validated, with TickBatch's dtypes (the flow's hot path)."""
         cfg = self.config
         if ts.size == 0:
             return np.empty(0, np.int8)
-        (status, self._seen_hash, self._seen_t, self._p_ts, self._p_ingest, self._p_score, self._p_pol,
-         self._p_weight, n_ok, n_dup, n_late, self._max_ingest) = k.admit(
-            self._seen_hash, self._seen_t, self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
-            ts, ingest_ts, score, polarity, weight, id_hash, cfg.max_latency_ms, cfg.dedup_window_ms,
+        (
+            status,
+            self._seen_hash,
+            self._seen_t,
+            self._p_ts,
+            self._p_ingest,
+            self._p_score,
+            self._p_pol,
+            self._p_weight,
+            n_ok,
+            n_dup,
+            n_late,
+            self._max_ingest,
+        ) = k.admit(
+            self._seen_hash,
+            self._seen_t,
+            self._p_ts,
+            self._p_ingest,
+            self._p_score,
+            self._p_pol,
+            self._p_weight,
+            ts,
+            ingest_ts,
+            score,
+            polarity,
+            weight,
+            id_hash,
+            cfg.max_latency_ms,
+            cfg.dedup_window_ms,
             self._max_ingest,
         )
         self.n_accepted += n_ok
@@ -302,9 +337,26 @@ class SentimentState:
         else:
             first = self._next_bar
         bar_ends, out, *pending = k.close_through(
-            first, last, cfg.step_ms, m, self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight,
-            self._windows_ms, self._agg_w, self._ema_mean, self._ema_logw, self._ref_t, self._hist,
-            self._prev_ratio, self._impute, cfg.vol_window, self._ring_end, self._ring_val,
+            first,
+            last,
+            cfg.step_ms,
+            m,
+            self._p_ts,
+            self._p_ingest,
+            self._p_score,
+            self._p_pol,
+            self._p_weight,
+            self._windows_ms,
+            self._agg_w,
+            self._ema_mean,
+            self._ema_logw,
+            self._ref_t,
+            self._hist,
+            self._prev_ratio,
+            self._impute,
+            cfg.vol_window,
+            self._ring_end,
+            self._ring_val,
         )
         self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight = pending
         self._next_bar = last + cfg.step_ms
@@ -334,12 +386,27 @@ class SentimentState:
         """Live view at now (not leak-free, not stored): EMAs over committed + pending ticks with ts < now,
         the open bar [⌊now/step⌋·step, now) from pending ticks, and the last closed bar end."""
         cfg = self.config
-        vals = k.live_view(self._ema_mean, self._ema_logw, self._ref_t, int(now_ms), self._p_ts, self._p_score,
-                           self._p_weight, self._windows_ms, self._agg_w, cfg.step_ms).tolist()
+        vals = k.live_view(
+            self._ema_mean,
+            self._ema_logw,
+            self._ref_t,
+            int(now_ms),
+            self._p_ts,
+            self._p_score,
+            self._p_weight,
+            self._windows_ms,
+            self._agg_w,
+            cfg.step_ms,
+        ).tolist()
         n_win = len(cfg.ema_names)
         start = now_ms // cfg.step_ms * cfg.step_ms
         view: dict[str, Any] = {"as_of": int(now_ms)}
         view.update(zip(self._ema_columns, vals[:n_win], strict=True))
-        view.update(sent_composite=vals[n_win], open_bar_end=int(start + cfg.step_ms), open_cnt=int(vals[n_win + 1]),
-                    open_score=vals[n_win + 2], last_bar_end=self.last_bar_end)
+        view.update(
+            sent_composite=vals[n_win],
+            open_bar_end=int(start + cfg.step_ms),
+            open_cnt=int(vals[n_win + 1]),
+            open_score=vals[n_win + 2],
+            last_bar_end=self.last_bar_end,
+        )
         return view

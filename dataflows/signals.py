@@ -1,11 +1,11 @@
 """The "signals" dataflow (DESIGN §1), read top to bottom like the pipeline.
 
-    sources ──(partition, [raw])──> decode + provider gate ──(shard, [(symbol, records)])──>
-    per-symbol state, a few shards of symbols: dedup/late → bars + EMAs → market features → as-of join → labels
-        ──features, labels──> model stage: ONNX inference (or baseline), pairing with
-        labels, calibration windows, drift, accuracy
-    every step's ("rows", table, [row…] | Pieces) ──> batched per table ──> ClickHouse
-    every step's ("events", [event, …]) ──> live bus + live_events
+sources ──(partition, [raw])──> decode + provider gate ──(shard, [(symbol, records)])──>
+per-symbol state, a few shards of symbols: dedup/late → bars + EMAs → market features → as-of join → labels
+    ──features, labels──> model stage: ONNX inference (or baseline), pairing with
+    labels, calibration windows, drift, accuracy
+every step's ("rows", table, [row…] | Pieces) ──> batched per table ──> ClickHouse
+every step's ("events", [event, …]) ──> live bus + live_events
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ def build_flow(
         return builder if gate is None else (lambda state: _Busy(builder(state), gate.touch))
 
     decode_cfg = DecodeConfig(
-        settings.SENTIMENT_DISABLE_FAILURE_STREAK, settings.SENTIMENT_POS_THRESHOLD, recovery=options.recovery,
+        settings.SENTIMENT_DISABLE_FAILURE_STREAK,
+        settings.SENTIMENT_POS_THRESHOLD,
+        recovery=options.recovery,
         trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s))))
@@ -215,6 +217,10 @@ def kafka_source(settings: Settings, *, tail: bool) -> Any:
 
     # Backfills take big batches: the per-symbol steps cost ~60 µs per (symbol, batch), so
     # with 1,000 symbols a 5k batch would spend more on that than on the ticks themselves.
-    return KafkaPairSource(settings.TICKCAST_KAFKA_BOOTSTRAP or "", settings.TICKCAST_TOPIC_TICKS,
-                           settings.TICKCAST_TOPIC_CANDLES, tail=tail,
-                           batch_size=5_000 if tail else settings.TICKCAST_REPLAY_BATCH)
+    return KafkaPairSource(
+        settings.TICKCAST_KAFKA_BOOTSTRAP or "",
+        settings.TICKCAST_TOPIC_TICKS,
+        settings.TICKCAST_TOPIC_CANDLES,
+        tail=tail,
+        batch_size=5_000 if tail else settings.TICKCAST_REPLAY_BATCH,
+    )

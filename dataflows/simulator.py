@@ -97,8 +97,12 @@ class SimConfig:
             _check(0.0 <= rate <= 1.0, name, "a float in [0, 1]", rate)
         if self.outage is not None:
             provider, lo, hi = self.outage
-            _check(provider in self.providers and lo < hi, "outage",
-                   f"(provider in {self.providers}, start_ms, end_ms > start_ms)", self.outage)
+            _check(
+                provider in self.providers and lo < hi,
+                "outage",
+                f"(provider in {self.providers}, start_ms, end_ms > start_ms)",
+                self.outage,
+            )
 
 
 def _check(ok: bool, name: str, expected: str, got: object) -> None:
@@ -140,9 +144,17 @@ def _init_state(cfg: SimConfig, i: int) -> _SymbolState:
     name, price, base_vol, mean_volume = _symbol_params(i)
     market = np.random.default_rng([cfg.seed, i, 0])
     faults = np.random.default_rng([cfg.seed, i, 1])
-    return _SymbolState(i, name, base_vol, mean_volume, market, faults, price,
-                        mood=float(market.standard_normal()),
-                        log_vol=float(market.normal(0.0, VOL_LOG_SD)))
+    return _SymbolState(
+        i,
+        name,
+        base_vol,
+        mean_volume,
+        market,
+        faults,
+        price,
+        mood=float(market.standard_normal()),
+        log_vol=float(market.normal(0.0, VOL_LOG_SD)),
+    )
 
 
 def _ou(prev: float, eps: np.ndarray, tau: float, sd: float) -> np.ndarray:
@@ -182,9 +194,15 @@ def _candles(cfg: SimConfig, st: _SymbolState, c0: int, mood: np.ndarray) -> dic
     low = np.minimum(open_, close) * np.exp(-0.6 * sigma * wick[1])
     volume = st.mean_volume * np.exp(0.45 * np.abs(eps) + 0.5 * log_vol + 0.4 * volume_noise - 0.4)
     o, h, lo, c = (_round_sig(a, 7) for a in (open_, high, low, close))
-    return {"open_time": open_time, "open": o, "high": np.maximum(h, np.maximum(o, c)),
-            "low": np.minimum(lo, np.minimum(o, c)), "close": c, "volume": _round_sig(volume, 6),
-            "ingest_ts": open_time + MINUTE_MS + delay}
+    return {
+        "open_time": open_time,
+        "open": o,
+        "high": np.maximum(h, np.maximum(o, c)),
+        "low": np.minimum(lo, np.minimum(o, c)),
+        "close": c,
+        "volume": _round_sig(volume, 6),
+        "ingest_ts": open_time + MINUTE_MS + delay,
+    }
 
 
 def _ticks(cfg: SimConfig, st: _SymbolState, c0: int, mood: np.ndarray) -> dict[str, np.ndarray]:
@@ -196,8 +214,13 @@ def _ticks(cfg: SimConfig, st: _SymbolState, c0: int, mood: np.ndarray) -> dict[
     noise = np.array([PROVIDER_NOISE.get(p, _DEFAULT_NOISE) for p in cfg.providers])[provider]
     raw = np.tanh(SCORE_GAIN * mood[(ts - c0) // 1000] + noise * rng.standard_normal(n))
     delay = np.clip(np.round(np.exp(rng.uniform(math.log(50), math.log(3000), n))), 50, 3000).astype(np.int64)
-    return {"ts": ts, "provider": provider, "score": np.round(np.clip(raw, -1.0, 1.0), 4),
-            "ingest_ts": ts + delay, "k": np.arange(n)}
+    return {
+        "ts": ts,
+        "provider": provider,
+        "score": np.round(np.clip(raw, -1.0, 1.0), 4),
+        "ingest_ts": ts + delay,
+        "k": np.arange(n),
+    }
 
 
 def _tick_faults(cfg: SimConfig, st: _SymbolState, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -223,18 +246,37 @@ def _tick_faults(cfg: SimConfig, st: _SymbolState, t: dict[str, np.ndarray]) -> 
 def _tick_records(cfg: SimConfig, st: _SymbolState, t: dict[str, np.ndarray]) -> list[dict]:
     names = [cfg.providers[i] for i in t["provider"].tolist()]
     return [
-        {"symbol": st.name, "ts": ts, "score": s, "polarity": (s > 0) - (s < 0), "provider": p,
-         "meta": {"lang": "en", "source": "sim"}, "id": f"{p}-{st.name}-{ts}-{k}", "ingest_ts": ing}
-        for ts, s, p, k, ing in zip(t["ts"].tolist(), t["score"].tolist(), names,
-                                    t["k"].tolist(), t["ingest_ts"].tolist())
+        {
+            "symbol": st.name,
+            "ts": ts,
+            "score": s,
+            "polarity": (s > 0) - (s < 0),
+            "provider": p,
+            "meta": {"lang": "en", "source": "sim"},
+            "id": f"{p}-{st.name}-{ts}-{k}",
+            "ingest_ts": ing,
+        }
+        for ts, s, p, k, ing in zip(
+            t["ts"].tolist(), t["score"].tolist(), names, t["k"].tolist(), t["ingest_ts"].tolist()
+        )
     ]
 
 
 def _candle_records(st: _SymbolState, c: dict[str, np.ndarray]) -> list[dict]:
     cols = (c[k].tolist() for k in ("open_time", "open", "high", "low", "close", "volume", "ingest_ts"))
     return [
-        {"symbol": st.name, "interval": "1m", "open_time": ot, "close_time": ot + MINUTE_MS,
-         "open": o, "high": h, "low": lo, "close": cl, "volume": v, "ingest_ts": ing}
+        {
+            "symbol": st.name,
+            "interval": "1m",
+            "open_time": ot,
+            "close_time": ot + MINUTE_MS,
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": cl,
+            "volume": v,
+            "ingest_ts": ing,
+        }
         for ot, o, h, lo, cl, v, ing in zip(*cols)
     ]
 
@@ -258,8 +300,7 @@ def _malform(rec: dict, kind: str, pick: float) -> dict:
     return bad
 
 
-def _apply_malformed(cfg: SimConfig, st: _SymbolState, recs: list[dict], kinds: tuple[str, ...]
-                     ) -> list[str | None]:
+def _apply_malformed(cfg: SimConfig, st: _SymbolState, recs: list[dict], kinds: tuple[str, ...]) -> list[str | None]:
     rng, n = st.faults, len(recs)
     hit, which, pick = rng.random(n) < cfg.malformed_rate, rng.integers(0, len(kinds), n), rng.random(n)
     labels: list[str | None] = [None] * n
@@ -291,8 +332,7 @@ class _Batch:
 
     def take(self, keep: np.ndarray) -> _Batch:
         idx = keep.tolist()
-        return _Batch([self.records[i] for i in idx], [self.labels[i] for i in idx],
-                      [k[keep] for k in self.keys])
+        return _Batch([self.records[i] for i in idx], [self.labels[i] for i in idx], [k[keep] for k in self.keys])
 
 
 def _chunk(cfg: SimConfig, states: list[_SymbolState], c0: int, end_ms: float) -> _Batch:
@@ -366,8 +406,14 @@ def write_files(cfg: SimConfig, out_dir: Path) -> dict[str, int]:
 _TIME_FIELDS = ("ts", "open_time", "close_time", "ingest_ts")
 
 
-def live_records(cfg: SimConfig, speed: float, clock: Callable[[], float] = time.time, *,
-                 sleep: Callable[[float], None] = time.sleep, max_sleep_s: float = 0.25) -> Iterator[dict]:
+def live_records(
+    cfg: SimConfig,
+    speed: float,
+    clock: Callable[[], float] = time.time,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    max_sleep_s: float = 0.25,
+) -> Iterator[dict]:
     """Pace `generate(cfg)` against the wall clock.
 
     Event times are shifted by a whole number of minutes so the simulated start is

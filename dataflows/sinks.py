@@ -221,8 +221,10 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
 
     def write_batch(self, values: list[EventItem]) -> None:
         items = [item for _, batch in values for item in batch]
-        events = [Event(stream, event_id, data, symbol, int(ts))
-                  for event_id, (stream, data, symbol, ts) in zip(self.ids.take(len(items)), items, strict=True)]
+        events = [
+            Event(stream, event_id, data, symbol, int(ts))
+            for event_id, (stream, data, symbol, ts) in zip(self.ids.take(len(items)), items, strict=True)
+        ]
         if not events:
             return
         if self.publish_first:
@@ -242,8 +244,13 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
 class EventSink(FixedPartitionedSink[EventItem, None]):
     """Stores each event in `live_events` (for Last-Event-ID resume) and publishes it."""
 
-    def __init__(self, bus: EventBus | None, store_factory: Callable[[], Store] | None, ids: IdClock,
-                 gate: LiveGate | None = None) -> None:
+    def __init__(
+        self,
+        bus: EventBus | None,
+        store_factory: Callable[[], Store] | None,
+        ids: IdClock,
+        gate: LiveGate | None = None,
+    ) -> None:
         self.bus = bus
         self.store_factory = store_factory
         self.ids = ids

@@ -44,8 +44,9 @@ class RawBlock(Sequence[RawRecord]):
 
     __slots__ = ("hints", "name_idx", "names", "values")
 
-    def __init__(self, names: Sequence[str], values: list[Any], hints: np.ndarray,
-                 name_idx: np.ndarray | None = None) -> None:
+    def __init__(
+        self, names: Sequence[str], values: list[Any], hints: np.ndarray, name_idx: np.ndarray | None = None
+    ) -> None:
         self.names = tuple(names)
         self.values = values
         self.hints = hints

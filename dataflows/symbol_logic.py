@@ -267,8 +267,15 @@ class SymbolLogic:
     def publish_view(self, out: ShardOut) -> None:
         if self.state.sentiment is not None:
             latest = self.state.sentiment.latest(self.state.watermark)
-            out.append(("event", "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol,
-                        self.state.watermark))
+            out.append(
+                (
+                    "event",
+                    "sentiment",
+                    {"kind": "tick", "symbol": self.symbol, **latest},
+                    self.symbol,
+                    self.state.watermark,
+                )
+            )
 
     # --- ticks --------------------------------------------------------------------------
     def _ticks(self, ticks: SymbolTicks, later: Later) -> int:
@@ -277,8 +284,9 @@ class SymbolLogic:
             self.state.sentiment = SentimentState(self.config.sentiment)
         # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
         accepted_before = self.state.sentiment.n_accepted
-        status = self.state.sentiment.add_columns(ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity,
-                                                  ticks.weight, ticks.id_hash)
+        status = self.state.sentiment.add_columns(
+            ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash
+        )
         later.append(("ticks", self.symbol, ticks, status))
         n_ok = self.state.sentiment.n_accepted - accepted_before
         if n_ok == len(ticks):  # for a few ticks a Python max is cheaper than numpy's reduction
@@ -309,8 +317,13 @@ class SymbolLogic:
             )
         try:
             feats, labels = market.add_candle(
-                candle["open_time"], candle["close_time"], candle["open"], candle["high"],
-                candle["low"], candle["close"], candle["volume"],
+                candle["open_time"],
+                candle["close_time"],
+                candle["open"],
+                candle["high"],
+                candle["low"],
+                candle["close"],
+                candle["volume"],
             )
         except CandleRejected as exc:
             out.append(("table", "rejected_records", rejected_row(Rejection.for_record("market", str(exc), candle))))
@@ -326,9 +339,7 @@ class SymbolLogic:
         if len(self.state.pending) >= self.config.max_pending_candles:
             self.state.pending.pop(0)  # bounded state; counted as a miss when it would have been released
             out.join_missing["overflow"] += 1
-        self.state.pending.append(
-            PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time())
-        )
+        self.state.pending.append(PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time()))
         return True
 
     # --- the join -----------------------------------------------------------------------
@@ -341,7 +352,9 @@ class SymbolLogic:
         ready = [p for p in waiting if p.close_time + grace <= watermark]
         if not ready:
             return
-        self.state.pending = [p for p in waiting if p.close_time + grace > watermark] if len(ready) < len(waiting) else []
+        self.state.pending = (
+            [p for p in waiting if p.close_time + grace > watermark] if len(ready) < len(waiting) else []
+        )
         if len(ready) > 1:
             ready.sort(key=lambda p: (p.close_time, p.interval))
         for pending in ready:
@@ -350,8 +363,12 @@ class SymbolLogic:
             out.append(("features", row))
 
     def _bar_block(self, ends: np.ndarray, vals: np.ndarray) -> ColumnBlock:
-        return ColumnBlock({"bar_end": ends}, {"symbol": self.symbol, "step": self.config.step_name},
-                           vals, self.state.sentiment.columns[1:])
+        return ColumnBlock(
+            {"bar_end": ends},
+            {"symbol": self.symbol, "step": self.config.step_name},
+            vals,
+            self.state.sentiment.columns[1:],
+        )
 
     def _features(self, pending: PendingCandle, cause: str | None, out: ShardOut) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -403,8 +420,9 @@ def _bar_picks(columns: tuple[str, ...]) -> BarPicks:
     names = tuple(name for name in _SENT_COLUMNS if name in index)
     pick = operator.itemgetter(*(index[name] for name in names))
     values = pick if len(names) > 1 else (lambda vals: (pick(vals),))
-    return BarPicks(names, values, dict.fromkeys(n for n in _SENT_COLUMNS if n not in index),
-                    index["sent_cnt"], index["imputed"])
+    return BarPicks(
+        names, values, dict.fromkeys(n for n in _SENT_COLUMNS if n not in index), index["sent_cnt"], index["imputed"]
+    )
 
 
 if MARKET_COLUMNS != MARKET_FEATURES:  # _features stores MarketState's dict as it is

@@ -48,9 +48,14 @@ class SymbolTicks:
         rows = sorted(ticks, key=lambda r: r["symbol"])  # stable: arrival order within a symbol
         for row in rows:
             row["weight"] = trust.get(row["provider"], 1.0)
-        arrays = (np.array([r["ts"] for r in rows], np.int64), np.array([r["ingest_ts"] for r in rows], np.int64),
-                  np.array([r["score"] for r in rows], np.float64), np.array([r["polarity"] for r in rows], np.int8),
-                  np.array([r["weight"] for r in rows], np.float64), hash_ids([r["id"] for r in rows]))
+        arrays = (
+            np.array([r["ts"] for r in rows], np.int64),
+            np.array([r["ingest_ts"] for r in rows], np.int64),
+            np.array([r["score"] for r in rows], np.float64),
+            np.array([r["polarity"] for r in rows], np.int8),
+            np.array([r["weight"] for r in rows], np.float64),
+            hash_ids([r["id"] for r in rows]),
+        )
         out: dict[str, SymbolTicks] = {}
         start = 0
         for end in range(1, len(rows) + 1):
@@ -96,9 +101,7 @@ def split_by_symbol(
     if not parts:
         return {}
     table = parts[0][0] if len(parts) == 1 else pa.concat_tables([p[0] for p in parts])
-    id_hash = np.concatenate([
-        h if h is not None else hash_ids(t.column("id").to_pylist()) for t, h, _ in parts
-    ])
+    id_hash = np.concatenate([h if h is not None else hash_ids(t.column("id").to_pylist()) for t, h, _ in parts])
     symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
     codes = symbols.indices.to_numpy(zero_copy_only=False)
     if len(parts) == 1:
@@ -110,8 +113,10 @@ def split_by_symbol(
     weight = weight_of[providers.indices.to_numpy(zero_copy_only=False)]
     table = table.append_column("weight", pa.array(weight))
     sorted_table = table.take(pa.array(order))
-    cols = {name: np.ascontiguousarray(sorted_table.column(name).to_numpy())
-            for name in ("ts", "ingest_ts", "score", "polarity", "weight")}
+    cols = {
+        name: np.ascontiguousarray(sorted_table.column(name).to_numpy())
+        for name in ("ts", "ingest_ts", "score", "polarity", "weight")
+    }
     hashes = id_hash[order]
     codes = codes[order]
     bounds = np.flatnonzero(np.diff(codes)) + 1
@@ -121,7 +126,12 @@ def split_by_symbol(
     out: dict[str, SymbolTicks] = {}
     for a, b in zip(starts, ends, strict=True):
         out[names[codes[a]]] = SymbolTicks(
-            sorted_table.slice(a, b - a), cols["ts"][a:b], cols["ingest_ts"][a:b], cols["score"][a:b],
-            cols["polarity"][a:b], cols["weight"][a:b], hashes[a:b],
+            sorted_table.slice(a, b - a),
+            cols["ts"][a:b],
+            cols["ingest_ts"][a:b],
+            cols["score"][a:b],
+            cols["polarity"][a:b],
+            cols["weight"][a:b],
+            hashes[a:b],
         )
     return out

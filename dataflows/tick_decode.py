@@ -77,15 +77,30 @@ from tickcast.records import _PROVIDER_RE, _SYMBOL_RE, MAX_TS_MS, MIN_TS_MS, _In
 __all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "hash_id", "hash_ids"]
 
 TICK_COLUMNS = ("id", "symbol", "ts", "score", "polarity", "provider", "meta", "ingest_ts")
-TICK_SCHEMA = pa.schema([
-    ("id", pa.string()), ("symbol", pa.string()), ("ts", pa.int64()), ("score", pa.float64()),
-    ("polarity", pa.int8()), ("provider", pa.string()), ("meta", pa.string()), ("ingest_ts", pa.int64()),
-])
+TICK_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("symbol", pa.string()),
+        ("ts", pa.int64()),
+        ("score", pa.float64()),
+        ("polarity", pa.int8()),
+        ("provider", pa.string()),
+        ("meta", pa.string()),
+        ("ingest_ts", pa.int64()),
+    ]
+)
 # What Arrow reads; polarity as int64 so 2 or 300 arrive as numbers to refuse, not as a parse error.
-_READ_SCHEMA = pa.schema([
-    ("symbol", pa.string()), ("ts", pa.int64()), ("score", pa.float64()), ("provider", pa.string()),
-    ("id", pa.string()), ("ingest_ts", pa.int64()), ("polarity", pa.int64()),
-])
+_READ_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("ts", pa.int64()),
+        ("score", pa.float64()),
+        ("provider", pa.string()),
+        ("id", pa.string()),
+        ("ingest_ts", pa.int64()),
+        ("polarity", pa.int64()),
+    ]
+)
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_READ_SCHEMA, unexpected_field_behavior="ignore")
 MIN_BISECT_ROWS = 32
 MAX_DEPTH = 64  # far below orjson's 1024: a meta span parsed alone never meets a limit the record would
@@ -272,8 +287,13 @@ def _scan_line(buf, lo, size, max_depth, key_bytes, key_offsets):  # pragma: no 
                 meta_lo = i
             elif not _fits(c, field):
                 break
-            elif field == _F_SCORE and c == 45 and i + 2 < size and buf[i + 1] == 48 \
-                    and token_class[buf[i + 2]] != _PLAIN:
+            elif (
+                field == _F_SCORE
+                and c == 45
+                and i + 2 < size
+                and buf[i + 1] == 48
+                and token_class[buf[i + 2]] != _PLAIN
+            ):
                 break  # the int -0: Arrow reads -0.0, orjson 0 (so 0.0), and tick_id hashes repr(score)
             elif field >= _F_TS:
                 int_digits = 0
@@ -353,7 +373,8 @@ def _scan_lines(buf, n, max_depth, key_bytes, key_offsets):  # pragma: no cover 
     while lines < n:
         starts[lines] = pos
         status[lines], meta_lo[lines], meta_hi[lines], end = _scan_line(
-            buf, pos, size, max_depth, key_bytes, key_offsets)
+            buf, pos, size, max_depth, key_bytes, key_offsets
+        )
         longest = max(longest, end - pos)
         lines += 1
         pos = end + 1
@@ -386,7 +407,7 @@ def _gather_spans(buf, lo, hi):  # pragma: no cover - compiled
         offsets[i + 1] = offsets[i] + (hi[i] - lo[i])
     data = np.empty(offsets[-1], np.uint8)
     for i in range(lo.size):
-        data[offsets[i]:offsets[i + 1]] = buf[lo[i]:hi[i]]
+        data[offsets[i] : offsets[i + 1]] = buf[lo[i] : hi[i]]
     return offsets, data
 
 
@@ -407,8 +428,6 @@ def _fnv1a_splitmix(offsets, data):  # pragma: no cover - compiled
     return out.view(np.int64)
 
 
-
-
 # ---------------------------------------------------------------------------
 # id hash
 
@@ -422,7 +441,7 @@ def _string_hash(arr: pa.Array) -> np.ndarray:
         raise ValueError(f"ids to hash must all be strings. Got {arr.null_count} null(s) instead.")
     _, offsets_buf, data_buf = arr.buffers()
     width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, width)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(offsets_buf, width)[arr.offset : arr.offset + n + 1].astype(np.int64)
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
     return _fnv1a_splitmix(offsets, data)
 
@@ -478,8 +497,9 @@ def _read_range(buf: pa.Buffer, starts: np.ndarray, lo: int, hi: int, block: int
     # Threads only pay off across blocks: waking Arrow's pool costs milliseconds.
     read_options = pj.ReadOptions(block_size=block, use_threads=b - a > block)
     try:
-        table = pj.read_json(pa.BufferReader(buf.slice(a, b - a)), read_options=read_options,
-                             parse_options=_PARSE_OPTIONS)
+        table = pj.read_json(
+            pa.BufferReader(buf.slice(a, b - a)), read_options=read_options, parse_options=_PARSE_OPTIONS
+        )
     except (pa.ArrowException, ValueError):  # any failure: the rows go to the slow path
         return None
     return table if table.num_rows == hi - lo else None
@@ -612,14 +632,21 @@ def decode_ticks(values: list[bytes], hints: np.ndarray, *, now_ms: int, pos_thr
     ids = cols["id"].filter(keep).combine_chunks()
     missing = id_null[ok]
     if missing.any():
-        made = [tick_id(p, s, t, x) for p, s, t, x in zip(
-            provider.filter(missing).to_pylist(), symbol.filter(missing).to_pylist(),
-            ts[missing].tolist(), score[missing].tolist())]
+        made = [
+            tick_id(p, s, t, x)
+            for p, s, t, x in zip(
+                provider.filter(missing).to_pylist(),
+                symbol.filter(missing).to_pylist(),
+                ts[missing].tolist(),
+                score[missing].tolist(),
+            )
+        ]
         ids = pc.replace_with_mask(ids, pa.array(missing), pa.array(made, pa.string()))
     meta = pc.take(meta_texts, pa.array(meta_codes[ok]))
     table = pa.Table.from_arrays(
         [ids, symbol, pa.array(ts), pa.array(score), pa.array(polarity), provider, meta, pa.array(ingest)],
-        schema=TICK_SCHEMA)
+        schema=TICK_SCHEMA,
+    )
     return FastTicks(ok, table, _string_hash(ids))
 
 
@@ -642,8 +669,10 @@ def bench(n: int = 200_000, repeat: int = 3) -> dict[str, float]:
     ok = float(decode_ticks(values, hints, now_ms=0).ok.mean())
     ref = _timed(lambda: _decode_each(values, decode_record))
     figures = {"rows": n, "decode_ticks_rows_per_s": n / fast, "decode_record_rows_per_s": n / ref, "ok_share": ok}
-    print(f"{n} clean ticks: decode_ticks {n / fast:,.0f} rows/s ({fast * 1e3:.0f} ms, ok {ok:.3f}); "
-          f"decode_record {n / ref:,.0f} rows/s ({ref * 1e3:.0f} ms); x{ref / fast:.1f}")
+    print(
+        f"{n} clean ticks: decode_ticks {n / fast:,.0f} rows/s ({fast * 1e3:.0f} ms, ok {ok:.3f}); "
+        f"decode_record {n / ref:,.0f} rows/s ({ref * 1e3:.0f} ms); x{ref / fast:.1f}"
+    )
     return figures
 
 

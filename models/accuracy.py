@@ -27,9 +27,7 @@ _DAY_MS = 86_400_000
 
 def _check_thresholds(good: float, warning: float) -> None:
     if not 0.0 <= warning <= good <= 1.0:
-        raise ValueError(
-            f"need 0 <= warning <= good <= 1 (fractions); got warning={warning!r}, good={good!r}"
-        )
+        raise ValueError(f"need 0 <= warning <= good <= 1 (fractions); got warning={warning!r}, good={good!r}")
 
 
 def classify_accuracy(acc: float, good: float = 0.70, warning: float = 0.50) -> Health:
@@ -40,11 +38,7 @@ def classify_accuracy(acc: float, good: float = 0.70, warning: float = 0.50) -> 
     """
     _check_thresholds(good, warning)
     if not (isinstance(acc, (int, float, np.floating)) and 0.0 <= acc <= 1.0):
-        hint = (
-            " (a percentage? pass a fraction)"
-            if isinstance(acc, (int, float)) and 1 < acc <= 100
-            else ""
-        )
+        hint = " (a percentage? pass a fraction)" if isinstance(acc, (int, float)) and 1 < acc <= 100 else ""
         raise ValueError(f"accuracy must be a fraction in [0, 1]; got {acc!r}{hint}")
     if acc >= good:
         return "GOOD"
@@ -57,9 +51,7 @@ def _correct(prob: ArrayLike, label: ArrayLike) -> np.ndarray:
     p = np.asarray(prob, dtype=np.float64)
     y = np.asarray(label)
     if p.ndim != 1 or p.shape != y.shape:
-        raise ValueError(
-            f"prob and label must be 1-D with the same length; got {p.shape} and {y.shape}"
-        )
+        raise ValueError(f"prob and label must be 1-D with the same length; got {p.shape} and {y.shape}")
     if np.any(~((p >= 0) & (p <= 1))):
         raise ValueError("prob must be finite and in [0, 1]; got a value outside it")
     if np.any((y != 0) & (y != 1)):
@@ -130,29 +122,20 @@ class AccuracyMonitor:
 
     def state(self) -> AccuracyState:
         acc = self.accuracy
-        health = (
-            None if acc is None else classify_accuracy(acc, self.good, self.warning)
-        )
-        return AccuracyState(
-            acc, self._count, health, self.min_samples, self.last_emergency_ms
-        )
+        health = None if acc is None else classify_accuracy(acc, self.good, self.warning)
+        return AccuracyState(acc, self._count, health, self.min_samples, self.last_emergency_ms)
 
     def record_emergency_retrain(self, ts_ms: int) -> None:
         """Remember when an emergency retrain started (starts its cooldown)."""
         self.last_emergency_ms = int(ts_ms)
 
 
-def should_emergency_retrain(
-    state: AccuracyState, now_ms: int, cooldown_s: float
-) -> bool:
+def should_emergency_retrain(state: AccuracyState, now_ms: int, cooldown_s: float) -> bool:
     """True on CRITICAL with at least ``min_samples`` rows and outside the cooldown
     (``now − last_emergency >= cooldown_s``)."""
     if state.health != "CRITICAL" or state.n < state.min_samples:
         return False
-    return (
-        state.last_emergency_ms is None
-        or (now_ms - state.last_emergency_ms) >= cooldown_s * 1000.0
-    )
+    return state.last_emergency_ms is None or (now_ms - state.last_emergency_ms) >= cooldown_s * 1000.0
 
 
 def daily_trend(
@@ -170,9 +153,7 @@ def daily_trend(
     ts = np.asarray(ts_ms, dtype=np.int64)
     ok = np.asarray(correct)
     if ts.ndim != 1 or ts.shape != ok.shape:
-        raise ValueError(
-            f"ts_ms and correct must be 1-D with the same length; got {ts.shape} and {ok.shape}"
-        )
+        raise ValueError(f"ts_ms and correct must be 1-D with the same length; got {ts.shape} and {ok.shape}")
     if days < 1:
         raise ValueError(f"days must be >= 1; got {days!r}")
     if ts.size == 0:

@@ -35,15 +35,11 @@ class _Ring:
 class Baseline:
     """Rolling per-symbol base rate, bounded to the last ``window`` labels per symbol."""
 
-    def __init__(
-        self, *, window: int = DEFAULT_WINDOW, prior: float = DEFAULT_PRIOR
-    ) -> None:
+    def __init__(self, *, window: int = DEFAULT_WINDOW, prior: float = DEFAULT_PRIOR) -> None:
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"Baseline window must be an int >= 1, got {window!r}")
         if not 0.0 <= prior <= 1.0:
-            raise ValueError(
-                f"Baseline prior must be a probability in [0, 1], got {prior!r}"
-            )
+            raise ValueError(f"Baseline prior must be a probability in [0, 1], got {prior!r}")
         self.window = window
         self.prior = float(prior)
         self._rings: dict[str, _Ring] = {}
@@ -70,9 +66,7 @@ class Baseline:
 
     def probs(self, symbols: Sequence[str]) -> np.ndarray:
         """``prob`` for each symbol of a batch, float64."""
-        return np.fromiter(
-            (self.prob(s) for s in symbols), dtype=np.float64, count=len(symbols)
-        )
+        return np.fromiter((self.prob(s) for s in symbols), dtype=np.float64, count=len(symbols))
 
     def count(self, symbol: str) -> int:
         ring = self._rings.get(symbol)
@@ -84,19 +78,13 @@ def base_rates(symbols: Sequence[str], labels: np.ndarray) -> dict[str, float]:
     sym = np.asarray(symbols, dtype=object)
     lab = np.asarray(labels, dtype=np.float64)
     if sym.shape != lab.shape:
-        raise ValueError(
-            f"symbols and labels differ in length: {sym.shape} vs {lab.shape}"
-        )
+        raise ValueError(f"symbols and labels differ in length: {sym.shape} vs {lab.shape}")
     rates: dict[str, float] = {}
     for s in np.unique(sym):
         rates[str(s)] = float(lab[sym == s].mean())
     return rates
 
 
-def base_rate_probs(
-    rates: dict[str, float], symbols: Sequence[str], *, prior: float = DEFAULT_PRIOR
-) -> np.ndarray:
+def base_rate_probs(rates: dict[str, float], symbols: Sequence[str], *, prior: float = DEFAULT_PRIOR) -> np.ndarray:
     """Per-row baseline probability from ``base_rates``; symbols unseen in training get ``prior``."""
-    return np.fromiter(
-        (rates.get(s, prior) for s in symbols), dtype=np.float64, count=len(symbols)
-    )
+    return np.fromiter((rates.get(s, prior) for s in symbols), dtype=np.float64, count=len(symbols))

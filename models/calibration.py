@@ -39,21 +39,15 @@ Report = dict[str, Any]
 # ---------------------------------------------------------------- validation
 
 
-def _check_prob_label(
-    prob: ArrayLike, label: ArrayLike
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_prob_label(prob: ArrayLike, label: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(prob, label)`` as contiguous float64 1-D arrays, or raise ValueError."""
     try:
         p = np.ascontiguousarray(prob, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"prob must be an array of numbers in [0, 1]; got {type(prob).__name__}"
-        ) from exc
+        raise ValueError(f"prob must be an array of numbers in [0, 1]; got {type(prob).__name__}") from exc
     y_raw = np.asarray(label)
     if p.ndim != 1 or y_raw.ndim != 1:
-        raise ValueError(
-            f"prob and label must be 1-D; got shapes {p.shape} and {y_raw.shape}"
-        )
+        raise ValueError(f"prob and label must be 1-D; got shapes {p.shape} and {y_raw.shape}")
     if p.size != y_raw.size:
         raise ValueError(
             f"prob and label must have the same length; got {p.size} probabilities and {y_raw.size} labels"
@@ -73,9 +67,7 @@ def _check_prob_label(
     bad = np.flatnonzero((y != 0.0) & (y != 1.0))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(
-            f"label must be 0 or 1; got {y_raw[i]!r} at index {i} ({bad.size} bad value(s) in total)"
-        )
+        raise ValueError(f"label must be 0 or 1; got {y_raw[i]!r} at index {i} ({bad.size} bad value(s) in total)")
     return p, y
 
 
@@ -89,17 +81,13 @@ def _check_params(bins: int, z: float, min_bin_samples: int) -> None:
     if not (isinstance(z, (int, float, np.floating)) and math.isfinite(z) and z > 0):
         raise ValueError(f"z must be a finite number > 0 (1.96 for 95%); got {z!r}")
     if not _is_int(min_bin_samples) or min_bin_samples < 0:
-        raise ValueError(
-            f"min_bin_samples must be an int >= 0; got {min_bin_samples!r}"
-        )
+        raise ValueError(f"min_bin_samples must be an int >= 0; got {min_bin_samples!r}")
 
 
 # ---------------------------------------------------------------- small helpers
 
 
-def wilson_interval(
-    k: ArrayLike, n: ArrayLike, z: float = 1.96
-) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(k: ArrayLike, n: ArrayLike, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for ``k`` successes in ``n`` trials (vectorised).
 
     ``center = (p + z²/2n) / (1 + z²/n)``, ``half = z·sqrt(p(1−p)/n + z²/4n²) / (1 + z²/n)``
@@ -108,9 +96,7 @@ def wilson_interval(
     k_a = np.asarray(k, dtype=np.float64)
     n_a = np.asarray(n, dtype=np.float64)
     if np.any(n_a < 0) or np.any(k_a < 0) or np.any(k_a > n_a):
-        raise ValueError(
-            "wilson_interval needs 0 <= k <= n elementwise; got k outside [0, n] or n < 0"
-        )
+        raise ValueError("wilson_interval needs 0 <= k <= n elementwise; got k outside [0, n] or n < 0")
     if not (math.isfinite(z) and z > 0):
         raise ValueError(f"z must be a finite number > 0; got {z!r}")
     z2 = z * z
@@ -170,9 +156,7 @@ def _opt(x: float) -> float | None:
 # ---------------------------------------------------------------- reports
 
 
-def _group_layout(
-    order: np.ndarray, groups: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _group_layout(order: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of ``order`` regrouped by id (prob order kept inside each group).
 
     Returns ``(perm, offsets, ids)`` over the non-empty groups only. Dense non-negative
@@ -190,9 +174,7 @@ def _group_layout(
     return perm, np.append(offsets[present], n).astype(np.int64), ids
 
 
-def _build_reports(
-    stats: tuple[np.ndarray, ...], bins: int, z: float, min_bin_samples: int
-) -> list[Report]:
+def _build_reports(stats: tuple[np.ndarray, ...], bins: int, z: float, min_bin_samples: int) -> list[Report]:
     """Turn the kernel's per-group arrays into report dicts (NaN -> None)."""
     counts, sum_p, sum_y, sse, auc, ap = stats
     n = counts.sum(axis=1)
@@ -249,9 +231,7 @@ def calibration_report(
     Empty bins carry n = 0 and None statistics; ``reliable`` is ``n >= min_bin_samples``.
     ``ece``/``brier`` are None when n = 0, ``roc_auc``/``pr_auc`` when a class is absent.
     """
-    report, _ = calibration_reports_by_group(
-        prob, label, None, bins=bins, z=z, min_bin_samples=min_bin_samples
-    )
+    report, _ = calibration_reports_by_group(prob, label, None, bins=bins, z=z, min_bin_samples=min_bin_samples)
     assert report is not None  # overall=True always builds it
     return report
 
@@ -279,18 +259,14 @@ def calibration_reports_by_group(
         _check_params(bins, z, min_bin_samples)
         g = None if groups is None else np.asarray(groups)
         if g is not None and (g.shape != p.shape or g.dtype.kind not in "iu"):
-            raise ValueError(
-                f"groups must be integer ids, one per row; got dtype {g.dtype}, shape {g.shape}"
-            )
+            raise ValueError(f"groups must be integer ids, one per row; got dtype {g.dtype}, shape {g.shape}")
     else:
         p, y, g = prob, label, groups  # type: ignore[assignment]
     bins, z, min_bin_samples = int(bins), float(z), int(min_bin_samples)
     order = np.argsort(p)  # ties need no stable order: the kernels group equal scores
     overall_report: Report | None = None
     if overall:
-        stats = _kernels.grouped_metrics(
-            p[order], y[order], np.array([0, p.size], np.int64), bins
-        )
+        stats = _kernels.grouped_metrics(p[order], y[order], np.array([0, p.size], np.int64), bins)
         overall_report = _build_reports(stats, bins, z, min_bin_samples)[0]
     if g is None:
         return overall_report, {}

@@ -47,13 +47,9 @@ class WindowedCalibration:
         max_rows: int = 4_000_000,
     ) -> None:
         if retention_ms <= 0:
-            raise ValueError(
-                f"retention_ms must be > 0 (the widest window to evaluate); got {retention_ms!r}"
-            )
+            raise ValueError(f"retention_ms must be > 0 (the widest window to evaluate); got {retention_ms!r}")
         if not 1 <= initial_rows <= max_rows:
-            raise ValueError(
-                f"need 1 <= initial_rows <= max_rows; got {initial_rows} and {max_rows}"
-            )
+            raise ValueError(f"need 1 <= initial_rows <= max_rows; got {initial_rows} and {max_rows}")
         self.retention_ms = int(retention_ms)
         self.model_version = model_version
         self.max_rows = int(max_rows)
@@ -109,15 +105,11 @@ class WindowedCalibration:
     def _release_head(self) -> None:
         # rows arrive roughly in time order: release the stale prefix; stragglers behind
         # a fresh row wait for the next compaction in _make_room
-        self._start += _kernels.stale_prefix(
-            self._ts[self._start : self._end], self._cutoff()
-        )
+        self._start += _kernels.stale_prefix(self._ts[self._start : self._end], self._cutoff())
 
     # ------------------------------------------------------------ API
 
-    def add(
-        self, ts_ms: ArrayLike, symbol_idx: ArrayLike, prob: ArrayLike, label: ArrayLike
-    ) -> None:
+    def add(self, ts_ms: ArrayLike, symbol_idx: ArrayLike, prob: ArrayLike, label: ArrayLike) -> None:
         """Append labeled predictions (validated: equal lengths, prob in [0, 1], label 0/1)."""
         p, y = _check_prob_label(prob, label)
         ts = np.asarray(ts_ms)
@@ -128,9 +120,7 @@ class WindowedCalibration:
                 f"got {ts.size}, {sym.size}, {p.size}, {y.size}"
             )
         if ts.dtype.kind not in "iu" or sym.dtype.kind not in "iu":
-            raise ValueError(
-                f"ts_ms and symbol_idx must be integer arrays; got {ts.dtype} and {sym.dtype}"
-            )
+            raise ValueError(f"ts_ms and symbol_idx must be integer arrays; got {ts.dtype} and {sym.dtype}")
         if sym.size and (sym.min() < 0 or sym.max() > np.iinfo(np.int32).max):
             raise ValueError("symbol_idx must be in [0, 2**31); got a value outside it")
         m = p.size

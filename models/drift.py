@@ -93,8 +93,7 @@ class DriftState:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(
-                f"unknown DriftState field(s) {sorted(unknown)}; "
-                f"expected {sorted(cls.__dataclass_fields__)}"
+                f"unknown DriftState field(s) {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}"
             )
         return cls(**d)
 
@@ -141,9 +140,7 @@ def _degraded(
     )
 
 
-def _skip(
-    cfg: DriftConfig, state: DriftState, ts_ms: int, delta: float | None, reason: str
-) -> DriftDecision:
+def _skip(cfg: DriftConfig, state: DriftState, ts_ms: int, delta: float | None, reason: str) -> DriftDecision:
     return DriftDecision(
         delta_ece=delta,
         abs_breach=False,
@@ -174,12 +171,7 @@ def drift_step(
     pr_auc_prod: float | None,
 ) -> tuple[DriftState, DriftDecision]:
     """One window through the rules in the module docstring: ``(new_state, decision)``."""
-    if (
-        ece_live is None
-        or ece_prod is None
-        or math.isnan(ece_live)
-        or math.isnan(ece_prod)
-    ):
+    if ece_live is None or ece_prod is None or math.isnan(ece_live) or math.isnan(ece_prod):
         return state, _skip(cfg, state, ts_ms, None, "missing_ece")
     delta = ece_live - ece_prod
     if n < cfg.min_samples:
@@ -195,11 +187,7 @@ def drift_step(
 
     drift_on = state.drift_on
     transition: Transition | None = None
-    triggered = (
-        abs_streak >= cfg.abs_streak_trigger
-        or rel_streak >= cfg.rel_streak_trigger
-        or strong
-    )
+    triggered = abs_streak >= cfg.abs_streak_trigger or rel_streak >= cfg.rel_streak_trigger or strong
     if not drift_on and triggered and ema >= cfg.hysteresis_enter:
         drift_on, transition = True, "enter"
     elif drift_on and ema <= cfg.hysteresis_exit:
@@ -246,9 +234,7 @@ class CalibrationDriftMonitor:
     (True, 'enter', 'recalibrate')
     """
 
-    def __init__(
-        self, config: DriftConfig | None = None, state: DriftState | None = None
-    ) -> None:
+    def __init__(self, config: DriftConfig | None = None, state: DriftState | None = None) -> None:
         self.config = config or DriftConfig()
         self.state = state or DriftState()
 
@@ -283,7 +269,5 @@ class CalibrationDriftMonitor:
         return self.state.to_dict()
 
     @classmethod
-    def from_dict(
-        cls, d: dict[str, Any], config: DriftConfig | None = None
-    ) -> CalibrationDriftMonitor:
+    def from_dict(cls, d: dict[str, Any], config: DriftConfig | None = None) -> CalibrationDriftMonitor:
         return cls(config, DriftState.from_dict(d))

@@ -16,9 +16,7 @@ INPUT_NAME = "features"
 PROBA_OUTPUT = "probabilities"
 
 
-def to_onnx_bytes(
-    pipeline: object, n_features: int, *, target_opset: int | None = None
-) -> bytes:
+def to_onnx_bytes(pipeline: object, n_features: int, *, target_opset: int | None = None) -> bytes:
     """Convert a fitted binary-classifier ``Pipeline`` to a serialized ONNX model."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -43,9 +41,7 @@ class OnnxScorer:
     replacing ``session.run`` (faults that cannot be caused for real in a test).
     """
 
-    def __init__(
-        self, model: bytes | str | os.PathLike[str], *, intra_op_threads: int = 1
-    ) -> None:
+    def __init__(self, model: bytes | str | os.PathLike[str], *, intra_op_threads: int = 1) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -53,9 +49,7 @@ class OnnxScorer:
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
         source = model if isinstance(model, bytes) else str(Path(model))
-        self.session = ort.InferenceSession(
-            source, opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ValueError(f"expected an ONNX model with 1 input, got {len(inputs)}")
@@ -64,20 +58,14 @@ class OnnxScorer:
         self.n_features: int | None = width if isinstance(width, int) else None
         names = [o.name for o in self.session.get_outputs()]
         if PROBA_OUTPUT not in names:
-            raise ValueError(
-                f"ONNX model has no {PROBA_OUTPUT!r} output; outputs are {names}"
-            )
+            raise ValueError(f"ONNX model has no {PROBA_OUTPUT!r} output; outputs are {names}")
 
     def predict_proba_up(self, X: np.ndarray) -> np.ndarray:
         """P(label = 1) per row, one ``run`` for the whole batch; float64 1-D."""
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         if X32.ndim != 2:
-            raise ValueError(
-                f"features must be 2-D (rows, features), got shape {X32.shape}"
-            )
+            raise ValueError(f"features must be 2-D (rows, features), got shape {X32.shape}")
         if self.n_features is not None and X32.shape[1] != self.n_features:
-            raise ValueError(
-                f"model expects {self.n_features} features per row, got {X32.shape[1]}"
-            )
+            raise ValueError(f"model expects {self.n_features} features per row, got {X32.shape[1]}")
         proba = self.session.run([PROBA_OUTPUT], {self.input_name: X32})[0]
         return np.asarray(proba, dtype=np.float64)[:, 1]

@@ -50,9 +50,7 @@ class RegistryError(RuntimeError):
 class PromotionRefused(RegistryError):
     """``promote`` declined; ``reason`` is machine-readable, ``next_allowed_at`` set for cooldowns."""
 
-    def __init__(
-        self, message: str, *, reason: str, next_allowed_at: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, reason: str, next_allowed_at: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.next_allowed_at = next_allowed_at
@@ -103,12 +101,7 @@ def iso_utc(ts: float) -> str:
 
 def make_version(ts: float, sha256: str) -> str:
     """``m<UTC yyyymmddThhmmssZ>-<sha256[:6]>``; lexical order = creation order (per second)."""
-    return (
-        "m"
-        + datetime.fromtimestamp(ts, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-        + "-"
-        + sha256[:6]
-    )
+    return "m" + datetime.fromtimestamp(ts, tz=UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + sha256[:6]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -144,9 +137,7 @@ def _atomic_copy(src: Path, dst: Path) -> None:
 
 
 def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(
-        to_jsonable(obj), indent=2, sort_keys=True, allow_nan=False
-    ).encode()
+    return json.dumps(to_jsonable(obj), indent=2, sort_keys=True, allow_nan=False).encode()
 
 
 # ---------------------------------------------------------------- registry
@@ -200,10 +191,7 @@ class ModelRegistry:
         }
 
     def _write_state(self, state: Mapping[str, Any]) -> None:
-        keep = {
-            k: state[k]
-            for k in ("production", "history", "last_promoted_at", "cooldown_s")
-        }
+        keep = {k: state[k] for k in ("production", "history", "last_promoted_at", "cooldown_s")}
         keep["previous"] = keep["history"][-1] if keep["history"] else None
         _atomic_write(self.state_path, _json_bytes(keep))
 
@@ -211,9 +199,7 @@ class ModelRegistry:
         try:
             return json.loads(self._meta_path(version).read_text())
         except FileNotFoundError:
-            raise RegistryError(
-                f"unknown model version {version!r}: no {self._meta_path(version)}"
-            ) from None
+            raise RegistryError(f"unknown model version {version!r}: no {self._meta_path(version)}") from None
 
     def _save_metadata(self, meta: dict[str, Any]) -> None:
         _atomic_write(self._meta_path(meta["version"]), _json_bytes(meta))
@@ -231,9 +217,7 @@ class ModelRegistry:
             return
         try:
             self._mirror(to_jsonable(meta))
-        except (
-            Exception
-        ):  # the files are the source of truth; a mirror outage must not undo them
+        except Exception:  # the files are the source of truth; a mirror outage must not undo them
             log.exception(
                 "model registry mirror failed for %s (status %s)",
                 meta.get("version"),
@@ -251,9 +235,7 @@ class ModelRegistry:
         pipe_bytes = buf.getvalue()
         version = make_version(now, onnx_sha)
         n = 1
-        while self._meta_path(
-            version
-        ).exists():  # same second and same bytes: keep ids unique
+        while self._meta_path(version).exists():  # same second and same bytes: keep ids unique
             n += 1
             version = f"{make_version(now, onnx_sha)}-{n}"
         _atomic_write(self.onnx_path(version), result.onnx_bytes)
@@ -371,9 +353,7 @@ class ModelRegistry:
         while history and not self._meta_path(history[-1]).exists():
             history.pop()  # a cleaned-up entry cannot be rolled back to
         if not history:
-            raise RegistryError(
-                "nothing to roll back to: no previous production model is recorded"
-            )
+            raise RegistryError("nothing to roll back to: no previous production model is recorded")
         target = history.pop()
         current = state["production"]
         self._write_state({**state, "production": target, "history": history})
@@ -388,9 +368,7 @@ class ModelRegistry:
         """Copy a version's files (default: production) into ``backups/``; returns the copies."""
         version = version or self.state()["production"]
         if version is None:
-            raise RegistryError(
-                "no production model to back up; name a version explicitly"
-            )
+            raise RegistryError("no production model to back up; name a version explicitly")
         meta = self.metadata(version)
         data = self.onnx_path(version).read_bytes()
         if sha256_bytes(data) != meta["sha256"]:
@@ -429,9 +407,7 @@ class ModelRegistry:
                 kind="sha256",
             )
         pipe = self.backups / f"{version}.joblib"
-        if pipe.exists() and sha256_bytes(pipe.read_bytes()) != meta.get(
-            "joblib_sha256"
-        ):
+        if pipe.exists() and sha256_bytes(pipe.read_bytes()) != meta.get("joblib_sha256"):
             raise CorruptModel(
                 f"backup pipeline of {version} fails its sha256 check; not restored",
                 kind="sha256",
@@ -441,9 +417,7 @@ class ModelRegistry:
             _atomic_copy(pipe, self.joblib_path(version))
         if live:
             meta = self.metadata(version)  # keep the live status
-        elif (
-            meta.get("status") == "production" and self.state()["production"] != version
-        ):
+        elif meta.get("status") == "production" and self.state()["production"] != version:
             meta["status"] = "archived"
         meta["restored_at"] = iso_utc(self._clock())
         self._save_metadata(meta)
@@ -510,26 +484,20 @@ class ModelRegistry:
                 kind="sha256",
             )
         try:
-            scorer = OnnxScorer(
-                data
-            )  # the verified bytes, not a second read of the file
+            scorer = OnnxScorer(data)  # the verified bytes, not a second read of the file
         except Exception as exc:
             raise CorruptModel(
                 f"model {version} cannot be loaded by ONNX Runtime: {exc}",
                 kind="load_error",
             ) from exc
-        return LoadedModel(
-            version, meta, scorer, actual, tuple(meta.get("feature_names", ()))
-        )
+        return LoadedModel(version, meta, scorer, actual, tuple(meta.get("feature_names", ())))
 
     def load_version(self, version: str) -> ModelArtifact:
         """The uncalibrated pipeline of ``version`` (sha256-checked before unpickling)."""
         meta = self.metadata(version)
         data = self.joblib_path(version).read_bytes()
         if sha256_bytes(data) != meta.get("joblib_sha256"):
-            raise CorruptModel(
-                f"pipeline file of {version} fails its sha256 check", kind="sha256"
-            )
+            raise CorruptModel(f"pipeline file of {version} fails its sha256 check", kind="sha256")
         return ModelArtifact(version, meta, joblib.load(io.BytesIO(data)))
 
     def production_token(self) -> tuple[Any, ...]:

@@ -123,17 +123,13 @@ class Predictor:
             )
             return None, "corrupt_model"
         except MemoryError:
-            log.error(
-                "out of memory while loading the production model, serving the baseline"
-            )
+            log.error("out of memory while loading the production model, serving the baseline")
             return None, "memory_error"
         except Exception:  # unreadable metadata and the like: still a model problem
             log.exception("cannot load the production model, serving the baseline")
             return None, "corrupt_model"
 
-    def predict(
-        self, symbols: Sequence[str], X: np.ndarray
-    ) -> tuple[np.ndarray, str, str | None]:
+    def predict(self, symbols: Sequence[str], X: np.ndarray) -> tuple[np.ndarray, str, str | None]:
         """``(probs, model_version, fallback_reason)`` for one batch; a single ONNX run.
 
         ``fallback_reason`` is None when the model answered. ``X`` rows follow ``symbols``
@@ -141,9 +137,7 @@ class Predictor:
         """
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[0] != len(symbols):
-            raise ValueError(
-                f"X must be 2-D with one row per symbol: {len(symbols)} symbols, X shape {X.shape}"
-            )
+            raise ValueError(f"X must be 2-D with one row per symbol: {len(symbols)} symbols, X shape {X.shape}")
         if self._clock() - self._last_check >= self._refresh_interval_s:
             self.refresh()
         model = self._model
@@ -170,9 +164,7 @@ class Predictor:
         self._note(None)
         return probs, model.version, None
 
-    def _fallback(
-        self, symbols: Sequence[str], reason: str
-    ) -> tuple[np.ndarray, str, str]:
+    def _fallback(self, symbols: Sequence[str], reason: str) -> tuple[np.ndarray, str, str]:
         self.fallback_counts[reason] += 1
         self._note(reason)
         return self.baseline.probs(symbols), BASELINE_VERSION, reason

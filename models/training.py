@@ -73,15 +73,11 @@ class Gates:
         """Human-readable reasons the metrics fail the gates (empty when they pass)."""
         out: list[str] = []
         if not roc_auc >= self.min_auc:  # "not >=" so a NaN metric fails too
-            out.append(
-                f"ROC-AUC {roc_auc:.4f} is below INITIAL_MODEL_MIN_AUC={self.min_auc}"
-            )
+            out.append(f"ROC-AUC {roc_auc:.4f} is below INITIAL_MODEL_MIN_AUC={self.min_auc}")
         if not ece <= self.max_ece:
             out.append(f"ECE {ece:.4f} is above INITIAL_MODEL_MAX_ECE={self.max_ece}")
         if self.min_prauc is not None and not pr_auc >= self.min_prauc:
-            out.append(
-                f"PR-AUC {pr_auc:.4f} is below INITIAL_MODEL_MIN_PRAUC={self.min_prauc}"
-            )
+            out.append(f"PR-AUC {pr_auc:.4f} is below INITIAL_MODEL_MIN_PRAUC={self.min_prauc}")
         return out
 
     def as_dict(self) -> dict[str, float | None]:
@@ -198,9 +194,7 @@ def time_split(
         raise ValueError(f"horizon_ms must be >= 0, got {horizon_ms}")
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or len(fr) < 2 or np.any(fr <= 0) or abs(fr.sum() - 1.0) > 1e-9:
-        raise ValueError(
-            f"fractions must be >= 2 positive numbers summing to 1, got {list(fractions)}"
-        )
+        raise ValueError(f"fractions must be >= 2 positive numbers summing to 1, got {list(fractions)}")
     n = len(ct)
     order = np.argsort(ct, kind="stable")
     sorted_ct = ct[order]
@@ -211,9 +205,7 @@ def time_split(
     out: list[np.ndarray] = []
     for k in range(len(fr)):
         lo, hi = edges[k], edges[k + 1]
-        in_block = (
-            (sorted_ct >= lo) & (sorted_ct < hi) if k < len(fr) - 1 else sorted_ct >= lo
-        )
+        in_block = (sorted_ct >= lo) & (sorted_ct < hi) if k < len(fr) - 1 else sorted_ct >= lo
         if k < len(fr) - 1 and hi != big:
             in_block &= sorted_ct + horizon_ms < hi
         out.append(order[in_block].astype(np.int64))
@@ -246,14 +238,9 @@ def fold_temperature(pipeline: Pipeline, temperature: float) -> Pipeline:
     the same formula so the parity check compares like with like.
     """
     if not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(
-            f"temperature must be a finite number > 0, got {temperature!r}"
-        )
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     clf = pipeline.steps[-1][1]
-    if (
-        not (hasattr(clf, "coef_") and hasattr(clf, "intercept_"))
-        or len(getattr(clf, "classes_", ())) != 2
-    ):
+    if not (hasattr(clf, "coef_") and hasattr(clf, "intercept_")) or len(getattr(clf, "classes_", ())) != 2:
         raise TypeError(
             f"cannot fold a temperature into {type(clf).__name__}: expected a fitted binary linear "
             "classifier with coef_ and intercept_ (see fold_temperature's docstring for the generic path)"
@@ -273,9 +260,7 @@ def _span(ct: np.ndarray) -> list[int] | None:
     return [int(ct.min()), int(ct.max())] if len(ct) else None
 
 
-def _moments(
-    X: np.ndarray, names: Sequence[str]
-) -> tuple[dict[str, float | None], dict[str, float | None]]:
+def _moments(X: np.ndarray, names: Sequence[str]) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """Per-feature NaN-ignoring mean and population std (ddof=0) of the training split."""
     frame = pd.DataFrame(X, columns=list(names))
     mean, std = frame.mean(), frame.std(ddof=0)
@@ -288,10 +273,7 @@ def _moments(
 
 def _summary(report: Mapping[str, Any]) -> dict[str, float]:
     # None (a class absent, n = 0) becomes NaN so the gates fail instead of crashing
-    return {
-        k: float("nan") if report[k] is None else float(report[k])
-        for k in ("roc_auc", "pr_auc", "brier", "ece")
-    }
+    return {k: float("nan") if report[k] is None else float(report[k]) for k in ("roc_auc", "pr_auc", "brier", "ece")}
 
 
 @dataclass(frozen=True)
@@ -303,18 +285,10 @@ class _Data:
 
 
 def _prepare(df: pd.DataFrame, feature_names: Sequence[str], minimum: int) -> _Data:
-    missing = [
-        c
-        for c in ("symbol", "close_time", "label", *feature_names)
-        if c not in df.columns
-    ]
+    missing = [c for c in ("symbol", "close_time", "label", *feature_names) if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"training frame lacks columns {missing}; it has {list(df.columns)}"
-        )
-    labeled = df[df["label"].notna()].sort_values(
-        ["close_time", "symbol"], kind="stable"
-    )
+        raise ValueError(f"training frame lacks columns {missing}; it has {list(df.columns)}")
+    labeled = df[df["label"].notna()].sort_values(["close_time", "symbol"], kind="stable")
     n = len(labeled)
     if n < minimum:
         raise NotEnoughData(
@@ -324,13 +298,9 @@ def _prepare(df: pd.DataFrame, feature_names: Sequence[str], minimum: int) -> _D
         )
     y = labeled["label"].to_numpy(dtype=np.float64)
     if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError(
-            f"label must be 0 or 1; found values {sorted(set(y.tolist()) - {0.0, 1.0})[:5]}"
-        )
+        raise ValueError(f"label must be 0 or 1; found values {sorted(set(y.tolist()) - {0.0, 1.0})[:5]}")
     X = labeled[list(feature_names)].to_numpy(dtype=np.float64, copy=True)
-    X[np.isinf(X)] = (
-        np.nan
-    )  # inf is "no usable value", like NaN; the imputer handles both
+    X[np.isinf(X)] = np.nan  # inf is "no usable value", like NaN; the imputer handles both
     return _Data(
         symbols=labeled["symbol"].astype(str).to_numpy(dtype=object),
         close_time=labeled["close_time"].to_numpy(dtype=np.int64),
@@ -451,18 +421,10 @@ def train_model(
     """Train, calibrate, export and gate one model from ``features ⋈ labels`` (see module doc)."""
     report = progress or (lambda _f, _s: None)
     if horizon_candles < 1 or interval_ms < 1:
-        raise ValueError(
-            f"horizon_candles and interval_ms must be >= 1, got {horizon_candles}, {interval_ms}"
-        )
+        raise ValueError(f"horizon_candles and interval_ms must be >= 1, got {horizon_candles}, {interval_ms}")
     if len(fractions) != 3:
-        raise ValueError(
-            f"fractions must be (train, calibration, validation), got {list(fractions)}"
-        )
-    names = [
-        n
-        for n in feature_names
-        if include_sentiment or not n.startswith(SENTIMENT_PREFIX)
-    ]
+        raise ValueError(f"fractions must be (train, calibration, validation), got {list(fractions)}")
+    names = [n for n in feature_names if include_sentiment or not n.startswith(SENTIMENT_PREFIX)]
     if not names:
         raise ValueError(
             f"no features left to train on from {list(feature_names)} (include_sentiment={include_sentiment})"
@@ -475,37 +437,23 @@ def train_model(
     split_names = ("train", "calibration", "validation")
     for name, ix in zip(split_names, idx, strict=True):
         _check_split(name, data.y[ix], min_train_samples)
-    (X_tr, y_tr), (X_cal, y_cal), (X_val, y_val) = splits = tuple(
-        (data.X[ix], data.y[ix]) for ix in idx
-    )
+    (X_tr, y_tr), (X_cal, y_cal), (X_val, y_val) = splits = tuple((data.X[ix], data.y[ix]) for ix in idx)
 
     report(0.2, "fit estimator")
     base = estimator_factory(random_state).fit(X_tr, y_tr)
-    T, calibrated, onnx_bytes, p_val, parity = _calibrate_export_check(
-        base, X_cal, y_cal, X_val, parity_tol, report
-    )
+    T, calibrated, onnx_bytes, p_val, parity = _calibrate_export_check(base, X_cal, y_cal, X_val, parity_tol, report)
 
     report(0.75, "validation metrics")
-    metrics, summary = _metrics(
-        p_val, y_val, base.decision_function(X_val), bins, parity
-    )
+    metrics, summary = _metrics(p_val, y_val, base.decision_function(X_val), bins, parity)
     rates = base_rates(data.symbols[idx[0]], y_tr)
-    baseline_brier = float(
-        np.mean((base_rate_probs(rates, data.symbols[idx[2]]) - y_val) ** 2)
-    )
+    baseline_brier = float(np.mean((base_rate_probs(rates, data.symbols[idx[2]]) - y_val) ** 2))
     metrics["baseline_brier"] = baseline_brier
     metrics["baseline_rates"] = rates
 
     report(0.85, "ablation")
-    abl = (
-        _ablation(estimator_factory, random_state, names, splits, summary, bins)
-        if ablation
-        else None
-    )
+    abl = _ablation(estimator_factory, random_state, names, splits, summary, bins) if ablation else None
 
-    failures = gates.failures(
-        roc_auc=summary["roc_auc"], ece=summary["ece"], pr_auc=summary["pr_auc"]
-    )
+    failures = gates.failures(roc_auc=summary["roc_auc"], ece=summary["ece"], pr_auc=summary["pr_auc"])
     mean, std = _moments(X_tr, names)
     counts = {
         "labeled": len(data.y),
@@ -515,10 +463,7 @@ def train_model(
     time_range = {
         "start": int(data.close_time.min()),
         "end": int(data.close_time.max()),
-        **{
-            n: _span(data.close_time[ix])
-            for n, ix in zip(split_names, idx, strict=True)
-        },
+        **{n: _span(data.close_time[ix]) for n, ix in zip(split_names, idx, strict=True)},
     }
     report(1.0, "done")
     return TrainResult(
@@ -574,9 +519,7 @@ def recalibrate_model(
         int(meta["interval_ms"]),
     )
     if len(fractions) != 2:
-        raise ValueError(
-            f"fractions must be (calibration, validation), got {list(fractions)}"
-        )
+        raise ValueError(f"fractions must be (calibration, validation), got {list(fractions)}")
     report(0.0, "prepare data")
     data = _prepare(df_recent, names, min_samples)
     report(0.1, "time split")
@@ -586,23 +529,15 @@ def recalibrate_model(
     (X_cal, y_cal), (X_val, y_val) = ((data.X[ix], data.y[ix]) for ix in idx)
 
     base = previous.pipeline
-    T, calibrated, onnx_bytes, p_val, parity = _calibrate_export_check(
-        base, X_cal, y_cal, X_val, parity_tol, report
-    )
+    T, calibrated, onnx_bytes, p_val, parity = _calibrate_export_check(base, X_cal, y_cal, X_val, parity_tol, report)
     report(0.75, "validation metrics")
-    metrics, summary = _metrics(
-        p_val, y_val, base.decision_function(X_val), bins, parity
-    )
+    metrics, summary = _metrics(p_val, y_val, base.decision_function(X_val), bins, parity)
     rates = base_rates(data.symbols[idx[0]], y_cal)
-    baseline_brier = float(
-        np.mean((base_rate_probs(rates, data.symbols[idx[1]]) - y_val) ** 2)
-    )
+    baseline_brier = float(np.mean((base_rate_probs(rates, data.symbols[idx[1]]) - y_val) ** 2))
     metrics["baseline_brier"] = baseline_brier
     metrics["baseline_rates"] = rates
     metrics["previous_temperature"] = meta.get("temperature")
-    failures = gates.failures(
-        roc_auc=summary["roc_auc"], ece=summary["ece"], pr_auc=summary["pr_auc"]
-    )
+    failures = gates.failures(roc_auc=summary["roc_auc"], ece=summary["ece"], pr_auc=summary["pr_auc"])
     prev_counts = meta.get("counts", {})
     prev_range = meta.get("time_range", {})
     report(1.0, "done")

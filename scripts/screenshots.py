@@ -35,8 +35,27 @@ def prepare(server: TickcastServer, workdir: Path) -> None:
     """A labeler run, a backfill of a small simulated file set, a manual retrain; wait for all three."""
     files = workdir / "backfill"
     start = (int(time.time() * 1000) - 3 * 86_400_000) // 60_000 * 60_000
-    subprocess.run([sys.executable, "-m", "tickcast.cli", "simulate", "--symbols", "1", "--hours", "1", "--seed", "9",
-                    "--start-ms", str(start), "--out", str(files)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tickcast.cli",
+            "simulate",
+            "--symbols",
+            "1",
+            "--hours",
+            "1",
+            "--seed",
+            "9",
+            "--start-ms",
+            str(start),
+            "--out",
+            str(files),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     jobs = [
         server.post("/admin/labeler/run", {"min_age": 120, "limit": 1000, "force": True}),
         server.post("/admin/jobs/backfill", {"inputs": [str(files)]}),
@@ -45,8 +64,9 @@ def prepare(server: TickcastServer, workdir: Path) -> None:
     for response in jobs:
         response.raise_for_status()
         job_id = response.json()["job_id"]
-        server.wait_for(lambda j=job_id: server.get(f"/admin/jobs/{j}")["status"] in ("succeeded", "failed"), 180,
-                        f"job {job_id}")
+        server.wait_for(
+            lambda j=job_id: server.get(f"/admin/jobs/{j}")["status"] in ("succeeded", "failed"), 180, f"job {job_id}"
+        )
 
 
 def shoot(server: TickcastServer, out: Path) -> list[Path]:
@@ -56,16 +76,22 @@ def shoot(server: TickcastServer, out: Path) -> list[Path]:
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
-            plan = [(screen, DESKTOP, "en-US", f"{screen}.png", True)
-                    for screen in ("trading", "calibration", "drift", "admin")]
-            plan += [("trading", PHONE, "en-US", "trading-phone.png", False),
-                     ("calibration", DESKTOP, "ko-KR", "calibration-ko.png", False)]
+            plan = [
+                (screen, DESKTOP, "en-US", f"{screen}.png", True)
+                for screen in ("trading", "calibration", "drift", "admin")
+            ]
+            plan += [
+                ("trading", PHONE, "en-US", "trading-phone.png", False),
+                ("calibration", DESKTOP, "ko-KR", "calibration-ko.png", False),
+            ]
             for screen, viewport, locale, name, full in plan:
                 context = browser.new_context(viewport=viewport, locale=locale, device_scale_factor=1)
                 page = context.new_page()
                 page.goto(f"{server.url}/#{screen}")
-                page.wait_for_selector(f"#screen-{screen}:not([hidden]) [data-chart] > svg, "
-                                       f"#screen-{screen}:not([hidden]) tr[data-version]")
+                page.wait_for_selector(
+                    f"#screen-{screen}:not([hidden]) [data-chart] > svg, "
+                    f"#screen-{screen}:not([hidden]) tr[data-version]"
+                )
                 page.wait_for_function("document.body.dataset.conn === 'live'", timeout=30_000)
                 page.wait_for_timeout(4000)  # live values, charts and jobs settle
                 page.mouse.move(0, 0)

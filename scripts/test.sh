@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 "$VENV/bin/ruff" check tickcast dataflows models api sql tests bench scripts
+"$VENV/bin/ruff" format --check --quiet .
 # The dashboard tests drive Debian's Chromium (a browser download at test time does not work here).
 bash scripts/ensure-chromium.sh
 # --tb=native: CPython 3.11.7 can fail in ast.parse while pytest renders a failure's source

@@ -54,8 +54,10 @@ def query_in_subprocess(url: str, sql: str) -> list[dict]:
     import json
     import sys
 
-    code = ("import json,sys; from tickcast.store import Store; s=Store(sys.argv[1]); "
-            "print(json.dumps(s.rows(sys.argv[2]), default=str))")
+    code = (
+        "import json,sys; from tickcast.store import Store; s=Store(sys.argv[1]); "
+        "print(json.dumps(s.rows(sys.argv[2]), default=str))"
+    )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code, url, sql], cwd=root, capture_output=True, check=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -91,9 +93,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [
             tansu_binary(),
             "broker",
-            "--listener-url", f"tcp://127.0.0.1:{port}",
-            "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
-            "--storage-engine", "memory://tansu/",
+            "--listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--storage-engine",
+            "memory://tansu/",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

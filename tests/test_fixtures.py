@@ -26,5 +26,6 @@ def test_broker_round_trip(kafka_broker: str) -> None:
 def test_store_isolated_database(store) -> None:
     assert store.count("candles") == 0
     assert {"sentiment_ticks", "features", "rejected_records", "jobs"} <= {
-        r["name"] for r in store.rows("SELECT name FROM system.tables WHERE database = {d:String}", {"d": store.database})
+        r["name"]
+        for r in store.rows("SELECT name FROM system.tables WHERE database = {d:String}", {"d": store.database})
     }

@@ -14,8 +14,16 @@ from dataflows.sources import FileReplaySource, RecordsSource
 from tickcast.settings import Settings
 from tickcast.store import Store
 
-SUMMARY_TABLES = ("sentiment_ticks", "candles", "rejected_records", "sentiment_bars", "features", "labels",
-                  "predictions", "calibration_windows")
+SUMMARY_TABLES = (
+    "sentiment_ticks",
+    "candles",
+    "rejected_records",
+    "sentiment_bars",
+    "features",
+    "labels",
+    "predictions",
+    "calibration_windows",
+)
 
 
 def count_lines(paths: list[Path]) -> int | None:
@@ -47,7 +55,9 @@ def stored_records(store: Store) -> list[dict[str, Any]]:
     for t in ticks:
         t["meta"] = orjson.loads(t["meta"] or "{}")
     # Ties: ticks before candles, as the live sources deliver them.
-    merged = [(t["ingest_ts"], 0, t["ts"], t) for t in ticks] + [(c["ingest_ts"], 1, c["close_time"], c) for c in candles]
+    merged = [(t["ingest_ts"], 0, t["ts"], t) for t in ticks] + [
+        (c["ingest_ts"], 1, c["close_time"], c) for c in candles
+    ]
     merged.sort(key=lambda item: item[:3])
     return [item[3] for item in merged]
 
@@ -94,9 +104,13 @@ def run_replay(
     else:
         raise ValueError("nothing to replay")
 
-    flow = build_flow(settings, [source], store_factory=lambda: store,
-                      options=FlowOptions(live=False, with_model=with_model, publish_events=False,
-                                          recovery=recovery_dir is not None), flow_id="replay")
+    flow = build_flow(
+        settings,
+        [source],
+        store_factory=lambda: store,
+        options=FlowOptions(live=False, with_model=with_model, publish_events=False, recovery=recovery_dir is not None),
+        flow_id="replay",
+    )
     recovery = prepare_recovery(recovery_dir) if recovery_dir else None
     errors: list[BaseException] = []
 
@@ -106,7 +120,9 @@ def run_replay(
         from bytewax.testing import run_main
 
         try:
-            run_main(flow, epoch_interval=timedelta(seconds=settings.TICKCAST_SNAPSHOT_SECONDS), recovery_config=recovery)
+            run_main(
+                flow, epoch_interval=timedelta(seconds=settings.TICKCAST_SNAPSHOT_SECONDS), recovery_config=recovery
+            )
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             errors.append(exc)
 

@@ -48,13 +48,15 @@ def events_table(events: list[Event]) -> Any:
     import orjson
     import pyarrow as pa
 
-    return pa.table({
-        "stream": [e.stream for e in events],
-        "id": pa.array([e.id for e in events], pa.uint64()),
-        "symbol": [e.symbol or "" for e in events],
-        "ts": pa.array([e.ts for e in events], pa.int64()),
-        "data": [orjson.dumps(e.data).decode() for e in events],
-    })
+    return pa.table(
+        {
+            "stream": [e.stream for e in events],
+            "id": pa.array([e.id for e in events], pa.uint64()),
+            "symbol": [e.symbol or "" for e in events],
+            "ts": pa.array([e.ts for e in events], pa.int64()),
+            "data": [orjson.dumps(e.data).decode() for e in events],
+        }
+    )
 
 
 class IdClock:
@@ -155,8 +157,14 @@ class LocalBus:
     def unstored_after(self, stream: str, symbols: frozenset[str] | None, after: int) -> list[Event]:
         with self._lock:
             pending = list(self._unstored.values())
-        return sorted((e for e in pending if e.stream == stream and e.id > after
-                       and (symbols is None or e.symbol is None or e.symbol in symbols)), key=lambda e: e.id)
+        return sorted(
+            (
+                e
+                for e in pending
+                if e.stream == stream and e.id > after and (symbols is None or e.symbol is None or e.symbol in symbols)
+            ),
+            key=lambda e: e.id,
+        )
 
     def _route(self, events: Iterable[Event]) -> dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]]:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]] = {}

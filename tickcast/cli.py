@@ -47,9 +47,15 @@ class Ctx:
             raise click.ClickException(str(exc)) from None
 
 
-store_option = click.option("--store", "store_url", metavar="URL", help="chdb:///dir or http(s)://host:8123 "
-                            "[env TICKCAST_CLICKHOUSE_URL, default chdb:///./var/clickhouse]")
-model_option = click.option("--model-dir", metavar="DIR", help="model registry root [env MODEL_STORE_DIR, default ./var/models]")
+store_option = click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="chdb:///dir or http(s)://host:8123 [env TICKCAST_CLICKHOUSE_URL, default chdb:///./var/clickhouse]",
+)
+model_option = click.option(
+    "--model-dir", metavar="DIR", help="model registry root [env MODEL_STORE_DIR, default ./var/models]"
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,16 +76,34 @@ def main() -> None:
 @click.option("--no-simulator", is_flag=True, help="do not start the built-in simulator (HTTP/Kafka input only)")
 @click.option("--symbols", type=int, help="simulated symbols [env TICKCAST_SIM_SYMBOLS, default 5]")
 @click.option("--speed", type=float, help="simulator speed factor, 1 = real time [env TICKCAST_SIM_SPEED]")
-@click.option("--backfill-hours", type=float, help="simulated history replayed at start [env TICKCAST_SIM_BACKFILL_HOURS]")
-def up(store_url: str | None, model_dir: str | None, port: int | None, host: str | None, no_simulator: bool,
-       symbols: int | None, speed: float | None, backfill_hours: float | None) -> None:
+@click.option(
+    "--backfill-hours", type=float, help="simulated history replayed at start [env TICKCAST_SIM_BACKFILL_HOURS]"
+)
+def up(
+    store_url: str | None,
+    model_dir: str | None,
+    port: int | None,
+    host: str | None,
+    no_simulator: bool,
+    symbols: int | None,
+    speed: float | None,
+    backfill_hours: float | None,
+) -> None:
     """Run the embedded system: simulator -> dataflow -> ClickHouse + API, in one process."""
     from tickcast.embedded import run_embedded
 
     ctx = Ctx(store_url, model_dir)
-    overrides = {k: v for k, v in {"TICKCAST_API_PORT": port, "TICKCAST_API_HOST": host,
-                                   "TICKCAST_SIM_SYMBOLS": symbols, "TICKCAST_SIM_SPEED": speed,
-                                   "TICKCAST_SIM_BACKFILL_HOURS": backfill_hours}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "TICKCAST_API_PORT": port,
+            "TICKCAST_API_HOST": host,
+            "TICKCAST_SIM_SYMBOLS": symbols,
+            "TICKCAST_SIM_SPEED": speed,
+            "TICKCAST_SIM_BACKFILL_HOURS": backfill_hours,
+        }.items()
+        if v is not None
+    }
     settings = ctx.settings.model_copy(update=overrides) if overrides else ctx.settings
     run_embedded(settings, simulator=not no_simulator)
 
@@ -97,7 +121,9 @@ def db_migrate(store_url: str | None) -> None:
     ctx = Ctx(store_url, None)
     store = ctx.store(migrate=False)
     applied = store.migrate()
-    click.echo(f"{store.url} database {store.database}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    click.echo(
+        f"{store.url} database {store.database}: " + (f"applied {', '.join(applied)}" if applied else "up to date")
+    )
 
 
 # --- simulate ---------------------------------------------------------------------------------
@@ -113,14 +139,31 @@ def db_migrate(store_url: str | None) -> None:
 @click.option("--outage", metavar="PROVIDER:START_MS:END_MS", help="a provider sends nothing in this span")
 @click.option("--regime-shift-ms", type=int, help="after this time the sentiment->return link flips")
 @click.option("--signal", type=float, help="strength of the sentiment->next-return link")
-def simulate(symbols: int, hours: float, seed: int, out_dir: Path, start_ms: int | None, duplicate_rate: float,
-             late_rate: float, malformed_rate: float, outage: str | None, regime_shift_ms: int | None,
-             signal: float | None) -> None:
+def simulate(
+    symbols: int,
+    hours: float,
+    seed: int,
+    out_dir: Path,
+    start_ms: int | None,
+    duplicate_rate: float,
+    late_rate: float,
+    malformed_rate: float,
+    outage: str | None,
+    regime_shift_ms: int | None,
+    signal: float | None,
+) -> None:
     """Write DIR/ticks.jsonl and DIR/candles.jsonl from the deterministic simulator."""
     from dataflows.simulator import SimConfig, write_files
 
-    kwargs: dict[str, Any] = dict(symbols=symbols, hours=hours, seed=seed, duplicate_rate=duplicate_rate,
-                                  late_rate=late_rate, malformed_rate=malformed_rate, regime_shift_ms=regime_shift_ms)
+    kwargs: dict[str, Any] = dict(
+        symbols=symbols,
+        hours=hours,
+        seed=seed,
+        duplicate_rate=duplicate_rate,
+        late_rate=late_rate,
+        malformed_rate=malformed_rate,
+        regime_shift_ms=regime_shift_ms,
+    )
     if start_ms is not None:
         kwargs["start_ms"] = start_ms
     if signal is not None:
@@ -136,23 +179,39 @@ def simulate(symbols: int, hours: float, seed: int, out_dir: Path, start_ms: int
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     counts = write_files(cfg, out_dir)
-    click.echo(f"wrote {counts['ticks']} ticks and {counts['candles']} candles "
-               f"({counts['malformed']} malformed) to {out_dir}")
+    click.echo(
+        f"wrote {counts['ticks']} ticks and {counts['candles']} candles ({counts['malformed']} malformed) to {out_dir}"
+    )
 
 
 # --- replay -----------------------------------------------------------------------------------
 @main.command()
 @store_option
 @model_option
-@click.option("--input", "inputs", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="JSONL/Parquet file or folder (repeatable)")
-@click.option("--kafka", "kafka", is_flag=True, help="replay the Kafka topics from their beginning to their current end")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="JSONL/Parquet file or folder (repeatable)",
+)
+@click.option(
+    "--kafka", "kafka", is_flag=True, help="replay the Kafka topics from their beginning to their current end"
+)
 @click.option("--from-store", is_flag=True, help="replay ticks and candles already stored in ClickHouse")
 @click.option("--recovery-dir", type=click.Path(path_type=Path), help="Bytewax recovery dir (resume after a crash)")
 @click.option("--no-model", is_flag=True, help="skip inference and calibration (ingest, bars, features, labels only)")
 @click.option("--no-progress", is_flag=True)
-def replay(store_url: str | None, model_dir: str | None, inputs: tuple[Path, ...], kafka: bool, from_store: bool,
-           recovery_dir: Path | None, no_model: bool, no_progress: bool) -> None:
+def replay(
+    store_url: str | None,
+    model_dir: str | None,
+    inputs: tuple[Path, ...],
+    kafka: bool,
+    from_store: bool,
+    recovery_dir: Path | None,
+    no_model: bool,
+    no_progress: bool,
+) -> None:
     """Backfill: run the dataflow over recorded input to its end, then exit.
 
     Ticks and candles are told apart by their fields. Records are replayed in ingest
@@ -165,9 +224,16 @@ def replay(store_url: str | None, model_dir: str | None, inputs: tuple[Path, ...
     if sources != 1:
         raise click.UsageError("give exactly one of --input PATH..., --kafka or --from-store")
     ctx = Ctx(store_url, model_dir)
-    summary = run_replay(ctx.settings, inputs=list(inputs), kafka=kafka, from_store=from_store,
-                         recovery_dir=recovery_dir, with_model=not no_model, progress=not no_progress,
-                         tune=True)
+    summary = run_replay(
+        ctx.settings,
+        inputs=list(inputs),
+        kafka=kafka,
+        from_store=from_store,
+        recovery_dir=recovery_dir,
+        with_model=not no_model,
+        progress=not no_progress,
+        tune=True,
+    )
     click.echo(summary)
 
 
@@ -175,14 +241,27 @@ def replay(store_url: str | None, model_dir: str | None, inputs: tuple[Path, ...
 @main.command()
 @store_option
 @model_option
-@click.option("-r", "--recovery-dir", type=click.Path(path_type=Path),
-              help="Bytewax recovery dir [env TICKCAST_RECOVERY_DIR]")
-@click.option("-w", "--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="worker threads in this process (prefer more processes: Bytewax threads share the GIL)")
+@click.option(
+    "-r", "--recovery-dir", type=click.Path(path_type=Path), help="Bytewax recovery dir [env TICKCAST_RECOVERY_DIR]"
+)
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="worker threads in this process (prefer more processes: Bytewax threads share the GIL)",
+)
 @click.option("-i", "--process-id", type=click.IntRange(0), help="this process's index in the cluster")
 @click.option("-a", "--addresses", help="all cluster processes as 'host1:port;host2:port' (with -i)")
-def flow(store_url: str | None, model_dir: str | None, recovery_dir: Path | None, workers: int,
-         process_id: int | None, addresses: str | None) -> None:
+def flow(
+    store_url: str | None,
+    model_dir: str | None,
+    recovery_dir: Path | None,
+    workers: int,
+    process_id: int | None,
+    addresses: str | None,
+) -> None:
     """Distributed mode: run the dataflow on the Kafka topics (tails them) with recovery.
 
     One process: `tickcast flow -r DIR`. A cluster of N processes (each owns a share of
@@ -200,10 +279,16 @@ def flow(store_url: str | None, model_dir: str | None, recovery_dir: Path | None
     if cluster and process_id is not None and process_id >= len(cluster):
         raise click.BadParameter(f"process id {process_id} but only {len(cluster)} addresses", param_hint="-i")
     if cluster and ctx.settings.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"):
-        raise click.UsageError("a cluster needs a ClickHouse server store (http://…): a chdb directory belongs "
-                               "to one process")
-    run_distributed_flow(ctx.settings, recovery_dir=recovery_dir or ctx.settings.TICKCAST_RECOVERY_DIR,
-                         workers=workers, process_id=process_id, addresses=cluster)
+        raise click.UsageError(
+            "a cluster needs a ClickHouse server store (http://…): a chdb directory belongs to one process"
+        )
+    run_distributed_flow(
+        ctx.settings,
+        recovery_dir=recovery_dir or ctx.settings.TICKCAST_RECOVERY_DIR,
+        workers=workers,
+        process_id=process_id,
+        addresses=cluster,
+    )
 
 
 @main.command()
@@ -246,8 +331,9 @@ def recalibrate(store_url: str | None, model_dir: str | None) -> None:
 
     ctx = Ctx(store_url, model_dir)
     store = ctx.store()
-    click.echo(json.dumps(_run_as_job("recalibrate", recalibrate_job(ctx.settings, store), {}, store), indent=2,
-                          default=str))
+    click.echo(
+        json.dumps(_run_as_job("recalibrate", recalibrate_job(ctx.settings, store), {}, store), indent=2, default=str)
+    )
 
 
 def _run_as_job(kind: str, fn: Any, params: dict[str, Any], store: Any) -> dict[str, Any]:
@@ -321,8 +407,10 @@ def models_list(store_url: str | None, model_dir: str | None, as_json: bool) -> 
         click.echo("no models registered; run `tickcast train`")
     for r in rows:
         m = r.get("metrics") or {}
-        click.echo(f"{r['version']:<34} {r['status']:<11} auc={_f(m.get('roc_auc'))} ece={_f(m.get('ece'))} "
-                   f"brier={_f(m.get('brier'))} {r['created_at']}")
+        click.echo(
+            f"{r['version']:<34} {r['status']:<11} auc={_f(m.get('roc_auc'))} ece={_f(m.get('ece'))} "
+            f"brier={_f(m.get('brier'))} {r['created_at']}"
+        )
 
 
 def _f(value: Any) -> str:
@@ -339,8 +427,11 @@ def models_promote(store_url: str | None, model_dir: str | None, version: str, f
     ctx, registry = _registry(store_url, model_dir)
     s = ctx.settings
     # A promotion asked for by a person is explicit; AUTO_PROMOTE_ENABLED governs automatic ones.
-    _registry_call(lambda: registry.promote(version, auto_promote_enabled=True, cooldown_s=s.PROMOTION_COOLDOWN_SECONDS,
-                                            force=force))
+    _registry_call(
+        lambda: registry.promote(
+            version, auto_promote_enabled=True, cooldown_s=s.PROMOTION_COOLDOWN_SECONDS, force=force
+        )
+    )
     click.echo(f"promoted {version}")
 
 
@@ -391,8 +482,9 @@ def models_cleanup(store_url: str | None, model_dir: str | None, days: float) ->
 def models_status(store_url: str | None, model_dir: str | None) -> None:
     """Promotion status: production, cooldown, next allowed time."""
     ctx, registry = _registry(store_url, model_dir)
-    click.echo(json.dumps(registry.promotion_status(cooldown_s=ctx.settings.PROMOTION_COOLDOWN_SECONDS), indent=2,
-                          default=str))
+    click.echo(
+        json.dumps(registry.promotion_status(cooldown_s=ctx.settings.PROMOTION_COOLDOWN_SECONDS), indent=2, default=str)
+    )
 
 
 # --- labeler --------------------------------------------------------------------------------

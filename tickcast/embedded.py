@@ -43,8 +43,9 @@ def simulator_factory(settings: Settings) -> Callable[[], Iterator[dict[str, Any
     start_ms = (now_ms - backfill_ms) // 60_000 * 60_000
     wall0 = time.time()
     speed = settings.TICKCAST_SIM_SPEED
-    cfg = SimConfig(symbols=settings.TICKCAST_SIM_SYMBOLS, hours=float("inf"), seed=settings.TICKCAST_SIM_SEED,
-                    start_ms=start_ms)
+    cfg = SimConfig(
+        symbols=settings.TICKCAST_SIM_SYMBOLS, hours=float("inf"), seed=settings.TICKCAST_SIM_SEED, start_ms=start_ms
+    )
 
     def records() -> Iterator[dict[str, Any]]:
         for record in generate(cfg):
@@ -72,8 +73,14 @@ class EmbeddedSystem:
             sources.insert(0, SimulatorSource(simulator_factory(settings), stop=self.stopping))
         if settings.kafka_enabled:
             sources.append(kafka_source(settings, tail=True))
-        self.flow = build_flow(settings, sources, store_factory=lambda: self.store, bus=self.bus, ids=self.ids,
-                               options=FlowOptions(live=True, recovery=bool(settings.TICKCAST_RECOVERY_DIR)))
+        self.flow = build_flow(
+            settings,
+            sources,
+            store_factory=lambda: self.store,
+            bus=self.bus,
+            ids=self.ids,
+            options=FlowOptions(live=True, recovery=bool(settings.TICKCAST_RECOVERY_DIR)),
+        )
         self.jobs = make_job_center(settings, self.store, self.bus, self.ids, ingest=self.ingest)
         self.jobs.mark_interrupted()  # jobs a dead process left queued/running are failed, not "running" forever
         self.thread: threading.Thread | None = None
@@ -90,8 +97,11 @@ class EmbeddedSystem:
         self.thread = run_flow_in_thread(
             self.flow,
             recovery_dir=self.settings.TICKCAST_RECOVERY_DIR,
-            snapshot_seconds=(self.settings.TICKCAST_SNAPSHOT_SECONDS if self.settings.TICKCAST_RECOVERY_DIR
-                              else EPOCH_WITHOUT_RECOVERY_S),
+            snapshot_seconds=(
+                self.settings.TICKCAST_SNAPSHOT_SECONDS
+                if self.settings.TICKCAST_RECOVERY_DIR
+                else EPOCH_WITHOUT_RECOVERY_S
+            ),
         )
         if self.simulator:
             threading.Thread(target=self._bootstrap_model, name="bootstrap-model", daemon=True).start()
@@ -148,8 +158,9 @@ class EmbeddedSystem:
         return create_app(ctx)
 
 
-def make_job_center(settings: Settings, store: Store, bus: LocalBus, ids: IdClock,
-                    ingest: Callable[[list[dict[str, Any]]], None]) -> Any:
+def make_job_center(
+    settings: Settings, store: Store, bus: LocalBus, ids: IdClock, ingest: Callable[[list[dict[str, Any]]], None]
+) -> Any:
     from tickcast.jobs import JobCenter
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
 
@@ -162,7 +173,9 @@ def make_job_center(settings: Settings, store: Store, bus: LocalBus, ids: IdCloc
     return jobs
 
 
-def backfill_job(settings: Settings, store: Store) -> Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any]]:
+def backfill_job(
+    settings: Settings, store: Store
+) -> Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any]]:
     """A backfill inside the running process (the chdb directory is ours): replay files."""
 
     def run(params: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
@@ -186,16 +199,27 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
     tune_gc()  # after start-up, before serving: see tickcast/gc_tuning.py
     system.start_flow()
     host, port = settings.TICKCAST_API_HOST, settings.TICKCAST_API_PORT
-    log.info("tickcast up: store %s, models %s, API http://%s:%d (dashboard at /, health at /healthz)",
-             system.store.url, settings.MODEL_STORE_DIR, host, port)
+    log.info(
+        "tickcast up: store %s, models %s, API http://%s:%d (dashboard at /, health at /healthz)",
+        system.store.url,
+        settings.MODEL_STORE_DIR,
+        host,
+        port,
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
     finally:
         system.stop(timeout=10)
 
 
-def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None, workers: int = 1,
-                         process_id: int | None = None, addresses: list[str] | None = None) -> None:
+def run_distributed_flow(
+    settings: Settings,
+    *,
+    recovery_dir: str | Path | None,
+    workers: int = 1,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+) -> None:
     """`tickcast flow`: Kafka in, ClickHouse + Kafka output topics out, with recovery."""
     from datetime import timedelta
 
@@ -210,8 +234,13 @@ def run_distributed_flow(settings: Settings, *, recovery_dir: str | Path | None,
     store = Store(settings.TICKCAST_CLICKHOUSE_URL)
     store.migrate()
     bus = KafkaEventPublisher(settings)
-    flow = build_flow(settings, [kafka_source(settings, tail=True)], store_factory=lambda: store, bus=bus,
-                      options=FlowOptions(live=True, recovery=recovery_dir is not None))
+    flow = build_flow(
+        settings,
+        [kafka_source(settings, tail=True)],
+        store_factory=lambda: store,
+        bus=bus,
+        options=FlowOptions(live=True, recovery=recovery_dir is not None),
+    )
     set_job_starter_for_flow(settings, store)
     tune_gc()
     cli_main(
@@ -246,15 +275,18 @@ class KafkaEventPublisher:
     def publish(self, event: Any) -> None:
         import orjson
 
-        payload = orjson.dumps({"stream": event.stream, "id": event.id, "symbol": event.symbol, "ts": event.ts,
-                                "data": event.data})
-        self.producer.produce(self.topics.get(event.stream, self.default_topic), value=payload,
-                              key=(event.symbol or "").encode())
+        payload = orjson.dumps(
+            {"stream": event.stream, "id": event.id, "symbol": event.symbol, "ts": event.ts, "data": event.data}
+        )
+        self.producer.produce(
+            self.topics.get(event.stream, self.default_topic), value=payload, key=(event.symbol or "").encode()
+        )
         self.producer.poll(0)
 
 
-def follow_kafka_events(settings: Settings, bus: LocalBus, ids: IdClock, *, from_offset: str = "end",
-                        stop: threading.Event | None = None) -> list[threading.Thread]:
+def follow_kafka_events(
+    settings: Settings, bus: LocalBus, ids: IdClock, *, from_offset: str = "end", stop: threading.Event | None = None
+) -> list[threading.Thread]:
     """API replica side of the fan-out: every replica consumes the flow's output topics and
     republishes the events, with the flow's ids, on its own in-process bus."""
     from dataflows.kafka_io import consume_json
@@ -328,9 +360,17 @@ def run_api_replica(settings: Settings) -> None:
 
     jobs = make_job_center(settings, store, bus, ids, ingest)
     jobs.mark_interrupted()
-    ctx = AppContext(settings=settings, store=store, bus=bus, ingest=ingest, jobs=jobs,
-                     registry_root=Path(settings.MODEL_STORE_DIR), id_clock=ids, broker_ok=broker_ok,
-                     scheduler=RetrainScheduler(jobs, settings))
+    ctx = AppContext(
+        settings=settings,
+        store=store,
+        bus=bus,
+        ingest=ingest,
+        jobs=jobs,
+        registry_root=Path(settings.MODEL_STORE_DIR),
+        id_clock=ids,
+        broker_ok=broker_ok,
+        scheduler=RetrainScheduler(jobs, settings),
+    )
     app = create_app(ctx)
     tune_gc()
     uvicorn.run(app, host=settings.TICKCAST_API_HOST, port=settings.TICKCAST_API_PORT)

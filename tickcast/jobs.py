@@ -204,8 +204,13 @@ class JobCenter:
             view = _row_view(row)
             stale.append(
                 _store_row(
-                    {**view, "status": "failed", "error": "interrupted: the process running it stopped",
-                     "finished_at": now, "updated_at": max(now, (view["updated_at"] or 0) + 1)}
+                    {
+                        **view,
+                        "status": "failed",
+                        "error": "interrupted: the process running it stopped",
+                        "finished_at": now,
+                        "updated_at": max(now, (view["updated_at"] or 0) + 1),
+                    }
                 )
             )
         if stale:
@@ -264,8 +269,12 @@ class JobCenter:
             event = Event(
                 "events",
                 self.ids.next(),
-                {"kind": "job", **{k: view[k] for k in ("job_id", "status", "progress", "message", "trigger")},
-                 "job_kind": view["kind"], "error": view["error"]},
+                {
+                    "kind": "job",
+                    **{k: view[k] for k in ("job_id", "status", "progress", "message", "trigger")},
+                    "job_kind": view["kind"],
+                    "error": view["error"],
+                },
                 None,
                 view["updated_at"],
             )

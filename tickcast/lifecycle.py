@@ -34,19 +34,23 @@ def mirror_model(store: Store, meta: dict[str, Any]) -> None:
     from models.registry import to_jsonable
 
     now = int(time.time() * 1000)
-    created = pd.Timestamp(meta.get("created_at") or now, unit="ms" if isinstance(meta.get("created_at"), int) else None)
+    created = pd.Timestamp(
+        meta.get("created_at") or now, unit="ms" if isinstance(meta.get("created_at"), int) else None
+    )
     metrics = {k: meta.get(k) for k in ("ece_prod", "brier_prod", "pr_auc_prod", "roc_auc", "baseline_brier")}
     store.insert_rows(
         "model_registry",
-        [{
-            "version": meta["version"],
-            "status": meta.get("status", ""),
-            "created_at": int(created.value // 1_000_000),
-            "sha256": meta.get("sha256", ""),
-            "metrics": orjson.dumps(to_jsonable(metrics)).decode(),
-            "metadata": orjson.dumps(to_jsonable(meta)).decode(),
-            "updated_at": now,
-        }],
+        [
+            {
+                "version": meta["version"],
+                "status": meta.get("status", ""),
+                "created_at": int(created.value // 1_000_000),
+                "sha256": meta.get("sha256", ""),
+                "metrics": orjson.dumps(to_jsonable(metrics)).decode(),
+                "metadata": orjson.dumps(to_jsonable(meta)).decode(),
+                "updated_at": now,
+            }
+        ],
     )
 
 
@@ -126,21 +130,34 @@ def recalibrate_job(settings: Settings, store: Store) -> Callable[[dict[str, Any
         since = int(time.time() * 1000) - settings.CALIBRATION_MONITOR_WINDOW_SECONDS * 1000 * 4
         df = training_frame(store, settings, since_ms=params.get("since_ms", since))
         progress(0.1, f"refitting the temperature on {len(df)} recent labeled rows")
-        result = recalibrate_model(previous, df, gates=gates(settings), progress=lambda f, s: progress(0.1 + 0.8 * f, s))
+        result = recalibrate_model(
+            previous, df, gates=gates(settings), progress=lambda f, s: progress(0.1 + 0.8 * f, s)
+        )
         version = registry.register(result)
         promoted = _maybe_promote(settings, registry, version, result.passed, params)
-        return {"version": version, "passed": result.passed, "gate_failures": result.gate_failures,
-                "temperature": result.temperature, "promoted": promoted}
+        return {
+            "version": version,
+            "passed": result.passed,
+            "gate_failures": result.gate_failures,
+            "temperature": result.temperature,
+            "promoted": promoted,
+        }
 
     return run
 
 
-def _maybe_promote(settings: Settings, registry: ModelRegistry, version: str, passed: bool, params: dict[str, Any]) -> bool:
+def _maybe_promote(
+    settings: Settings, registry: ModelRegistry, version: str, passed: bool, params: dict[str, Any]
+) -> bool:
     if not passed or not (settings.AUTO_PROMOTE_ENABLED or params.get("promote")):
         return False
     try:
-        registry.promote(version, auto_promote_enabled=True, cooldown_s=settings.PROMOTION_COOLDOWN_SECONDS,
-                         force=bool(params.get("promote")))
+        registry.promote(
+            version,
+            auto_promote_enabled=True,
+            cooldown_s=settings.PROMOTION_COOLDOWN_SECONDS,
+            force=bool(params.get("promote")),
+        )
         return True
     except PromotionRefused as exc:
         log.warning("trained %s but did not promote it: %s", version, exc)
@@ -156,14 +173,25 @@ def labeler_job(settings: Settings, store: Store) -> Callable[[dict[str, Any], P
         force = bool(params.get("force", True))
         rows = store.named(
             "labeler_candidates",
-            {"h": settings.LABEL_HORIZON, "min_age_ms": min_age * 1000, "limit": limit, "force": int(force),
-             "now_ms": int(time.time() * 1000)},
+            {
+                "h": settings.LABEL_HORIZON,
+                "min_age_ms": min_age * 1000,
+                "limit": limit,
+                "force": int(force),
+                "now_ms": int(time.time() * 1000),
+            },
         )
         progress(0.5, f"{len(rows)} labels to write")
         labels = [
-            {"symbol": r["symbol"], "interval": r["interval"], "close_time": int(r["close_time"]),
-             "horizon": settings.LABEL_HORIZON, "label": int(r["close_th"] > r["close_t"]),
-             "close_t": r["close_t"], "close_th": r["close_th"]}
+            {
+                "symbol": r["symbol"],
+                "interval": r["interval"],
+                "close_time": int(r["close_time"]),
+                "horizon": settings.LABEL_HORIZON,
+                "label": int(r["close_th"] > r["close_t"]),
+                "close_t": r["close_t"],
+                "close_th": r["close_th"],
+            }
             for r in rows
         ]
         store.insert_rows("labels", labels)

@@ -245,9 +245,7 @@ def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, 
     open_time = _int_ms(obj, "open_time")
     close_time = _int_ms(obj, "close_time")
     if close_time != open_time + step:
-        raise _Invalid(
-            f"close_time must be open_time + {interval} ({open_time + step}), got {close_time}"
-        )
+        raise _Invalid(f"close_time must be open_time + {interval} ({open_time + step}), got {close_time}")
     if open_time % step:
         raise _Invalid(f"open_time {open_time} is not aligned to a {interval} boundary")
     o, h, lo, c = (_number(obj, k) for k in ("open", "high", "low", "close"))

@@ -70,8 +70,7 @@ def _csv(value: Any) -> tuple[str, ...]:
 def _store_url(value: str) -> str:
     if not re.match(r"^(chdb://|https?://)", value):
         raise ValueError(
-            "expected chdb:///path/to/dir (embedded) or http(s)://host:8123 (ClickHouse server), "
-            f"got {value!r}"
+            f"expected chdb:///path/to/dir (embedded) or http(s)://host:8123 (ClickHouse server), got {value!r}"
         )
     return value
 
@@ -130,9 +129,8 @@ class Settings(BaseSettings):
     TRAINING_INCLUDE_SENTIMENT: bool = True
     TRAINING_IMPUTE_SENTIMENT: Literal["ffill", "zero", "none"] = "ffill"
     TRAINING_SENTIMENT_FEATURES: CsvList = (
-        "sent_score,sent_cnt,sent_pos_ratio,sent_d1,sent_d5,sent_vol_30,"
-        "sent_ema_5m,sent_ema_15m,sent_ema_60m"
-    )  # type: ignore[assignment]
+        "sent_score,sent_cnt,sent_pos_ratio,sent_d1,sent_d5,sent_vol_30,sent_ema_5m,sent_ema_15m,sent_ema_60m"  # type: ignore[assignment]
+    )
     TRAINING_ABLATION_REPORT: bool = True
     LABEL_HORIZON: Annotated[int, Field(ge=1, le=1_440)] = 1
     MIN_TRAIN_SAMPLES: PositiveInt = 500
@@ -221,8 +219,7 @@ class Settings(BaseSettings):
             CronTrigger.from_crontab(value)
         except ValueError as exc:
             raise ValueError(
-                f"expected a 5-field crontab like '0 0 * * tue' (minute hour day month weekday), "
-                f"got {value!r}: {exc}"
+                f"expected a 5-field crontab like '0 0 * * tue' (minute hour day month weekday), got {value!r}: {exc}"
             ) from exc
         return value
 

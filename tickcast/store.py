@@ -85,8 +85,9 @@ class ColumnBlock:
         columns: dict[str, pa.Array] = {}
         for name in first.constants:
             values = pa.array([b.constants[name] for b in blocks])
-            columns[name] = pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(blocks)), sizes)),
-                                                           values).cast(values.type)
+            columns[name] = pa.DictionaryArray.from_arrays(
+                pa.array(np.repeat(np.arange(len(blocks)), sizes)), values
+            ).cast(values.type)
         for name in first.arrays:
             columns[name] = pa.array(np.concatenate([b.arrays[name] for b in blocks]))
         if first.matrix is not None:
@@ -284,8 +285,10 @@ class Store:
             by_schema.setdefault(t.schema, []).append(t)
         try:
             parts = [pa.Table.from_pylist(rows, schema=schema)] if rows else []
-            parts += [_conform(group[0] if len(group) == 1 else pa.concat_tables(group), schema)
-                      for group in by_schema.values()]
+            parts += [
+                _conform(group[0] if len(group) == 1 else pa.concat_tables(group), schema)
+                for group in by_schema.values()
+            ]
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
             raise StoreError(f"insert into {table}: {exc}") from exc
         if not parts:

@@ -28,12 +28,8 @@ COLUMNS: tuple[str, ...] = (
     "vol_z_30",
     "hl_range",
 )
-if (
-    COLUMNS != MARKET_FEATURES
-):  # the kernel writes by position; a renamed column would silently shift
-    raise ImportError(
-        f"kernel columns {COLUMNS} differ from tickcast.features.MARKET_FEATURES {MARKET_FEATURES}"
-    )
+if COLUMNS != MARKET_FEATURES:  # the kernel writes by position; a renamed column would silently shift
+    raise ImportError(f"kernel columns {COLUMNS} differ from tickcast.features.MARKET_FEATURES {MARKET_FEATURES}")
 
 N_FEATURES = len(COLUMNS)
 RV_WINDOW = 30

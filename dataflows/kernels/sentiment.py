@@ -151,8 +151,23 @@ def ema_fold(mean, log_w, ref_t, t, ts, score, weight, windows_ms):  # pragma: n
 
 @njit(cache=True)
 def close_bars(
-    first_bar, n_bars, step, move_bar, ts, score, pol, weight, windows_ms, agg_w,
-    ema_mean, ema_logw, ref_t, hist, prev_ratio, impute, vol_window,
+    first_bar,
+    n_bars,
+    step,
+    move_bar,
+    ts,
+    score,
+    pol,
+    weight,
+    windows_ms,
+    agg_w,
+    ema_mean,
+    ema_logw,
+    ref_t,
+    hist,
+    prev_ratio,
+    impute,
+    vol_window,
 ):  # pragma: no cover - compiled
     """Close bars first_bar, first_bar + step, … (n_bars of them); return the rows.
 
@@ -282,8 +297,26 @@ def park(p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weigh
 
 @njit(cache=True)
 def close_through(
-    first, last, step, m, p_ts, p_ingest, p_score, p_pol, p_weight, windows_ms, agg_w,
-    ema_mean, ema_logw, ref_t, hist, prev_ratio, impute, vol_window, ring_end, ring_val,
+    first,
+    last,
+    step,
+    m,
+    p_ts,
+    p_ingest,
+    p_score,
+    p_pol,
+    p_weight,
+    windows_ms,
+    agg_w,
+    ema_mean,
+    ema_logw,
+    ref_t,
+    hist,
+    prev_ratio,
+    impute,
+    vol_window,
+    ring_end,
+    ring_val,
 ):  # pragma: no cover - compiled
     """Close bars first..last (multiples of step): fold the pending ticks whose entry bar `m`
     is <= last in the canonical order (entry bar, ts, ingest, score, weight, polarity — so
@@ -306,8 +339,25 @@ def close_through(
             b += 1
     idx = canonical_order(idx, m, p_ts, p_ingest, p_score, p_weight, p_pol)
     n_bars = (last - first) // step + 1
-    out = close_bars(first, n_bars, step, m[idx], p_ts[idx], p_score[idx], p_pol[idx], p_weight[idx],
-                     windows_ms, agg_w, ema_mean, ema_logw, ref_t, hist, prev_ratio, impute, vol_window)
+    out = close_bars(
+        first,
+        n_bars,
+        step,
+        m[idx],
+        p_ts[idx],
+        p_score[idx],
+        p_pol[idx],
+        p_weight[idx],
+        windows_ms,
+        agg_w,
+        ema_mean,
+        ema_logw,
+        ref_t,
+        hist,
+        prev_ratio,
+        impute,
+        vol_window,
+    )
     bar_ends = np.empty(n_bars, np.int64)
     h = ring_end.size
     for r in range(n_bars):
@@ -320,8 +370,24 @@ def close_through(
 
 
 @njit(cache=True)
-def admit(mem_hash, mem_t, p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, id_hash,
-          max_latency_ms, window_ms, max_ingest):  # pragma: no cover - compiled
+def admit(
+    mem_hash,
+    mem_t,
+    p_ts,
+    p_ingest,
+    p_score,
+    p_pol,
+    p_weight,
+    ts,
+    ingest,
+    score,
+    pol,
+    weight,
+    id_hash,
+    max_latency_ms,
+    window_ms,
+    max_ingest,
+):  # pragma: no cover - compiled
     """`add_ticks` in one call: late flags, the new max ingest time, `dedup` (memory cut at
     that max − window) and `park`. Returns (status, mem_hash', mem_t', the five pending
     arrays, n_ok, n_dup, n_late, max_ingest')."""
@@ -333,7 +399,8 @@ def admit(mem_hash, mem_t, p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest,
             max_ingest = ingest[i]
     status, mem_hash, mem_t = dedup(mem_hash, mem_t, id_hash, ingest, late, window_ms, max_ingest - window_ms)
     o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late = park(
-        p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, status)
+        p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, status
+    )
     return status, mem_hash, mem_t, o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late, max_ingest
 
 

@@ -41,10 +41,19 @@ class Server:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    base = {"API_KEYS": f"{KEY},second-key", "SSE_KEEPALIVE_SECONDS": 0.3, "SSE_MAX_RATE_HZ": 5.0, "SSE_MAX_BURST": 1,
-            "API_MAX_BODY_BYTES": 20_000, "SENTIMENT_HISTORY_MAX_POINTS": 500, "SSE_RESUME_MAX_EVENTS": 50,
-            "CALIBRATION_BINS": 5, "CALIBRATION_MIN_BIN_SAMPLES": 3, "CALIBRATION_DRIFT_MIN_SAMPLES": 10,
-            "PROMOTION_COOLDOWN_SECONDS": 3600}
+    base = {
+        "API_KEYS": f"{KEY},second-key",
+        "SSE_KEEPALIVE_SECONDS": 0.3,
+        "SSE_MAX_RATE_HZ": 5.0,
+        "SSE_MAX_BURST": 1,
+        "API_MAX_BODY_BYTES": 20_000,
+        "SENTIMENT_HISTORY_MAX_POINTS": 500,
+        "SSE_RESUME_MAX_EVENTS": 50,
+        "CALIBRATION_BINS": 5,
+        "CALIBRATION_MIN_BIN_SAMPLES": 3,
+        "CALIBRATION_DRIFT_MIN_SAMPLES": 10,
+        "PROMOTION_COOLDOWN_SECONDS": 3600,
+    }
     base.update(overrides)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
 
@@ -63,8 +72,9 @@ def start_server(ctx_factory: Any) -> Iterator[Server]:
     server_box = Server(f"http://127.0.0.1:{port}", None)  # type: ignore[arg-type]
     ctx: AppContext = ctx_factory(server_box)
     server_box.ctx = ctx
-    config = uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        create_app(ctx), host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

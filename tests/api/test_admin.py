@@ -15,14 +15,24 @@ import pytest
 from tests.api.conftest import AUTH
 
 
-def fake_model(root: Path, version: str, *, status: str = "candidate", created_ts: float, ece: float = 0.03,
-               backup: bool = False) -> None:
+def fake_model(
+    root: Path, version: str, *, status: str = "candidate", created_ts: float, ece: float = 0.03, backup: bool = False
+) -> None:
     """A registry entry written by hand (registry layout of models/registry.py), no training needed."""
     onnx = f"onnx bytes of {version}".encode()
-    meta = {"version": version, "status": status, "created_ts": created_ts, "created_at": "2025-11-21T00:00:00Z",
-            "sha256": hashlib.sha256(onnx).hexdigest(), "ece_prod": ece, "brier_prod": 0.2, "pr_auc_prod": 0.6,
-            "roc_auc": 0.7, "metrics": {"n": 100, "bins": [{"lo": 0.0, "hi": 1.0, "n": 100}]},
-            "gates": {"passed": status != "rejected", "failures": ["roc_auc 0.55 < 0.65"] if status == "rejected" else []}}
+    meta = {
+        "version": version,
+        "status": status,
+        "created_ts": created_ts,
+        "created_at": "2025-11-21T00:00:00Z",
+        "sha256": hashlib.sha256(onnx).hexdigest(),
+        "ece_prod": ece,
+        "brier_prod": 0.2,
+        "pr_auc_prod": 0.6,
+        "roc_auc": 0.7,
+        "metrics": {"n": 100, "bins": [{"lo": 0.0, "hi": 1.0, "n": 100}]},
+        "gates": {"passed": status != "rejected", "failures": ["roc_auc 0.55 < 0.65"] if status == "rejected" else []},
+    }
     for sub in ("trained", "metadata", "backups"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "trained" / f"{version}.onnx").write_bytes(onnx)
@@ -78,8 +88,11 @@ def test_promote_needs_confirm_then_promotes(server, models) -> None:
         # Rollback: 409 describing m-b -> m-a, then done.
         r = c.post("/admin/models/rollback", json={}, headers=AUTH)
         assert r.status_code == 409 and r.json()["plan"] == {
-            "action": "rollback", "current_production": "m-b", "new_production": "m-a",
-            "description": r.json()["plan"]["description"]}
+            "action": "rollback",
+            "current_production": "m-b",
+            "new_production": "m-a",
+            "description": r.json()["plan"]["description"],
+        }
         assert production(models) == "m-b"
         r = c.post("/admin/models/rollback", json={"confirm": True}, headers=AUTH)
         assert r.status_code == 200 and r.json()["production"] == "m-a" and production(models) == "m-a"
@@ -157,7 +170,7 @@ def test_retrain_endpoints_start_train_jobs(server) -> None:
         assert job["trigger"] == "emergency" and job["params"]["emergency"] is True
         listed = c.get("/admin/jobs", params={"kind": "train"}, headers=AUTH).json()["jobs"]
         assert [j["trigger"] for j in listed] == ["emergency", "manual"]
-        assert "ml_retrains_total{status=\"succeeded\",trigger=\"manual\"}" in c.get("/metrics").text
+        assert 'ml_retrains_total{status="succeeded",trigger="manual"}' in c.get("/metrics").text
 
 
 def test_labeler_run_defaults_and_overrides(server) -> None:
@@ -170,8 +183,12 @@ def test_labeler_run_defaults_and_overrides(server) -> None:
         assert job["params"] == {"min_age": 120, "limit": 1000, "force": True} and job["result"] == {"labeled": 1000}
         r = c.post("/admin/labeler/run", json={"min_age": 0, "limit": 5, "force": False}, headers=AUTH)
         assert wait_job(c, r.json()["job_id"])["params"] == {"min_age": 0, "limit": 5, "force": False}
-        for bad, fragment in [({"limit": 0}, "'limit' must be in [1, 1000000]"), ({"min_age": -1}, "'min_age'"),
-                              ({"force": "yes"}, "'force' must be a boolean"), ([1], "must be a JSON object")]:
+        for bad, fragment in [
+            ({"limit": 0}, "'limit' must be in [1, 1000000]"),
+            ({"min_age": -1}, "'min_age'"),
+            ({"force": "yes"}, "'force' must be a boolean"),
+            ([1], "must be a JSON object"),
+        ]:
             r = c.post("/admin/labeler/run", json=bad, headers=AUTH)
             assert r.status_code == 422 and fragment in r.json()["error"], (bad, r.text)
 
@@ -230,15 +247,41 @@ def test_calibration_bins_with_production_reference(server, models) -> None:
     prob = rng.uniform(0.05, 0.95, n)
     label = (rng.uniform(size=n) < prob).astype(int)
     store = server.ctx.store
-    store.insert_rows("predictions", [
-        {"symbol": "REF", "interval": "1m", "close_time": int(t), "horizon": 1, "model_version": "m-a", "prob": float(p),
-         "fallback_reason": "", "latency_ms": 1.0} for t, p in zip(close_time, prob)])
-    store.insert_rows("labels", [
-        {"symbol": "REF", "interval": "1m", "close_time": int(t), "horizon": 1, "label": int(y), "close_t": 1.0,
-         "close_th": 1.0} for t, y in zip(close_time, label)])
+    store.insert_rows(
+        "predictions",
+        [
+            {
+                "symbol": "REF",
+                "interval": "1m",
+                "close_time": int(t),
+                "horizon": 1,
+                "model_version": "m-a",
+                "prob": float(p),
+                "fallback_reason": "",
+                "latency_ms": 1.0,
+            }
+            for t, p in zip(close_time, prob)
+        ],
+    )
+    store.insert_rows(
+        "labels",
+        [
+            {
+                "symbol": "REF",
+                "interval": "1m",
+                "close_time": int(t),
+                "horizon": 1,
+                "label": int(y),
+                "close_t": 1.0,
+                "close_th": 1.0,
+            }
+            for t, y in zip(close_time, label)
+        ],
+    )
     idx = np.minimum((prob * 5).astype(int), 4)  # CALIBRATION_BINS = 5 in the test settings
-    ece = sum((idx == b).sum() / n * abs(label[idx == b].mean() - prob[idx == b].mean()) for b in range(5)
-              if (idx == b).any())
+    ece = sum(
+        (idx == b).sum() / n * abs(label[idx == b].mean() - prob[idx == b].mean()) for b in range(5) if (idx == b).any()
+    )
     with server.client() as c:
         body = c.get("/api/calibration/bins", params={"model_version": "m-a", "scope": "REF"}).json()
     assert body["live"]["n"] == n and body["live"]["ece"] == pytest.approx(ece, rel=1e-9)
@@ -267,8 +310,11 @@ def test_ingest_failure_is_503(server, monkeypatch) -> None:
 
     monkeypatch.setattr(server.ctx, "ingest", refuse)
     with server.client() as c:
-        r = c.post("/api/sentiment/tick", json={"symbol": "X", "ts": 1_763_683_200_000, "score": 0.1,
-                                                  "provider": "p"}, headers=AUTH)
+        r = c.post(
+            "/api/sentiment/tick",
+            json={"symbol": "X", "ts": 1_763_683_200_000, "score": 0.1, "provider": "p"},
+            headers=AUTH,
+        )
     assert r.status_code == 503 and "queue full" in r.json()["error"] and "retry" in r.json()["error"]
 
 

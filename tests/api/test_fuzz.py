@@ -49,14 +49,17 @@ def test_no_server_errors(server, mode: GenerationMode) -> None:
     assert len(ops) >= 30
     for op in ops:
 
-        @settings(max_examples=6, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=6, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         @given(case=op.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
             response = case.call(base_url=server.base, headers=dict(AUTH), timeout=10)
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} {case.query} {case.body!r}: "
-                                f"{response.status_code} {response.text[:200]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} {case.query} {case.body!r}: "
+                    f"{response.status_code} {response.text[:200]}"
+                )
             elif response.status_code >= 400:
                 assert "error" in response.json(), response.text  # the one error shape, even for fuzz
 

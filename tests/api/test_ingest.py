@@ -16,8 +16,17 @@ def tick(**kw: object) -> dict[str, object]:
 
 
 def candle(**kw: object) -> dict[str, object]:
-    base = {"symbol": "XRPUSDT", "interval": "1m", "open_time": 1_763_683_200_000, "close_time": 1_763_683_260_000,
-            "open": 1.0, "high": 1.2, "low": 0.9, "close": 1.1, "volume": 10.0}
+    base = {
+        "symbol": "XRPUSDT",
+        "interval": "1m",
+        "open_time": 1_763_683_200_000,
+        "close_time": 1_763_683_260_000,
+        "open": 1.0,
+        "high": 1.2,
+        "low": 0.9,
+        "close": 1.1,
+        "volume": 10.0,
+    }
     return {**base, **kw}
 
 

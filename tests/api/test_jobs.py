@@ -49,8 +49,9 @@ def test_progress_and_success(store) -> None:
     assert job["result"] == {"rows": 42} and job["progress"] == 1.0 and job["trigger"] == "api"
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
     # The store holds the final version (FINAL picks the highest updated_at).
-    row = store.rows("SELECT status, progress, result, params FROM {db}.jobs FINAL WHERE job_id = {j:String}",
-                     {"j": job_id})[0]
+    row = store.rows(
+        "SELECT status, progress, result, params FROM {db}.jobs FINAL WHERE job_id = {j:String}", {"j": job_id}
+    )[0]
     assert row["status"] == "succeeded" and row["progress"] == 1.0
     assert json.loads(row["result"]) == {"rows": 42} and json.loads(row["params"]) == {"n": 21}
     # Every change is an event: queued, running, 5 progress updates, succeeded; ids strictly increasing,
@@ -139,10 +140,26 @@ def test_unknown_kind_and_bad_trigger(store) -> None:
 
 def test_mark_interrupted(store) -> None:
     now = int(time.time() * 1000)
-    store.insert_rows("jobs", [{
-        "job_id": "old", "kind": "train", "status": "running", "progress": 0.5, "message": "", "params": "{}",
-        "result": "", "error": "", "trigger": "schedule", "created_at": now - 1000, "started_at": now - 900,
-        "finished_at": None, "updated_at": now - 800}])
+    store.insert_rows(
+        "jobs",
+        [
+            {
+                "job_id": "old",
+                "kind": "train",
+                "status": "running",
+                "progress": 0.5,
+                "message": "",
+                "params": "{}",
+                "result": "",
+                "error": "",
+                "trigger": "schedule",
+                "created_at": now - 1000,
+                "started_at": now - 900,
+                "finished_at": None,
+                "updated_at": now - 800,
+            }
+        ],
+    )
     jobs = JobCenter(store)
     assert jobs.mark_interrupted() == 1
     job = jobs.get("old")

@@ -23,19 +23,31 @@ def bars_frame(symbol: str, n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     score = rng.uniform(-1, 1, n)
     score[rng.random(n) < 0.1] = np.nan  # empty bars with impute=none
-    df = pd.DataFrame({
-        "symbol": symbol, "step": "1m", "bar_end": T0 + MIN * np.arange(1, n + 1),
-        "sent_score": score, "sent_cnt": rng.integers(0, 9, n).astype(np.uint32),
-        "sent_pos_ratio": rng.uniform(0, 1, n), "sent_d1": np.nan, "sent_d5": np.nan, "sent_vol_30": np.nan,
-        "sent_ema_5m": rng.uniform(-1, 1, n), "sent_ema_15m": rng.uniform(-1, 1, n),
-        "sent_ema_60m": rng.uniform(-1, 1, n), "sent_composite": np.nan, "imputed": np.uint8(0),
-    })
+    df = pd.DataFrame(
+        {
+            "symbol": symbol,
+            "step": "1m",
+            "bar_end": T0 + MIN * np.arange(1, n + 1),
+            "sent_score": score,
+            "sent_cnt": rng.integers(0, 9, n).astype(np.uint32),
+            "sent_pos_ratio": rng.uniform(0, 1, n),
+            "sent_d1": np.nan,
+            "sent_d5": np.nan,
+            "sent_vol_30": np.nan,
+            "sent_ema_5m": rng.uniform(-1, 1, n),
+            "sent_ema_15m": rng.uniform(-1, 1, n),
+            "sent_ema_60m": rng.uniform(-1, 1, n),
+            "sent_composite": np.nan,
+            "imputed": np.uint8(0),
+        }
+    )
     return df
 
 
 def insert_df(store, table: str, df: pd.DataFrame) -> None:
-    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in df.to_dict("records")]
+    rows = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")
+    ]
     store.insert_rows(table, rows)
 
 
@@ -68,8 +80,9 @@ def test_history_matches_pandas(server, bars, agg: str, step: str, start_off: in
     step_ms = {"1m": MIN, "5m": 5 * MIN, "1h": 60 * MIN}[step]
     start, end = T0 + start_off * MIN + 1234, T0 + end_off * MIN
     with server.client() as c:
-        r = c.get("/api/sentiment/history",
-                  params={"symbol": "SENTA", "start": start, "end": end, "step": step, "agg": agg})
+        r = c.get(
+            "/api/sentiment/history", params={"symbol": "SENTA", "start": start, "end": end, "step": step, "agg": agg}
+        )
     assert r.status_code == 200, r.text
     got = pd.DataFrame(r.json()["points"])
     want = oracle_history(bars, start, end, step_ms, agg)
@@ -80,8 +93,10 @@ def test_history_matches_pandas(server, bars, agg: str, step: str, start_off: in
 
 def test_history_iso_times_and_default_step(server, bars) -> None:
     with server.client() as c:
-        r = c.get("/api/sentiment/history", params={
-            "symbol": "SENTA", "start": "2025-11-21T00:00:00Z", "end": "2025-11-21T01:00:00+00:00"})
+        r = c.get(
+            "/api/sentiment/history",
+            params={"symbol": "SENTA", "start": "2025-11-21T00:00:00Z", "end": "2025-11-21T01:00:00+00:00"},
+        )
     body = r.json()
     assert r.status_code == 200 and body["start"] == T0 and body["end"] == T0 + 60 * MIN and body["step_ms"] == MIN
     assert len(body["points"]) == 60 and body["agg"] == "mean"
@@ -128,9 +143,22 @@ def test_latest_from_store_then_bus(server, bars) -> None:
         body = r.json()
         assert r.status_code == 200 and body["source"] == "store" and body["as_of"] == int(last.bar_end)
         assert body["ema"] == {"5m": pytest.approx(last.sent_ema_5m), "60m": pytest.approx(last.sent_ema_60m)}
-        event = Event("sentiment", server.ctx.id_clock.next(),
-                      {"kind": "tick", "symbol": "SENTA", "as_of": T0 + 999, "sent_ema_5m": 0.1, "sent_ema_15m": 0.2,
-                       "sent_ema_60m": 0.3, "sent_composite": 0.0, "open_cnt": 2}, "SENTA", T0 + 999)
+        event = Event(
+            "sentiment",
+            server.ctx.id_clock.next(),
+            {
+                "kind": "tick",
+                "symbol": "SENTA",
+                "as_of": T0 + 999,
+                "sent_ema_5m": 0.1,
+                "sent_ema_15m": 0.2,
+                "sent_ema_60m": 0.3,
+                "sent_composite": 0.0,
+                "open_cnt": 2,
+            },
+            "SENTA",
+            T0 + 999,
+        )
         server.ctx.bus.publish(event)
         body = c.get("/api/sentiment/latest", params={"symbol": "SENTA"}).json()
         assert body["source"] == "live" and body["event_id"] == event.id and body["as_of"] == T0 + 999
@@ -166,19 +194,66 @@ def market(server) -> dict[str, pd.DataFrame]:
     n = 400
     close_time = T0 + MIN * np.arange(1, n + 1)
     close = 100 + np.cumsum(rng.normal(0, 1, n))
-    candles = pd.DataFrame({"symbol": "MKT", "interval": "1m", "open_time": close_time - MIN, "close_time": close_time,
-                            "open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 5.0,
-                            "ingest_ts": close_time})
+    candles = pd.DataFrame(
+        {
+            "symbol": "MKT",
+            "interval": "1m",
+            "open_time": close_time - MIN,
+            "close_time": close_time,
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": 5.0,
+            "ingest_ts": close_time,
+        }
+    )
     label = (np.r_[close[1:], close[-1]] > close).astype(np.uint8)
     prob = np.clip(0.5 + 0.35 * (label - 0.5) * 2 * rng.uniform(0, 1, n) + rng.normal(0, 0.15, n), 0.01, 0.99)
-    preds = pd.DataFrame({"symbol": "MKT", "interval": "1m", "close_time": close_time, "horizon": np.uint16(1),
-                          "model_version": "m1", "prob": prob, "fallback_reason": "", "latency_ms": 0.5})
-    labels = pd.DataFrame({"symbol": "MKT", "interval": "1m", "close_time": close_time[:-1], "horizon": np.uint16(1),
-                           "label": label[:-1], "close_t": close[:-1], "close_th": close[1:]})
-    feats = pd.DataFrame({"symbol": "MKT", "interval": "1m", "close_time": close_time, "close": close,
-                          "join_status": "ok"})
-    for col in ("ret_1", "ret_5", "ret_15", "rv_30", "atr_14", "rsi_14", "vol_z_30", "hl_range", "sent_score",
-                "sent_cnt", "sent_pos_ratio", "sent_d1", "sent_d5", "sent_vol_30", *EMA_COLS, "sent_composite"):
+    preds = pd.DataFrame(
+        {
+            "symbol": "MKT",
+            "interval": "1m",
+            "close_time": close_time,
+            "horizon": np.uint16(1),
+            "model_version": "m1",
+            "prob": prob,
+            "fallback_reason": "",
+            "latency_ms": 0.5,
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "symbol": "MKT",
+            "interval": "1m",
+            "close_time": close_time[:-1],
+            "horizon": np.uint16(1),
+            "label": label[:-1],
+            "close_t": close[:-1],
+            "close_th": close[1:],
+        }
+    )
+    feats = pd.DataFrame(
+        {"symbol": "MKT", "interval": "1m", "close_time": close_time, "close": close, "join_status": "ok"}
+    )
+    for col in (
+        "ret_1",
+        "ret_5",
+        "ret_15",
+        "rv_30",
+        "atr_14",
+        "rsi_14",
+        "vol_z_30",
+        "hl_range",
+        "sent_score",
+        "sent_cnt",
+        "sent_pos_ratio",
+        "sent_d1",
+        "sent_d5",
+        "sent_vol_30",
+        *EMA_COLS,
+        "sent_composite",
+    ):
         feats[col] = rng.normal(size=n)
     store = server.ctx.store
     for table, df in (("candles", candles), ("predictions", preds), ("labels", labels), ("features", feats)):
@@ -235,8 +310,14 @@ def oracle_report(prob: np.ndarray, label: np.ndarray, bins: int) -> dict:
             per_bin.append((n, prob[m].mean(), label[m].mean(), lo, hi))
         else:
             per_bin.append((0, None, None, None, None))
-    return {"n": len(prob), "ece": ece, "brier": brier_score_loss(label, prob), "roc_auc": roc_auc_score(label, prob),
-            "pr_auc": average_precision_score(label, prob), "bins": per_bin}
+    return {
+        "n": len(prob),
+        "ece": ece,
+        "brier": brier_score_loss(label, prob),
+        "roc_auc": roc_auc_score(label, prob),
+        "pr_auc": average_precision_score(label, prob),
+        "bins": per_bin,
+    }
 
 
 def test_calibration_bins_live_vs_reference(server, market) -> None:
@@ -258,7 +339,8 @@ def test_calibration_bins_live_vs_reference(server, market) -> None:
         assert got["n"] == n
         if n:
             assert (got["mean_prob"], got["pos_rate"], got["wilson_lo"], got["wilson_hi"]) == pytest.approx(
-                (mp, rate, lo, hi), rel=1e-9)
+                (mp, rate, lo, hi), rel=1e-9
+            )
             assert got["reliable"] == (n >= 3)
     assert body["production"] is None and body["delta_ece"] is None  # m1 is not in the registry
     assert body["enough_samples"] is True
@@ -296,18 +378,48 @@ def test_calibration_status_windows_and_drift(server) -> None:
     store = server.ctx.store
     rows = []
     for i, scope in enumerate(["overall", "overall", "overall", "XRPUSDT"]):
-        rows.append({"model_version": "mcal", "scope": scope, "window_end": T0 + i * 300_000, "window_seconds": 21600,
-                     "n": 500 + i, "ece": 0.1 + i / 100, "brier": 0.2, "roc_auc": 0.7, "pr_auc": 0.6, "accuracy": 0.6,
-                     "ece_prod": 0.03, "delta_ece": 0.07 + i / 100, "abs_streak": i, "rel_streak": i,
-                     "delta_ece_ema": 0.05, "drift_on": int(i == 2), "state": "drift" if i == 2 else "ok",
-                     "recommendation": "recalibrate" if i == 2 else "", "cooldown_remaining_s": 100.0,
-                     "bins": json.dumps([{"n": i}])})
+        rows.append(
+            {
+                "model_version": "mcal",
+                "scope": scope,
+                "window_end": T0 + i * 300_000,
+                "window_seconds": 21600,
+                "n": 500 + i,
+                "ece": 0.1 + i / 100,
+                "brier": 0.2,
+                "roc_auc": 0.7,
+                "pr_auc": 0.6,
+                "accuracy": 0.6,
+                "ece_prod": 0.03,
+                "delta_ece": 0.07 + i / 100,
+                "abs_streak": i,
+                "rel_streak": i,
+                "delta_ece_ema": 0.05,
+                "drift_on": int(i == 2),
+                "state": "drift" if i == 2 else "ok",
+                "recommendation": "recalibrate" if i == 2 else "",
+                "cooldown_remaining_s": 100.0,
+                "bins": json.dumps([{"n": i}]),
+            }
+        )
     store.insert_rows("calibration_windows", rows)
-    store.insert_rows("drift_events", [
-        {"event_id": f"e{i}", "kind": kind, "ts": T0 + i * 1000, "model_version": "mcal", "scope": "overall",
-         "feature": "sent_score" if kind == "feature_drift" else "", "value": 3.5, "threshold": 3.0,
-         "details": json.dumps({"i": i})}
-        for i, kind in enumerate(["feature_drift", "calibration_drift", "feature_drift"])])
+    store.insert_rows(
+        "drift_events",
+        [
+            {
+                "event_id": f"e{i}",
+                "kind": kind,
+                "ts": T0 + i * 1000,
+                "model_version": "mcal",
+                "scope": "overall",
+                "feature": "sent_score" if kind == "feature_drift" else "",
+                "value": 3.5,
+                "threshold": 3.0,
+                "details": json.dumps({"i": i}),
+            }
+            for i, kind in enumerate(["feature_drift", "calibration_drift", "feature_drift"])
+        ],
+    )
     with server.client() as c:
         body = c.get("/api/calibration/status", params={"model_version": "mcal"}).json()
         assert {s["scope"] for s in body["scopes"]} == {"overall", "XRPUSDT"}

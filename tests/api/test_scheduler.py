@@ -64,8 +64,13 @@ def test_scheduler_status_and_fire(store) -> None:
     sched = RetrainScheduler(jobs, _settings())
     now = datetime(2026, 3, 30, 23, 59, tzinfo=KST)
     status = sched.status(now)
-    assert status == {"enabled": False, "schedule": CRON, "timezone": "Asia/Seoul",
-                      "next_run": "2026-03-31T00:00:00+09:00", "last_run": None}
+    assert status == {
+        "enabled": False,
+        "schedule": CRON,
+        "timezone": "Asia/Seoul",
+        "next_run": "2026-03-31T00:00:00+09:00",
+        "last_run": None,
+    }
     first = sched.fire()
     second = sched.fire()  # one running per kind: the same job comes back
     assert first is not None and second == first
@@ -114,8 +119,15 @@ def test_app_lifespan_starts_and_stops_the_scheduler(api_store, tmp_path) -> Non
         jobs = JobCenter(api_store)
         settings = make_settings()
         holder["s"] = RetrainScheduler(jobs, settings)
-        return AppContext(settings=settings, store=api_store, bus=LocalBus(), ingest=box.ingested.extend, jobs=jobs,
-                          registry_root=tmp_path, scheduler=holder["s"])
+        return AppContext(
+            settings=settings,
+            store=api_store,
+            bus=LocalBus(),
+            ingest=box.ingested.extend,
+            jobs=jobs,
+            registry_root=tmp_path,
+            scheduler=holder["s"],
+        )
 
     servers = start_server(factory)
     box = next(servers)

@@ -34,8 +34,10 @@ class Reader(threading.Thread):
         self._lock = threading.Lock()
 
     def run(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(10.0)) as client, \
-                client.stream("GET", self.url, params=self.params, headers=self.headers) as response:
+        with (
+            httpx.Client(timeout=httpx.Timeout(10.0)) as client,
+            client.stream("GET", self.url, params=self.params, headers=self.headers) as response,
+        ):
             self.status = response.status_code
             if response.status_code != 200:
                 self.connected.set()
@@ -223,8 +225,9 @@ def test_sentiment_coalescing_keeps_bars_and_latest(server) -> None:
         for i in range(20):
             ticks.append(publish(server, "sentiment", {"kind": "tick", "symbol": "COAL", "i": i}, "COAL", store=False))
             if i == 10:
-                bar = publish(server, "sentiment", {"kind": "bar", "symbol": "COAL", "bar_end": T0}, "COAL",
-                              store=False)
+                bar = publish(
+                    server, "sentiment", {"kind": "bar", "symbol": "COAL", "bar_end": T0}, "COAL", store=False
+                )
         r.wait(lambda r: any(data_of(m).get("i") == 19 for m in r.events()), timeout=3)
         time.sleep(0.4)  # nothing else may follow
         got = [data_of(m) for m in r.events()]
@@ -239,8 +242,9 @@ def test_sentiment_coalescing_keeps_bars_and_latest(server) -> None:
 def test_held_state_older_than_a_sent_event_goes_without_id(server) -> None:
     burst = server.ctx.settings.SSE_MAX_BURST
     with reading(server, "/stream/sentiment") as r:
-        sent_a = [publish(server, "sentiment", {"kind": "tick", "s": f"a{i}"}, "HELDA", store=False)
-                  for i in range(burst + 1)]
+        sent_a = [
+            publish(server, "sentiment", {"kind": "tick", "s": f"a{i}"}, "HELDA", store=False) for i in range(burst + 1)
+        ]
         held = publish(server, "sentiment", {"kind": "tick", "s": "held"}, "HELDA", store=False)
         b1 = publish(server, "sentiment", {"kind": "tick", "s": "b1"}, "HELDB", store=False)  # sent now
         r.wait(lambda r: len(r.events()) >= burst + 3, timeout=3)
@@ -253,8 +257,13 @@ def test_held_state_older_than_a_sent_event_goes_without_id(server) -> None:
 
 def test_sentiment_windows_filter(server) -> None:
     with reading(server, "/stream/sentiment", params={"symbol": "WIN", "windows": "5m"}) as r:
-        publish(server, "sentiment", {"kind": "bar", "sent_ema_5m": 0.1, "sent_ema_15m": 0.2, "sent_ema_60m": 0.3,
-                                      "sent_score": 0.4}, "WIN", store=False)
+        publish(
+            server,
+            "sentiment",
+            {"kind": "bar", "sent_ema_5m": 0.1, "sent_ema_15m": 0.2, "sent_ema_60m": 0.3, "sent_score": 0.4},
+            "WIN",
+            store=False,
+        )
         r.wait(lambda r: len(r.events()) == 1)
         assert data_of(r.events()[0]) == {"kind": "bar", "sent_ema_5m": 0.1, "sent_score": 0.4}
 

@@ -21,8 +21,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 KEY = "tickcast-dev-key"
 
@@ -30,8 +36,9 @@ KEY = "tickcast-dev-key"
 def ensure_chromium() -> Path:
     """/usr/bin/chromium, installed with scripts/ensure-chromium.sh when missing; a clear error otherwise."""
     if not CHROMIUM.exists():
-        proc = subprocess.run(["bash", str(ROOT / "scripts" / "ensure-chromium.sh")], capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "ensure-chromium.sh")], capture_output=True, text=True, timeout=600
+        )
         if proc.returncode != 0 or not CHROMIUM.exists():
             raise RuntimeError(
                 f"the browser tests need Debian's Chromium at {CHROMIUM} and scripts/ensure-chromium.sh could not "
@@ -49,14 +56,36 @@ def launch_chromium(playwright: Any) -> Any:
 class TickcastServer:
     """`tickcast up` with the simulator on `port`, store and models under `workdir`."""
 
-    def __init__(self, workdir: Path, port: int, *, backfill_hours: float = 8, symbols: int = 5, speed: float = 30,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        *,
+        backfill_hours: float = 8,
+        symbols: int = 5,
+        speed: float = 30,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.args = ["up", "--store", f"chdb://{workdir / 'ch'}", "--model-dir", str(workdir / "models"),
-                     "--port", str(port), "--host", "127.0.0.1", "--backfill-hours", str(backfill_hours),
-                     "--symbols", str(symbols), "--speed", str(speed)]
+        self.args = [
+            "up",
+            "--store",
+            f"chdb://{workdir / 'ch'}",
+            "--model-dir",
+            str(workdir / "models"),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--backfill-hours",
+            str(backfill_hours),
+            "--symbols",
+            str(symbols),
+            "--speed",
+            str(speed),
+        ]
         self.env = {**os.environ, "TICKCAST_LOG_LEVEL": "WARNING", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "tickcast.log"
@@ -68,8 +97,14 @@ class TickcastServer:
         log = self.log_path.open("ab")
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
-        self.proc = subprocess.Popen([sys.executable, "-m", "tickcast.cli", *self.args], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tickcast.cli", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.wait_for(self._healthy, timeout, "GET /healthz to answer 200")
 
@@ -134,5 +169,6 @@ class TickcastServer:
         return httpx.post(f"{self.url}{path}", json=body, headers={"X-API-Key": KEY}, timeout=30)
 
     def wait_for_model(self, timeout: float = 120) -> str:
-        return str(self.wait_for(lambda: self.get("/api/models")["production"], timeout,
-                                 "the bootstrap model to be promoted"))
+        return str(
+            self.wait_for(lambda: self.get("/api/models")["production"], timeout, "the bootstrap model to be promoted")
+        )

@@ -39,8 +39,10 @@ def wait_conn(page: Any, state: str, timeout: float = 20_000) -> None:
 
 
 def wait_emas(page: Any) -> list[str]:
-    page.wait_for_function("() => { const v = [...document.querySelectorAll('[data-ema]')]; "
-                           "return v.length === 3 && v.every(e => e.textContent !== '—'); }")
+    page.wait_for_function(
+        "() => { const v = [...document.querySelectorAll('[data-ema]')]; "
+        "return v.length === 3 && v.every(e => e.textContent !== '—'); }"
+    )
     return page.evaluate(EMA_JS)
 
 
@@ -201,8 +203,11 @@ def test_retrain_asks_for_confirmation_then_shows_the_job_with_progress(page: An
 def test_promote_shows_the_plan_and_needs_confirmation(page: Any, server: TickcastServer) -> None:
     r = server.post("/admin/manual-retrain", {"reason": "browser test"})
     job_id = r.json()["job_id"]
-    job = server.wait_for(lambda: (j := server.get(f"/admin/jobs/{job_id}"))["status"] in ("succeeded", "failed") and j,
-                          90, "the training job")
+    job = server.wait_for(
+        lambda: (j := server.get(f"/admin/jobs/{job_id}"))["status"] in ("succeeded", "failed") and j,
+        90,
+        "the training job",
+    )
     version = job["result"]["version"]
     assert job["result"]["passed"], f"the test model failed its gates: {job['result']}"
     production = server.get("/api/models")["production"]
@@ -282,7 +287,9 @@ def test_every_screen_fits_the_viewport(new_page: Any, server: TickcastServer, v
         page.wait_for_timeout(300)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{screen} is {overflow}px wider than the {viewport['width']}px viewport"
-        widths = page.eval_on_selector_all(f"#screen-{screen} [data-chart] > svg", "els => els.map(e => e.getBoundingClientRect().right)")
+        widths = page.eval_on_selector_all(
+            f"#screen-{screen} [data-chart] > svg", "els => els.map(e => e.getBoundingClientRect().right)"
+        )
         assert all(w <= viewport["width"] + 1 for w in widths), f"{screen}: a chart is cut off ({widths})"
         tab = page.locator(f"[data-tab={screen}]")
         expect(tab).to_be_visible()

@@ -60,9 +60,16 @@ def _feature_rows(rng: np.random.Generator, symbols: tuple[str, ...], n: int) ->
     for i in range(n):
         for s, symbol in enumerate(symbols):
             row: dict[str, Any] = {c: None for c in FEATURE_COLUMNS}
-            row.update(symbol=symbol, interval="1m", close_time=T0 + i * 60_000, close=100.0 + i, join_status="ok",
-                       ret_1=float(rng.normal(0.001 * (s + 1), 0.01)), rsi_14=float(rng.normal(55, 10)),
-                       sent_score=None if rng.random() < 0.3 else float(rng.uniform(-1, 1)))
+            row.update(
+                symbol=symbol,
+                interval="1m",
+                close_time=T0 + i * 60_000,
+                close=100.0 + i,
+                join_status="ok",
+                ret_1=float(rng.normal(0.001 * (s + 1), 0.01)),
+                rsi_14=float(rng.normal(55, 10)),
+                sent_score=None if rng.random() < 0.3 else float(rng.uniform(-1, 1)),
+            )
             rows.append(row)
     return rows
 
@@ -71,9 +78,12 @@ def test_feature_drift_rows_and_report_match_pandas(store: Store) -> None:
     rng = np.random.default_rng(11)
     rows = _feature_rows(rng, ("AAAUSDT", "BBBUSDT"), 150)
     store.insert_rows("features", rows)
-    meta = {"version": VERSION, "feature_names": [*FEATURES, "not_a_column"],
-            "train_mean": {"ret_1": 0.0, "rsi_14": 50.0, "sent_score": 0.0, "not_a_column": 1.0},
-            "train_std": {"ret_1": 0.01, "rsi_14": 10.0, "sent_score": 0.5, "not_a_column": 1.0}}
+    meta = {
+        "version": VERSION,
+        "feature_names": [*FEATURES, "not_a_column"],
+        "train_mean": {"ret_1": 0.0, "rsi_14": 50.0, "sent_score": 0.0, "not_a_column": 1.0},
+        "train_std": {"ret_1": 0.01, "rsi_14": 10.0, "sent_score": 0.5, "not_a_column": 1.0},
+    }
     frame = pd.DataFrame(rows).sort_values(["close_time", "symbol"])
 
     for symbol, limit, window in (("", 220, 50), ("BBBUSDT", 120, 30)):
@@ -83,7 +93,9 @@ def test_feature_drift_rows_and_report_match_pandas(store: Store) -> None:
         report = drift_report(table, meta, window, 2.0, points=25)
         assert [f["name"] for f in report["features"]] == list(FEATURES)  # unknown columns are skipped
         times = np.asarray(report["times"])
-        assert times.size == 25 and times[0] == expected.close_time.iloc[0] and times[-1] == expected.close_time.iloc[-1]
+        assert (
+            times.size == 25 and times[0] == expected.close_time.iloc[0] and times[-1] == expected.close_time.iloc[-1]
+        )
         for f in report["features"]:
             series = pd.Series(expected[f["name"]].to_numpy(dtype=float), index=expected.close_time.to_numpy())
             oracle = _oracle_z(series, window, meta["train_mean"][f["name"]], meta["train_std"][f["name"]]).dropna()
@@ -103,15 +115,29 @@ def test_provider_mix_matches_pandas(store: Store) -> None:
     for i in range(400):
         p = providers[int(rng.integers(0, 3))]
         score = float(rng.uniform(-1, 1))
-        ticks.append({"id": f"t{i}", "symbol": "XRPUSDT", "ts": T0 + i * 20_000, "score": score,
-                      "polarity": 1 if score > 0 else -1, "provider": p, "weight": {"newsapi": 0.8}.get(p, 1.0),
-                      "meta": "{}", "ingest_ts": T0 + i * 20_000 + 50})
+        ticks.append(
+            {
+                "id": f"t{i}",
+                "symbol": "XRPUSDT",
+                "ts": T0 + i * 20_000,
+                "score": score,
+                "polarity": 1 if score > 0 else -1,
+                "provider": p,
+                "weight": {"newsapi": 0.8}.get(p, 1.0),
+                "meta": "{}",
+                "ingest_ts": T0 + i * 20_000 + 50,
+            }
+        )
     store.insert_rows("sentiment_ticks", ticks)
     rows = store.named("feature_provider_mix", {"symbol": "XRPUSDT", "minutes": 30})
     df = pd.DataFrame(ticks)
     recent = df[df.ts > df.ts.max() - 30 * 60_000]
-    oracle = recent.groupby("provider").agg(ticks=("id", "count"), weight=("weight", "sum"), mean=("score", "mean"),
-                                            positive=("polarity", lambda s: int((s == 1).sum())))
+    oracle = recent.groupby("provider").agg(
+        ticks=("id", "count"),
+        weight=("weight", "sum"),
+        mean=("score", "mean"),
+        positive=("polarity", lambda s: int((s == 1).sum())),
+    )
     assert sorted(r["provider"] for r in rows) == sorted(oracle.index)
     for r in rows:
         o = oracle.loc[r["provider"]]
@@ -120,16 +146,20 @@ def test_provider_mix_matches_pandas(store: Store) -> None:
         assert int(r["end_ms"]) == df.ts.max()
 
 
-@pytest.mark.parametrize(("overrides", "client", "expected"), [
-    ({}, "127.0.0.1", "k1"),
-    ({"TICKCAST_API_HOST": "localhost"}, "::1", "k1"),
-    ({"TICKCAST_API_HOST": "0.0.0.0"}, "127.0.0.1", None),  # reachable from other hosts
-    ({}, "10.1.2.3", None),
-    ({"TICKCAST_CLICKHOUSE_URL": "http://ch:8123"}, "127.0.0.1", None),  # distributed mode
-    ({"API_KEYS": ""}, "127.0.0.1", None),
-])
-def test_the_key_is_handed_out_only_in_embedded_mode_on_loopback(overrides: dict[str, str], client: str,
-                                                                  expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "client", "expected"),
+    [
+        ({}, "127.0.0.1", "k1"),
+        ({"TICKCAST_API_HOST": "localhost"}, "::1", "k1"),
+        ({"TICKCAST_API_HOST": "0.0.0.0"}, "127.0.0.1", None),  # reachable from other hosts
+        ({}, "10.1.2.3", None),
+        ({"TICKCAST_CLICKHOUSE_URL": "http://ch:8123"}, "127.0.0.1", None),  # distributed mode
+        ({"API_KEYS": ""}, "127.0.0.1", None),
+    ],
+)
+def test_the_key_is_handed_out_only_in_embedded_mode_on_loopback(
+    overrides: dict[str, str], client: str, expected: str | None
+) -> None:
     ctx: Any = SimpleNamespace(settings=_settings(**overrides))
     assert hand_out_key(ctx, client) == expected
 
@@ -138,14 +168,29 @@ def test_the_key_is_handed_out_only_in_embedded_mode_on_loopback(overrides: dict
 def client(store: Store, tmp_path: Path) -> Any:
     models = tmp_path / "models"
     (models / "metadata").mkdir(parents=True)
-    (models / "metadata" / f"{VERSION}.json").write_text(json.dumps({
-        "version": VERSION, "status": "production", "feature_names": ["rsi_14"],
-        "train_mean": {"rsi_14": 50.0}, "train_std": {"rsi_14": 10.0}}))
+    (models / "metadata" / f"{VERSION}.json").write_text(
+        json.dumps(
+            {
+                "version": VERSION,
+                "status": "production",
+                "feature_names": ["rsi_14"],
+                "train_mean": {"rsi_14": 50.0},
+                "train_std": {"rsi_14": 10.0},
+            }
+        )
+    )
     (models / "metadata" / "registry.json").write_text(json.dumps({"production": VERSION, "history": []}))
     bus, ids = LocalBus(), IdClock()
     jobs = JobCenter(store, bus=bus, ids=ids)
-    ctx = AppContext(settings=_settings(VITE_DRIFT_WINDOW_DEFAULT=20), store=store, bus=bus, ingest=lambda r: None,
-                     jobs=jobs, registry_root=models, id_clock=ids)
+    ctx = AppContext(
+        settings=_settings(VITE_DRIFT_WINDOW_DEFAULT=20),
+        store=store,
+        bus=bus,
+        ingest=lambda r: None,
+        jobs=jobs,
+        registry_root=models,
+        id_clock=ids,
+    )
     with TestClient(create_app(ctx)) as c:
         yield c
     jobs.close()
@@ -175,4 +220,6 @@ def test_page_static_files_config_and_drift_endpoint(client: Any, store: Store) 
     assert client.get("/api/drift/features", params={"model_version": "nope"}).status_code == 404
 
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/", "/ui", "/static/{name}", "/api/ui-config", "/api/drift/features", "/api/sentiment/providers"} <= set(paths)
+    assert {"/", "/ui", "/static/{name}", "/api/ui-config", "/api/drift/features", "/api/sentiment/providers"} <= set(
+        paths
+    )

@@ -31,9 +31,7 @@ def make_candles(n: int, seed: int, *, flats: bool = True) -> pd.DataFrame:
     close = 0.5 * np.exp(np.cumsum(rng.normal(0.0, 2e-3, n)))
     volume = rng.lognormal(10.0, 0.6, n)
     if flats and n > 120:
-        close[60:80] = close[
-            59
-        ]  # 20 unchanged closes: 14 zero changes -> rsi 50, zero returns
+        close[60:80] = close[59]  # 20 unchanged closes: 14 zero changes -> rsi 50, zero returns
         volume[80:115] = 12_345.678  # 35 equal volumes: pstd 0 -> vol_z 0
     open_ = np.concatenate([[close[0]], close[:-1]])
     high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 1e-3, n)))
@@ -50,9 +48,7 @@ def pandas_oracle(df: pd.DataFrame) -> pd.DataFrame:
     c, h, lo, v = df["close"], df["high"], df["low"], df["volume"]
     r = np.log(c / c.shift(1))
     prev = c.shift(1)
-    tr = pd.concat([h - lo, (h - prev).abs(), (lo - prev).abs()], axis=1).max(
-        axis=1, skipna=False
-    )
+    tr = pd.concat([h - lo, (h - prev).abs(), (lo - prev).abs()], axis=1).max(axis=1, skipna=False)
     d = c.diff()
     gain = d.clip(lower=0).rolling(14).mean()
     loss = (-d).clip(lower=0).rolling(14).mean()
@@ -73,15 +69,11 @@ def pandas_oracle(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def stream(
-    df: pd.DataFrame, config: MarketConfig | None = None
-) -> tuple[np.ndarray, list[tuple[int, dict]]]:
+def stream(df: pd.DataFrame, config: MarketConfig | None = None) -> tuple[np.ndarray, list[tuple[int, dict]]]:
     """Feed every row through one MarketState: (features (n, 8), [(row_index, label), ...])."""
     state = MarketState(config)
     rows, labels = [], []
-    for i, rec in enumerate(
-        df[["open_time", "close_time", *OHLCV]].itertuples(index=False)
-    ):
+    for i, rec in enumerate(df[["open_time", "close_time", *OHLCV]].itertuples(index=False)):
         feats, done = state.add_candle(*rec)
         assert feats is not None and list(feats) == list(MARKET_FEATURES)
         rows.append([feats[name] for name in MARKET_FEATURES])
@@ -101,29 +93,20 @@ def test_every_feature_matches_pandas_oracle() -> None:
     for j, name in enumerate(MARKET_FEATURES):
         want = oracle[name].to_numpy()
         for impl, values in (("batch", got[:, j]), ("stream", streamed[:, j])):
-            np.testing.assert_array_equal(
-                np.isnan(values), np.isnan(want), err_msg=f"{impl} {name} NaN positions"
-            )
-            np.testing.assert_allclose(
-                values, want, rtol=1e-9, atol=1e-12, err_msg=f"{impl} {name}"
-            )
+            np.testing.assert_array_equal(np.isnan(values), np.isnan(want), err_msg=f"{impl} {name} NaN positions")
+            np.testing.assert_allclose(values, want, rtol=1e-9, atol=1e-12, err_msg=f"{impl} {name}")
     # The flat stretches really exercised the special cases.
     assert (got[:, MARKET_FEATURES.index("rsi_14")] == 50.0).sum() >= 5
     assert (got[:, MARKET_FEATURES.index("vol_z_30")] == 0.0).sum() >= 5
     # First valid rows: the history each window needs (hl 1, ret_k k+1, rsi/atr 15, vol 30, rv 31 candles).
-    first_valid = {
-        name: int(np.argmax(~np.isnan(got[:, j])))
-        for j, name in enumerate(MARKET_FEATURES)
-    }
+    first_valid = {name: int(np.argmax(~np.isnan(got[:, j]))) for j, name in enumerate(MARKET_FEATURES)}
     assert first_valid == {"ret_1": 1, "ret_5": 5, "ret_15": 15, "rv_30": 30, "atr_14": 14,
                            "rsi_14": 14, "vol_z_30": 29, "hl_range": 0}  # fmt: skip
 
 
 def test_streaming_equals_batch_bit_for_bit_with_gaps() -> None:
     df = make_candles(700, seed=11)
-    df = df.drop(index=[100, 101, 102, 250, 400]).reset_index(
-        drop=True
-    )  # gaps: features go by position
+    df = df.drop(index=[100, 101, 102, 250, 400]).reset_index(drop=True)  # gaps: features go by position
     streamed, _ = stream(df, MarketConfig(ring=40))
     np.testing.assert_array_equal(streamed, batch(df))
 
@@ -139,9 +122,7 @@ def test_point_in_time(n: int, seed: int, alter_seed: int, cut: float) -> None:
     df = make_candles(n, seed, flats=False)
     i = min(int(cut * n), n - 1)
     altered = df.copy()
-    noise = np.random.default_rng(alter_seed).lognormal(
-        0.0, 0.3, (n - i - 1, len(OHLCV))
-    )
+    noise = np.random.default_rng(alter_seed).lognormal(0.0, 0.3, (n - i - 1, len(OHLCV)))
     altered.loc[i + 1 :, OHLCV] = altered.loc[i + 1 :, OHLCV].to_numpy() * noise
 
     original_rows, _ = stream(df, MarketConfig(ring=31))
@@ -158,9 +139,7 @@ def test_labels_match_shift_oracle(horizon: int) -> None:
     df = make_candles(300, seed=3)
     _, labels = stream(df, MarketConfig(horizon=horizon))
     future = df["close"].shift(-horizon)
-    want = df.assign(future=future, label=(future > df["close"]).astype(int)).dropna(
-        subset=["future"]
-    )
+    want = df.assign(future=future, label=(future > df["close"]).astype(int)).dropna(subset=["future"])
     assert [lab["close_time"] for _, lab in labels] == want["close_time"].tolist()
     assert [lab["label"] for _, lab in labels] == want["label"].tolist()
     assert [lab["close_t"] for _, lab in labels] == want["close"].tolist()
@@ -188,9 +167,7 @@ def test_gaps_pair_only_candles_exactly_horizon_apart(horizon: int) -> None:
     assert len(want) < len(df) - horizon  # the gaps did remove labels
     assert [lab["close_time"] for _, lab in labels] == want["close_time"].tolist()
     assert [lab["close_th"] for _, lab in labels] == want["close_th"].tolist()
-    assert [lab["label"] for _, lab in labels] == (
-        want["close_th"] > want["close_t"]
-    ).astype(int).tolist()
+    assert [lab["label"] for _, lab in labels] == (want["close_th"] > want["close_t"]).astype(int).tolist()
 
 
 def test_duplicates_are_ignored_and_change_nothing() -> None:
@@ -209,9 +186,7 @@ def test_duplicates_are_ignored_and_change_nothing() -> None:
             i,
             max(0, i - int(rng.integers(0, 31))),
         }:  # the newest, and one deeper in the ring
-            replay = recs[j]._replace(
-                close=recs[j].close * 1.5
-            )  # a replay with other values is still a replay
+            replay = recs[j]._replace(close=recs[j].close * 1.5)  # a replay with other values is still a replay
             assert state.add_candle(*replay) == (None, [])
         assert pickle.dumps(state) == before
     np.testing.assert_array_equal(np.array(rows), clean_rows)
@@ -221,41 +196,31 @@ def test_duplicates_are_ignored_and_change_nothing() -> None:
 def test_out_of_order_raises_and_leaves_state_unchanged() -> None:
     state = MarketState()
     for t in (1, 2, 4, 5):  # close_time T0 + 3 minutes is missing
-        state.add_candle(
-            T0 + (t - 1) * MINUTE, T0 + t * MINUTE, 1.0, 1.1, 0.9, 1.0 + t / 100, 10.0
-        )
+        state.add_candle(T0 + (t - 1) * MINUTE, T0 + t * MINUTE, 1.0, 1.1, 0.9, 1.0 + t / 100, 10.0)
     before = pickle.dumps(state)
     with pytest.raises(OutOfOrderCandle, match=r"arrived after close_time"):
         state.add_candle(T0 + 2 * MINUTE, T0 + 3 * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0)
     with pytest.raises(OutOfOrderCandle, match=r"older than the whole ring"):
         state.add_candle(T0 - MINUTE, T0, 1.0, 1.1, 0.9, 1.0, 10.0)
     assert pickle.dumps(state) == before
-    feats, done = state.add_candle(
-        T0 + 5 * MINUTE, T0 + 6 * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0
-    )
+    feats, done = state.add_candle(T0 + 5 * MINUTE, T0 + 6 * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0)
     assert feats is not None and done[0]["close_time"] == T0 + 5 * MINUTE
 
 
 def test_out_of_order_candle_evicted_from_ring_is_rejected() -> None:
     state = MarketState(MarketConfig(ring=31))
     for t in range(1, 41):
-        state.add_candle(
-            T0 + (t - 1) * MINUTE, T0 + t * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0
-        )
+        state.add_candle(T0 + (t - 1) * MINUTE, T0 + t * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0)
     with pytest.raises(OutOfOrderCandle):
         state.add_candle(T0 + 4 * MINUTE, T0 + 5 * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0)
-    assert state.add_candle(
-        T0 + 9 * MINUTE, T0 + 10 * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0
-    ) == (None, [])
+    assert state.add_candle(T0 + 9 * MINUTE, T0 + 10 * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0) == (None, [])
 
 
 def test_interval_taken_from_first_candle_or_config() -> None:
     state = MarketState()
     state.add_candle(T0, T0 + MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0)
     assert state.interval_ms == MINUTE
-    with pytest.raises(
-        IntervalMismatch, match="spans 300000 ms; this state's interval is 60000 ms"
-    ):
+    with pytest.raises(IntervalMismatch, match="spans 300000 ms; this state's interval is 60000 ms"):
         state.add_candle(T0 + MINUTE, T0 + 6 * MINUTE, 1.0, 1.1, 0.9, 1.0, 10.0)
     fixed = MarketState(MarketConfig(interval_ms=5 * MINUTE))
     with pytest.raises(IntervalMismatch):
@@ -301,6 +266,4 @@ def test_throughput(capsys: pytest.CaptureFixture[str]) -> None:
     batch(df)
     batch_rate = len(df) / (time.perf_counter() - start)
     with capsys.disabled():
-        print(
-            f"\nMarketState.add_candle: {rate:,.0f} candles/s; market_features_batch: {batch_rate:,.0f} rows/s"
-        )
+        print(f"\nMarketState.add_candle: {rate:,.0f} candles/s; market_features_batch: {batch_rate:,.0f} rows/s")

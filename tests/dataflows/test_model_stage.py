@@ -28,8 +28,7 @@ def _train(root: Path, n: int = 3000, *, min_samples: int = 500, seed: int = 0) 
     df["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     df["symbol"] = "S"
     df["close_time"] = START + np.arange(n) * 60_000
-    result = train_model(df, feature_names=NAMES, gates=Gates(0.5, 0.3), ablation=False,
-                         min_train_samples=min_samples)
+    result = train_model(df, feature_names=NAMES, gates=Gates(0.5, 0.3), ablation=False, min_train_samples=min_samples)
     registry = ModelRegistry(root)
     version = registry.register(result)
     registry.promote(version, cooldown_s=0, force=True)
@@ -114,8 +113,19 @@ def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> 
         t = START + k * 60_000
         items = _features(t)
         if k:  # labels for the previous minute, known at t
-            items += [("label", {"symbol": f"S{i}", "interval": "1m", "close_time": t - 60_000, "horizon": 1,
-                                 "label": int(rng.random() < 0.5)}) for i in range(5)]
+            items += [
+                (
+                    "label",
+                    {
+                        "symbol": f"S{i}",
+                        "interval": "1m",
+                        "close_time": t - 60_000,
+                        "horizon": 1,
+                        "label": int(rng.random() < 0.5),
+                    },
+                )
+                for i in range(5)
+            ]
         out, _ = logic.on_batch([items])
         windows += [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
     overall = [w for w in windows if w["scope"] == "overall" and w["model_version"] == version]
@@ -133,17 +143,35 @@ def _contradicted(tmp_path: Path, *, auto_retrain: bool, stop_when: Any = None) 
     """Run a live model stage whose every label contradicts its prediction; the drift events."""
     from models.drift import DriftConfig
 
-    config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False,
-                         auto_retrain=auto_retrain, eval_every_ms=300_000, eval_slack_ms=60_000,
-                         window_ms=3_600_000, drift=DriftConfig(min_samples=20))
+    config = ModelConfig(
+        model_dir=str(tmp_path),
+        refresh_interval_s=0.0,
+        live=True,
+        recovery=False,
+        auto_retrain=auto_retrain,
+        eval_every_ms=300_000,
+        eval_slack_ms=60_000,
+        window_ms=3_600_000,
+        drift=DriftConfig(min_samples=20),
+    )
     _predictors.pop(str(tmp_path), None)
     logic = ModelLogic(config, None)
     last: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for k in range(30):
         items = _features(START + k * 60_000) + [
-            ("label", {"symbol": p["symbol"], "interval": "1m", "close_time": p["close_time"], "horizon": 1,
-                       "label": int(p["prob"] < 0.5)}) for p in last]
+            (
+                "label",
+                {
+                    "symbol": p["symbol"],
+                    "interval": "1m",
+                    "close_time": p["close_time"],
+                    "horizon": 1,
+                    "label": int(p["prob"] < 0.5),
+                },
+            )
+            for p in last
+        ]
         out, _ = logic.on_batch([items])
         last = _predictions(out)
         events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]]
@@ -189,8 +217,13 @@ def test_feature_drift_hovering_at_the_threshold_is_one_event(tmp_path: Path) ->
     for k, shift in enumerate(shifts):
         items = _features(START + k * 60_000, shift=shift, seed=int(rng.integers(1 << 30)))
         out, _ = logic.on_batch([items])
-        events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]
-                   if r["feature"] == "sent_ema_15m"]
+        events += [
+            r
+            for item in out
+            if item[0] == "rows" and item[1] == "drift_events"
+            for r in item[2]
+            if r["feature"] == "sent_ema_15m"
+        ]
     # the first drift, then (after returning to normal, |z| < 2.4) the second one: two events
     assert len(events) == 2
 
@@ -219,8 +252,9 @@ def test_live_evaluations_come_after_the_predictions_and_equal_the_replayed_ones
     _train(tmp_path)
     kw = {"eval_every_ms": 300_000, "eval_slack_ms": 120_000, "window_ms": 3_600_000}
     replay = _logic(tmp_path, **kw)
-    live = ModelLogic(ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False, **kw),
-                      None)
+    live = ModelLogic(
+        ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=False, **kw), None
+    )
     rng = np.random.default_rng(9)
 
     def windows(out: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -231,8 +265,19 @@ def test_live_evaluations_come_after_the_predictions_and_equal_the_replayed_ones
         t = START + k * 60_000
         items = _features(t)
         if k:
-            items += [("label", {"symbol": f"S{i}", "interval": "1m", "close_time": t - 60_000, "horizon": 1,
-                                 "label": int(rng.random() < 0.5)}) for i in range(5)]
+            items += [
+                (
+                    "label",
+                    {
+                        "symbol": f"S{i}",
+                        "interval": "1m",
+                        "close_time": t - 60_000,
+                        "horizon": 1,
+                        "label": int(rng.random() < 0.5),
+                    },
+                )
+                for i in range(5)
+            ]
         got["replay"] += windows(replay.on_batch([items])[0])
         out, _ = live.on_batch([items])
         assert windows(out) == [] and len(_predictions(out)) == 5  # predictions now, the evaluation later
@@ -255,8 +300,20 @@ def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_res
     given: list[dict[str, Any]] = []
     for k in range(12):
         t = START + k * 60_000
-        labels = [{"symbol": f"S{i}", "interval": "1m", "close_time": t - 60_000, "horizon": 1,
-                   "label": int(rng.random() < 0.7)} for i in range(5)] if k else []
+        labels = (
+            [
+                {
+                    "symbol": f"S{i}",
+                    "interval": "1m",
+                    "close_time": t - 60_000,
+                    "horizon": 1,
+                    "label": int(rng.random() < 0.7),
+                }
+                for i in range(5)
+            ]
+            if k
+            else []
+        )
         items = [("label", row) for row in labels] + _features(t)
         given += labels
         expected = pd.DataFrame(given or [{"symbol": "S0", "label": 0.5}]).groupby("symbol")["label"].mean()

@@ -147,10 +147,13 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list[tuple[list[tuple[int, list[tup
     """n TPs and rounds of (adds, exempt flags); an add = (TP, [(stamp, offset gap)])."""
     n = draw(st.integers(1, 3))
     chunk = st.tuples(st.integers(0, n - 1), st.lists(st.tuples(stamp, st.integers(1, 3)), max_size=6))
-    rounds = draw(st.lists(
-        st.tuples(st.lists(chunk, max_size=5), st.lists(st.booleans(), min_size=n, max_size=n)),
-        min_size=1, max_size=8,
-    ))
+    rounds = draw(
+        st.lists(
+            st.tuples(st.lists(chunk, max_size=5), st.lists(st.booleans(), min_size=n, max_size=n)),
+            min_size=1,
+            max_size=8,
+        )
+    )
     return n, rounds
 
 
@@ -216,14 +219,21 @@ def test_refetch_guard_drops_a_redelivered_prefix() -> None:
 def test_stamped_values_keep_only_usable_timestamps() -> None:
     # (type, ms): 0 = not available, 1 = create time, 2 = log-append time
     stamps = [(1, 1_700_000_000_000), (0, 123), (2, 42), (1, -5), (1, 0)]
-    msgs = [Message(topic="t", partition=0, offset=k, value=f"v{k}".encode(), timestamp=s) for k, s in enumerate(stamps)]
+    msgs = [
+        Message(topic="t", partition=0, offset=k, value=f"v{k}".encode(), timestamp=s) for k, s in enumerate(stamps)
+    ]
     ts, values = _stamped_values(msgs)
     assert ts.dtype == np.int64
     assert ts.tolist() == [1_700_000_000_000, -1, 42, -1, 0]
     assert values == [b"v0", b"v1", b"v2", b"v3", b"v4"]
     block = RawBlock(["kafka:t"], values, ts)  # what the source hands the flow
-    assert list(block) == [("kafka:t", b"v0", 1_700_000_000_000), ("kafka:t", b"v1", None), ("kafka:t", b"v2", 42),
-                           ("kafka:t", b"v3", None), ("kafka:t", b"v4", 0)]
+    assert list(block) == [
+        ("kafka:t", b"v0", 1_700_000_000_000),
+        ("kafka:t", b"v1", None),
+        ("kafka:t", b"v2", 42),
+        ("kafka:t", b"v3", None),
+        ("kafka:t", b"v4", 0),
+    ]
 
 
 def test_a_raw_block_reads_like_its_list_of_records() -> None:

@@ -51,15 +51,31 @@ def test_ema_fold_survives_gaps_that_underflow_the_direct_sum():
     assert mean[0] == 0.25 and np.isfinite(log_w[0])
     assert np.isclose(log_w[0], -(later - T0) / windows[0], rtol=1e-12)
     # a fresh tick then dominates completely, as exact arithmetic says it should
-    k.ema_fold(mean, log_w, float(later), float(later + 1_000), np.array([later], np.int64),
-               np.array([-0.5]), np.array([1.0]), windows)
+    k.ema_fold(
+        mean,
+        log_w,
+        float(later),
+        float(later + 1_000),
+        np.array([later], np.int64),
+        np.array([-0.5]),
+        np.array([1.0]),
+        windows,
+    )
     assert mean[0] == -0.5
 
 
 def test_ema_fold_without_positive_weight_stays_nan():
     mean, log_w = np.full(1, np.nan), np.full(1, -np.inf)
-    k.ema_fold(mean, log_w, 0.0, float(T0), np.array([T0 - 5], np.int64), np.array([0.9]), np.array([0.0]),
-               np.array([300_000.0]))
+    k.ema_fold(
+        mean,
+        log_w,
+        0.0,
+        float(T0),
+        np.array([T0 - 5], np.int64),
+        np.array([0.9]),
+        np.array([0.0]),
+        np.array([300_000.0]),
+    )
     assert np.isnan(mean[0]) and log_w[0] == -np.inf
 
 
@@ -73,7 +89,7 @@ def test_entry_bar_is_the_first_bar_whose_leak_free_set_holds_the_tick(ts, delay
     ingest = ts + delay
     floor_bar = T0 + floor_k * STEP
     got = k.entry_bars(np.array([ts], np.int64), np.array([ingest], np.int64), STEP, GRACE, floor_bar)[0]
-    b = (T0 - 20 * STEP)
+    b = T0 - 20 * STEP
     while not (ts < b and ingest <= b + GRACE):  # brute force over bar ends
         b += STEP
     assert got == max(b, floor_bar)

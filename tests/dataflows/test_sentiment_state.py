@@ -37,14 +37,16 @@ def make_ticks(n: int, seed: int, *, max_delay: int = 0, weights=(1.0,)) -> pd.D
     ts[::17] = ts[::17] // STEP * STEP
     ts = np.sort(ts)
     score = rng.uniform(-1, 1, n)
-    return pd.DataFrame({
-        "ts": ts,
-        "ingest_ts": ts + rng.integers(0, max_delay + 1, n),
-        "score": score,
-        "polarity": np.where(np.abs(score) < 0.1, 0, np.sign(score)).astype(np.int8),
-        "weight": rng.choice(np.asarray(weights, float), n),
-        "id": [f"t{seed}-{i}" for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "ts": ts,
+            "ingest_ts": ts + rng.integers(0, max_delay + 1, n),
+            "score": score,
+            "polarity": np.where(np.abs(score) < 0.1, 0, np.sign(score)).astype(np.int8),
+            "weight": rng.choice(np.asarray(weights, float), n),
+            "id": [f"t{seed}-{i}" for i in range(n)],
+        }
+    )
 
 
 def batch_of(df: pd.DataFrame) -> TickBatch:
@@ -107,13 +109,22 @@ def test_trust_weighted_ema_equals_direct_sum_over_the_leak_free_set():
 
 def test_late_mover_counts_in_the_ema_but_not_in_any_bar():
     state = SentimentState()
-    on_time = pd.DataFrame({"ts": [T0 + 5_000], "ingest_ts": [T0 + 5_000], "score": [0.8], "polarity": [1],
-                            "weight": [1.0], "id": ["a"]})
+    on_time = pd.DataFrame(
+        {"ts": [T0 + 5_000], "ingest_ts": [T0 + 5_000], "score": [0.8], "polarity": [1], "weight": [1.0], "id": ["a"]}
+    )
     state.add_ticks(batch_of(on_time))
     rows = state.advance(T0 + 3 * STEP + GRACE)
     assert [r["bar_end"] for r in rows] == [T0 + STEP, T0 + 2 * STEP, T0 + 3 * STEP]
-    straggler = pd.DataFrame({"ts": [T0 + 30_000], "ingest_ts": [T0 + 3 * STEP + 10_000], "score": [-0.6],
-                              "polarity": [-1], "weight": [2.0], "id": ["b"]})
+    straggler = pd.DataFrame(
+        {
+            "ts": [T0 + 30_000],
+            "ingest_ts": [T0 + 3 * STEP + 10_000],
+            "score": [-0.6],
+            "polarity": [-1],
+            "weight": [2.0],
+            "id": ["b"],
+        }
+    )
     assert state.add_ticks(batch_of(straggler)).tolist() == [0]
     (r,) = state.advance(T0 + 4 * STEP + GRACE)
     b = T0 + 4 * STEP
@@ -135,8 +146,9 @@ def test_composite_is_the_weighted_sum_of_emas_and_nan_without_weights():
 
 # -- bar fields ------------------------------------------------------------------------
 def bar_oracle(df: pd.DataFrame, impute: str, bar_ends: np.ndarray) -> pd.DataFrame:
-    g = df.assign(bar_end=(df.ts // STEP + 1) * STEP, ws=df.weight * df.score,
-                  pos=(df.polarity == 1).astype(float)).groupby("bar_end")
+    g = df.assign(
+        bar_end=(df.ts // STEP + 1) * STEP, ws=df.weight * df.score, pos=(df.polarity == 1).astype(float)
+    ).groupby("bar_end")
     agg = pd.DataFrame({"cnt": g.size(), "score": g.ws.sum() / g.weight.sum(), "pos": g.pos.mean()})
     agg = agg.reindex(bar_ends)
     score, pos = agg.score, agg.pos
@@ -144,16 +156,19 @@ def bar_oracle(df: pd.DataFrame, impute: str, bar_ends: np.ndarray) -> pd.DataFr
         score, pos = score.ffill(), pos.ffill()
     elif impute == "zero":
         score, pos = score.fillna(0.0), pos.fillna(0.0)
-    return pd.DataFrame({
-        "sent_cnt": agg.cnt.fillna(0).astype(int),
-        "sent_score": score,
-        "sent_pos_ratio": pos,
-        "sent_d1": score - score.shift(1),
-        "sent_d5": score - score.shift(5),
-        # two-pass nanstd per window: pandas' online rolling std leaves ~1e-8 on a window of equal values
-        "sent_vol_30": score.rolling(30, min_periods=2).apply(np.nanstd, raw=True),
-        "imputed": agg.cnt.isna().astype(int),
-    }, index=bar_ends)
+    return pd.DataFrame(
+        {
+            "sent_cnt": agg.cnt.fillna(0).astype(int),
+            "sent_score": score,
+            "sent_pos_ratio": pos,
+            "sent_d1": score - score.shift(1),
+            "sent_d5": score - score.shift(5),
+            # two-pass nanstd per window: pandas' online rolling std leaves ~1e-8 on a window of equal values
+            "sent_vol_30": score.rolling(30, min_periods=2).apply(np.nanstd, raw=True),
+            "imputed": agg.cnt.isna().astype(int),
+        },
+        index=bar_ends,
+    )
 
 
 @pytest.mark.parametrize("impute", ["ffill", "zero", "none"])
@@ -188,14 +203,23 @@ def test_bar_boundary_tick_belongs_to_the_bar_ending_one_step_later(k, off):
 
 # -- dedup and late ----------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
-@given(batches=st.lists(
-    st.lists(st.tuples(
-        st.integers(0, 4),
-        st.one_of(st.integers(0, 30_000), st.integers(0, 6).map(lambda i: 5_000 * i)),  # gaps of exactly the window
-        st.one_of(st.integers(0, 8_000), st.sampled_from([5_000, 5_001])),  # latency at the limit
-    ), min_size=1, max_size=25),
-    min_size=1, max_size=8,
-))
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 4),
+                st.one_of(
+                    st.integers(0, 30_000), st.integers(0, 6).map(lambda i: 5_000 * i)
+                ),  # gaps of exactly the window
+                st.one_of(st.integers(0, 8_000), st.sampled_from([5_000, 5_001])),  # latency at the limit
+            ),
+            min_size=1,
+            max_size=25,
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_dedup_and_late_follow_the_rules(batches):
     """Oracle: an unbounded dict of the last accepted ingest time per id; ingest never runs backwards across batches."""
     cfg = SentimentConfig(dedup_window_ms=10_000, max_latency_ms=5_000)
@@ -215,7 +239,10 @@ def test_dedup_and_late_follow_the_rules(batches):
             else:
                 seen[tid] = ing
                 expected.append(0)
-        recs = [{"ts": t, "ingest_ts": i, "score": 0.0, "polarity": 0, "id": d} for t, i, d in zip(ts, ingest, ids, strict=True)]
+        recs = [
+            {"ts": t, "ingest_ts": i, "score": 0.0, "polarity": 0, "id": d}
+            for t, i, d in zip(ts, ingest, ids, strict=True)
+        ]
         assert state.add_ticks(TickBatch.from_records(recs)).tolist() == expected
         n_ok += expected.count(0)
         base = max(ingest)
@@ -232,13 +259,16 @@ def tick_frames(draw, prefix: str = "t", max_size: int = 40) -> pd.DataFrame:
     for i in range(n):
         ts = T0 + draw(when)
         delay = draw(st.one_of(st.integers(0, GRACE), st.integers(0, 9 * STEP)))
-        rows.append({
-            "ts": ts, "ingest_ts": ts + delay,
-            "score": draw(st.floats(-1, 1, allow_nan=False)),
-            "polarity": draw(st.sampled_from([-1, 0, 1])),
-            "weight": draw(st.sampled_from([0.0, 0.5, 1.0, 2.0])),
-            "id": f"{prefix}{i}",
-        })
+        rows.append(
+            {
+                "ts": ts,
+                "ingest_ts": ts + delay,
+                "score": draw(st.floats(-1, 1, allow_nan=False)),
+                "polarity": draw(st.sampled_from([-1, 0, 1])),
+                "weight": draw(st.sampled_from([0.0, 0.5, 1.0, 2.0])),
+                "id": f"{prefix}{i}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -287,8 +317,16 @@ def test_poison_ticks_never_change_a_closed_bar(base, data):
         else:  # from before b, but seen too late for it
             ts = b - data.draw(st.integers(1, 5 * STEP))
             ingest = b + GRACE + data.draw(st.integers(1, 600_000 - (b + GRACE - ts)))
-        poison.append({"ts": ts, "ingest_ts": ingest, "score": data.draw(st.floats(-1, 1)),
-                       "polarity": 1, "weight": 5.0, "id": f"p{j}"})
+        poison.append(
+            {
+                "ts": ts,
+                "ingest_ts": ingest,
+                "score": data.draw(st.floats(-1, 1)),
+                "polarity": 1,
+                "weight": 5.0,
+                "id": f"p{j}",
+            }
+        )
     mixed = pd.concat([base, pd.DataFrame(poison)]).sample(frac=1.0, random_state=data.draw(st.integers(0, 99)))
     _, poisoned = run_all(mixed, max(end, int(mixed.ingest_ts.max())))
     assert_rows_identical(poisoned[: i + 1], rows[: i + 1])
@@ -333,12 +371,15 @@ def test_columns_are_the_shared_feature_names():
     assert set(cols[1:-1]) == set(SENTIMENT_FEATURES + OPTIONAL_SENTIMENT_FEATURES)
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"impute": "mean"}, "'impute'"),
-    ({"agg_weights": {"1h": 1.0}}, "'agg_weights'"),
-    ({"ema_names": ("5m",)}, "'ema_names'"),
-    ({"history_bars": 10}, "'history_bars'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"impute": "mean"}, "'impute'"),
+        ({"agg_weights": {"1h": 1.0}}, "'agg_weights'"),
+        ({"ema_names": ("5m",)}, "'ema_names'"),
+        ({"history_bars": 10}, "'history_bars'"),
+    ],
+)
 def test_config_rejects_bad_values_naming_the_parameter(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         SentimentConfig(**kwargs)
@@ -385,16 +426,26 @@ def test_state_stays_bounded_and_report_throughput(capsys):
         ingest = ts + rng.integers(0, 5_000, size)
         ids = rng.integers(0, 2**62, size)
         ids[::50] = ids[1::50][: ids[::50].size]  # a few duplicates
-        state.add_ticks(TickBatch(ts=ts, ingest_ts=ingest, score=rng.uniform(-1, 1, size),
-                                  polarity=rng.integers(-1, 2, size), weight=np.ones(size), id_hash=ids))
+        state.add_ticks(
+            TickBatch(
+                ts=ts,
+                ingest_ts=ingest,
+                score=rng.uniform(-1, 1, size),
+                polarity=rng.integers(-1, 2, size),
+                weight=np.ones(size),
+                id_hash=ids,
+            )
+        )
         state.advance(int(ingest.max()))
         t += 100_000
         if i + 1 in (100, n_batch):
             sizes[i + 1] = len(pickle.dumps(state))
     elapsed = time.perf_counter() - start
     with capsys.disabled():
-        print(f"\n[sentiment throughput] {n_batch * size / elapsed:,.0f} ticks/s add_ticks+advance "
-              f"(batches of {size}); pickled state {sizes[100]:,} B @100k ticks, {sizes[n_batch]:,} B @1M ticks")
+        print(
+            f"\n[sentiment throughput] {n_batch * size / elapsed:,.0f} ticks/s add_ticks+advance "
+            f"(batches of {size}); pickled state {sizes[100]:,} B @100k ticks, {sizes[n_batch]:,} B @1M ticks"
+        )
     assert state.n_duplicate > 0 and state.last_bar_end is not None
     assert sizes[n_batch] <= 1.1 * sizes[100]
 
@@ -409,8 +460,18 @@ def test_symbol_ticks_hand_the_engine_the_checked_batch_columns() -> None:
     from dataflows.tick_decode import decode_ticks
 
     t0 = 1_763_683_200_000
-    recs = [{"symbol": "XRPUSDT", "ts": t0 + i, "ingest_ts": t0 + 100 + i, "score": 0.1 * i - 0.5,
-             "polarity": 1, "provider": "p", "id": f"x{i}"} for i in range(10)]
+    recs = [
+        {
+            "symbol": "XRPUSDT",
+            "ts": t0 + i,
+            "ingest_ts": t0 + 100 + i,
+            "score": 0.1 * i - 0.5,
+            "polarity": 1,
+            "provider": "p",
+            "id": f"x{i}",
+        }
+        for i in range(10)
+    ]
     a = TickBatch.from_records([{**r, "weight": 0.5} for r in recs])
     by_dicts = SymbolTicks.group_records([dict(r) for r in recs], {"p": 0.5})["XRPUSDT"]
     fast = decode_ticks([orjson.dumps(r) for r in recs], np.full(len(recs), -1, np.int64), now_ms=t0 + 1_000)

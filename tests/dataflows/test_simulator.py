@@ -60,8 +60,11 @@ def day20() -> list[dict]:
 def test_tick_and_candle_payloads_follow_design_section_3() -> None:
     records = list(generate(SimConfig(symbols=6, hours=2.0, seed=1)))
     ticks, candles = split(records)
-    assert set(ticks.symbol) == set(candles.symbol) == {
-        "BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDT", "ADAUSDT", "SYM005USDT"}
+    assert (
+        set(ticks.symbol)
+        == set(candles.symbol)
+        == {"BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDT", "ADAUSDT", "SYM005USDT"}
+    )
     for r in records:
         assert set(r) == (CANDLE_KEYS if is_candle(r) else TICK_KEYS)
         json.dumps(r, allow_nan=False)  # plain JSON, no NaN tokens
@@ -71,8 +74,16 @@ def test_tick_and_candle_payloads_follow_design_section_3() -> None:
     np.testing.assert_array_equal(score, np.round(score, 4))
     np.testing.assert_array_equal(ticks.polarity, np.sign(score).astype(int))
     assert ticks.id.is_unique
-    assert (ticks.id == ticks.provider + "-" + ticks.symbol + "-" + ticks.ts.astype(str) + "-"
-            + ticks.id.str.rsplit("-", n=1).str[-1]).all()
+    assert (
+        ticks.id
+        == ticks.provider
+        + "-"
+        + ticks.symbol
+        + "-"
+        + ticks.ts.astype(str)
+        + "-"
+        + ticks.id.str.rsplit("-", n=1).str[-1]
+    ).all()
     delay = ticks.ingest_ts - ticks.ts
     assert delay.between(50, 3_000).all()
     assert ticks.ts.between(START, START + 2 * HOUR - 1).all()
@@ -277,12 +288,18 @@ def oracle_rows(records: list[dict]) -> pd.DataFrame:
         close = c.close.to_numpy(float)
         ewm = np.full(len(T), np.nan)
         np.divide(num, den, out=ewm, where=den > 0)
-        rows.append(pd.DataFrame({
-            "symbol": sym, "T": T, "ewm": ewm,
-            "ret1": np.concatenate([[np.nan], np.diff(np.log(close))]),
-            "y": np.concatenate([close[1:] > close[:-1], [False]]).astype(int),
-            "has_next": np.arange(len(T)) < len(T) - 1,
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "symbol": sym,
+                    "T": T,
+                    "ewm": ewm,
+                    "ret1": np.concatenate([[np.nan], np.diff(np.log(close))]),
+                    "y": np.concatenate([close[1:] > close[:-1], [False]]).astype(int),
+                    "has_next": np.arange(len(T)) < len(T) - 1,
+                }
+            )
+        )
     d = pd.concat(rows, ignore_index=True)
     return d[d.has_next & d["ewm"].notna() & d.ret1.notna()]
 
@@ -299,8 +316,13 @@ def test_oracle_matches_pandas_ewm(day20: list[dict]) -> None:
     for row in d.iloc[rng.choice(len(d), 25, replace=False)].itertuples():
         t = ticks[(ticks.symbol == row.symbol) & (ticks.ts < row.T) & (ticks.ingest_ts <= row.T + GRACE_MS)]
         t = t.sort_values("ts")
-        expected = t.score.ewm(halflife=pd.Timedelta(milliseconds=EWM_W_MS * math.log(2)),
-                               times=pd.to_datetime(t.ts, unit="ms")).mean().iloc[-1]
+        expected = (
+            t.score.ewm(
+                halflife=pd.Timedelta(milliseconds=EWM_W_MS * math.log(2)), times=pd.to_datetime(t.ts, unit="ms")
+            )
+            .mean()
+            .iloc[-1]
+        )
         assert row.ewm == pytest.approx(expected, rel=1e-7, abs=1e-10)
 
 
@@ -362,8 +384,9 @@ def test_live_records_shift_to_now_and_pace_by_speed() -> None:
         for f in ("ts", "open_time", "close_time", "ingest_ts"):
             if f in a:
                 assert b[f] - a[f] == offset
-        assert {k: v for k, v in a.items() if k not in ("ts", "open_time", "close_time", "ingest_ts")} == \
-            {k: v for k, v in b.items() if k not in ("ts", "open_time", "close_time", "ingest_ts")}
+        assert {k: v for k, v in a.items() if k not in ("ts", "open_time", "close_time", "ingest_ts")} == {
+            k: v for k, v in b.items() if k not in ("ts", "open_time", "close_time", "ingest_ts")
+        }
     assert all(r["open_time"] % 60_000 == 0 for r in live if is_candle(r))
     # half an hour of simulated time at 60x is about 30 s of wall time
     assert 29.0 < clock.t - now0_s < 31.0

@@ -8,14 +8,26 @@ import pytest
 from dataflows.sinks import EventSink, StoreSink
 from tickcast.store import Store
 
-ROW = {"symbol": "XRPUSDT", "interval": "1m", "open_time": 1_763_683_200_000, "close_time": 1_763_683_260_000,
-       "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.0, "volume": 1.0, "ingest_ts": 1_763_683_260_100}
+ROW = {
+    "symbol": "XRPUSDT",
+    "interval": "1m",
+    "open_time": 1_763_683_200_000,
+    "close_time": 1_763_683_260_000,
+    "open": 1.0,
+    "high": 1.1,
+    "low": 0.9,
+    "close": 1.0,
+    "volume": 1.0,
+    "ingest_ts": 1_763_683_260_100,
+}
 
 
 def test_snapshot_returns_only_after_the_rows_are_written(store: Store) -> None:
     part = StoreSink(lambda: store).build_part("store", "store", None)
-    rows = [{**ROW, "open_time": ROW["open_time"] + i * 60_000, "close_time": ROW["close_time"] + i * 60_000}
-            for i in range(500)]
+    rows = [
+        {**ROW, "open_time": ROW["open_time"] + i * 60_000, "close_time": ROW["close_time"] + i * 60_000}
+        for i in range(500)
+    ]
     part.write_batch([("candles", [rows[:250]]), ("candles", [rows[250:]])])
     part.snapshot()
     assert store.count("candles") == 500
@@ -40,8 +52,9 @@ def test_dict_rows_and_arrow_pieces_land_in_one_table_with_the_same_values(store
     columnar = pa.table({"extra": [7], **{k: [v] for k, v in reversed(later.items())}})
     part.write_batch([("candles", [[ROW], columnar])])
     part.snapshot()
-    got = store.rows("SELECT toUnixTimestamp64Milli(open_time) AS open_time, close FROM {db}.candles FINAL "
-                     "ORDER BY open_time")
+    got = store.rows(
+        "SELECT toUnixTimestamp64Milli(open_time) AS open_time, close FROM {db}.candles FINAL ORDER BY open_time"
+    )
     assert got == [{"open_time": ROW["open_time"], "close": 1.0}, {"open_time": later["open_time"], "close": 1.05}]
 
 
@@ -55,16 +68,22 @@ def test_events_are_stored_as_their_rows_then_published_in_order(store: Store) -
             published.append(event)
 
     part = EventSink(Bus(), lambda: store, IdClock()).build_part("live", "live", None)
-    batch = [("sentiment", {"kind": "tick", "x": float("nan"), "n": 3}, "BTCUSDT", 1_763_683_200_123),
-             ("events", {"kind": "model_switch", "to": "v2"}, None, 1_763_683_200_456)]
+    batch = [
+        ("sentiment", {"kind": "tick", "x": float("nan"), "n": 3}, "BTCUSDT", 1_763_683_200_123),
+        ("events", {"kind": "model_switch", "to": "v2"}, None, 1_763_683_200_456),
+    ]
     part.write_batch([("events", batch), ("events", batch[:1])])
     part.snapshot()
-    assert [(e.stream, e.symbol) for e in published] == [("sentiment", "BTCUSDT"), ("events", None),
-                                                          ("sentiment", "BTCUSDT")]
+    assert [(e.stream, e.symbol) for e in published] == [
+        ("sentiment", "BTCUSDT"),
+        ("events", None),
+        ("sentiment", "BTCUSDT"),
+    ]
     ids = [e.id for e in published]
     assert ids == sorted(ids) and len(set(ids)) == 3
-    stored = store.rows("SELECT stream, id, symbol, toUnixTimestamp64Milli(ts) AS ts, data FROM {db}.live_events "
-                        "ORDER BY id")
+    stored = store.rows(
+        "SELECT stream, id, symbol, toUnixTimestamp64Milli(ts) AS ts, data FROM {db}.live_events ORDER BY id"
+    )
     assert stored == [e.row() for e in published]  # the column-built rows are what Event.row() gives
 
 
@@ -79,8 +98,17 @@ def test_with_the_in_process_bus_events_are_published_at_once_and_held_until_sto
     real_insert = store.insert_pieces
     store.insert_pieces = lambda *a, **k: (release.wait(5), real_insert(*a, **k))  # type: ignore[method-assign]
     try:
-        part.write_batch([("events", [("sentiment", {"kind": "tick", "n": 1}, "BTCUSDT", 1_763_683_200_123),
-                                      ("predictions", {"prob": 0.6}, "BTCUSDT", 1_763_683_200_456)])])
+        part.write_batch(
+            [
+                (
+                    "events",
+                    [
+                        ("sentiment", {"kind": "tick", "n": 1}, "BTCUSDT", 1_763_683_200_123),
+                        ("predictions", {"prob": 0.6}, "BTCUSDT", 1_763_683_200_456),
+                    ],
+                )
+            ]
+        )
         # published before the insert ran: the latest state is visible and a resume can read it
         assert bus.latest("sentiment", "BTCUSDT").data == {"kind": "tick", "n": 1}
         held = bus.unstored_after("sentiment", None, 0) + bus.unstored_after("predictions", None, 0)
@@ -90,8 +118,9 @@ def test_with_the_in_process_bus_events_are_published_at_once_and_held_until_sto
         part.snapshot()
     finally:
         store.insert_pieces = real_insert  # type: ignore[method-assign]
-    stored = store.rows("SELECT stream, id, symbol, toUnixTimestamp64Milli(ts) AS ts, data FROM {db}.live_events "
-                        "ORDER BY id")
+    stored = store.rows(
+        "SELECT stream, id, symbol, toUnixTimestamp64Milli(ts) AS ts, data FROM {db}.live_events ORDER BY id"
+    )
     assert stored == [e.row() for e in held]
     assert bus.unstored_after("sentiment", None, 0) == [] and bus.unstored_after("predictions", None, 0) == []
 

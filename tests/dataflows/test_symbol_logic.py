@@ -54,8 +54,11 @@ def _rows(piece: Any) -> list[dict[str, Any]]:
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
     # NaN != NaN: compare it as a marker; drop the wall-clock part of a rejection
-    return tuple(sorted((k, "NaN" if isinstance(v, float) and math.isnan(v) else v)
-                        for k, v in row.items() if k != "received_ts"))
+    return tuple(
+        sorted(
+            (k, "NaN" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items() if k != "received_ts"
+        )
+    )
 
 
 class Collected:
@@ -109,8 +112,11 @@ def chunks() -> list[list[tuple[str, list[Any]]]]:
 def test_deferred_side_work_is_the_same_work_done_once(chunks: list) -> None:
     deferred, _ = run(live_config(defer_side_work=True), chunks)
     at_once, _ = run(live_config(defer_side_work=False), chunks)
-    assert deferred.tables.keys() == at_once.tables.keys() >= {"sentiment_ticks", "sentiment_bars", "candles",
-                                                                "features", "labels", "rejected_records"}
+    assert (
+        deferred.tables.keys()
+        == at_once.tables.keys()
+        >= {"sentiment_ticks", "sentiment_bars", "candles", "features", "labels", "rejected_records"}
+    )
     for table in at_once.tables:
         assert deferred.tables[table] == at_once.tables[table], table
     refusals = [dict(k)["reason"] for k in at_once.tables["rejected_records"]]

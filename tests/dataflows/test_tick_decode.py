@@ -30,12 +30,18 @@ MASK = (1 << 64) - 1
 
 
 def reference(value: bytes, hint: int, pos_threshold: float = 0.0) -> object:
-    return decode_record(value, source="test", now_ms=hint if hint >= 0 else NOW,
-                         default_ingest="now" if hint >= 0 else "event", pos_threshold=pos_threshold)
+    return decode_record(
+        value,
+        source="test",
+        now_ms=hint if hint >= 0 else NOW,
+        default_ingest="now" if hint >= 0 else "event",
+        pos_threshold=pos_threshold,
+    )
 
 
-def assert_matches_reference(values: list[bytes], hints: np.ndarray, fast: tick_decode.FastTicks,
-                             pos_threshold: float = 0.0) -> None:
+def assert_matches_reference(
+    values: list[bytes], hints: np.ndarray, fast: tick_decode.FastTicks, pos_threshold: float = 0.0
+) -> None:
     """Every ok row is a tick for decode_record, with the same values and types, in order."""
     assert fast.ok.dtype == bool and fast.ok.shape == (len(values),)
     assert fast.table.column_names == list(TICK_COLUMNS)
@@ -54,22 +60,34 @@ def assert_matches_reference(values: list[bytes], hints: np.ndarray, fast: tick_
 # generators
 
 TEXT = st.characters(exclude_categories=("Cs",))  # orjson cannot encode lone surrogates
-SYMBOLS = st.one_of(st.sampled_from(["BTCUSDT", "ETHUSDT", "SYM005USDT", "X:Y/Z-1.2_3"]),
-                    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}", fullmatch=True))
-PROVIDERS = st.one_of(st.sampled_from(["newsapi", "twitter", "reddit"]),
-                      st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True))
+SYMBOLS = st.one_of(
+    st.sampled_from(["BTCUSDT", "ETHUSDT", "SYM005USDT", "X:Y/Z-1.2_3"]),
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}", fullmatch=True),
+)
+PROVIDERS = st.one_of(
+    st.sampled_from(["newsapi", "twitter", "reddit"]), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
+)
 IN_RANGE_MS = st.integers(MIN_TS_MS, MAX_TS_MS)
 SCORES = st.one_of(st.floats(-1.0, 1.0), st.sampled_from([-1, 0, 1, -0.0, 0.5, -0.25, 5e-324, 1e-300]))
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(TEXT, max_size=8))
-JSON_VALUES = st.recursive(SCALARS, lambda kids: st.one_of(
-    st.lists(kids, max_size=3), st.dictionaries(st.text(TEXT, max_size=5), kids, max_size=3)), max_leaves=6)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(TEXT, max_size=8),
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(TEXT, max_size=5), kids, max_size=3)),
+    max_leaves=6,
+)
 TRACKED = {"symbol", "provider", "id", "score", "ts", "ingest_ts", "polarity", "meta", "_control"}
 EXTRA_KEYS = st.from_regex(r"[A-Za-z_]{1,9}", fullmatch=True).filter(lambda k: k not in TRACKED)
-META = st.one_of(st.dictionaries(st.text(TEXT, max_size=6), JSON_VALUES, max_size=4),
-                 st.dictionaries(st.text(TEXT, max_size=6), JSON_VALUES, max_size=4).map(
-                     lambda d: orjson.dumps(d).decode()),
-                 st.sampled_from([None, {}, "", "{}", 0, False, [], {"lang": "en", "source": "sim"}]))
+META = st.one_of(
+    st.dictionaries(st.text(TEXT, max_size=6), JSON_VALUES, max_size=4),
+    st.dictionaries(st.text(TEXT, max_size=6), JSON_VALUES, max_size=4).map(lambda d: orjson.dumps(d).decode()),
+    st.sampled_from([None, {}, "", "{}", 0, False, [], {"lang": "en", "source": "sim"}]),
+)
 
 
 @st.composite
@@ -96,13 +114,45 @@ def dumps(rec: object, style: str) -> bytes:
 
 
 CLEAN_STYLES = st.sampled_from(["orjson", "orjson", "spaced", "padded"])
-CANDLE = {"symbol": "XRPUSDT", "interval": "1m", "open_time": 1_763_683_200_000, "close_time": 1_763_683_260_000,
-          "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.05, "volume": 10.0}
-WRONG_TYPES = st.one_of(st.text(TEXT, max_size=6), st.booleans(), st.integers(-(2**63), 2**64 - 1),
-                        st.floats(), st.lists(SCALARS, max_size=2), st.dictionaries(st.text(max_size=2), SCALARS,
-                                                                                    max_size=2))
-RAW_JUNK = [b"", b" ", b"\n", b"{", b"}", b"null", b"true", b"[]", b"[1, 2]", b'"tick"', b"1", b"{}", b"{}{}",
-            b"\xef\xbb\xbf{}", b"\xff", b'{"a":1,}', b"{'a': 1}", b"\r\n"]
+CANDLE = {
+    "symbol": "XRPUSDT",
+    "interval": "1m",
+    "open_time": 1_763_683_200_000,
+    "close_time": 1_763_683_260_000,
+    "open": 1.0,
+    "high": 1.1,
+    "low": 0.9,
+    "close": 1.05,
+    "volume": 10.0,
+}
+WRONG_TYPES = st.one_of(
+    st.text(TEXT, max_size=6),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(),
+    st.lists(SCALARS, max_size=2),
+    st.dictionaries(st.text(max_size=2), SCALARS, max_size=2),
+)
+RAW_JUNK = [
+    b"",
+    b" ",
+    b"\n",
+    b"{",
+    b"}",
+    b"null",
+    b"true",
+    b"[]",
+    b"[1, 2]",
+    b'"tick"',
+    b"1",
+    b"{}",
+    b"{}{}",
+    b"\xef\xbb\xbf{}",
+    b"\xff",
+    b'{"a":1,}',
+    b"{'a': 1}",
+    b"\r\n",
+]
 
 
 @st.composite
@@ -111,17 +161,26 @@ def dirty_values(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["field", "field", "raw", "text", "other"]))
     rec = draw(clean_ticks())
     if kind == "other":
-        return draw(st.sampled_from([
-            orjson.dumps(CANDLE), orjson.dumps({**CANDLE, "score": 0.5}),
-            orjson.dumps({"_control": "enable_provider", "provider": "x"}),
-            orjson.dumps({**rec, "_control": "enable_provider"}), orjson.dumps({**rec, "_control": None}),
-            draw(st.sampled_from(RAW_JUNK)), orjson.dumps(draw(JSON_VALUES)),
-            orjson.dumps(rec, option=orjson.OPT_INDENT_2),  # valid JSON with newlines
-        ]))
+        return draw(
+            st.sampled_from(
+                [
+                    orjson.dumps(CANDLE),
+                    orjson.dumps({**CANDLE, "score": 0.5}),
+                    orjson.dumps({"_control": "enable_provider", "provider": "x"}),
+                    orjson.dumps({**rec, "_control": "enable_provider"}),
+                    orjson.dumps({**rec, "_control": None}),
+                    draw(st.sampled_from(RAW_JUNK)),
+                    orjson.dumps(draw(JSON_VALUES)),
+                    orjson.dumps(rec, option=orjson.OPT_INDENT_2),  # valid JSON with newlines
+                ]
+            )
+        )
     if kind == "field":
         for _ in range(draw(st.integers(1, 2))):
             name = draw(st.sampled_from(sorted(TRACKED - {"_control"})))
-            fault = draw(st.sampled_from(["wrong", "null", "drop", "range", "float", "bool", "newline", "long", "zero"]))
+            fault = draw(
+                st.sampled_from(["wrong", "null", "drop", "range", "float", "bool", "newline", "long", "zero"])
+            )
             if fault == "wrong":
                 rec[name] = draw(WRONG_TYPES)
             elif fault == "null":
@@ -143,8 +202,24 @@ def dirty_values(draw: st.DrawFn) -> bytes:
         return dumps(rec, draw(CLEAN_STYLES))
     value = dumps(rec, draw(CLEAN_STYLES))
     if kind == "text":  # text-level edits that keep or break JSON
-        edit = draw(st.sampled_from(["nan", "dupkey", "escapedkey", "newline_in_string", "trailing", "crlf",
-                                     "bom", "negzero", "int_exp", "bad_utf8", "deep", "ctrl"]))
+        edit = draw(
+            st.sampled_from(
+                [
+                    "nan",
+                    "dupkey",
+                    "escapedkey",
+                    "newline_in_string",
+                    "trailing",
+                    "crlf",
+                    "bom",
+                    "negzero",
+                    "int_exp",
+                    "bad_utf8",
+                    "deep",
+                    "ctrl",
+                ]
+            )
+        )
         body = value.rstrip()[:-1]
         return {
             "nan": body + b',"x":NaN}',
@@ -154,14 +229,16 @@ def dirty_values(draw: st.DrawFn) -> bytes:
             "trailing": value + draw(st.sampled_from([b"x", b"{}", b",", b" 1"])),
             "crlf": value + b"\r",
             "bom": b"\xef\xbb\xbf" + value,
-            "negzero": body + b',"score":-0}' if b'"score"' not in body else value.replace(b'"score":', b'"score":-0,"s":'),
+            "negzero": body + b',"score":-0}'
+            if b'"score"' not in body
+            else value.replace(b'"score":', b'"score":-0,"s":'),
             "int_exp": body + b',"ingest_ts":1.7636832e12}' if b'"ingest_ts"' not in body else value,
             "bad_utf8": body + b',"note":"\xed\xa0\x80"}',
             "deep": body + b',"x":' + b"[" * 70 + b"]" * 70 + b"}",
             "ctrl": body + b',"x":"a\tb"}',
         }[edit]
     cut = draw(st.integers(0, len(value)))
-    return value[:cut] + draw(st.binary(max_size=3)) + value[cut + draw(st.integers(0, 3)):]
+    return value[:cut] + draw(st.binary(max_size=3)) + value[cut + draw(st.integers(0, 3)) :]
 
 
 HINTS = st.one_of(st.just(-1), st.integers(0, 2**62))
@@ -204,25 +281,31 @@ def test_default_bisect_is_sound(batch) -> None:
     assert_matches_reference(values * 3, np.tile(hints, 3), fast, threshold)
 
 
-@pytest.mark.parametrize("value, why", [
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","x":NaN}', "NaN token: Arrow takes it"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p"}{}', "two objects: Arrow reads 2 rows"),
-    (b'\xef\xbb\xbf{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p"}', "BOM: Arrow skips it"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":-0,"provider":"p"}', "-0: Arrow -0.0, orjson 0"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":-0 ,"provider":"p"}', "-0 and a blank"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","_control":null}', "a control record"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","\\u005fcontrol":"x"}', "escaped _control"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","meta":{},"meta":[]}', "meta twice"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","x":"\xff"}', "invalid UTF-8"),
-    (b'{"symbol":"BTCUSDT\\n","ts":1763683200123,"score":0.4,"provider":"p"}', "trailing newline in symbol"),
-    (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","meta":"[1]"}', "meta string of a list"),
-    (b'null', "a null line crashes Arrow"),
-    (b'', "empty: Arrow skips blank lines"),
-    (b' ', "blank"),
-    (b'{', "one byte"),
-    (b'{"symbol":"BTCUSDT","x":"\\', "a trailing backslash must not swallow the line end"),
-    (b'{"symbol":"BTCUSDT","x":"\\\r', "nor a carriage return"),
-])
+@pytest.mark.parametrize(
+    "value, why",
+    [
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","x":NaN}', "NaN token: Arrow takes it"),
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p"}{}', "two objects: Arrow reads 2 rows"),
+        (b'\xef\xbb\xbf{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p"}', "BOM: Arrow skips it"),
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":-0,"provider":"p"}', "-0: Arrow -0.0, orjson 0"),
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":-0 ,"provider":"p"}', "-0 and a blank"),
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","_control":null}', "a control record"),
+        (
+            b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","\\u005fcontrol":"x"}',
+            "escaped _control",
+        ),
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","meta":{},"meta":[]}', "meta twice"),
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","x":"\xff"}', "invalid UTF-8"),
+        (b'{"symbol":"BTCUSDT\\n","ts":1763683200123,"score":0.4,"provider":"p"}', "trailing newline in symbol"),
+        (b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.4,"provider":"p","meta":"[1]"}', "meta string of a list"),
+        (b"null", "a null line crashes Arrow"),
+        (b"", "empty: Arrow skips blank lines"),
+        (b" ", "blank"),
+        (b"{", "one byte"),
+        (b'{"symbol":"BTCUSDT","x":"\\', "a trailing backslash must not swallow the line end"),
+        (b'{"symbol":"BTCUSDT","x":"\\\r', "nor a carriage return"),
+    ],
+)
 def test_values_arrow_would_get_wrong_are_not_ok(value: bytes, why: str) -> None:
     clean = orjson.dumps({"symbol": "ETHUSDT", "ts": 1_763_683_200_000, "score": 0.1, "provider": "p"})
     fast = decode_ticks([clean, value, clean], np.array([-1, -1, -1]), now_ms=NOW)
@@ -262,11 +345,21 @@ def simulator_values(n: int) -> list[bytes]:
 
 TICK = b'{"symbol":"BTCUSDT","ts":1763683200123,"score":0.42,"provider":"newsapi"'
 # Lines the framing scan lets through but Arrow's parser refuses: each fails its whole chunk.
-ARROW_FAILS = [TICK + b',"x":tru}', TICK + b',"x":01}', TICK + b',"x":[1,]}', TICK + b',"x":"\\u12zz"}', TICK + b',"x":-}']
+ARROW_FAILS = [
+    TICK + b',"x":tru}',
+    TICK + b',"x":01}',
+    TICK + b',"x":[1,]}',
+    TICK + b',"x":"\\u12zz"}',
+    TICK + b',"x":-}',
+]
 # Type mismatches, refused by the framing scan before Arrow sees them.
-TYPE_MISMATCHES = [TICK.replace(b"1763683200123", b'"abc"') + b"}", TICK.replace(b"0.42", b'"0.42"') + b"}",
-                   TICK.replace(b"1763683200123", b"1763683200123.0") + b"}", TICK + b',"polarity":true}',
-                   TICK + b',"id":12}']
+TYPE_MISMATCHES = [
+    TICK.replace(b"1763683200123", b'"abc"') + b"}",
+    TICK.replace(b"0.42", b'"0.42"') + b"}",
+    TICK.replace(b"1763683200123", b"1763683200123.0") + b"}",
+    TICK + b',"polarity":true}',
+    TICK + b',"id":12}',
+]
 
 
 @pytest.mark.parametrize("bad_lines", [ARROW_FAILS, TYPE_MISMATCHES], ids=["arrow-fails", "type-mismatch"])

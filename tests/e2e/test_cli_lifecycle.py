@@ -29,8 +29,14 @@ KEY = {"X-API-Key": "tickcast-dev-key"}
 
 
 def tickcast(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tickcast.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING", **(env or {})}, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tickcast.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING", **(env or {})},
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"tickcast {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -44,10 +50,24 @@ def up_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
 
 def _start_up(store: str, models: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tickcast.cli", "up", "--store", store, "--model-dir", str(models), "--port", str(port),
-         *extra],
-        cwd=ROOT, env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING"}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "tickcast.cli",
+            "up",
+            "--store",
+            store,
+            "--model-dir",
+            str(models),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -73,9 +93,11 @@ def _post_minutes(base: str, records: list[dict[str, Any]]) -> None:
     ticks = [r for r in records if "score" in r]
     candles = [r for r in records if "open_time" in r]
     for i in range(0, len(ticks), 500):
-        assert httpx.post(f"{base}/api/sentiment/tick", json={"ticks": ticks[i:i + 500]}, headers=KEY).status_code == 202
+        assert (
+            httpx.post(f"{base}/api/sentiment/tick", json={"ticks": ticks[i : i + 500]}, headers=KEY).status_code == 202
+        )
     for i in range(0, len(candles), 500):
-        r = httpx.post(f"{base}/api/market/candle", json={"candles": candles[i:i + 500]}, headers=KEY)
+        r = httpx.post(f"{base}/api/market/candle", json={"candles": candles[i : i + 500]}, headers=KEY)
         assert r.status_code == 202, r.text
 
 
@@ -87,11 +109,13 @@ def _predictions(base: str, symbol: str) -> list[dict[str, Any]]:
 def test_simulate_replay_train_then_promote_into_a_running_system(up_server: tuple[str, Path, Path]) -> None:
     store, models, tmp = up_server
     sim = tmp / "sim"
-    out = tickcast("simulate", "--symbols", "8", "--hours", "12", "--seed", "4", "--out", str(sim),
-                   "--start-ms", str(START)).stdout
+    out = tickcast(
+        "simulate", "--symbols", "8", "--hours", "12", "--seed", "4", "--out", str(sim), "--start-ms", str(START)
+    ).stdout
     assert "ticks" in out and (sim / "ticks.jsonl").exists() and (sim / "candles.jsonl").exists()
-    summary = tickcast("replay", "--input", str(sim), "--store", store, "--model-dir", str(models),
-                       "--no-progress").stdout
+    summary = tickcast(
+        "replay", "--input", str(sim), "--store", store, "--model-dir", str(models), "--no-progress"
+    ).stdout
     assert "candles=+5760" in summary  # 8 symbols x 12 h of 1m candles
     again = tickcast("replay", "--input", str(sim), "--store", store, "--model-dir", str(models), "--no-progress")
     assert "sentiment_ticks=+0" in again.stdout and "candles=+0" in again.stdout
@@ -110,7 +134,7 @@ def test_simulate_replay_train_then_promote_into_a_running_system(up_server: tup
         jobs = httpx.get(f"{base}/admin/jobs", params={"kind": "train"}, headers=KEY).json()["jobs"]
         assert [(j["trigger"], j["status"], j["result"]["version"]) for j in jobs] == [("cli", "succeeded", version)]
         follow = [r for r in generate(SimConfig(symbols=8, hours=0.5, seed=4, start_ms=START + 12 * 3_600_000))]
-        first, second = follow[: len(follow) // 2], follow[len(follow) // 2:]
+        first, second = follow[: len(follow) // 2], follow[len(follow) // 2 :]
         _post_minutes(base, first)
         live_from = START + 12 * 3_600_000
 
@@ -136,7 +160,7 @@ def test_simulate_replay_train_then_promote_into_a_running_system(up_server: tup
         served = [p["model_version"] for p in new_rows()]
         assert version in served and served[0] == "baseline"
         # ... and once switched, it stays switched (no flapping back to the baseline)
-        assert "baseline" not in served[served.index(version):]
+        assert "baseline" not in served[served.index(version) :]
         status = httpx.get(f"{base}/api/models/promotion-status").json()
         assert status["production"] == version or status.get("production", {}).get("version") == version
     finally:
@@ -173,8 +197,9 @@ def test_models_commands_backup_restore_rollback_cleanup(tmp_path: Path) -> None
     models = tmp_path / "models"
     registry = ModelRegistry(models)
     first = registry.register(train_model(df, feature_names=names, gates=Gates(0.5, 0.3), ablation=False))
-    second = registry.register(train_model(df.assign(label=1 - df["label"]), feature_names=names,
-                                           gates=Gates(0.5, 0.3), ablation=False))
+    second = registry.register(
+        train_model(df.assign(label=1 - df["label"]), feature_names=names, gates=Gates(0.5, 0.3), ablation=False)
+    )
     store = f"chdb://{tmp_path / 'ch'}"
     env = {"PROMOTION_COOLDOWN_SECONDS": "0"}
     run = lambda *a: tickcast("models", *a, "--store", store, "--model-dir", str(models), env=env)  # noqa: E731

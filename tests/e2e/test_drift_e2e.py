@@ -25,9 +25,14 @@ TRIGGER = 5
 
 
 def _settings(tmp: Path, store: Store) -> Any:
-    return load_settings(MODEL_STORE_DIR=str(tmp / "models"), CALIBRATION_EVAL_EVERY_SECONDS=EVERY_S,
-                         CALIBRATION_MONITOR_ABS_STREAK_TRIGGER=TRIGGER, CALIBRATION_MONITOR_REL_STREAK_TRIGGER=TRIGGER,
-                         AUTO_PROMOTE_ENABLED=True, PROMOTION_COOLDOWN_SECONDS=0)
+    return load_settings(
+        MODEL_STORE_DIR=str(tmp / "models"),
+        CALIBRATION_EVAL_EVERY_SECONDS=EVERY_S,
+        CALIBRATION_MONITOR_ABS_STREAK_TRIGGER=TRIGGER,
+        CALIBRATION_MONITOR_REL_STREAK_TRIGGER=TRIGGER,
+        AUTO_PROMOTE_ENABLED=True,
+        PROMOTION_COOLDOWN_SECONDS=0,
+    )
 
 
 def _train_on_first_day(tmp: Path, store: Store, shift: int | None) -> tuple[Any, str]:
@@ -67,7 +72,9 @@ def test_stationary_days_give_no_recommendation(store: Store, tmp_path: Path) ->
     run_replay(settings, inputs=[tmp_path / "sim"], store=store, progress=False)
     windows = store.rows(
         "SELECT count() AS n, max(ece) AS worst FROM {db}.calibration_windows FINAL "
-        "WHERE model_version = {v:String} AND scope = 'overall' AND state != 'too_few_samples'", {"v": version})
+        "WHERE model_version = {v:String} AND scope = 'overall' AND state != 'too_few_samples'",
+        {"v": version},
+    )
     assert windows[0]["n"] > 400  # two days of 5-minute evaluations were really made
     assert _recommendations(store, version) == []
 

@@ -27,20 +27,28 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
 
 def test_backfill_then_bootstrap_model_is_hot_reloaded_without_restart(store: Store, tmp_path: Path) -> None:
     BACKFILL_DONE.clear()
-    settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"), TICKCAST_SIM_SYMBOLS=10,
-                             TICKCAST_SIM_BACKFILL_HOURS=8, TICKCAST_SIM_SPEED=120, TICKCAST_SIM_SEED=3)
+    settings = load_settings(
+        MODEL_STORE_DIR=str(tmp_path / "models"),
+        TICKCAST_SIM_SYMBOLS=10,
+        TICKCAST_SIM_BACKFILL_HOURS=8,
+        TICKCAST_SIM_SPEED=120,
+        TICKCAST_SIM_SEED=3,
+    )
     system = EmbeddedSystem(settings, store=store)
     system.start_flow()
     try:
         wait_for(lambda: store.count("predictions", "model_version = 'baseline'") > 100, 120, "baseline predictions")
-        fallback = store.rows("SELECT DISTINCT fallback_reason FROM {db}.predictions FINAL WHERE model_version='baseline'")
+        fallback = store.rows(
+            "SELECT DISTINCT fallback_reason FROM {db}.predictions FINAL WHERE model_version='baseline'"
+        )
         assert {r["fallback_reason"] for r in fallback} == {"no_model"}
         registry = registry_for(settings, None)
         wait_for(lambda: registry.production() is not None, 180, "the bootstrap model to be trained and promoted")
         version = registry.production()["version"]
         # The running flow switches to it from the next candle on, without a restart.
-        wait_for(lambda: store.count("predictions", f"model_version = '{version}'") > 0, 120,
-                 f"predictions by {version}")
+        wait_for(
+            lambda: store.count("predictions", f"model_version = '{version}'") > 0, 120, f"predictions by {version}"
+        )
         job = store.rows("SELECT status, trigger FROM {db}.jobs FINAL WHERE kind = 'train'")
         assert job and job[0]["status"] == "succeeded" and job[0]["trigger"] == "bootstrap"
         assert system.flow_alive()

@@ -25,21 +25,53 @@ START = 1_763_683_200_000
 
 def test_flow_process_tails_kafka_and_fans_out(kafka_broker: str, tmp_path: Path) -> None:
     s = uuid.uuid4().hex[:6]
-    topics = {"TICKCAST_TOPIC_TICKS": f"t-{s}", "TICKCAST_TOPIC_CANDLES": f"c-{s}",
-              "TICKCAST_TOPIC_PREDICTIONS": f"p-{s}", "TICKCAST_TOPIC_CALIBRATION": f"e-{s}"}
-    ensure_topics(kafka_broker, {topics["TICKCAST_TOPIC_TICKS"]: 2, topics["TICKCAST_TOPIC_CANDLES"]: 2,
-                                 topics["TICKCAST_TOPIC_PREDICTIONS"]: 1, topics["TICKCAST_TOPIC_CALIBRATION"]: 1})
+    topics = {
+        "TICKCAST_TOPIC_TICKS": f"t-{s}",
+        "TICKCAST_TOPIC_CANDLES": f"c-{s}",
+        "TICKCAST_TOPIC_PREDICTIONS": f"p-{s}",
+        "TICKCAST_TOPIC_CALIBRATION": f"e-{s}",
+    }
+    ensure_topics(
+        kafka_broker,
+        {
+            topics["TICKCAST_TOPIC_TICKS"]: 2,
+            topics["TICKCAST_TOPIC_CANDLES"]: 2,
+            topics["TICKCAST_TOPIC_PREDICTIONS"]: 1,
+            topics["TICKCAST_TOPIC_CALIBRATION"]: 1,
+        },
+    )
     records = list(generate(SimConfig(symbols=3, hours=0.5, seed=2, start_ms=START)))
     produce_records(kafka_broker, topics["TICKCAST_TOPIC_CANDLES"], [r for r in records if "open_time" in r])
     produce_records(kafka_broker, topics["TICKCAST_TOPIC_TICKS"], [r for r in records if "score" in r])
     metrics_port = free_port()
     url = f"chdb://{tmp_path / 'ch'}"
-    env = {**os.environ, **topics, "TICKCAST_KAFKA_BOOTSTRAP": kafka_broker, "TICKCAST_LOG_LEVEL": "WARNING",
-           "TICKCAST_FLOW_METRICS_PORT": str(metrics_port), "TICKCAST_SNAPSHOT_SECONDS": "0.5"}
-    proc = subprocess.Popen([sys.executable, "-m", "tickcast.cli", "flow", "--store", url, "--model-dir",
-                             str(tmp_path / "m"), "-r", str(tmp_path / "recovery")],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        **topics,
+        "TICKCAST_KAFKA_BOOTSTRAP": kafka_broker,
+        "TICKCAST_LOG_LEVEL": "WARNING",
+        "TICKCAST_FLOW_METRICS_PORT": str(metrics_port),
+        "TICKCAST_SNAPSHOT_SECONDS": "0.5",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tickcast.cli",
+            "flow",
+            "--store",
+            url,
+            "--model-dir",
+            str(tmp_path / "m"),
+            "-r",
+            str(tmp_path / "recovery"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         n_candles = sum("open_time" in r for r in records)
         preds = []
@@ -61,8 +93,12 @@ def test_flow_process_tails_kafka_and_fans_out(kafka_broker: str, tmp_path: Path
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
     tables = ("sentiment_ticks", "candles", "features", "predictions")
-    counts = {k: int(v) for k, v in query_in_subprocess(url, "SELECT " + ", ".join(
-        f"(SELECT count() FROM {{db}}.{t} FINAL) AS {t}" for t in tables))[0].items()}
+    counts = {
+        k: int(v)
+        for k, v in query_in_subprocess(
+            url, "SELECT " + ", ".join(f"(SELECT count() FROM {{db}}.{t} FINAL) AS {t}" for t in tables)
+        )[0].items()
+    }
     assert counts["candles"] == sum("open_time" in r for r in records)
     assert counts["sentiment_ticks"] == len({r["id"] for r in records if "score" in r})
     assert counts["predictions"] == counts["features"] >= len(preds)

@@ -24,10 +24,23 @@ def test_up_serves_health_and_rows_within_a_minute(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     started = time.time()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tickcast.cli", "up", "--port", str(port), "--store", f"chdb://{tmp_path / 'ch'}",
-         "--model-dir", str(tmp_path / "models")],
-        cwd=tmp_path, env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING"}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "tickcast.cli",
+            "up",
+            "--port",
+            str(port),
+            "--store",
+            f"chdb://{tmp_path / 'ch'}",
+            "--model-dir",
+            str(tmp_path / "models"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         health = None
@@ -59,8 +72,13 @@ def test_up_serves_health_and_rows_within_a_minute(tmp_path: Path) -> None:
             time.sleep(1)
         assert version, "no model was bootstrapped"
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
-        for name in ("sentiment_ingest_total", "feature_sentiment_join_attempts_total", "ml_inference_time_seconds",
-                     "ml_retrains_total", "sentiment_sse_clients"):
+        for name in (
+            "sentiment_ingest_total",
+            "feature_sentiment_join_attempts_total",
+            "ml_inference_time_seconds",
+            "ml_retrains_total",
+            "sentiment_sse_clients",
+        ):
             assert name in metrics
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

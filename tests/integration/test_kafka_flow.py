@@ -44,8 +44,9 @@ def _produce(broker: str, topics: dict[str, str], records: list[dict[str, Any]])
 def test_kafka_replay_exactly_once_rejections_and_same_rows_as_files(
     kafka_broker: str, store: Store, tmp_path: Path, chdb_dir: Path
 ) -> None:
-    cfg = SimConfig(symbols=3, hours=2.0, seed=5, start_ms=START, malformed_rate=0.02, duplicate_rate=0.03,
-                    late_rate=0.02)
+    cfg = SimConfig(
+        symbols=3, hours=2.0, seed=5, start_ms=START, malformed_rate=0.02, duplicate_rate=0.03, late_rate=0.02
+    )
     labeled = list(generate_labeled(cfg))
     topics = _topics(kafka_broker)
     _produce(kafka_broker, topics, [r for r, _ in labeled])
@@ -87,10 +88,13 @@ def test_kafka_replay_exactly_once_rejections_and_same_rows_as_files(
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tickcast.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
+    return subprocess.Popen(
+        [sys.executable, "-m", "tickcast.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_broker: str, tmp_path: Path) -> None:
@@ -99,12 +103,26 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
     topics = _topics(kafka_broker)
     _produce(kafka_broker, topics, records)
     url = f"chdb://{tmp_path / 'ch'}"
-    env = {**os.environ, "TICKCAST_KAFKA_BOOTSTRAP": kafka_broker, "TICKCAST_SNAPSHOT_SECONDS": "0.3",
-           "TICKCAST_WRITE_FLUSH_MS": "100",
-           "TICKCAST_REPLAY_BATCH": "500",  # many small batches, so the kill lands mid-way, between snapshots
-           "TICKCAST_LOG_LEVEL": "WARNING", **topics}
-    args = ["replay", "--kafka", "--store", url, "--model-dir", str(tmp_path / "m"), "--recovery-dir",
-            str(tmp_path / "recovery"), "--no-progress"]
+    env = {
+        **os.environ,
+        "TICKCAST_KAFKA_BOOTSTRAP": kafka_broker,
+        "TICKCAST_SNAPSHOT_SECONDS": "0.3",
+        "TICKCAST_WRITE_FLUSH_MS": "100",
+        "TICKCAST_REPLAY_BATCH": "500",  # many small batches, so the kill lands mid-way, between snapshots
+        "TICKCAST_LOG_LEVEL": "WARNING",
+        **topics,
+    }
+    args = [
+        "replay",
+        "--kafka",
+        "--store",
+        url,
+        "--model-dir",
+        str(tmp_path / "m"),
+        "--recovery-dir",
+        str(tmp_path / "recovery"),
+        "--no-progress",
+    ]
 
     # The first run shows its progress bar (records taken from the broker); kill it once it is
     # well into the input and has had time to snapshot and write.
@@ -135,5 +153,7 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
     assert int(rows["n"]) == int(rows["u"]) == n_ticks  # every tick exactly once
     candles = query_in_subprocess(url, "SELECT count() AS n FROM {db}.candles FINAL")[0]
     assert int(candles["n"]) == sum("open_time" in r for r in records)
-    feats = query_in_subprocess(url, "SELECT count() AS n, uniqExact(symbol, close_time) AS u FROM {db}.features FINAL")[0]
+    feats = query_in_subprocess(
+        url, "SELECT count() AS n, uniqExact(symbol, close_time) AS u FROM {db}.features FINAL"
+    )[0]
     assert int(feats["n"]) == int(feats["u"]) > 0

@@ -48,12 +48,29 @@ def make_records(seed: int, minutes: int = 120) -> tuple[list[dict[str, Any]], l
         for m in range(minutes):
             open_time = T0 + m * MIN
             close = open_time + MIN
-            candles.append({"symbol": s, "interval": "1m", "open_time": open_time, "close_time": close,
-                            "close": 1.0 + m, "ingest_ts": close + int(rng.integers(0, 1500)), "id": f"c-{s}-{m}"})
+            candles.append(
+                {
+                    "symbol": s,
+                    "interval": "1m",
+                    "open_time": open_time,
+                    "close_time": close,
+                    "close": 1.0 + m,
+                    "ingest_ts": close + int(rng.integers(0, 1500)),
+                    "id": f"c-{s}-{m}",
+                }
+            )
             for k in range(4):
                 ts = open_time + k * 15_000 + int(rng.integers(0, 15_000))
-                ticks.append({"symbol": s, "ts": ts, "score": float(rng.uniform(-1, 1)), "provider": "p",
-                              "ingest_ts": ts + int(rng.integers(0, 3000)), "id": f"t-{s}-{m}-{k}"})
+                ticks.append(
+                    {
+                        "symbol": s,
+                        "ts": ts,
+                        "score": float(rng.uniform(-1, 1)),
+                        "provider": "p",
+                        "ingest_ts": ts + int(rng.integers(0, 3000)),
+                        "id": f"t-{s}-{m}-{k}",
+                    }
+                )
     ticks.sort(key=lambda r: r["ingest_ts"])
     candles.sort(key=lambda r: r["ingest_ts"])
     return ticks, candles
@@ -91,7 +108,7 @@ def java_murmur2_partition(key: bytes, n: int) -> int:
     m, r, mask = 0x5BD1E995, 24, 0xFFFFFFFF
     h = (0x9747B28C ^ len(key)) & mask
     for i in range(0, len(key) // 4 * 4, 4):
-        k = int.from_bytes(key[i:i + 4], "little")
+        k = int.from_bytes(key[i : i + 4], "little")
         k = (k * m) & mask
         k ^= k >> r
         k = (k * m) & mask
@@ -199,8 +216,10 @@ def test_pair_partition_merges_by_running_max_timestamp(kafka_broker: str, batch
     # worked by hand: the ticks' running max is 10 30 30 40, so t20 (30) sorts after t30
     assert [orjson.loads(v)["id"] for _, v, _ in got] == ["t10", "c15", "c25", "t30", "t20", "c35", "t40"]
     assert [ts for _, _, ts in got] == [T0 + v for v in (10, 15, 25, 30, 20, 35, 40)], "not the message's own stamp"
-    assert [src for src, _, _ in got] == [f"kafka:{tick_topic if k[0] == 't' else candle_topic}" for k in
-                                         ("t10", "c15", "c25", "t30", "t20", "c35", "t40")]
+    assert [src for src, _, _ in got] == [
+        f"kafka:{tick_topic if k[0] == 't' else candle_topic}"
+        for k in ("t10", "c15", "c25", "t30", "t20", "c35", "t40")
+    ]
 
 
 def test_pair_partition_resume_from_snapshot(kafka_broker: str) -> None:
@@ -290,8 +309,11 @@ def test_kafka_json_sink_round_trip(kafka_broker: str) -> None:
     ensure_topics(kafka_broker, {topic: 2})
     items = [{"symbol": SYMBOLS[i % 3], "p_up": i / 50, "ts": T0 + i} for i in range(50)]
     flow = Dataflow("sink")
-    op.output("out", op.input("in", flow, TestingSource(items, batch_size=7)),
-              KafkaJsonSink(kafka_broker, topic, key=lambda d: d["symbol"], timestamp=lambda d: d["ts"]))
+    op.output(
+        "out",
+        op.input("in", flow, TestingSource(items, batch_size=7)),
+        KafkaJsonSink(kafka_broker, topic, key=lambda d: d["symbol"], timestamp=lambda d: d["ts"]),
+    )
     run_flow(flow)
 
     got = list(consume_json(kafka_broker, topic, idle_timeout_s=1.0))
@@ -362,8 +384,9 @@ def test_tail_mode_releases_after_idle_and_keeps_running(kafka_broker: str) -> N
 
 def _error_message(topic: str) -> Message:
     """A consumer error event as librdkafka hands one over (a real Message carrying an error)."""
-    return Message(topic=topic, partition=0, offset=-1,
-                   error=KafkaError(KafkaError._TRANSPORT, "broker connection lost"))
+    return Message(
+        topic=topic, partition=0, offset=-1, error=KafkaError(KafkaError._TRANSPORT, "broker connection lost")
+    )
 
 
 class _InjectingConsumer:

@@ -61,24 +61,31 @@ def test_every_good_record_once_and_every_bad_one_rejected_with_reason(store: St
     assert len(reasons) == len(late) + duplicates + len(malformed)
     assert reasons.str.contains("score").any() and reasons.str.contains("unknown interval").any()
 
-    before = {t: store.count(t) for t in ("sentiment_ticks", "candles", "rejected_records", "sentiment_bars", "features")}
+    before = {
+        t: store.count(t) for t in ("sentiment_ticks", "candles", "rejected_records", "sentiment_bars", "features")
+    }
     run_records(store, records, tmp_path)  # the same replay again adds nothing
     assert {t: store.count(t) for t in before} == before
 
 
 def _features(store: Store) -> pd.DataFrame:
-    cols = ", ".join(("symbol", "toUnixTimestamp64Milli(close_time) AS t", *MARKET_FEATURES, *SENTIMENT_FEATURES,
-                      "join_status"))
+    cols = ", ".join(
+        ("symbol", "toUnixTimestamp64Milli(close_time) AS t", *MARKET_FEATURES, *SENTIMENT_FEATURES, "join_status")
+    )
     return store.df(f"SELECT {cols} FROM {{db}}.features FINAL ORDER BY symbol, t").reset_index(drop=True)
 
 
-def test_replay_from_stored_rows_reproduces_bars_features_predictions(store: Store, tmp_path: Path, chdb_dir: Path) -> None:
+def test_replay_from_stored_rows_reproduces_bars_features_predictions(
+    store: Store, tmp_path: Path, chdb_dir: Path
+) -> None:
     records = [r for r, _ in sim(duplicate_rate=0.02, late_rate=0.01)]
     run_records(store, records, tmp_path, with_model=True)
     live_features = _features(store)
     live_bars = store.df("SELECT * FROM {db}.sentiment_bars FINAL ORDER BY symbol, bar_end")
-    live_preds = store.df("SELECT symbol, close_time, model_version, prob, fallback_reason "
-                          "FROM {db}.predictions FINAL ORDER BY symbol, close_time")
+    live_preds = store.df(
+        "SELECT symbol, close_time, model_version, prob, fallback_reason "
+        "FROM {db}.predictions FINAL ORDER BY symbol, close_time"
+    )
     assert len(live_features) > 300 and (live_features["join_status"] == "ok").mean() > 0.9
 
     replayed = Store(f"chdb://{chdb_dir}", database=store.database + "_replay")
@@ -90,8 +97,10 @@ def test_replay_from_stored_rows_reproduces_bars_features_predictions(store: Sto
             replayed.df("SELECT * FROM {db}.sentiment_bars FINAL ORDER BY symbol, bar_end"), live_bars, check_exact=True
         )
         pd.testing.assert_frame_equal(
-            replayed.df("SELECT symbol, close_time, model_version, prob, fallback_reason "
-                        "FROM {db}.predictions FINAL ORDER BY symbol, close_time"),
+            replayed.df(
+                "SELECT symbol, close_time, model_version, prob, fallback_reason "
+                "FROM {db}.predictions FINAL ORDER BY symbol, close_time"
+            ),
             live_preds,
             check_exact=True,
         )
@@ -107,10 +116,23 @@ def test_poison_ticks_never_change_a_candles_features(store: Store, tmp_path: Pa
     poison = [
         # ts >= T: the future
         {"symbol": target["symbol"], "ts": T, "score": 1.0, "provider": "newsapi", "id": "p1", "ingest_ts": T + 100},
-        {"symbol": target["symbol"], "ts": T + 500, "score": 1.0, "provider": "newsapi", "id": "p2", "ingest_ts": T + 600},
+        {
+            "symbol": target["symbol"],
+            "ts": T + 500,
+            "score": 1.0,
+            "provider": "newsapi",
+            "id": "p2",
+            "ingest_ts": T + 600,
+        },
         # ts < T but ingested after T + grace
-        {"symbol": target["symbol"], "ts": T - 30_000, "score": -1.0, "provider": "newsapi", "id": "p3",
-         "ingest_ts": T + 2_001},
+        {
+            "symbol": target["symbol"],
+            "ts": T - 30_000,
+            "score": -1.0,
+            "provider": "newsapi",
+            "id": "p3",
+            "ingest_ts": T + 2_001,
+        },
     ]
     clean_db = store
     run_records(clean_db, records, tmp_path)
@@ -130,7 +152,9 @@ def test_poison_ticks_never_change_a_candles_features(store: Store, tmp_path: Pa
         poisoned.command(f"DROP DATABASE IF EXISTS {poisoned.database}")
 
 
-def test_shuffled_arrival_within_the_rules_gives_identical_features(store: Store, tmp_path: Path, chdb_dir: Path) -> None:
+def test_shuffled_arrival_within_the_rules_gives_identical_features(
+    store: Store, tmp_path: Path, chdb_dir: Path
+) -> None:
     records = [r for r, _ in sim(symbols=2, hours=1.0)]
     # Shuffle ticks only among ticks sharing the same second of ingest time: the rules
     # (ts < T, ingest_ts <= T + grace) cannot tell those orders apart.
@@ -184,11 +208,15 @@ def test_enable_request_reaches_the_gate_of_another_partition(store: Store, tmp_
     bad = [{**base, "ts": START + i, "score": 3.0, "ingest_ts": START + i} for i in range(5)]
     settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"))
     ok_after = [{**base, "ts": START + 500, "score": 0.2, "id": "after", "ingest_ts": START + 500}]
-    flow = build_flow(settings, [RecordsSource(bad, source="feed"), RecordsSource([{"_control": "enable_provider",
-                                                                                     "provider": "flaky2"}],
-                                                                                   source="http")],
-                      store_factory=lambda: store, options=FlowOptions(live=False, with_model=False,
-                                                                       publish_events=False))
+    flow = build_flow(
+        settings,
+        [
+            RecordsSource(bad, source="feed"),
+            RecordsSource([{"_control": "enable_provider", "provider": "flaky2"}], source="http"),
+        ],
+        store_factory=lambda: store,
+        options=FlowOptions(live=False, with_model=False, publish_events=False),
+    )
     run_main(flow)
     assert "flaky2" in decode._ENABLE_REQUESTS
     # A new run of the feed partition (its gate restored as disabled) sees the request and lets ticks in.
@@ -214,9 +242,16 @@ def test_parquet_input_gives_the_same_rows_as_jsonl(store: Store, tmp_path: Path
     for name in ("ticks", "candles"):
         rows = [orjson.loads(line) for line in (jsonl / f"{name}.jsonl").read_bytes().splitlines() if line.strip()]
         # keep the malformed values as they are: strings where numbers belong stay strings
-        table = pa.Table.from_pylist([{k: (orjson.dumps(v).decode() if k == "meta" else v) for k, v in r.items()}
-                                      for r in rows if all(not isinstance(v, str) or k in ("symbol", "provider",
-                                                           "id", "interval", "meta") for k, v in r.items())])
+        table = pa.Table.from_pylist(
+            [
+                {k: (orjson.dumps(v).decode() if k == "meta" else v) for k, v in r.items()}
+                for r in rows
+                if all(
+                    not isinstance(v, str) or k in ("symbol", "provider", "id", "interval", "meta")
+                    for k, v in r.items()
+                )
+            ]
+        )
         pq.write_table(table, parquet / f"{name}.parquet")
     settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "m"))
     run_replay(settings, inputs=[parquet], store=store, progress=False, with_model=False)

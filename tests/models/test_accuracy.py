@@ -39,9 +39,7 @@ def test_classify_custom_thresholds():
 
 
 def test_classify_rejects_percentages_and_bad_thresholds():
-    with pytest.raises(
-        ValueError, match=r"fraction in \[0, 1\]; got 73 \(a percentage"
-    ):
+    with pytest.raises(ValueError, match=r"fraction in \[0, 1\]; got 73 \(a percentage"):
         classify_accuracy(73)
     with pytest.raises(ValueError, match="warning <= good"):
         classify_accuracy(0.5, good=0.4, warning=0.6)
@@ -95,14 +93,10 @@ def test_monitor_rejects_bad_input():
 
 
 def test_emergency_retrain_decision():
-    crit = AccuracyState(
-        accuracy=0.3, n=200, health="CRITICAL", min_samples=100, last_emergency_ms=None
-    )
+    crit = AccuracyState(accuracy=0.3, n=200, health="CRITICAL", min_samples=100, last_emergency_ms=None)
     assert should_emergency_retrain(crit, now_ms=1_000, cooldown_s=3600)
     cooling = AccuracyState(0.3, 200, "CRITICAL", 100, last_emergency_ms=1_000)
-    assert not should_emergency_retrain(
-        cooling, now_ms=1_000 + 3_599_999, cooldown_s=3600
-    )
+    assert not should_emergency_retrain(cooling, now_ms=1_000 + 3_599_999, cooldown_s=3600)
     assert should_emergency_retrain(cooling, now_ms=1_000 + 3_600_000, cooldown_s=3600)
     few = AccuracyState(0.3, 99, "CRITICAL", 100, None)
     assert not should_emergency_retrain(few, now_ms=0, cooldown_s=0)
@@ -120,22 +114,13 @@ def test_monitor_records_emergency_for_cooldown():
 
 
 def _pandas_trend(ts, correct, days, end_ms=None):
-    df = pd.DataFrame(
-        {"ts": pd.to_datetime(ts, unit="ms", utc=True), "ok": correct.astype(float)}
-    )
+    df = pd.DataFrame({"ts": pd.to_datetime(ts, unit="ms", utc=True), "ok": correct.astype(float)})
     df["date"] = df["ts"].dt.date
-    end = (
-        pd.Timestamp(end_ms, unit="ms", tz="UTC")
-        if end_ms is not None
-        else df["ts"].max()
-    ).date()
+    end = (pd.Timestamp(end_ms, unit="ms", tz="UTC") if end_ms is not None else df["ts"].max()).date()
     first = end - pd.Timedelta(days=days - 1)
     df = df[(df["date"] >= first) & (df["date"] <= end)]
     g = df.groupby("date")["ok"].agg(["mean", "size"]).sort_index()
-    return [
-        {"date": d.isoformat(), "accuracy": float(r["mean"]), "n": int(r["size"])}
-        for d, r in g.iterrows()
-    ]
+    return [{"date": d.isoformat(), "accuracy": float(r["mean"]), "n": int(r["size"])} for d, r in g.iterrows()]
 
 
 @pytest.mark.parametrize(
@@ -152,9 +137,7 @@ def test_daily_trend_matches_pandas_groupby(days, end_ms):
     want = _pandas_trend(ts, correct, days, end_ms)
     assert [r["date"] for r in got] == [r["date"] for r in want]
     assert [r["n"] for r in got] == [r["n"] for r in want]
-    assert [r["accuracy"] for r in got] == pytest.approx(
-        [r["accuracy"] for r in want], abs=1e-12
-    )
+    assert [r["accuracy"] for r in got] == pytest.approx([r["accuracy"] for r in want], abs=1e-12)
     assert len(got) <= days
 
 

@@ -35,9 +35,7 @@ TOL = 1e-9
 # ------------------------------------------------------------------ oracle
 
 
-def oracle_report(
-    prob, label, bins: int = 10, z: float = 1.96, min_bin_samples: int = 30
-) -> dict:
+def oracle_report(prob, label, bins: int = 10, z: float = 1.96, min_bin_samples: int = 30) -> dict:
     """The report computed the slow, obvious way (NumPy + scikit-learn + statsmodels)."""
     p = np.asarray(prob, dtype=float)
     y = np.asarray(label, dtype=int)
@@ -57,9 +55,7 @@ def oracle_report(
         }
         if nb:
             mp, pr = p[sel].mean(), y[sel].mean()
-            lo, hi = proportion_confint(
-                int(y[sel].sum()), nb, alpha=alpha, method="wilson"
-            )
+            lo, hi = proportion_confint(int(y[sel].sum()), nb, alpha=alpha, method="wilson")
             row.update(mean_prob=mp, pos_rate=pr, wilson_lo=lo, wilson_hi=hi)
             ece_sum += nb / n * abs(pr - mp)
         else:
@@ -123,9 +119,7 @@ def test_report_matches_oracles(seed, n, bins, decimals):
 def test_report_with_other_z_and_reliability_flag():
     p, y = random_data(5, 400)
     got = calibration_report(p, y, bins=10, z=2.575, min_bin_samples=45)
-    assert_report_matches(
-        got, oracle_report(p, y, bins=10, z=2.575, min_bin_samples=45)
-    )
+    assert_report_matches(got, oracle_report(p, y, bins=10, z=2.575, min_bin_samples=45))
     assert {b["reliable"] for b in got["bins"]} == {True, False}
 
 
@@ -271,9 +265,7 @@ def test_wilson_vectorised_matches_statsmodels():
     k[:3], n[:3] = [0, 5, 7], [5, 5, 7]  # both extremes included
     for z in (1.96, 1.0, 3.1):
         lo, hi = wilson_interval(k, n, z)
-        want_lo, want_hi = proportion_confint(
-            k, n, alpha=2 * norm.sf(z), method="wilson"
-        )
+        want_lo, want_hi = proportion_confint(k, n, alpha=2 * norm.sf(z), method="wilson")
         np.testing.assert_allclose(lo, want_lo, rtol=0, atol=TOL)
         np.testing.assert_allclose(hi, want_hi, rtol=0, atol=TOL)
 
@@ -302,9 +294,7 @@ def test_grouped_reports_match_per_group_oracle():
         assert sorted(per) == sorted(ids.tolist())
         for gid, rep in per.items():
             sel = g == gid
-            assert_report_matches(
-                rep, oracle_report(p[sel], y[sel], bins=8, min_bin_samples=10)
-            )
+            assert_report_matches(rep, oracle_report(p[sel], y[sel], bins=8, min_bin_samples=10))
 
 
 def test_grouped_rejects_bad_groups():
@@ -317,9 +307,7 @@ def test_grouped_rejects_bad_groups():
 
 def test_temperature_scale_is_sigmoid_of_scaled_logits():
     z = np.array([-30.0, -1.0, 0.0, 2.0, 40.0])
-    np.testing.assert_allclose(
-        temperature_scale(z, 2.0), 1 / (1 + np.exp(-z / 2.0)), rtol=1e-12
-    )
+    np.testing.assert_allclose(temperature_scale(z, 2.0), 1 / (1 + np.exp(-z / 2.0)), rtol=1e-12)
     with pytest.raises(ValueError, match="T must be a finite number > 0"):
         temperature_scale(z, 0.0)
 
@@ -337,9 +325,7 @@ def test_fit_temperature_recovers_known_temperature(t_true, seed):
     if t_true != 1.0:
         assert fitted < raw - 1e-3
     # a coarse grid never beats the optimiser
-    grid = [
-        log_loss(labels, temperature_scale(logits, t)) for t in np.geomspace(0.2, 6, 60)
-    ]
+    grid = [log_loss(labels, temperature_scale(logits, t)) for t in np.geomspace(0.2, 6, 60)]
     assert fitted <= min(grid) + 1e-9
 
 

@@ -38,16 +38,11 @@ def add_in_chunks(w: WindowedCalibration, df: pd.DataFrame, chunks: int) -> None
 def oracle_window(df: pd.DataFrame, now: int, window: int, **kw):
     sel = df[(df["ts"] > now - window) & (df["ts"] <= now)]
     overall = oracle_report(sel["prob"], sel["label"], **kw)
-    per = {
-        int(s): oracle_report(g["prob"], g["label"], **kw)
-        for s, g in sel.groupby("sym")
-    }
+    per = {int(s): oracle_report(g["prob"], g["label"], **kw) for s, g in sel.groupby("sym")}
     return overall, per
 
 
-def assert_window_matches(
-    got: dict, df: pd.DataFrame, now: int, window: int, **kw
-) -> None:
+def assert_window_matches(got: dict, df: pd.DataFrame, now: int, window: int, **kw) -> None:
     overall, per = oracle_window(df, now, window, **kw)
     assert_report_matches(got["overall"], overall)
     assert sorted(got["per_symbol"]) == sorted(per)
@@ -119,9 +114,7 @@ def test_eviction_keeps_memory_bounded_and_results_right():
     assert w.capacity <= 4096  # doubled from 256 only as far as needed
     assert w.dropped == 0
     now = int(df["ts"].max())
-    assert_window_matches(
-        w.evaluate(now, HOUR, min_bin_samples=30), df, now, HOUR, min_bin_samples=30
-    )
+    assert_window_matches(w.evaluate(now, HOUR, min_bin_samples=30), df, now, HOUR, min_bin_samples=30)
 
 
 def test_out_of_order_rows_are_filtered_and_later_compacted():

@@ -134,9 +134,7 @@ def test_cooldown_suppresses_then_allows_a_second_recommendation():
         "recalibrate",
         None,
     ]
-    assert [d.cooldown_remaining_s for d in ds] == pytest.approx(
-        [21600, 21300, 1, 21600, 21300]
-    )
+    assert [d.cooldown_remaining_s for d in ds] == pytest.approx([21600, 21300, 1, 21600, 21300])
 
 
 def test_no_recommendation_while_off():
@@ -156,9 +154,7 @@ def test_no_recommendation_while_off():
     ],
 )
 def test_performance_gate_chooses_the_recommendation(brier, prauc, want):
-    (d,) = feed(
-        CalibrationDriftMonitor(), [0.30], ece_prod=0.05, brier=brier, prauc=prauc
-    )
+    (d,) = feed(CalibrationDriftMonitor(), [0.30], ece_prod=0.05, brier=brier, prauc=prauc)
     assert d.recommendation == want
 
 
@@ -204,9 +200,7 @@ def test_persistence_round_trip_continues_identically():
     want = feed(straight, deltas)
     resumed = CalibrationDriftMonitor()
     got = feed(resumed, deltas[:3])
-    resumed = CalibrationDriftMonitor.from_dict(
-        json.loads(json.dumps(resumed.to_dict()))
-    )
+    resumed = CalibrationDriftMonitor.from_dict(json.loads(json.dumps(resumed.to_dict())))
     resumed = pickle.loads(pickle.dumps(resumed))
     got += feed(resumed, deltas[3:], t0=3 * STEP_MS)
     assert got == want

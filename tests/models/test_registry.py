@@ -34,16 +34,12 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def good() -> TrainResult:
-    return train_model(
-        make_frame(4000, seed=11), feature_names=FEATURES, gates=Gates(), ablation=False
-    )
+    return train_model(make_frame(4000, seed=11), feature_names=FEATURES, gates=Gates(), ablation=False)
 
 
 @pytest.fixture(scope="module")
 def good2() -> TrainResult:
-    return train_model(
-        make_frame(4000, seed=12), feature_names=FEATURES, gates=Gates(), ablation=False
-    )
+    return train_model(make_frame(4000, seed=12), feature_names=FEATURES, gates=Gates(), ablation=False)
 
 
 @pytest.fixture(scope="module")
@@ -75,28 +71,20 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_register_writes_seed_layout_and_metadata(
-    reg: ModelRegistry, good: TrainResult, mirrored: list[dict]
-) -> None:
+def test_register_writes_seed_layout_and_metadata(reg: ModelRegistry, good: TrainResult, mirrored: list[dict]) -> None:
     v = reg.register(good)
     assert v.startswith("m20251121T000000Z-") and len(v.split("-")[1]) == 6
     root = reg.root
     assert {p.name for p in root.iterdir()} >= {"trained", "metadata", "backups"}
     onnx, meta_path = root / "trained" / f"{v}.onnx", root / "metadata" / f"{v}.json"
-    assert (
-        onnx.read_bytes() == good.onnx_bytes
-        and (root / "trained" / f"{v}.joblib").exists()
-    )
+    assert onnx.read_bytes() == good.onnx_bytes and (root / "trained" / f"{v}.joblib").exists()
     meta = json.loads(meta_path.read_text())
     assert meta["status"] == "candidate" and meta["version"] == v
     assert meta["sha256"] == sha(onnx) and v.endswith(meta["sha256"][:6])
     assert meta["created_at"].startswith("2025-11-21T00:00:00")
     assert meta["feature_names"] == FEATURES
     assert meta["temperature"] == pytest.approx(good.temperature)
-    assert (
-        meta["ece_prod"] == pytest.approx(good.ece_prod)
-        and meta["gates"]["passed"] is True
-    )
+    assert meta["ece_prod"] == pytest.approx(good.ece_prod) and meta["gates"]["passed"] is True
     assert set(meta["train_mean"]) == set(FEATURES) and meta["counts"]["validation"] > 0
     assert mirrored[-1]["version"] == v and mirrored[-1]["status"] == "candidate"
     listed = reg.list()
@@ -104,9 +92,7 @@ def test_register_writes_seed_layout_and_metadata(
     assert {"version", "status", "sha256", "created_at", "metrics"} <= set(listed[0])
 
 
-def test_versions_sort_by_creation(
-    reg: ModelRegistry, clock: FakeClock, good: TrainResult, good2: TrainResult
-) -> None:
+def test_versions_sort_by_creation(reg: ModelRegistry, clock: FakeClock, good: TrainResult, good2: TrainResult) -> None:
     a = reg.register(good2)
     clock.t += 61
     b = reg.register(good)
@@ -169,9 +155,7 @@ def test_promote_cooldown_force_and_rollback(
     assert reg.production()["version"] == b
 
 
-def test_auto_promote_disabled_needs_force(
-    reg: ModelRegistry, good: TrainResult
-) -> None:
+def test_auto_promote_disabled_needs_force(reg: ModelRegistry, good: TrainResult) -> None:
     v = reg.register(good)
     with pytest.raises(PromotionRefused) as info:
         reg.promote(v, auto_promote_enabled=False, cooldown_s=0)
@@ -187,9 +171,7 @@ def test_load_production_verifies_sha256(reg: ModelRegistry, good: TrainResult) 
     reg.promote(v, cooldown_s=0)
     loaded = reg.load_production()
     X = make_frame(300, seed=3)[FEATURES].to_numpy()
-    np.testing.assert_allclose(
-        loaded.scorer.predict_proba_up(X), onnx_up(good.onnx_bytes, X), atol=1e-12
-    )
+    np.testing.assert_allclose(loaded.scorer.predict_proba_up(X), onnx_up(good.onnx_bytes, X), atol=1e-12)
     path = reg.onnx_path(v)
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # one flipped byte
@@ -214,9 +196,7 @@ def test_load_error_is_corrupt_model(reg: ModelRegistry, good: TrainResult) -> N
     assert info.value.kind == "load_error"
 
 
-def test_backup_and_restore_repair_a_corrupt_production_file(
-    reg: ModelRegistry, good: TrainResult
-) -> None:
+def test_backup_and_restore_repair_a_corrupt_production_file(reg: ModelRegistry, good: TrainResult) -> None:
     v = reg.register(good)
     reg.promote(v, cooldown_s=0)
     copies = reg.backup()
@@ -231,9 +211,7 @@ def test_backup_and_restore_repair_a_corrupt_production_file(
     assert reg.metadata(v)["status"] == "production"
 
 
-def test_restore_refuses_a_corrupt_backup(
-    reg: ModelRegistry, good: TrainResult
-) -> None:
+def test_restore_refuses_a_corrupt_backup(reg: ModelRegistry, good: TrainResult) -> None:
     v = reg.register(good)
     reg.backup(v)
     (reg.root / "backups" / f"{v}.onnx").write_bytes(b"not the model")
@@ -264,21 +242,14 @@ def test_cleanup_removes_old_versions_but_never_production(
     clock.t += 3 * DAY  # now day 35
     removed = reg.cleanup(older_than_days=30)
     assert removed == [stale]
-    assert (
-        not reg.onnx_path(stale).exists()
-        and not (reg.root / "metadata" / f"{stale}.json").exists()
-    )
+    assert not reg.onnx_path(stale).exists() and not (reg.root / "metadata" / f"{stale}.json").exists()
     assert mirrored[-1]["version"] == stale and mirrored[-1]["status"] == "deleted"
     assert {m["version"] for m in reg.list()} == {oldest, prev, fresh}
     assert reg.production()["version"] == oldest
-    assert reg.cleanup(older_than_days=0) == [
-        fresh
-    ]  # production and rollback target still kept
+    assert reg.cleanup(older_than_days=0) == [fresh]  # production and rollback target still kept
 
 
-def test_recalibration_refits_only_the_temperature(
-    reg: ModelRegistry, clock: FakeClock, good: TrainResult
-) -> None:
+def test_recalibration_refits_only_the_temperature(reg: ModelRegistry, clock: FakeClock, good: TrainResult) -> None:
     v = reg.register(good)
     art = reg.load_version(v)
     # Recent regime: the same features carry half the signal, so the model is over-confident
@@ -287,19 +258,13 @@ def test_recalibration_refits_only_the_temperature(
     recent["close_time"] += 400 * MINUTE * 60
     rng = np.random.default_rng(0)
     x1, x2 = recent["ret_1"].to_numpy(), recent["sent_score"].to_numpy()
-    recent["label"] = (
-        rng.random(len(recent)) < expit(0.5 * (1.2 * x1 - 0.8 * x2))
-    ).astype(int)
+    recent["label"] = (rng.random(len(recent)) < expit(0.5 * (1.2 * x1 - 0.8 * x2))).astype(int)
     res = recalibrate_model(art, recent, gates=Gates(min_auc=0.6, max_ece=0.1))
     assert res.kind == "recalibrate" and res.parent_version == v
     assert res.temperature > 1.5 * good.temperature
     X = recent[FEATURES].to_numpy().astype(np.float32)
-    logits = good.pipeline.decision_function(
-        X.astype(np.float64)
-    )  # same uncalibrated pipeline
-    np.testing.assert_allclose(
-        onnx_up(res.onnx_bytes, X), expit(logits / res.temperature), atol=1e-5
-    )
+    logits = good.pipeline.decision_function(X.astype(np.float64))  # same uncalibrated pipeline
+    np.testing.assert_allclose(onnx_up(res.onnx_bytes, X), expit(logits / res.temperature), atol=1e-5)
     assert res.train_mean == good.train_mean
     clock.t += 60
     v2 = reg.register(res)

@@ -18,16 +18,12 @@ SYMBOLS = ["S0USDT", "S1USDT", "S2USDT", "NEWUSDT"]
 
 @pytest.fixture(scope="module")
 def model_a() -> TrainResult:
-    return train_model(
-        make_frame(3000, seed=31), feature_names=FEATURES, gates=Gates(), ablation=False
-    )
+    return train_model(make_frame(3000, seed=31), feature_names=FEATURES, gates=Gates(), ablation=False)
 
 
 @pytest.fixture(scope="module")
 def model_b() -> TrainResult:
-    return train_model(
-        make_frame(3000, seed=32), feature_names=FEATURES, gates=Gates(), ablation=False
-    )
+    return train_model(make_frame(3000, seed=32), feature_names=FEATURES, gates=Gates(), ablation=False)
 
 
 @pytest.fixture
@@ -65,9 +61,7 @@ def predictor(root: Path, labeled: int = 10_000) -> Predictor:
 BASELINE = np.array([0.75, 0.0, 0.5, 0.5])
 
 
-def test_model_answers_with_its_version(
-    root: Path, model_a: TrainResult, X: np.ndarray
-) -> None:
+def test_model_answers_with_its_version(root: Path, model_a: TrainResult, X: np.ndarray) -> None:
     v = production(root, model_a)
     probs, version, reason = predictor(root).predict(SYMBOLS, X)
     assert (version, reason) == (v, None)
@@ -93,9 +87,7 @@ def test_too_few_samples(root: Path, model_a: TrainResult, X: np.ndarray) -> Non
     np.testing.assert_allclose(probs, BASELINE)
 
 
-def test_corrupt_model_file_on_disk(
-    root: Path, model_a: TrainResult, X: np.ndarray
-) -> None:
+def test_corrupt_model_file_on_disk(root: Path, model_a: TrainResult, X: np.ndarray) -> None:
     v = production(root, model_a)
     p = predictor(root)
     assert p.predict(SYMBOLS, X)[1] == v  # loaded while healthy
@@ -110,9 +102,7 @@ def test_corrupt_model_file_on_disk(
     assert predictor(root).predict(SYMBOLS, X)[2] == "corrupt_model"
 
 
-def test_corrupt_model_then_restore_serves_again(
-    root: Path, model_a: TrainResult, X: np.ndarray
-) -> None:
+def test_corrupt_model_then_restore_serves_again(root: Path, model_a: TrainResult, X: np.ndarray) -> None:
     v = production(root, model_a)
     reg = ModelRegistry(root)
     reg.backup()
@@ -123,13 +113,9 @@ def test_corrupt_model_then_restore_serves_again(
     assert p.predict(SYMBOLS, X)[1:] == (v, None)
 
 
-def test_inference_error_from_wrong_feature_width(
-    root: Path, model_a: TrainResult
-) -> None:
+def test_inference_error_from_wrong_feature_width(root: Path, model_a: TrainResult) -> None:
     production(root, model_a)
-    X_bad = np.zeros(
-        (len(SYMBOLS), len(FEATURES) + 2)
-    )  # a real failure: model expects 5 columns
+    X_bad = np.zeros((len(SYMBOLS), len(FEATURES) + 2))  # a real failure: model expects 5 columns
     probs, version, reason = predictor(root).predict(SYMBOLS, X_bad)
     assert (version, reason) == ("baseline", "inference_error")
     np.testing.assert_allclose(probs, BASELINE)
@@ -153,9 +139,7 @@ def test_inference_error_from_the_session(
     np.testing.assert_allclose(probs, BASELINE)
 
 
-def test_memory_error(
-    root: Path, model_a: TrainResult, X: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_memory_error(root: Path, model_a: TrainResult, X: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     production(root, model_a)
     p = predictor(root)
     p.refresh()
@@ -188,9 +172,7 @@ def test_hot_reload_picks_up_a_new_promotion(
     assert p.predict(SYMBOLS, X)[1] == v_a
 
 
-def test_one_onnx_run_per_batch(
-    root: Path, model_a: TrainResult, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_onnx_run_per_batch(root: Path, model_a: TrainResult, monkeypatch: pytest.MonkeyPatch) -> None:
     production(root, model_a)
     p = predictor(root)
     p.refresh()
@@ -198,9 +180,7 @@ def test_one_onnx_run_per_batch(
     calls: list[int] = []
     real_run = session.run
 
-    def counting_run(
-        names, feeds, *rest
-    ):  # spy: records the batch size, then runs for real
+    def counting_run(names, feeds, *rest):  # spy: records the batch size, then runs for real
         calls.append(next(iter(feeds.values())).shape[0])
         return real_run(names, feeds, *rest)
 

@@ -32,9 +32,7 @@ T0 = 1_763_683_200_000
 MINUTE = 60_000
 
 
-def make_frame(
-    n: int = 6000, *, seed: int = 0, noise: bool = False, n_symbols: int = 3
-) -> pd.DataFrame:
+def make_frame(n: int = 6000, *, seed: int = 0, noise: bool = False, n_symbols: int = 3) -> pd.DataFrame:
     """Time-ordered rows, several symbols per close_time; label ~ Bernoulli(sigmoid(1.2·x1 − 0.8·x2)).
 
     x1 is a market feature (ret_1), x2 a sentiment one (sent_score); sent_ema_5m is a noisy copy
@@ -56,9 +54,7 @@ def make_frame(
             "label": (rng.random(n) < p).astype(int),
         }
     )
-    df.loc[rng.random(n) < 0.03, "rsi_14"] = (
-        np.nan
-    )  # short history -> NaN, imputed by the model
+    df.loc[rng.random(n) < 0.03, "rsi_14"] = np.nan  # short history -> NaN, imputed by the model
     return df
 
 
@@ -92,9 +88,7 @@ def rows_in(df: pd.DataFrame, span: list[int]) -> pd.DataFrame:
     times=st.lists(st.integers(0, 400), min_size=10, max_size=300),
     horizon=st.integers(0, 30),
 )
-def test_time_split_blocks_never_share_a_label_window(
-    times: list[int], horizon: int
-) -> None:
+def test_time_split_blocks_never_share_a_label_window(times: list[int], horizon: int) -> None:
     ct = np.array(times, dtype=np.int64) * 1000
     h = horizon * 1000
     tr, cal, val = time_split(ct, h, (0.6, 0.2, 0.2))
@@ -134,9 +128,7 @@ def test_time_split_rejects_bad_fractions() -> None:
 
 def test_trained_splits_do_not_leak(frame: pd.DataFrame, result) -> None:
     h = result.horizon_candles * result.interval_ms
-    tr, cal, val = (
-        result.time_range[k] for k in ("train", "calibration", "validation")
-    )
+    tr, cal, val = (result.time_range[k] for k in ("train", "calibration", "validation"))
     assert tr[1] + h < cal[0] and cal[1] + h < val[0]
     # the counts are the rows inside each span; together with the purged rows they are all rows
     n_tr, n_cal, n_val = (len(rows_in(frame, s)) for s in (tr, cal, val))
@@ -181,9 +173,7 @@ def test_onnx_matches_sklearn_on_fresh_rows_with_nans(result) -> None:
 
 def test_temperature_is_folded_into_the_onnx_graph(result) -> None:
     X = make_frame(1000, seed=7)[FEATURES].to_numpy().astype(np.float32)
-    logits = result.pipeline.decision_function(
-        X.astype(np.float64)
-    )  # uncalibrated model
+    logits = result.pipeline.decision_function(X.astype(np.float64))  # uncalibrated model
     expected = expit(logits / result.temperature)
     np.testing.assert_allclose(onnx_up(result.onnx_bytes, X), expected, atol=1e-5)
 
@@ -210,9 +200,7 @@ def test_temperature_minimises_calibration_log_loss_with_a_shrunk_model(
     )
     assert res.temperature < 0.5
     cal = rows_in(frame, res.time_range["calibration"])
-    z = res.pipeline.decision_function(
-        cal[FEATURES].to_numpy(np.float32).astype(np.float64)
-    )
+    z = res.pipeline.decision_function(cal[FEATURES].to_numpy(np.float32).astype(np.float64))
     y = cal["label"].to_numpy()
 
     def loss(T: float) -> float:
@@ -234,19 +222,11 @@ def test_fold_temperature_refuses_non_linear_estimators() -> None:
         fold_temperature(tree, 2.0)
 
 
-def test_feature_moments_are_training_split_moments(
-    frame: pd.DataFrame, result
-) -> None:
-    train = (
-        rows_in(frame, result.time_range["train"])[FEATURES]
-        .astype(np.float32)
-        .astype(np.float64)
-    )
+def test_feature_moments_are_training_split_moments(frame: pd.DataFrame, result) -> None:
+    train = rows_in(frame, result.time_range["train"])[FEATURES].astype(np.float32).astype(np.float64)
     for name in FEATURES:
         assert result.train_mean[name] == pytest.approx(train[name].mean(), rel=1e-9)
-        assert result.train_std[name] == pytest.approx(
-            train[name].std(ddof=0), rel=1e-9
-        )
+        assert result.train_std[name] == pytest.approx(train[name].std(ddof=0), rel=1e-9)
 
 
 def test_ablation_reports_both_variants(frame: pd.DataFrame, result) -> None:
@@ -261,9 +241,7 @@ def test_ablation_reports_both_variants(frame: pd.DataFrame, result) -> None:
 
 
 def test_include_sentiment_false_drops_sent_columns(frame: pd.DataFrame) -> None:
-    res = train_model(
-        frame, feature_names=FEATURES, gates=Gates(min_auc=0.5), include_sentiment=False
-    )
+    res = train_model(frame, feature_names=FEATURES, gates=Gates(min_auc=0.5), include_sentiment=False)
     assert res.feature_names == ("ret_1", "ret_5", "rsi_14")
     assert res.ablation is None
 
@@ -299,9 +277,7 @@ def test_noise_labels_fail_the_gates() -> None:
 def test_not_enough_data_names_count_and_minimum() -> None:
     df = make_frame(600, seed=2)
     df.loc[df.index[:101], "label"] = np.nan  # unlabeled rows do not count
-    with pytest.raises(
-        NotEnoughData, match="499 labeled rows.*MIN_TRAIN_SAMPLES=500"
-    ) as info:
+    with pytest.raises(NotEnoughData, match="499 labeled rows.*MIN_TRAIN_SAMPLES=500") as info:
         train_model(df, feature_names=FEATURES, gates=Gates(), min_train_samples=500)
     assert (info.value.count, info.value.minimum) == (499, 500)
     # exactly the minimum is enough

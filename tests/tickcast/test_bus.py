@@ -57,8 +57,9 @@ def test_the_subscription_index_delivers_exactly_what_each_subscription_wants() 
         assert got == [[e.id for e in events if s.wants(e)] for s in subs]
         assert gone.queue.qsize() == 0
         assert bus.subscriber_count == len(subs)
-        assert bus.latest("sentiment", "A") == next(e for e in reversed(events)
-                                                   if e.stream == "sentiment" and e.symbol == "A")
+        assert bus.latest("sentiment", "A") == next(
+            e for e in reversed(events) if e.stream == "sentiment" and e.symbol == "A"
+        )
 
     run_coroutine(main())
 
@@ -67,8 +68,13 @@ def test_unstored_events_are_readable_until_marked_stored() -> None:
     from tickcast.bus import Event, LocalBus
 
     bus = LocalBus()
-    events = [Event("sentiment", 10, {}, "A"), Event("sentiment", 11, {}, "B"), Event("predictions", 12, {}, "A"),
-              Event("sentiment", 13, {}, None), Event("sentiment", 14, {}, "A")]
+    events = [
+        Event("sentiment", 10, {}, "A"),
+        Event("sentiment", 11, {}, "B"),
+        Event("predictions", 12, {}, "A"),
+        Event("sentiment", 13, {}, None),
+        Event("sentiment", 14, {}, "A"),
+    ]
     bus.publish_unstored(events)  # no subscriber: still held for a resume
     assert [e.id for e in bus.unstored_after("sentiment", None, 0)] == [10, 11, 13, 14]
     assert [e.id for e in bus.unstored_after("sentiment", frozenset({"A"}), 10)] == [13, 14]

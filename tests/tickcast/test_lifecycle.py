@@ -19,11 +19,24 @@ START = 1_763_683_200_000
 
 def _candles(store: Store, n: int, symbol: str = "XRPUSDT", start: int = START) -> list[float]:
     closes = [1.0 + 0.01 * ((i * 7) % 5 - 2) for i in range(n)]
-    store.insert_rows("candles", [
-        {"symbol": symbol, "interval": "1m", "open_time": start + i * 60_000, "close_time": start + (i + 1) * 60_000,
-         "open": 1.0, "high": 1.05, "low": 0.95, "close": c, "volume": 1.0, "ingest_ts": start + (i + 1) * 60_000}
-        for i, c in enumerate(closes)
-    ])
+    store.insert_rows(
+        "candles",
+        [
+            {
+                "symbol": symbol,
+                "interval": "1m",
+                "open_time": start + i * 60_000,
+                "close_time": start + (i + 1) * 60_000,
+                "open": 1.0,
+                "high": 1.05,
+                "low": 0.95,
+                "close": c,
+                "volume": 1.0,
+                "ingest_ts": start + (i + 1) * 60_000,
+            }
+            for i, c in enumerate(closes)
+        ],
+    )
     return closes
 
 
@@ -31,16 +44,29 @@ def test_labeler_catches_up_missing_labels_with_seed_defaults(store: Store, tmp_
     settings = load_settings(MODEL_STORE_DIR=str(tmp_path))
     closes = _candles(store, 30)
     # one label already there (from the stream), with a wrong value: force rewrites it
-    store.insert_rows("labels", [{"symbol": "XRPUSDT", "interval": "1m", "close_time": START + 60_000, "horizon": 1,
-                                  "label": 1 - int(closes[1] > closes[0]), "close_t": closes[0], "close_th": closes[1]}])
+    store.insert_rows(
+        "labels",
+        [
+            {
+                "symbol": "XRPUSDT",
+                "interval": "1m",
+                "close_time": START + 60_000,
+                "horizon": 1,
+                "label": 1 - int(closes[1] > closes[0]),
+                "close_t": closes[0],
+                "close_th": closes[1],
+            }
+        ],
+    )
     run = labeler_job(settings, store)
     result = run({"min_age": 0, "limit": 1000, "force": False}, lambda f, m: None)
     assert result["labeled"] == 28  # 29 pairs (T, T+1m) minus the one already labeled
     result = run({"min_age": 0, "limit": 5, "force": True}, lambda f, m: None)
     assert result["labeled"] == 5  # the limit holds
     run({"min_age": 0, "limit": 1000, "force": True}, lambda f, m: None)
-    got = pd.DataFrame(store.rows("SELECT toUnixTimestamp64Milli(close_time) AS t, label FROM {db}.labels FINAL "
-                                  "ORDER BY t"))
+    got = pd.DataFrame(
+        store.rows("SELECT toUnixTimestamp64Milli(close_time) AS t, label FROM {db}.labels FINAL ORDER BY t")
+    )
     expected = [int(closes[i + 1] > closes[i]) for i in range(29)]
     assert got["label"].tolist() == expected and got["t"].tolist() == [START + (i + 1) * 60_000 for i in range(29)]
     # min_age: candles younger than that are left for later

@@ -6,8 +6,12 @@ from tickcast.metrics import observe_many
 
 
 def _buckets(registry: CollectorRegistry) -> dict[str, float]:
-    return {s.labels.get("le", s.name): s.value for m in registry.collect() for s in m.samples
-            if s.name.endswith(("_bucket", "_count"))}
+    return {
+        s.labels.get("le", s.name): s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name.endswith(("_bucket", "_count"))
+    }
 
 
 def test_observe_many_equals_one_observe_per_value() -> None:

@@ -10,8 +10,17 @@ from tickcast.records import Rejection, decode_record
 
 NOW = 1_763_683_300_000
 TICK = {"symbol": "XRPUSDT", "ts": 1_763_683_200_123, "score": 0.42, "provider": "newsapi"}
-CANDLE = {"symbol": "XRPUSDT", "interval": "1m", "open_time": 1_763_683_200_000, "close_time": 1_763_683_260_000,
-          "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.05, "volume": 10.0}
+CANDLE = {
+    "symbol": "XRPUSDT",
+    "interval": "1m",
+    "open_time": 1_763_683_200_000,
+    "close_time": 1_763_683_260_000,
+    "open": 1.0,
+    "high": 1.1,
+    "low": 0.9,
+    "close": 1.05,
+    "volume": 10.0,
+}
 
 
 def test_tick_defaults() -> None:
@@ -52,8 +61,10 @@ def test_candle_accepted_and_kind_from_fields() -> None:
         ({**TICK, "polarity": 2}, "'polarity' must be -1, 0 or 1"),
         ({**TICK, "symbol": "bad symbol!"}, "'symbol' must be a short identifier"),
         ({**TICK, "symbol": "XRPUSDT\n"}, "'symbol' must be a short identifier"),  # re's "$" allows a final \n
-        (b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.4,"provider":"newsapi\\n"}',
-         "'provider' must be a short identifier"),
+        (
+            b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.4,"provider":"newsapi\\n"}',
+            "'provider' must be a short identifier",
+        ),
         ({**TICK, "meta": [1]}, "'meta' must be a JSON object"),
         ({**TICK, "meta": "not json"}, "'meta' must be a JSON object"),
         ({**CANDLE, "interval": "7m"}, "unknown interval '7m'"),
