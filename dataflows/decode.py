@@ -8,6 +8,7 @@ validation `disable_streak` times in a row is disabled until an
 
 from __future__ import annotations
 
+import bisect
 import functools
 import time
 import zlib
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.outputs import Out
+from dataflows.progress import END, PartitionMark, Progress
 from dataflows.snapshot import freeze, thaw
 from dataflows.sources import RawBatch, RawBlock
 from dataflows.tick_batches import SymbolTicks, split_by_symbol, table_from_records
@@ -29,6 +31,7 @@ from tickcast.records import Rejection, decode_record
 
 # Output item shapes of this step (wrapped as (partition_key, item) by Bytewax):
 #   ("shard", shard, [(symbol, SymbolInput), ...])   each symbol's accepted ticks and candles
+#   ("shard", shard, Progress)                        replays: the partition's progress (dataflows/progress.py)
 #   ("rows", "rejected_records", [row, ...])
 #   ("events", [("events", data, None, ts_ms), ...])
 
@@ -38,9 +41,14 @@ class GateState:
     streak: dict[str, int] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
     enable_seen: dict[str, int] = field(default_factory=dict)
+    partition: str = ""  # replays: the source partition (learnt from its PartitionMarks)
+    newest: int = 0  # replays: the largest ingest_ts decoded in this partition
+    announced: int = -(2**62)  # replays: the progress step last sent to the shards
 
 
 SHARDS = 16  # per-symbol state groups (dataflows/symbol_logic.py): spread over workers, few items each
+
+ALL_SHARDS = tuple(f"shard-{i:02d}" for i in range(SHARDS))
 
 # An admin "enable provider" arrives through one input partition, but every partition's
 # gate in this process must hear it: provider -> time (ns) of the latest request.
@@ -53,12 +61,16 @@ class DecodeConfig:
     pos_threshold: float = 0.0
     recovery: bool = True
     trust: dict[str, float] = field(default_factory=dict)  # provider -> weight (default 1.0)
+    # Replays: a partition's progress goes to the shards when (newest − offset) crosses a
+    # multiple of `progress_step_ms` (the model stage's evaluation boundaries + slack).
+    progress_step_ms: int = 300_000
+    progress_offset_ms: int = 120_000
 
 
 @functools.cache  # a crc32 and a format per symbol per batch add up
 def shard_of(symbol: str) -> str:
     """The shard key of a symbol; stable across processes (Python's str hash is not)."""
-    return f"shard-{zlib.crc32(symbol.encode()) % SHARDS:02d}"
+    return ALL_SHARDS[zlib.crc32(symbol.encode()) % SHARDS]
 
 
 def rejected_row(rej: Rejection) -> dict[str, Any]:
@@ -74,10 +86,13 @@ def _reject(rej: Rejection, out: list[Any]) -> None:
 @dataclass(frozen=True, slots=True)
 class SymbolInput:
     """What the decode step hands one symbol per batch: its accepted ticks (columnar, arrival
-    order; None when there are none) and its decoded candles (dicts, arrival order)."""
+    order; None when there are none), its decoded candles (dicts, arrival order) and where
+    the candles came among the ticks: candle c came after the first `cuts[c]` ticks (ties
+    in ingest_ts as the source ordered them). `cuts` None: after all of them."""
 
     ticks: SymbolTicks | None
     candles: list[dict[str, Any]]
+    cuts: list[int] | None = None
 
 
 @dataclass
@@ -88,6 +103,35 @@ class _Batch:
     slow_ticks: list[dict[str, Any]] = field(default_factory=list)
     slow_pos: list[int] = field(default_factory=list)
     candles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    candle_pos: dict[str, list[int]] = field(default_factory=dict)  # record positions of the candles
+    fast_pos: np.ndarray | None = None  # record position of each FastTicks row
+
+    def cuts(self, fast: FastTicks | None, symbols: Any) -> dict[str, list[int]]:
+        """Per symbol with both ticks and candles: how many of its ticks came before each candle."""
+        wanted = self.candle_pos.keys() & symbols
+        if not wanted:
+            return {}
+        positions: dict[str, list[int]] = {}
+        for tick, pos in zip(self.slow_ticks, self.slow_pos, strict=True):
+            if tick["symbol"] in wanted:
+                positions.setdefault(tick["symbol"], []).append(pos)
+        if fast is not None and self.fast_pos is not None and any(rows.size for rows in self.fast_rows):
+            rows = np.concatenate(self.fast_rows)
+            encoded = pc.dictionary_encode(fast.table.column("symbol").take(pa.array(rows))).combine_chunks()
+            codes = encoded.indices.to_numpy(zero_copy_only=False)
+            order = np.argsort(codes, kind="stable")
+            pos = self.fast_pos[rows][order]
+            sorted_codes = codes[order]
+            for code, name in enumerate(encoded.dictionary.to_pylist()):
+                if name in wanted:
+                    lo, hi = np.searchsorted(sorted_codes, [code, code + 1])
+                    merged = positions.get(name, []) + pos[lo:hi].tolist()
+                    positions[name] = sorted(merged)
+        out = {}
+        for symbol in wanted:
+            ticks = positions.get(symbol, [])
+            out[symbol] = [bisect.bisect_left(ticks, c) for c in self.candle_pos[symbol]]
+        return out
 
     def by_symbol(self, fast: FastTicks | None, trust: dict[str, float]) -> dict[str, SymbolTicks]:
         if fast is not None and any(rows.size for rows in self.fast_rows):
@@ -101,7 +145,9 @@ class _Batch:
             rows = np.concatenate(self.fast_rows)
             whole = rows.size == fast.table.num_rows
             table = fast.table if whole else fast.table.take(pa.array(rows))
-            parts.append((table, fast.id_hash if whole else fast.id_hash[rows], rows))
+            # positions in the batch (not in the fast table) order fast and slow ticks together
+            positions = rows if self.fast_pos is None else self.fast_pos[rows]
+            parts.append((table, fast.id_hash if whole else fast.id_hash[rows], positions))
         if self.slow_ticks:
             parts.append((table_from_records(self.slow_ticks), None, np.asarray(self.slow_pos, np.int64)))
         return parts
@@ -131,13 +177,17 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         self.config = config
         self.state = thaw(state) or GateState()
 
-    def on_batch(self, values: list[RawBatch]) -> tuple[list[tuple[Any, ...]], bool]:
+    def on_batch(self, values: list[RawBatch | PartitionMark]) -> tuple[list[tuple[Any, ...]], bool]:
         out = Out()
         now_ms = int(time.time() * 1000)
         self._apply_enable_requests(out, now_ms)
-        records = values[0] if len(values) == 1 else _joined(values)
+        marks = [v for v in values if isinstance(v, PartitionMark)]
+        if marks:
+            values = [v for v in values if not isinstance(v, PartitionMark)]
+        records = values[0] if len(values) == 1 else _joined(values) if values else []
         batch = _Batch()
         fast, fast_pos = self._fast_decode(records, now_ms)
+        batch.fast_pos = fast_pos
         # The gate is sequential (a streak of failures disables a provider for what follows),
         # so the records the fast path could not take are handled one by one, in order, and
         # each run of fast ticks between them goes through the gate as a block.
@@ -155,16 +205,37 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         if fast is not None:
             self._fast_run(fast, fast_pos, done, fast_pos.size, records, batch, out)
         ticks = batch.by_symbol(fast, self.config.trust)
+        cuts = batch.cuts(fast, ticks.keys()) if ticks and batch.candles else {}
         shards: dict[str, list[tuple[str, SymbolInput]]] = {}
         for symbol in ticks.keys() | batch.candles.keys():
             shards.setdefault(shard_of(symbol), []).append(
-                (symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, [])))
+                (symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []), cuts.get(symbol)))
             )
         for shard, pairs in shards.items():
             out.append(("shard", shard, pairs))
         if ticks or batch.candles:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
+        if marks:
+            self._progress(marks, ticks, batch, out)
         return out.done(), StatefulBatchLogic.RETAIN
+
+    def _progress(
+        self, marks: list[PartitionMark], ticks: dict[str, SymbolTicks], batch: _Batch, out: list[Any]
+    ) -> None:
+        """Replays: tell every shard how far this partition has come (dataflows/progress.py)."""
+        state, cfg = self.state, self.config
+        newest = [int(t.ingest_ts.max()) for t in ticks.values()]
+        newest += [c["ingest_ts"] for candles in batch.candles.values() for c in candles]
+        state.newest = max([state.newest, *newest])
+        for mark in marks:
+            state.partition = mark.partition
+            step = END if mark.end else (state.newest - cfg.progress_offset_ms - 1) // cfg.progress_step_ms
+            if step <= state.announced:
+                continue
+            state.announced = step
+            value = END if mark.end else state.newest
+            for shard in ALL_SHARDS:
+                out.append(("shard", shard, Progress(state.partition, shard, value)))
 
     def _fast_decode(self, records: RawBatch, now_ms: int) -> tuple[FastTicks | None, np.ndarray]:
         """Columnar decode of the raw JSON payloads; (None, []) when there are none."""
@@ -259,6 +330,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             batch.slow_pos.append(pos)
             return
         batch.candles.setdefault(record["symbol"], []).append(record)
+        batch.candle_pos.setdefault(record["symbol"], []).append(pos)
 
     def _disabled(self, source: str, record: dict[str, Any], out: Out) -> None:
         metrics.SENTIMENT_INGEST_ERRORS.labels("provider_disabled").inc()

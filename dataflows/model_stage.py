@@ -2,9 +2,25 @@
 
 Per Bytewax activation it receives every candle that closed together, so inference is
 one ONNX run per batch. It pairs each label with the prediction made for the same
-candle, feeds the windowed calibration monitor (evaluated every
-`CALIBRATION_EVAL_EVERY_SECONDS` of *event* time, so a replay evaluates the same
-windows), the drift state machine, accuracy health and feature drift.
+candle and folds the pairs into the windowed calibration monitor, the drift state
+machine, accuracy health and feature drift at *boundaries* of event time (multiples of
+`CALIBRATION_EVAL_EVERY_SECONDS`), so that every replay of the same input — per record,
+in batches of any size, over several Kafka partitions, killed and resumed — gives the
+same rows:
+
+- A labeled prediction (and a served feature row) *enters* at boundary
+  E = ⌈max(close_time, known − slack) / every⌉·every, where `known` is the ingest time of
+  the record that produced it (the candle that brought the label, the record that
+  released the features). Its calibration windows are those ending at E and later.
+- Boundary E is processed once no input entering at or before E can still come: the low
+  watermark (the newest ingest time every source partition has passed; live: the newest
+  `known` seen) is above E + slack, or the input ended. Processing E folds the pairs that
+  entered at E into the windows and accuracy in (close_time, symbol, interval) order,
+  evaluates the windows if any pair entered (a span without new labels evaluates
+  nothing: its windows would only repeat), checks accuracy health and feature drift.
+- Boundaries are visited in order, so the drift streaks, the accuracy ring and the
+  feature-drift rings see the same sequence whatever the batches were; a replay's cost
+  grows with its labels, not with the event-time span they cover.
 """
 
 from __future__ import annotations
@@ -23,7 +39,9 @@ import numpy as np
 import orjson
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.decode import ALL_SHARDS
 from dataflows.outputs import Out
+from dataflows.progress import END
 from dataflows.snapshot import freeze, thaw
 from models.accuracy import AccuracyMonitor, should_emergency_retrain
 from models.baseline import Baseline
@@ -72,10 +90,16 @@ class ModelConfig:
     live: bool = True
     refresh_interval_s: float = 1.0
     recovery: bool = True
+    # Replays: the source partitions whose progress (dataflows/progress.py) bounds what can
+    # still come; empty: the newest ingest time seen does (one ordered source, or live).
+    partitions: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, s: Settings, *, live: bool, recovery: bool = True) -> ModelConfig:
+    def from_settings(
+        cls, s: Settings, *, live: bool, recovery: bool = True, partitions: tuple[str, ...] = ()
+    ) -> ModelConfig:
         return cls(
+            partitions=partitions,
             recovery=recovery,
             model_dir=s.MODEL_STORE_DIR,
             min_train_samples=s.MIN_TRAIN_SAMPLES,
@@ -129,6 +153,18 @@ class FeatureRing:
 
 
 @dataclass
+class Boundary:
+    """What entered at one boundary of event time and waits for it to be processed."""
+
+    # (close_time, symbol, interval, prob, label, model_version) of each labeled prediction
+    pairs: list[tuple[int, str, str, float, int, str]] = field(default_factory=list)
+    # served feature rows: (model_version, names, close_times, symbols, intervals, values n×len(names))
+    features: list[tuple[str, tuple[str, ...], np.ndarray, list[str], list[str], np.ndarray]] = field(
+        default_factory=list
+    )
+
+
+@dataclass
 class ModelState:
     baseline: Baseline = field(default_factory=Baseline)
     predictions: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict)
@@ -136,12 +172,22 @@ class ModelState:
     drift: dict[str, DriftState] = field(default_factory=dict)
     accuracy: AccuracyMonitor | None = None
     symbol_index: dict[str, int] = field(default_factory=dict)
-    label_watermark: int = 0
-    next_eval_ms: int | None = None
     features: dict[str, FeatureRing] = field(default_factory=dict)
     serving_version: str = ""
-    evaluation_due: bool = False  # labels arrived since the last calibration check
-    labels_due: list[dict[str, Any]] = field(default_factory=list)  # live: in the baseline, not yet paired
+    evaluation_due: bool = False  # live: a boundary is ready to be processed
+    labels_due: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # live: (label, known), not paired
+    boundaries: dict[int, Boundary] = field(default_factory=dict)  # entered, not yet processed
+    newest_known: int = -(2**62)  # the newest `known` of any input
+    progress: dict[str, dict[str, int]] = field(default_factory=dict)  # replays: partition -> shard -> newest
+
+
+def _thawed(state: ModelState) -> ModelState:
+    """A state from an older snapshot gets the fields added since, with their defaults."""
+    fresh = ModelState()
+    for name, value in vars(fresh).items():
+        if not hasattr(state, name):
+            setattr(state, name, value)
+    return state
 
 
 def _predictor(config: ModelConfig, state: ModelState) -> Predictor:
@@ -169,6 +215,28 @@ def _feature_values(rows: list[dict[str, Any]], names: Sequence[str]) -> list[An
     return values if len(names) > 1 else [[v] for v in values]
 
 
+def _by_version(
+    chunks: list[tuple[str, tuple[str, ...], np.ndarray, list[str], list[str], np.ndarray]],
+) -> list[tuple[str, tuple[str, ...], np.ndarray, list[str], list[str], np.ndarray]]:
+    """Feature chunks of one boundary merged per (model version, feature names), in version order."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+    for version, names, close, symbols, intervals, values in chunks:
+        groups.setdefault((version, names), []).append((close, symbols, intervals, values))
+    merged = []
+    for (version, names), parts in sorted(groups.items()):
+        merged.append(
+            (
+                version,
+                names,
+                np.concatenate([p[0] for p in parts]),
+                [s for p in parts for s in p[1]],
+                [i for p in parts for i in p[2]],
+                np.concatenate([p[3] for p in parts]),
+            )
+        )
+    return merged
+
+
 def _event_id(*parts: Any) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
 
@@ -177,13 +245,15 @@ def _num(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-ModelItem = tuple[str, dict[str, Any]]  # ("features" | "label", row)
+# ("features" | "label", row[, known]): known = ingest_ts of the record that produced it;
+# ("progress", partition, shard, newest): replays, see dataflows/progress.py
+ModelItem = tuple[Any, ...]
 
 
 class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState]):
     def __init__(self, config: ModelConfig, state: ModelState | None) -> None:
         self.config = config
-        self.state = thaw(state) or ModelState()
+        self.state = _thawed(thaw(state) or ModelState())
         if self.state.accuracy is None:
             self.state.accuracy = AccuracyMonitor(
                 config.accuracy_window,
@@ -199,38 +269,51 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
     def on_batch(self, values: list[list[ModelItem]]) -> tuple[list[tuple[Any, ...]], bool]:
         """Each value is one upstream activation's model inputs (`Out.model`)."""
         out = Out()
+        items, marks = [], []
+        for batch in values:
+            for item in batch:
+                (marks if item[0] == "progress" else items).append(item)
         # Event-time order: a label counts from when it became known (close_time + h),
         # ties before the features of that instant. The baseline a candle sees is then
         # the same whatever the batch boundaries were (replay == live).
-        ordered = sorted((item for items in values for item in items), key=self._event_key)
+        ordered = sorted(items, key=self._event_key)
+        newest = self.state.newest_known
         i = 0
         while i < len(ordered):
             tag = ordered[i][0]
             j = i
             while j < len(ordered) and ordered[j][0] == tag:
                 j += 1
-            rows = [row for _, row in ordered[i:j]]
+            rows = [item[1] for item in ordered[i:j]]
+            known = [self._known(item) for item in ordered[i:j]]
+            newest = max(newest, max(known))
             if tag == "features":
-                self._infer(rows, out)
+                self._infer(rows, known, out)
             else:
-                self._settle(out)  # labels and windows that became due before these labels
+                if self.state.labels_due or self.state.evaluation_due:
+                    self._settle(out)  # live: what became due before these labels
                 # the baseline a later candle sees includes them
                 self.state.baseline.extend([row["symbol"] for row in rows], [row["label"] for row in rows])
                 if self.config.live:
-                    self.state.labels_due.extend(rows)
+                    self.state.labels_due.extend(zip(rows, known, strict=True))
                 else:
-                    self._pair(rows)
-                self.state.evaluation_due = self.config.monitor_enabled
+                    self._pair(rows, known)
             i = j
-        if not self.config.live:
-            self._evaluate_pending(out)
+        # what can still come is known only now: every input of this activation is in its boundary
+        self.state.newest_known = newest
+        for _, partition, shard, progress in marks:
+            self.state.progress.setdefault(partition, {})[shard] = progress
+        if self.config.live:
+            self.state.evaluation_due = self._ready()
+        else:
+            self._process_ready(out)
         return out.done(), StatefulBatchLogic.RETAIN
 
-    # Live, labels are paired with their predictions and a calibration window that became
-    # due is evaluated in the next activation (or before the next labels are added,
-    # whichever comes first): the windows get the same labels either way, and the pairing
-    # (~4 ms per 1,000 labels) and a 1,000-symbol evaluation (~30 ms every 5 minutes of
-    # event time) do not hold up the predictions of the candles that closed with them.
+    # Live, labels are paired with their predictions and boundaries that became ready are
+    # processed in the next activation (or before the next labels are added, whichever
+    # comes first): the windows get the same labels either way, and the pairing (~4 ms per
+    # 1,000 labels) and a 1,000-symbol evaluation (~30 ms every 5 minutes of event time) do
+    # not hold up the predictions of the candles that closed with them.
     def notify_at(self) -> datetime | None:
         return datetime.now(UTC) if self.state.evaluation_due or self.state.labels_due else None
 
@@ -240,27 +323,59 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         return out.done(), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[tuple[Any, ...]], bool]:
-        return self.on_notify()
+        out = Out()
+        self._settle(out, final=True)  # nothing more can come: every boundary is complete
+        return out.done(), StatefulBatchLogic.RETAIN
 
-    def _settle(self, out: list[tuple[Any, ...]]) -> None:
+    def _settle(self, out: list[tuple[Any, ...]], *, final: bool = False) -> None:
         if self.state.labels_due:
-            rows, self.state.labels_due = self.state.labels_due, []
-            self._pair(rows)
-        self._evaluate_pending(out)
-
-    def _evaluate_pending(self, out: list[tuple[Any, ...]]) -> None:
-        if self.state.evaluation_due:
-            self.state.evaluation_due = False
-            self._evaluate_due(out)
+            due, self.state.labels_due = self.state.labels_due, []
+            self._pair([row for row, _ in due], [known for _, known in due])
+        self._process_ready(out, final=final)
 
     def _event_key(self, item: ModelItem) -> tuple[int, int]:
-        tag, row = item
+        tag, row = item[0], item[1]
         if tag == "label":
             return row["close_time"] + row["horizon"] * INTERVAL_MS[row["interval"]], 0
         return row["close_time"], 1
 
+    def _known(self, item: ModelItem) -> int:
+        """The ingest time of the record that produced the item (inputs without one: their event time)."""
+        return item[2] if len(item) > 2 else self._event_key(item)[0]
+
+    def _entry(self, close_time: int, known: int) -> int:
+        """The boundary at which an input enters the windows (module doc)."""
+        every = self.config.eval_every_ms
+        return -(-max(close_time, known - self.config.eval_slack_ms) // every) * every
+
+    def _low_watermark(self) -> int:
+        """Inputs known before this time have all arrived."""
+        if not self.config.partitions:
+            return self.state.newest_known
+        low = END
+        for partition in self.config.partitions:
+            shards = self.state.progress.get(partition, {})
+            if len(shards) < len(ALL_SHARDS):
+                return -(2**62)
+            low = min(low, *shards.values())
+        return low
+
+    def _ready(self) -> bool:
+        boundaries = self.state.boundaries
+        return bool(boundaries) and min(boundaries) + self.config.eval_slack_ms < self._low_watermark()
+
+    def _process_ready(self, out: list[tuple[Any, ...]], *, final: bool = False) -> None:
+        self.state.evaluation_due = False
+        boundaries = self.state.boundaries
+        low = END if final else self._low_watermark()
+        while boundaries:
+            at = min(boundaries)
+            if not final and at + self.config.eval_slack_ms >= low:
+                return
+            self._process(at, boundaries.pop(at), out)
+
     # --- inference ------------------------------------------------------------------------
-    def _infer(self, rows: list[dict[str, Any]], out: list[tuple[Any, ...]]) -> None:
+    def _infer(self, rows: list[dict[str, Any]], known: list[int], out: list[tuple[Any, ...]]) -> None:
         started = time.perf_counter()
         # refresh() is two stat() calls; it picks up a promotion from the next candle on.
         self.predictor.refresh()
@@ -303,13 +418,38 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             ring[row["close_time"]] = (float(prob), version)
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
-        if version != "baseline":
-            # a served model's features are the columns of X (predictor.feature_names are its names)
-            self._feature_drift(rows[-1]["close_time"], dict(zip(names, X64.T, strict=True)), version, out)
+        if version != "baseline" and names:
+            # a served model's features are the columns of X (predictor.feature_names are its names);
+            # they reach the feature-drift rings at their boundary (module doc)
+            close = np.fromiter((row["close_time"] for row in rows), np.int64, len(rows))
+            entry = self._entries(close, np.asarray(known, np.int64))
+            for at in np.unique(entry).tolist():
+                sel = np.flatnonzero(entry == at)
+                take = sel.tolist()
+                self._boundary(at).features.append(
+                    (
+                        version,
+                        tuple(names),
+                        close[sel],
+                        [symbols[k] for k in take],
+                        [rows[k]["interval"] for k in take],
+                        X64[sel],
+                    )
+                )
+
+    def _entries(self, close: np.ndarray, known: np.ndarray) -> np.ndarray:
+        every = self.config.eval_every_ms
+        return -(-np.maximum(close, known - self.config.eval_slack_ms) // every) * every
+
+    def _boundary(self, at: int) -> Boundary:
+        boundary = self.state.boundaries.get(at)
+        if boundary is None:
+            boundary = self.state.boundaries[at] = Boundary()
+        return boundary
 
     def _feature_drift(self, ts: int, columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]) -> None:
         model = self.predictor.loaded
-        if model is None:
+        if model is None or model.version != version:
             return
         mean, std = model.metadata.get("train_mean") or {}, model.metadata.get("train_std") or {}
         for name in model.feature_names:
@@ -343,38 +483,41 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                 ring.breached = False
 
     # --- labels, calibration ------------------------------------------------------------------
-    def _pair(self, labels: list[dict[str, Any]]) -> None:
-        """Labels (already in the baseline) with their predictions into the calibration
-        windows and the accuracy monitor."""
-        by_version: dict[str, list[tuple[int, int, float, int]]] = {}
-        for row in labels:
+    def _pair(self, labels: list[dict[str, Any]], known: list[int]) -> None:
+        """Labels (already in the baseline) with their predictions, into their boundary."""
+        for row, k in zip(labels, known, strict=True):
             pred = self.state.predictions.get(row["symbol"], {}).pop(row["close_time"], None)
             if pred is None:
                 continue
             prob, version = pred
-            idx = self.state.symbol_index.setdefault(row["symbol"], len(self.state.symbol_index))
-            by_version.setdefault(version, []).append((row["close_time"], idx, prob, int(row["label"])))
-            self.state.label_watermark = max(self.state.label_watermark, row["close_time"])
-        for version, items in by_version.items():
-            window = self.state.windows.get(version)
-            if window is None:
-                window = self.state.windows[version] = WindowedCalibration(self.config.window_ms, model_version=version)
-            ts, idx, prob, label = (np.array(col) for col in zip(*items, strict=True))
-            window.add(ts, idx, prob, label)
-            self.state.accuracy.add(prob, label)
-        acc = self.state.accuracy.accuracy
-        if acc is not None:
-            metrics.ML_ACCURACY.set(100.0 * acc)
+            pair = (row["close_time"], row["symbol"], row["interval"], prob, int(row["label"]), version)
+            self._boundary(self._entry(row["close_time"], k)).pairs.append(pair)
 
-    def _evaluate_due(self, out: list[tuple[Any, ...]]) -> None:
-        every = self.config.eval_every_ms
-        if self.state.next_eval_ms is None:
-            self.state.next_eval_ms = (self.state.label_watermark // every + 1) * every
-        # Evaluate boundary E once labels are known well past it, so every label with
-        # close_time <= E has arrived whatever the batch boundaries were (replay == live).
-        while self.state.label_watermark >= self.state.next_eval_ms + self.config.eval_slack_ms:
-            self._evaluate(self.state.next_eval_ms, out)
-            self.state.next_eval_ms += every
+    def _process(self, at_ms: int, boundary: Boundary, out: list[tuple[Any, ...]]) -> None:
+        """Boundary `at_ms`: fold what entered there in a canonical order, then evaluate."""
+        if boundary.pairs:
+            pairs = sorted(boundary.pairs)
+            by_version: dict[str, list[tuple[int, int, float, int]]] = {}
+            for close_time, symbol, _interval, prob, label, version in pairs:
+                idx = self.state.symbol_index.setdefault(symbol, len(self.state.symbol_index))
+                by_version.setdefault(version, []).append((close_time, idx, prob, label))
+            for version, items in sorted(by_version.items()):
+                window = self.state.windows.get(version)
+                if window is None:
+                    window = self.state.windows[version] = WindowedCalibration(
+                        self.config.window_ms, model_version=version
+                    )
+                ts, idx, prob, label = (np.array(col) for col in zip(*items, strict=True))
+                window.add(ts, idx, prob, label)
+            self.state.accuracy.add([p[3] for p in pairs], [p[4] for p in pairs])
+            acc = self.state.accuracy.accuracy
+            if acc is not None:
+                metrics.ML_ACCURACY.set(100.0 * acc)
+            if self.config.monitor_enabled:
+                self._evaluate(at_ms, out)
+        for version, names, close, symbols, intervals, values in _by_version(boundary.features):
+            order = sorted(range(close.size), key=lambda k: (close[k], symbols[k], intervals[k]))
+            self._feature_drift(at_ms, dict(zip(names, values[order].T, strict=True)), version, out)
 
     def _evaluate(self, at_ms: int, out: list[tuple[Any, ...]]) -> None:
         names = {i: s for s, i in self.state.symbol_index.items()}

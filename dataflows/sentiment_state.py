@@ -3,7 +3,9 @@
 One `SentimentState` per symbol. It is plain numpy arrays plus a few ints, so it
 pickles (Bytewax snapshots it) and its size is bounded: the dedup memory holds
 the ids of the last `dedup_window_ms` of ingest time, pending ticks are capped
-at `max_pending`, and closed bars live in a ring of `history_bars`.
+at `max_pending`, and closed bars live in a ring of `history_bars`. A silence costs a
+bounded number of rows: after `max(vol_window, 5)` bars without a tick the bar state is a
+fixed point and further empty bars are implied (`empty_bars_kept`; kernels module doc).
 
 Leak-free rule: bar b is closed once the caller's watermark reaches b + grace;
 at that moment exactly the ticks with ts < b and ingest_ts <= b + grace have
@@ -36,6 +38,7 @@ __all__ = ["SentimentConfig", "SentimentState", "TickBatch", "hash_id"]
 _IMPUTE = {"ffill": k.IMPUTE_FFILL, "zero": k.IMPUTE_ZERO, "none": k.IMPUTE_NONE}
 _INT64_MIN = np.iinfo(np.int64).min
 _MIN_HISTORY = 5  # sent_d5 looks five bars back
+_NO_CUTS = np.empty(0, np.int64)
 
 
 def _check(ok: bool, name: str, expected: str, got: object) -> None:
@@ -185,7 +188,8 @@ class SentimentState:
         # committed state
         self._ema_mean = np.full(n_win, np.nan)
         self._ema_logw = np.full(n_win, -np.inf)
-        self._ref_t = 0  # time the EMA state is referenced to: the last closed bar end
+        self._ref_t = 0  # time the EMA state is referenced to: the last closed (not implied) bar end
+        self._empty_run = np.zeros(1, np.int64)  # bars without a tick since the last bar with one
         self._hist = np.full(max(cfg.vol_window, _MIN_HISTORY), np.nan)  # last emitted scores, oldest first
         self._prev_ratio = np.full(1, np.nan)
         self._next_bar: int | None = None
@@ -199,7 +203,17 @@ class SentimentState:
         self.n_late = 0
         self.n_forced_closes = 0
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_empty_run", np.zeros(1, np.int64))  # snapshots from before implied bars
+        self.__dict__.update(state)
+
     # -- properties -------------------------------------------------------------------
+    @property
+    def empty_bars_kept(self) -> int:
+        """Empty bars (no tick) stored after the last bar with a tick; later ones are implied:
+        their row equals the last stored one but for `bar_end`, and they are not returned."""
+        return int(self._hist.size)
+
     @property
     def last_bar_end(self) -> int | None:
         """End of the last closed bar, None before the first."""
@@ -238,10 +252,50 @@ class SentimentState:
         weight: np.ndarray,
         id_hash: np.ndarray,
     ) -> np.ndarray:
-        """`add_ticks` on columns the caller validated, with TickBatch's dtypes (the flow's hot path)."""
+        """`add_ticks` on columns the caller validated, with TickBatch's dtypes."""
+        return self._admit(ts, ingest_ts, score, polarity, weight, id_hash, False, _INT64_MIN, _NO_CUTS, _NO_CUTS)[0]
+
+    def admit_after(
+        self,
+        ts: np.ndarray,
+        ingest_ts: np.ndarray,
+        score: np.ndarray,
+        polarity: np.ndarray,
+        weight: np.ndarray,
+        id_hash: np.ndarray,
+        *,
+        watermark: int,
+        candle_cuts: np.ndarray | None = None,
+        candle_ingest: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`add_columns` for the flow: ticks in arrival order, each admitted after the watermark
+        before it — `watermark` (the symbol's, before this batch), the accepted ticks before
+        it, and the candles before it (candle c came after the first `candle_cuts[c]` ticks;
+        `candle_ingest[c]`, int64 minimum for a refused candle). A tick at or below that
+        watermark cannot enter a bar the watermark has closed (see the kernels module doc),
+        so a batch gives the bars that one record per batch gives.
+
+        Returns (status, watermark after each tick)."""
+        cuts = _NO_CUTS if candle_cuts is None else candle_cuts
+        ingest = _NO_CUTS if candle_ingest is None else candle_ingest
+        return self._admit(ts, ingest_ts, score, polarity, weight, id_hash, True, int(watermark), cuts, ingest)
+
+    def _admit(
+        self,
+        ts: np.ndarray,
+        ingest_ts: np.ndarray,
+        score: np.ndarray,
+        polarity: np.ndarray,
+        weight: np.ndarray,
+        id_hash: np.ndarray,
+        track: bool,
+        watermark: int,
+        candle_cuts: np.ndarray,
+        candle_ingest: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         if ts.size == 0:
-            return np.empty(0, np.int8)
+            return np.empty(0, np.int8), np.empty(0, np.int64)
         (
             status,
             self._seen_hash,
@@ -255,6 +309,7 @@ class SentimentState:
             n_dup,
             n_late,
             self._max_ingest,
+            after,
         ) = k.admit(
             self._seen_hash,
             self._seen_t,
@@ -272,13 +327,17 @@ class SentimentState:
             cfg.max_latency_ms,
             cfg.dedup_window_ms,
             self._max_ingest,
+            track,
+            watermark,
+            candle_cuts,
+            candle_ingest,
         )
         self.n_accepted += n_ok
         self.n_late += n_late
         self.n_duplicate += n_dup
         if self._p_ts.size > cfg.max_pending:
             self._force_drain()
-        return status
+        return status, after
 
     def _force_drain(self) -> None:
         """Pending over the cap (the watermark stalled): close bars early until half the cap remains.
@@ -336,7 +395,7 @@ class SentimentState:
                 return self._empty()
         else:
             first = self._next_bar
-        bar_ends, out, *pending = k.close_through(
+        bar_ends, out, ref_t, *pending = k.close_through(
             first,
             last,
             cfg.step_ms,
@@ -355,12 +414,14 @@ class SentimentState:
             self._prev_ratio,
             self._impute,
             cfg.vol_window,
+            self._empty_run,
+            self._hist.size,
             self._ring_end,
             self._ring_val,
         )
         self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight = pending
         self._next_bar = last + cfg.step_ms
-        self._ref_t = last
+        self._ref_t = int(ref_t)
         return bar_ends, out
 
     def row(self, bar_end: int, vals: list[float]) -> dict[str, Any]:
@@ -374,9 +435,17 @@ class SentimentState:
         vals = self.bar_values(bar_end)
         return None if vals is None else self.row(int(bar_end), vals)
 
-    def bar_values(self, bar_end: int) -> list[float] | None:
-        """`bar_at` as the values in `columns[1:]` order (floats; sent_cnt and imputed too)."""
-        slot = (bar_end // self.config.step_ms) % self.config.history_bars
+    def bar_values(self, bar_end: int, *, as_of: int | None = None) -> list[float] | None:
+        """`bar_at` as the values in `columns[1:]` order (floats; sent_cnt and imputed too).
+
+        The ring answers for the last `history_bars` bar ends (implied ones included).
+        `as_of`: answer as the ring did when the last closed bar was `as_of` (an earlier
+        `last_bar_end`; the caller makes sure the bar has not left the ring since)."""
+        cfg = self.config
+        last = self.last_bar_end if as_of is None else as_of
+        if last is None or not last - cfg.history_bars * cfg.step_ms < bar_end <= last:
+            return None
+        slot = (bar_end // cfg.step_ms) % cfg.history_bars
         if self._ring_end[slot] != bar_end:
             return None
         return self._ring_val[slot].tolist()

@@ -28,6 +28,7 @@ from dataflows.batching import batch_by_key
 from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.outputs import flat_pieces, rows_in
+from dataflows.progress import MarkedSource
 from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, LiveGate, StoreSink
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
@@ -113,6 +114,10 @@ def build_flow(
     flow_id: str = "signals",
 ) -> Dataflow:
     flow = Dataflow(flow_id)
+    partitions: tuple[str, ...] = ()
+    if not options.live:  # replays: partitions report their progress to the model stage (dataflows/progress.py)
+        sources = [MarkedSource(src) for src in sources]
+        partitions = tuple(part for src in sources for part in src.list_parts())
     inputs = [op.input(f"input_{i}", flow, src) for i, src in enumerate(sources)]
     # (partition_key, [(source, payload, ingest_hint)])
     raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
@@ -127,6 +132,8 @@ def build_flow(
         settings.SENTIMENT_POS_THRESHOLD,
         recovery=options.recovery,
         trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
+        progress_step_ms=settings.CALIBRATION_EVAL_EVERY_SECONDS * 1000,
+        progress_offset_ms=ModelConfig.eval_slack_ms,
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s))))
     # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])
@@ -141,7 +148,9 @@ def build_flow(
     outputs = [split.falses, symbol_out]
     if options.with_model:
         model_in = op.map("model_inputs", op.filter("model_items", symbol_out, _tag("model")), lambda it: it[1])
-        model_cfg = ModelConfig.from_settings(settings, live=options.live, recovery=options.recovery)
+        model_cfg = ModelConfig.from_settings(
+            settings, live=options.live, recovery=options.recovery, partitions=partitions
+        )
         model_out = op.stateful_batch(
             "model_stage", op.key_on("key_model", model_in, lambda _: "model"), busy(lambda s: ModelLogic(model_cfg, s))
         )

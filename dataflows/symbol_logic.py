@@ -38,6 +38,7 @@ from dataflows.decode import SymbolInput, rejected_row
 from dataflows.kernels.market import COLUMNS as MARKET_COLUMNS
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
+from dataflows.progress import Progress
 from dataflows.sentiment_state import SentimentConfig, SentimentState
 from dataflows.snapshot import freeze, thaw
 from dataflows.tick_batches import SymbolTicks
@@ -47,6 +48,13 @@ from tickcast.records import INTERVAL_MS, Rejection
 from tickcast.store import ColumnBlock
 
 _SENT_COLUMNS = SENTIMENT_FEATURES + OPTIONAL_SENTIMENT_FEATURES
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+def _release_order(release: tuple[int, PendingCandle]) -> tuple[int, int, str]:
+    return release[0], release[1].close_time, release[1].interval
+
+
 _STATUS_REASON = {1: "duplicate", 2: "late"}
 
 
@@ -119,8 +127,9 @@ class ShardState:
     later: Later
 
 
-class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ...], ShardState]):
-    """The symbols of one shard; each value is one decode activation's (symbol, input) pairs."""
+class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tuple[Any, ...], ShardState]):
+    """The symbols of one shard; each value is one decode activation's (symbol, input) pairs,
+    or (replays) a partition's `Progress`, handed on to the model stage behind the rows."""
 
     def __init__(self, config: SymbolConfig, state: ShardState | None) -> None:
         self.config = config
@@ -130,10 +139,13 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]], tuple[Any, ..
         self.symbols = {name: SymbolLogic(config, st) for name, st in shard.symbols.items()}
         self.later: Later = shard.later
 
-    def on_batch(self, values: list[list[tuple[str, SymbolInput]]]) -> tuple[list[tuple[Any, ...]], bool]:
+    def on_batch(self, values: list[list[tuple[str, SymbolInput]] | Progress]) -> tuple[list[tuple[Any, ...]], bool]:
         out = ShardOut()
         self._side_work(out)  # the previous activation's, against the state it saw
         for pairs in values:
+            if isinstance(pairs, Progress):  # replays: a partition's progress, behind its records
+                out.model.append(("progress", pairs.partition, pairs.shard, pairs.newest))
+                continue
             for symbol, inputs in pairs:
                 logic = self.symbols.get(symbol)
                 if logic is None:
@@ -210,17 +222,24 @@ class SymbolLogic:
         return self.state.symbol
 
     def on_input(self, inputs: SymbolInput, out: ShardOut, later: Later) -> None:
+        """One batch of the symbol's records, with the result of one record per batch.
+
+        Candles get their market features and labels first (those do not depend on ticks).
+        Then each tick is admitted after the watermark before it, and the waiting candles
+        are released at the record that would have released them if every record came
+        alone, with the bar state as it was there (`_release`, `_close`). So features do
+        not depend on batch boundaries: a 200,000-record replay batch gives what live
+        records one at a time give.
+        """
         ticks, candles = inputs.ticks, inputs.candles
-        # Only accepted records move the watermark: a replay of the stored rows (which
-        # has no rejected record) must release exactly the same candles.
-        newest = self.state.watermark
-        if ticks is not None:
-            newest = max(newest, self._ticks(ticks, later))
-        for candle in candles:
-            if self._candle(candle, out):
-                newest = max(newest, candle["ingest_ts"])
-        self.state.watermark = newest
-        self._advance(self.state.watermark, out, later)
+        start = self.state.watermark
+        n_ticks = 0 if ticks is None else len(ticks)
+        cuts = inputs.cuts if inputs.cuts is not None else [n_ticks] * len(candles)
+        # (ticks before it, the candle waiting for its join or None when refused, its ingest_ts)
+        arrived = [(cut, self._candle(candle, out), candle["ingest_ts"]) for candle, cut in zip(candles, cuts)]
+        after = None if ticks is None else self._ticks(ticks, start, arrived, later)
+        releases = self._release(start, arrived, after, n_ticks, out)
+        self._close(releases, out, later)
         # Labels go after the features released in this batch; the model stage orders by
         # event time anyway, this keeps the two in one downstream batch when possible.
         for label in self._labels:
@@ -241,7 +260,7 @@ class SymbolLogic:
         if expired:
             # Waited long enough in wall-clock time: close the bars as they are.
             forced = max(p.close_time for p in expired) + self.config.grace_ms
-            self._advance(max(self.state.watermark, forced), out, later, cause="timeout")
+            self._advance_and_release(max(self.state.watermark, forced), out, later, cause="timeout")
 
     # --- side work (ShardLogic._side_work) ----------------------------------------------
     def store_ticks(self, ticks: SymbolTicks, status: np.ndarray, out: ShardOut) -> None:
@@ -278,20 +297,30 @@ class SymbolLogic:
             )
 
     # --- ticks --------------------------------------------------------------------------
-    def _ticks(self, ticks: SymbolTicks, later: Later) -> int:
-        """Add ticks; returns the newest ingest_ts among the accepted ones (0 if none)."""
+    def _ticks(
+        self, ticks: SymbolTicks, start: int, arrived: list[tuple[int, PendingCandle | None, int]], later: Later
+    ) -> np.ndarray:
+        """Add ticks, each after the watermark before it; returns the watermark after each tick."""
         if self.state.sentiment is None:
             self.state.sentiment = SentimentState(self.config.sentiment)
+        cuts = ingest = None
+        if arrived:  # the candles among the ticks move the watermark too (refused ones do not)
+            cuts = np.array([cut for cut, _, _ in arrived], np.int64)
+            ingest = np.array([t if p is not None else _INT64_MIN for _, p, t in arrived], np.int64)
         # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
-        accepted_before = self.state.sentiment.n_accepted
-        status = self.state.sentiment.add_columns(
-            ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash
+        status, after = self.state.sentiment.admit_after(
+            ticks.ts,
+            ticks.ingest_ts,
+            ticks.score,
+            ticks.polarity,
+            ticks.weight,
+            ticks.id_hash,
+            watermark=start,
+            candle_cuts=cuts,
+            candle_ingest=ingest,
         )
         later.append(("ticks", self.symbol, ticks, status))
-        n_ok = self.state.sentiment.n_accepted - accepted_before
-        if n_ok == len(ticks):  # for a few ticks a Python max is cheaper than numpy's reduction
-            return max(ticks.ingest_ts.tolist()) if n_ok < 16 else int(ticks.ingest_ts.max())
-        return int(ticks.ingest_ts[status == 0].max()) if n_ok else 0
+        return after
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
         max_latency = self.config.sentiment.max_latency_ms
@@ -307,8 +336,9 @@ class SymbolLogic:
             out.append(("table", "rejected_records", rejected_row(Rejection.for_record("sentiment", detail, tick))))
 
     # --- candles ------------------------------------------------------------------------
-    def _candle(self, candle: dict[str, Any], out: ShardOut) -> bool:
-        """Handle one candle; True when it was accepted (new and in order)."""
+    def _candle(self, candle: dict[str, Any], out: ShardOut) -> PendingCandle | None:
+        """Market features and labels of one candle; the candle to join when it was accepted
+        (new and in order), else None."""
         interval = candle["interval"]
         market = self.state.markets.get(interval)
         if market is None:
@@ -327,40 +357,127 @@ class SymbolLogic:
             )
         except CandleRejected as exc:
             out.append(("table", "rejected_records", rejected_row(Rejection.for_record("market", str(exc), candle))))
-            return False
+            return None
         if feats is None:  # the same candle again (at-least-once delivery): already handled
-            return False
+            return None
         out.candles[interval] += 1
         out.append(("table", "candles", candle))
         for label in labels:
             row = {"symbol": self.symbol, "interval": interval, **label}
             out.append(("table", "labels", row))
-            self._labels.append(("label", row))
-        if len(self.state.pending) >= self.config.max_pending_candles:
-            self.state.pending.pop(0)  # bounded state; counted as a miss when it would have been released
-            out.join_missing["overflow"] += 1
-        self.state.pending.append(PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time()))
-        return True
+            self._labels.append(("label", row, candle["ingest_ts"]))  # known from this candle's ingest on
+        return PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time())
 
     # --- the join -----------------------------------------------------------------------
-    def _advance(self, watermark: int, out: ShardOut, later: Later, cause: str | None = None) -> None:
+    def _release(
+        self,
+        start: int,
+        arrived: list[tuple[int, PendingCandle | None, int]],
+        after: np.ndarray | None,
+        n_ticks: int,
+        out: ShardOut,
+    ) -> list[tuple[int, PendingCandle]]:
+        """Walk the batch's records in order, as one record per batch would: the watermark
+        after each record, candles joining the waiting list (bounded: the oldest is dropped)
+        and leaving it at the first record whose watermark reaches close_time + grace.
+        Returns (watermark at that record, candle) in release order; sets the new watermark."""
+        state, grace = self.state, self.config.grace_ms
+        waiting = state.pending
+        releases: list[tuple[int, PendingCandle]] = []
+        w = start
+        done = 0  # ticks walked
+        for cut, pending, ingest in [*arrived, (n_ticks, None, None)]:
+            if cut > done:  # ticks done..cut-1; `after` is the watermark after each of them
+                top = int(after[cut - 1])
+                if waiting and top >= w and any(p.close_time + grace <= top for p in waiting):
+                    segment = after[done:cut]
+                    due = [p for p in waiting if p.close_time + grace <= top]
+                    waiting = [p for p in waiting if p.close_time + grace > top]
+                    at = np.searchsorted(segment, [p.close_time + grace for p in due]).tolist()
+                    releases.extend(sorted(((int(segment[i]), p) for i, p in zip(at, due)), key=_release_order))
+                w = max(w, top)
+                done = cut
+            if ingest is None:  # the end
+                break
+            if pending is None:
+                continue
+            if len(waiting) >= self.config.max_pending_candles:
+                waiting.pop(0)  # bounded state; counted as a miss when it would have been released
+                out.join_missing["overflow"] += 1
+            waiting.append(pending)
+            w = max(w, ingest)
+            if any(p.close_time + grace <= w for p in waiting):
+                due = [p for p in waiting if p.close_time + grace <= w]
+                waiting = [p for p in waiting if p.close_time + grace > w]
+                releases.extend(sorted(((w, p) for p in due), key=_release_order))
+        state.pending = waiting
+        state.watermark = w
+        return releases
+
+    def _close(self, releases: list[tuple[int, PendingCandle]], out: ShardOut, later: Later) -> None:
+        """Close the bars up to the watermark and join the released candles, each with the bar
+        ring as it was at its release: bars are closed in as few steps as keep every bar a
+        candle could see at its release in the ring until it is read."""
+        sentiment = self.state.sentiment
+        if sentiment is None:  # no tick yet: nothing to close, no sentiment to join
+            for known, pending in releases:
+                self._emit_features(pending, None, known, None, out)
+            return
+        cfg = self.config.sentiment
+        span = cfg.history_bars * cfg.step_ms  # a bar leaves the ring when the last bar is span later
+        deferred: list[tuple[int, int, PendingCandle]] = []  # (last bar at release, watermark, candle)
+        oldest_seen: int | None = None  # smallest close_time of a deferred candle that saw its bar
+        for known, pending in releases:
+            last = (known - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
+            if oldest_seen is not None and oldest_seen <= last - span:
+                self._join(deferred, out, later)  # closing up to `last` would drop a bar not yet read
+                deferred, oldest_seen = [], None
+            deferred.append((last, known, pending))
+            if pending.close_time > last - span:
+                oldest_seen = pending.close_time if oldest_seen is None else min(oldest_seen, pending.close_time)
+        last = (self.state.watermark - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
+        if oldest_seen is not None and oldest_seen <= last - span:
+            self._join(deferred, out, later)
+            deferred = []
+        self._close_bars(self.state.watermark, later)
+        self._join(deferred, out, later, closed=True)
+
+    def _join(
+        self, deferred: list[tuple[int, int, PendingCandle]], out: ShardOut, later: Later, *, closed: bool = False
+    ) -> None:
+        """Close the bars up to the newest deferred release (unless `closed`), then join each
+        deferred candle with the ring as it was at its own release."""
+        if not deferred:
+            return
+        if not closed:
+            self._close_bars(deferred[-1][1], later)
+        for last, known, pending in deferred:
+            self._emit_features(pending, None, known, last, out)
+
+    def _close_bars(self, watermark: int, later: Later) -> None:
+        ends, vals = self.state.sentiment.advance_columns(watermark)
+        if ends.size:
+            later.append(("bars", self.symbol, ends, vals))
+
+    def _advance_and_release(self, watermark: int, out: ShardOut, later: Later, cause: str | None = None) -> None:
+        """Close the bars up to `watermark` and release every candle it covers (live timeouts)."""
         if self.state.sentiment is not None:
-            ends, vals = self.state.sentiment.advance_columns(watermark)
-            if ends.size:
-                later.append(("bars", self.symbol, ends, vals))
+            self._close_bars(watermark, later)
         grace, waiting = self.config.grace_ms, self.state.pending
         ready = [p for p in waiting if p.close_time + grace <= watermark]
         if not ready:
             return
-        self.state.pending = (
-            [p for p in waiting if p.close_time + grace > watermark] if len(ready) < len(waiting) else []
-        )
-        if len(ready) > 1:
-            ready.sort(key=lambda p: (p.close_time, p.interval))
+        self.state.pending = [p for p in waiting if p.close_time + grace > watermark]
+        ready.sort(key=lambda p: (p.close_time, p.interval))
         for pending in ready:
-            row = self._features(pending, cause, out)
-            out.append(("table", "features", row))
-            out.append(("features", row))
+            self._emit_features(pending, cause, watermark, None, out)
+
+    def _emit_features(
+        self, pending: PendingCandle, cause: str | None, known: int, as_of: int | None, out: ShardOut
+    ) -> None:
+        row = self._features(pending, cause, as_of, out)
+        out.append(("table", "features", row))
+        out.append(("features", row, known))
 
     def _bar_block(self, ends: np.ndarray, vals: np.ndarray) -> ColumnBlock:
         return ColumnBlock(
@@ -370,7 +487,7 @@ class SymbolLogic:
             self.state.sentiment.columns[1:],
         )
 
-    def _features(self, pending: PendingCandle, cause: str | None, out: ShardOut) -> dict[str, Any]:
+    def _features(self, pending: PendingCandle, cause: str | None, as_of: int | None, out: ShardOut) -> dict[str, Any]:
         row: dict[str, Any] = {
             "symbol": self.symbol,
             "interval": pending.interval,
@@ -385,7 +502,7 @@ class SymbolLogic:
             return row
         out.join_attempts += 1
         sentiment = self.state.sentiment
-        vals = sentiment.bar_values(pending.close_time) if sentiment is not None else None
+        vals = sentiment.bar_values(pending.close_time, as_of=as_of) if sentiment is not None else None
         if vals is None:
             status = cause or "no_sentiment"
             row.update(dict.fromkeys(_SENT_COLUMNS))

@@ -39,6 +39,28 @@ def count_lines(paths: list[Path]) -> int | None:
     return total
 
 
+def kafka_messages(settings: Settings) -> int | None:
+    """Messages in every partition of the ticks and candles topics (the progress bar's total;
+    a resumed replay counts only what it reads after the resume). None if the broker cannot tell."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from dataflows.kafka_io import topic_partition_counts
+
+    topics = (settings.TICKCAST_TOPIC_TICKS, settings.TICKCAST_TOPIC_CANDLES)
+    consumer = Consumer({"bootstrap.servers": settings.TICKCAST_KAFKA_BOOTSTRAP, "group.id": "tickcast-count"})
+    try:
+        total = 0
+        for topic, n in topic_partition_counts(settings.TICKCAST_KAFKA_BOOTSTRAP or "", topics).items():
+            for i in range(n):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, i), timeout=10)
+                total += max(0, high - low)
+        return total
+    except (KafkaException, RuntimeError):
+        return None
+    finally:
+        consumer.close()
+
+
 def stored_records(store: Store) -> list[dict[str, Any]]:
     """Ticks and candles as stored (with their ingest_ts), merged in ingest order."""
     ticks = store.rows(
@@ -87,12 +109,13 @@ def run_replay(
         emitted[0] = n
 
     total: int | None
+    batch = settings.TICKCAST_REPLAY_BATCH
     if inputs:
-        source: Any = FileReplaySource(inputs, on_emit=on_emit)
+        source: Any = FileReplaySource(inputs, batch_size=batch, on_emit=on_emit)
         total = count_lines(source.paths)
     elif from_store:
         records = stored_records(store)
-        source = RecordsSource(records, source="store", on_emit=on_emit)
+        source = RecordsSource(records, source="store", batch_size=batch, on_emit=on_emit)
         total = len(records)
     elif kafka:
         from dataflows.counting import CountingSource
@@ -100,7 +123,7 @@ def run_replay(
         if not settings.kafka_enabled:
             raise RuntimeError("TICKCAST_KAFKA_BOOTSTRAP is not set")
         source = CountingSource(kafka_source(settings, tail=False), on_emit=on_emit)
-        total = None
+        total = kafka_messages(settings)
     else:
         raise ValueError("nothing to replay")
 
@@ -140,4 +163,5 @@ def run_replay(
     after = {t: store.count(t) for t in SUMMARY_TABLES}
     added = ", ".join(f"{t}=+{after[t] - before[t]}" for t in SUMMARY_TABLES)
     rate = emitted[0] / elapsed if elapsed > 0 else 0.0
-    return f"replayed {emitted[0]} records in {elapsed:.1f}s ({rate:,.0f} rec/s); rows: {added}"
+    of = f" of {total:,}" if total is not None and total != emitted[0] else ""
+    return f"replayed {emitted[0]:,} records{of} in {elapsed:.1f}s ({rate:,.0f} rec/s); rows: {added}"

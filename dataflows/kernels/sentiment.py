@@ -12,6 +12,21 @@ Bars: a pending tick i moves into the committed state at the first bar end b
 (a multiple of `step`) with `ts_i < b` and `ingest_i <= b + grace`, or at the
 next bar to close if that bar has already gone (`entry_bars`). `close_bars`
 walks a run of consecutive bar ends and folds each bar's movers.
+
+Gaps: after `max_empty` consecutive bars without a mover the bar state is a fixed point
+(every further empty bar has the same row: the imputed score, zero deltas, the same
+volatility and EMA means), so further empty bars are *implied*: not computed one by one
+and not returned, only written into the ring for the as-of lookup of the last `ring`
+bar ends. The EMA decay over the gap is folded at the next mover bar in one step
+(exact: a weighted mean does not change with a common rescaling). Two ticks years apart
+cost `max_empty` rows, not one row per minute in between.
+
+Admission after a watermark: `admit` can take the watermark each tick arrives after
+(the symbol's newest accepted ingest time before it, candles included). A tick that
+arrives at or below that watermark cannot enter a bar the watermark has already closed:
+its admission time becomes watermark + 1 (`p_ingest` holds that time). This is what
+closing the bars after every record does, so a batch of records gives the bars that one
+record per batch gives.
 """
 
 from __future__ import annotations
@@ -150,9 +165,70 @@ def ema_fold(mean, log_w, ref_t, t, ts, score, weight, windows_ms):  # pragma: n
 
 
 @njit(cache=True)
+def _bar_row(b, step, lo, j, ts, score, pol, weight, ema_mean, agg_w, hist, prev_ratio, impute, vol_window, row):
+    # pragma: no cover - compiled
+    """Bar b's row from its movers ts[lo:j] (already folded into the EMAs) into `row`;
+    `hist` and `prev_ratio` move on by one bar."""
+    n_win = ema_mean.size
+    h = hist.size
+    cnt = 0
+    n_pos = 0
+    sw = 0.0
+    sws = 0.0
+    for i in range(lo, j):
+        if ts[i] >= b - step:
+            cnt += 1
+            sw += weight[i]
+            sws += weight[i] * score[i]
+            if pol[i] == 1:
+                n_pos += 1
+    if cnt > 0:
+        s = sws / sw if sw > 0.0 else np.nan
+        ratio = n_pos / cnt
+    elif impute == IMPUTE_FFILL:
+        s = hist[h - 1]
+        ratio = prev_ratio[0]
+    elif impute == IMPUTE_ZERO:
+        s = 0.0
+        ratio = 0.0
+    else:
+        s = np.nan
+        ratio = np.nan
+    row[:] = np.nan
+    row[C_SCORE] = s
+    row[C_CNT] = cnt
+    row[C_POS] = ratio
+    row[C_D1] = s - hist[h - 1]
+    row[C_D5] = s - hist[h - 5]
+    for q in range(h - 1):
+        hist[q] = hist[q + 1]
+    hist[h - 1] = s
+    prev_ratio[0] = ratio
+    n_ok = 0
+    acc = 0.0
+    for q in range(h - vol_window, h):
+        if not math.isnan(hist[q]):
+            n_ok += 1
+            acc += hist[q]
+    if n_ok >= 2:
+        mu = acc / n_ok
+        acc = 0.0
+        for q in range(h - vol_window, h):
+            if not math.isnan(hist[q]):
+                acc += (hist[q] - mu) ** 2
+        row[C_VOL] = math.sqrt(acc / n_ok)
+    comp = 0.0
+    for k in range(n_win):
+        row[C_EMA + k] = ema_mean[k]
+        comp += agg_w[k] * ema_mean[k]
+    row[C_EMA + n_win] = comp
+    row[C_EMA + n_win + 1] = 1.0 if cnt == 0 else 0.0
+
+
+@njit(cache=True)
 def close_bars(
     first_bar,
-    n_bars,
+    last_bar,
     step,
     move_bar,
     ts,
@@ -168,8 +244,12 @@ def close_bars(
     prev_ratio,
     impute,
     vol_window,
+    empty_run,
+    max_empty,
+    ring_end,
+    ring_val,
 ):  # pragma: no cover - compiled
-    """Close bars first_bar, first_bar + step, … (n_bars of them); return the rows.
+    """Close bars first_bar, first_bar + step, …, last_bar; return (bar_ends, rows, ref_t').
 
     The movers arrive sorted by `move_bar`; those of bar b are folded into the EMA
     state (ticks with ts < b only, decayed to b). The bar's own fields use the movers
@@ -177,71 +257,75 @@ def close_bars(
     an empty bar is imputed (ffill of the previous row, 0, or NaN). d1/d5 subtract
     the score 1/5 rows back; vol = population std of the last `vol_window` scores
     (NaN ignored, NaN below two values). `ema_mean`, `ema_logw`, `hist` (previous
-    scores, oldest first) and `prev_ratio[0]` are updated in place.
+    scores, oldest first), `prev_ratio[0]` and `empty_run[0]` (bars without a mover
+    since the last bar with one) are updated in place.
+
+    A bar without movers once `empty_run[0] >= max_empty` is implied (module doc): not
+    returned, no EMA fold (ref_t' is the last returned bar), written to the ring when it
+    is one of the last `ring_end.size` bar ends. Every returned bar in that window is
+    written to the ring too (slot = (bar_end // step) % ring size).
     """
     n_win = windows_ms.size
-    out = np.full((n_bars, C_EMA + n_win + 2), np.nan)
-    h = hist.size
+    ncol = C_EMA + n_win + 2
+    n_total = (last_bar - first_bar) // step + 1
+    distinct = 0
+    for i in range(move_bar.size):
+        if i == 0 or move_bar[i] != move_bar[i - 1]:
+            distinct += 1
+    cap = min(n_total, (distinct + 1) * (max_empty + 1))
+    out = np.empty((max(cap, 0), ncol))
+    ends = np.empty(max(cap, 0), np.int64)
+    h_ring = ring_end.size
+    ring_lo = last_bar - (h_ring - 1) * step  # bar ends from here on are in the ring afterwards
+    scratch = np.empty(ncol)
     j = 0
-    for r in range(n_bars):
-        b = first_bar + r * step
+    r = 0
+    b = first_bar
+    while b <= last_bar:
         lo = j
         while j < move_bar.size and move_bar[j] == b:
             j += 1
+        if j == lo and empty_run[0] >= max_empty:
+            nxt = move_bar[j] if j < move_bar.size else last_bar + step
+            stop = min(nxt, last_bar + step)
+            start = max(b, ring_lo)
+            if start < stop:
+                # the fixed-point row (computing it leaves hist and prev_ratio as they are)
+                _bar_row(
+                    start,
+                    step,
+                    lo,
+                    lo,
+                    ts,
+                    score,
+                    pol,
+                    weight,
+                    ema_mean,
+                    agg_w,
+                    hist,
+                    prev_ratio,
+                    impute,
+                    vol_window,
+                    scratch,
+                )
+                for bb in range(start, stop, step):
+                    slot = (bb // step) % h_ring
+                    ring_end[slot] = bb
+                    ring_val[slot, :] = scratch
+            b = stop
+            continue
         ema_fold(ema_mean, ema_logw, float(ref_t), float(b), ts[lo:j], score[lo:j], weight[lo:j], windows_ms)
         ref_t = b
-        cnt = 0
-        n_pos = 0
-        sw = 0.0
-        sws = 0.0
-        for i in range(lo, j):
-            if ts[i] >= b - step:
-                cnt += 1
-                sw += weight[i]
-                sws += weight[i] * score[i]
-                if pol[i] == 1:
-                    n_pos += 1
-        if cnt > 0:
-            s = sws / sw if sw > 0.0 else np.nan
-            ratio = n_pos / cnt
-        elif impute == IMPUTE_FFILL:
-            s = hist[h - 1]
-            ratio = prev_ratio[0]
-        elif impute == IMPUTE_ZERO:
-            s = 0.0
-            ratio = 0.0
-        else:
-            s = np.nan
-            ratio = np.nan
-        out[r, C_SCORE] = s
-        out[r, C_CNT] = cnt
-        out[r, C_POS] = ratio
-        out[r, C_D1] = s - hist[h - 1]
-        out[r, C_D5] = s - hist[h - 5]
-        for q in range(h - 1):
-            hist[q] = hist[q + 1]
-        hist[h - 1] = s
-        prev_ratio[0] = ratio
-        n_ok = 0
-        acc = 0.0
-        for q in range(h - vol_window, h):
-            if not math.isnan(hist[q]):
-                n_ok += 1
-                acc += hist[q]
-        if n_ok >= 2:
-            mu = acc / n_ok
-            acc = 0.0
-            for q in range(h - vol_window, h):
-                if not math.isnan(hist[q]):
-                    acc += (hist[q] - mu) ** 2
-            out[r, C_VOL] = math.sqrt(acc / n_ok)
-        comp = 0.0
-        for k in range(n_win):
-            out[r, C_EMA + k] = ema_mean[k]
-            comp += agg_w[k] * ema_mean[k]
-        out[r, C_EMA + n_win] = comp
-        out[r, C_EMA + n_win + 1] = 1.0 if cnt == 0 else 0.0
-    return out
+        _bar_row(b, step, lo, j, ts, score, pol, weight, ema_mean, agg_w, hist, prev_ratio, impute, vol_window, out[r])
+        ends[r] = b
+        if b >= ring_lo:
+            slot = (b // step) % h_ring
+            ring_end[slot] = b
+            ring_val[slot, :] = out[r]
+        empty_run[0] = 0 if j > lo else empty_run[0] + 1
+        r += 1
+        b += step
+    return ends[:r].copy(), out[:r].copy(), ref_t
 
 
 @njit(cache=True)
@@ -315,13 +399,15 @@ def close_through(
     prev_ratio,
     impute,
     vol_window,
+    empty_run,
+    max_empty,
     ring_end,
     ring_val,
 ):  # pragma: no cover - compiled
     """Close bars first..last (multiples of step): fold the pending ticks whose entry bar `m`
     is <= last in the canonical order (entry bar, ts, ingest, score, weight, polarity — so
-    arrival order cannot change a sum), write the ring, and return (bar_ends, rows, the
-    pending arrays that stay). EMA/history state is updated in place by `close_bars`."""
+    arrival order cannot change a sum), write the ring, and return (bar_ends, rows, ref_t',
+    the pending arrays that stay). EMA/history state is updated in place by `close_bars`."""
     k = 0
     for i in range(m.size):
         if m[i] <= last:
@@ -338,10 +424,9 @@ def close_through(
             kept[b] = i
             b += 1
     idx = canonical_order(idx, m, p_ts, p_ingest, p_score, p_weight, p_pol)
-    n_bars = (last - first) // step + 1
-    out = close_bars(
+    bar_ends, out, ref_t = close_bars(
         first,
-        n_bars,
+        last,
         step,
         m[idx],
         p_ts[idx],
@@ -357,16 +442,12 @@ def close_through(
         prev_ratio,
         impute,
         vol_window,
+        empty_run,
+        max_empty,
+        ring_end,
+        ring_val,
     )
-    bar_ends = np.empty(n_bars, np.int64)
-    h = ring_end.size
-    for r in range(n_bars):
-        bar_ends[r] = first + step * r
-    for r in range(max(0, n_bars - h), n_bars):  # a ring slot is written once per call
-        slot = (bar_ends[r] // step) % h
-        ring_end[slot] = bar_ends[r]
-        ring_val[slot, :] = out[r, :]
-    return (bar_ends, out, p_ts[kept], p_ingest[kept], p_score[kept], p_pol[kept], p_weight[kept])
+    return (bar_ends, out, ref_t, p_ts[kept], p_ingest[kept], p_score[kept], p_pol[kept], p_weight[kept])
 
 
 @njit(cache=True)
@@ -387,10 +468,20 @@ def admit(
     max_latency_ms,
     window_ms,
     max_ingest,
+    track,
+    w0,
+    cand_cut,
+    cand_ingest,
 ):  # pragma: no cover - compiled
     """`add_ticks` in one call: late flags, the new max ingest time, `dedup` (memory cut at
     that max − window) and `park`. Returns (status, mem_hash', mem_t', the five pending
-    arrays, n_ok, n_dup, n_late, max_ingest')."""
+    arrays, n_ok, n_dup, n_late, max_ingest', after).
+
+    With `track`, tick i is admitted after the watermark W_i = max(w0, the accepted ticks
+    before it, the candles before it — candle c comes after the first `cand_cut[c]` ticks,
+    `cand_ingest[c]` is its ingest time, or the int64 minimum if it was refused): its
+    parked admission time is ingest_i if that is above W_i, else W_i + 1. `after[i]` is the
+    watermark after tick i. Without `track`, the ingest times are parked as they are."""
     n = ts.size
     late = np.empty(n, np.bool_)
     for i in range(n):
@@ -398,10 +489,25 @@ def admit(
         if ingest[i] > max_ingest:
             max_ingest = ingest[i]
     status, mem_hash, mem_t = dedup(mem_hash, mem_t, id_hash, ingest, late, window_ms, max_ingest - window_ms)
+    admitted = ingest
+    after = np.empty(n, np.int64)
+    if track:
+        admitted = np.empty(n, np.int64)
+        w = w0
+        c = 0
+        for i in range(n):
+            while c < cand_cut.size and cand_cut[c] <= i:
+                if cand_ingest[c] > w:
+                    w = cand_ingest[c]
+                c += 1
+            admitted[i] = ingest[i] if ingest[i] > w else w + 1
+            if status[i] == ACCEPTED and ingest[i] > w:
+                w = ingest[i]
+            after[i] = w
     o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late = park(
-        p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, status
+        p_ts, p_ingest, p_score, p_pol, p_weight, ts, admitted, score, pol, weight, status
     )
-    return status, mem_hash, mem_t, o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late, max_ingest
+    return status, mem_hash, mem_t, o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late, max_ingest, after
 
 
 @njit(cache=True)

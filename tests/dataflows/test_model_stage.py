@@ -321,11 +321,12 @@ def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_res
         served = {p["symbol"]: p["prob"] for p in _predictions(live.on_batch([items])[0])}
         assert served == replayed
         assert served == pytest.approx({s: float(expected.get(s, 0.5)) for s in served})
-        assert [row["close_time"] for row in live.state.labels_due] == [t - 60_000] * len(labels)
+        assert [row["close_time"] for row, _known in live.state.labels_due] == [t - 60_000] * len(labels)
         live = ModelLogic(config, live.snapshot())  # the process restarts before the next activation
         assert (live.notify_at() is not None) == bool(labels)
         live.on_notify()
         assert live.state.labels_due == []
+    live.on_eof(), replay.on_eof()  # the last boundaries are complete: fold them in
     assert live.state.accuracy.state() == replay.state.accuracy.state()
     assert live.state.accuracy.state().n == 5 * 11  # every label paired once
 

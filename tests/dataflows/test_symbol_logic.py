@@ -75,7 +75,7 @@ class Collected:
             elif item[0] == "events":
                 self.events += [(stream, _key(data), symbol, ts) for stream, data, symbol, ts in item[1]]
             elif item[0] == "model":
-                self.model += [(tag, _key(row)) for tag, row in item[1]]
+                self.model += [(tag, _key(row)) for tag, row, *_ in item[1]]
 
 
 def _due(logic: ShardLogic) -> bool:
