@@ -384,7 +384,14 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
         X = X64.astype(np.float32)
         symbols = [row["symbol"] for row in rows]
-        probs, version, reason = self.predictor.predict(symbols, X)
+        if len(rows) == 1:
+            # ONNX Runtime scores a one-row batch through another kernel (GEMV) than any
+            # larger batch, and rounds 1-2 float32 ulp differently: score it as two equal
+            # rows, so a candle's prob does not depend on what else closed with it.
+            probs, version, reason = self.predictor.predict(symbols * 2, np.vstack([X, X]))
+            probs = probs[:1]
+        else:
+            probs, version, reason = self.predictor.predict(symbols, X)
         elapsed = time.perf_counter() - started
         metrics.ML_INFERENCE_TIME.observe(elapsed)
         metrics.PREDICTIONS.labels(version).inc(len(rows))
