@@ -8,7 +8,6 @@ validation `disable_streak` times in a row is disabled until an
 
 from __future__ import annotations
 
-import bisect
 import functools
 import time
 import zlib
@@ -104,33 +103,26 @@ class _Batch:
     slow_pos: list[int] = field(default_factory=list)
     candles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     candle_pos: dict[str, list[int]] = field(default_factory=dict)  # record positions of the candles
+    candle_cuts: dict[str, list[int]] = field(default_factory=dict)  # slow ticks of the symbol before each
+    slow_count: dict[str, int] = field(default_factory=dict)  # slow ticks accepted so far, per symbol
     fast_pos: np.ndarray | None = None  # record position of each FastTicks row
 
-    def cuts(self, fast: FastTicks | None, symbols: Any) -> dict[str, list[int]]:
-        """Per symbol with both ticks and candles: how many of its ticks came before each candle."""
-        wanted = self.candle_pos.keys() & symbols
-        if not wanted:
-            return {}
-        positions: dict[str, list[int]] = {}
-        for tick, pos in zip(self.slow_ticks, self.slow_pos, strict=True):
-            if tick["symbol"] in wanted:
-                positions.setdefault(tick["symbol"], []).append(pos)
-        if fast is not None and self.fast_pos is not None and any(rows.size for rows in self.fast_rows):
-            rows = np.concatenate(self.fast_rows)
-            encoded = pc.dictionary_encode(fast.table.column("symbol").take(pa.array(rows))).combine_chunks()
-            codes = encoded.indices.to_numpy(zero_copy_only=False)
-            order = np.argsort(codes, kind="stable")
-            pos = self.fast_pos[rows][order]
-            sorted_codes = codes[order]
-            for code, name in enumerate(encoded.dictionary.to_pylist()):
-                if name in wanted:
-                    lo, hi = np.searchsorted(sorted_codes, [code, code + 1])
-                    merged = positions.get(name, []) + pos[lo:hi].tolist()
-                    positions[name] = sorted(merged)
-        out = {}
-        for symbol in wanted:
-            ticks = positions.get(symbol, [])
-            out[symbol] = [bisect.bisect_left(ticks, c) for c in self.candle_pos[symbol]]
+    def cuts(self, fast: FastTicks | None) -> dict[str, list[int]]:
+        """Per symbol with candles: how many of its accepted ticks came before each candle."""
+        if fast is None or self.fast_pos is None or not any(rows.size for rows in self.fast_rows):
+            return self.candle_cuts  # counted as the records went by
+        rows = np.concatenate(self.fast_rows)
+        encoded = pc.dictionary_encode(fast.table.column("symbol").take(pa.array(rows))).combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(codes, kind="stable")
+        positions = self.fast_pos[rows][order]  # the fast ticks' record positions, by symbol
+        sorted_codes = codes[order]
+        out = dict(self.candle_cuts)
+        for code, name in enumerate(encoded.dictionary.to_pylist()):
+            if name in out:
+                lo, hi = np.searchsorted(sorted_codes, [code, code + 1])
+                before = np.searchsorted(positions[lo:hi], self.candle_pos[name])
+                out[name] = [a + int(b) for a, b in zip(out[name], before, strict=True)]
         return out
 
     def by_symbol(self, fast: FastTicks | None, trust: dict[str, float]) -> dict[str, SymbolTicks]:
@@ -205,7 +197,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         if fast is not None:
             self._fast_run(fast, fast_pos, done, fast_pos.size, records, batch, out)
         ticks = batch.by_symbol(fast, self.config.trust)
-        cuts = batch.cuts(fast, ticks.keys()) if ticks and batch.candles else {}
+        cuts = batch.cuts(fast) if ticks and batch.candles else {}
         shards: dict[str, list[tuple[str, SymbolInput]]] = {}
         for symbol in ticks.keys() | batch.candles.keys():
             shards.setdefault(shard_of(symbol), []).append(
@@ -215,7 +207,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             out.append(("shard", shard, pairs))
         if ticks or batch.candles:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
-        if marks:
+        if marks or self.state.partition:  # a replay: track and report its progress
             self._progress(marks, ticks, batch, out)
         return out.done(), StatefulBatchLogic.RETAIN
 
@@ -328,9 +320,12 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             self.state.streak[provider] = 0
             batch.slow_ticks.append(record)
             batch.slow_pos.append(pos)
+            batch.slow_count[record["symbol"]] = batch.slow_count.get(record["symbol"], 0) + 1
             return
-        batch.candles.setdefault(record["symbol"], []).append(record)
-        batch.candle_pos.setdefault(record["symbol"], []).append(pos)
+        symbol = record["symbol"]
+        batch.candles.setdefault(symbol, []).append(record)
+        batch.candle_pos.setdefault(symbol, []).append(pos)
+        batch.candle_cuts.setdefault(symbol, []).append(batch.slow_count.get(symbol, 0))
 
     def _disabled(self, source: str, record: dict[str, Any], out: Out) -> None:
         metrics.SENTIMENT_INGEST_ERRORS.labels("provider_disabled").inc()

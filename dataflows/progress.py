@@ -32,7 +32,9 @@ END = 2**63 - 1  # the `newest` of an exhausted partition
 
 @dataclass(frozen=True, slots=True)
 class PartitionMark:
-    """Emitted by a `MarkedSource` partition after each batch (and once at its end)."""
+    """Emitted by a `MarkedSource` partition after a batch once `MARK_EVERY` records have gone
+    by since the last one, and once at its end. (How often only changes how soon the model
+    stage learns of the progress, never what it computes.)"""
 
     partition: str
     end: bool = False
@@ -47,11 +49,15 @@ class Progress:
     newest: int
 
 
+MARK_EVERY = 1_000  # records between two marks (a mark per record would double a per-record replay's items)
+
+
 class _MarkedPartition(StatefulSourcePartition[tuple[str, Any], Any]):
     def __init__(self, key: str, inner: StatefulSourcePartition[Any, Any]) -> None:
         self._key = key
         self._inner = inner
         self._ended = False
+        self._unmarked = 0  # records since the last mark
 
     def next_batch(self) -> list[tuple[str, Any]]:
         if self._ended:
@@ -61,7 +67,9 @@ class _MarkedPartition(StatefulSourcePartition[tuple[str, Any], Any]):
         except StopIteration:
             self._ended = True
             return [(self._key, PartitionMark(self._key, end=True))]
-        if items:
+        self._unmarked += sum(len(batch) for _, batch in items)
+        if self._unmarked >= MARK_EVERY:
+            self._unmarked = 0
             items.append((self._key, PartitionMark(self._key)))
         return items
 

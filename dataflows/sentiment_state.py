@@ -39,6 +39,7 @@ _IMPUTE = {"ffill": k.IMPUTE_FFILL, "zero": k.IMPUTE_ZERO, "none": k.IMPUTE_NONE
 _INT64_MIN = np.iinfo(np.int64).min
 _MIN_HISTORY = 5  # sent_d5 looks five bars back
 _NO_CUTS = np.empty(0, np.int64)
+_PENDING = ("_p_ts", "_p_ingest", "_p_score", "_p_pol", "_p_weight")
 
 
 def _check(ok: bool, name: str, expected: str, got: object) -> None:
@@ -179,7 +180,8 @@ class SentimentState:
         self._seen_hash = np.empty(0, np.int64)
         self._seen_t = np.empty(0, np.int64)
         self._max_ingest = _INT64_MIN
-        # pending ticks (accepted, not yet committed)
+        # pending ticks (accepted, not yet committed): the first _p_n rows of arrays with room
+        self._p_n = 0
         self._p_ts = np.empty(0, np.int64)
         self._p_ingest = np.empty(0, np.int64)
         self._p_score = np.empty(0, np.float64)
@@ -203,9 +205,28 @@ class SentimentState:
         self.n_late = 0
         self.n_forced_closes = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in _PENDING:  # the pending rows only, not the room after them
+            state[name] = state[name][: self._p_n].copy()
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_empty_run", np.zeros(1, np.int64))  # snapshots from before implied bars
+        state.setdefault("_p_n", int(state["_p_ts"].size))  # ... and before pending arrays had room
         self.__dict__.update(state)
+
+    def _make_room(self, extra: int) -> None:
+        """Room for `extra` more pending rows (the kernels write them in place)."""
+        need = self._p_n + extra
+        if need <= self._p_ts.size:
+            return
+        size = max(need, 2 * self._p_ts.size, 16)
+        for name in _PENDING:
+            old = getattr(self, name)
+            grown = np.empty(size, old.dtype)
+            grown[: self._p_n] = old[: self._p_n]
+            setattr(self, name, grown)
 
     # -- properties -------------------------------------------------------------------
     @property
@@ -226,7 +247,7 @@ class SentimentState:
 
     @property
     def n_pending(self) -> int:
-        return int(self._p_ts.size)
+        return self._p_n
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -253,7 +274,7 @@ class SentimentState:
         id_hash: np.ndarray,
     ) -> np.ndarray:
         """`add_ticks` on columns the caller validated, with TickBatch's dtypes."""
-        return self._admit(ts, ingest_ts, score, polarity, weight, id_hash, False, _INT64_MIN, _NO_CUTS, _NO_CUTS)[0]
+        return self.admit_after(ts, ingest_ts, score, polarity, weight, id_hash, None)[0]
 
     def admit_after(
         self,
@@ -263,41 +284,25 @@ class SentimentState:
         polarity: np.ndarray,
         weight: np.ndarray,
         id_hash: np.ndarray,
-        *,
-        watermark: int,
-        candle_cuts: np.ndarray | None = None,
-        candle_ingest: np.ndarray | None = None,
+        watermark: int | None,
+        candle_cuts: np.ndarray = _NO_CUTS,
+        candle_ingest: np.ndarray = _NO_CUTS,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`add_columns` for the flow: ticks in arrival order, each admitted after the watermark
         before it — `watermark` (the symbol's, before this batch), the accepted ticks before
         it, and the candles before it (candle c came after the first `candle_cuts[c]` ticks;
-        `candle_ingest[c]`, int64 minimum for a refused candle). A tick at or below that
-        watermark cannot enter a bar the watermark has closed (see the kernels module doc),
-        so a batch gives the bars that one record per batch gives.
+        `candle_ingest[c]` its ingest time; refused candles are left out). A tick at or below
+        that watermark cannot enter a bar the watermark has closed (see the kernels module
+        doc), so a batch gives the bars that one record per batch gives. `watermark` None:
+        ingest times are parked as they are (`add_columns`).
 
-        Returns (status, watermark after each tick)."""
-        cuts = _NO_CUTS if candle_cuts is None else candle_cuts
-        ingest = _NO_CUTS if candle_ingest is None else candle_ingest
-        return self._admit(ts, ingest_ts, score, polarity, weight, id_hash, True, int(watermark), cuts, ingest)
-
-    def _admit(
-        self,
-        ts: np.ndarray,
-        ingest_ts: np.ndarray,
-        score: np.ndarray,
-        polarity: np.ndarray,
-        weight: np.ndarray,
-        id_hash: np.ndarray,
-        track: bool,
-        watermark: int,
-        candle_cuts: np.ndarray,
-        candle_ingest: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        Returns (status, the watermark after each tick: `watermark`, the accepted ticks up to
+        it and the candles passed in)."""
         cfg = self.config
         if ts.size == 0:
             return np.empty(0, np.int8), np.empty(0, np.int64)
-        (
-            status,
+        self._make_room(ts.size)
+        status, self._seen_hash, self._seen_t, n_ok, n_dup, n_late, self._max_ingest, after = k.admit(
             self._seen_hash,
             self._seen_t,
             self._p_ts,
@@ -305,19 +310,7 @@ class SentimentState:
             self._p_score,
             self._p_pol,
             self._p_weight,
-            n_ok,
-            n_dup,
-            n_late,
-            self._max_ingest,
-            after,
-        ) = k.admit(
-            self._seen_hash,
-            self._seen_t,
-            self._p_ts,
-            self._p_ingest,
-            self._p_score,
-            self._p_pol,
-            self._p_weight,
+            self._p_n,
             ts,
             ingest_ts,
             score,
@@ -327,15 +320,16 @@ class SentimentState:
             cfg.max_latency_ms,
             cfg.dedup_window_ms,
             self._max_ingest,
-            track,
-            watermark,
+            watermark is not None,
+            _INT64_MIN if watermark is None else watermark,
             candle_cuts,
             candle_ingest,
         )
+        self._p_n += n_ok
         self.n_accepted += n_ok
         self.n_late += n_late
         self.n_duplicate += n_dup
-        if self._p_ts.size > cfg.max_pending:
+        if self._p_n > cfg.max_pending:
             self._force_drain()
         return status, after
 
@@ -377,7 +371,8 @@ class SentimentState:
     def _entry_bars(self) -> np.ndarray:
         cfg = self.config
         floor = _INT64_MIN if self._next_bar is None else self._next_bar
-        return k.entry_bars(self._p_ts, self._p_ingest, cfg.step_ms, cfg.grace_ms, floor)
+        n = self._p_n
+        return k.entry_bars(self._p_ts[:n], self._p_ingest[:n], cfg.step_ms, cfg.grace_ms, floor)
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, np.int64), np.empty((0, len(self._columns) - 1))
@@ -386,25 +381,17 @@ class SentimentState:
         cfg = self.config
         if self._next_bar is not None and last < self._next_bar:
             return self._empty()
-        m = self._entry_bars()
-        if self._next_bar is None:
-            if m.size == 0:
-                return self._empty()
-            first = int(m.min())
-            if last < first:
-                return self._empty()
-        else:
-            first = self._next_bar
-        bar_ends, out, ref_t, *pending = k.close_through(
-            first,
+        closed, bar_ends, out, ref_t, n_left = k.close_through(
+            _INT64_MIN if self._next_bar is None else self._next_bar,
             last,
             cfg.step_ms,
-            m,
+            cfg.grace_ms,
             self._p_ts,
             self._p_ingest,
             self._p_score,
             self._p_pol,
             self._p_weight,
+            self._p_n,
             self._windows_ms,
             self._agg_w,
             self._ema_mean,
@@ -419,9 +406,10 @@ class SentimentState:
             self._ring_end,
             self._ring_val,
         )
-        self._p_ts, self._p_ingest, self._p_score, self._p_pol, self._p_weight = pending
-        self._next_bar = last + cfg.step_ms
-        self._ref_t = int(ref_t)
+        if closed:
+            self._p_n = int(n_left)
+            self._next_bar = last + cfg.step_ms
+            self._ref_t = int(ref_t)
         return bar_ends, out
 
     def row(self, bar_end: int, vals: list[float]) -> dict[str, Any]:
@@ -460,9 +448,9 @@ class SentimentState:
             self._ema_logw,
             self._ref_t,
             int(now_ms),
-            self._p_ts,
-            self._p_score,
-            self._p_weight,
+            self._p_ts[: self._p_n],
+            self._p_score[: self._p_n],
+            self._p_weight[: self._p_n],
             self._windows_ms,
             self._agg_w,
             cfg.step_ms,

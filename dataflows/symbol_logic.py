@@ -22,6 +22,7 @@ done, and done before any new input.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import operator
 import time
@@ -48,11 +49,10 @@ from tickcast.records import INTERVAL_MS, Rejection
 from tickcast.store import ColumnBlock
 
 _SENT_COLUMNS = SENTIMENT_FEATURES + OPTIONAL_SENTIMENT_FEATURES
-_INT64_MIN = np.iinfo(np.int64).min
 
 
-def _release_order(release: tuple[int, PendingCandle]) -> tuple[int, int, str]:
-    return release[0], release[1].close_time, release[1].interval
+def _by_threshold(pending: PendingCandle) -> tuple[int, str]:
+    return pending.close_time, pending.interval
 
 
 _STATUS_REASON = {1: "duplicate", 2: "late"}
@@ -300,25 +300,23 @@ class SymbolLogic:
     def _ticks(
         self, ticks: SymbolTicks, start: int, arrived: list[tuple[int, PendingCandle | None, int]], later: Later
     ) -> np.ndarray:
-        """Add ticks, each after the watermark before it; returns the watermark after each tick."""
-        if self.state.sentiment is None:
-            self.state.sentiment = SentimentState(self.config.sentiment)
-        cuts = ingest = None
-        if arrived:  # the candles among the ticks move the watermark too (refused ones do not)
-            cuts = np.array([cut for cut, _, _ in arrived], np.int64)
-            ingest = np.array([t if p is not None else _INT64_MIN for _, p, t in arrived], np.int64)
+        """Add ticks, each after the watermark before it; returns the watermark after each tick
+        (`_release` adds the candles among them)."""
+        sentiment = self.state.sentiment
+        if sentiment is None:
+            sentiment = self.state.sentiment = SentimentState(self.config.sentiment)
         # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
-        status, after = self.state.sentiment.admit_after(
-            ticks.ts,
-            ticks.ingest_ts,
-            ticks.score,
-            ticks.polarity,
-            ticks.weight,
-            ticks.id_hash,
-            watermark=start,
-            candle_cuts=cuts,
-            candle_ingest=ingest,
-        )
+        args = (ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash, start)
+        n = len(ticks)
+        # A candle among the ticks moves the watermark they are admitted after; that matters
+        # only when it was ingested no earlier than some tick after it (live, a candle comes
+        # before the tick that releases it and never is).
+        among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n] if arrived else None
+        if among and max(t for _, t in among) >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
+            cuts = np.array([cut for cut, _ in among], np.int64)
+            status, after = sentiment.admit_after(*args, cuts, np.array([t for _, t in among], np.int64))
+        else:
+            status, after = sentiment.admit_after(*args)
         later.append(("ticks", self.symbol, ticks, status))
         return after
 
@@ -383,36 +381,91 @@ class SymbolLogic:
         Returns (watermark at that record, candle) in release order; sets the new watermark."""
         state, grace = self.state, self.config.grace_ms
         waiting = state.pending
+        if not waiting and len(arrived) <= 1:  # live: nothing waiting and one candle at most
+            return self._release_one(start, arrived, after, n_ticks)
         releases: list[tuple[int, PendingCandle]] = []
+        soonest = min(p.close_time for p in waiting) + grace if waiting else None  # the first threshold due
         w = start
         done = 0  # ticks walked
-        for cut, pending, ingest in [*arrived, (n_ticks, None, None)]:
-            if cut > done:  # ticks done..cut-1; `after` is the watermark after each of them
-                top = int(after[cut - 1])
-                if waiting and top >= w and any(p.close_time + grace <= top for p in waiting):
-                    segment = after[done:cut]
-                    due = [p for p in waiting if p.close_time + grace <= top]
-                    waiting = [p for p in waiting if p.close_time + grace > top]
-                    at = np.searchsorted(segment, [p.close_time + grace for p in due]).tolist()
-                    releases.extend(sorted(((int(segment[i]), p) for i, p in zip(at, due)), key=_release_order))
-                w = max(w, top)
+        for cut, pending, ingest in arrived:
+            if cut > done:
+                w, soonest, waiting = self._among_ticks(w, soonest, waiting, after, done, cut, releases)
                 done = cut
-            if ingest is None:  # the end
-                break
             if pending is None:
                 continue
             if len(waiting) >= self.config.max_pending_candles:
                 waiting.pop(0)  # bounded state; counted as a miss when it would have been released
                 out.join_missing["overflow"] += 1
+                soonest = min(p.close_time for p in waiting) + grace if waiting else None
             waiting.append(pending)
+            threshold = pending.close_time + grace
+            soonest = threshold if soonest is None else min(soonest, threshold)
             w = max(w, ingest)
-            if any(p.close_time + grace <= w for p in waiting):
+            if soonest <= w:
                 due = [p for p in waiting if p.close_time + grace <= w]
                 waiting = [p for p in waiting if p.close_time + grace > w]
-                releases.extend(sorted(((w, p) for p in due), key=_release_order))
+                soonest = min(p.close_time for p in waiting) + grace if waiting else None
+                if len(due) > 1:
+                    due.sort(key=_by_threshold)
+                releases.extend((w, p) for p in due)
+        if n_ticks > done:
+            w, soonest, waiting = self._among_ticks(w, soonest, waiting, after, done, n_ticks, releases)
         state.pending = waiting
         state.watermark = w
         return releases
+
+    def _release_one(
+        self, start: int, arrived: list[tuple[int, PendingCandle | None, int]], after: np.ndarray | None, n_ticks: int
+    ) -> list[tuple[int, PendingCandle]]:
+        """`_release` with nothing waiting before the batch and at most one candle in it."""
+        state = self.state
+        end = start if n_ticks == 0 else max(start, int(after[-1]))
+        if not arrived or arrived[0][1] is None:
+            state.watermark = end
+            return []
+        cut, pending, ingest = arrived[0]
+        w = max(start if cut == 0 else max(start, int(after[cut - 1])), ingest)  # just after the candle
+        state.watermark = max(w, end)
+        threshold = pending.close_time + self.config.grace_ms
+        if w >= threshold:  # released by its own arrival
+            return [(w, pending)]
+        if state.watermark < threshold:
+            state.pending = [pending]
+            return []
+        if n_ticks - cut == 1:
+            return [(state.watermark, pending)]
+        marks = after[cut:].tolist()
+        return [(max(w, marks[bisect.bisect_left(marks, threshold)]), pending)]
+
+    def _among_ticks(
+        self,
+        w: int,
+        soonest: int | None,
+        waiting: list[PendingCandle],
+        after: np.ndarray,
+        done: int,
+        cut: int,
+        releases: list[tuple[int, PendingCandle]],
+    ) -> tuple[int, int | None, list[PendingCandle]]:
+        """Ticks done..cut-1 (the watermark after tick i is max(w, after[i])): release the
+        waiting candles they reach. Returns the new (watermark, soonest threshold, waiting)."""
+        top = max(w, int(after[cut - 1]))
+        if soonest is None or soonest > top:
+            return top, soonest, waiting
+        grace = self.config.grace_ms
+        due = [p for p in waiting if p.close_time + grace <= top]
+        waiting = [p for p in waiting if p.close_time + grace > top]
+        if len(due) > 1:
+            due.sort(key=_by_threshold)
+        single = cut - done == 1
+        marks = None if single else after[done:cut].tolist()
+        for p in due:  # the first tick whose watermark reaches the candle's threshold
+            threshold = p.close_time + grace
+            if single or w >= threshold:
+                releases.append((top if single else max(w, marks[0]), p))
+            else:
+                releases.append((max(w, marks[bisect.bisect_left(marks, threshold)]), p))
+        return top, (min(p.close_time for p in waiting) + grace if waiting else None), waiting
 
     def _close(self, releases: list[tuple[int, PendingCandle]], out: ShardOut, later: Later) -> None:
         """Close the bars up to the watermark and join the released candles, each with the bar
@@ -425,6 +478,18 @@ class SymbolLogic:
             return
         cfg = self.config.sentiment
         span = cfg.history_bars * cfg.step_ms  # a bar leaves the ring when the last bar is span later
+        if len(releases) == 1:  # live: a candle released by the batch's last records; one close
+            known, pending = releases[0]
+            last = (known - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
+            final = (self.state.watermark - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
+            if pending.close_time > final - span or pending.close_time <= last - span:
+                ends, vals = sentiment.advance_columns(self.state.watermark)
+                if ends.size:
+                    later.append(("bars", self.symbol, ends, vals))
+                row = self._features(pending, None, last, out)
+                out.append(("table", "features", row))
+                out.append(("features", row, known))
+                return
         deferred: list[tuple[int, int, PendingCandle]] = []  # (last bar at release, watermark, candle)
         oldest_seen: int | None = None  # smallest close_time of a deferred candle that saw its bar
         for known, pending in releases:

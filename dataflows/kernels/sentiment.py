@@ -277,7 +277,7 @@ def close_bars(
     ends = np.empty(max(cap, 0), np.int64)
     h_ring = ring_end.size
     ring_lo = last_bar - (h_ring - 1) * step  # bar ends from here on are in the ring afterwards
-    scratch = np.empty(ncol)
+    scratch = np.empty(0)  # the row of implied bars, made when one is needed
     j = 0
     r = 0
     b = first_bar
@@ -291,6 +291,8 @@ def close_bars(
             start = max(b, ring_lo)
             if start < stop:
                 # the fixed-point row (computing it leaves hist and prev_ratio as they are)
+                if scratch.size == 0:
+                    scratch = np.empty(ncol)
                 _bar_row(
                     start,
                     step,
@@ -325,7 +327,7 @@ def close_bars(
         empty_run[0] = 0 if j > lo else empty_run[0] + 1
         r += 1
         b += step
-    return ends[:r].copy(), out[:r].copy(), ref_t
+    return ends[:r], out[:r], ref_t
 
 
 @njit(cache=True)
@@ -343,53 +345,43 @@ def open_bar(ts, score, weight, start, end):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def park(p_ts, p_ingest, p_score, p_pol, p_weight, ts, ingest, score, pol, weight, status):  # pragma: no cover
-    """Pending arrays with the ACCEPTED rows of a batch appended, in batch order; and the counts
-    (accepted, duplicate, late). One call instead of five concatenations and three sums."""
+def park_into(p_ts, p_ingest, p_score, p_pol, p_weight, n_pending, ts, ingest, score, pol, weight, status):
+    # pragma: no cover - compiled
+    """Write the ACCEPTED rows of a batch after the first `n_pending` rows of the pending
+    arrays (the caller made room), in batch order; return the counts (accepted, duplicate,
+    late). In place: returning new arrays costs ~0.4 µs each on the live hot path."""
     n_ok = 0
     n_dup = 0
     n_late = 0
+    j = n_pending
     for i in range(status.size):
         if status[i] == ACCEPTED:
+            p_ts[j] = ts[i]
+            p_ingest[j] = ingest[i]
+            p_score[j] = score[i]
+            p_pol[j] = pol[i]
+            p_weight[j] = weight[i]
+            j += 1
             n_ok += 1
         elif status[i] == DUPLICATE:
             n_dup += 1
         else:
             n_late += 1
-    m = p_ts.size
-    o_ts = np.empty(m + n_ok, np.int64)
-    o_ingest = np.empty(m + n_ok, np.int64)
-    o_score = np.empty(m + n_ok, np.float64)
-    o_pol = np.empty(m + n_ok, np.int8)
-    o_weight = np.empty(m + n_ok, np.float64)
-    o_ts[:m] = p_ts
-    o_ingest[:m] = p_ingest
-    o_score[:m] = p_score
-    o_pol[:m] = p_pol
-    o_weight[:m] = p_weight
-    j = m
-    for i in range(status.size):
-        if status[i] == ACCEPTED:
-            o_ts[j] = ts[i]
-            o_ingest[j] = ingest[i]
-            o_score[j] = score[i]
-            o_pol[j] = pol[i]
-            o_weight[j] = weight[i]
-            j += 1
-    return o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late
+    return n_ok, n_dup, n_late
 
 
 @njit(cache=True)
 def close_through(
-    first,
+    next_bar,
     last,
     step,
-    m,
+    grace,
     p_ts,
     p_ingest,
     p_score,
     p_pol,
     p_weight,
+    n_pending,
     windows_ms,
     agg_w,
     ema_mean,
@@ -404,10 +396,26 @@ def close_through(
     ring_end,
     ring_val,
 ):  # pragma: no cover - compiled
-    """Close bars first..last (multiples of step): fold the pending ticks whose entry bar `m`
-    is <= last in the canonical order (entry bar, ts, ingest, score, weight, polarity — so
-    arrival order cannot change a sum), write the ring, and return (bar_ends, rows, ref_t',
-    the pending arrays that stay). EMA/history state is updated in place by `close_bars`."""
+    """Close bars next_bar..last (multiples of step; `next_bar` the int64 minimum before the
+    first bar: then the first bar is the smallest entry bar of a pending tick): fold the
+    pending ticks whose entry bar (`entry_bars`) is <= last in the canonical order (entry bar,
+    ts, ingest, score, weight, polarity — so arrival order cannot change a sum), write the
+    ring, and return (closed, bar_ends, rows, ref_t', pending rows left); closed is False when
+    there was nothing to close. The pending arrays hold `n_pending` rows; the rows left are
+    moved to their front, in order. EMA/history state is updated in place."""
+    p_ts_all, p_ingest_all, p_score_all, p_pol_all, p_weight_all = p_ts, p_ingest, p_score, p_pol, p_weight
+    p_ts = p_ts[:n_pending]
+    p_ingest = p_ingest[:n_pending]
+    p_score = p_score[:n_pending]
+    p_pol = p_pol[:n_pending]
+    p_weight = p_weight[:n_pending]
+    m = entry_bars(p_ts, p_ingest, step, grace, next_bar)
+    first = next_bar
+    if first == np.iinfo(np.int64).min:
+        first = m.min() if m.size else last + step
+    if last < first:
+        ncol = C_EMA + windows_ms.size + 2
+        return (False, np.empty(0, np.int64), np.empty((0, ncol)), ref_t, n_pending)
     k = 0
     for i in range(m.size):
         if m[i] <= last:
@@ -447,7 +455,14 @@ def close_through(
         ring_end,
         ring_val,
     )
-    return (bar_ends, out, ref_t, p_ts[kept], p_ingest[kept], p_score[kept], p_pol[kept], p_weight[kept])
+    for q in range(kept.size):  # kept is ascending: moving rows forward never overwrites one still to move
+        i = kept[q]
+        p_ts_all[q] = p_ts_all[i]
+        p_ingest_all[q] = p_ingest_all[i]
+        p_score_all[q] = p_score_all[i]
+        p_pol_all[q] = p_pol_all[i]
+        p_weight_all[q] = p_weight_all[i]
+    return (True, bar_ends, out, ref_t, kept.size)
 
 
 @njit(cache=True)
@@ -459,6 +474,7 @@ def admit(
     p_score,
     p_pol,
     p_weight,
+    n_pending,
     ts,
     ingest,
     score,
@@ -474,8 +490,8 @@ def admit(
     cand_ingest,
 ):  # pragma: no cover - compiled
     """`add_ticks` in one call: late flags, the new max ingest time, `dedup` (memory cut at
-    that max − window) and `park`. Returns (status, mem_hash', mem_t', the five pending
-    arrays, n_ok, n_dup, n_late, max_ingest', after).
+    that max − window) and `park_into` (after the first `n_pending` rows; the caller made
+    room). Returns (status, mem_hash', mem_t', n_ok, n_dup, n_late, max_ingest', after).
 
     With `track`, tick i is admitted after the watermark W_i = max(w0, the accepted ticks
     before it, the candles before it — candle c comes after the first `cand_cut[c]` ticks,
@@ -504,10 +520,10 @@ def admit(
             if status[i] == ACCEPTED and ingest[i] > w:
                 w = ingest[i]
             after[i] = w
-    o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late = park(
-        p_ts, p_ingest, p_score, p_pol, p_weight, ts, admitted, score, pol, weight, status
+    n_ok, n_dup, n_late = park_into(
+        p_ts, p_ingest, p_score, p_pol, p_weight, n_pending, ts, admitted, score, pol, weight, status
     )
-    return status, mem_hash, mem_t, o_ts, o_ingest, o_score, o_pol, o_weight, n_ok, n_dup, n_late, max_ingest, after
+    return status, mem_hash, mem_t, n_ok, n_dup, n_late, max_ingest, after
 
 
 @njit(cache=True)

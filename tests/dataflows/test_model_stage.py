@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflows.model_stage import FeatureRing, ModelConfig, ModelLogic, _feature_values, _predictors
+from dataflows.progress import END
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
@@ -337,3 +338,106 @@ def test_feature_values_take_each_name_in_order_and_none_for_a_missing_one(names
     assert [list(v) for v in _feature_values(full, names)] == [[row.get(n) for n in names] for row in full]
     partial = [*full, {"c": 7.0}]  # a row without the model's features (KeyError path)
     assert [list(v) for v in _feature_values(partial, names)] == [[row.get(n) for n in names] for row in partial]
+
+
+# -- boundaries: batch-, partition- and gap-independent windows (issue 15) ------------------
+def _stream(symbols: int, minutes: int, seed: int) -> list[tuple[Any, ...]]:
+    """Per symbol, in its own order: features of each minute's candle (released 2.5 s after its
+    close) and the label of the previous one (known when this candle arrived, 1 s after close)."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(symbols):
+        for k in range(minutes):
+            t = START + k * 60_000
+            if k:
+                label = {
+                    "symbol": f"S{i}",
+                    "interval": "1m",
+                    "close_time": t - 60_000,
+                    "horizon": 1,
+                    "label": int(rng.random() < 0.5),
+                }
+                items.append(("label", label, t + 1_000))
+            row = {"symbol": f"S{i}", "interval": "1m", "close_time": t}
+            row.update({n: float(v) for n, v in zip(NAMES, rng.normal(size=len(NAMES)) + 0.3, strict=True)})
+            items.append(("features", row, t + 2_500))
+    return items
+
+
+def _tables(out: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    got: dict[str, list[tuple[Any, ...]]] = {}
+    for item in out:
+        if item[0] == "rows" and item[1] in ("calibration_windows", "drift_events", "predictions"):
+            got.setdefault(item[1], []).extend(
+                tuple(sorted((k, v) for k, v in r.items() if k != "latency_ms")) for r in item[2]
+            )
+    return {k: sorted(v, key=repr) for k, v in got.items()}
+
+
+def test_windows_and_drift_do_not_depend_on_batches_or_partitions(tmp_path: Path) -> None:
+    """One item per activation in ingest order (the live path) against three partitions that run
+    hours apart, in random batches, each reporting its progress now and then: the same
+    predictions, calibration windows and drift events."""
+    from dataflows.decode import ALL_SHARDS
+    from models.drift import DriftConfig
+
+    _train(tmp_path)
+    items = _stream(symbols=9, minutes=240, seed=3)
+    kw = {"eval_every_ms": 300_000, "window_ms": 3_600_000, "drift": DriftConfig(min_samples=50)}
+    per_record = _logic(tmp_path, **kw)
+    out: list[tuple[Any, ...]] = []
+    for item in sorted(items, key=lambda it: it[2]):  # one ordered source, one item per activation
+        out += per_record.on_batch([[item]])[0]
+    out += per_record.on_eof()[0]
+    reference = _tables(out)
+    assert len(reference["calibration_windows"]) > 400 and reference["drift_events"]
+
+    partitions = ("p0", "p1", "p2")
+    stage = _logic(tmp_path, partitions=partitions, **kw)
+    rng = np.random.default_rng(8)
+    streams = {
+        p: sorted((it for it in items if int(it[1]["symbol"][1:]) % 3 == j), key=lambda it: it[2])
+        for j, p in enumerate(partitions)
+    }
+    out = []
+    while any(streams.values()):
+        p = partitions[int(rng.choice(3, p=[0.6, 0.3, 0.1]))]  # p0 runs far ahead of p2
+        take = int(rng.integers(1, 400))
+        batch, streams[p] = streams[p][:take], streams[p][take:]
+        if not batch:
+            continue
+        newest = END if not streams[p] else streams[p][0][2]  # the partition's next record is not older
+        marks = [("progress", p, shard, newest) for shard in ALL_SHARDS] if rng.random() < 0.5 or not streams[p] else []
+        out += stage.on_batch([batch + marks])[0]
+    out += stage.on_eof()[0]
+    assert _tables(out) == reference
+
+
+def test_a_sparse_history_evaluates_only_the_boundaries_labels_entered(tmp_path: Path) -> None:
+    """Hourly candles over two days: one evaluation per new label (48), not one per 5 minutes
+    of event time in between (576); each window holds the labels of its last 6 hours."""
+    logic = _logic(tmp_path, eval_every_ms=300_000, window_ms=6 * 3_600_000)
+    rng = np.random.default_rng(2)
+    hour = 3_600_000
+    out: list[tuple[Any, ...]] = []
+    for k in range(49):
+        t = START + k * hour
+        items: list[tuple[Any, ...]] = [("features", {"symbol": "S0", "interval": "1h", "close_time": t}, t + 3_000)]
+        if k:
+            label = {
+                "symbol": "S0",
+                "interval": "1h",
+                "close_time": t - hour,
+                "horizon": 1,
+                "label": int(rng.random() < 0.5),
+            }
+            items.insert(0, ("label", label, t + 1_000))
+        out += logic.on_batch([items])[0]
+    out += logic.on_eof()[0]
+    overall = [r for r in _tables(out)["calibration_windows"] if dict(r)["scope"] == "overall"]
+    ends = sorted(dict(r)["window_end"] for r in overall)
+    # the label of candle t - 1h, known at t + 1 s, enters at boundary t (⌈(t + 1 s − slack) / 5 min⌉)
+    assert ends == [START + k * hour for k in range(1, 49)]
+    assert [dict(r)["n"] for r in sorted(overall, key=lambda r: dict(r)["window_end"])] == [
+        min(k, 6) for k in range(1, 49)
+    ]

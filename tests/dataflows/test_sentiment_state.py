@@ -481,3 +481,84 @@ def test_symbol_ticks_hand_the_engine_the_checked_batch_columns() -> None:
         for name in ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash"):
             assert getattr(a, name).dtype == getattr(b, name).dtype
             assert (getattr(a, name) == getattr(b, name)).all()
+
+
+# -- silences: implied bars (issue 15) ------------------------------------------------------
+def _one_tick(ts: int, score: float, tid: str) -> TickBatch:
+    return TickBatch(ts=[ts], ingest_ts=[ts + 500], score=[score], polarity=[1], weight=[1.0], id_hash=[hash_id(tid)])
+
+
+def test_two_ticks_decades_apart_close_a_bounded_number_of_bars():
+    """2000-01-01 and 2025: ~13 million minutes in between, ~30 bars stored."""
+    old, new = 946_684_800_000, T0
+    state = SentimentState()
+    state.add_ticks(_one_tick(old + 1_000, 0.4, "a"))
+    first = state.advance(old + 10 * STEP)
+    state.add_ticks(_one_tick(new + 1_000, -0.2, "b"))
+    rows = first + state.advance(new + 3 * STEP)
+    kept = state.empty_bars_kept
+    assert kept == 30 and len(rows) <= 1 + kept + 1 + 2 + kept
+    ends = [r["bar_end"] for r in rows]
+    assert ends == sorted(ends) and ends[0] == old + STEP and new + STEP in ends
+    # the tick after the silence: its bar and EMAs as if every minute in between had been closed
+    (after,) = [r for r in rows if r["bar_end"] == new + STEP]
+    assert after["sent_cnt"] == 1 and after["sent_score"] == -0.2
+    for name, win in WINDOWS.items():
+        w = np.exp(-(new + STEP - np.array([old + 1_000, new + 1_000])) / (win * 1000.0))
+        close(after[f"sent_ema_{name}"], (0.4 * w[0] - 0.2 * w[1]) / w.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("impute", ["ffill", "zero", "none"])
+def test_implied_bars_are_the_stored_ones_a_full_materialisation_gives(impute):
+    """Silences of 40-300 minutes: the stored bars are the pandas oracle's rows at their bar
+    ends, the ring answers for implied bars with the oracle's row too."""
+    rng = np.random.default_rng(21)
+    n = 400
+    gaps = np.where(rng.random(n) < 0.1, rng.integers(40, 300, n) * STEP, rng.exponential(20_000, n))
+    ts = T0 + 1_234 + np.cumsum(gaps).astype(np.int64)
+    score = rng.uniform(-1, 1, n)
+    df = pd.DataFrame(
+        {"ts": ts, "ingest_ts": ts, "score": score, "polarity": np.sign(score).astype(np.int8), "weight": 1.0}
+    ).assign(id=[f"s{i}" for i in range(n)])
+    cfg = SentimentConfig(impute=impute)
+    state, rows = run_all(df, int(ts.max()) + 500 * STEP, cfg)
+    got = pd.DataFrame(rows).set_index("bar_end")
+    last = state.last_bar_end
+    every = np.arange(got.index[0], last + 1, STEP)
+    assert len(got) < len(every) - 1_000 and last - got.index[-1] > 400 * STEP  # most empty bars were implied
+    want = bar_oracle(df, impute, every)
+    columns = ("sent_cnt", "imputed", "sent_score", "sent_pos_ratio", "sent_d1", "sent_d5", "sent_vol_30")
+    for c in columns:
+        close(got[c], want.loc[got.index, c])
+    # the ring answers for the last 256 bar ends, implied ones included, with the oracle's rows
+    ring = pd.DataFrame([state.bar_at(b) for b in range(last - 255 * STEP, last + 1, STEP)]).set_index("bar_end")
+    assert ring.index.tolist() == list(range(last - 255 * STEP, last + 1, STEP))
+    for c in columns:
+        close(ring[c], want.loc[ring.index, c])
+    assert state.bar_at(last - 256 * STEP) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 400), min_size=2, max_size=12),
+    cuts=st.lists(st.integers(0, 60), max_size=8),
+)
+def test_silences_give_the_same_bars_however_the_bars_are_closed(gaps, cuts):
+    """Closing after every tick (live) or once (replay), across silences longer than the
+    30 stored empty bars: the same rows, bit for bit, and the same ring."""
+    ts = T0 + 777 + np.cumsum(np.array(gaps) * STEP + 1_000)
+    rng = np.random.default_rng(len(gaps))
+    df = pd.DataFrame(
+        {"ts": ts, "ingest_ts": ts + 300, "score": rng.uniform(-1, 1, ts.size), "polarity": 1, "weight": 1.0}
+    ).assign(id=[f"g{i}" for i in range(ts.size)])
+    end = int(ts.max()) + 200 * STEP
+    live, live_rows = SentimentState(), []
+    for chunk in split(df, cuts):
+        live.add_ticks(batch_of(chunk))
+        live_rows += live.advance(int(chunk.ingest_ts.max()))
+    live_rows += live.advance(end)
+    replay, replay_rows = run_all(df, end)
+    assert_rows_identical(live_rows, replay_rows)
+    for b in range(end // STEP * STEP - 300 * STEP, end, STEP):
+        x, y = live.bar_at(b), replay.bar_at(b)
+        assert (x is None) == (y is None) and (x is None or assert_rows_identical([x], [y]) is None)

@@ -13,6 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.outputs import Pieces
@@ -66,6 +68,7 @@ class Collected:
         self.tables: dict[str, Counter[tuple[Any, ...]]] = {}
         self.events: list[tuple[Any, ...]] = []
         self.model: list[tuple[str, Any]] = []
+        self.model_known: list[tuple[Any, ...]] = []  # (tag, symbol, close_time, known)
         self.had_ticks = False
 
     def add(self, items: list[tuple[Any, ...]]) -> None:
@@ -202,3 +205,106 @@ def test_a_recovery_store_from_before_the_side_work_change_still_resumes(chunks:
     resumed = ShardLogic(config, old_format)
     assert resumed.later == [] and resumed.symbols.keys() == original.symbols.keys()
     assert all(resumed.symbols[n].state.watermark == s.state.watermark for n, s in original.symbols.items())
+
+
+# -- a batch gives what one record per batch gives (issue 15) -------------------------------
+def replay_config() -> SymbolConfig:
+    return symbol_config(load_settings(), FlowOptions(live=False, publish_events=False))
+
+
+def _records(seed: int, minutes: int, silences: list[tuple[int, int]], ties: bool) -> list[dict[str, Any]]:
+    """Two symbols: a 1m candle per minute (ingested 1 s after its close) and ~4 ticks a minute,
+    no ticks in the `silences` (start minute, length); with `ties`, some ticks share a candle's
+    ingest_ts (the source keeps its order). Ingest order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    recs: list[tuple[int, int, dict[str, Any]]] = []
+    for symbol in ("AAAUSDT", "BBBUSDT"):
+        price = 100.0
+        for m in range(minutes):
+            t = START + m * 60_000
+            close = price * (1 + rng.normal(0, 0.002))
+            candle = {
+                "symbol": symbol,
+                "interval": "1m",
+                "open_time": t,
+                "close_time": t + 60_000,
+                "open": price,
+                "high": max(price, close) * 1.001,
+                "low": min(price, close) * 0.999,
+                "close": close,
+                "volume": 5.0,
+                "ingest_ts": t + 61_000,
+            }
+            recs.append((candle["ingest_ts"], len(recs), candle))
+            price = close
+            if any(a <= m < a + n for a, n in silences):
+                continue
+            for k in range(int(rng.poisson(4))):
+                ts = t + int(rng.integers(0, 60_000))
+                ingest = ts + int(rng.integers(0, 3_000))
+                if ties and k == 0 and rng.random() < 0.3:
+                    ingest = t + 61_000 if rng.random() < 0.5 else t + 2_000  # a candle's, or a bar's last instant
+                    ts = min(ts, ingest - 1)
+                tick = {
+                    "symbol": symbol,
+                    "ts": ts,
+                    "score": round(float(rng.uniform(-1, 1)), 3),
+                    "provider": "newsapi",
+                    "id": f"{symbol}-{m}-{k}",
+                    "ingest_ts": ingest,
+                }
+                recs.append((ingest, len(recs) + (0 if rng.random() < 0.5 else 10**9), tick))
+    recs.sort(key=lambda r: (r[0], r[1]))
+    return [r for *_, r in recs]
+
+
+def _through(records: list[dict[str, Any]], cuts: list[int]) -> Collected:
+    """The records through a decode step and the shard step, split into batches at `cuts`."""
+    edges = sorted({0, len(records), *(c % (len(records) + 1) for c in cuts)})
+    decode = DecodeLogic(DecodeConfig(recovery=False), None)
+    config = replay_config()
+    shards: dict[str, ShardLogic] = {}
+    got = Collected()
+    for a, b in zip(edges, edges[1:]):
+        out, _ = decode.on_batch([[("file:x", dict(r), None) for r in records[a:b]]])
+        for item in out:
+            if item[0] == "shard":
+                logic = shards.get(item[1]) or shards.setdefault(item[1], ShardLogic(config, None))
+                items, _ = logic.on_batch([item[2]])
+                got.add(items)
+                got.model_known += [
+                    (m[0], m[1]["symbol"], m[1]["close_time"], m[2]) for it in items if it[0] == "model" for m in it[1]
+                ]
+    return got
+
+
+@pytest.mark.parametrize("minutes", [300, 700])
+def test_one_batch_of_many_hours_gives_the_rows_of_one_record_per_batch(minutes: int) -> None:
+    """Issue 15, item 1: a batch spanning more than the 256-bar ring used to leave most of its
+    candles without their bar (`no_sentiment`)."""
+    records = _records(1, minutes, [(100, 45)], ties=True)
+    per_record = _through(records, list(range(len(records))))
+    one_batch = _through(records, [])
+    assert per_record.tables == one_batch.tables
+    assert sorted(per_record.model_known) == sorted(one_batch.model_known)
+    statuses = Counter(dict(k)["join_status"] for k in one_batch.tables["features"].elements())
+    assert statuses["ok"] > 0.8 * (2 * minutes - 2) and "no_sentiment" not in statuses
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    silences=st.lists(st.tuples(st.integers(0, 90), st.integers(1, 60)), max_size=3),
+    ties=st.booleans(),
+    cuts=st.lists(st.integers(0, 2_000), max_size=12),
+)
+def test_any_batching_gives_the_rows_of_one_record_per_batch(
+    seed: int, silences: list[tuple[int, int]], ties: bool, cuts: list[int]
+) -> None:
+    records = _records(seed, 90, silences, ties)
+    per_record = _through(records, list(range(len(records))))
+    batched = _through(records, cuts)
+    assert per_record.tables == batched.tables
+    assert sorted(per_record.model_known) == sorted(batched.model_known)

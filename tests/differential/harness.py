@@ -1,0 +1,279 @@
+"""Run the same input through the replay paths and compare every table, row for row.
+
+Each path is the real `tickcast replay` command in a process of its own, with its own
+chdb directory (one process per chdb path): the per-record path (`TICKCAST_REPLAY_BATCH=1`),
+file replays in batches, a Kafka replay over several partitions, and a Kafka replay that is
+killed with SIGKILL and resumed from its recovery store. `dump_tables` reads a finished
+store in a fresh process into Parquet files; `load_tables` / `differences` compare them.
+
+Also used by `bench/kill_loop.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+START = 1_763_683_200_000
+# The tables a replay writes (`rejected_records` rows name their source, which differs between
+# a file and a Kafka replay: they are compared as the multiset of their reasons instead).
+TABLES = (
+    "sentiment_ticks",
+    "candles",
+    "sentiment_bars",
+    "features",
+    "labels",
+    "predictions",
+    "calibration_windows",
+    "drift_events",
+)
+OPERATIONAL = ("latency_ms",)  # predictions.latency_ms: the inference time of a batch, not a result
+LONG_SYMBOL = "LONGUSDT"
+
+
+def write_dataset(out: Path, *, symbols: int = 20, hours: float = 24.0, long_days: float = 7.0, seed: int = 7) -> int:
+    """`symbols` × `hours` from the simulator plus one more symbol over `long_days`, with a few
+    duplicate and late ticks; JSONL files as `tickcast simulate` writes them. Returns the
+    number of records."""
+    from dataflows.simulator import SimConfig, generate_labeled
+
+    out.mkdir(parents=True, exist_ok=True)
+    wide = SimConfig(symbols=symbols, hours=hours, seed=seed, start_ms=START, duplicate_rate=0.01, late_rate=0.005)
+    long = SimConfig(symbols=1, hours=24 * long_days, seed=seed + 1, start_ms=START, duplicate_rate=0.01)
+    records = [r for r, _ in generate_labeled(wide)]
+    for r, _ in generate_labeled(long):
+        r = dict(r, symbol=LONG_SYMBOL)
+        if "id" in r:
+            r["id"] = f"long-{r['id']}"
+        records.append(r)
+    records.sort(key=lambda r: r["ingest_ts"])  # one ingest-ordered stream per file, as a recorder writes
+    ticks = b"".join(orjson.dumps(r) + b"\n" for r in records if "score" in r)
+    candles = b"".join(orjson.dumps(r) + b"\n" for r in records if "score" not in r)
+    (out / "ticks.jsonl").write_bytes(ticks)
+    (out / "candles.jsonl").write_bytes(candles)
+    return len(records)
+
+
+def train_model(model_dir: Path) -> str:
+    """Register and promote a model trained on synthetic rows (features ~ N(0, 1)).
+
+    On the simulator's features it is badly calibrated and every feature looks drifted
+    from its training mean, so the replays raise calibration drift, recommendations,
+    accuracy alarms and feature drift: sequential state the windows must reproduce."""
+    from models.registry import ModelRegistry
+    from models.training import Gates
+    from models.training import train_model as fit
+    from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
+
+    names = list(MARKET_FEATURES) + list(SENTIMENT_FEATURES)
+    rng = np.random.default_rng(0)
+    n = 3000
+    x = rng.normal(size=(n, len(names)))
+    logit = 1.5 * x[:, 0] - 1.0 * x[:, names.index("sent_ema_15m")]
+    df = pd.DataFrame(x, columns=names)
+    df["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    df["symbol"] = "S"
+    df["close_time"] = START - (n - np.arange(n)) * 60_000
+    result = fit(df, feature_names=names, gates=Gates(0.5, 0.3), ablation=False)
+    registry = ModelRegistry(model_dir)
+    version = registry.register(result)
+    registry.promote(version, cooldown_s=0, force=True)
+    return version
+
+
+def produce_dataset(broker: str, data: Path, *, partitions: int, suffix: str) -> dict[str, str]:
+    """The dataset's records into two new topics of `partitions` partitions (keyed by symbol,
+    stamped with ingest_ts); returns the topic settings."""
+    from dataflows.kafka_io import ensure_topics, produce_records
+
+    topics = {"TICKCAST_TOPIC_TICKS": f"ticks-{suffix}", "TICKCAST_TOPIC_CANDLES": f"candles-{suffix}"}
+    ensure_topics(broker, {t: partitions for t in topics.values()})
+    for name, topic in (("candles", topics["TICKCAST_TOPIC_CANDLES"]), ("ticks", topics["TICKCAST_TOPIC_TICKS"])):
+        lines = (data / f"{name}.jsonl").read_bytes().splitlines()
+        produce_records(broker, topic, [orjson.loads(line) for line in lines if line.strip()])
+    return topics
+
+
+def replay_command(
+    store: Path, *, kafka: bool = False, data: Path | None = None, recovery: Path | None = None
+) -> list[str]:
+    args = [sys.executable, "-m", "tickcast.cli", "replay", "--store", f"chdb://{store}", "--no-progress"]
+    args += ["--kafka"] if kafka else ["--input", str(data)]
+    if recovery is not None:
+        args += ["--recovery-dir", str(recovery)]
+    return args
+
+
+def environment(model_dir: Path, **settings: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
+    env.update(MODEL_STORE_DIR=str(model_dir), TICKCAST_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+    env.update({k: str(v) for k, v in settings.items()})
+    return env
+
+
+@dataclass
+class Job:
+    """A replay running in a process of its own."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def start(self) -> Job:
+        self.started = time.monotonic()
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT)
+        return self
+
+    def wait(self) -> Job:
+        assert self.proc is not None
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        code = self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.seconds = time.monotonic() - self.started
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        if code != 0:
+            raise RuntimeError(f"{self.name} exited {code}: {self.log.read_text()[-3000:]}")
+        return self
+
+
+@dataclass
+class KillFigures:
+    kills: int
+    runs: int
+    seconds: float
+    kill_after_s: list[float]  # seconds from a run's start to its SIGKILL
+
+
+def _last_snapshot(recovery: Path) -> float:
+    """When the recovery store was last written (0 before it exists)."""
+    times = [p.stat().st_mtime for p in recovery.glob("*")] if recovery.exists() else []
+    return max(times, default=0.0)
+
+
+def kill_loop(
+    args: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    recovery: Path,
+    *,
+    kills: int,
+    seed: int = 0,
+    extra_s: float = 1.5,
+    timeout: float = 1800,
+) -> KillFigures:
+    """Run `args` (a replay with its recovery store at `recovery`) and SIGKILL it once the run
+    has committed a snapshot of its own plus a random 0..`extra_s` seconds, `kills` times;
+    then let the last run finish. Each killed run has made progress, and dies at a random
+    point of an epoch."""
+    rng = random.Random(seed)
+    started = time.monotonic()
+    delays: list[float] = []
+    runs = 0
+    with log.open("ab") as fh:
+        while True:
+            runs += 1
+            t0, wall0 = time.monotonic(), time.time()
+            proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+            kill_at: float | None = None
+            while proc.poll() is None:
+                if time.monotonic() - started > timeout:
+                    proc.kill()
+                    raise TimeoutError(f"the kill loop ran for more than {timeout}s")
+                if len(delays) < kills:
+                    if kill_at is None and _last_snapshot(recovery) > wall0:
+                        kill_at = time.monotonic() + rng.uniform(0.0, extra_s)
+                    if kill_at is not None and time.monotonic() >= kill_at:
+                        os.kill(proc.pid, signal.SIGKILL)
+                        proc.wait()
+                        delays.append(time.monotonic() - t0)
+                        break
+                time.sleep(0.02)
+            else:
+                if proc.returncode != 0:
+                    raise RuntimeError(f"replay run {runs} exited {proc.returncode}: {log.read_text()[-3000:]}")
+                return KillFigures(len(delays), runs, time.monotonic() - started, delays)
+
+
+_DUMP = """
+import sys
+from pathlib import Path
+from tickcast.store import Store
+store, out = Store(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+for table in sys.argv[3:]:
+    store.df("SELECT * FROM {db}." + table + " FINAL").to_parquet(out / (table + ".parquet"))
+reasons = store.df("SELECT reason FROM {db}.rejected_records FINAL")["reason"]
+reasons.value_counts().rename("n").to_frame().sort_index().to_parquet(out / "rejected_reasons.parquet")
+"""
+
+
+def dump_tables(store: Path, out: Path) -> Path:
+    """Every compared table of the chdb store at `store`, read with FINAL in a fresh process."""
+    subprocess.run(
+        [sys.executable, "-c", _DUMP, f"chdb://{store}", str(out), *TABLES],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def load_tables(dumped: Path) -> dict[str, pd.DataFrame]:
+    """The dumped tables, operational columns dropped, rows in a canonical order."""
+    tables = {}
+    for table in TABLES:
+        df = pd.read_parquet(dumped / f"{table}.parquet")
+        df = df.drop(columns=[c for c in OPERATIONAL if c in df.columns])
+        tables[table] = df.sort_values(list(df.columns), kind="stable").reset_index(drop=True)
+    tables["rejected_reasons"] = pd.read_parquet(dumped / "rejected_reasons.parquet").sort_index()
+    return tables
+
+
+def differences(reference: dict[str, pd.DataFrame], other: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Table -> what differs (empty when every table is equal row for row, NaN == NaN)."""
+    found = {}
+    for table, want in reference.items():
+        got = other[table]
+        try:
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+        except AssertionError as exc:
+            found[table] = f"{len(got)} rows vs {len(want)}: {str(exc)[:600]}"
+    return found
+
+
+@contextmanager
+def lanes(n: int = 2) -> Iterator[list[Job]]:
+    """Collect jobs, then run them `n` at a time (the longest first) when the block ends."""
+    jobs: list[Job] = []
+    yield jobs
+    pending = list(jobs)
+    running: list[Job] = []
+    while pending or running:
+        while pending and len(running) < n:
+            running.append(pending.pop(0).start())
+        time.sleep(0.2)
+        for job in list(running):
+            assert job.proc is not None
+            if os.waitid(os.P_PID, job.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                running.remove(job)
+                job.wait()  # reaps it, with its CPU time
