@@ -176,6 +176,10 @@ class ModelState:
     serving_version: str = ""
     evaluation_due: bool = False  # live: a boundary is ready to be processed
     labels_due: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # live: (label, known), not paired
+    # live: served feature rows not yet in their boundary: (version, names, rows, known, values)
+    served_due: list[tuple[str, tuple[str, ...], list[dict[str, Any]], list[int], np.ndarray]] = field(
+        default_factory=list
+    )
     boundaries: dict[int, Boundary] = field(default_factory=dict)  # entered, not yet processed
     newest_known: int = -(2**62)  # the newest `known` of any input
     progress: dict[str, dict[str, int]] = field(default_factory=dict)  # replays: partition -> shard -> newest
@@ -290,7 +294,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             if tag == "features":
                 self._infer(rows, known, out)
             else:
-                if self.state.labels_due or self.state.evaluation_due:
+                if self.state.labels_due or self.state.evaluation_due or self.state.served_due:
                     self._settle(out)  # live: what became due before these labels
                 # the baseline a later candle sees includes them
                 self.state.baseline.extend([row["symbol"] for row in rows], [row["label"] for row in rows])
@@ -315,7 +319,8 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
     # 1,000 labels) and a 1,000-symbol evaluation (~30 ms every 5 minutes of event time) do
     # not hold up the predictions of the candles that closed with them.
     def notify_at(self) -> datetime | None:
-        return datetime.now(UTC) if self.state.evaluation_due or self.state.labels_due else None
+        due = self.state.evaluation_due or self.state.labels_due or self.state.served_due
+        return datetime.now(UTC) if due else None
 
     def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
         out = Out()
@@ -328,6 +333,10 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         return out.done(), StatefulBatchLogic.RETAIN
 
     def _settle(self, out: list[tuple[Any, ...]], *, final: bool = False) -> None:
+        if self.state.served_due:
+            served, self.state.served_due = self.state.served_due, []
+            for chunk in served:
+                self._enter_served(*chunk)
         if self.state.labels_due:
             due, self.state.labels_due = self.state.labels_due, []
             self._pair([row for row, _ in due], [known for _, known in due])
@@ -426,23 +435,25 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
         if version != "baseline" and names:
-            # a served model's features are the columns of X (predictor.feature_names are its names);
-            # they reach the feature-drift rings at their boundary (module doc)
-            close = np.fromiter((row["close_time"] for row in rows), np.int64, len(rows))
-            entry = self._entries(close, np.asarray(known, np.int64))
-            for at in np.unique(entry).tolist():
-                sel = np.flatnonzero(entry == at)
-                take = sel.tolist()
-                self._boundary(at).features.append(
-                    (
-                        version,
-                        tuple(names),
-                        close[sel],
-                        [symbols[k] for k in take],
-                        [rows[k]["interval"] for k in take],
-                        X64[sel],
-                    )
-                )
+            # a served model's features are the columns of X (predictor.feature_names are its
+            # names); they reach the feature-drift rings at their boundary (module doc) — live,
+            # after the predictions are out
+            served = (version, tuple(names), rows, known, X64)
+            if self.config.live:
+                self.state.served_due.append(served)
+            else:
+                self._enter_served(*served)
+
+    def _enter_served(
+        self, version: str, names: tuple[str, ...], rows: list[dict[str, Any]], known: list[int], X64: np.ndarray
+    ) -> None:
+        close = np.fromiter((row["close_time"] for row in rows), np.int64, len(rows))
+        entry = self._entries(close, np.asarray(known, np.int64))
+        for at in np.unique(entry).tolist():
+            sel = np.flatnonzero(entry == at)
+            take = sel.tolist()
+            chunk = (version, names, close[sel], [rows[k]["symbol"] for k in take], [rows[k]["interval"] for k in take])
+            self._boundary(at).features.append((*chunk, X64[sel]))
 
     def _entries(self, close: np.ndarray, known: np.ndarray) -> np.ndarray:
         every = self.config.eval_every_ms
