@@ -134,7 +134,8 @@ def test_killed_mid_replay_then_restarted_loses_and_duplicates_nothing(kafka_bro
     while time.time() < deadline and first.poll() is None and seen < 0.2 * total:
         chunk = first.stdout.read() or b""
         buffer = (buffer + chunk)[-4096:]
-        counts = re.findall(rb"replay: (\d+)rec", buffer)
+        # "replay:  20%|██   | 29406/144306 [...]" (a total: the topics' message count), or "replay: 29406rec [...]"
+        counts = re.findall(rb"(\d+)/\d+ \[", buffer) or re.findall(rb"replay: (\d+)rec", buffer)
         seen = int(counts[-1]) if counts else seen
         time.sleep(0.05)
     time.sleep(0.4)  # rows (flushed every 100 ms) and a snapshot (every 0.3 s) are written by now
