@@ -4,12 +4,13 @@ from its recovery store, against the same replay run without interruption.
 Every table must be equal row for row (calibration_windows and drift_events included;
 `predictions.latency_ms` is operational and left out). Prints the figures.
 
-    python bench/kill_loop.py [--symbols 20] [--hours 12] [--long-days 2] [--partitions 4] [--kills 20]
+    python bench/kill_loop.py [--symbols 40] [--hours 24] [--long-days 2] [--partitions 4] [--kills 20] [--batch 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -27,19 +28,20 @@ from tests.differential import harness  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=20)
-    parser.add_argument("--hours", type=float, default=12.0)
+    parser.add_argument("--symbols", type=int, default=40)
+    parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--long-days", type=float, default=2.0)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument(
-        "--batch", type=int, default=20_000, help="TICKCAST_REPLAY_BATCH (small: many epochs to kill in)"
+        "--batch", type=int, default=2_000, help="TICKCAST_REPLAY_BATCH (small: many epochs to kill in)"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (stores, logs, dumps)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tickcast-kill-") as tmp, tansu() as broker:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         n = harness.write_dataset(work / "data", symbols=args.symbols, hours=args.hours, long_days=args.long_days)
         harness.train_model(work / "models")
         topics = harness.produce_dataset(broker, work / "data", partitions=args.partitions, suffix=uuid.uuid4().hex[:8])
@@ -70,6 +72,8 @@ def main() -> int:
             work / "recovery",
             kills=args.kills,
             seed=args.seed,
+            epochs=1,
+            extra_s=0.5,
         )
         print(
             f"killed replay: {figures.kills} SIGKILLs over {figures.runs} runs, {time.monotonic() - started:.1f} s; "
@@ -77,6 +81,8 @@ def main() -> int:
             f"(min {min(figures.kill_after_s):.1f}, max {max(figures.kill_after_s):.1f})",
             flush=True,
         )
+        last = re.findall(r"replayed ([\d,]+) records", (work / "killed.log").read_text())[-1]
+        print(f"the last run read {last} records of {n:,}: the killed runs had committed the rest", flush=True)
         reference = harness.load_tables(harness.dump_tables(work / "clean", work / "dump-clean"))
         killed = harness.load_tables(harness.dump_tables(work / "killed", work / "dump-killed"))
         diff = harness.differences(reference, killed)

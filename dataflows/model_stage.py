@@ -191,6 +191,11 @@ def _thawed(state: ModelState) -> ModelState:
     for name, value in vars(fresh).items():
         if not hasattr(state, name):
             setattr(state, name, value)
+    # labels waiting for their pairing were bare rows: known from their event key on
+    state.labels_due = [
+        due if isinstance(due, tuple) else (due, due["close_time"] + due["horizon"] * INTERVAL_MS[due["interval"]])
+        for due in state.labels_due
+    ]
     return state
 
 

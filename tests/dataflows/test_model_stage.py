@@ -441,3 +441,23 @@ def test_a_sparse_history_evaluates_only_the_boundaries_labels_entered(tmp_path:
     assert [dict(r)["n"] for r in sorted(overall, key=lambda r: dict(r)["window_end"])] == [
         min(k, 5) for k in range(1, 49)
     ]
+
+
+def test_a_snapshot_from_before_the_boundaries_resumes(tmp_path: Path) -> None:
+    """A live model stage snapshotted by the previous version (labels waiting as bare rows, no
+    boundaries) resumes: the labels are paired and land in the windows."""
+    import pickle
+
+    from dataflows.model_stage import ModelState
+
+    old = ModelState()
+    del old.boundaries, old.newest_known, old.progress, old.served_due  # fields that version did not have
+    label = {"symbol": "S0", "interval": "1m", "close_time": START, "horizon": 1, "label": 1}
+    old.labels_due = [label]
+    old.predictions = {"S0": {START: (0.8, "baseline")}}
+    config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=True)
+    _predictors.pop(str(tmp_path), None)
+    logic = ModelLogic(config, pickle.dumps(old))
+    out, _ = logic.on_eof()
+    windows = [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
+    assert [(w["scope"], w["n"], w["window_end"]) for w in windows] == [("overall", 1, START), ("S0", 1, START)]

@@ -562,3 +562,19 @@ def test_silences_give_the_same_bars_however_the_bars_are_closed(gaps, cuts):
     for b in range(end // STEP * STEP - 300 * STEP, end, STEP):
         x, y = live.bar_at(b), replay.bar_at(b)
         assert (x is None) == (y is None) and (x is None or assert_rows_identical([x], [y]) is None)
+
+
+def test_a_state_pickled_before_implied_bars_and_pending_room_resumes():
+    df = make_ticks(300, seed=31)
+    state = SentimentState()
+    state.add_ticks(batch_of(df.iloc[:200]))
+    state.advance(int(df.ingest_ts.iloc[150]))
+    old = state.__getstate__()
+    del old["_p_n"], old["_empty_run"]  # fields the previous version did not have
+    resumed = SentimentState.__new__(SentimentState)
+    resumed.__setstate__(pickle.loads(pickle.dumps(old)))
+    for s in (state, resumed):
+        s.add_ticks(batch_of(df.iloc[200:]))
+    assert resumed.n_pending == state.n_pending > 0
+    end = int(df.ingest_ts.max()) + 5 * STEP
+    assert_rows_identical(resumed.advance(end), state.advance(end))

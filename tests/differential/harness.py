@@ -163,10 +163,20 @@ class KillFigures:
     kill_after_s: list[float]  # seconds from a run's start to its SIGKILL
 
 
-def _last_snapshot(recovery: Path) -> float:
-    """When the recovery store was last written (0 before it exists)."""
-    times = [p.stat().st_mtime for p in recovery.glob("*")] if recovery.exists() else []
-    return max(times, default=0.0)
+def committed_epoch(recovery: Path) -> int:
+    """The last epoch the flow committed to its recovery store (-1 before the first); read-only,
+    beside the running flow."""
+    import sqlite3
+
+    path = recovery / "part-0.sqlite3"
+    if not path.exists():
+        return -1
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2) as con:
+            row = con.execute("SELECT max(commit_epoch) FROM commits").fetchone()
+    except sqlite3.Error:  # being written right now: ask again later
+        return -1
+    return -1 if row is None or row[0] is None else int(row[0])
 
 
 def kill_loop(
@@ -177,13 +187,14 @@ def kill_loop(
     *,
     kills: int,
     seed: int = 0,
-    extra_s: float = 1.5,
+    epochs: int = 2,
+    extra_s: float = 1.0,
     timeout: float = 1800,
 ) -> KillFigures:
     """Run `args` (a replay with its recovery store at `recovery`) and SIGKILL it once the run
-    has committed a snapshot of its own plus a random 0..`extra_s` seconds, `kills` times;
-    then let the last run finish. Each killed run has made progress, and dies at a random
-    point of an epoch."""
+    has committed `epochs` epochs of its own (so it made progress and saved it) plus a random
+    0..`extra_s` seconds (so it dies at a random point of an epoch), `kills` times; then let
+    the last run finish."""
     rng = random.Random(seed)
     started = time.monotonic()
     delays: list[float] = []
@@ -191,7 +202,8 @@ def kill_loop(
     with log.open("ab") as fh:
         while True:
             runs += 1
-            t0, wall0 = time.monotonic(), time.time()
+            t0 = time.monotonic()
+            before = committed_epoch(recovery)
             proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
             kill_at: float | None = None
             while proc.poll() is None:
@@ -199,7 +211,7 @@ def kill_loop(
                     proc.kill()
                     raise TimeoutError(f"the kill loop ran for more than {timeout}s")
                 if len(delays) < kills:
-                    if kill_at is None and _last_snapshot(recovery) > wall0:
+                    if kill_at is None and committed_epoch(recovery) >= before + epochs:
                         kill_at = time.monotonic() + rng.uniform(0.0, extra_s)
                     if kill_at is not None and time.monotonic() >= kill_at:
                         os.kill(proc.pid, signal.SIGKILL)
