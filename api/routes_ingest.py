@@ -48,7 +48,14 @@ CANDLE_SCHEMA: dict[str, Any] = {
         "ingest_ts": _TS,
     },
 }
-_RESPONSES = {202: "accepted: {accepted: n}", 400: "not JSON", 413: "body too large", 422: "invalid records"}
+_RESPONSES = {
+    202: "accepted: {accepted: n}",
+    400: "not JSON",
+    413: "body too large",
+    422: "invalid records",
+    503: "the dataflow is not taking records",
+}
+ACCEPTED = {"type": "object", "properties": {"accepted": {"type": "integer"}}, "required": ["accepted"]}
 
 
 def _batch_schema(item: dict[str, Any], key: str, *, single: bool) -> dict[str, Any]:
@@ -120,6 +127,7 @@ async def _ingest(request: Request, kind: str, key: str) -> Response:
     body=_batch_schema(TICK_SCHEMA, "ticks", single=True),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_tick(request: Request) -> Response:
@@ -131,6 +139,7 @@ async def post_tick(request: Request) -> Response:
     body=_batch_schema(TICK_SCHEMA, "ticks", single=False),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_ticks(request: Request) -> Response:
@@ -142,6 +151,7 @@ async def post_ticks(request: Request) -> Response:
     body=_batch_schema(CANDLE_SCHEMA, "candles", single=True),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_candle(request: Request) -> Response:
@@ -153,6 +163,7 @@ async def post_candle(request: Request) -> Response:
     body=_batch_schema(CANDLE_SCHEMA, "candles", single=False),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_candles(request: Request) -> Response:
