@@ -172,9 +172,23 @@ def _operation(route: Route, method: str, s: Spec) -> dict[str, Any]:
     return op
 
 
+def sse_event_schema(stream: str) -> Schema:
+    """One event of a stream: its name (the stream's, or `resync`), a numeric id, JSON object data."""
+    return obj(
+        {
+            "event": enum(stream, "resync"),
+            "id": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"type": "object"}},
+            "retry": {"type": "integer"},
+        },
+        optional=["id", "retry"],
+        description="one server-sent event (the `retry:` hint comes first, before any event)",
+    )
+
+
 def _success_content(path: str, s: Spec) -> dict[str, Any]:
     if s.stream:
-        return {"text/event-stream": {"schema": {"type": "string"}}}
+        return {"text/event-stream": {"schema": sse_event_schema(path.rsplit("/", 1)[-1])}}
     if path == "/metrics":
         return {"text/plain": {"schema": {"type": "string"}}}
     if path in ("/", "/ui"):

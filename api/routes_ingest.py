@@ -28,11 +28,11 @@ TICK_SCHEMA: dict[str, Any] = {
         "symbol": {"type": "string", "pattern": SYMBOL_RE.pattern, "example": "XRPUSDT"},
         "ts": _TS,
         "score": {"type": "number", "minimum": -1, "maximum": 1},
-        "polarity": {"type": "integer", "enum": [-1, 0, 1]},
+        "polarity": {"type": "integer", "enum": [-1, 0, 1, None], "nullable": True},
         "provider": {"type": "string", "pattern": NAME_RE.pattern, "example": "newsapi"},
-        "meta": {"type": "object"},
-        "id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "ingest_ts": {**_TS, "description": "only for replays; live records are stamped on arrival"},
+        "meta": {"description": 'a JSON object, or a string holding one; null, false, 0, "" and [] mean none'},
+        "id": {"type": "string", "minLength": 1, "maxLength": 128, "nullable": True},
+        "ingest_ts": {**_TS, "nullable": True, "description": "only for replays; live records are stamped on arrival"},
     },
 }
 CANDLE_SCHEMA: dict[str, Any] = {
@@ -45,7 +45,7 @@ CANDLE_SCHEMA: dict[str, Any] = {
         "close_time": {**_TS, "description": "open_time + interval (exclusive end), epoch ms"},
         **{k: {"type": "number", "minimum": 0, "exclusiveMinimum": True} for k in ("open", "high", "low", "close")},
         "volume": {"type": "number", "minimum": 0},
-        "ingest_ts": _TS,
+        "ingest_ts": {**_TS, "nullable": True},
     },
 }
 _RESPONSES = {

@@ -42,9 +42,9 @@ LAST_ID_HEADER = Param(
     max_length=20,
     description=_ID_DOC + " (browsers send it on reconnect; wins over last_event_id)",
 )
-API_KEY = Param("api_key", "string", description="API key for clients that cannot set headers (EventSource)")
-SENTIMENT_PARAMS = (SYMBOLS, WINDOWS, LAST_ID, LAST_ID_HEADER, API_KEY)
-PLAIN_PARAMS = (SYMBOLS, LAST_ID, LAST_ID_HEADER, API_KEY)
+# `api_key` (the EventSource key) is a security scheme of these operations, read by api/auth.py.
+SENTIMENT_PARAMS = (SYMBOLS, WINDOWS, LAST_ID, LAST_ID_HEADER)
+PLAIN_PARAMS = (SYMBOLS, LAST_ID, LAST_ID_HEADER)
 _RESPONSES = {
     200: "text/event-stream: `retry:` hint, then events (id, event = the stream's name, JSON data) and "
     "`resync` events (see api/sse.py)",

@@ -447,7 +447,7 @@ def spec(
     body_required = bool(body and body.get("required")) or bool(body and "oneOf" in body)
     s = Spec(
         summary,
-        tuple(p for p in params if p.name != "api_key"),
+        tuple(params),
         body,
         auth,
         dict(responses or {}),
