@@ -19,7 +19,7 @@ from api.context import get_ctx
 from api.errors import ApiError
 from api.known import check_symbols
 from api.routes_sentiment import WINDOWS, requested_windows
-from api.sse import newest_id, sse_response
+from api.sse import newest_if_ahead, sse_response
 from api.validation import Param, csv_pattern, parse_query, spec
 
 _MAX_ID = 2**64 - 1
@@ -71,8 +71,8 @@ async def _open(request: Request, stream: str, q: dict[str, Any], **kw: Any) -> 
     last_id = _last_id(q)
     unknown_id = None
     if last_id is not None:
-        newest = await newest_id(ctx, stream)
-        if last_id > newest:
+        newest = await newest_if_ahead(ctx, stream, last_id)
+        if newest is not None:
             unknown_id, last_id = last_id, newest
     return sse_response(ctx, stream, symbols, last_id, unknown_id=unknown_id, **kw)
 

@@ -80,15 +80,20 @@ async def replay(
     return stored[:limit], len(stored) > limit
 
 
-async def newest_id(ctx: AppContext, stream: str) -> int:
-    """The newest event id this server knows for `stream`: its id clock, the unstored events
-    on the bus, the stored ones."""
+async def newest_if_ahead(ctx: AppContext, stream: str, last_id: int) -> int | None:
+    """None when `last_id` is an id this server has given out or stored; else the newest id it
+    knows for `stream` (its id clock, the unstored events on the bus, the stored ones). The
+    store is asked only when the id clock is behind `last_id` (after a restart, or a replica
+    that has not seen an event yet)."""
     newest = ctx.id_clock.current()
+    if last_id <= newest:
+        return None
     unstored = getattr(ctx.bus, "unstored_after", None)
     if unstored is not None:
         newest = max([newest, *(e.id for e in unstored(stream, None, newest))])
     rows = await blocking(ctx.store.named, "live_events_newest_id", {"stream": stream})
-    return max(newest, int(rows[0]["newest"] or 0) if rows else 0)
+    newest = max(newest, int(rows[0]["newest"] or 0) if rows else 0)
+    return None if last_id <= newest else newest
 
 
 def resync_event(reason: str, message: str, restart_from: int, **extra: Any) -> ServerSentEvent:
