@@ -6,6 +6,7 @@ Dangerous operations (promote, rollback, restore) change what the flow serves. W
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -20,6 +21,7 @@ from api.schemas import ANY, BOOL, JOB_STARTED, NUM, STR, arr, nullable, obj
 from api.validation import NAME_RE, Field, object_schema, read_command, spec
 from tickcast.jobs import UnknownJobKind
 
+log = logging.getLogger(__name__)
 VERSION_RE = r"[A-Za-z0-9._-]{1,128}"
 CONFIRM = Field("confirm", "boolean", default=False, description="must be true to perform the operation")
 PROMOTE_FIELDS = (
@@ -319,6 +321,7 @@ async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger:
     if wait is not None:
         s = ctx.settings
         retry = max(1, math.ceil(wait))
+        log.warning("job start refused: too many %r jobs started over the API; next allowed in %d s", kind, retry)
         raise ApiError(
             429,
             f"too many {kind!r} jobs started over the API: at most {s.API_JOB_RATE_BURST} back to back and "

@@ -15,6 +15,7 @@ docs/decisions.md "Security at the HTTP edge" says why not a per-process token.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from api.schemas import BOOL, INT, MS, NUM, STR, arr, nullable, obj
 from api.validation import Param, parse_query, spec
 from tickcast.records import INTERVAL_MS
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 FEATURE_COLUMNS = (
     "ret_1",
@@ -146,7 +148,9 @@ def hand_out_key(
     if not (_is_loopback(s.TICKCAST_API_HOST) and _is_loopback(client_host)):
         return None
     if not _is_loopback(host_name(host_header)):
-        return None  # DNS rebinding: the browser names the attacker's host
+        # DNS rebinding: the browser names the attacker's host
+        log.warning("API key not handed out: request from loopback with Host %r (not a loopback name)", host_header)
+        return None
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return None  # a request made by another site's page
     if origin is not None and origin != f"{scheme}://{host_header}":
