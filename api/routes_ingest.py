@@ -28,11 +28,11 @@ TICK_SCHEMA: dict[str, Any] = {
         "symbol": {"type": "string", "pattern": SYMBOL_RE.pattern, "example": "XRPUSDT"},
         "ts": _TS,
         "score": {"type": "number", "minimum": -1, "maximum": 1},
-        "polarity": {"type": "integer", "enum": [-1, 0, 1]},
+        "polarity": {"type": "integer", "enum": [-1, 0, 1, None], "nullable": True},
         "provider": {"type": "string", "pattern": NAME_RE.pattern, "example": "newsapi"},
-        "meta": {"type": "object"},
-        "id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "ingest_ts": {**_TS, "description": "only for replays; live records are stamped on arrival"},
+        "meta": {"description": 'a JSON object, or a string holding one; null, false, 0, "" and [] mean none'},
+        "id": {"type": "string", "minLength": 1, "maxLength": 128, "nullable": True},
+        "ingest_ts": {**_TS, "nullable": True, "description": "only for replays; live records are stamped on arrival"},
     },
 }
 CANDLE_SCHEMA: dict[str, Any] = {
@@ -45,10 +45,17 @@ CANDLE_SCHEMA: dict[str, Any] = {
         "close_time": {**_TS, "description": "open_time + interval (exclusive end), epoch ms"},
         **{k: {"type": "number", "minimum": 0, "exclusiveMinimum": True} for k in ("open", "high", "low", "close")},
         "volume": {"type": "number", "minimum": 0},
-        "ingest_ts": _TS,
+        "ingest_ts": {**_TS, "nullable": True},
     },
 }
-_RESPONSES = {202: "accepted: {accepted: n}", 400: "not JSON", 413: "body too large", 422: "invalid records"}
+_RESPONSES = {
+    202: "accepted: {accepted: n}",
+    400: "not JSON",
+    413: "body too large",
+    422: "invalid records",
+    503: "the dataflow is not taking records",
+}
+ACCEPTED = {"type": "object", "properties": {"accepted": {"type": "integer"}}, "required": ["accepted"]}
 
 
 def _batch_schema(item: dict[str, Any], key: str, *, single: bool) -> dict[str, Any]:
@@ -120,6 +127,7 @@ async def _ingest(request: Request, kind: str, key: str) -> Response:
     body=_batch_schema(TICK_SCHEMA, "ticks", single=True),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_tick(request: Request) -> Response:
@@ -131,6 +139,7 @@ async def post_tick(request: Request) -> Response:
     body=_batch_schema(TICK_SCHEMA, "ticks", single=False),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_ticks(request: Request) -> Response:
@@ -142,6 +151,7 @@ async def post_ticks(request: Request) -> Response:
     body=_batch_schema(CANDLE_SCHEMA, "candles", single=True),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_candle(request: Request) -> Response:
@@ -153,6 +163,7 @@ async def post_candle(request: Request) -> Response:
     body=_batch_schema(CANDLE_SCHEMA, "candles", single=False),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_candles(request: Request) -> Response:
