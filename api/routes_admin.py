@@ -83,7 +83,11 @@ async def list_models(request: Request) -> Response:
 
     def read() -> dict[str, Any]:
         registry = ctx.registry()
-        return {"production": registry.state()["production"], "models": [_summary(m) for m in registry.list()]}
+        return {
+            "production": registry.state()["production"],
+            # has_backup: a copy in backups/ exists, so "restore" can do something
+            "models": [{**_summary(m), "has_backup": registry.has_backup(m["version"])} for m in registry.list()],
+        }
 
     return JSONResponse(await blocking(read))
 
@@ -153,6 +157,9 @@ async def promote(request: Request) -> Response:
                 "current_production": current,
                 "new_production": version,
                 "candidate_status": meta.get("status"),
+                # code + params: the page says it in the reader's language (api/static/i18n_*.js)
+                "code": "plan.promote.archive" if current else "plan.promote",
+                "params": {"current": current or "baseline", "new": version},
                 "description": f"production would change from {current or 'none (baseline)'} to {version}"
                 + (f"; {current} would become archived (rollback target)" if current else ""),
             }
@@ -165,8 +172,15 @@ async def promote(request: Request) -> Response:
                 force=body["force"],
             )
         except PromotionRefused as exc:
-            hint = '; add "force": true to override the cooldown' if exc.reason == "cooldown" else ""
-            raise ApiError(409, f"{exc}{hint}", reason=exc.reason, next_allowed_at=exc.next_allowed_at) from None
+            hint = '; resend with "force": true to override it' if exc.reason == "cooldown" else ""
+            raise ApiError(
+                409,
+                f"{exc}{hint}",
+                reason=exc.reason,
+                code=f"promotion.{exc.reason}",
+                params={"next_allowed_at": exc.next_allowed_at, "version": version},
+                next_allowed_at=exc.next_allowed_at,
+            ) from None
         except RegistryError as exc:
             raise ApiError(409, str(exc)) from None
         return {"promoted": version, "previous_production": current, "model": _summary(promoted)}
@@ -202,6 +216,8 @@ async def rollback(request: Request) -> Response:
                 "action": "rollback",
                 "current_production": current,
                 "new_production": target,
+                "code": "plan.rollback",
+                "params": {"current": current or "baseline", "new": target},
                 "description": f"production would change from {current or 'none'} back to {target}; "
                 f"{current or 'the current model'} would become archived",
             }
@@ -243,6 +259,8 @@ async def restore(request: Request) -> Response:
                 "version": version,
                 "current_production": current,
                 "new_production": current,
+                "code": "plan.restore.reload" if version == current else "plan.restore",
+                "params": {"version": version, "current": current or "baseline"},
                 "description": f"the files of {version} in trained/ would be replaced by the copies in backups/ "
                 f"(after a sha256 check); production stays {current or 'none'}"
                 + (" and the flow reloads it" if version == current else ""),
@@ -258,19 +276,36 @@ async def restore(request: Request) -> Response:
 
 
 # --- retrain, scheduler, providers ---------------------------------------------------------
+def _running_view(job: dict[str, Any] | None, job_id: str) -> dict[str, Any]:
+    job = job or {}
+    return {
+        "job_id": job_id,
+        "kind": job.get("kind"),
+        "trigger": job.get("trigger"),
+        "status": job.get("status"),
+        "progress": job.get("progress"),
+        "started_at": job.get("started_at"),
+    }
+
+
 async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger: str) -> Response:
+    """Start a job; while one of the kind is active, answer 200 with *that* job (its own
+    trigger, not the one asked for) and `already_running`."""
     try:
         job_id = await blocking(ctx.jobs.start, kind, params, trigger=trigger)  # writes the 'queued' row
     except UnknownJobKind as exc:
         raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get {kind!r} jobs") from None
     already = bool(getattr(job_id, "already_running", False))
-    body = {
+    body: dict[str, Any] = {
         "job_id": str(job_id),
         "kind": kind,
         "trigger": trigger,
         "already_running": already,
         "status_url": f"/admin/jobs/{job_id}",
     }
+    if already:
+        running = _running_view(await blocking(ctx.jobs.get, str(job_id)), str(job_id))
+        body.update(trigger=running["trigger"], requested_trigger=trigger, running_job=running)
     return JSONResponse(body, status_code=200 if already else 202)
 
 
@@ -288,16 +323,52 @@ async def manual_retrain(request: Request) -> Response:
 
 
 @spec(
-    "Start an emergency retrain (job kind 'train', trigger emergency)",
+    "Start an emergency retrain (job kind 'train', trigger emergency). While a train job runs, nothing is "
+    "started: 409 names the running job (it retrains on the same data); every request is counted in "
+    'ml_emergency_retrain_requests_total{source="api",outcome}',
     body=object_schema(RETRAIN_FIELDS),
     auth=True,
     tag="admin",
-    responses={202: "job started", 200: "a train job is already running", 503: "no train job"},
+    responses={202: "job started", 409: "a train job is already running (its id and trigger)", 503: "no train job"},
 )
 async def emergency_retrain(request: Request) -> Response:
+    from tickcast import metrics
+
     ctx = get_ctx(request)
     body = await read_command(request, RETRAIN_FIELDS, _max_body(ctx))
-    return await start_job(ctx, "train", {"reason": body["reason"] or "emergency", "emergency": True}, "emergency")
+    params = {"reason": body["reason"] or "emergency", "emergency": True}
+    try:
+        job_id = await blocking(ctx.jobs.start, "train", params, trigger="emergency")
+    except UnknownJobKind as exc:
+        metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "unavailable").inc()
+        raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get 'train' jobs") from None
+    if getattr(job_id, "already_running", False):
+        metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "already_running").inc()
+        running = _running_view(await blocking(ctx.jobs.get, str(job_id)), str(job_id))
+        raise ApiError(
+            409,
+            f"emergency retrain not started: train job {job_id} (trigger {running['trigger']}, "
+            f"{running['status']}) is already running on the same data; follow it at /admin/jobs/{job_id} "
+            "and send the emergency retrain again once it has finished if its model does not help",
+            code="retrain.busy",
+            params={"job_id": str(job_id), "trigger": running["trigger"], "status": running["status"]},
+            outcome="already_running",
+            job_id=str(job_id),
+            running_job=running,
+            status_url=f"/admin/jobs/{job_id}",
+        )
+    metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "started").inc()
+    return JSONResponse(
+        {
+            "job_id": str(job_id),
+            "kind": "train",
+            "trigger": "emergency",
+            "already_running": False,
+            "outcome": "started",
+            "status_url": f"/admin/jobs/{job_id}",
+        },
+        status_code=202,
+    )
 
 
 @spec(

@@ -316,7 +316,7 @@ class ModelRegistry:
             return meta
         if not force and not auto_promote_enabled:
             raise PromotionRefused(
-                f"auto-promotion is disabled (AUTO_PROMOTE_ENABLED=false); promote {version} with force=True",
+                f"auto-promotion is disabled (AUTO_PROMOTE_ENABLED=false); {version} needs an explicit, forced promotion",
                 reason="auto_promote_disabled",
             )
         now = self._clock()
@@ -325,7 +325,7 @@ class ModelRegistry:
             nxt = last + cooldown_s
             raise PromotionRefused(
                 f"promotion cooldown: last promotion at {iso_utc(last)}, next allowed at {iso_utc(nxt)} "
-                f"({nxt - now:.0f}s left); use force=True to override",
+                f"({nxt - now:.0f}s left)",
                 reason="cooldown",
                 next_allowed_at=nxt,
             )
@@ -387,6 +387,10 @@ class ModelRegistry:
             copies.append(dst)
         log.info("backed up model %s to %s", version, self.backups)
         return copies
+
+    def has_backup(self, version: str) -> bool:
+        """A copy of ``version`` exists in ``backups/`` (what ``restore`` needs)."""
+        return (self.backups / f"{version}.json").exists() and (self.backups / f"{version}.onnx").exists()
 
     def restore(self, version: str) -> dict[str, Any]:
         """Copy ``version`` back from ``backups/`` into ``trained/`` after checking its sha256."""

@@ -371,25 +371,80 @@ def models() -> None:
     """Model registry: list, promote, rollback, backup, restore, cleanup."""
 
 
+def chdb_held_elsewhere(url: str) -> bool:
+    """True when another process holds the chdb directory of `url` (e.g. a running `tickcast up`).
+
+    ClickHouse keeps an exclusive flock on `<dir>/status` while it runs; probing that lock
+    (and letting it go at once) tells us without opening the engine, which would print a
+    `DB::Exception: Cannot lock file` of its own."""
+    import fcntl
+
+    if not url.startswith("chdb://"):
+        return False
+    from tickcast.store import resolve_store_url
+
+    status = Path(resolve_store_url(url)[len("chdb://") :]) / "status"
+    try:
+        with status.open("rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def _held_note(ctx: Ctx) -> str:
+    s = ctx.settings
+    return (
+        f"the store {s.TICKCAST_CLICKHOUSE_URL} is held by the running tickcast "
+        f"(`tickcast up`, API http://{s.TICKCAST_API_HOST}:{s.TICKCAST_API_PORT})"
+    )
+
+
 def _registry(store_url: str | None, model_dir: str | None) -> tuple[Ctx, Any]:
     from tickcast.lifecycle import registry_for
 
     ctx = Ctx(store_url, model_dir)
     store = None
-    try:
-        store = ctx.store()
-    except click.ClickException as exc:
-        log.warning("model_registry table will not be mirrored: %s", exc.message)
+    if chdb_held_elsewhere(ctx.settings.TICKCAST_CLICKHOUSE_URL):
+        click.echo(
+            f"note: {_held_note(ctx)}; the registry files are changed directly and the running system "
+            "mirrors nothing for this command (its model_registry table catches up at its next registry change)",
+            err=True,
+        )
+    else:
+        try:
+            store = ctx.store()
+        except click.ClickException as exc:
+            log.warning("model_registry table will not be mirrored: %s", exc.message)
     return ctx, registry_for(ctx.settings, store)
 
 
 def _registry_call(fn: Any) -> Any:
-    from models.registry import RegistryError
+    from models.registry import PromotionRefused, RegistryError
 
     try:
         return fn()
+    except PromotionRefused as exc:
+        hint = "; add --force to override" if exc.reason in ("cooldown", "auto_promote_disabled") else ""
+        raise click.ClickException(f"{exc}{hint}") from None
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _models_from_api(ctx: Ctx) -> list[dict[str, Any]] | None:
+    """`GET /api/models` of the running system, or None when it does not answer."""
+    import httpx
+
+    s = ctx.settings
+    try:
+        r = httpx.get(f"http://{s.TICKCAST_API_HOST}:{s.TICKCAST_API_PORT}/api/models", timeout=5)
+        r.raise_for_status()
+        return list(r.json()["models"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
 
 
 @models.command("list")
@@ -398,8 +453,17 @@ def _registry_call(fn: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def models_list(store_url: str | None, model_dir: str | None, as_json: bool) -> None:
     """Registered versions (newest last)."""
-    _, registry = _registry(store_url, model_dir)
-    rows = registry.list()
+    ctx = Ctx(store_url, model_dir)
+    rows = None
+    if chdb_held_elsewhere(ctx.settings.TICKCAST_CLICKHOUSE_URL):
+        # A read needs no store: ask the running system rather than open (and fail on) its store.
+        rows = _models_from_api(ctx)
+        source = "its API (GET /api/models)" if rows is not None else "the registry files (its API did not answer)"
+        click.echo(f"note: {_held_note(ctx)}; the answer below comes from {source}", err=True)
+    if rows is None:
+        from tickcast.lifecycle import registry_for
+
+        rows = registry_for(ctx.settings, None).list()
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -407,9 +471,11 @@ def models_list(store_url: str | None, model_dir: str | None, as_json: bool) -> 
         click.echo("no models registered; run `tickcast train`")
     for r in rows:
         m = r.get("metrics") or {}
+        auc, ece, brier = (
+            r.get(k, m.get(f)) for k, f in (("roc_auc", "roc_auc"), ("ece_prod", "ece"), ("brier_prod", "brier"))
+        )
         click.echo(
-            f"{r['version']:<34} {r['status']:<11} auc={_f(m.get('roc_auc'))} ece={_f(m.get('ece'))} "
-            f"brier={_f(m.get('brier'))} {r['created_at']}"
+            f"{r['version']:<34} {r['status']:<11} auc={_f(auc)} ece={_f(ece)} brier={_f(brier)} {r['created_at']}"
         )
 
 

@@ -174,6 +174,7 @@ class Settings(BaseSettings):
     ACCURACY_GOOD: Fraction = 0.70
     ACCURACY_WARNING: Fraction = 0.50
     ACCURACY_WINDOW: PositiveInt = 500
+    ACCURACY_MIN_SAMPLES: PositiveInt = 100  # a version's own labeled predictions before GOOD/WARNING/CRITICAL
     ACCURACY_TREND_DAYS: PositiveInt = 28
     EMERGENCY_RETRAIN_COOLDOWN_SECONDS: Annotated[int, Field(ge=0)] = 21_600
 
@@ -242,6 +243,11 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "CALIBRATION_HYSTERESIS_EXIT must be <= CALIBRATION_HYSTERESIS_ENTER "
                 f"(got exit={self.CALIBRATION_HYSTERESIS_EXIT}, enter={self.CALIBRATION_HYSTERESIS_ENTER})"
+            )
+        if self.ACCURACY_MIN_SAMPLES > self.ACCURACY_WINDOW:
+            raise SettingsError(
+                f"ACCURACY_MIN_SAMPLES must be <= ACCURACY_WINDOW (got {self.ACCURACY_MIN_SAMPLES} > "
+                f"{self.ACCURACY_WINDOW}): the window could never hold enough predictions for a verdict"
             )
         if self.ACCURACY_WARNING > self.ACCURACY_GOOD:
             raise SettingsError(

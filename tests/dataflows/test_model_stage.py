@@ -326,8 +326,8 @@ def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_res
         assert (live.notify_at() is not None) == bool(labels)
         live.on_notify()
         assert live.state.labels_due == []
-    assert live.state.accuracy.state() == replay.state.accuracy.state()
-    assert live.state.accuracy.state().n == 5 * 11  # every label paired once
+    assert live.state.accuracy.state("baseline") == replay.state.accuracy.state("baseline")
+    assert live.state.accuracy.state("baseline").n == 5 * 11  # every label paired once
 
 
 @pytest.mark.parametrize("names", [["a", "b"], ["b"], []])
