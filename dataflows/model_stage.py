@@ -29,8 +29,10 @@ from models.accuracy import HEALTH_STATES, INSUFFICIENT_DATA, VersionedAccuracy,
 from models.baseline import Baseline
 from models.calibration_window import WindowedCalibration
 from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
+from models.feature_drift import FeatureDriftMonitor, reference_of, sort_key_order
 from models.runtime import Predictor
 from tickcast import metrics
+from tickcast.features import ALL_FEATURES
 from tickcast.records import INTERVAL_MS
 from tickcast.settings import Settings
 
@@ -40,7 +42,6 @@ log = logging.getLogger(__name__)
 # start jobs (AUTO_RETRAIN_ENABLED). Signature: (kind, params, trigger) -> job id.
 JobStarter = Callable[[str, dict[str, Any], str], str]
 _job_starter: JobStarter | None = None
-FEATURE_REARM = 0.8  # a drifted feature raises a new event only after |z| fell below 0.8 x threshold
 _predictors: dict[str, Predictor] = {}
 
 
@@ -114,23 +115,6 @@ class ModelConfig:
 
 
 @dataclass
-class FeatureRing:
-    values: np.ndarray
-    pos: int = 0
-    count: int = 0
-    breached: bool = False
-
-    def add_many(self, values: np.ndarray) -> None:
-        """Append values in order (what one `add` per value would leave in the ring)."""
-        size = self.values.size
-        n = values.size
-        kept = values[-size:]
-        self.values[(self.pos + n - kept.size + np.arange(kept.size)) % size] = kept
-        self.pos = (self.pos + n) % size
-        self.count = min(self.count + n, size)
-
-
-@dataclass
 class ModelState:
     baseline: Baseline = field(default_factory=Baseline)
     predictions: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict)
@@ -140,7 +124,9 @@ class ModelState:
     symbol_index: dict[str, int] = field(default_factory=dict)
     label_watermark: int = 0
     next_eval_ms: int | None = None
-    features: dict[str, FeatureRing] = field(default_factory=dict)
+    feature_drift: FeatureDriftMonitor | None = (
+        None  # rings of every feature row, drift state (models/feature_drift.py)
+    )
     serving_version: str = ""
     evaluation_due: bool = False  # labels arrived since the last calibration check
     labels_due: list[dict[str, Any]] = field(default_factory=list)  # live: in the baseline, not yet paired
@@ -180,6 +166,7 @@ def _num(value: Any) -> float | None:
 
 
 ModelItem = tuple[str, dict[str, Any]]  # ("features" | "label", row)
+_FEATURE_INDEX = {name: j for j, name in enumerate(ALL_FEATURES)}
 
 
 class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState]):
@@ -194,6 +181,8 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                 warning=config.accuracy_warning,
                 min_samples=config.accuracy_min_samples,
             )
+        if not isinstance(getattr(self.state, "feature_drift", None), FeatureDriftMonitor):
+            self.state.feature_drift = FeatureDriftMonitor(config.feature_window, config.feature_z)
         self.predictor = _predictor(config, self.state)
 
     def snapshot(self) -> ModelState:
@@ -269,7 +258,14 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         self.predictor.refresh()
         names = self.predictor.feature_names
         # None (a missing feature) becomes NaN in the float conversion
-        X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
+        # One matrix of every stored feature (the drift monitor sees every row, baseline or
+        # model, as GET /api/drift/features does); the model's columns are taken from it.
+        every = np.array(_feature_values(rows, ALL_FEATURES), dtype=np.float64).reshape(len(rows), len(ALL_FEATURES))
+        index = [_FEATURE_INDEX.get(name) for name in names]
+        if None in index:  # a model with a feature the table does not hold: take its own values
+            X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
+        else:
+            X64 = every[:, index]
         X = X64.astype(np.float32)
         symbols = [row["symbol"] for row in rows]
         probs, version, reason = self.predictor.predict(symbols, X)
@@ -308,44 +304,42 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             ring[row["close_time"]] = (float(prob), version)
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
-        if version != "baseline":
-            # a served model's features are the columns of X (predictor.feature_names are its names)
-            self._feature_drift(rows[-1]["close_time"], dict(zip(names, X64.T, strict=True)), version, out)
+        self._feature_drift(rows, every, version, out)
 
-    def _feature_drift(self, ts: int, columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]) -> None:
+    def _feature_drift(
+        self, rows: list[dict[str, Any]], every: np.ndarray, version: str, out: list[tuple[Any, ...]]
+    ) -> None:
+        """Feed every row's features to the drift rings in (close_time, symbol) order, then, when
+        a model serves, evaluate them against its training statistics (models/feature_drift.py)."""
+        monitor = self.state.feature_drift
+        order = sort_key_order(
+            np.fromiter((r["close_time"] for r in rows), np.int64, len(rows)), [r["symbol"] for r in rows]
+        )
+        ordered = every[order]
+        monitor.add({name: ordered[:, j] for j, name in enumerate(ALL_FEATURES)})
         model = self.predictor.loaded
-        if model is None:
+        if version == "baseline" or model is None:
             return
-        mean, std = model.metadata.get("train_mean") or {}, model.metadata.get("train_std") or {}
-        for name in model.feature_names:
-            mu, sigma = mean.get(name), std.get(name)
-            if mu is None or not sigma:
+        ts = rows[order[-1]]["close_time"]
+        for reading in monitor.evaluate(version, reference_of(model.metadata)):
+            metrics.FEATURE_DRIFT_Z.labels(reading.name).set(reading.z)
+            if reading.transition is None:
                 continue
-            ring = self.state.features.get(name)
-            if ring is None:
-                ring = self.state.features[name] = FeatureRing(np.full(self.config.feature_window, np.nan))
-            values = columns[name]
-            ring.add_many(values[~np.isnan(values)])
-            if ring.count < self.config.feature_window:
-                continue
-            z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
-            if abs(z) >= self.config.feature_z and not ring.breached:
-                metrics.FEATURE_DRIFT_EVENTS.labels(name).inc()
-                self._drift_event(
-                    "feature_drift",
-                    ts,
-                    version,
-                    "overall",
-                    name,
-                    z,
-                    self.config.feature_z,
-                    {"window": ring.count, "train_mean": mu, "train_std": sigma},
-                    out,
-                )
-                ring.breached = True
-            elif abs(z) < FEATURE_REARM * self.config.feature_z:
-                # Hysteresis: a z hovering around the threshold is one drift, not one event per crossing.
-                ring.breached = False
+            mu, sigma = reference_of(model.metadata)[reading.name]
+            kind = "feature_drift" if reading.transition == "enter" else "feature_drift_exit"
+            if reading.transition == "enter":
+                metrics.FEATURE_DRIFT_EVENTS.labels(reading.name).inc()
+            self._drift_event(
+                kind,
+                ts,
+                version,
+                "overall",
+                reading.name,
+                reading.z,
+                self.config.feature_z,
+                {"window": reading.n, "mean": reading.mean, "train_mean": mu, "train_std": sigma},
+                out,
+            )
 
     # --- labels, calibration ------------------------------------------------------------------
     def _pair(self, labels: list[dict[str, Any]]) -> None:

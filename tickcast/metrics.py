@@ -131,7 +131,10 @@ REJECTED_RECORDS = Counter("rejected_records", "Records written to rejected_reco
 CANDLES_INGESTED = Counter("candles_ingest", "Candles accepted", ["interval"])
 PREDICTIONS = Counter("predictions", "Predictions made", ["model_version"])
 PREDICTION_FALLBACKS = Counter("prediction_fallbacks", "Predictions served by the baseline", ["reason"])
-FEATURE_DRIFT_EVENTS = Counter("feature_drift_events", "Feature drift events", ["feature"])
+FEATURE_DRIFT_EVENTS = Counter("feature_drift_events", "Features entering drift", ["feature"])
+FEATURE_DRIFT_Z = Gauge(
+    "feature_drift_z", "z of the feature's window mean against the serving model's training mean", ["feature"]
+)
 STORE_WRITES = Counter("store_rows_written", "Rows written to ClickHouse", ["table"])
 STORE_WRITE_ERRORS = Counter("store_write_errors", "Failed ClickHouse batch writes", ["table"])
 FLOW_LAG_MS = Gauge("flow_event_lag_ms", "Wall clock minus the newest ingest_ts processed (ms)")
