@@ -137,6 +137,8 @@ async def ui_config(request: Request) -> Response:
             "auth_required": bool(s.API_KEYS),
             "api_key": key,
             "mode": "embedded" if s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://") else "distributed",
+            # VITE_USE_MOCKS=1: the page runs on mock data and mock streams (api/static/mocks.js)
+            "use_mocks": s.VITE_USE_MOCKS,
             "symbols": await _symbols(ctx),
             "ema_windows": list(s.SENTIMENT_EMA_WINDOWS),
             "bar_step": s.SENTIMENT_STEP_DEFAULT,

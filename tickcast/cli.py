@@ -316,7 +316,7 @@ def train(store_url: str | None, model_dir: str | None, promote: bool) -> None:
 
     ctx = Ctx(store_url, model_dir)
     store = ctx.store()
-    result = _run_as_job("train", train_job(ctx.settings, store), {"promote": promote}, store)
+    result = _run_as_job("train", train_job(ctx.settings, store), {"promote": promote}, store, ctx.settings)
     click.echo(json.dumps(result, indent=2, default=str))
     if not result.get("passed"):
         raise click.ClickException("the model did not pass the gates: " + "; ".join(result.get("gate_failures", [])))
@@ -332,17 +332,21 @@ def recalibrate(store_url: str | None, model_dir: str | None) -> None:
     ctx = Ctx(store_url, model_dir)
     store = ctx.store()
     click.echo(
-        json.dumps(_run_as_job("recalibrate", recalibrate_job(ctx.settings, store), {}, store), indent=2, default=str)
+        json.dumps(
+            _run_as_job("recalibrate", recalibrate_job(ctx.settings, store), {}, store, ctx.settings),
+            indent=2,
+            default=str,
+        )
     )
 
 
-def _run_as_job(kind: str, fn: Any, params: dict[str, Any], store: Any) -> dict[str, Any]:
+def _run_as_job(kind: str, fn: Any, params: dict[str, Any], store: Any, settings: Settings) -> dict[str, Any]:
     """Run through the job center (so the run is in the `jobs` table like any other) with a progress bar."""
     from tqdm import tqdm
 
-    from tickcast.jobs import JobCenter
+    from tickcast.jobs import JobCenter, RetrainRecorder
 
-    jobs = JobCenter(store, min_interval_s=0.2)
+    jobs = JobCenter(store, min_interval_s=0.2, on_change=RetrainRecorder(settings.MODEL_STORE_DIR))
     with tqdm(total=100, desc=kind, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
 
         def progress(fraction: float, message: str) -> None:
@@ -570,6 +574,38 @@ def labeler(store_url: str | None, min_age: int | None, limit: int | None, force
     if limit is not None:
         params["limit"] = limit
     click.echo(json.dumps(labeler_job(ctx.settings, ctx.store())(params, lambda f, m: None)))
+
+
+@main.group()
+def alerts() -> None:
+    """Prometheus alert rules and scrape config rendered from the settings (METRICS_*)."""
+
+
+@alerts.command("render")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docker/prometheus"),
+    show_default=True,
+    help="where alerts.yml and prometheus.yml are written",
+)
+@click.option("--check", is_flag=True, help="write nothing; exit 1 if the files differ from the rendering")
+def alerts_render(out_dir: Path, check: bool) -> None:
+    """Write alerts.yml (rules; thresholds and toggles from METRICS_ALERT_*, ACCURACY_WARNING…) and prometheus.yml."""
+    from tickcast.alerts import RULES_FILE, SCRAPE_FILE, render_rules, render_scrape_config, write_files
+
+    ctx = Ctx(None, None)
+    if check:
+        wanted = {RULES_FILE: render_rules(ctx.settings), SCRAPE_FILE: render_scrape_config(ctx.settings)}
+        stale = [n for n, text in wanted.items() if not (out_dir / n).exists() or (out_dir / n).read_text() != text]
+        if stale:
+            raise click.ClickException(
+                f"{', '.join(stale)} in {out_dir} differ from the settings; run `tickcast alerts render`"
+            )
+        click.echo(f"{out_dir}: up to date")
+        return
+    for name, changed in write_files(ctx.settings, out_dir).items():
+        click.echo(f"{out_dir / name}: {'written' if changed else 'unchanged'}")
 
 
 @main.command("settings")
