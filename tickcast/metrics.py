@@ -189,6 +189,7 @@ KNOWN_LABELS: dict[Any, tuple[tuple[str, ...], ...]] = {
         )
     ),
     ML_ACCURACY_HEALTH: (("GOOD",), ("WARNING",), ("CRITICAL",), ("INSUFFICIENT_DATA",)),
+    SENTIMENT_SSE_CLIENTS: (("sentiment",), ("predictions",), ("calibration",), ("events",)),
 }
 
 
