@@ -321,11 +321,12 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         if version == "baseline" or model is None:
             return
         ts = rows[order[-1]]["close_time"]
-        for reading in monitor.evaluate(version, reference_of(model.metadata)):
+        reference = reference_of(model.metadata)
+        for reading in monitor.evaluate(version, reference):
             metrics.FEATURE_DRIFT_Z.labels(reading.name).set(reading.z)
             if reading.transition is None:
                 continue
-            mu, sigma = reference_of(model.metadata)[reading.name]
+            mu, sigma = reference[reading.name]
             kind = "feature_drift" if reading.transition == "enter" else "feature_drift_exit"
             if reading.transition == "enter":
                 metrics.FEATURE_DRIFT_EVENTS.labels(reading.name).inc()
