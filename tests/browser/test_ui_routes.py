@@ -218,6 +218,8 @@ def test_page_static_files_config_and_drift_endpoint(client: Any, store: Store) 
     store.insert_rows("features", _feature_rows(np.random.default_rng(5), ("AAAUSDT",), 60))
     body = client.get("/api/drift/features", params={"z": "0.5", "points": 10}).json()
     assert (body["window"], body["z_threshold"], body["model_version"]) == (20, 0.5, VERSION)
+    # VITE_DRIFT_WINDOW_DEFAULT=20 differs from the flow's DRIFT_WINDOW: the page is told it shows a what-if
+    assert body["same_as_flow"] is False and body["flow"]["window"] == 200 and cfg["use_mocks"] is False
     assert [f["name"] for f in body["features"]] == ["rsi_14"] and len(body["times"]) == 10
     assert client.get("/api/drift/features", params={"window": "1"}).status_code == 400
     assert client.get("/api/drift/features", params={"model_version": "nope"}).status_code == 404
