@@ -337,14 +337,21 @@ async def emergency_retrain(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, RETRAIN_FIELDS, _max_body(ctx))
     params = {"reason": body["reason"] or "emergency", "emergency": True}
-    try:
-        job_id = await blocking(ctx.jobs.start, "train", params, trigger="emergency")
-    except UnknownJobKind as exc:
-        metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "unavailable").inc()
-        raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get 'train' jobs") from None
+    for _attempt in range(2):  # the running job may finish between the two calls: then start ours
+        try:
+            job_id = await blocking(ctx.jobs.start, "train", params, trigger="emergency")
+        except UnknownJobKind as exc:
+            metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "unavailable").inc()
+            raise ApiError(
+                503, f"{exc}; run the API together with the flow (`tickcast up`) to get 'train' jobs"
+            ) from None
+        if not getattr(job_id, "already_running", False):
+            break
+        running = _running_view(await blocking(ctx.jobs.get, str(job_id)), str(job_id))
+        if running["status"] in ("queued", "running"):
+            break
     if getattr(job_id, "already_running", False):
         metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "already_running").inc()
-        running = _running_view(await blocking(ctx.jobs.get, str(job_id)), str(job_id))
         raise ApiError(
             409,
             f"emergency retrain not started: train job {job_id} (trigger {running['trigger']}, "
