@@ -349,6 +349,7 @@ class ModelRegistry:
         if old is not None:
             self._set_status(old, "archived")
         log.info("promoted model %s (previous production %s)", version, old)
+        self._note_versions()
         return self._set_status(version, "production")
 
     def rollback(self) -> dict[str, Any]:
@@ -365,6 +366,7 @@ class ModelRegistry:
         if current is not None:
             self._set_status(current, "archived")
         log.warning("rolled back production model %s -> %s", current, target)
+        self._note_versions()
         return self._set_status(target, "production")
 
     # -- backup / restore / cleanup
@@ -493,6 +495,16 @@ class ModelRegistry:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return data
+
+    def _note_versions(self) -> None:
+        """Keep `versions` of retrain_metadata.json current after a promotion or rollback."""
+        state = self.state()
+        try:
+            versions = dict(self.retrain_metadata().get("versions") or {})
+            versions.update(production=state["production"], previous=state["previous"])
+            self.update_retrain_metadata({"versions": versions})
+        except Exception:  # noqa: BLE001 - the file is for operators; the promotion stands
+            log.exception("could not update %s", RETRAIN_FILE)
 
     # -- loading
 

@@ -62,6 +62,21 @@ def test_retrain_log_lines_and_metadata_follow_each_job(
     assert ModelRegistry(tmp_path).list() == []  # the file is not taken for a model version
 
 
+def test_promotion_and_rollback_keep_the_versions_current(tmp_path: Path) -> None:
+    from tests.api.test_admin import fake_model
+
+    fake_model(tmp_path, "m-a", created_ts=1.0)
+    fake_model(tmp_path, "m-b", created_ts=2.0)
+    registry = ModelRegistry(tmp_path)
+    RetrainRecorder(tmp_path)({"kind": "train", "status": "succeeded", "trigger": "manual", "job_id": "j1",
+                               "result": {"version": "m-b"}})  # fmt: skip
+    registry.promote("m-a", cooldown_s=0, force=True)
+    registry.promote("m-b", cooldown_s=0, force=True)
+    assert _metadata(tmp_path)["versions"] == {"production": "m-b", "previous": "m-a", "trained": "m-b"}
+    registry.rollback()
+    assert _metadata(tmp_path)["versions"] == {"production": "m-a", "previous": None, "trained": "m-b"}
+
+
 def test_scheduler_records_its_next_run_in_the_schedule_zone(store, tmp_path: Path) -> None:
     jobs = JobCenter(store)
     settings = SimpleNamespace(RETRAIN_SCHEDULE="0 0 * * tue", RETRAIN_TIMEZONE="Asia/Seoul")
