@@ -101,8 +101,10 @@ function latest(symbol) {
   if (!s) throw new ApiError(404, `mock mode: no symbol ${symbol}`);
   const bar = s.bars[s.bars.length - 1];
   const now = Date.now();
+  // live EMAs: the closed bars' EMAs moved toward the open bar's sentiment (they change every tick)
+  const ema = { "5m": emaStep(s.ema["5m"], s.sentLevel, 0.18), "15m": emaStep(s.ema["15m"], s.sentLevel, 0.064), "60m": emaStep(s.ema["60m"], s.sentLevel, 0.017) };
   return {
-    symbol, source: "mock", as_of: now, event_id: null, ema: { ...s.ema }, composite: null,
+    symbol, source: "mock", as_of: now, event_id: null, ema, composite: null,
     state: { as_of: now, open_bar_end: M.lastClose + MIN, open_cnt: Math.floor(rand() * 5), open_score: s.sentLevel, last_bar_end: bar.t, bar_end: bar.t, sent_score: bar.sent_score, sent_cnt: bar.ticks, sent_pos_ratio: bar.pos },
   };
 }
