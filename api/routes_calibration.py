@@ -67,7 +67,12 @@ DRIFT_PARAMS = (
 )
 ACCURACY_PARAMS = (
     Param("days", "integer", minimum=1, maximum=366, description="days of trend; default ACCURACY_TREND_DAYS"),
-    Param("model_version", "string", pattern=r"[A-Za-z0-9._-]{1,128}", description="default every version"),
+    Param(
+        "model_version",
+        "string",
+        pattern=r"[A-Za-z0-9._-]{1,128}",
+        description="one model version ('baseline' included); default the production model, else the newest serving one",
+    ),
 )
 
 
@@ -220,8 +225,26 @@ async def bins(request: Request) -> Response:
             "live": report,
             "production": reference,
             "delta_ece": delta,
+            "verdict": delta_verdict(
+                delta, report["n"], s.CALIBRATION_DRIFT_MIN_SAMPLES, s.CALIBRATION_MONITOR_ECE_DRIFT_ABS
+            ),
         }
     )
+
+
+def delta_verdict(delta: float | None, n: int, min_samples: int, abs_threshold: float) -> str:
+    """What a ΔECE may be read as: `insufficient_data` below CALIBRATION_DRIFT_MIN_SAMPLES (the
+    flow does not evaluate drift there either), `no_reference` without a production ECE,
+    else `breach` (ΔECE > CALIBRATION_MONITOR_ECE_DRIFT_ABS) or `ok`.
+
+    >>> delta_verdict(0.4, 20, 200, 0.1), delta_verdict(0.4, 200, 200, 0.1), delta_verdict(None, 500, 200, 0.1)
+    ('insufficient_data', 'breach', 'no_reference')
+    """
+    if n < min_samples:
+        return "insufficient_data"
+    if delta is None:
+        return "no_reference"
+    return "breach" if delta > abs_threshold else "ok"
 
 
 def _query(name: str) -> str:
@@ -244,8 +267,12 @@ async def status(request: Request) -> Response:
     rows = await blocking(
         ctx.store.named, "calibration_status", {"model_version": q["model_version"] or "", "limit": 1000}
     )
+    s = ctx.settings
     for row in rows:
         row["drift_on"] = bool(row["drift_on"])
+        row["verdict"] = delta_verdict(
+            row["delta_ece"], int(row["n"]), s.CALIBRATION_DRIFT_MIN_SAMPLES, s.CALIBRATION_MONITOR_ECE_DRIFT_ABS
+        )
     overall = next((r for r in rows if r["scope"] == "overall"), None)
     return JSONResponse(
         {
@@ -257,6 +284,7 @@ async def status(request: Request) -> Response:
                 "enter": ctx.settings.CALIBRATION_HYSTERESIS_ENTER,
                 "exit": ctx.settings.CALIBRATION_HYSTERESIS_EXIT,
                 "cooldown_s": ctx.settings.CALIBRATION_RECOMMEND_COOLDOWN_SECONDS,
+                "min_samples": ctx.settings.CALIBRATION_DRIFT_MIN_SAMPLES,
             },
         }
     )
@@ -348,7 +376,8 @@ async def drift_events(request: Request) -> Response:
 
 
 @spec(
-    "Daily directional accuracy of labeled predictions and the current health (GOOD/WARNING/CRITICAL)",
+    "Daily directional accuracy of one model version's labeled predictions and its current health "
+    "(GOOD/WARNING/CRITICAL, or INSUFFICIENT_DATA below ACCURACY_MIN_SAMPLES), plus every version's own health",
     params=ACCURACY_PARAMS,
     responses={200: "trend", 404: "unknown model version"},
     tag="calibration",
@@ -370,18 +399,33 @@ async def drift_events(request: Request) -> Response:
     ),
 )
 async def accuracy_trend(request: Request) -> Response:
-    from models.accuracy import classify_accuracy, daily_trend
+    from models.accuracy import daily_trend, health_of
 
     ctx = get_ctx(request)
     s = ctx.settings
     q = parse_query(request, ACCURACY_PARAMS)
     await check_model_version(ctx, q["model_version"])
     days = q["days"] or s.ACCURACY_TREND_DAYS
-    version = q["model_version"] or ""
-    latest = (await blocking(ctx.store.named, "accuracy_latest_time", {"model_version": version}))[0]
+    # One version's own predictions (default: the production model, else the newest serving
+    # version), never a mix: a model promoted a minute ago must not wear its predecessor's record.
+    try:
+        version = await _resolve_version(ctx, q["model_version"])
+    except ApiError:
+        version = ""  # nothing predicted yet: empty answer below
+
+    def health(acc: float | None, n: int) -> str:
+        return health_of(acc, n, s.ACCURACY_MIN_SAMPLES, s.ACCURACY_GOOD, s.ACCURACY_WARNING)
+
     trend: list[dict[str, Any]] = []
-    current: dict[str, Any] = {"accuracy": None, "n": 0, "health": None, "window": s.ACCURACY_WINDOW}
-    if latest["n"]:
+    current: dict[str, Any] = {
+        "accuracy": None,
+        "n": 0,
+        "health": health(None, 0),
+        "window": s.ACCURACY_WINDOW,
+        "min_samples": s.ACCURACY_MIN_SAMPLES,
+    }
+    latest = (await blocking(ctx.store.named, "accuracy_latest_time", {"model_version": version}))[0] if version else {}
+    if latest.get("n"):
         end = int(latest["end_ms"])
         start = (end // _DAY_MS - days + 1) * _DAY_MS
         table = await blocking(
@@ -391,20 +435,31 @@ async def accuracy_trend(request: Request) -> Response:
         recent = (
             await blocking(ctx.store.named, "accuracy_recent", {"model_version": version, "limit": s.ACCURACY_WINDOW})
         )[0]
-        acc = float(recent["accuracy"])
-        current = {
-            "accuracy": acc,
-            "n": int(recent["n"]),
-            "window": s.ACCURACY_WINDOW,
-            "health": classify_accuracy(acc, good=s.ACCURACY_GOOD, warning=s.ACCURACY_WARNING),
+        acc, n = float(recent["accuracy"]), int(recent["n"])
+        current = {**current, "accuracy": acc, "n": n, "health": health(acc, n)}
+    by_version = await blocking(ctx.store.named, "accuracy_by_version", {"limit": s.ACCURACY_WINDOW})
+    versions = [
+        {
+            "model_version": row["model_version"],
+            "accuracy": float(row["accuracy"]),
+            "n": int(row["n"]),
+            "health": health(float(row["accuracy"]), int(row["n"])),
+            "last_ms": int(row["last_ms"]),
         }
+        for row in by_version
+    ]
     return JSONResponse(
         {
             "days": days,
             "model_version": version or None,
             "trend": trend,
             "current": current,
-            "thresholds": {"good": s.ACCURACY_GOOD, "warning": s.ACCURACY_WARNING},
+            "versions": versions,
+            "thresholds": {
+                "good": s.ACCURACY_GOOD,
+                "warning": s.ACCURACY_WARNING,
+                "min_samples": s.ACCURACY_MIN_SAMPLES,
+            },
         }
     )
 

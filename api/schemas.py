@@ -86,5 +86,9 @@ JOB_STARTED: Schema = obj(
         "trigger": STR,
         "already_running": {"type": "boolean", "description": "true: the job of this kind that was running (200)"},
         "status_url": STR,
-    }
+        "requested_trigger": {"type": "string", "description": "the trigger asked for, when another job was running"},
+        "running_job": free_object("the running job (id, kind, trigger, status, progress, started_at)"),
+        "outcome": STR,
+    },
+    optional=("requested_trigger", "running_job", "outcome"),
 )

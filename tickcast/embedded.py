@@ -142,6 +142,7 @@ class EmbeddedSystem:
     def app(self) -> Any:
         from api.app import create_app
         from api.context import AppContext
+        from tickcast.jobs import RetrainRecorder
         from tickcast.scheduler import RetrainScheduler
 
         ctx = AppContext(
@@ -153,7 +154,9 @@ class EmbeddedSystem:
             registry_root=Path(self.settings.MODEL_STORE_DIR),
             flow_alive=self.flow_alive,
             id_clock=self.ids,
-            scheduler=RetrainScheduler(self.jobs, self.settings),
+            scheduler=RetrainScheduler(
+                self.jobs, self.settings, on_schedule=RetrainRecorder(self.settings.MODEL_STORE_DIR).schedule
+            ),
         )
         return create_app(ctx)
 
@@ -161,11 +164,12 @@ class EmbeddedSystem:
 def make_job_center(
     settings: Settings, store: Store, bus: LocalBus, ids: IdClock, ingest: Callable[[list[dict[str, Any]]], None]
 ) -> Any:
-    from tickcast.jobs import JobCenter
+    from tickcast.jobs import JobCenter, RetrainRecorder
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
 
     # Two workers: a long backfill must not hold a retrain back (one job per kind still).
-    jobs = JobCenter(store, bus=bus, ids=ids, max_workers=2)
+    # RetrainRecorder keeps MODEL_STORE_DIR/metadata/retrain_metadata.json current (seed 004).
+    jobs = JobCenter(store, bus=bus, ids=ids, max_workers=2, on_change=RetrainRecorder(settings.MODEL_STORE_DIR))
     jobs.register("train", train_job(settings, store))
     jobs.register("recalibrate", recalibrate_job(settings, store))
     jobs.register("labeler", labeler_job(settings, store))
@@ -227,7 +231,7 @@ def run_distributed_flow(
 
     from dataflows.signals import prepare_recovery
 
-    if settings.TICKCAST_FLOW_METRICS_PORT:
+    if settings.TICKCAST_FLOW_METRICS_PORT and settings.METRICS_ENABLED:
         from prometheus_client import start_http_server
 
         start_http_server(settings.TICKCAST_FLOW_METRICS_PORT)  # the flow's own metrics (lag, joins, drift)
@@ -343,6 +347,7 @@ def run_api_replica(settings: Settings) -> None:
     from api.app import create_app
     from api.context import AppContext
     from dataflows.kafka_io import topic_partition_counts
+    from tickcast.jobs import RetrainRecorder
     from tickcast.scheduler import RetrainScheduler
 
     store = Store(settings.TICKCAST_CLICKHOUSE_URL)
@@ -369,7 +374,7 @@ def run_api_replica(settings: Settings) -> None:
         registry_root=Path(settings.MODEL_STORE_DIR),
         id_clock=ids,
         broker_ok=broker_ok,
-        scheduler=RetrainScheduler(jobs, settings),
+        scheduler=RetrainScheduler(jobs, settings, on_schedule=RetrainRecorder(settings.MODEL_STORE_DIR).schedule),
     )
     app = create_app(ctx)
     tune_gc()
