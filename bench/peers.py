@@ -68,6 +68,7 @@ class Run:
     round: int
     seconds: float  # the compared time (process wall; Quix: from its first message)
     wall: float  # process wall time
+    cpu: float  # user + system CPU seconds of the process (all its threads)
     rss_mb: float  # peak RSS of the process
     output: Path
 
@@ -81,6 +82,7 @@ class Context:
     broker: str | None = None
     topic: str | None = None
     runs: list[Run] = field(default_factory=list)
+    tickcast_counts: dict[str, int] = field(default_factory=dict)  # of the last tickcast run
 
 
 def log(msg: str) -> None:
@@ -122,8 +124,10 @@ def check_params_match_settings(p: job.JobParams) -> None:
 # --- running one implementation ------------------------------------------------------------
 
 
-def run_process(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float, str]:
-    """Run to completion; (wall seconds, peak RSS MB of the process, stdout). Fails loudly."""
+def run_process(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float, float, str]:
+    """Run to completion; (wall s, CPU s, peak RSS MB of the process, stdout). Fails loudly."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=cwd)
@@ -135,7 +139,7 @@ def run_process(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | N
         stdout, stderr = out.read().decode(), err.read().decode()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{stderr[-4000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout
 
 
 def last_json(stdout: str) -> dict[str, Any]:
@@ -166,18 +170,19 @@ def run_tickcast(ctx: Context, rnd: int, ticks: Path | None = None) -> Run:
     ]
     # cwd: the work dir, so a developer's .env cannot change tickcast's settings behind the peers' back
     env = {"SENTIMENT_PROVIDER_TRUST_JSON": json.dumps(dict(ctx.params.trust))}
-    wall, rss, _ = run_process(cmd, env=env, cwd=ctx.work)
+    wall, cpu, rss, _ = run_process(cmd, env=env, cwd=ctx.work)
     output = ctx.work / f"out-tickcast-{rnd}.jsonl"
-    run_process([sys.executable, __file__, "--dump-tickcast", str(store), str(output)], cwd=ctx.work)
+    *_, stdout = run_process([sys.executable, __file__, "--dump-tickcast", str(store), str(output)], cwd=ctx.work)
+    ctx.tickcast_counts = last_json(stdout)
     shutil.rmtree(store, ignore_errors=True)
-    return Run("tickcast", rnd, wall, wall, rss, output)
+    return Run("tickcast", rnd, wall, wall, cpu, rss, output)
 
 
 def run_script(ctx: Context, name: str, rnd: int, script: str, env: dict[str, str] | None = None) -> Run:
     output = ctx.work / f"out-{name}-{rnd}.jsonl"
     cmd = [sys.executable, str(HERE / script), "--input", str(ctx.ticks), "--out", str(output)]
-    wall, rss, _ = run_process(cmd + ["--params", ctx.params.to_json()], env=env, cwd=ctx.work)
-    return Run(name, rnd, wall, wall, rss, output)
+    wall, cpu, rss, _ = run_process(cmd + ["--params", ctx.params.to_json()], env=env, cwd=ctx.work)
+    return Run(name, rnd, wall, wall, cpu, rss, output)
 
 
 def run_quix(ctx: Context, rnd: int) -> Run:
@@ -201,12 +206,12 @@ def run_quix(ctx: Context, rnd: int) -> Run:
         "--params",
         ctx.params.to_json(),
     ]
-    wall, rss, stdout = run_process(cmd, cwd=ctx.work)
+    wall, cpu, rss, stdout = run_process(cmd, cwd=ctx.work)
     result = last_json(stdout)
     shutil.rmtree(state, ignore_errors=True)
     output = ctx.work / f"out-quix-{rnd}.jsonl"
     read_topic(ctx.broker, out_topic, output)
-    return Run("quix", rnd, result["seconds"], wall, rss, output)
+    return Run("quix", rnd, result["seconds"], wall, cpu, rss, output)
 
 
 def run_one(ctx: Context, name: str, rnd: int) -> Run:
@@ -291,18 +296,26 @@ def read_topic(broker: str, topic: str, out: Path) -> int:
 # --- agreement ----------------------------------------------------------------------------
 
 
-def dump_tickcast(store: Path, out: Path) -> None:
-    """tickcast's bars, read back from its store (`sentiment_bars FINAL`), as JSON Lines."""
+def dump_tickcast(store_dir: Path, out: Path) -> None:
+    """tickcast's bars, read back from its store (`sentiment_bars FINAL`), as JSON Lines; prints
+    what it kept and refused (so the report can say the input exercised dedup and lateness)."""
     from tickcast.store import Store
 
+    store = Store(f"chdb://{store_dir}")
     fields = ", ".join(job.FIELDS)
-    rows = Store(f"chdb://{store}").rows(
+    rows = store.rows(
         f"SELECT symbol, toUnixTimestamp64Milli(bar_end) AS bar_end, {fields} "
         "FROM {db}.sentiment_bars FINAL WHERE step = '1m'"
     )
     with out.open("wb") as fh:
         for row in rows:
             fh.write(orjson.dumps(row) + b"\n")
+    refused = store.rows(
+        "SELECT countIf(startsWith(reason, 'duplicate')) AS duplicate, countIf(startsWith(reason, 'late')) AS late, "
+        "count() AS refused FROM {db}.rejected_records FINAL"
+    )[0]
+    accepted = store.scalar("SELECT count() FROM {db}.sentiment_ticks FINAL")
+    print(orjson.dumps({"accepted": accepted, **refused, "bars": len(rows)}).decode())
 
 
 def load_bars(path: Path) -> Any:
@@ -401,20 +414,26 @@ def report(ctx: Context, names: list[str], agreements: list[Agreement], args: ar
         f"{args.seed}, duplicate rate {args.duplicate_rate}, late rate {args.late_rate}); "
         f"{args.rounds} interleaved round(s), medians\n"
     )
-    head = "| implementation | time (s) | ticks/s | peak RSS (MB) | time ÷ tickcast's | runs (s) |"
-    print(head + "\n|---|---:|---:|---:|---:|---|")
+    counts = ctx.tickcast_counts
+    print(
+        f"tickcast kept {counts.get('accepted', 0):,} ticks and refused {counts.get('duplicate', 0):,} duplicates "
+        f"and {counts.get('late', 0):,} late ones ({counts.get('refused', 0):,} refused in all); "
+        f"{counts.get('bars', 0):,} bars\n"
+    )
+    head = "| implementation | time (s) | ticks/s | time ÷ tickcast's | CPU (s) | peak RSS (MB) | runs (s) |"
+    print(head + "\n|---|---:|---:|---:|---:|---:|---|")
     base = med.get("tickcast")
     for n, runs in by_name.items():
         if not runs:
             continue
         ratio = f"{med[n] / base:.2f}" if base else "-"
         rss = statistics.median(r.rss_mb for r in runs)
+        cpu = statistics.median(r.cpu for r in runs)
         each = " / ".join(f"{r.seconds:.1f}" for r in runs)
         if n == "quix":
             each += " (process wall with the group join: " + " / ".join(f"{r.wall:.0f}" for r in runs) + ")"
-        print(
-            f"| {DESCRIPTIONS[n]} | {med[n]:.1f} | {fmt_rate(ctx.n_ticks / med[n])} | {rss:,.0f} | {ratio} | {each} |"
-        )
+        rate = fmt_rate(ctx.n_ticks / med[n])
+        print(f"| {DESCRIPTIONS[n]} | {med[n]:.1f} | {rate} | {ratio} | {cpu:.1f} | {rss:,.0f} | {each} |")
     if base:
         peers = {n: m for n, m in med.items() if n != "tickcast"}
         if peers:
@@ -496,7 +515,7 @@ def main() -> None:
                 run = run_one(ctx, name, rnd)
                 ctx.runs.append(run)
                 log(
-                    f"round {rnd + 1} {name:14s} {run.seconds:7.1f}s (wall {run.wall:.1f}s) "
+                    f"round {rnd + 1} {name:14s} {run.seconds:7.1f}s (wall {run.wall:.1f}s, CPU {run.cpu:.1f}s) "
                     f"{ctx.n_ticks / run.seconds:>10,.0f} ticks/s  peak RSS {run.rss_mb:,.0f} MB"
                 )
 

@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, required=True, help="messages in the input topic")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--changelog", action="store_true", help="keep Quix's changelog topics (its default)")
+    parser.add_argument("--consumer-config", default="{}", help="librdkafka consumer settings, JSON")
     parser.add_argument("--params", default=job.JobParams().to_json(), help="JobParams as JSON")
     args = parser.parse_args()
     started_process = time.perf_counter()
@@ -69,6 +70,7 @@ def main() -> None:
         use_changelog_topics=args.changelog,
         on_message_processed=on_processed,
         loglevel="WARNING",
+        consumer_extra_config=orjson.loads(args.consumer_config),
     )
     ticks = app.topic(args.topic, value_deserializer="json", key_deserializer="str")
     bars_topic = app.topic(
