@@ -412,28 +412,33 @@ def report(ctx: Context, names: list[str], agreements: list[Agreement], args: ar
     print(
         f"\n# peers: the sentiment job on {ctx.n_ticks:,} ticks ({args.symbols} symbols × {args.hours:g} h, seed "
         f"{args.seed}, duplicate rate {args.duplicate_rate}, late rate {args.late_rate}); "
-        f"{args.rounds} interleaved round(s), medians\n"
+        f"{len({r.round for r in ctx.runs})} interleaved round(s), medians\n"
     )
     counts = ctx.tickcast_counts
-    print(
-        f"tickcast kept {counts.get('accepted', 0):,} ticks and refused {counts.get('duplicate', 0):,} duplicates "
-        f"and {counts.get('late', 0):,} late ones ({counts.get('refused', 0):,} refused in all); "
-        f"{counts.get('bars', 0):,} bars\n"
-    )
-    head = "| implementation | time (s) | ticks/s | time ÷ tickcast's | CPU (s) | peak RSS (MB) | runs (s) |"
-    print(head + "\n|---|---:|---:|---:|---:|---:|---|")
+    if counts:
+        print(
+            f"tickcast kept {counts.get('accepted', 0):,} ticks and refused {counts.get('duplicate', 0):,} duplicates "
+            f"and {counts.get('late', 0):,} late ones ({counts.get('refused', 0):,} refused in all); "
+            f"{counts.get('bars', 0):,} bars\n"
+        )
+    head = "| implementation | time (s) | ticks/s | time ÷ tickcast's | CPU (s) | CPU ÷ tickcast's | peak RSS (MB) | runs (s) |"
+    print(head + "\n|---|---:|---:|---:|---:|---:|---:|---|")
     base = med.get("tickcast")
+    cpu_med = {n: statistics.median(r.cpu for r in runs) for n, runs in by_name.items() if runs}
     for n, runs in by_name.items():
         if not runs:
             continue
         ratio = f"{med[n] / base:.2f}" if base else "-"
         rss = statistics.median(r.rss_mb for r in runs)
-        cpu = statistics.median(r.cpu for r in runs)
+        cpu = cpu_med[n]
+        cpu_ratio = f"{cpu / cpu_med['tickcast']:.2f}" if "tickcast" in cpu_med else "-"
         each = " / ".join(f"{r.seconds:.1f}" for r in runs)
         if n == "quix":
             each += " (process wall with the group join: " + " / ".join(f"{r.wall:.0f}" for r in runs) + ")"
         rate = fmt_rate(ctx.n_ticks / med[n])
-        print(f"| {DESCRIPTIONS[n]} | {med[n]:.1f} | {rate} | {ratio} | {cpu:.1f} | {rss:,.0f} | {each} |")
+        print(
+            f"| {DESCRIPTIONS[n]} | {med[n]:.1f} | {rate} | {ratio} | {cpu:.1f} | {cpu_ratio} | {rss:,.0f} | {each} |"
+        )
     if base:
         peers = {n: m for n, m in med.items() if n != "tickcast"}
         if peers:
@@ -467,6 +472,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="work folder (default: a new temporary one, removed at the end)")
     parser.add_argument("--sample", type=int, default=0, help="compare this many symbols (0: all)")
     parser.add_argument("--tolerance", type=float, default=1e-9)
+    parser.add_argument(
+        "--report-only", action="store_true", help="no runs: the report of the runs saved in --work/results.jsonl"
+    )
     parser.add_argument("--dump-tickcast", nargs=2, metavar=("STORE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.dump_tickcast:
@@ -487,6 +495,16 @@ def main() -> None:
     ticks = simulate(input_dir, args)
     ctx = Context(work, ticks, count_lines(ticks), params)
     log(f"input: {ctx.n_ticks:,} ticks in {ticks} ({ticks.stat().st_size / 1e6:,.0f} MB)")
+    results = work / "results.jsonl"  # each run as it ends, so a long run interrupted still has its figures
+    if args.report_only:
+        saved = [orjson.loads(line) for line in results.open("rb") if line.strip()]
+        ctx.runs = [Run(**{k: v for k, v in r.items() if k != "counts"}) for r in saved if r["name"] in names]
+        for r in ctx.runs:
+            r.output = Path(r.output)
+        ctx.tickcast_counts = next((r["counts"] for r in reversed(saved) if r.get("counts")), {})
+        finish(ctx, names, args, keep=True)
+        return
+    results.unlink(missing_ok=True)
 
     # Warm-up, untimed: Numba's on-disk cache for tickcast's kernels (as on any machine after its
     # first replay) on a tiny input.
@@ -514,11 +532,21 @@ def main() -> None:
             for name in names:
                 run = run_one(ctx, name, rnd)
                 ctx.runs.append(run)
+                saved = {**run.__dict__, "output": str(run.output)}
+                if name == "tickcast":
+                    saved["counts"] = ctx.tickcast_counts
+                with results.open("ab") as fh:
+                    fh.write(orjson.dumps(saved) + b"\n")
                 log(
                     f"round {rnd + 1} {name:14s} {run.seconds:7.1f}s (wall {run.wall:.1f}s, CPU {run.cpu:.1f}s) "
                     f"{ctx.n_ticks / run.seconds:>10,.0f} ticks/s  peak RSS {run.rss_mb:,.0f} MB"
                 )
 
+    finish(ctx, names, args, keep)
+
+
+def finish(ctx: Context, names: list[str], args: argparse.Namespace, keep: bool) -> None:
+    """Agreement of every run with the first tickcast run, the report, the exit status."""
     reference = load_bars(next(r.output for r in ctx.runs if r.name == "tickcast"))
     symbols = None
     if args.sample:
@@ -529,7 +557,7 @@ def main() -> None:
     report(ctx, names, agreements, args)
     bad = [a for a in agreements if not a.ok(args.tolerance)]
     if not keep:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(ctx.work, ignore_errors=True)
     if bad:
         for a in bad:
             log(f"DISAGREES: {a}")
