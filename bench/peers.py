@@ -492,6 +492,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="tickcast-peers-"))
     work.mkdir(parents=True, exist_ok=True)
     input_dir = work / f"sim-{args.symbols}x{args.hours:g}h-seed{args.seed}-d{args.duplicate_rate}-l{args.late_rate}"
+    if args.report_only and not (input_dir / "ticks.jsonl").exists():
+        raise SystemExit(f"--report-only: no {input_dir.name} in {work}; give the run's --symbols/--hours/--seed/rates")
     ticks = simulate(input_dir, args)
     ctx = Context(work, ticks, count_lines(ticks), params)
     log(f"input: {ctx.n_ticks:,} ticks in {ticks} ({ticks.stat().st_size / 1e6:,.0f} MB)")
