@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/api.py
 
 # Pathway, Quix Streams and naive Bytewax beside tickcast (docs/benchmarks.md); a venv of its own,
-# because the peers pin older pyarrow / confluent-kafka than .venv has.
+# because Pathway and Quix Streams pin older pyarrow / confluent-kafka than .venv has.
 bench-peers:
 	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
 	.venv-peers/bin/python -m pip install --quiet -e ".[peers]"
