@@ -89,6 +89,11 @@ MODEL = obj(
     optional=_SUMMARY_KEYS,
     description="a model's registry metadata (the keys it has)",
 )
+MODEL_LISTED = obj(
+    {**MODEL["properties"], "has_backup": BOOL},
+    optional=_SUMMARY_KEYS,
+    description="a model's registry metadata (the keys it has) and whether backups/ holds a copy to restore",
+)
 PROVIDER_SENT = obj({"provider": STR, "sent": STR})
 
 
@@ -105,7 +110,7 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
     "Model registry: every version with status and metrics, and the production version",
     tag="models",
     responses={200: "models"},
-    returns=obj({"production": nullable(STR), "models": arr(MODEL)}),
+    returns=obj({"production": nullable(STR), "models": arr(MODEL_LISTED)}),
 )
 async def list_models(request: Request) -> Response:
     ctx = get_ctx(request)

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
 from api.known import check_model_version, check_scope
-from api.schemas import ANY, BOOL, INT, MS, NUM, STR, arr, free_object, nullable, obj
+from api.schemas import ANY, BOOL, INT, MS, NUM, STR, Schema, arr, enum, free_object, nullable, obj
 from api.validation import MAX_TS_MS, MIN_TS_MS, Param, parse_query, spec
 
 _DAY_MS = 86_400_000
@@ -100,6 +100,13 @@ REFERENCE = obj(
     },
     description="the model's own validation report at training time",
 )
+HEALTH: Schema = {
+    "type": "string",
+    "nullable": True,
+    "enum": ["GOOD", "WARNING", "CRITICAL", "INSUFFICIENT_DATA", None],
+}
+# What a ΔECE may be read as (delta_verdict): no verdict below CALIBRATION_DRIFT_MIN_SAMPLES.
+VERDICT = enum("insufficient_data", "no_reference", "breach", "ok")
 WINDOW = obj(
     {
         "model_version": STR,
@@ -116,10 +123,14 @@ WINDOW = obj(
         "recommendation": STR,
         "cooldown_remaining_s": NUM,
         "bins": nullable(arr(free_object())),
+        "verdict": VERDICT,
     },
-    optional=["bins"],
+    optional=["bins", "verdict"],
 )
-MONITOR_SETTINGS = obj({"abs": NUM, "rel": NUM, "enter": NUM, "exit": NUM, "cooldown_s": INT})
+MONITOR_SETTINGS = obj(
+    {"abs": NUM, "rel": NUM, "enter": NUM, "exit": NUM, "cooldown_s": INT, "min_samples": INT},
+    optional=["min_samples"],
+)
 
 
 def _registry_meta(ctx: AppContext, version: str) -> dict[str, Any] | None:
@@ -181,6 +192,7 @@ def _reference(meta: dict[str, Any] | None) -> dict[str, Any] | None:
             "live": REPORT,
             "production": nullable(REFERENCE),
             "delta_ece": nullable(NUM),
+            "verdict": VERDICT,
         }
     ),
 )
@@ -390,11 +402,15 @@ async def drift_events(request: Request) -> Response:
                 {
                     "accuracy": nullable(NUM),
                     "n": INT,
-                    "health": {"type": "string", "nullable": True, "enum": ["GOOD", "WARNING", "CRITICAL", None]},
+                    "health": HEALTH,
                     "window": INT,
+                    "min_samples": INT,
                 }
             ),
-            "thresholds": obj({"good": NUM, "warning": NUM}),
+            "versions": arr(
+                obj({"model_version": STR, "accuracy": NUM, "n": INT, "health": HEALTH, "last_ms": MS}),
+            ),
+            "thresholds": obj({"good": NUM, "warning": NUM, "min_samples": INT}),
         }
     ),
 )

@@ -412,10 +412,14 @@ def _drift_rows(ctx: AppContext, meta: dict[str, Any], q: dict[str, Any], window
                         "mean": nullable(NUM),
                         "z": nullable(NUM),
                         "breach": BOOL,
+                        "flow_drifting": BOOL,
+                        "flow_since": nullable(MS),
                         "series": arr(nullable(NUM)),
                     }
                 )
             ),
+            "flow": obj({"window": INT, "z": NUM, "rearm_below": NUM}),
+            "same_as_flow": BOOL,
             "reason": nullable(STR),
         }
     ),

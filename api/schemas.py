@@ -77,7 +77,12 @@ JOB: Schema = obj(
         "started_at": nullable(MS),
         "finished_at": nullable(MS),
         "updated_at": nullable(MS),
-    }
+        "message_code": nullable(STR),
+        "message_params": ANY,
+        "error_code": nullable(STR),
+        "error_params": ANY,
+    },
+    optional=("message_code", "message_params", "error_code", "error_params"),
 )
 JOB_STARTED: Schema = obj(
     {
