@@ -3,8 +3,9 @@
 What standard clients send (clickhouse-connect, curl, Grafana's data source, JDBC):
 
 - the query in the `query` URL parameter, in the body, or both (ClickHouse joins them with a
-  line feed), or as a form field (`multipart/form-data`, `application/x-www-form-urlencoded`),
-  which clickhouse-connect uses when the bound parameters are large;
+  line feed), or as a `multipart/form-data` field, which clickhouse-connect uses when the
+  bound parameters are large (any other body is query text, whatever its Content-Type: `curl -d`
+  sends `application/x-www-form-urlencoded`);
 - `param_<name>=<value>` for `{name:Type}` substitution (values in ClickHouse's escaped text
   form, handed to the engine unchanged);
 - `database`, `default_format`, `query_id`, session and transport parameters;
@@ -23,7 +24,6 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 from api.clickhouse_http import errors
 from api.clickhouse_http.errors import ClickHouseError
@@ -105,18 +105,13 @@ def decode_body(body: bytes, content_encoding: str) -> bytes:
 
 
 def form_fields(content_type: str, body: bytes) -> dict[str, str] | None:
-    """Fields of a form body, or None when the body is not a form (then it is query text).
+    """Fields of a multipart form body, or None when the body is not one (then it is query text).
 
     A file part is an external table, which creates a temporary table: refused, as readonly
     ClickHouse does.
     """
     kind = content_type.split(";", 1)[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded":
-        try:
-            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
-        except UnicodeDecodeError:
-            raise ClickHouseError(errors.BAD_ARGUMENTS, "the form body is not UTF-8") from None
-    if kind != "multipart/form-data":
+    if kind != "multipart/form-data":  # `curl -d 'SELECT 1'` says x-www-form-urlencoded: the body is the query
         return None
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
