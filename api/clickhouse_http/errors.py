@@ -129,12 +129,12 @@ class ClickHouseError(Exception):
             if not nested:
                 break
             message = message.strip()[nested.end() :]
-        message = _VERSION_RE.sub("", message).strip()
-        name_match = _NAME_RE.search(message)
-        name = name_match.group(1) if name_match else ""
-        if name_match:
-            message = message[: name_match.start()].rstrip()
-        return ClickHouseError(code, message.rstrip(".") or "query failed", name)
+        message = _VERSION_RE.sub("", message).strip().rstrip(".")
+        name = ""
+        while name_match := _NAME_RE.search(message):  # "... (READONLY). (READONLY)": every copy
+            name = name or name_match.group(1)
+            message = message[: name_match.start()].rstrip().rstrip(".")
+        return ClickHouseError(code, message or "query failed", name)
 
 
 def readonly(what: str) -> ClickHouseError:

@@ -1,10 +1,13 @@
 """What `readonly=1` does not refuse in an embedded engine, refused before a query runs.
 
 The engine is `clickhouse-local` inside this process (chdb). `readonly=1` refuses writes,
-DDL, `SET`, table functions that reach files or the network, and `SYSTEM`; but a local
-engine also allows, in readonly mode:
+DDL, `SET`, and table functions that reach files or the network; but a local engine also
+allows, in readonly mode:
 
-- `KILL QUERY` / `KILL MUTATION` — which would stop the flow's own inserts;
+- `KILL QUERY` / `KILL MUTATION` — which would stop the flow's own inserts — and
+  `SYSTEM STOP MERGES` (the whole engine's), which would let parts pile up until inserts
+  fail: only reading statements run (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS; SET and
+  USE go on to the engine, which refuses a changed setting and scopes USE to the request);
 - `SELECT ... INTO OUTFILE` — which writes a file of the server (a ClickHouse server refuses
   it over HTTP, INTO_OUTFILE_NOT_ALLOWED);
 - the `file()` function — which reads any file of the server (a server confines it to
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from api.clickhouse_http import errors
 from api.clickhouse_http.errors import ClickHouseError
 
+# First words of the statements that only read (as the engine renders them: DESC is DESCRIBE).
+READING_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "EXISTS", "SET", "USE"})
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "b": "\b", "f": "\f", "a": "\a", "v": "\v", "e": "\x1b"}
 
 
@@ -105,9 +110,10 @@ def tokens(text: str) -> list[Token]:
 def check(canonical: str) -> None:
     """Raise the refusal for a canonical query text that readonly mode would let through."""
     toks = tokens(canonical)
-    if toks and toks[0].is_keyword("KILL"):
+    if toks and toks[0].kind == "word" and toks[0].text.upper() not in READING_STATEMENTS:
         raise errors.readonly(
-            "Cannot execute query in readonly mode: KILL would stop the system's own queries and inserts"
+            f"Cannot execute query in readonly mode: {toks[0].text.upper()} is not a reading statement; "
+            "the SQL interface runs SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS"
         )
     for a, b in zip(toks, toks[1:]):
         if a.is_keyword("INTO") and b.is_keyword("OUTFILE"):
