@@ -8,7 +8,12 @@ as they would arrive during the minute; then the burst: 1000 candles closing at 
 T + grace (so the grace wait is not measured), at wall time t0; a prediction's latency is the wall time its live event is published
 (after the event is stored in live_events) minus t0. Also: ONNX µs/row, batched vs one row at a time.
 
-    python bench/inference.py [--symbols 1000] [--bursts 15] [--ticks-in-burst]
+    python bench/inference.py [--symbols 1000] [--bursts 15] [--ticks-in-burst] [--sql-load]
+
+`--sql-load`: the SQL interface of `tickcast up` is served on the bench's store (same
+limits: TICKCAST_SQL_*), and every other measured burst runs while TICKCAST_SQL_MAX_CONCURRENT
+clients send heavy ad-hoc queries in a loop (a CPU-bound scan cancelled at 1 s, an aggregate of
+predictions FINAL, the labeled_predictions join); p50/p99 with and without, same run.
 """
 
 from __future__ import annotations
@@ -115,6 +120,88 @@ def tick(symbol: str, ts: int, ingest: int, score: float) -> dict:
     }
 
 
+HEAVY_QUERIES = (
+    "SELECT count() FROM numbers(1e12) WHERE sipHash64(number) % 7 = 3",
+    "SELECT symbol, count(), avg(prob), quantile(0.9)(prob) FROM predictions FINAL GROUP BY symbol ORDER BY symbol",
+    "SELECT model_version, count(), avg(correct), avg(prob) FROM labeled_predictions GROUP BY model_version",
+)
+
+
+class SqlLoad:
+    """Clients of the SQL interface sending heavy queries in a loop while `on` is set."""
+
+    def __init__(self, settings, store: Store) -> None:  # noqa: ANN001
+        import sys
+
+        # Run as a script, this file's folder leads sys.path, and bench/api.py would shadow the api package.
+        here = Path(__file__).resolve().parent
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+        from api.clickhouse_http import ReadOnlyEngine, SqlHttpServer, create_sql_app
+        from api.clickhouse_http.server import chdb_path, limits_from
+
+        engine = ReadOnlyEngine(str(chdb_path(store.url)), limits=limits_from(settings), database=store.database)
+        app = create_sql_app(
+            engine, api_keys=tuple(settings.API_KEYS), max_concurrent=settings.TICKCAST_SQL_MAX_CONCURRENT
+        )
+        self.server = SqlHttpServer(app, "127.0.0.1", 0)
+        self.server.start()
+        self.key = settings.API_KEYS[0]
+        self.on = threading.Event()
+        self.stopping = threading.Event()
+        self.running = 0
+        self.lock = threading.Lock()
+        self.answered = 0
+        self.cancelled = 0
+        self.threads = [
+            threading.Thread(target=self._loop, args=(i,), daemon=True)
+            for i in range(settings.TICKCAST_SQL_MAX_CONCURRENT)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _query(self, sql: str) -> None:
+        import base64
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.server.url}/?" + urllib.parse.urlencode({"max_execution_time": "1"})
+        request = urllib.request.Request(url, data=sql.encode(), method="POST")
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"bench:{self.key}".encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+            self.answered += 1
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            self.cancelled += exc.headers.get("X-ClickHouse-Exception-Code") == "159"
+
+    def _loop(self, index: int) -> None:
+        k = index
+        while not self.stopping.is_set():
+            if not self.on.wait(0.05):
+                continue
+            with self.lock:
+                self.running += 1
+            try:
+                self._query(HEAVY_QUERIES[k % len(HEAVY_QUERIES)])
+            finally:
+                with self.lock:
+                    self.running -= 1
+            k += 1
+
+    def quiet(self) -> None:
+        """Stop sending and wait for the queries in flight (at most ~1 s each)."""
+        self.on.clear()
+        while self.running:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.quiet()
+        self.stopping.set()
+        self.server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=1000)
@@ -125,6 +212,11 @@ def main() -> None:
         "--ticks-in-burst",
         action="store_true",
         help="hand over the minute's ticks with the candles instead of ~29 s before them",
+    )
+    parser.add_argument(
+        "--sql-load",
+        action="store_true",
+        help="every other measured burst under heavy queries on the SQL interface (p50/p99 with and without)",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tickcast-bench-inf-"))
@@ -178,20 +270,31 @@ def main() -> None:
         return t0
 
     latencies: list[float] = []
+    loaded_latencies: list[float] = []
+    sql_load = SqlLoad(settings, store) if args.sql_load else None
     for k in range(args.warmup + args.bursts):
         T = START + (k + 1) * 60_000
+        under_load = sql_load is not None and k >= args.warmup and (k - args.warmup) % 2 == 1
+        if sql_load is not None:
+            if under_load:
+                sql_load.on.set()
+                time.sleep(0.3)  # the heavy queries are running when the candles close
+            else:
+                sql_load.quiet()
         t0 = burst(k)
         deadline = time.time() + 60
         while len(recorder.times.get(T, [])) < args.symbols and time.time() < deadline:
             time.sleep(0.002)
         if k >= args.warmup:
             burst_ms = [(t - t0) * 1000 for t in recorder.times.get(T, [])]
-            latencies += burst_ms
+            (loaded_latencies if under_load else latencies).extend(burst_ms)
             if args.per_burst:
                 print(
                     f"burst {k}: first {min(burst_ms):.1f} / median {np.median(burst_ms):.1f} / "
                     f"last {max(burst_ms):.1f} ms"
                 )
+    if sql_load is not None:
+        sql_load.stop()
     inbox.put(STOP)
     thread.join(30)
     served = store.scalar("SELECT count() FROM {db}.predictions FINAL WHERE model_version = {v:String}", {"v": version})
@@ -199,11 +302,25 @@ def main() -> None:
     print(
         f"# inference bench: {args.symbols} symbols x {args.bursts} bursts (after {args.warmup} warm-up bursts); "
         f"the minute's ticks {'in the burst' if args.ticks_in_burst else 'before the burst'}"
+        + (
+            f"; {len(loaded_latencies) // args.symbols} of them under heavy SQL queries "
+            f"({settings.TICKCAST_SQL_MAX_CONCURRENT} clients, max_threads={settings.TICKCAST_SQL_MAX_THREADS})"
+            if sql_load is not None
+            else ""
+        )
     )
     print(f"model {version}; predictions served by it: {served}")
     print("| metric | value |\n|---|---:|")
     print(f"| candle close -> prediction row, p50 | {p50:.1f} ms |")
     print(f"| candle close -> prediction row, p99 | {p99:.1f} ms |")
+    if sql_load is not None and loaded_latencies:
+        lp50, lp99 = np.percentile(loaded_latencies, [50, 99])
+        print(f"| same, during heavy SQL queries, p50 | {lp50:.1f} ms ({lp50 / p50:.2f}x) |")
+        print(f"| same, during heavy SQL queries, p99 | {lp99:.1f} ms ({lp99 / p99:.2f}x) |")
+        print(
+            f"| SQL queries during those bursts | {sql_load.answered} answered, "
+            f"{sql_load.cancelled} cancelled at max_execution_time |"
+        )
     print(f"| ONNX batched (1000 rows) | {b_us:.2f} µs/row |")
     print(f"| ONNX one row at a time | {s_us:.2f} µs/row |")
     print(f"| batched speed-up | {s_us / b_us:.1f}x |")

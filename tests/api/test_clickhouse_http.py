@@ -314,6 +314,8 @@ def test_client_settings_lower_limits_are_capped_and_output_settings_apply(sql_u
     assert setting("max_execution_time", max_execution_time="3") == "3"
     assert setting("max_threads", max_threads="0") == "1"
     assert setting("readonly") == "1"
+    assert setting("os_thread_priority") == "19"  # the query's threads yield the CPU to the flow's
+    assert _get(sql_url, "SELECT 1", os_thread_priority="0").headers["X-ClickHouse-Exception-Code"] == "164"
     quoted = _get(sql_url, "SELECT toUInt64(5) AS n FORMAT JSONEachRow", output_format_json_quote_64bit_integers="1")
     unquoted = _get(sql_url, "SELECT toUInt64(5) AS n FORMAT JSONEachRow", output_format_json_quote_64bit_integers="0")
     assert (quoted.text, unquoted.text) == ('{"n":"5"}\n', '{"n":5}\n')
