@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,3 +283,31 @@ def test_calibration_timeline_equals_the_overall_windows(replayed: Replayed) -> 
     np.testing.assert_allclose(
         _sorted(hand, keys)["ece"].to_numpy(float), _sorted(view, keys)["ece"].round(4).to_numpy(float), atol=1e-9
     )
+
+
+def _runbook_sql(path: Path) -> list[str]:
+    """The statements of the ```sql blocks of a runbook's section 11."""
+    text = path.read_text(encoding="utf-8")
+    section = text[text.index("\n## 11.") : text.index("\n## 12.")]
+    blocks = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+    statements = []
+    for block in blocks:
+        body = "\n".join(line for line in block.splitlines() if not line.lstrip().startswith("--"))
+        statements += [s.strip() for s in body.split(";") if s.strip()]
+    return statements
+
+
+@pytest.mark.parametrize("runbook", ["docs/runbook.md", "docs/ko/runbook.md"])
+def test_the_runbooks_sql_runs_on_the_sql_interface(replayed: Replayed, chdb_dir: Path, runbook: str) -> None:
+    from api.clickhouse_http.engine import ReadOnlyEngine
+    from api.clickhouse_http.request import SqlRequest
+    from api.clickhouse_http.settings_policy import Limits
+
+    store = replayed.store
+    engine = ReadOnlyEngine(str(chdb_dir), limits=Limits(30, 2**30, 10**7, 2**29, 1), database=store.database)
+    statements = _runbook_sql(Path(__file__).resolve().parents[2] / runbook)
+    assert len(statements) == 14  # every example of the section (update with the runbooks)
+    for sql in statements:
+        result = engine.run(SqlRequest(sql.replace("tickcast.", f"{store.database}."), default_format="TSV"))
+        if any(view in sql for view in ("latest_predictions", "calibration_timeline", "daily_accuracy")):
+            assert result.body.count(b"\n") >= 3, sql  # (the time-relative examples may be empty here)
