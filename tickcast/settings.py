@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     TICKCAST_SQL_MAX_EXECUTION_S: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     TICKCAST_SQL_MAX_MEMORY_BYTES: Annotated[int, Field(ge=16 * 2**20)] = 2**30
     TICKCAST_SQL_MAX_RESULT_ROWS: PositiveInt = 10_000_000
-    TICKCAST_SQL_MAX_RESULT_BYTES: Annotated[int, Field(ge=2**20)] = 512 * 2**20
+    TICKCAST_SQL_MAX_RESULT_BYTES: Annotated[int, Field(ge=2**20)] = 256 * 2**20
     TICKCAST_SQL_MAX_THREADS: Annotated[int, Field(ge=1, le=256)] = 1
     TICKCAST_SQL_MAX_CONCURRENT: Annotated[int, Field(ge=1, le=64)] = 2
 

@@ -160,6 +160,9 @@ class SqlEndpoint:
         counted = True
         metrics.SQL_IN_FLIGHT.inc()
         try:
+            if request.method in ("GET", "HEAD") and "query" not in request.query_params:
+                counted = False  # GET / without a query: ClickHouse's health answer, no key needed
+                return PlainTextResponse("Ok.\n")
             self.authenticate(request)
             body = await self._body(request)
             sql = parse_request(
@@ -168,7 +171,7 @@ class SqlEndpoint:
                 body,
                 content_type=request.headers.get("content-type", ""),
             )
-            if sql is None:  # GET / without a query: ClickHouse's health answer
+            if sql is None:
                 counted = False
                 return PlainTextResponse("Ok.\n")
             settings = self.engine.policy.resolve(sql.settings)

@@ -150,7 +150,7 @@ def parse_request(
             raise ClickHouseError(errors.SYNTAX_ERROR, "the query is not valid UTF-8") from None
         query = f"{query}\n{text}" if query else text
     if not query.strip():
-        if method == "GET":
+        if method in ("GET", "HEAD"):
             return None
         raise ClickHouseError(errors.SYNTAX_ERROR, "Empty query: send it in the 'query' parameter or the body")
     for flag in ("compress", "decompress"):

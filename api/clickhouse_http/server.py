@@ -94,7 +94,11 @@ def start_sql_server(settings: Settings, store_url: str, database: str) -> SqlHt
     if path is None:
         log.info("SQL interface off: the store is a ClickHouse server (%s); query it directly", store_url)
         return None
-    engine = ReadOnlyEngine(path, limits=limits_from(settings), database=database)
+    try:
+        engine = ReadOnlyEngine(path, limits=limits_from(settings), database=database)
+    except Exception as exc:  # noqa: BLE001 - the SQL interface is an extra door: the system runs without it
+        log.error("SQL interface NOT started: cannot open read-only sessions on %s: %s", path, exc)
+        return None
     app = create_sql_app(
         engine,
         api_keys=tuple(settings.API_KEYS),
