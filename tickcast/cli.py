@@ -63,7 +63,7 @@ def main() -> None:
     """tickcast: sentiment ticks + candles -> calibrated up-move probabilities, with drift monitoring.
 
     Quick start: `tickcast up` runs everything in one process (simulator, dataflow,
-    ClickHouse engine under ./var, API on http://127.0.0.1:8000).
+    ClickHouse engine under ./var, API on http://127.0.0.1:8000, read-only SQL on :8123).
     """
 
 
