@@ -8,12 +8,13 @@ as they would arrive during the minute; then the burst: 1000 candles closing at 
 T + grace (so the grace wait is not measured), at wall time t0; a prediction's latency is the wall time its live event is published
 (after the event is stored in live_events) minus t0. Also: ONNX µs/row, batched vs one row at a time.
 
-    python bench/inference.py [--symbols 1000] [--bursts 15] [--ticks-in-burst] [--sql-load]
+    python bench/inference.py [--symbols 1000] [--bursts 15] [--ticks-in-burst] [--sql-load [--sql-priority N]]
 
 `--sql-load`: the SQL interface of `tickcast up` is served on the bench's store (same
 limits: TICKCAST_SQL_*), and every other measured burst runs while TICKCAST_SQL_MAX_CONCURRENT
-clients send heavy ad-hoc queries in a loop (a CPU-bound scan cancelled at 1 s, an aggregate of
-predictions FINAL, the labeled_predictions join); p50/p99 with and without, same run.
+client processes send heavy ad-hoc queries in a loop (a CPU-bound scan cancelled at 1 s, an
+aggregate of predictions FINAL, the labeled_predictions join); p50/p99 with and without, same
+run. `--sql-priority 0` runs the queries' threads at normal priority instead of nice 19.
 """
 
 from __future__ import annotations
@@ -126,11 +127,46 @@ HEAVY_QUERIES = (
     "SELECT model_version, count(), avg(correct), avg(prob) FROM labeled_predictions GROUP BY model_version",
 )
 
+# One SQL user, in a process of its own (as users are): reads "1" (send) / "0" (stop sending,
+# answer "idle" once the query in flight is done) / "q" (print "answered cancelled", exit)
+# from stdin; while on, sends the heavy queries in turn, each with max_execution_time=1.
+_CLIENT = """
+import base64, json, select, sys, urllib.error, urllib.parse, urllib.request
+url, key, first, queries = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+auth = "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()
+on, k, answered, cancelled = False, first, 0, 0
+while True:
+    ready, _, _ = select.select([sys.stdin], [], [], 0 if on else 0.05)
+    if ready:
+        cmd = sys.stdin.readline().strip()
+        if cmd == "q":
+            print(answered, cancelled, flush=True)
+            break
+        on = cmd == "1"
+        if not on:
+            print("idle", flush=True)
+    if not on:
+        continue
+    req = urllib.request.Request(url + "/?max_execution_time=1", data=queries[k % len(queries)].encode(), method="POST")
+    req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+        answered += 1
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        cancelled += exc.headers.get("X-ClickHouse-Exception-Code") == "159"
+    k += 1
+"""
+
 
 class SqlLoad:
-    """Clients of the SQL interface sending heavy queries in a loop while `on` is set."""
+    """The SQL interface of `tickcast up` on the bench's store, and its users sending heavy
+    queries in a loop while switched on (TICKCAST_SQL_MAX_CONCURRENT client processes)."""
 
-    def __init__(self, settings, store: Store) -> None:  # noqa: ANN001
+    def __init__(self, settings, store: Store, *, priority: int = 19) -> None:  # noqa: ANN001
+        import json
+        import subprocess
         import sys
 
         # Run as a script, this file's folder leads sys.path, and bench/api.py would shadow the api package.
@@ -140,65 +176,60 @@ class SqlLoad:
         from api.clickhouse_http.server import chdb_path, limits_from
 
         engine = ReadOnlyEngine(str(chdb_path(store.url)), limits=limits_from(settings), database=store.database)
+        # the A/B knob: the query threads' nice value (19 is what the SQL interface uses)
+        engine._connection_string = engine._connection_string.replace(  # noqa: SLF001 - bench only
+            "os_thread_priority=19", f"os_thread_priority={priority}"
+        )
         app = create_sql_app(
             engine, api_keys=tuple(settings.API_KEYS), max_concurrent=settings.TICKCAST_SQL_MAX_CONCURRENT
         )
         self.server = SqlHttpServer(app, "127.0.0.1", 0)
         self.server.start()
-        self.key = settings.API_KEYS[0]
-        self.on = threading.Event()
-        self.stopping = threading.Event()
-        self.running = 0
-        self.lock = threading.Lock()
-        self.answered = 0
-        self.cancelled = 0
-        self.threads = [
-            threading.Thread(target=self._loop, args=(i,), daemon=True)
+        self.clients = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _CLIENT,
+                    self.server.url,
+                    settings.API_KEYS[0],
+                    str(i),
+                    json.dumps(HEAVY_QUERIES),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for i in range(settings.TICKCAST_SQL_MAX_CONCURRENT)
         ]
-        for t in self.threads:
-            t.start()
+        self.answered = self.cancelled = 0
+        self.loaded = False
 
-    def _query(self, sql: str) -> None:
-        import base64
-        import urllib.error
-        import urllib.parse
-        import urllib.request
+    def _send(self, cmd: str) -> None:
+        for c in self.clients:
+            c.stdin.write(cmd + "\n")
+            c.stdin.flush()
 
-        url = f"{self.server.url}/?" + urllib.parse.urlencode({"max_execution_time": "1"})
-        request = urllib.request.Request(url, data=sql.encode(), method="POST")
-        request.add_header("Authorization", "Basic " + base64.b64encode(f"bench:{self.key}".encode()).decode())
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                response.read()
-            self.answered += 1
-        except urllib.error.HTTPError as exc:
-            exc.read()
-            self.cancelled += exc.headers.get("X-ClickHouse-Exception-Code") == "159"
-
-    def _loop(self, index: int) -> None:
-        k = index
-        while not self.stopping.is_set():
-            if not self.on.wait(0.05):
-                continue
-            with self.lock:
-                self.running += 1
-            try:
-                self._query(HEAVY_QUERIES[k % len(HEAVY_QUERIES)])
-            finally:
-                with self.lock:
-                    self.running -= 1
-            k += 1
+    def start(self) -> None:
+        self._send("1")
+        self.loaded = True
 
     def quiet(self) -> None:
         """Stop sending and wait for the queries in flight (at most ~1 s each)."""
-        self.on.clear()
-        while self.running:
-            time.sleep(0.01)
+        if self.loaded:
+            self._send("0")
+            for c in self.clients:
+                c.stdout.readline()
+            self.loaded = False
 
     def stop(self) -> None:
         self.quiet()
-        self.stopping.set()
+        self._send("q")
+        for c in self.clients:
+            answered, cancelled = c.stdout.readline().split()
+            self.answered += int(answered)
+            self.cancelled += int(cancelled)
+            c.wait(10)
         self.server.stop()
 
 
@@ -217,6 +248,12 @@ def main() -> None:
         "--sql-load",
         action="store_true",
         help="every other measured burst under heavy queries on the SQL interface (p50/p99 with and without)",
+    )
+    parser.add_argument(
+        "--sql-priority",
+        type=int,
+        default=19,
+        help="nice value of the SQL queries' threads (the interface uses 19; 0 shows why)",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tickcast-bench-inf-"))
@@ -271,13 +308,13 @@ def main() -> None:
 
     latencies: list[float] = []
     loaded_latencies: list[float] = []
-    sql_load = SqlLoad(settings, store) if args.sql_load else None
+    sql_load = SqlLoad(settings, store, priority=args.sql_priority) if args.sql_load else None
     for k in range(args.warmup + args.bursts):
         T = START + (k + 1) * 60_000
         under_load = sql_load is not None and k >= args.warmup and (k - args.warmup) % 2 == 1
         if sql_load is not None:
             if under_load:
-                sql_load.on.set()
+                sql_load.start()
                 time.sleep(0.3)  # the heavy queries are running when the candles close
             else:
                 sql_load.quiet()
@@ -304,7 +341,8 @@ def main() -> None:
         f"the minute's ticks {'in the burst' if args.ticks_in_burst else 'before the burst'}"
         + (
             f"; {len(loaded_latencies) // args.symbols} of them under heavy SQL queries "
-            f"({settings.TICKCAST_SQL_MAX_CONCURRENT} clients, max_threads={settings.TICKCAST_SQL_MAX_THREADS})"
+            f"({settings.TICKCAST_SQL_MAX_CONCURRENT} client processes, max_threads={settings.TICKCAST_SQL_MAX_THREADS}, "
+            f"nice {args.sql_priority})"
             if sql_load is not None
             else ""
         )
