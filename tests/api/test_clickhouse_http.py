@@ -423,6 +423,20 @@ def test_outcomes_are_counted(sql_url: str) -> None:
     assert REGISTRY.get_sample_value("sql_http_query_duration_seconds_count") >= 4
 
 
+def test_a_fault_of_the_interface_is_a_500_in_clickhouses_shape(
+    sql_url: str, engine: ReadOnlyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    before = _count("error")
+    monkeypatch.setattr(engine, "run", broken)
+    r = _get(sql_url, "SELECT 1")
+    assert r.status_code == 500 and r.headers["X-ClickHouse-Exception-Code"] == "1001"
+    assert r.text.startswith("Code: 1001. DB::Exception: internal error of the SQL interface (RuntimeError)")
+    assert _count("error") == before + 1
+
+
 def test_a_taken_port_is_logged_and_the_system_goes_on(sql_store: Store, caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
