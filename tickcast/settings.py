@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     TICKCAST_SQL_MAX_RESULT_ROWS: PositiveInt = 10_000_000
     TICKCAST_SQL_MAX_RESULT_BYTES: Annotated[int, Field(ge=2**20)] = 256 * 2**20
     TICKCAST_SQL_MAX_THREADS: Annotated[int, Field(ge=1, le=256)] = 1
-    TICKCAST_SQL_MAX_CONCURRENT: Annotated[int, Field(ge=1, le=64)] = 2
+    TICKCAST_SQL_MAX_CONCURRENT: Annotated[int, Field(ge=1, le=64)] = 1
 
     # --- sentiment (seed 000 "감성 파이프라인") -------------------------------------
     SENTIMENT_EMA_WINDOWS: DurationList = ("5m", "15m", "60m")

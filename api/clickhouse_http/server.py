@@ -103,7 +103,7 @@ def start_sql_server(settings: Settings, store_url: str, database: str) -> SqlHt
         engine,
         api_keys=tuple(settings.API_KEYS),
         max_concurrent=settings.TICKCAST_SQL_MAX_CONCURRENT,
-        queue_wait_s=settings.TICKCAST_SQL_MAX_EXECUTION_S,
+        queue_wait_s=settings.TICKCAST_SQL_MAX_EXECUTION_S + 5,  # a queued query outlasts one at the limit
         store_path=engine.path,
     )
     server = SqlHttpServer(

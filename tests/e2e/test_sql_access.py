@@ -39,6 +39,7 @@ class System:
             env={
                 "TICKCAST_SQL_PORT": str(self.sql_port),
                 "TICKCAST_SQL_MAX_EXECUTION_S": "4",
+                "TICKCAST_SQL_MAX_CONCURRENT": "2",  # two heavy queries at once: the worst the limits allow
                 "TICKCAST_SQL_MAX_MEMORY_BYTES": str(256 * 2**20),
             },
         )
