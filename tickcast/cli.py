@@ -63,7 +63,7 @@ def main() -> None:
     """tickcast: sentiment ticks + candles -> calibrated up-move probabilities, with drift monitoring.
 
     Quick start: `tickcast up` runs everything in one process (simulator, dataflow,
-    ClickHouse engine under ./var, API on http://127.0.0.1:8000).
+    ClickHouse engine under ./var, API on http://127.0.0.1:8000, read-only SQL on :8123).
     """
 
 
@@ -73,6 +73,11 @@ def main() -> None:
 @model_option
 @click.option("--port", type=int, help="API port [env TICKCAST_API_PORT, default 8000]")
 @click.option("--host", help="API host [env TICKCAST_API_HOST, default 127.0.0.1]")
+@click.option(
+    "--sql-port",
+    type=click.IntRange(0, 65535),
+    help="read-only SQL (ClickHouse HTTP) port, 0 = off [env TICKCAST_SQL_PORT, default 8123]",
+)
 @click.option("--no-simulator", is_flag=True, help="do not start the built-in simulator (HTTP/Kafka input only)")
 @click.option("--symbols", type=int, help="simulated symbols [env TICKCAST_SIM_SYMBOLS, default 5]")
 @click.option("--speed", type=float, help="simulator speed factor, 1 = real time [env TICKCAST_SIM_SPEED]")
@@ -84,6 +89,7 @@ def up(
     model_dir: str | None,
     port: int | None,
     host: str | None,
+    sql_port: int | None,
     no_simulator: bool,
     symbols: int | None,
     speed: float | None,
@@ -98,6 +104,7 @@ def up(
         for k, v in {
             "TICKCAST_API_PORT": port,
             "TICKCAST_API_HOST": host,
+            "TICKCAST_SQL_PORT": sql_port,
             "TICKCAST_SIM_SYMBOLS": symbols,
             "TICKCAST_SIM_SPEED": speed,
             "TICKCAST_SIM_BACKFILL_HOURS": backfill_hours,
@@ -606,6 +613,55 @@ def alerts_render(out_dir: Path, check: bool) -> None:
         return
     for name, changed in write_files(ctx.settings, out_dir).items():
         click.echo(f"{out_dir / name}: {'written' if changed else 'unchanged'}")
+
+
+# --- sql ------------------------------------------------------------------------------------
+@main.command("sql")
+@store_option
+@click.argument("query", required=False)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    help="ClickHouse output format (PrettyCompact, TSVWithNames, CSVWithNames, JSONEachRow, Parquet, ...) "
+    "[default: PrettyCompact on a terminal, TSVWithNames otherwise]",
+)
+@click.option("-d", "--database", help="database of unqualified table names [default: tickcast]")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="value of {NAME:Type} (repeatable)")
+def sql_command(
+    store_url: str | None, query: str | None, fmt: str | None, database: str | None, params: tuple[str, ...]
+) -> None:
+    """Run a read-only SQL query on the store and print the result.
+
+    QUERY (or stdin when it is '-' or missing) runs read-only with the TICKCAST_SQL_* limits:
+    on the store directly when it is free; through the SQL port of the `tickcast up` that holds
+    it otherwise (TICKCAST_SQL_PORT, with the first of API_KEYS); on the server itself for an
+    http(s):// store. Example: tickcast sql "SELECT * FROM daily_accuracy ORDER BY day"
+    """
+    from api.clickhouse_http.errors import ClickHouseError
+    from tickcast.sql_query import Query, SqlUnavailable, run_sql
+
+    ctx = Ctx(store_url, None)
+    text = sys.stdin.read() if query in (None, "-") else query
+    if not text or not text.strip():
+        raise click.UsageError('give a query: tickcast sql "SELECT 1", or pipe one in: tickcast sql < query.sql')
+    values = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        values[name] = value
+    fmt = fmt or ("PrettyCompact" if sys.stdout.isatty() else "TSVWithNames")
+    try:
+        answer = run_sql(ctx.settings, Query(text, fmt, database, values))
+    except ClickHouseError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SqlUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.stdout.buffer.write(answer.body)
+    sys.stdout.flush()
+    log.debug("tickcast sql answered via %s", answer.via)
 
 
 @main.command("settings")

@@ -210,9 +210,14 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
         host,
         port,
     )
+    from api.clickhouse_http.server import start_sql_server
+
+    sql_server = start_sql_server(settings, system.store.url, system.store.database)  # None: off / port taken
     try:
         uvicorn.run(app, host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
     finally:
+        if sql_server is not None:
+            sql_server.stop()
         system.stop(timeout=10)
 
 

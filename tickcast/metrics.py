@@ -142,6 +142,18 @@ FLOW_LAST_ACTIVITY = Gauge("flow_last_activity_timestamp_seconds", "Wall clock o
 PROVIDER_DISABLED = Gauge("sentiment_provider_disabled", "1 when a provider is disabled", ["provider"])
 MODEL_INFO = Gauge("ml_production_model_info", "Production model in use by the flow", ["version"])
 JOBS = Counter("jobs", "Jobs finished", ["kind", "status"])
+SQL_QUERIES = Counter(
+    "sql_http_queries",
+    "Queries on the embedded SQL interface by outcome (ok, readonly, limit, auth, busy, error)",
+    ["status"],
+)
+SQL_QUERY_SECONDS = Histogram(
+    "sql_http_query_duration_seconds",
+    "Time to answer a query on the SQL interface (queueing included)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+SQL_IN_FLIGHT = Gauge("sql_http_queries_in_flight", "Queries being answered by the SQL interface (waiting included)")
+SQL_UP = Gauge("sql_http_up", "1 while the embedded SQL interface listens on TICKCAST_SQL_PORT")
 
 # Label values known in advance: their series exist (at 0) from the start, so a rate() or
 # an alert sees the first event instead of a series appearing at 1.

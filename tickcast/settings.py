@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     TICKCAST_REPLAY_BATCH: Annotated[int, Field(ge=1, le=5_000_000)] = 200_000
     MODEL_STORE_DIR: str = "./var/models"
 
+    # --- SQL interface (embedded: ClickHouse HTTP protocol, read-only) -------------------
+    TICKCAST_SQL_PORT: Annotated[int, Field(ge=0, le=65535)] = 8123  # on TICKCAST_API_HOST; 0 = off
+    TICKCAST_SQL_MAX_EXECUTION_S: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+    TICKCAST_SQL_MAX_MEMORY_BYTES: Annotated[int, Field(ge=16 * 2**20)] = 2**30
+    TICKCAST_SQL_MAX_RESULT_ROWS: PositiveInt = 10_000_000
+    TICKCAST_SQL_MAX_RESULT_BYTES: Annotated[int, Field(ge=2**20)] = 256 * 2**20
+    TICKCAST_SQL_MAX_THREADS: Annotated[int, Field(ge=1, le=256)] = 1
+    TICKCAST_SQL_MAX_CONCURRENT: Annotated[int, Field(ge=1, le=64)] = 1
+
     # --- sentiment (seed 000 "감성 파이프라인") -------------------------------------
     SENTIMENT_EMA_WINDOWS: DurationList = ("5m", "15m", "60m")
     SENTIMENT_STEP_DEFAULT: str = "1m"
