@@ -182,10 +182,10 @@ _TOKEN_CLASS[list(b",")] = _COMMA
 _TOKEN_CLASS[list(b":")] = _COLON
 _TOKEN_CLASS[list(b"\n")] = _NEWLINE
 # Byte classes inside strings (a raw newline is a control byte: the string never ends).
-_S_PLAIN, _S_QUOTE, _S_ESCAPE, _S_HIGH, _S_CONTROL = range(5)
+_S_PLAIN, _S_QUOTE, _S_ESCAPE, _S_HIGH, _S_CONTROL, _S_DEL = range(6)
 _STRING_CLASS = np.full(256, _S_PLAIN, np.uint8)
 _STRING_CLASS[:32] = _S_CONTROL
-_STRING_CLASS[0x7F] = _S_CONTROL  # DEL: valid JSON, but an id may not hold it (records._CONTROL_CHARS_RE)
+_STRING_CLASS[0x7F] = _S_DEL  # valid raw in JSON, but an id may not hold it (records._CONTROL_CHARS_RE)
 _STRING_CLASS[128:] = _S_HIGH
 _STRING_CLASS[list(b'"')] = _S_QUOTE
 _STRING_CLASS[list(b"\\")] = _S_ESCAPE
@@ -195,8 +195,8 @@ _ESCAPABLE[list(b'"\\/bfnrtu')] = 1
 
 @njit(cache=True, inline="always")
 def _string_end(buf, j, size):  # pragma: no cover - compiled
-    """(index of the closing quote, has escapes) of the string whose body starts at j; -1 if
-    the line holds no valid end (control byte, bad UTF-8, line end)."""
+    """(index of the closing quote, has escapes or a DEL byte) of the string whose body starts
+    at j; -1 if the line holds no valid end (control byte, bad UTF-8, line end)."""
     string_class = _STRING_CLASS
     escaped = False
     while j < size:
@@ -215,9 +215,49 @@ def _string_end(buf, j, size):  # pragma: no cover - compiled
             if w == 0:
                 return -1, escaped
             j += w
+        elif s == _S_DEL:
+            escaped = True
+            j += 1
         else:
             return -1, escaped
     return -1, escaped
+
+
+@njit(cache=True)
+def _hex4(buf, k):  # pragma: no cover - compiled
+    """The value of the 4 hex digits at buf[k:k+4] (Arrow checks they are hex)."""
+    v = 0
+    for m in range(k, k + 4):
+        c = buf[m]
+        d = c - 48 if c <= 57 else (c | 32) - 87
+        v = v * 16 + d
+    return v
+
+
+@njit(cache=True)
+def _escapes_control(buf, lo, hi):  # pragma: no cover - compiled
+    """Does the string body buf[lo:hi] hold a control character (U+0000-U+001F, U+007F), raw
+    (only DEL can be: a raw C0 byte ends the scan) or escaped?"""
+    k = lo
+    while k < hi:
+        if buf[k] == 0x7F:
+            return True
+        if buf[k] != 92:  # '\\'
+            k += 1
+            continue
+        c = buf[k + 1]
+        if c == 98 or c == 102 or c == 110 or c == 114 or c == 116:  # b f n r t
+            return True
+        if c == 117:  # 'u'
+            if k + 6 > hi:
+                return True  # malformed: let the per-record path say so
+            v = _hex4(buf, k + 2)
+            if v < 0x20 or v == 0x7F:
+                return True
+            k += 6
+            continue
+        k += 2
+    return False
 
 
 @njit(cache=True)
@@ -335,8 +375,8 @@ def _scan_line(buf, lo, size, max_depth, key_bytes, key_offsets):  # pragma: no 
                     if seen & (1 << field):  # duplicate: Arrow refuses, orjson keeps the last
                         break
                     seen |= 1 << field
-            elif depth == 1 and field == _F_ID and escaped:  # may spell a control character
-                break
+            elif depth == 1 and field == _F_ID and escaped and _escapes_control(buf, i + 1, j):
+                break  # records._tick refuses ids holding control characters
             i = j + 1
             last_end = i
             continue

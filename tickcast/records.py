@@ -466,16 +466,21 @@ def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, 
         raise _Invalid(f"close_time must be open_time + {interval} ({open_time + step}), got {close_time}")
     if open_time % step:
         raise _Invalid(f"open_time {open_time} is not aligned to a {interval} boundary")
-    o, h, lo, c = (_number(obj, k) for k in ("open", "high", "low", "close"))
+    prices = {k: _number(obj, k) for k in ("open", "high", "low", "close")}
     volume = _number(obj, "volume")
-    if min(o, h, lo, c) <= 0:
-        raise _Invalid("prices must be positive")
+    for k, price in prices.items():
+        if price <= 0:
+            raise _Invalid(f"'{k}' must be a positive number (prices must be positive), got {price}")
+    o, h, lo, c = prices.values()
     if h < lo:
-        raise _Invalid(f"high < low ({h} < {lo})")
+        raise _Invalid(f"high < low ({h} < {lo}): 'high' must be >= 'low'")
     if h < max(o, c) or lo > min(o, c):
-        raise _Invalid(f"open/close outside [low, high]: open={o} close={c} low={lo} high={h}")
+        raise _Invalid(
+            f"open/close outside [low, high]: 'open' and 'close' must lie within ['low', 'high'], "
+            f"got open={o} close={c} low={lo} high={h}"
+        )
     if volume < 0:
-        raise _Invalid(f"'volume' must be >= 0, got {volume}")
+        raise _Invalid(f"'volume' must be a number >= 0, got {volume}")
     return {
         "symbol": symbol,
         "interval": interval,
