@@ -14,10 +14,12 @@ How a batch goes:
    escapes of a legal letter. It also checks the top-level members Arrow cannot report
    or would fail the whole chunk on: `_control` present (a control record), `meta`
    (its raw value span is kept), an escaped member name (could spell either), a tracked
-   member twice, and a schema member of the wrong JSON type (string field not a string,
-   number field not a number, int field with '.', 'e', 'E' or more than 18 digits, score
-   the int -0). Values holding b"\\n" or shorter than 2 bytes are swapped for b"{}"
-   first; refused lines are overwritten in place with "{}" and spaces (an all-null row).
+   member twice (`duplicate_key`), an `id` that may hold a control character (an escape
+   spelling one, or a raw DEL), and a schema member of the wrong JSON type (string field
+   not a string, number field not a number, int field with '.', 'e', 'E' or more than 18
+   digits, score the int -0). Values holding b"\\n" or shorter than 2 bytes are swapped
+   for b"{}" first; lines longer than `max_record_bytes` (`too_large`) are refused too;
+   refused lines are overwritten in place with "{}" and spaces (an all-null row).
 2. Parsing: Arrow, 1 MiB blocks (threads only past one block). If it raises, or
    returns another row count, the range is bisected down to MIN_BISECT_ROWS lines, whose
    rows all go to the slow path. After the scan only syntax errors inside a value
@@ -27,7 +29,10 @@ How a batch goes:
    ts and ingest_ts in [MIN_TS_MS, MAX_TS_MS] (missing ingest_ts: the hint, or ts
    without one); score finite in [-1, 1]; polarity -1/0/1 or derived from the score;
    id 1..128 code points, or `records.tick_id` (computed only for rows without one);
-   meta: each distinct raw span goes through `records.meta_text`, `_tick`'s own rule.
+   meta: each distinct raw span goes through `records.meta_text`, `_tick`'s own rule;
+   `records._check_record`'s envelope rules: ts at most `max_future_ms` after the row's
+   ingest_ts (and, with `wall_ms`, that ingest_ts at most as far after the wall clock);
+   the Kafka key, when there is one, equal to the symbol's UTF-8 bytes.
 4. `id_hash`: FNV-1a 64 + splitmix64 finalizer over the id column's UTF-8 bytes, by a
    Numba kernel reading the Arrow offsets/data buffers.
 
