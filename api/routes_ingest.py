@@ -25,13 +25,13 @@ from api.errors import ApiError, JSONResponse
 from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, SYMBOL_RE, parse_json, read_body, spec
 from tickcast import metrics
 from tickcast.records import (
-    FIELD_NAMES,
     INTERVAL_MS,
     KIND_FIELDS,
     Rejection,
     decode_record,
     duplicate_reason,
     duplicated_fields,
+    names_unique,
     record_kind,
 )
 from tickcast.settings import Settings
@@ -98,13 +98,9 @@ def _items(body: Any, key: str) -> list[Any]:
 
 def _duplicates(body: bytes, parsed: Any, items: list[Any], key: str) -> dict[int, str]:
     """Record index -> a contract field the body names twice in that record (orjson, which
-    parsed it, keeps the last value). Cheap when there is none: see records._duplicated_field."""
-    if b"\\u00" not in body:
-        for name in FIELD_NAMES:
-            if body.count(f'"{name}"'.encode()) > sum(1 for item in items if isinstance(item, dict) and name in item):
-                break
-        else:
-            return {}
+    parsed it, keeps the last value). Cheap when there is none: see records.names_unique."""
+    if names_unique(body, parsed):
+        return {}
     if isinstance(parsed, list):
         found = duplicated_fields(body, 2)
     elif isinstance(parsed, dict) and key in parsed:

@@ -59,7 +59,6 @@ KIND_FIELDS: dict[Kind, tuple[str, ...]] = {
     "candle": CANDLE_FIELDS,
     "control": ("_control", "provider"),
 }
-_KIND_TOKENS = {kind: tuple((n, f'"{n}"'.encode()) for n in names) for kind, names in KIND_FIELDS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,22 +261,41 @@ def _field_at(data: bytes, offset: int) -> str | None:
 
 
 def _duplicated_field(raw: bytes | bytearray | memoryview | str, obj: dict[str, Any], kind: Kind) -> str | None:
-    """A field of `kind` named twice among the record's members, or None.
-
-    Cheap when there is none: each name `"k"` appears in the text at least once per member
-    so named, so a text with no more occurrences than the parsed object has members (and no
-    `\\u00` escape, the only way to spell a name's letters differently) has no duplicate.
-    Otherwise the member names are read off the text with a tokenizer (the JSON is valid)."""
+    """A field of `kind` named twice among the record's members, or None."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
-    tokens = _KIND_TOKENS[kind]
-    if b"\\u00" not in data:
-        for name, token in tokens:
-            if data.count(token) > (name in obj):
-                break
-        else:
-            return None
-    names = {name for name, _ in tokens}
+    if names_unique(data, obj):
+        return None
+    names = KIND_FIELDS[kind]
     return next((name for _, name in duplicated_fields(data, 1) if name in names), None)
+
+
+def names_unique(data: bytes, parsed: Any) -> bool:
+    """True when the valid JSON text `data` (parsed: `parsed`) names no member twice in any
+    object; False when it may (then `duplicated_fields` reads the names off the text).
+
+    In valid JSON a member name ends with a quote, optional whitespace, a colon, and a quote
+    inside a string is escaped. So when no quote is followed by whitespace, the text holds at
+    least as many `":` as member names (names spelled with escapes too), and a count equal
+    to the members of the parsed tree means the parser dropped no name: no duplicate."""
+    return data.count(b'":') == _members(parsed) and _QUOTE_GAP_RE.search(data) is None
+
+
+_QUOTE_GAP_RE = re.compile(rb'"[ \t\n\r]')
+
+
+def _members(root: Any) -> int:
+    """Members of every object in a parsed JSON tree (iterative: orjson nests to 1024)."""
+    n = 0
+    stack = [root]
+    while stack:
+        value = stack.pop()
+        if value.__class__ is dict:
+            n += len(value)
+            value = value.values()
+        elif value.__class__ is not list:
+            continue
+        stack.extend(v for v in value if v.__class__ is dict or v.__class__ is list)
+    return n
 
 
 def duplicate_reason(name: str) -> str:

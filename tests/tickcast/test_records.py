@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import orjson
 import pytest
@@ -246,6 +247,8 @@ def test_bad_utf8_is_refused_not_replaced() -> None:
         (b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.1,"provider":"p","\\u0073ymbol":"ETHUSDT"}', "symbol"),
         (b'{"symbol":"XRPUSDT","ts":1763683200123,"ts":1763683200124,"score":0.1,"provider":"p"}', "ts"),
         (b'{"symbol": "XRPUSDT", "ts": 1763683200123, "score": 0.1, "provider": "p", "meta" : {}, "meta": {}}', "meta"),
+        # a name followed by a blank hides from the '":' count; the gap sends it to the tokenizer
+        (b'{"symbol" :"XRPUSDT","ts":1763683200123,"score":0.1,"provider":"p","symbol":"ETHUSDT"}', "symbol"),
         (orjson.dumps(CANDLE)[:-1] + b',"close_time":1763683320000}', "close_time"),
         (orjson.dumps(CANDLE)[:-1] + b',"symbol":"ETHUSDT"}', "symbol"),
         (b'{"_control":"enable_provider","provider":"a","provider":"b"}', "provider"),
@@ -415,3 +418,55 @@ def test_no_byte_string_raises(junk: bytes, valid: bytes, cut: int) -> None:
     for raw in (junk, valid[:cut] + junk + valid[cut:], valid[:cut] + junk):
         result = decode_record(raw, source="s", now_ms=NOW)
         assert isinstance(result, Rejection | tuple)
+
+
+# names_unique / duplicated_fields against Python's json with an object_pairs_hook (the oracle)
+
+NAME_POOL = st.sampled_from(["symbol", "ts", "score", "meta", "id", "a", "b", 'q"uote', "sym bol", "é"])
+
+
+@st.composite
+def json_texts_maybe_with_duplicates(draw: st.DrawFn) -> bytes:
+    def obj(depth: int) -> str:
+        members = []
+        for _ in range(draw(st.integers(0, 4))):
+            name = json.dumps(draw(NAME_POOL), ensure_ascii=draw(st.booleans()))
+            if draw(st.booleans()) and name.startswith('"s'):
+                name = name.replace("s", "\\u0073", 1)  # the same name, spelled with an escape
+            value = obj(depth + 1) if depth < 3 and draw(st.booleans()) else json.dumps(draw(SCALARS))
+            gap = draw(st.sampled_from(["", "", " ", "\n  "]))
+            members.append(f"{name}{gap}:{draw(st.sampled_from(['', ' ']))}{value}")
+        if members and draw(st.booleans()):
+            members.append(draw(st.sampled_from(members)))  # a member named twice (maybe nested)
+        return "{" + ",".join(draw(st.permutations(members))) + "}"
+
+    return obj(0).encode()
+
+
+def _oracle(data: bytes) -> tuple[bool, set[str]]:
+    """(any object names a member twice, contract fields named twice at the top level)."""
+    dup_anywhere = False
+    top: set[str] = set()
+
+    def hook(pairs: list[tuple[str, object]]) -> dict:
+        nonlocal dup_anywhere
+        names = [k for k, _ in pairs]
+        dup_anywhere |= len(names) != len(set(names))
+        return {"__names__": names, **dict(pairs)}
+
+    root = json.loads(data, object_pairs_hook=hook)
+    names = root["__names__"]
+    top = {n for n in names if names.count(n) > 1 and n in records.FIELD_NAMES}
+    return dup_anywhere, top
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_texts_maybe_with_duplicates())
+def test_duplicate_detection_matches_an_object_pairs_hook(data: bytes) -> None:
+    dup_anywhere, top = _oracle(data)
+    parsed = orjson.loads(data)
+    if records.names_unique(data, parsed):
+        assert not dup_anywhere  # the cheap test never misses a duplicate
+    if not dup_anywhere and not re.search(rb'"\s|\\":', data):
+        assert records.names_unique(data, parsed)  # ... and clears texts without blanks after quotes
+    assert {name for _, name in duplicated_fields(data, 1)} == top
