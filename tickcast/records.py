@@ -14,6 +14,7 @@ Reasons start with a word the `rejected_records` metric counts by: the field
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ MAX_PAYLOAD_CHARS = 65_536
 MAX_RECORD_BYTES = 65_536
 MAX_FUTURE_MS = 60_000
 MAX_ID_CHARS = 128
-META_MAX_DEPTH = 254  # orjson serializes at most this many nested levels
+MAX_DEPTH = 254  # nesting levels of objects/arrays: orjson writes no deeper
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
 _PROVIDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -190,9 +191,11 @@ class _Payload:
 def _parse(raw: Any, source: str, now_ms: int, max_record_bytes: int) -> tuple[dict[str, Any], _Payload] | Rejection:
     """(the record's JSON object, its payload) or the refusal of a record that is not one."""
     if isinstance(raw, dict):
-        size = len(_dump(raw).encode())
-        if size > max_record_bytes:
-            return Rejection(source, _too_large(size, max_record_bytes), _dump(raw), now_ms)
+        text = _json(raw)
+        if text is None:
+            return Rejection(source, _TOO_DEEP, _dump(raw), now_ms)
+        if len(text) > max_record_bytes:
+            return Rejection(source, _too_large(len(text), max_record_bytes), text.decode(), now_ms)
         return raw, _Payload(raw)
     if raw is None or (isinstance(raw, (bytes, bytearray, memoryview, str)) and not len(raw)):
         return Rejection(source, "empty payload: a record is one JSON object", "", now_ms)
@@ -208,10 +211,36 @@ def _parse(raw: Any, source: str, now_ms: int, max_record_bytes: int) -> tuple[d
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return Rejection(source, _json_error(raw, exc), payload.text(), now_ms)
+        reason = _TOO_DEEP if str(exc).startswith("depth limit exceeded") else _json_error(raw, exc)
+        return Rejection(source, reason, payload.text(), now_ms)
     if not isinstance(obj, dict):
         return Rejection(source, f"expected a JSON object, got {_show(obj)}", payload.text(), now_ms)
+    if size > MAX_DEPTH and _brackets(raw) > MAX_DEPTH and _json(obj) is None:  # orjson reads 1024 levels
+        return Rejection(source, _TOO_DEEP, payload.text(), now_ms)
     return obj, payload
+
+
+_TOO_DEEP = f"too_deep: the record nests objects/arrays more than {MAX_DEPTH} levels deep"
+
+
+def _brackets(raw: bytes | bytearray | memoryview | str) -> int:
+    """An upper bound of the nesting depth of a JSON text."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    return data.count(b"{") + data.count(b"[")
+
+
+def _json(obj: Any) -> bytes | None:
+    """`obj` as compact JSON (values JSON has no type for as their str()), or None when it
+    nests deeper than MAX_DEPTH."""
+    try:
+        return orjson.dumps(obj, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        if "Recursion" in str(exc):
+            return None
+    try:  # ints past 64 bits (a Python dict): the standard library writes them
+        return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError):
+        return _dump(obj).encode()
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -436,7 +465,7 @@ def meta_text(value: Any) -> str:
     try:
         return orjson.dumps(meta).decode()
     except TypeError:  # orjson's nesting limit, or (dict input) a value JSON cannot hold
-        raise _Invalid(f"'meta' must be a JSON object nested at most {META_MAX_DEPTH} levels deep") from None
+        raise _Invalid(f"'meta' must be a JSON object nested at most {MAX_DEPTH} levels deep") from None
 
 
 def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: float) -> dict[str, Any]:

@@ -202,15 +202,25 @@ def test_every_wrong_value_of_every_field_is_refused_naming_the_field(
         (b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.1,"provider":"p","meta":{"a":"\xff"}}', "'meta' holds"),
         (b'{"symbol":"XRP\xc3","ts":1763683200123,"score":0.1,"provider":"p"}', "'symbol' holds bytes"),
         ('{"symbol":"XRPUSDT","ts":1763683200123,"score":0.1,"provider":"\ud800"}', "lone surrogates"),
-        (b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.1,"provider":"p","meta":' + b"[" * 2000, "invalid JSON"),
+        (
+            b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.1,"provider":"p","meta":' + b"[" * 2000,
+            "too_deep: the record nests",
+        ),
         (
             b'{"symbol":"XRPUSDT","ts":1763683200123,"score":0.1,"provider":"p","meta":{"a":'
             + b"[" * 300
             + b"]" * 300
             + b"}}",
-            "'meta' must be a JSON object nested at most 254",
+            "too_deep: the record nests objects/arrays more than 254",
         ),
-        ({**TICK, "meta": {"a": _nested(300)}}, "'meta' must be a JSON object nested at most 254"),
+        ({**TICK, "meta": {"a": _nested(300)}}, "too_deep: the record nests objects/arrays more than 254"),
+        (
+            {**TICK, "score": 2, "x": _nested(253)},
+            "'score' must be in [-1, 1]",
+        ),  # 254 levels with the record itself: fine
+        (orjson.dumps({**TICK, "score": 2, "x": _nested(253)}), "'score' must be in [-1, 1]"),
+        ({**TICK, "x": _nested(254)}, "too_deep"),  # in a field nobody reads, too: orjson could not write it
+        (json.dumps({**TICK, "x": _nested(254)}).encode(), "too_deep"),
         ({**TICK, "meta": 0}, "'meta' must be a JSON object, got 0"),
         ({**TICK, "meta": False}, "'meta' must be a JSON object, got false"),
         ({**TICK, "meta": "null"}, "'meta' must be a JSON object, got null"),
