@@ -306,7 +306,11 @@ def names_unique(data: bytes, parsed: Any) -> bool:
     inside a string is escaped. So when no quote is followed by whitespace, the text holds at
     least as many `":` as member names (names spelled with escapes too), and a count equal
     to the members of the parsed tree means the parser dropped no name: no duplicate."""
-    return data.count(b'":') == _members(parsed) and _QUOTE_GAP_RE.search(data) is None
+    if parsed.__class__ is dict and data.count(b"{") == 1 and b"[" not in data:
+        members = len(parsed)  # a flat object (a candle): no tree to walk
+    else:
+        members = _members(parsed)
+    return data.count(b'":') == members and _QUOTE_GAP_RE.search(data) is None
 
 
 _QUOTE_GAP_RE = re.compile(rb'"[ \t\n\r]')
@@ -315,15 +319,16 @@ _QUOTE_GAP_RE = re.compile(rb'"[ \t\n\r]')
 def _members(root: Any) -> int:
     """Members of every object in a parsed JSON tree (iterative: orjson nests to 1024)."""
     n = 0
-    stack = [root]
-    while stack:
-        value = stack.pop()
+    todo = [root]
+    for value in todo:  # grows while it is walked
         if value.__class__ is dict:
             n += len(value)
             value = value.values()
         elif value.__class__ is not list:
             continue
-        stack.extend(v for v in value if v.__class__ is dict or v.__class__ is list)
+        for v in value:
+            if v.__class__ is dict or v.__class__ is list:
+                todo.append(v)
     return n
 
 
