@@ -25,12 +25,14 @@ from api.errors import ApiError, JSONResponse
 from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, SYMBOL_RE, parse_json, read_body, spec
 from tickcast import metrics
 from tickcast.records import (
+    FIELD_NAMES,
     INTERVAL_MS,
     KIND_FIELDS,
     Rejection,
     decode_record,
     duplicate_reason,
     duplicated_fields,
+    fields_unique,
     names_unique,
     record_kind,
 )
@@ -99,7 +101,7 @@ def _items(body: Any, key: str) -> list[Any]:
 def _duplicates(body: bytes, parsed: Any, items: list[Any], key: str) -> dict[int, str]:
     """Record index -> a contract field the body names twice in that record (orjson, which
     parsed it, keeps the last value). Cheap when there is none: see records.names_unique."""
-    if names_unique(body, parsed):
+    if names_unique(body, parsed) or fields_unique(body, items, FIELD_NAMES):
         return {}
     if isinstance(parsed, list):
         found = duplicated_fields(body, 2)

@@ -292,7 +292,7 @@ def _field_at(data: bytes, offset: int) -> str | None:
 def _duplicated_field(raw: bytes | bytearray | memoryview | str, obj: dict[str, Any], kind: Kind) -> str | None:
     """A field of `kind` named twice among the record's members, or None."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
-    if names_unique(data, obj):
+    if names_unique(data, obj) or fields_unique(data, [obj], KIND_FIELDS[kind]):
         return None
     names = KIND_FIELDS[kind]
     return next((name for _, name in duplicated_fields(data, 1) if name in names), None)
@@ -314,6 +314,20 @@ def names_unique(data: bytes, parsed: Any) -> bool:
 
 
 _QUOTE_GAP_RE = re.compile(rb'"[ \t\n\r]')
+
+
+def fields_unique(data: bytes, records: list[Any], names: tuple[str, ...]) -> bool:
+    """True when none of `names` can be named twice in any of `records` (the objects parsed
+    from `data`): each `"name"` in the text at most as often as records have the member,
+    and no `\\u00` escape (the only way to spell a name's letters otherwise). The second
+    cheap test, for texts `names_unique` cannot clear (blanks after quotes: pretty-printed)."""
+    if b"\\u00" in data:
+        return False
+    for name in names:
+        token = f'"{name}"'.encode()
+        if data.count(token) > sum(1 for r in records if r.__class__ is dict and name in r):
+            return False
+    return True
 
 
 def _members(root: Any) -> int:

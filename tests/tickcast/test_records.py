@@ -479,4 +479,6 @@ def test_duplicate_detection_matches_an_object_pairs_hook(data: bytes) -> None:
         assert not dup_anywhere  # the cheap test never misses a duplicate
     if not dup_anywhere and not re.search(rb'"\s|\\":', data):
         assert records.names_unique(data, parsed)  # ... and clears texts without blanks after quotes
+    if records.fields_unique(data, [parsed], records.FIELD_NAMES):
+        assert not top  # the second cheap test never misses a contract field named twice either
     assert {name for _, name in duplicated_fields(data, 1)} == top
