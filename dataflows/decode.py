@@ -30,7 +30,7 @@ from dataflows.sources import RawBatch, RawBlock
 from dataflows.tick_batches import SymbolTicks, split_by_symbol, table_from_records
 from dataflows.tick_decode import FastTicks, decode_ticks
 from tickcast import metrics
-from tickcast.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, Rejection, decode_record
+from tickcast.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, Rejection, decode_record, is_provider_name
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,8 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         _reject(Rejection.for_record(source, f"provider {record['provider']!r} is disabled", record), out)
 
     def _failure(self, provider: str, ts: int, out: list[Any]) -> None:
+        if not is_provider_name(provider):  # junk names would grow the streaks and metric labels unbounded
+            return
         streak = self.state.streak.get(provider, 0) + 1
         self.state.streak[provider] = streak
         if streak >= self.config.disable_streak and provider not in self.state.disabled:

@@ -103,6 +103,11 @@ class _Invalid(Exception):
     pass
 
 
+def is_provider_name(name: str) -> bool:
+    """Is `name` a well-formed provider name (what a tick's `provider` must be)?"""
+    return _PROVIDER_RE.fullmatch(name) is not None
+
+
 def tick_id(provider: str, symbol: str, ts: int, score: float) -> str:
     """Default tick id: sha1(provider|symbol|ts|score) (DESIGN §3)."""
     return hashlib.sha1(f"{provider}|{symbol}|{ts}|{score!r}".encode()).hexdigest()
@@ -164,11 +169,8 @@ def decode_record(
             return "control", _control(obj)
         raise _Invalid("unknown record kind: a tick needs 'score', a candle needs 'open_time'/'close_time'")
     except _Invalid as exc:
-        # Only a well-formed name counts toward a provider's failure streak: garbage names
-        # would grow the gate's state and the metric labels without bound.
         provider = obj.get("provider")
-        provider = provider if provider.__class__ is str and _PROVIDER_RE.fullmatch(provider) else None
-        return Rejection(source, str(exc), payload.text(), now_ms, provider)
+        return Rejection(source, str(exc), payload.text(), now_ms, provider if isinstance(provider, str) else None)
 
 
 class _Payload:

@@ -243,3 +243,18 @@ def test_the_wall_clock_rule_spares_the_simulator_clock() -> None:
     assert ids == ["s"] and len(reasons) == 1 and reasons[0].startswith("future: ingest_ts=")
     replay = DecodeLogic(DecodeConfig(wall_clock=False), None)  # replays: the record's own ingest_ts rules
     assert _summary(replay.on_batch([[("kafka:t", orjson.dumps(record), None)]])[0])[0] == ["s"]
+
+
+def test_only_well_formed_provider_names_build_a_streak() -> None:
+    """Junk provider names are refused like any bad tick, but keep no streak (state and metric
+    labels would grow with every new name)."""
+    junk = [
+        ("kafka:t", orjson.dumps({"symbol": "XRPUSDT", "ts": START, "score": 9, "provider": f"bad name {i}"}), None)
+        for i in range(50)
+    ]
+    gate = DecodeLogic(DecodeConfig(disable_streak=1), None)
+    _, _, reasons = _summary(gate.on_batch([junk])[0])
+    assert len(reasons) == 50 and all("'score' must be in [-1, 1]" in r for r in reasons)
+    assert not any(name.startswith("bad name") for name in gate.state.streak) and gate.state.disabled == set()
+    gate.on_batch([[("kafka:t", _tick("good", 1, 9.0), None)]])
+    assert gate.state.disabled == {"good"}

@@ -366,12 +366,6 @@ def test_kafka_key_must_be_the_symbol() -> None:
     assert decode_record(control, source="k", now_ms=NOW, key=b"anything")[0] == "control"
 
 
-def test_only_well_formed_providers_count_toward_a_streak() -> None:
-    bad = decode_record({**TICK, "provider": "x" * 70, "score": 9}, source="s", now_ms=NOW)
-    assert isinstance(bad, Rejection) and bad.provider is None
-    assert decode_record({**TICK, "score": 9}, source="s", now_ms=NOW).provider == "newsapi"
-
-
 # ---------------------------------------------------------------------------
 # properties: no input raises; the dict and JSON forms of a record agree
 
