@@ -14,11 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import blocking, get_ctx
+from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
 from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, SYMBOL_RE, read_json, spec
 from tickcast import metrics
+from tickcast.acks import Receipt
+from tickcast.inbox import IngestRefused
 from tickcast.records import INTERVAL_MS, Rejection, decode_record
+
+RETRY_AFTER_S = 5
 
 _TS = {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS, "description": "epoch milliseconds"}
 TICK_SCHEMA: dict[str, Any] = {
@@ -48,7 +52,13 @@ CANDLE_SCHEMA: dict[str, Any] = {
         "ingest_ts": _TS,
     },
 }
-_RESPONSES = {202: "accepted: {accepted: n}", 400: "not JSON", 413: "body too large", 422: "invalid records"}
+_RESPONSES = {
+    202: "accepted: {accepted: n} (embedded, TICKCAST_INGEST_ACK=stored: also stored, {stored: true})",
+    400: "not JSON",
+    413: "body too large",
+    422: "invalid records",
+    503: "not accepted now (buffer full, store failing) or not confirmed stored: retry after Retry-After",
+}
 
 
 def _batch_schema(item: dict[str, Any], key: str, *, single: bool) -> dict[str, Any]:
@@ -109,10 +119,33 @@ async def _ingest(request: Request, kind: str, key: str) -> Response:
             truncated=len(details) > len(shown),
         )
     try:
-        await blocking(ctx.ingest, accepted)
+        receipt = await blocking(ctx.ingest, accepted)
+    except IngestRefused as exc:
+        metrics.INGEST_REFUSED.labels(exc.reason).inc()
+        raise ApiError(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
     except Exception as exc:
         raise ApiError(503, f"the dataflow is not taking records right now ({exc}); retry shortly") from exc
-    return JSONResponse({"accepted": len(accepted)}, status_code=202)
+    if receipt is None:
+        return JSONResponse({"accepted": len(accepted)}, status_code=202)
+    return await _when_stored(ctx, receipt, len(accepted))
+
+
+async def _when_stored(ctx: AppContext, receipt: Receipt, n: int) -> Response:
+    """TICKCAST_INGEST_ACK=stored: 202 once every record's row is in the store, else 503."""
+    timeout_ms = ctx.settings.TICKCAST_INGEST_ACK_TIMEOUT_MS
+    if await receipt.wait(timeout_ms / 1000):
+        return JSONResponse({"accepted": n, "stored": True}, status_code=202)
+    ctx.forget_receipt(receipt)
+    reason = "store_failing" if receipt.refused else "ack_timeout"
+    metrics.INGEST_REFUSED.labels(reason).inc()
+    why = f"the store is failing ({receipt.refused})" if receipt.refused else f"not stored within {timeout_ms} ms"
+    raise ApiError(
+        503,
+        f"{len(receipt.pending)} of {n} record(s) are not confirmed stored: {why}. They were handed to the "
+        "dataflow and are stored once the store takes them; sending the request again is safe (writes are "
+        "idempotent, a repeat is recorded as a duplicate)",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 @spec(

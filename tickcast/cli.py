@@ -90,7 +90,7 @@ def up(
     backfill_hours: float | None,
 ) -> None:
     """Run the embedded system: simulator -> dataflow -> ClickHouse + API, in one process."""
-    from tickcast.embedded import run_embedded
+    from tickcast.embedded import exit_now, run_embedded
 
     ctx = Ctx(store_url, model_dir)
     overrides = {
@@ -105,7 +105,7 @@ def up(
         if v is not None
     }
     settings = ctx.settings.model_copy(update=overrides) if overrides else ctx.settings
-    run_embedded(settings, simulator=not no_simulator)
+    exit_now(run_embedded(settings, simulator=not no_simulator))
 
 
 # --- db ---------------------------------------------------------------------------------------
