@@ -136,9 +136,9 @@ async def _when_stored(ctx: AppContext, receipt: Receipt, n: int) -> Response:
     if await receipt.wait(timeout_ms / 1000):
         return JSONResponse({"accepted": n, "stored": True}, status_code=202)
     ctx.forget_receipt(receipt)
-    reason = "store_failing" if receipt.refused else "ack_timeout"
+    reason = "refused" if receipt.refused else "ack_timeout"
     metrics.INGEST_REFUSED.labels(reason).inc()
-    why = f"the store is failing ({receipt.refused})" if receipt.refused else f"not stored within {timeout_ms} ms"
+    why = receipt.refused or f"not stored within {timeout_ms} ms (TICKCAST_INGEST_ACK_TIMEOUT_MS)"
     raise ApiError(
         503,
         f"{len(receipt.pending)} of {n} record(s) are not confirmed stored: {why}. They were handed to the "

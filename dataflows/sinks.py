@@ -33,7 +33,8 @@ from tickcast.store import Store, StoreDataError
 
 log = logging.getLogger(__name__)
 
-# Back-off between attempts of a failing insert: 0.2 s, doubling, at most this much.
+# Back-off between attempts of a failing insert: RETRY_FIRST_BACKOFF_S, doubling, at most RETRY_MAX_BACKOFF_S.
+RETRY_FIRST_BACKOFF_S = 0.2
 RETRY_MAX_BACKOFF_S = 5.0
 
 
@@ -200,7 +201,7 @@ def write_with_retries(
     *,
     monitor: WriteMonitor | None = None,
 ) -> None:
-    """Insert, retrying a failing store with back-off (0.2 s doubling, ≤ RETRY_MAX_BACKOFF_S):
+    """Insert, retrying a failing store with back-off (0.2 s, doubling, ≤ RETRY_MAX_BACKOFF_S):
     forever by default (`retries` bounds it), until the monitor abandons the store. Rows the
     store can never take (`StoreDataError`) are not retried: the error is raised at once."""
     rows = sum(len(piece) for piece in pieces)
@@ -220,7 +221,7 @@ def write_with_retries(
             if gave_up:
                 log.error("giving up writing %d rows to %s after %d attempts: %s", rows, table, attempt + 1, exc)
                 raise
-            delay = min(RETRY_MAX_BACKOFF_S, 0.2 * 2**attempt)
+            delay = min(RETRY_MAX_BACKOFF_S, RETRY_FIRST_BACKOFF_S * 2 ** min(attempt, 30))
             log.warning(
                 "store write failed: %d rows to %s, attempt %d (%s); retrying in %.1f s",
                 rows,

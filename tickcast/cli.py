@@ -105,7 +105,13 @@ def up(
         if v is not None
     }
     settings = ctx.settings.model_copy(update=overrides) if overrides else ctx.settings
-    exit_now(run_embedded(settings, simulator=not no_simulator))
+    from tickcast.store import StoreError
+
+    try:
+        status = run_embedded(settings, simulator=not no_simulator)
+    except StoreError as exc:  # the store cannot be opened at start: say which and why, no traceback
+        raise click.ClickException(str(exc)) from None
+    exit_now(status)
 
 
 # --- db ---------------------------------------------------------------------------------------

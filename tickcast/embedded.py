@@ -85,7 +85,8 @@ class EmbeddedSystem:
         self.acks = StoredAcks() if settings.TICKCAST_INGEST_ACK == "stored" else None
         if self.acks is not None:
             self.monitor.on_written.append(self.acks.on_written)
-            self.monitor.on_failing.append(self.acks.refuse_all)
+            acks = self.acks
+            self.monitor.on_failing.append(lambda problem: acks.refuse_all(f"the store is failing: {problem}"))
             self.monitor.urgent = self.acks.waiting  # someone waits for the rows: skip the LiveGate
         self.stopping = threading.Event()
         self.flow_error: str | None = None
@@ -117,6 +118,13 @@ class EmbeddedSystem:
         if all("_control" in record for record in records):  # admin control records: no rows, never refused
             self.inbox.offer([("http", record, now) for record in records], force=True)
             return None
+        if self.flow_error is not None:
+            raise IngestRefused(
+                f"the dataflow stopped with an error ({self.flow_error}); nothing was accepted: the process is "
+                "exiting, send the records again once it is back",
+                reason="flow_down",
+                retry_after_s=RETRY_AFTER_S,
+            )
         problem = self.monitor.problem()
         if problem and self.acks is not None:
             raise IngestRefused(
@@ -171,6 +179,8 @@ class EmbeddedSystem:
                 self.flow_error = "the signals dataflow ended although nothing asked it to stop"
                 log.critical(self.flow_error)
         if self.flow_error is not None and not self.stopping.is_set():
+            if self.acks is not None:
+                self.acks.refuse_all(f"the dataflow stopped with an error: {self.flow_error}")
             for callback in self.on_flow_death:
                 callback()
 

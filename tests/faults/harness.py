@@ -95,11 +95,13 @@ class SmallDisk:
 class Up:
     """`tickcast up --no-simulator` in a process of its own (a session of its own: signals reach only it)."""
 
-    def __init__(self, store_url: str, workdir: Path, *, wrap: Any = None, **env: Any) -> None:
+    def __init__(
+        self, store_url: str, workdir: Path, *, wrap: Any = None, module: str = "tickcast.cli", **env: Any
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"up-{self.port}.log"
-        cmd = [sys.executable, "-m", "tickcast.cli", "up", "--no-simulator", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", module, "up", "--no-simulator", "--port", str(self.port)]
         cmd += ["--store", store_url, "--model-dir", str(workdir / "models")]
         environment = {**os.environ, "TICKCAST_LOG_LEVEL": "INFO", **{k: str(v) for k, v in env.items()}}
         environment["PYTHONPATH"] = str(ROOT)
@@ -131,9 +133,9 @@ class Up:
     def healthz(self) -> httpx.Response:
         return self.client.get("/healthz")
 
-    def post_ticks(self, ids: list[str], *, symbol: str = "BTCUSDT") -> httpx.Response:
+    def post_ticks(self, ids: list[str], *, symbol: str = "BTCUSDT", provider: str = "faults") -> httpx.Response:
         now = int(time.time() * 1000)
-        ticks = [{"symbol": symbol, "ts": now, "score": 0.1, "provider": "faults", "id": i} for i in ids]
+        ticks = [{"symbol": symbol, "ts": now, "score": 0.1, "provider": provider, "id": i} for i in ids]
         return self.client.post("/api/sentiment/ticks", json={"ticks": ticks}, headers=AUTH)
 
     def signal(self, sig: int) -> None:

@@ -87,7 +87,9 @@ def test_queued_acks_survive_a_full_disk_and_sigterm_flushes(disk: SmallDisk, tm
         assert "NOT_ENOUGH_SPACE" in health["error"] and "ingest buffer" in health["error"]
 
         disk.free()
+        freed = time.monotonic()
         health = _wait_status(up, 200, 30)  # retried with back-off until it succeeds (≤ 5 s apart)
+        recovered_s = time.monotonic() - freed
         assert health["store_writes"] is True
         after = _ids("after", 200)
         assert up.post_ticks(after).status_code == 202
@@ -105,6 +107,11 @@ def test_queued_acks_survive_a_full_disk_and_sigterm_flushes(disk: SmallDisk, tm
     assert "store write recovered" in log and "store write failed" in log
     stored = stored_tick_ids(url, wrap=disk.wrap)
     lost = set(acked) - stored
+    print(
+        f"[figures] {disk.how}; queued: {accepted_during} ticks accepted during the fault before the first 503; "
+        f"healthy {recovered_s:.1f} s after space returned; SIGTERM exit 0 in {took:.1f} s; "
+        f"lost {len(lost)} of {len(acked)} acknowledged"
+    )
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged ticks were lost"
 
 
@@ -151,4 +158,9 @@ def test_stored_acks_refuse_during_the_fault_and_sigterm_ends_within_the_bound(d
     assert "not everything accepted could be stored" in log
     disk.free()
     stored = stored_tick_ids(url, wrap=disk.wrap)
+    print(
+        f"[figures] stored: 503 answers in {', '.join(f'{t:.2f}' for _, t, _ in answers)} s during the fault; "
+        f"SIGTERM during the fault: exit {status} in {took:.1f} s (bound {SHUTDOWN_S} s); "
+        f"{len(set(acked) & stored)} of {len(acked)} acknowledged stored"
+    )
     assert set(acked) <= stored  # every 202 (stored) survived, although the stop gave up
