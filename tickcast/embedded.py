@@ -477,6 +477,7 @@ def run_distributed_flow(
         store_factory=lambda: store,
         bus=bus,
         options=FlowOptions(live=True, recovery=recovery_dir is not None),
+        write_monitor=WriteMonitor(),  # a failing store holds the flow (Kafka keeps the input); store_write_failing
     )
     set_job_starter_for_flow(settings, store)
     tune_gc()
