@@ -45,7 +45,7 @@ class WriteMonitor:
       error (`problem()` for /healthz); `wait_writable()` blocks while failing.
     - `on_written`: callbacks run on the writer thread after each successful insert with
       `(table, pieces)` (ingest receipts: a request that waits for its rows).
-    - `urgent`: when it returns True, table inserts skip the `LiveGate` (someone waits for them).
+    - `urgent(table)`: when True, inserts into `table` skip the `LiveGate` (someone waits for them).
     - `abandon()`: shutdown gave up on the store; blocked hand-overs and closes return.
     """
 
@@ -55,7 +55,7 @@ class WriteMonitor:
         self.abandoned = threading.Event()
         self.on_written: list[Callable[[str, list[Any]], None]] = []
         self.on_failing: list[Callable[[str], None]] = []
-        self.urgent: Callable[[], bool] = lambda: False
+        self.urgent: Callable[[str], bool] = lambda table: False
 
     @property
     def failing(self) -> bool:
@@ -305,7 +305,7 @@ class _StorePartition(StatefulSinkPartition[TableBatch, None]):
         for table, pieces in batches:
             by_table.setdefault(table, []).extend(pieces)
         for table, pieces in by_table.items():
-            if self.gate is not None and not (self.monitor is not None and self.monitor.urgent()):
+            if self.gate is not None and not (self.monitor is not None and self.monitor.urgent(table)):
                 self.gate.wait()
             write_with_retries(self.store, table, pieces, self.retries, monitor=self.monitor)
 

@@ -96,6 +96,10 @@ class StoredAcks:
     def waiting(self) -> bool:
         return bool(self._waiting)
 
+    def waiting_for(self, table: str) -> bool:
+        """Does a request wait for rows of `table`? (Its inserts then skip the LiveGate.)"""
+        return table in TRACKED_TABLES and bool(self._waiting)
+
     def register(self, records: Sequence[dict[str, Any]]) -> Receipt:
         keys = {key for key in map(record_key, records) if key is not None}
         receipt = Receipt(keys)

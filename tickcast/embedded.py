@@ -87,7 +87,7 @@ class EmbeddedSystem:
             self.monitor.on_written.append(self.acks.on_written)
             acks = self.acks
             self.monitor.on_failing.append(lambda problem: acks.refuse_all(f"the store is failing: {problem}"))
-            self.monitor.urgent = self.acks.waiting  # someone waits for the rows: skip the LiveGate
+            self.monitor.urgent = self.acks.waiting_for  # a request waits for these rows: skip the LiveGate
         self.stopping = threading.Event()
         self.flow_error: str | None = None
         self.on_flow_death: list[Callable[[], None]] = []
