@@ -19,10 +19,8 @@ from api.errors import ApiError, JSONResponse
 from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, SYMBOL_RE, read_json, spec
 from tickcast import metrics
 from tickcast.acks import Receipt
-from tickcast.inbox import IngestRefused
+from tickcast.inbox import RETRY_AFTER_S, IngestRefused
 from tickcast.records import INTERVAL_MS, Rejection, decode_record
-
-RETRY_AFTER_S = 5
 
 _TS = {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS, "description": "epoch milliseconds"}
 TICK_SCHEMA: dict[str, Any] = {

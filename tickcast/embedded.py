@@ -26,7 +26,7 @@ from dataflows.sources import BACKFILL_DONE, STOP, QueueSource, SimulatorSource
 from tickcast.acks import Receipt, StoredAcks
 from tickcast.bus import IdClock, LocalBus
 from tickcast.gc_tuning import tune_gc
-from tickcast.inbox import IngestInbox, IngestRefused
+from tickcast.inbox import RETRY_AFTER_S, IngestInbox, IngestRefused
 from tickcast.settings import Settings
 from tickcast.store import Store
 
@@ -39,7 +39,6 @@ EPOCH_WITHOUT_RECOVERY_S = 10.0
 EXIT_OK = 0  # stopped by SIGTERM/SIGINT, everything it held was written
 EXIT_NOT_STORED = 1  # stopped, but the store still failed at the deadline: what it held is lost (logged)
 EXIT_FLOW_DIED = 3  # the dataflow stopped with an error; the API went down with it
-RETRY_AFTER_S = 5  # Retry-After of a 503 from ingest while the store fails
 
 
 def simulator_factory(settings: Settings) -> Callable[[], Iterator[dict[str, Any]]]:

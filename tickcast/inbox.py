@@ -15,6 +15,8 @@ from typing import Any
 
 from tickcast import metrics
 
+RETRY_AFTER_S = 5  # the Retry-After of an ingest 503 (buffer full, store failing, not confirmed stored)
+
 
 class IngestRefused(Exception):
     """Ingest cannot take these records now; nothing was accepted (the API answers 503)."""
@@ -58,7 +60,7 @@ class IngestInbox:
                 f"TICKCAST_INGEST_BUFFER_RECORDS={self.max_records:,}){why_full}: nothing of this request "
                 "was accepted; send it again later",
                 reason="buffer_full",
-                retry_after_s=5,
+                retry_after_s=RETRY_AFTER_S,
             )
 
     def put(self, item: Any) -> None:
