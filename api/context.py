@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from api.ratelimit import JobStartLimiter
 from tickcast.bus import IdClock, LocalBus
 from tickcast.jobs import JobCenter
 from tickcast.settings import Settings
@@ -46,6 +47,12 @@ class AppContext:
     registry_mirror: Callable[[dict[str, Any]], None] | None = None
     problems: Callable[[], dict[str, str]] | None = None
     forget_receipt: Callable[[Any], None] = lambda receipt: None
+    job_limiter: JobStartLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.job_limiter = JobStartLimiter(
+            per_hour=self.settings.API_JOB_RATE_PER_HOUR, burst=self.settings.API_JOB_RATE_BURST
+        )
 
     def registry(self) -> Any:
         """A `models.registry.ModelRegistry` on `registry_root` (cheap: it keeps no open handles)."""

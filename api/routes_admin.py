@@ -6,6 +6,8 @@ Dangerous operations (promote, rollback, restore) change what the flow serves. W
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -14,19 +16,36 @@ from starlette.routing import Route
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
+from api.known import check_provider
+from api.schemas import ANY, BOOL, JOB_STARTED, NUM, STR, arr, nullable, obj
 from api.validation import NAME_RE, Field, object_schema, read_command, spec
 from tickcast.jobs import UnknownJobKind
 
+log = logging.getLogger(__name__)
 VERSION_RE = r"[A-Za-z0-9._-]{1,128}"
 CONFIRM = Field("confirm", "boolean", default=False, description="must be true to perform the operation")
 PROMOTE_FIELDS = (
-    Field("version", "string", required=True, pattern=VERSION_RE, description="model version to make production"),
+    Field(
+        "version",
+        "string",
+        required=True,
+        pattern=VERSION_RE,
+        description="model version to make production",
+        example="m20251121T101500Z-ab12cd",
+    ),
     CONFIRM,
     Field("force", "boolean", default=False, description="ignore the promotion cooldown"),
 )
 ROLLBACK_FIELDS = (CONFIRM,)
 RESTORE_FIELDS = (
-    Field("version", "string", required=True, pattern=VERSION_RE, description="model version to restore from backups/"),
+    Field(
+        "version",
+        "string",
+        required=True,
+        pattern=VERSION_RE,
+        description="model version to restore from backups/",
+        example="m20251121T101500Z-ab12cd",
+    ),
     CONFIRM,
 )
 RETRAIN_FIELDS = (Field("reason", "string", default="", description="free text kept with the job"),)
@@ -37,8 +56,40 @@ PROVIDER_FIELDS = (
         required=True,
         pattern=NAME_RE.pattern.strip("^$"),
         description="sentiment provider to re-enable, e.g. newsapi",
+        example="newsapi",
     ),
 )
+
+
+_SUMMARY_KEYS = (
+    "version",
+    "status",
+    "created_at",
+    "status_changed_at",
+    "sha256",
+    "kind",
+    "parent_version",
+    "estimator",
+    "ece_prod",
+    "brier_prod",
+    "pr_auc_prod",
+    "roc_auc",
+    "baseline_brier",
+    "beats_baseline",
+    "gates",
+    "time_range",
+    "counts",
+    "symbols",
+    "feature_names",
+    "temperature",
+    "restored_at",
+)
+MODEL = obj(
+    {k: {"version": STR, "status": STR}.get(k, ANY) for k in _SUMMARY_KEYS},
+    optional=_SUMMARY_KEYS,
+    description="a model's registry metadata (the keys it has)",
+)
+PROVIDER_SENT = obj({"provider": STR, "sent": STR})
 
 
 def _max_body(ctx: AppContext) -> int:
@@ -46,30 +97,7 @@ def _max_body(ctx: AppContext) -> int:
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
-    keep = (
-        "version",
-        "status",
-        "created_at",
-        "status_changed_at",
-        "sha256",
-        "kind",
-        "parent_version",
-        "estimator",
-        "ece_prod",
-        "brier_prod",
-        "pr_auc_prod",
-        "roc_auc",
-        "baseline_brier",
-        "beats_baseline",
-        "gates",
-        "time_range",
-        "counts",
-        "symbols",
-        "feature_names",
-        "temperature",
-        "restored_at",
-    )
-    return {k: meta.get(k) for k in keep if k in meta}
+    return {k: meta.get(k) for k in _SUMMARY_KEYS if k in meta}
 
 
 # --- public reads -------------------------------------------------------------------------
@@ -77,6 +105,7 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
     "Model registry: every version with status and metrics, and the production version",
     tag="models",
     responses={200: "models"},
+    returns=obj({"production": nullable(STR), "models": arr(MODEL)}),
 )
 async def list_models(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -92,6 +121,16 @@ async def list_models(request: Request) -> Response:
     "Promotion status: production version, last promotion, cooldown and next allowed time",
     tag="models",
     responses={200: "status"},
+    returns=obj(
+        {
+            "production": nullable(STR),
+            "last_promoted_at": nullable(NUM),
+            "cooldown_s": NUM,
+            "next_allowed_at": nullable(NUM),
+            "in_cooldown": BOOL,
+        },
+        closed=False,  # built by models.registry (it may add keys)
+    ),
 )
 async def promotion_status(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -127,6 +166,7 @@ def _metadata_or_404(registry: Any, version: str) -> dict[str, Any]:
     auth=True,
     tag="admin",
     responses={200: "promoted", 404: "unknown version", 409: "needs confirm, cooldown or rejected model"},
+    returns=obj({"promoted": STR, "previous_production": nullable(STR), "model": MODEL}),
 )
 async def promote(request: Request) -> Response:
     from models.registry import PromotionRefused, RegistryError
@@ -180,6 +220,7 @@ async def promote(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={200: "rolled back", 409: "needs confirm or nothing to roll back to"},
+    returns=obj({"production": STR, "previous_production": nullable(STR), "model": MODEL}),
 )
 async def rollback(request: Request) -> Response:
     from models.registry import RegistryError
@@ -221,6 +262,7 @@ async def rollback(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={200: "restored", 404: "no backup", 409: "needs confirm or corrupt backup"},
+    returns=obj({"restored": STR, "production": nullable(STR), "model": MODEL}),
 )
 async def restore(request: Request) -> Response:
     from models.registry import RegistryError
@@ -258,14 +300,9 @@ async def restore(request: Request) -> Response:
 
 
 # --- retrain, scheduler, providers ---------------------------------------------------------
-async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger: str) -> Response:
-    try:
-        job_id = await blocking(ctx.jobs.start, kind, params, trigger=trigger)  # writes the 'queued' row
-    except UnknownJobKind as exc:
-        raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get {kind!r} jobs") from None
-    already = bool(getattr(job_id, "already_running", False))
+def _job_view(job_id: str, kind: str, trigger: str, already: bool) -> JSONResponse:
     body = {
-        "job_id": str(job_id),
+        "job_id": job_id,
         "kind": kind,
         "trigger": trigger,
         "already_running": already,
@@ -274,12 +311,44 @@ async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger:
     return JSONResponse(body, status_code=200 if already else 202)
 
 
+async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger: str) -> Response:
+    """Start a job of `kind` unless one is running (200 with its id) or the API started too many
+    lately (429 with Retry-After: api/ratelimit.py)."""
+    running = ctx.jobs.active(kind)
+    if running is not None:
+        return _job_view(running, kind, trigger, True)
+    wait = ctx.job_limiter.take(kind)
+    if wait is not None:
+        s = ctx.settings
+        retry = max(1, math.ceil(wait))
+        log.warning("job start refused: too many %r jobs started over the API; next allowed in %d s", kind, retry)
+        raise ApiError(
+            429,
+            f"too many {kind!r} jobs started over the API: at most {s.API_JOB_RATE_BURST} back to back and "
+            f"{s.API_JOB_RATE_PER_HOUR} per hour (API_JOB_RATE_BURST, API_JOB_RATE_PER_HOUR); retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+            kind=kind,
+            retry_after_s=retry,
+        )
+    try:
+        job_id = await blocking(ctx.jobs.start, kind, params, trigger=trigger)  # writes the 'queued' row
+    except UnknownJobKind as exc:
+        ctx.job_limiter.give_back(kind)
+        raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get {kind!r} jobs") from None
+    already = bool(getattr(job_id, "already_running", False))
+    if already:
+        ctx.job_limiter.give_back(kind)
+    return _job_view(str(job_id), kind, trigger, already)
+
+
 @spec(
     "Start a retrain now (job kind 'train', trigger manual)",
     body=object_schema(RETRAIN_FIELDS),
     auth=True,
     tag="admin",
     responses={202: "job started", 200: "a train job is already running", 503: "no train job"},
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def manual_retrain(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -293,6 +362,8 @@ async def manual_retrain(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={202: "job started", 200: "a train job is already running", 503: "no train job"},
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def emergency_retrain(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -307,6 +378,8 @@ async def emergency_retrain(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={202: "job started", 200: "a recalibrate job is already running", 503: "no recalibrate job"},
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def recalibrate(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -319,6 +392,10 @@ async def recalibrate(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={200: "status"},
+    returns=obj(
+        {"enabled": BOOL, "schedule": STR, "timezone": STR, "next_run": nullable(STR), "last_run": ANY},
+        closed=False,  # built by tickcast.scheduler (it may add keys)
+    ),
 )
 async def scheduler_status(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -335,11 +412,18 @@ async def scheduler_status(request: Request) -> Response:
     auth=True,
     tag="admin",
     body=object_schema(PROVIDER_FIELDS),
-    responses={202: "control record sent", 422: "bad provider name"},
+    responses={
+        202: "control record sent",
+        404: "unknown provider",
+        422: "bad provider name",
+        503: "the dataflow is not taking records",
+    },
+    returns=PROVIDER_SENT,
 )
 async def enable_provider(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, PROVIDER_FIELDS, _max_body(ctx))
+    await check_provider(ctx, body["provider"])
     try:
         await blocking(ctx.ingest, [{"_control": "enable_provider", "provider": body["provider"]}])
     except Exception as exc:

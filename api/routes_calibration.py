@@ -12,6 +12,8 @@ from starlette.routing import Route
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
+from api.known import check_model_version, check_scope
+from api.schemas import ANY, BOOL, INT, MS, NUM, STR, arr, free_object, nullable, obj
 from api.validation import MAX_TS_MS, MIN_TS_MS, Param, parse_query, spec
 
 _DAY_MS = 86_400_000
@@ -27,6 +29,7 @@ SCOPE = Param(
     default="overall",
     pattern=r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}",
     description="'overall' or one symbol",
+    example="overall",
 )
 BINS_PARAMS = (
     VERSION,
@@ -66,6 +69,52 @@ ACCURACY_PARAMS = (
     Param("days", "integer", minimum=1, maximum=366, description="days of trend; default ACCURACY_TREND_DAYS"),
     Param("model_version", "string", pattern=r"[A-Za-z0-9._-]{1,128}", description="default every version"),
 )
+
+
+_NUMS = ("ece", "brier", "roc_auc", "pr_auc")
+BIN = obj(
+    {
+        "lo": NUM,
+        "hi": NUM,
+        "n": INT,
+        **{k: nullable(NUM) for k in ("mean_prob", "pos_rate", "wilson_lo", "wilson_hi")},
+        "reliable": BOOL,
+    }
+)
+REPORT = obj({"n": INT, **{k: nullable(NUM) for k in _NUMS}, "bins": arr(BIN)})
+REFERENCE = obj(
+    {
+        "version": nullable(STR),
+        "status": nullable(STR),
+        "ece": nullable(NUM),
+        "brier": nullable(NUM),
+        "pr_auc": nullable(NUM),
+        "roc_auc": nullable(NUM),
+        "n": nullable(INT),
+        "bins": nullable(arr(free_object())),
+    },
+    description="the model's own validation report at training time",
+)
+WINDOW = obj(
+    {
+        "model_version": STR,
+        "scope": STR,
+        "window_end_ms": MS,
+        "window_seconds": INT,
+        "n": INT,
+        **{k: nullable(NUM) for k in (*_NUMS, "accuracy", "ece_prod", "delta_ece")},
+        "abs_streak": INT,
+        "rel_streak": INT,
+        "delta_ece_ema": nullable(NUM),
+        "drift_on": BOOL,
+        "state": STR,
+        "recommendation": STR,
+        "cooldown_remaining_s": NUM,
+        "bins": nullable(arr(free_object())),
+    },
+    optional=["bins"],
+)
+MONITOR_SETTINGS = obj({"abs": NUM, "rel": NUM, "enter": NUM, "exit": NUM, "cooldown_s": INT})
 
 
 def _registry_meta(ctx: AppContext, version: str) -> dict[str, Any] | None:
@@ -114,8 +163,21 @@ def _reference(meta: dict[str, Any] | None) -> dict[str, Any] | None:
     "Live reliability bins (ECE, Brier, ROC-AUC, PR-AUC, Wilson intervals) of labeled predictions over the "
     "last window, with the model's production reference for a live-vs-production diagram",
     params=BINS_PARAMS,
-    responses={200: "report", 400: "bad parameter", 404: "no model/predictions"},
+    responses={200: "report", 400: "bad parameter", 404: "unknown model version or scope, or no predictions yet"},
     tag="calibration",
+    returns=obj(
+        {
+            "model_version": STR,
+            "scope": STR,
+            "window_seconds": INT,
+            "window_end": nullable(MS),
+            "enough_samples": BOOL,
+            "min_samples": INT,
+            "live": REPORT,
+            "production": nullable(REFERENCE),
+            "delta_ece": nullable(NUM),
+        }
+    ),
 )
 async def bins(request: Request) -> Response:
     from models.calibration import calibration_report
@@ -123,6 +185,8 @@ async def bins(request: Request) -> Response:
     ctx = get_ctx(request)
     s = ctx.settings
     q = parse_query(request, BINS_PARAMS)
+    await check_model_version(ctx, q["model_version"])
+    await check_scope(ctx, q["scope"])
     version = await _resolve_version(ctx, q["model_version"])
     window_s = q["window"] or s.CALIBRATION_MONITOR_WINDOW_SECONDS
     args = {"model_version": version, "scope": q["scope"]}
@@ -169,12 +233,14 @@ def _query(name: str) -> str:
 @spec(
     "Latest calibration-monitor state per scope: ΔECE, streaks, EMA, drift state, cooldown, recommendation",
     params=STATUS_PARAMS,
-    responses={200: "status"},
+    responses={200: "status", 404: "unknown model version"},
     tag="calibration",
+    returns=obj({"scopes": arr(WINDOW), "overall": nullable(WINDOW), "settings": MONITOR_SETTINGS}),
 )
 async def status(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, STATUS_PARAMS)
+    await check_model_version(ctx, q["model_version"])
     rows = await blocking(
         ctx.store.named, "calibration_status", {"model_version": q["model_version"] or "", "limit": 1000}
     )
@@ -207,13 +273,16 @@ def _range(q: dict[str, Any]) -> tuple[int, int]:
 @spec(
     "Calibration window history of one scope (ΔECE over time)",
     params=WINDOWS_PARAMS,
-    responses={200: "windows", 400: "bad parameter"},
+    responses={200: "windows", 400: "bad parameter", 404: "unknown model version or scope"},
     tag="calibration",
+    returns=obj({"scope": STR, "count": INT, "windows": arr(WINDOW)}),
 )
 async def windows(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, WINDOWS_PARAMS)
     start, end = _range(q)
+    await check_model_version(ctx, q["model_version"])
+    await check_scope(ctx, q["scope"])
     rows = await blocking(
         ctx.store.named,
         "calibration_windows",
@@ -245,6 +314,26 @@ def _json(text: str) -> Any:
     params=DRIFT_PARAMS,
     responses={200: "events", 400: "bad parameter"},
     tag="calibration",
+    returns=obj(
+        {
+            "count": INT,
+            "events": arr(
+                obj(
+                    {
+                        "event_id": STR,
+                        "kind": STR,
+                        "ts_ms": MS,
+                        "model_version": STR,
+                        "scope": STR,
+                        "feature": STR,
+                        "value": nullable(NUM),
+                        "threshold": nullable(NUM),
+                        "details": ANY,
+                    }
+                )
+            ),
+        }
+    ),
 )
 async def drift_events(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -261,8 +350,24 @@ async def drift_events(request: Request) -> Response:
 @spec(
     "Daily directional accuracy of labeled predictions and the current health (GOOD/WARNING/CRITICAL)",
     params=ACCURACY_PARAMS,
-    responses={200: "trend"},
+    responses={200: "trend", 404: "unknown model version"},
     tag="calibration",
+    returns=obj(
+        {
+            "days": INT,
+            "model_version": nullable(STR),
+            "trend": arr(obj({"date": STR, "accuracy": NUM, "n": INT})),
+            "current": obj(
+                {
+                    "accuracy": nullable(NUM),
+                    "n": INT,
+                    "health": {"type": "string", "nullable": True, "enum": ["GOOD", "WARNING", "CRITICAL", None]},
+                    "window": INT,
+                }
+            ),
+            "thresholds": obj({"good": NUM, "warning": NUM}),
+        }
+    ),
 )
 async def accuracy_trend(request: Request) -> Response:
     from models.accuracy import classify_accuracy, daily_trend
@@ -270,6 +375,7 @@ async def accuracy_trend(request: Request) -> Response:
     ctx = get_ctx(request)
     s = ctx.settings
     q = parse_query(request, ACCURACY_PARAMS)
+    await check_model_version(ctx, q["model_version"])
     days = q["days"] or s.ACCURACY_TREND_DAYS
     version = q["model_version"] or ""
     latest = (await blocking(ctx.store.named, "accuracy_latest_time", {"model_version": version}))[0]

@@ -30,11 +30,11 @@ TICK_SCHEMA: dict[str, Any] = {
         "symbol": {"type": "string", "pattern": SYMBOL_RE.pattern, "example": "XRPUSDT"},
         "ts": _TS,
         "score": {"type": "number", "minimum": -1, "maximum": 1},
-        "polarity": {"type": "integer", "enum": [-1, 0, 1]},
+        "polarity": {"type": "integer", "enum": [-1, 0, 1, None], "nullable": True},
         "provider": {"type": "string", "pattern": NAME_RE.pattern, "example": "newsapi"},
-        "meta": {"type": "object"},
-        "id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "ingest_ts": {**_TS, "description": "only for replays; live records are stamped on arrival"},
+        "meta": {"description": 'a JSON object, or a string holding one; null, false, 0, "" and [] mean none'},
+        "id": {"type": "string", "minLength": 1, "maxLength": 128, "nullable": True},
+        "ingest_ts": {**_TS, "nullable": True, "description": "only for replays; live records are stamped on arrival"},
     },
 }
 CANDLE_SCHEMA: dict[str, Any] = {
@@ -47,7 +47,7 @@ CANDLE_SCHEMA: dict[str, Any] = {
         "close_time": {**_TS, "description": "open_time + interval (exclusive end), epoch ms"},
         **{k: {"type": "number", "minimum": 0, "exclusiveMinimum": True} for k in ("open", "high", "low", "close")},
         "volume": {"type": "number", "minimum": 0},
-        "ingest_ts": _TS,
+        "ingest_ts": {**_TS, "nullable": True},
     },
 }
 _RESPONSES = {
@@ -55,7 +55,15 @@ _RESPONSES = {
     400: "not JSON",
     413: "body too large",
     422: "invalid records",
-    503: "not accepted now (buffer full, store failing) or not confirmed stored: retry after Retry-After",
+    503: "not accepted now (buffer full, store failing, dataflow down) or not confirmed stored: retry after Retry-After",
+}
+ACCEPTED = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer"},
+        "stored": {"type": "boolean", "description": "true: the records' rows are in the store (TICKCAST_INGEST_ACK)"},
+    },
+    "required": ["accepted"],
 }
 
 
@@ -151,6 +159,7 @@ async def _when_stored(ctx: AppContext, receipt: Receipt, n: int) -> Response:
     body=_batch_schema(TICK_SCHEMA, "ticks", single=True),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_tick(request: Request) -> Response:
@@ -162,6 +171,7 @@ async def post_tick(request: Request) -> Response:
     body=_batch_schema(TICK_SCHEMA, "ticks", single=False),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_ticks(request: Request) -> Response:
@@ -173,6 +183,7 @@ async def post_ticks(request: Request) -> Response:
     body=_batch_schema(CANDLE_SCHEMA, "candles", single=True),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_candle(request: Request) -> Response:
@@ -184,6 +195,7 @@ async def post_candle(request: Request) -> Response:
     body=_batch_schema(CANDLE_SCHEMA, "candles", single=False),
     auth=True,
     responses=_RESPONSES,
+    returns=ACCEPTED,
     tag="ingest",
 )
 async def post_candles(request: Request) -> Response:

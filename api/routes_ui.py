@@ -5,13 +5,17 @@ nothing fetched from a CDN. It learns its settings from `GET /api/ui-config`.
 
 API key hand-off: in embedded mode (`chdb://` store, so `tickcast up`), with the API bound
 to a loopback host and the request coming from loopback, `/api/ui-config` includes the first
-of `API_KEYS`, so the quick start works without typing a key. Anywhere else the page asks
-for the key and keeps it in the browser's localStorage.
+of `API_KEYS`, so the quick start works without typing a key — and only when the request
+names a loopback `Host` (a DNS-rebinding page sends its own name, e.g. `Host: evil.test:8000`)
+and is same-origin (`Sec-Fetch-Site` absent, `same-origin` or `none`; `Origin`, when sent, equal to
+the page's own). Anywhere else the page asks for the key and keeps it in localStorage.
+docs/decisions.md "Security at the HTTP edge" says why not a per-process token.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -24,9 +28,12 @@ from starlette.staticfiles import StaticFiles
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
+from api.known import check_symbols
+from api.schemas import BOOL, INT, MS, NUM, STR, arr, nullable, obj
 from api.validation import Param, parse_query, spec
 from tickcast.records import INTERVAL_MS
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 FEATURE_COLUMNS = (
     "ret_1",
@@ -49,6 +56,7 @@ FEATURE_COLUMNS = (
     "sent_composite",
 )  # the numeric columns of sql/queries/feature_drift_rows.sql
 _NO_CACHE = {"Cache-Control": "no-cache"}
+_UI_GROUPS = ("freshness", "drift", "calibration", "accuracy", "models", "labeler", "sse")
 _LOOPBACK_NAMES = {"localhost"}
 
 
@@ -70,8 +78,16 @@ STATIC_PARAMS = (
         location="path",
         pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}",
         description="file name under api/static (the page's ES modules, CSS, icon)",
+        example="app.js",
     ),
 )
+
+
+def static_media_types() -> list[str]:
+    """The content types the static route serves (as Starlette's FileResponse guesses them)."""
+    import mimetypes
+
+    return sorted({mimetypes.guess_type(p.name)[0] or "text/plain" for p in STATIC_DIR.iterdir() if p.is_file()})
 
 
 @spec(
@@ -106,12 +122,38 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def hand_out_key(ctx: AppContext, client_host: str | None) -> str | None:
-    """The key the page may receive without asking: embedded mode, loopback bind, loopback client."""
+def host_name(host_header: str | None) -> str | None:
+    """The name in a Host header without its port: 'localhost:8000' -> 'localhost', '[::1]:80' -> '[::1]'."""
+    if not host_header:
+        return None
+    if host_header.startswith("["):
+        return host_header[: host_header.find("]") + 1] or None
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def hand_out_key(
+    ctx: AppContext,
+    client_host: str | None,
+    *,
+    host_header: str | None,
+    origin: str | None = None,
+    fetch_site: str | None = None,
+    scheme: str = "http",
+) -> str | None:
+    """The key the page may receive without asking: embedded mode, loopback bind, loopback client,
+    a loopback Host header, and a same-origin request."""
     s = ctx.settings
     if not s.API_KEYS or not s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"):
         return None
     if not (_is_loopback(s.TICKCAST_API_HOST) and _is_loopback(client_host)):
+        return None
+    if not _is_loopback(host_name(host_header)):
+        # DNS rebinding: the browser names the attacker's host
+        log.warning("API key not handed out: request from loopback with Host %r (not a loopback name)", host_header)
+        return None
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return None  # a request made by another site's page
+    if origin is not None and origin != f"{scheme}://{host_header}":
         return None
     return s.API_KEYS[0]
 
@@ -128,11 +170,30 @@ async def _symbols(ctx: AppContext) -> list[str]:
     "known symbols; in embedded mode on loopback also the API key (see api/routes_ui.py)",
     responses={200: "settings"},
     tag="ui",
+    returns=obj(
+        {
+            "auth_required": BOOL,
+            "api_key": nullable(STR),
+            "mode": {"type": "string", "enum": ["embedded", "distributed"]},
+            "symbols": arr(STR),
+            "ema_windows": arr(STR),
+            "bar_step": STR,
+            **{group: {"type": "object"} for group in _UI_GROUPS},
+        },
+        closed=False,  # a settings bag: each area adds its own keys
+    ),
 )
 async def ui_config(request: Request) -> Response:
     ctx = get_ctx(request)
     s = ctx.settings
-    key = hand_out_key(ctx, request.client.host if request.client else None)
+    key = hand_out_key(
+        ctx,
+        request.client.host if request.client else None,
+        host_header=request.headers.get("host"),
+        origin=request.headers.get("origin"),
+        fetch_site=request.headers.get("sec-fetch-site"),
+        scheme=request.url.scheme,
+    )
     return JSONResponse(
         {
             "auth_required": bool(s.API_KEYS),
@@ -312,14 +373,43 @@ def drift_report(table: Any, meta: dict[str, Any], window: int, z_thr: float, po
     "Feature drift: rolling z of each model feature's mean over the last `window` values against the model's "
     "training mean/std (z = (mean − μ)/(σ/√n)), with a z series for charts",
     params=DRIFT_PARAMS,
-    responses={200: "per-feature z", 400: "bad parameter", 404: "unknown model version"},
+    responses={200: "per-feature z", 400: "bad parameter", 404: "unknown model version or symbol"},
     tag="calibration",
+    returns=obj(
+        {
+            "window": INT,
+            "z_threshold": NUM,
+            "symbol": nullable(STR),
+            "interval": nullable(STR),
+            "defaults": obj({"window": INT, "z": NUM}),
+            "model_version": nullable(STR),
+            "rows": INT,
+            "times": arr(MS),
+            "features": arr(
+                obj(
+                    {
+                        "name": STR,
+                        "train_mean": NUM,
+                        "train_std": NUM,
+                        "n": INT,
+                        "mean": nullable(NUM),
+                        "z": nullable(NUM),
+                        "breach": BOOL,
+                        "series": arr(nullable(NUM)),
+                    }
+                )
+            ),
+            "reason": nullable(STR),
+        }
+    ),
 )
 async def feature_drift(request: Request) -> Response:
     import sql
 
     ctx = get_ctx(request)
     q = parse_query(request, DRIFT_PARAMS)
+    if q["symbol"] is not None:
+        await check_symbols(ctx, [q["symbol"]])
     window = q["window"] or drift_window_default(ctx)
     z_thr = q["z"] or drift_z_default(ctx)
     body: dict[str, Any] = {
@@ -360,7 +450,7 @@ async def feature_drift(request: Request) -> Response:
 
 # --- provider mix -----------------------------------------------------------------------------
 PROVIDER_PARAMS = (
-    Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT"),
+    Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT", example="XRPUSDT"),
     Param(
         "minutes",
         "integer",
@@ -376,12 +466,32 @@ PROVIDER_PARAMS = (
     "Sentiment provider mix of a symbol: ticks, trust weight and mean score per provider over the last "
     "`minutes` of event time",
     params=PROVIDER_PARAMS,
-    responses={200: "providers", 400: "bad parameter"},
+    responses={200: "providers", 400: "bad parameter", 404: "unknown symbol"},
     tag="sentiment",
+    returns=obj(
+        {
+            "symbol": STR,
+            "minutes": INT,
+            "end_ms": nullable(MS),
+            "providers": arr(
+                obj(
+                    {
+                        "provider": STR,
+                        "ticks": INT,
+                        "share": NUM,
+                        "weight": NUM,
+                        "mean_score": NUM,
+                        "positive": INT,
+                    }
+                )
+            ),
+        }
+    ),
 )
 async def provider_mix(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, PROVIDER_PARAMS)
+    await check_symbols(ctx, [q["symbol"]])
     rows = await blocking(ctx.store.named, "feature_provider_mix", {"symbol": q["symbol"], "minutes": q["minutes"]})
     total = sum(int(r["ticks"]) for r in rows) or 1
     providers = [

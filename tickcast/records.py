@@ -239,7 +239,7 @@ def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: 
 def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, Any]:
     symbol = _name(obj, "symbol", _SYMBOL_RE)
     interval = _field(obj, "interval")
-    if interval not in INTERVAL_MS:
+    if not isinstance(interval, str) or interval not in INTERVAL_MS:  # {} or [] is unhashable
         raise _Invalid(f"unknown interval {interval!r}; expected one of {', '.join(INTERVAL_MS)}")
     step = INTERVAL_MS[interval]
     open_time = _int_ms(obj, "open_time")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -67,6 +68,20 @@ def _csv(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
+_ORIGIN_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}))(:[0-9]{1,5})?$")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    origins = _csv(value)
+    for origin in origins:
+        if not _ORIGIN_RE.match(origin):
+            raise ValueError(
+                f"{origin!r} is not an origin like https://dash.example.com or http://localhost:3000 "
+                "(scheme://host[:port], no path, no trailing slash, no '*')"
+            )
+    return origins
+
+
 def _store_url(value: str) -> str:
     if not re.match(r"^(chdb://|https?://)", value):
         raise ValueError(
@@ -78,6 +93,7 @@ def _store_url(value: str) -> str:
 DurationList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_duration_list)]
 Weights = Annotated[dict[str, float], NoDecode, BeforeValidator(_json_weights)]
 CsvList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_csv)]
+Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -191,6 +207,11 @@ class Settings(BaseSettings):
     SSE_KEEPALIVE_SECONDS: Annotated[float, Field(gt=0, le=300)] = 15.0
     SSE_RETRY_MS: PositiveInt = 3_000
     SSE_RESUME_MAX_EVENTS: PositiveInt = 10_000
+    SSE_MAX_STREAM_SECONDS: Annotated[float, Field(ge=0, le=86_400)] = 0.0  # close streams after this; 0 = never
+    API_CORS_ORIGINS: Origins = ()  # browser origins allowed to call the API cross-site; empty = CORS closed
+    API_JOB_RATE_PER_HOUR: Annotated[int, Field(ge=1, le=3_600)] = 12  # job starts per kind over the API
+    API_JOB_RATE_BURST: Annotated[int, Field(ge=1, le=100)] = 3  # job starts per kind allowed back to back
+    BACKFILL_INPUT_ROOTS: CsvList = ("./var", tempfile.gettempdir())  # type: ignore[assignment]
     VITE_RISK_FRESH_MS: PositiveInt = 15_000
     VITE_SIG_FRESH_MS: PositiveInt = 90_000
     VITE_SEVERE_LAG_MULT: Annotated[float, Field(ge=1)] = 3.0

@@ -205,7 +205,7 @@ def test_backfill_job(server, tmp_path: Path) -> None:
         r = c.post("/admin/jobs/backfill", json={"inputs": [str(tmp_path / "missing.jsonl")]}, headers=AUTH)
         assert r.status_code == 422 and "not found" in r.json()["error"]
         r = c.post("/admin/jobs/backfill", json={"inputs": []}, headers=AUTH)
-        assert r.status_code == 422 and "empty" in r.json()["error"]
+        assert r.status_code == 422 and "at least 1 item" in r.json()["error"]
         r = c.post("/admin/jobs/backfill", json={}, headers=AUTH)
         assert r.status_code == 422 and "missing field 'inputs'" in r.json()["error"]
 
@@ -229,6 +229,10 @@ def test_scheduler_status_without_scheduler(server) -> None:
 
 def test_enable_provider_sends_control_record(server) -> None:
     server.ingested.clear()
+    server.ctx.store.insert_rows(  # a provider is known once the store has seen it
+        "rejected_records",
+        [{"id": "r-newsapi", "source": "api", "reason": "x", "provider": "newsapi", "payload": "{}", "received_ts": 0}],
+    )
     with server.client() as c:
         r = c.post("/admin/providers/enable", json={"provider": "newsapi"}, headers=AUTH)
         assert r.status_code == 202
@@ -247,6 +251,8 @@ def test_calibration_bins_with_production_reference(server, models) -> None:
     prob = rng.uniform(0.05, 0.95, n)
     label = (rng.uniform(size=n) < prob).astype(int)
     store = server.ctx.store
+    candle = {"symbol": "REF", "interval": "1m", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}
+    store.insert_rows("candles", [{**candle, "open_time": t0, "close_time": t0 + 60_000, "ingest_ts": t0 + 60_000}])
     store.insert_rows(
         "predictions",
         [

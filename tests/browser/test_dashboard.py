@@ -314,6 +314,76 @@ def test_settings_change_the_freshness_thresholds(page: Any, server: TickcastSer
     assert saved["risk_fresh_ms"] == 100 and saved["severe_lag_mult"] == 1
 
 
+def test_a_resync_moves_the_resume_point_and_reloads_the_state(new_page: Any, server: TickcastServer) -> None:
+    """The first sentiment stream resumes from an id the server never gave (another deployment's):
+    the server answers with `resync` carrying its newest id; the page adopts it, reloads its state
+    from REST, and keeps receiving events (the stream is not muted)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    page = new_page()
+    ahead = str(2**64 - 1)
+    rewritten: list[str] = []
+
+    def resume_from_ahead(route: Any) -> None:
+        if rewritten:
+            route.continue_()
+            return
+        parts = urlsplit(route.request.url)
+        query = dict(parse_qsl(parts.query)) | {"last_event_id": ahead}
+        rewritten.append(urlunsplit(parts._replace(query=urlencode(query))))
+        route.continue_(url=rewritten[0])
+
+    page.route("**/stream/sentiment*", resume_from_ahead)
+    loads: list[str] = []
+    page.on("request", lambda r: loads.append(r.url) if "/api/sentiment/latest" in r.url else None)
+    open_screen(page, server, "trading")
+    stream = "window.tickcast.hub.streams.get('trading.sentiment')"
+    page.wait_for_function(f"() => {stream} && {stream}.lastId")
+    adopted = page.evaluate(f"{stream}.lastId")
+    assert rewritten and int(adopted) < int(ahead), adopted  # the resync's id, not the unknown one
+    page.wait_for_function(f"() => BigInt({stream}.lastId) > BigInt('{adopted}')", timeout=20_000)  # events go on
+    expect(page.locator("[data-role=sent-fresh] [data-fresh]")).to_be_visible()
+    assert len(loads) >= 2, loads  # the first load, and the reload the resync asked for
+    no_js_errors(page)
+
+
+LIVE_JS_RESYNC = """async () => {
+  const { LiveHub } = await import('/static/live.js');
+  const made = [];
+  class FakeEventSource {
+    constructor(url) { this.url = url; this.listeners = {}; made.push(this); }
+    addEventListener(name, fn) { this.listeners[name] = fn; }
+    close() {}
+  }
+  const saved = window.EventSource;
+  window.EventSource = FakeEventSource;
+  try {
+    const api = { key: () => 'k', url: (path, params) => path + '?' + new URLSearchParams(params) };
+    const hub = new LiveHub(api, () => {});
+    let resyncs = 0;
+    hub.open('t', 'events', {}, { message() {}, resync() { resyncs += 1; } }, { lastId: '99' });
+    made[0].listeners.resync(new MessageEvent('resync', { data: '{}', lastEventId: '42' }));
+    const stream = hub.streams.get('t');
+    const adopted = stream.lastId;
+    made[0].onerror();  // the connection drops: our own reconnect after the backoff
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const urls = made.map((es) => es.url);
+    stream.stop();
+    clearInterval(hub.ticker);
+    return { adopted, resyncs, urls };
+  } finally {
+    window.EventSource = saved;
+  }
+}"""
+
+
+def test_live_js_resumes_from_the_id_a_resync_gives(page: Any, server: TickcastServer) -> None:
+    open_screen(page, server, "trading")
+    out = page.evaluate(LIVE_JS_RESYNC)
+    assert out["adopted"] == "42" and out["resyncs"] == 1
+    assert "last_event_id=99" in out["urls"][0] and "last_event_id=42" in out["urls"][1], out["urls"]
+
+
 # --- last: the server is killed and restarted -----------------------------------------------------
 def test_page_reconnects_after_the_api_restarts_without_a_reload(page: Any, server: TickcastServer) -> None:
     urls: list[str] = []

@@ -161,7 +161,29 @@ def test_the_key_is_handed_out_only_in_embedded_mode_on_loopback(
     overrides: dict[str, str], client: str, expected: str | None
 ) -> None:
     ctx: Any = SimpleNamespace(settings=_settings(**overrides))
-    assert hand_out_key(ctx, client) == expected
+    assert hand_out_key(ctx, client, host_header="127.0.0.1:8000") == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "fetch_site", "expected"),
+    [
+        ("127.0.0.1:8000", None, "same-origin", "k1"),  # the dashboard's own fetch
+        ("localhost:8000", None, None, "k1"),  # curl on the same machine
+        ("[::1]:8000", "http://[::1]:8000", "same-origin", "k1"),
+        ("127.0.0.1:8000", None, "none", "k1"),  # typed into the address bar
+        ("evil.test:8000", None, "same-origin", None),  # DNS rebinding: evil.test resolves to 127.0.0.1
+        ("127.0.0.1.nip.io:8000", None, "same-origin", None),
+        ("127.0.0.1:8000", "http://evil.test", "cross-site", None),  # another site's page
+        ("127.0.0.1:8000", None, "same-site", None),
+        ("127.0.0.1:8000", "http://localhost:8000", None, None),  # Origin must be the page's own
+        (None, None, None, None),
+    ],
+)
+def test_the_key_needs_a_loopback_host_and_a_same_origin_request(
+    host: str | None, origin: str | None, fetch_site: str | None, expected: str | None
+) -> None:
+    ctx: Any = SimpleNamespace(settings=_settings())
+    assert hand_out_key(ctx, "127.0.0.1", host_header=host, origin=origin, fetch_site=fetch_site) == expected
 
 
 @pytest.fixture()
