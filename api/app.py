@@ -91,8 +91,16 @@ def _safe(check: Any) -> bool:
         return False
 
 
-@spec("Prometheus metrics (text exposition format)", responses={200: "metrics"}, tag="system")
+@spec(
+    "Prometheus metrics (text exposition format); 404 when METRICS_ENABLED=false",
+    responses={200: "metrics", 404: "metrics disabled"},
+    tag="system",
+)
 async def metrics_endpoint(request: Request) -> Response:
+    if not get_ctx(request).settings.METRICS_ENABLED:
+        from api.errors import ApiError
+
+        raise ApiError(404, "metrics are disabled (METRICS_ENABLED=false); set METRICS_ENABLED=true and restart")
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

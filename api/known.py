@@ -1,7 +1,7 @@
 """What the system knows — symbols, model versions, scopes, providers, job kinds — so a typo
 gets a 4xx that names what is known instead of an empty 200 or a silent stream.
 
-A symbol is known when the store holds a candle, a sentiment bar or a tick of it, or when
+A symbol is known when the store holds a candle, a sentiment bar, a tick or a prediction of it, or when
 the live bus has carried an event about it since the process started (a symbol whose
 first records are still on their way to the store is streaming already). A model version
 is known when the registry has it, it is `baseline`, or some prediction names it.
@@ -36,7 +36,11 @@ def live_symbols(ctx: AppContext) -> set[str]:
 
 def _stored_symbol(ctx: AppContext, symbol: str) -> bool:
     args = {"symbol": symbol}
-    return bool(ctx.store.named("market_symbol_known", args) or ctx.store.named("sentiment_symbol_known", args))
+    return bool(
+        ctx.store.named("market_symbol_known", args)
+        or ctx.store.named("sentiment_symbol_known", args)
+        or ctx.store.named("prediction_symbol_known", args)
+    )
 
 
 async def some_symbols(ctx: AppContext) -> list[str]:

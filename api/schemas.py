@@ -77,7 +77,12 @@ JOB: Schema = obj(
         "started_at": nullable(MS),
         "finished_at": nullable(MS),
         "updated_at": nullable(MS),
-    }
+        "message_code": nullable(STR),
+        "message_params": ANY,
+        "error_code": nullable(STR),
+        "error_params": ANY,
+    },
+    optional=("message_code", "message_params", "error_code", "error_params"),
 )
 JOB_STARTED: Schema = obj(
     {
@@ -86,5 +91,9 @@ JOB_STARTED: Schema = obj(
         "trigger": STR,
         "already_running": {"type": "boolean", "description": "true: the job of this kind that was running (200)"},
         "status_url": STR,
-    }
+        "requested_trigger": {"type": "string", "description": "the trigger asked for, when another job was running"},
+        "running_job": free_object("the running job (id, kind, trigger, status, progress, started_at)"),
+        "outcome": STR,
+    },
+    optional=("requested_trigger", "running_job", "outcome"),
 )

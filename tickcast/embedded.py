@@ -248,6 +248,7 @@ class EmbeddedSystem:
     def app(self) -> Any:
         from api.app import create_app
         from api.context import AppContext
+        from tickcast.jobs import RetrainRecorder
         from tickcast.scheduler import RetrainScheduler
 
         ctx = AppContext(
@@ -259,7 +260,9 @@ class EmbeddedSystem:
             registry_root=Path(self.settings.MODEL_STORE_DIR),
             flow_alive=self.flow_alive,
             id_clock=self.ids,
-            scheduler=RetrainScheduler(self.jobs, self.settings),
+            scheduler=RetrainScheduler(
+                self.jobs, self.settings, on_schedule=RetrainRecorder(self.settings.MODEL_STORE_DIR).schedule
+            ),
             problems=self.problems,
             forget_receipt=self.forget,
         )
@@ -269,11 +272,12 @@ class EmbeddedSystem:
 def make_job_center(
     settings: Settings, store: Store, bus: LocalBus, ids: IdClock, ingest: Callable[[list[dict[str, Any]]], None]
 ) -> Any:
-    from tickcast.jobs import JobCenter
+    from tickcast.jobs import JobCenter, RetrainRecorder
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
 
     # Two workers: a long backfill must not hold a retrain back (one job per kind still).
-    jobs = JobCenter(store, bus=bus, ids=ids, max_workers=2)
+    # RetrainRecorder keeps MODEL_STORE_DIR/metadata/retrain_metadata.json current (seed 004).
+    jobs = JobCenter(store, bus=bus, ids=ids, max_workers=2, on_change=RetrainRecorder(settings.MODEL_STORE_DIR))
     jobs.register("train", train_job(settings, store))
     jobs.register("recalibrate", recalibrate_job(settings, store))
     jobs.register("labeler", labeler_job(settings, store))
@@ -338,9 +342,14 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> int:
         settings.TICKCAST_API_HOST,
         settings.TICKCAST_API_PORT,
     )
+    from api.clickhouse_http.server import start_sql_server
+
+    sql_server = start_sql_server(settings, system.store.url, system.store.database)  # None: off / port taken
     with _second_signal_exits(shutdown, on_first=lambda: setattr(server, "should_exit", True)):
         server.run()  # uvicorn handles the signals while it serves; ours are restored after
         shutdown.begin("the API stopped")
+        if sql_server is not None:
+            sql_server.stop(timeout=min(5.0, shutdown.remaining() / 4))
         clean = system.stop(timeout=shutdown.remaining() - 3.0)
     if system.flow_error is not None:
         status = EXIT_FLOW_DIED
@@ -463,7 +472,7 @@ def run_distributed_flow(
 
     from dataflows.signals import prepare_recovery
 
-    if settings.TICKCAST_FLOW_METRICS_PORT:
+    if settings.TICKCAST_FLOW_METRICS_PORT and settings.METRICS_ENABLED:
         from prometheus_client import start_http_server
 
         start_http_server(settings.TICKCAST_FLOW_METRICS_PORT)  # the flow's own metrics (lag, joins, drift)
@@ -580,6 +589,7 @@ def run_api_replica(settings: Settings) -> None:
     from api.app import create_app
     from api.context import AppContext
     from dataflows.kafka_io import topic_partition_counts
+    from tickcast.jobs import RetrainRecorder
     from tickcast.scheduler import RetrainScheduler
 
     store = Store(settings.TICKCAST_CLICKHOUSE_URL)
@@ -606,7 +616,7 @@ def run_api_replica(settings: Settings) -> None:
         registry_root=Path(settings.MODEL_STORE_DIR),
         id_clock=ids,
         broker_ok=broker_ok,
-        scheduler=RetrainScheduler(jobs, settings),
+        scheduler=RetrainScheduler(jobs, settings, on_schedule=RetrainRecorder(settings.MODEL_STORE_DIR).schedule),
     )
     app = create_app(ctx)
     tune_gc()

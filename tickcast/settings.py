@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     TICKCAST_SHUTDOWN_TIMEOUT_S: Annotated[float, Field(ge=1, le=600)] = 20.0
     MODEL_STORE_DIR: str = "./var/models"
 
+    # --- SQL interface (embedded: ClickHouse HTTP protocol, read-only) -------------------
+    TICKCAST_SQL_PORT: Annotated[int, Field(ge=0, le=65535)] = 8123  # on TICKCAST_API_HOST; 0 = off
+    TICKCAST_SQL_MAX_EXECUTION_S: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+    TICKCAST_SQL_MAX_MEMORY_BYTES: Annotated[int, Field(ge=16 * 2**20)] = 2**30
+    TICKCAST_SQL_MAX_RESULT_ROWS: PositiveInt = 10_000_000
+    TICKCAST_SQL_MAX_RESULT_BYTES: Annotated[int, Field(ge=2**20)] = 256 * 2**20
+    TICKCAST_SQL_MAX_THREADS: Annotated[int, Field(ge=1, le=256)] = 1
+    TICKCAST_SQL_MAX_CONCURRENT: Annotated[int, Field(ge=1, le=64)] = 1
+
     # --- sentiment (seed 000 "감성 파이프라인") -------------------------------------
     SENTIMENT_EMA_WINDOWS: DurationList = ("5m", "15m", "60m")
     SENTIMENT_STEP_DEFAULT: str = "1m"
@@ -196,8 +205,35 @@ class Settings(BaseSettings):
     ACCURACY_GOOD: Fraction = 0.70
     ACCURACY_WARNING: Fraction = 0.50
     ACCURACY_WINDOW: PositiveInt = 500
+    ACCURACY_MIN_SAMPLES: PositiveInt = 100  # a version's own labeled predictions before GOOD/WARNING/CRITICAL
     ACCURACY_TREND_DAYS: PositiveInt = 28
     EMERGENCY_RETRAIN_COOLDOWN_SECONDS: Annotated[int, Field(ge=0)] = 21_600
+
+    # --- metrics and alerting (seed 000 §4: "METRICS_* 설정과 주요 알림 토글") ---------------------
+    # `tickcast alerts render` writes docker/prometheus/{alerts,prometheus}.yml from these.
+    METRICS_ENABLED: bool = True  # serve /metrics (API) and the flow's metrics port
+    METRICS_SCRAPE_INTERVAL_SECONDS: Annotated[int, Field(ge=1, le=3600)] = 15
+    METRICS_ALERT_FOR_SECONDS: Annotated[int, Field(ge=0, le=86_400)] = 120  # a condition holds this long first
+    METRICS_ALERT_CALIBRATION_DRIFT: bool = True
+    METRICS_ALERT_RETRAIN_RECOMMENDED: bool = True
+    METRICS_ALERT_ACCURACY_CRITICAL: bool = True
+    METRICS_ALERT_FALLBACKS: bool = True
+    METRICS_ALERT_INFERENCE_SLOW: bool = True
+    METRICS_ALERT_INGEST_ERRORS: bool = True
+    METRICS_ALERT_REJECTED_RECORDS: bool = True
+    METRICS_ALERT_JOIN_MISSES: bool = True
+    METRICS_ALERT_FLOW_LAG: bool = True
+    METRICS_ALERT_STORE_WRITE_FAILURES: bool = True
+    METRICS_ALERT_SSE_CLIENTS_DROP: bool = True
+    METRICS_ALERT_TARGET_DOWN: bool = True
+    METRICS_ALERT_FALLBACKS_PER_5M: Annotated[float, Field(ge=0)] = 0.0  # baseline predictions per reason in 5 min
+    METRICS_ALERT_INFERENCE_SECONDS: Annotated[float, Field(gt=0)] = 1.0  # seed 004: inference > 1 s
+    METRICS_ALERT_INGEST_ERROR_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.05
+    METRICS_ALERT_REJECTED_PER_MINUTE: Annotated[float, Field(ge=0)] = 10.0
+    METRICS_ALERT_JOIN_MISS_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.5
+    METRICS_ALERT_FLOW_LAG_SECONDS: Annotated[float, Field(gt=0)] = 180.0
+    METRICS_ALERT_SSE_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.5  # share of clients lost within 15 min
+    METRICS_ALERT_SSE_MIN_CLIENTS: Annotated[int, Field(ge=1)] = 5  # below this many clients a drop is not alerted
 
     # --- API, SSE, UI -----------------------------------------------------------------------
     API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
@@ -217,6 +253,7 @@ class Settings(BaseSettings):
     VITE_SEVERE_LAG_MULT: Annotated[float, Field(ge=1)] = 3.0
     VITE_DRIFT_WINDOW_DEFAULT: Annotated[int, Field(ge=2)] | None = None
     VITE_DRIFT_Z_THRESHOLD_DEFAULT: Annotated[float, Field(gt=0)] | None = None
+    VITE_USE_MOCKS: bool = False  # the dashboard runs on mock data and mock SSE streams (UI work)
 
     @field_validator("SENTIMENT_STEP_DEFAULT")
     @classmethod
@@ -269,6 +306,11 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "CALIBRATION_HYSTERESIS_EXIT must be <= CALIBRATION_HYSTERESIS_ENTER "
                 f"(got exit={self.CALIBRATION_HYSTERESIS_EXIT}, enter={self.CALIBRATION_HYSTERESIS_ENTER})"
+            )
+        if self.ACCURACY_MIN_SAMPLES > self.ACCURACY_WINDOW:
+            raise SettingsError(
+                f"ACCURACY_MIN_SAMPLES must be <= ACCURACY_WINDOW (got {self.ACCURACY_MIN_SAMPLES} > "
+                f"{self.ACCURACY_WINDOW}): the window could never hold enough predictions for a verdict"
             )
         if self.ACCURACY_WARNING > self.ACCURACY_GOOD:
             raise SettingsError(

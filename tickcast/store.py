@@ -177,7 +177,7 @@ class Store:
         except Exception as exc:
             hint = (
                 " (a chdb directory can be opened by one process at a time: is `tickcast up` "
-                "already running on it? Use the API, or stop it first.)"
+                "already running on it? Query it with `tickcast sql` or its SQL port, use the API, or stop it first.)"
                 if self.url.startswith("chdb://")
                 else ""
             )

@@ -78,7 +78,12 @@ def test_promote_needs_confirm_then_promotes(server, models) -> None:
         r = c.post("/admin/models/promote", json={"version": "m-b"}, headers=AUTH)
         assert r.status_code == 409 and r.json()["plan"]["current_production"] == "m-a"
         r = c.post("/admin/models/promote", json={"version": "m-b", "confirm": True}, headers=AUTH)
-        assert r.status_code == 409 and r.json()["reason"] == "cooldown" and "force" in r.json()["error"]
+        assert r.status_code == 409 and r.json()["reason"] == "cooldown" and r.json()["code"] == "promotion.cooldown"
+        # one way to override, said once, in the API's own terms (not the Python keyword)
+        assert (
+            r.json()["error"].endswith('resend with "force": true to override it')
+            and "force=True" not in r.json()["error"]
+        )
         r = c.post("/admin/models/promote", json={"version": "m-b", "confirm": True, "force": True}, headers=AUTH)
         assert r.status_code == 200 and production(models) == "m-b"
 
@@ -91,6 +96,8 @@ def test_promote_needs_confirm_then_promotes(server, models) -> None:
             "action": "rollback",
             "current_production": "m-b",
             "new_production": "m-a",
+            "code": "plan.rollback",
+            "params": {"current": "m-b", "new": "m-a"},
             "description": r.json()["plan"]["description"],
         }
         assert production(models) == "m-b"
@@ -158,19 +165,39 @@ def test_retrain_endpoints_start_train_jobs(server) -> None:
         assert r.status_code == 202
         first = r.json()
         assert first["kind"] == "train" and first["trigger"] == "manual" and not first["already_running"]
+        # An emergency retrain while the manual one runs starts nothing and says so (issue 17):
+        # 409 naming the running job and its own trigger, and the request is counted.
+        before = {o: _emergency_requests("api", o) for o in ("started", "already_running")}
         r = c.post("/admin/emergency-retrain", headers=AUTH)
-        assert r.status_code == 200 and r.json()["already_running"] and r.json()["job_id"] == first["job_id"]
+        body = r.json()
+        assert r.status_code == 409 and body["job_id"] == first["job_id"] and body["outcome"] == "already_running"
+        assert body["running_job"]["trigger"] == "manual" and first["job_id"] in body["error"]
+        assert body["code"] == "retrain.busy" and body["params"]["trigger"] == "manual"
+        assert _emergency_requests("api", "already_running") == before["already_running"] + 1
+        # a manual retrain meanwhile answers with the running job and its real trigger
+        r = c.post("/admin/manual-retrain", headers=AUTH)
+        assert r.status_code == 200 and r.json()["already_running"] and r.json()["trigger"] == "manual"
+        assert r.json()["requested_trigger"] == "manual" and r.json()["running_job"]["job_id"] == first["job_id"]
         gate.set()
         job = wait_job(c, first["job_id"])
         assert job["status"] == "succeeded" and job["result"] == {"version": "m-new"}
         assert job["params"] == {"reason": "data fixed"} and seen == [{"reason": "data fixed"}]
         r = c.post("/admin/emergency-retrain", headers=AUTH)
-        assert r.status_code == 202 and r.json()["trigger"] == "emergency"
+        assert r.status_code == 202 and r.json()["trigger"] == "emergency" and r.json()["outcome"] == "started"
+        assert _emergency_requests("api", "started") == before["started"] + 1
         job = wait_job(c, r.json()["job_id"])
         assert job["trigger"] == "emergency" and job["params"]["emergency"] is True
         listed = c.get("/admin/jobs", params={"kind": "train"}, headers=AUTH).json()["jobs"]
         assert [j["trigger"] for j in listed] == ["emergency", "manual"]
-        assert 'ml_retrains_total{status="succeeded",trigger="manual"}' in c.get("/metrics").text
+        text = c.get("/metrics").text
+        assert 'ml_retrains_total{status="succeeded",trigger="manual"}' in text
+        assert 'ml_emergency_retrain_requests_total{outcome="already_running",source="api"}' in text
+
+
+def _emergency_requests(source: str, outcome: str) -> float:
+    from tickcast import metrics
+
+    return float(metrics.EMERGENCY_RETRAIN_REQUESTS.labels(source, outcome)._value.get())  # noqa: SLF001
 
 
 def test_labeler_run_defaults_and_overrides(server) -> None:
