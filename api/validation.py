@@ -273,6 +273,11 @@ def require_json(request: Request) -> None:
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The JSON body: 413 above `max_bytes` (checked on Content-Length and while reading), 400 if not JSON."""
+    return parse_json(await read_body(request, max_bytes))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, non-empty: 413 above `max_bytes` (checked on Content-Length and while reading), 400 if empty."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(
@@ -292,6 +297,11 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     body = b"".join(chunks)
     if not body.strip():
         raise ApiError(400, "request body is empty; send a JSON object with Content-Type: application/json")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    """`body` as JSON, or 400."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -128,6 +128,9 @@ def build_flow(
         settings.SENTIMENT_POS_THRESHOLD,
         recovery=options.recovery,
         trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
+        max_record_bytes=settings.INGEST_MAX_RECORD_BYTES,
+        max_future_ms=settings.INGEST_MAX_FUTURE_MS,
+        wall_clock=options.live,
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s))))
     # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     SENTIMENT_DISABLE_FAILURE_STREAK: PositiveInt = 5
     NEWS_SENTIMENT_CACHE_TTL: Annotated[int, Field(ge=0)] = 30
 
+    # --- input bounds (every source: HTTP, Kafka, files, simulator) ----------------------
+    INGEST_MAX_RECORD_BYTES: Annotated[int, Field(ge=1_024, le=16_777_216)] = 65_536
+    INGEST_MAX_FUTURE_MS: Annotated[int, Field(ge=0, le=86_400_000)] = 60_000
+
     # --- join, features, training --------------------------------------------------
     FEATURE_JOIN_GRACE_MS: Annotated[int, Field(ge=0, le=600_000)] = 2_000
     FEATURE_JOIN_TIMEOUT_MS: Annotated[int, Field(ge=0, le=3_600_000)] = 15_000

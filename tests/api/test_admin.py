@@ -345,7 +345,7 @@ def test_ingest_failure_is_503(server, monkeypatch) -> None:
     with server.client() as c:
         r = c.post(
             "/api/sentiment/tick",
-            json={"symbol": "X", "ts": 1_763_683_200_000, "score": 0.1, "provider": "p"},
+            json={"symbol": "X", "ts": int(time.time() * 1000), "score": 0.1, "provider": "p"},
             headers=AUTH,
         )
     assert r.status_code == 503 and "queue full" in r.json()["error"] and "retry" in r.json()["error"]
