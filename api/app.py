@@ -40,6 +40,7 @@ HEALTH = obj(
         "store": BOOL,
         "flow": BOOL,
         "broker": nullable(BOOL),
+        "store_writes": nullable(BOOL),  # null where this process writes nothing (an API replica)
         "error": STR,
         "failing": {"type": "array", "items": STR},
     },
@@ -59,13 +60,23 @@ async def healthz(request: Request) -> Response:
     store_ok = bool(await blocking(ctx.store.ping))
     flow_ok = await blocking(_safe, ctx.flow_alive)
     broker = None if ctx.broker_ok is None else await blocking(_safe, ctx.broker_ok)
-    body: dict[str, Any] = {"status": "ok", "store": store_ok, "flow": flow_ok, "broker": broker}
-    failing = [name for name, ok in (("store", store_ok), ("flow", flow_ok), ("broker", broker)) if ok is False]
+    problems: dict[str, str] = {} if ctx.problems is None else ctx.problems()  # in-memory state: no I/O
+    store_writes = None if ctx.problems is None else "store_writes" not in problems
+    body: dict[str, Any] = {
+        "status": "ok",
+        "store": store_ok,
+        "flow": flow_ok and "flow" not in problems,
+        "broker": broker,
+        "store_writes": store_writes,
+    }
+    checks = (("store", store_ok), ("store_writes", store_writes), ("flow", body["flow"]), ("broker", broker))
+    failing = [name for name, ok in checks if ok is False]
     if failing:
         hints = {
             "store": f"ClickHouse at {ctx.settings.TICKCAST_CLICKHOUSE_URL} does not answer",
             "flow": "the dataflow thread/process is not running (check its log)",
             "broker": f"Kafka at {ctx.settings.TICKCAST_KAFKA_BOOTSTRAP} is unreachable",
+            **problems,
         }
         body.update(status="degraded", error="; ".join(hints[f] for f in failing), failing=failing)
         return JSONResponse(body, status_code=503)

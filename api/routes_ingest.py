@@ -20,10 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import blocking, get_ctx
+from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
 from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, SYMBOL_RE, parse_json, read_body, spec
 from tickcast import metrics
+from tickcast.acks import Receipt
+from tickcast.inbox import RETRY_AFTER_S, IngestRefused
 from tickcast.records import (
     FIELD_NAMES,
     INTERVAL_MS,
@@ -75,13 +77,20 @@ CANDLE_SCHEMA: dict[str, Any] = {
     },
 }
 _RESPONSES = {
-    202: "accepted: {accepted: n}",
+    202: "accepted: {accepted: n} (embedded, TICKCAST_INGEST_ACK=stored: also stored, {stored: true})",
     400: "not JSON",
     413: "body too large (API_MAX_BODY_BYTES)",
     422: "invalid records (too large, dated in the future, late, duplicated fields, …), listed by index",
-    503: "the dataflow is not taking records",
+    503: "not accepted now (buffer full, store failing, dataflow down) or not confirmed stored: retry after Retry-After",
 }
-ACCEPTED = {"type": "object", "properties": {"accepted": {"type": "integer"}}, "required": ["accepted"]}
+ACCEPTED = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer"},
+        "stored": {"type": "boolean", "description": "true: the records' rows are in the store (TICKCAST_INGEST_ACK)"},
+    },
+    "required": ["accepted"],
+}
 
 
 def _batch_schema(item: dict[str, Any], key: str, *, single: bool) -> dict[str, Any]:
@@ -185,10 +194,33 @@ async def _ingest(request: Request, kind: str, key: str) -> Response:
             truncated=len(details) > len(shown),
         )
     try:
-        await blocking(ctx.ingest, accepted)
+        receipt = await blocking(ctx.ingest, accepted)
+    except IngestRefused as exc:
+        metrics.INGEST_REFUSED.labels(exc.reason).inc()
+        raise ApiError(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
     except Exception as exc:
         raise ApiError(503, f"the dataflow is not taking records right now ({exc}); retry shortly") from exc
-    return JSONResponse({"accepted": len(accepted)}, status_code=202)
+    if receipt is None:
+        return JSONResponse({"accepted": len(accepted)}, status_code=202)
+    return await _when_stored(ctx, receipt, len(accepted))
+
+
+async def _when_stored(ctx: AppContext, receipt: Receipt, n: int) -> Response:
+    """TICKCAST_INGEST_ACK=stored: 202 once every record's row is in the store, else 503."""
+    timeout_ms = ctx.settings.TICKCAST_INGEST_ACK_TIMEOUT_MS
+    if await receipt.wait(timeout_ms / 1000):
+        return JSONResponse({"accepted": n, "stored": True}, status_code=202)
+    ctx.forget_receipt(receipt)
+    reason = "refused" if receipt.refused else "ack_timeout"
+    metrics.INGEST_REFUSED.labels(reason).inc()
+    why = receipt.refused or f"not stored within {timeout_ms} ms (TICKCAST_INGEST_ACK_TIMEOUT_MS)"
+    raise ApiError(
+        503,
+        f"{len(receipt.pending)} of {n} record(s) are not confirmed stored: {why}. They were handed to the "
+        "dataflow and are stored once the store takes them; sending the request again is safe (writes are "
+        "idempotent, a repeat is recorded as a duplicate)",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 @spec(

@@ -29,7 +29,7 @@ from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.outputs import flat_pieces, rows_in
 from dataflows.sentiment_state import SentimentConfig
-from dataflows.sinks import EventSink, LiveGate, StoreSink
+from dataflows.sinks import EventSink, LiveGate, StoreSink, WriteMonitor
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from tickcast.bus import EventBus, IdClock
 from tickcast.settings import Settings
@@ -111,6 +111,7 @@ def build_flow(
     ids: IdClock | None = None,
     options: FlowOptions = FlowOptions(),
     flow_id: str = "signals",
+    write_monitor: WriteMonitor | None = None,
 ) -> Dataflow:
     flow = Dataflow(flow_id)
     inputs = [op.input(f"input_{i}", flow, src) for i, src in enumerate(sources)]
@@ -165,11 +166,11 @@ def build_flow(
     )
     # (table, (table, [piece, ...])): the sink partition needs the table with the rows
     table_batches = op.map("row_values", batches, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
-    op.output("store", table_batches, StoreSink(store_factory, gate=gate))
+    op.output("store", table_batches, StoreSink(store_factory, gate=gate, monitor=write_monitor))
 
     if options.publish_events:
         events = op.key_on("key_live", op.filter("events", everything, _tag("events")), lambda _: "live")
-        op.output("live", events, EventSink(bus, store_factory, ids or IdClock(), gate))
+        op.output("live", events, EventSink(bus, store_factory, ids or IdClock(), gate, write_monitor))
     return flow
 
 

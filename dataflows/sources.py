@@ -334,7 +334,7 @@ class SimulatorSource(FixedPartitionedSource[tuple[str, RawBatch], int]):
 
 
 class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
-    def __init__(self, q: queue.Queue[RawRecord], key: str, max_batch: int) -> None:
+    def __init__(self, q: Any, key: str, max_batch: int) -> None:
         self._q = q
         self._key = key
         self._max_batch = max_batch
@@ -370,13 +370,16 @@ class QueueSource(FixedPartitionedSource[tuple[str, RawBatch], None]):
     """Records handed over in-process (HTTP ingest, admin control records) in embedded mode.
 
     Queue items are `RawRecord`s or lists of them (one request's records: they reach the
-    flow in the same batch, and a 1,000-record request is one queue operation).
+    flow in the same batch, and a 1,000-record request is one queue operation). `q` is a
+    `queue.Queue` or anything with its `get_nowait`/`empty` (`tickcast.inbox.IngestInbox`,
+    the bounded embedded ingest buffer).
 
-    Not resumable: an accepted HTTP record lives in memory until the flow takes it,
-    which is at most one poll (5 ms) — see docs/decisions.md.
+    Not resumable: an accepted HTTP record lives in memory until its rows are written — the
+    poll (5 ms), the write batching (TICKCAST_WRITE_FLUSH_MS) and the insert; with
+    TICKCAST_INGEST_ACK=stored the API answers only after that (docs/reliability.md).
     """
 
-    def __init__(self, q: queue.Queue[RawRecord], *, key: str = "http", max_batch: int = 5_000) -> None:
+    def __init__(self, q: Any, *, key: str = "http", max_batch: int = 5_000) -> None:
         self.q = q
         self.key = key
         self.max_batch = max_batch

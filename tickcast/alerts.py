@@ -160,8 +160,9 @@ def _rules(s: Any) -> list[tuple[str, list[Rule]]]:
                     0,
                     "critical",
                     "ClickHouse writes to {{ $labels.table }} fail",
-                    "store_write_errors_total grew: a batch failed after its retries and the flow stops to resume "
-                    "from its last snapshot. GET /healthz; check the ClickHouse server or disk.",
+                    "store_write_errors_total grew: inserts fail and are retried (at most 5 s apart) until the store "
+                    "takes them; meanwhile the flow holds and ingest answers 503 once its buffer is full. GET /healthz "
+                    "(store_writes); check the ClickHouse server or disk (runbook §2, Store failing).",
                 ),
             ],
         ),

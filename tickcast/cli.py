@@ -96,7 +96,7 @@ def up(
     backfill_hours: float | None,
 ) -> None:
     """Run the embedded system: simulator -> dataflow -> ClickHouse + API, in one process."""
-    from tickcast.embedded import run_embedded
+    from tickcast.embedded import exit_now, run_embedded
 
     ctx = Ctx(store_url, model_dir)
     overrides = {
@@ -112,7 +112,13 @@ def up(
         if v is not None
     }
     settings = ctx.settings.model_copy(update=overrides) if overrides else ctx.settings
-    run_embedded(settings, simulator=not no_simulator)
+    from tickcast.store import StoreError
+
+    try:
+        status = run_embedded(settings, simulator=not no_simulator)
+    except StoreError as exc:  # the store cannot be opened at start: say which and why, no traceback
+        raise click.ClickException(str(exc)) from None
+    exit_now(status)
 
 
 # --- db ---------------------------------------------------------------------------------------

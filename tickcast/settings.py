@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     TICKCAST_WRITE_BATCH_ROWS: PositiveInt = 5_000
     TICKCAST_WRITE_FLUSH_MS: Annotated[int, Field(ge=10, le=60_000)] = 500
     TICKCAST_REPLAY_BATCH: Annotated[int, Field(ge=1, le=5_000_000)] = 200_000
+    # Embedded ingest durability (docs/reliability.md): what a 202 means, how long a request
+    # waits for its rows, how many accepted records may wait in memory, how long a stop may take.
+    TICKCAST_INGEST_ACK: Literal["stored", "queued"] = "stored"
+    TICKCAST_INGEST_ACK_TIMEOUT_MS: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    TICKCAST_INGEST_BUFFER_RECORDS: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
+    TICKCAST_SHUTDOWN_TIMEOUT_S: Annotated[float, Field(ge=1, le=600)] = 20.0
     MODEL_STORE_DIR: str = "./var/models"
 
     # --- SQL interface (embedded: ClickHouse HTTP protocol, read-only) -------------------
@@ -313,6 +319,12 @@ class Settings(BaseSettings):
         if self.ACCURACY_WARNING > self.ACCURACY_GOOD:
             raise SettingsError(
                 f"ACCURACY_WARNING must be <= ACCURACY_GOOD (got {self.ACCURACY_WARNING} > {self.ACCURACY_GOOD})"
+            )
+        if self.TICKCAST_INGEST_ACK_TIMEOUT_MS < self.TICKCAST_WRITE_FLUSH_MS + 1_000:
+            raise SettingsError(
+                "TICKCAST_INGEST_ACK_TIMEOUT_MS must be at least TICKCAST_WRITE_FLUSH_MS + 1000 (a request waits "
+                f"for its rows' batch to be written; got {self.TICKCAST_INGEST_ACK_TIMEOUT_MS} with "
+                f"TICKCAST_WRITE_FLUSH_MS={self.TICKCAST_WRITE_FLUSH_MS})"
             )
         for name in self.SENTIMENT_AGG_WEIGHTS:
             if name not in self.SENTIMENT_EMA_WINDOWS:

@@ -445,7 +445,13 @@ def test_calibration_status_windows_and_drift(server) -> None:
 
 def test_healthz_and_metrics(server) -> None:
     with server.client() as c:
-        assert c.get("/healthz").json() == {"status": "ok", "store": True, "flow": True, "broker": None}
+        assert c.get("/healthz").json() == {
+            "status": "ok",
+            "store": True,
+            "flow": True,
+            "broker": None,
+            "store_writes": None,  # no sinks in this process (as on an API replica)
+        }
         server.flow_ok[0] = False
         try:
             r = c.get("/healthz")
