@@ -8,7 +8,7 @@ machine, accuracy health and feature drift at *boundaries* of event time (multip
 in batches of any size, over several Kafka partitions, killed and resumed — gives the
 same rows:
 
-- A labeled prediction (and a served feature row) *enters* at boundary
+- A labeled prediction (and a feature row) *enters* at boundary
   E = ⌈max(close_time, known − slack) / every⌉·every, where `known` is the ingest time of
   the record that produced it (the candle that brought the label, the record that
   released the features). Its calibration windows are those ending at E and later.
@@ -43,12 +43,14 @@ from dataflows.decode import ALL_SHARDS
 from dataflows.outputs import Out
 from dataflows.progress import END
 from dataflows.snapshot import freeze, thaw
-from models.accuracy import AccuracyMonitor, should_emergency_retrain
+from models.accuracy import HEALTH_STATES, INSUFFICIENT_DATA, VersionedAccuracy, should_emergency_retrain
 from models.baseline import Baseline
 from models.calibration_window import WindowedCalibration
 from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
+from models.feature_drift import FeatureDriftMonitor, reference_of
 from models.runtime import Predictor
 from tickcast import metrics
+from tickcast.features import ALL_FEATURES
 from tickcast.records import INTERVAL_MS
 from tickcast.settings import Settings
 
@@ -58,7 +60,6 @@ log = logging.getLogger(__name__)
 # start jobs (AUTO_RETRAIN_ENABLED). Signature: (kind, params, trigger) -> job id.
 JobStarter = Callable[[str, dict[str, Any], str], str]
 _job_starter: JobStarter | None = None
-FEATURE_REARM = 0.8  # a drifted feature raises a new event only after |z| fell below 0.8 x threshold
 _predictors: dict[str, Predictor] = {}
 
 
@@ -83,6 +84,7 @@ class ModelConfig:
     accuracy_good: float = 0.70
     accuracy_warning: float = 0.50
     accuracy_window: int = 500
+    accuracy_min_samples: int = 100
     emergency_cooldown_s: int = 21_600
     feature_window: int = 200
     feature_z: float = 3.0
@@ -127,6 +129,7 @@ class ModelConfig:
             accuracy_good=s.ACCURACY_GOOD,
             accuracy_warning=s.ACCURACY_WARNING,
             accuracy_window=s.ACCURACY_WINDOW,
+            accuracy_min_samples=s.ACCURACY_MIN_SAMPLES,
             emergency_cooldown_s=s.EMERGENCY_RETRAIN_COOLDOWN_SECONDS,
             feature_window=s.DRIFT_WINDOW,
             feature_z=s.DRIFT_Z_THRESHOLD,
@@ -136,32 +139,14 @@ class ModelConfig:
 
 
 @dataclass
-class FeatureRing:
-    values: np.ndarray
-    pos: int = 0
-    count: int = 0
-    breached: bool = False
-
-    def add_many(self, values: np.ndarray) -> None:
-        """Append values in order (what one `add` per value would leave in the ring)."""
-        size = self.values.size
-        n = values.size
-        kept = values[-size:]
-        self.values[(self.pos + n - kept.size + np.arange(kept.size)) % size] = kept
-        self.pos = (self.pos + n) % size
-        self.count = min(self.count + n, size)
-
-
-@dataclass
 class Boundary:
     """What entered at one boundary of event time and waits for it to be processed."""
 
     # (close_time, symbol, interval, prob, label, model_version) of each labeled prediction
     pairs: list[tuple[int, str, str, float, int, str]] = field(default_factory=list)
-    # served feature rows: (model_version, names, close_times, symbols, intervals, values n×len(names))
-    features: list[tuple[str, tuple[str, ...], np.ndarray, list[str], list[str], np.ndarray]] = field(
-        default_factory=list
-    )
+    # feature rows (baseline or model): (model_version, close_times, symbols, intervals,
+    # values n×len(ALL_FEATURES))
+    features: list[tuple[str, np.ndarray, list[str], list[str], np.ndarray]] = field(default_factory=list)
 
 
 @dataclass
@@ -170,18 +155,17 @@ class ModelState:
     predictions: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict)
     windows: dict[str, WindowedCalibration] = field(default_factory=dict)
     drift: dict[str, DriftState] = field(default_factory=dict)
-    accuracy: AccuracyMonitor | None = None
+    accuracy: VersionedAccuracy | None = None  # per model version (their own labeled predictions)
     symbol_index: dict[str, int] = field(default_factory=dict)
-    features: dict[str, FeatureRing] = field(default_factory=dict)
+    feature_drift: FeatureDriftMonitor | None = None  # rings of every feature row, drift state
     serving_version: str = ""
     evaluation_due: bool = False  # live: a boundary is ready to be processed
     labels_due: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # live: (label, known), not paired
-    # live: served feature rows not yet in their boundary: (version, names, rows, known, values)
-    served_due: list[tuple[str, tuple[str, ...], list[dict[str, Any]], list[int], np.ndarray]] = field(
-        default_factory=list
-    )
+    # live: feature rows not yet in their boundary: (version, rows, known, values of ALL_FEATURES)
+    served_due: list[tuple[str, list[dict[str, Any]], list[int], np.ndarray]] = field(default_factory=list)
     boundaries: dict[int, Boundary] = field(default_factory=dict)  # entered, not yet processed
     newest_known: int = -(2**62)  # the newest `known` of any input
+    processed_through: int = -(2**62)  # the newest boundary processed
     progress: dict[str, dict[str, int]] = field(default_factory=dict)  # replays: partition -> shard -> newest
 
 
@@ -224,28 +208,6 @@ def _feature_values(rows: list[dict[str, Any]], names: Sequence[str]) -> list[An
     return values if len(names) > 1 else [[v] for v in values]
 
 
-def _by_version(
-    chunks: list[tuple[str, tuple[str, ...], np.ndarray, list[str], list[str], np.ndarray]],
-) -> list[tuple[str, tuple[str, ...], np.ndarray, list[str], list[str], np.ndarray]]:
-    """Feature chunks of one boundary merged per (model version, feature names), in version order."""
-    groups: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
-    for version, names, close, symbols, intervals, values in chunks:
-        groups.setdefault((version, names), []).append((close, symbols, intervals, values))
-    merged = []
-    for (version, names), parts in sorted(groups.items()):
-        merged.append(
-            (
-                version,
-                names,
-                np.concatenate([p[0] for p in parts]),
-                [s for p in parts for s in p[1]],
-                [i for p in parts for i in p[2]],
-                np.concatenate([p[3] for p in parts]),
-            )
-        )
-    return merged
-
-
 def _event_id(*parts: Any) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
 
@@ -257,19 +219,23 @@ def _num(value: Any) -> float | None:
 # ("features" | "label", row[, known]): known = ingest_ts of the record that produced it;
 # ("progress", partition, shard, newest): replays, see dataflows/progress.py
 ModelItem = tuple[Any, ...]
+_FEATURE_INDEX = {name: j for j, name in enumerate(ALL_FEATURES)}
 
 
 class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState]):
     def __init__(self, config: ModelConfig, state: ModelState | None) -> None:
         self.config = config
         self.state = _thawed(thaw(state) or ModelState())
-        if self.state.accuracy is None:
-            self.state.accuracy = AccuracyMonitor(
+        if not isinstance(self.state.accuracy, VersionedAccuracy):
+            # (a snapshot from before per-version health held one ring for every version: dropped)
+            self.state.accuracy = VersionedAccuracy(
                 config.accuracy_window,
                 good=config.accuracy_good,
                 warning=config.accuracy_warning,
-                min_samples=min(100, config.accuracy_window),
+                min_samples=config.accuracy_min_samples,
             )
+        if not isinstance(getattr(self.state, "feature_drift", None), FeatureDriftMonitor):
+            self.state.feature_drift = FeatureDriftMonitor(config.feature_window, config.feature_z)
         self.predictor = _predictor(config, self.state)
 
     def snapshot(self) -> ModelState:
@@ -341,7 +307,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         if self.state.served_due:
             served, self.state.served_due = self.state.served_due, []
             for chunk in served:
-                self._enter_served(*chunk)
+                self._enter_features(*chunk)
         if self.state.labels_due:
             due, self.state.labels_due = self.state.labels_due, []
             self._pair([row for row, _ in due], [known for _, known in due])
@@ -395,7 +361,14 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         self.predictor.refresh()
         names = self.predictor.feature_names
         # None (a missing feature) becomes NaN in the float conversion
-        X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
+        # One matrix of every stored feature (the drift monitor sees every row, baseline or
+        # model, as GET /api/drift/features does); the model's columns are taken from it.
+        every = np.array(_feature_values(rows, ALL_FEATURES), dtype=np.float64).reshape(len(rows), len(ALL_FEATURES))
+        index = [_FEATURE_INDEX.get(name) for name in names]
+        if None in index:  # a model with a feature the table does not hold: take its own values
+            X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
+        else:
+            X64 = every[:, index]
         X = X64.astype(np.float32)
         symbols = [row["symbol"] for row in rows]
         if len(rows) == 1:
@@ -407,7 +380,8 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         else:
             probs, version, reason = self.predictor.predict(symbols, X)
         elapsed = time.perf_counter() - started
-        metrics.ML_INFERENCE_TIME.observe(elapsed)
+        metrics.ML_INFERENCE_TIME.set(elapsed)  # the seed's gauge: the newest batch
+        metrics.ML_INFERENCE_BATCH_SECONDS.observe(elapsed)
         metrics.PREDICTIONS.labels(version).inc(len(rows))
         if reason:
             metrics.PREDICTION_FALLBACKS.labels(reason).inc(len(rows))
@@ -420,6 +394,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             if self.state.serving_version:
                 metrics.MODEL_INFO.labels(self.state.serving_version).set(0)
             self.state.serving_version = version
+            self._publish_accuracy()  # the new version's own record (INSUFFICIENT_DATA at first)
         latency_ms = elapsed * 1000.0
         for row, prob in zip(rows, probs.tolist(), strict=True):
             pred = {
@@ -439,26 +414,22 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             ring[row["close_time"]] = (float(prob), version)
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
-        if version != "baseline" and names:
-            # a served model's features are the columns of X (predictor.feature_names are its
-            # names); they reach the feature-drift rings at their boundary (module doc) — live,
-            # after the predictions are out
-            served = (version, tuple(names), rows, known, X64)
-            if self.config.live:
-                self.state.served_due.append(served)
-            else:
-                self._enter_served(*served)
+        # every row's features reach the feature-drift rings at their boundary (module doc);
+        # live, after the predictions are out
+        chunk = (version, rows, known, every)
+        if self.config.live:
+            self.state.served_due.append(chunk)
+        else:
+            self._enter_features(*chunk)
 
-    def _enter_served(
-        self, version: str, names: tuple[str, ...], rows: list[dict[str, Any]], known: list[int], X64: np.ndarray
-    ) -> None:
+    def _enter_features(self, version: str, rows: list[dict[str, Any]], known: list[int], every: np.ndarray) -> None:
         close = np.fromiter((row["close_time"] for row in rows), np.int64, len(rows))
         entry = self._entries(close, np.asarray(known, np.int64))
         for at in np.unique(entry).tolist():
             sel = np.flatnonzero(entry == at)
             take = sel.tolist()
-            chunk = (version, names, close[sel], [rows[k]["symbol"] for k in take], [rows[k]["interval"] for k in take])
-            self._boundary(at).features.append((*chunk, X64[sel]))
+            chunk = (version, close[sel], [rows[k]["symbol"] for k in take], [rows[k]["interval"] for k in take])
+            self._boundary(at).features.append((*chunk, every[sel]))
 
     def _entries(self, close: np.ndarray, known: np.ndarray) -> np.ndarray:
         every = self.config.eval_every_ms
@@ -470,40 +441,44 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             boundary = self.state.boundaries[at] = Boundary()
         return boundary
 
-    def _feature_drift(self, ts: int, columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]) -> None:
-        model = self.predictor.loaded
-        if model is None or model.version != version:
+    def _feature_drift(
+        self, at_ms: int, chunks: list[tuple[str, np.ndarray, list[str], list[str], np.ndarray]], out: Out
+    ) -> None:
+        """Boundary `at_ms`: its feature rows into the drift rings in (close_time, symbol,
+        interval) order, then, when a model served the last of them, the rings against that
+        model's training statistics (models/feature_drift.py)."""
+        versions = [version for version, close, *_ in chunks for _ in range(close.size)]
+        close = np.concatenate([c[1] for c in chunks])
+        symbols = np.asarray([s for c in chunks for s in c[2]], dtype=str)
+        intervals = np.asarray([i for c in chunks for i in c[3]], dtype=str)
+        order = np.lexsort((intervals, symbols, close))
+        ordered = np.concatenate([c[4] for c in chunks])[order]
+        monitor = self.state.feature_drift
+        monitor.add({name: ordered[:, j] for j, name in enumerate(ALL_FEATURES)})
+        version = versions[int(order[-1])]
+        metadata = self._reference(version)
+        if metadata is None:  # the baseline (or a version removed since) has no training statistics
             return
-        mean, std = model.metadata.get("train_mean") or {}, model.metadata.get("train_std") or {}
-        for name in model.feature_names:
-            mu, sigma = mean.get(name), std.get(name)
-            if mu is None or not sigma:
+        reference = reference_of(metadata)
+        for reading in monitor.evaluate(version, reference):
+            metrics.FEATURE_DRIFT_Z.labels(reading.name).set(reading.z)
+            if reading.transition is None:
                 continue
-            ring = self.state.features.get(name)
-            if ring is None:
-                ring = self.state.features[name] = FeatureRing(np.full(self.config.feature_window, np.nan))
-            values = columns[name]
-            ring.add_many(values[~np.isnan(values)])
-            if ring.count < self.config.feature_window:
-                continue
-            z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
-            if abs(z) >= self.config.feature_z and not ring.breached:
-                metrics.FEATURE_DRIFT_EVENTS.labels(name).inc()
-                self._drift_event(
-                    "feature_drift",
-                    ts,
-                    version,
-                    "overall",
-                    name,
-                    z,
-                    self.config.feature_z,
-                    {"window": ring.count, "train_mean": mu, "train_std": sigma},
-                    out,
-                )
-                ring.breached = True
-            elif abs(z) < FEATURE_REARM * self.config.feature_z:
-                # Hysteresis: a z hovering around the threshold is one drift, not one event per crossing.
-                ring.breached = False
+            mu, sigma = reference[reading.name]
+            kind = "feature_drift" if reading.transition == "enter" else "feature_drift_exit"
+            if reading.transition == "enter":
+                metrics.FEATURE_DRIFT_EVENTS.labels(reading.name).inc()
+            self._drift_event(
+                kind,
+                at_ms,
+                version,
+                "overall",
+                reading.name,
+                reading.z,
+                self.config.feature_z,
+                {"window": reading.n, "mean": reading.mean, "train_mean": mu, "train_std": sigma},
+                out,
+            )
 
     # --- labels, calibration ------------------------------------------------------------------
     def _pair(self, labels: list[dict[str, Any]], known: list[int]) -> None:
@@ -516,8 +491,18 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             pair = (row["close_time"], row["symbol"], row["interval"], prob, int(row["label"]), version)
             self._boundary(self._entry(row["close_time"], k)).pairs.append(pair)
 
+    def _publish_accuracy(self) -> None:
+        """The serving version's own accuracy and health on the seed gauge (NaN = not enough data)."""
+        state = self.state.accuracy.state(self.state.serving_version)
+        enough = state.health != INSUFFICIENT_DATA and state.accuracy is not None
+        metrics.ML_ACCURACY.set(100.0 * state.accuracy if enough else math.nan)
+        metrics.ML_ACCURACY_SAMPLES.set(state.n)
+        for health in HEALTH_STATES:
+            metrics.ML_ACCURACY_HEALTH.labels(health).set(1.0 if health == state.health else 0.0)
+
     def _process(self, at_ms: int, boundary: Boundary, out: list[tuple[Any, ...]]) -> None:
         """Boundary `at_ms`: fold what entered there in a canonical order, then evaluate."""
+        self.state.processed_through = at_ms
         if boundary.pairs:
             pairs = sorted(boundary.pairs)
             by_version: dict[str, list[tuple[int, int, float, int]]] = {}
@@ -532,15 +517,12 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                     )
                 ts, idx, prob, label = (np.array(col) for col in zip(*items, strict=True))
                 window.add(ts, idx, prob, label)
-            self.state.accuracy.add([p[3] for p in pairs], [p[4] for p in pairs])
-            acc = self.state.accuracy.accuracy
-            if acc is not None:
-                metrics.ML_ACCURACY.set(100.0 * acc)
+                self.state.accuracy.add(version, prob, label)  # each version's health from its own predictions
+            self._publish_accuracy()
             if self.config.monitor_enabled:
                 self._evaluate(at_ms, out)
-        for version, names, close, symbols, intervals, values in _by_version(boundary.features):
-            order = sorted(range(close.size), key=lambda k: (close[k], symbols[k], intervals[k]))
-            self._feature_drift(at_ms, dict(zip(names, values[order].T, strict=True)), version, out)
+        if boundary.features:
+            self._feature_drift(at_ms, boundary.features, out)
 
     def _evaluate(self, at_ms: int, out: list[tuple[Any, ...]]) -> None:
         names = {i: s for s, i in self.state.symbol_index.items()}
@@ -577,9 +559,13 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
     def _window_row(
         self, version: str, scope: str, at_ms: int, report: dict[str, Any], reference: dict[str, Any] | None
     ) -> dict[str, Any]:
-        # Directional accuracy is tracked over the last ACCURACY_WINDOW labeled predictions
-        # (accuracy health), so only the overall row carries it.
-        acc = self.state.accuracy.accuracy if scope == "overall" else None
+        # Directional accuracy is tracked per version over its last ACCURACY_WINDOW labeled
+        # predictions (accuracy health), so only the overall row carries it, and only once
+        # the version has ACCURACY_MIN_SAMPLES of its own.
+        acc = None
+        if scope == "overall":
+            own = self.state.accuracy.state(version)
+            acc = own.accuracy if own.health != INSUFFICIENT_DATA else None
         ece_prod = _num(reference.get("ece_prod")) if reference else None
         return {
             "model_version": version,
@@ -637,6 +623,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             cooldown_remaining_s=decision.cooldown_remaining_s,
         )
         metrics.CALIBRATION_RETRAIN_COOLDOWN.set(decision.cooldown_remaining_s)
+        metrics.CALIBRATION_DRIFT_ON.labels(version).set(1.0 if decision.drift_on else 0.0)
+        if decision.delta_ece is not None and decision.skipped_reason is None:
+            metrics.CALIBRATION_DELTA_ECE.labels(version).set(decision.delta_ece)
         details = {
             "n": report["n"],
             "ece": report["ece"],
@@ -681,27 +670,47 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                     log.exception("could not start the %s job recommended by drift", kind)
 
     def _accuracy_health(self, at_ms: int, out: list[tuple[Any, ...]]) -> None:
-        acc_state = self.state.accuracy.state()
-        if self.state.serving_version in ("", "baseline"):
+        version = self.state.serving_version
+        if version in ("", "baseline"):
             return  # the baseline is not retrained; its accuracy is the base rate
+        # The serving version's own record only: a model promoted a minute ago is
+        # INSUFFICIENT_DATA until it has ACCURACY_MIN_SAMPLES labeled predictions of its own.
+        acc_state = self.state.accuracy.state(version)
         if should_emergency_retrain(acc_state, at_ms, self.config.emergency_cooldown_s):
             self.state.accuracy.record_emergency_retrain(at_ms)
             self._drift_event(
                 "accuracy_critical",
                 at_ms,
-                self.state.serving_version,
+                version,
                 "overall",
                 "accuracy",
                 acc_state.accuracy,
                 self.config.accuracy_warning,
-                {"n": acc_state.n},
+                {"n": acc_state.n, "min_samples": acc_state.min_samples},
                 out,
             )
-            if self.config.auto_retrain and self.config.live and _job_starter is not None:
-                try:
-                    _job_starter("train", {"reason": "accuracy_critical"}, "emergency")
-                except Exception:  # noqa: BLE001
-                    log.exception("could not start the emergency retrain")
+            log.warning(
+                "accuracy CRITICAL for model %s: %.1f %% over its last %d labeled predictions",
+                version,
+                100.0 * (acc_state.accuracy or 0.0),
+                acc_state.n,
+            )
+            self._request_emergency_retrain(version)
+
+    def _request_emergency_retrain(self, version: str) -> None:
+        if not (self.config.auto_retrain and self.config.live and _job_starter is not None):
+            metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", "auto_retrain_off").inc()
+            return
+        try:
+            job_id = _job_starter("train", {"reason": "accuracy_critical", "model_version": version}, "emergency")
+        except Exception:  # noqa: BLE001 - a job problem must not stop the flow
+            metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", "error").inc()
+            log.exception("could not start the emergency retrain")
+            return
+        outcome = "already_running" if getattr(job_id, "already_running", False) else "started"
+        metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", outcome).inc()
+        if outcome == "already_running":
+            log.warning("emergency retrain not started: train job %s is already running", job_id)
 
     def _drift_event(
         self,

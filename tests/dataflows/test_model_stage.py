@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.model_stage import FeatureRing, ModelConfig, ModelLogic, _feature_values, _predictors
+from dataflows.model_stage import ModelConfig, ModelLogic, _feature_values, _predictors
 from dataflows.progress import END
+from models.feature_drift import FeatureRing
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
@@ -225,8 +226,8 @@ def test_feature_drift_hovering_at_the_threshold_is_one_event(tmp_path: Path) ->
             for r in item[2]
             if r["feature"] == "sent_ema_15m"
         ]
-    # the first drift, then (after returning to normal, |z| < 2.4) the second one: two events
-    assert len(events) == 2
+    # the first drift, then (after returning to normal, |z| < 2.4, recorded as an exit) the second one
+    assert [e["kind"] for e in events] == ["feature_drift", "feature_drift_exit", "feature_drift"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -324,12 +325,18 @@ def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_res
         assert served == pytest.approx({s: float(expected.get(s, 0.5)) for s in served})
         assert [row["close_time"] for row, _known in live.state.labels_due] == [t - 60_000] * len(labels)
         live = ModelLogic(config, live.snapshot())  # the process restarts before the next activation
-        assert (live.notify_at() is not None) == bool(labels)
+        # the labels and the feature rows (every row feeds the feature-drift rings) wait for the side work
+        assert live.notify_at() is not None and len(live.state.served_due) == 1
         live.on_notify()
-        assert live.state.labels_due == []
+        assert live.state.labels_due == [] and live.state.served_due == []
     live.on_eof(), replay.on_eof()  # the last boundaries are complete: fold them in
-    assert live.state.accuracy.state() == replay.state.accuracy.state()
-    assert live.state.accuracy.state().n == 5 * 11  # every label paired once
+    assert live.state.accuracy.state("baseline") == replay.state.accuracy.state("baseline")
+    assert live.state.accuracy.state("baseline").n == 5 * 11  # every label paired once
+    assert live.state.feature_drift.rings.keys() == replay.state.feature_drift.rings.keys()
+    for name, ring in live.state.feature_drift.rings.items():
+        assert ring.count == replay.state.feature_drift.rings[name].count
+        np.testing.assert_array_equal(ring.values, replay.state.feature_drift.rings[name].values)
+    assert sum(ring.count for ring in live.state.feature_drift.rings.values()) > 0
 
 
 @pytest.mark.parametrize("names", [["a", "b"], ["b"], []])

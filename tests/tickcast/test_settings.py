@@ -102,6 +102,9 @@ def test_every_upper_case_name_of_design_and_seeds_is_a_setting() -> None:
         ("TICKCAST_CLICKHOUSE_URL", "mysql://db", "chdb:///"),
         ("INITIAL_MODEL_MIN_AUC", "1.5", "less than or equal to 1"),
         ("SENTIMENT_STEP_DEFAULT", "90s", "whole number of minutes"),
+        ("INGEST_MAX_RECORD_BYTES", "100", "greater than or equal to 1024"),
+        ("INGEST_MAX_FUTURE_MS", "-1", "greater than or equal to 0"),
+        ("INGEST_MAX_FUTURE_MS", "1m", "valid integer"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str) -> None:
