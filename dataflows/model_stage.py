@@ -72,9 +72,10 @@ class ModelConfig:
     live: bool = True
     refresh_interval_s: float = 1.0
     recovery: bool = True
+    trading_interval: str | None = None  # emit ("trade", [TradeBar]) for candles of this interval
 
     @classmethod
-    def from_settings(cls, s: Settings, *, live: bool, recovery: bool = True) -> ModelConfig:
+    def from_settings(cls, s: Settings, *, live: bool, recovery: bool = True, trading: bool = False) -> ModelConfig:
         return cls(
             recovery=recovery,
             model_dir=s.MODEL_STORE_DIR,
@@ -108,6 +109,7 @@ class ModelConfig:
             feature_z=s.DRIFT_Z_THRESHOLD,
             auto_retrain=s.AUTO_RETRAIN_ENABLED,
             live=live,
+            trading_interval=s.TRADING_INTERVAL if trading else None,
         )
 
 
@@ -303,9 +305,26 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             ring[row["close_time"]] = (float(prob), version)
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
+        if self.config.trading_interval is not None:
+            self._trade_bars(rows, probs.tolist(), version, reason or "", out)
         if version != "baseline":
             # a served model's features are the columns of X (predictor.feature_names are its names)
             self._feature_drift(rows[-1]["close_time"], dict(zip(names, X64.T, strict=True)), version, out)
+
+    def _trade_bars(
+        self, rows: list[dict[str, Any]], probs: list[float], version: str, reason: str, out: list[tuple[Any, ...]]
+    ) -> None:
+        """The trading stage's input: one ("trade", [TradeBar, ...]) item per inference batch."""
+        from dataflows.trading.stage import trade_bar
+
+        interval = self.config.trading_interval
+        bars = [
+            trade_bar(row, prob, version, reason)
+            for row, prob in zip(rows, probs, strict=True)
+            if row["interval"] == interval and "open" in row
+        ]
+        if bars:
+            out.append(("trade", bars))
 
     def _feature_drift(self, ts: int, columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]) -> None:
         model = self.predictor.loaded

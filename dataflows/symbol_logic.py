@@ -71,6 +71,7 @@ class PendingCandle:
     close: float
     market: dict[str, float]
     arrived_wall: float
+    ohlc: tuple[float, float, float] | None = None  # open, high, low: carried for the trading stage
 
 
 @dataclass
@@ -339,7 +340,16 @@ class SymbolLogic:
         if len(self.state.pending) >= self.config.max_pending_candles:
             self.state.pending.pop(0)  # bounded state; counted as a miss when it would have been released
             out.join_missing["overflow"] += 1
-        self.state.pending.append(PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time()))
+        self.state.pending.append(
+            PendingCandle(
+                candle["close_time"],
+                interval,
+                candle["close"],
+                feats,
+                time.time(),
+                (candle["open"], candle["high"], candle["low"]),
+            )
+        )
         return True
 
     # --- the join -----------------------------------------------------------------------
@@ -377,6 +387,8 @@ class SymbolLogic:
             "close_time": pending.close_time,
             "close": pending.close,
         }
+        if pending.ohlc is not None:  # not a `features` column: the trading stage needs the candle's range
+            row["open"], row["high"], row["low"] = pending.ohlc
         # NaN (not enough history) is stored as NULL by the store's Arrow insert
         row.update(pending.market)  # MarketState's features: MARKET_FEATURES, in order (checked below)
         if not self.config.include_sentiment:

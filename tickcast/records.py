@@ -272,8 +272,28 @@ def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, 
     }
 
 
+_TRADING_COMMANDS = ("halt", "resume", "flatten", "reset_drawdown")
+
+
 def _control(obj: dict[str, Any]) -> dict[str, Any]:
     action = obj["_control"]
     if action == "enable_provider":
         return {"action": action, "provider": _name(obj, "provider", _PROVIDER_RE)}
-    raise _Invalid(f"unknown control action {action!r}; expected 'enable_provider'")
+    if action == "trading":
+        return _trading_control(obj)
+    raise _Invalid(f"unknown control action {action!r}; expected 'enable_provider' or 'trading'")
+
+
+def _trading_control(obj: dict[str, Any]) -> dict[str, Any]:
+    """An admin command for the trading stage (dataflows/trading): halt, resume, flatten, reset_drawdown."""
+    command = obj.get("command")
+    if command not in _TRADING_COMMANDS:
+        raise _Invalid(f"'command' must be one of {', '.join(_TRADING_COMMANDS)}, got {command!r}")
+    rid = _field(obj, "id")
+    if not isinstance(rid, str) or not 0 < len(rid) <= 128:
+        raise _Invalid(f"'id' must be a non-empty string of at most 128 characters, got {rid!r}")
+    texts = {k: obj.get(k) or "" for k in ("by", "reason")}
+    for key, value in texts.items():
+        if not isinstance(value, str) or len(value) > 500:
+            raise _Invalid(f"'{key}' must be a string of at most 500 characters, got {value!r}")
+    return {"action": "trading", "command": command, "id": rid, "at": _int_ms(obj, "at"), **texts}
