@@ -641,3 +641,25 @@ class Engine:
                     0,
                 )
             )
+
+
+def replay_sorted(
+    cfg: TradingConfig, bars: list[TradeBar], controls: list[TradeControl] = (), out: TradingOut | None = None
+) -> TradingOut:
+    """The engine over bars already in event-time order (a backtest in memory): each candle time
+    in turn, each control before the first candle time after it."""
+    engine, out = Engine(cfg), out or TradingOut()
+    pending = sorted(controls, key=lambda c: (c.at, c.id))
+    i, n = 0, len(bars)
+    while i < n:
+        t = bars[i].close_time
+        j = i
+        while j < n and bars[j].close_time == t:
+            j += 1
+        while pending and pending[0].at < t:
+            engine.apply_control(pending.pop(0), out)
+        engine.step(t, sorted(bars[i:j], key=lambda b: b.symbol), out)
+        i = j
+    for control in pending:
+        engine.apply_control(control, out)
+    return out
