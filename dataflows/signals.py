@@ -33,6 +33,7 @@ from dataflows.outputs import flat_pieces, rows_in
 from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, LiveGate, StoreSink
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
+from dataflows.trading.exchange import ExchangeSink, adapter_from_settings, announce, resolve_gate
 from dataflows.trading.stage import StageConfig, TradingLogic
 from tickcast.bus import EventBus, IdClock
 from tickcast.settings import Settings
@@ -167,19 +168,30 @@ def build_flow(
                 op.filter("trade_items", model_out, _tag("trade")),
                 op.filter("trading_controls", split.falses, _tag("trading_control")),
             )
+            gate = resolve_gate(settings) if options.live else None  # SettingsError: start-up refuses
+            if gate is not None:
+                announce(gate)
             stage_cfg = StageConfig.from_settings(
                 settings,
                 live=options.live,
                 publish=options.publish_events,
                 recovery=options.recovery,
                 account=options.trading_account,
+                exchange=gate is not None and gate.sends_orders,
             )
             trading_out = op.stateful_batch(
                 "trading",
                 op.key_on("key_trading", trade_in, lambda _: "trading"),
                 busy(lambda s: TradingLogic(stage_cfg, s)),
             )
-            outputs.append(op.key_rm("trading_out", trading_out))
+            trading_items = op.key_rm("trading_out", trading_out)
+            outputs.append(trading_items)
+            if stage_cfg.exchange:
+                adapter = adapter_from_settings(settings, gate)
+                log.warning("exchange account check: %s", adapter.check())  # fails start-up when unreachable
+                op.output(
+                    "exchange", op.filter("exchange_orders", trading_items, _tag("exchange")), ExchangeSink(adapter)
+                )
     everything = op.merge("all_outputs", *outputs)
 
     # ClickHouse: (table, row) batched per table, at most TICKCAST_WRITE_FLUSH_MS old; the

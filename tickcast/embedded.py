@@ -170,6 +170,7 @@ def make_job_center(
     jobs.register("recalibrate", recalibrate_job(settings, store))
     jobs.register("labeler", labeler_job(settings, store))
     jobs.register("backfill", backfill_job(settings, store))
+    jobs.register("backtest", backtest_job(settings, store))
     return jobs
 
 
@@ -187,6 +188,29 @@ def backfill_job(
         progress(0.05, f"replaying {len(inputs)} input(s)")
         summary = run_replay(settings, inputs=inputs, store=store, progress=False)
         return {"summary": summary}
+
+    return run
+
+
+def backtest_job(
+    settings: Settings, store: Store
+) -> Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any]]:
+    """`tickcast backtest` of the stored rows inside the running process (the report lands in
+    `backtest_reports`, served by GET /api/trading/backtest)."""
+
+    def run(params: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+        from tickcast.backtest import run_backtest
+
+        progress(0.05, "replaying the stored candles and predictions through the trading stage")
+        doc = run_backtest(
+            settings,
+            store=store,
+            account=str(params.get("account") or "backtest"),
+            with_ablation=bool(params.get("ablation", True)),
+            progress=False,
+            say=lambda message: progress(0.5, message),
+        )
+        return {"report_id": doc["report_id"], "total_return": doc["report"]["total_return"]}
 
     return run
 

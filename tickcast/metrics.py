@@ -177,3 +177,6 @@ TRADING_FEED_AGE = Gauge("trading_feed_age_seconds", "Wall seconds since the tra
 TRADING_ORDER_OVERFLOWS = Counter(
     "trading_order_overflows", "Candle times released early because the ordering buffer was full"
 )
+TRADING_EXCHANGE_ORDERS = Counter(
+    "trading_exchange_orders", "Orders sent to the exchange (testnet/live mode), by mode and answer", ["mode", "status"]
+)

@@ -51,10 +51,18 @@ class StageConfig:
     publish_live: bool = True
     recovery: bool = True
     heartbeat_s: float | None = 10.0  # None: no heartbeat (replays, or INFERENCE_AUTO_LOOP_ENABLED=false)
+    exchange: bool = False  # testnet/live mode: also hand new orders on as ("exchange", [OrderRecord, ...])
 
     @classmethod
     def from_settings(
-        cls, s: Settings, *, live: bool, publish: bool = True, recovery: bool = True, account: str | None = None
+        cls,
+        s: Settings,
+        *,
+        live: bool,
+        publish: bool = True,
+        recovery: bool = True,
+        account: str | None = None,
+        exchange: bool = False,
     ) -> StageConfig:
         return cls(
             trading=TradingConfig.from_settings(s, account=account),
@@ -64,6 +72,7 @@ class StageConfig:
             publish_live=live and publish,
             recovery=recovery,
             heartbeat_s=s.auto_loop_interval_s if live and s.INFERENCE_AUTO_LOOP_ENABLED else None,
+            exchange=exchange and live,
         )
 
 
@@ -160,6 +169,10 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
             for r in result.risk:
                 data = {"kind": "risk", **r.row(), "details": orjson.loads(r.details)}
                 out.append(("event", STREAM, data, r.symbol or None, r.ts))
+        if self.config.exchange:
+            new = [o for o in result.orders if o.status == "pending"]
+            if new:
+                out.append(("exchange", new))
         for r in result.risk:
             if r.kind in ("trip", "control") or r.guard == "ordering":
                 log.warning("trading %s %s: %s", r.guard, r.kind, r.reason)
