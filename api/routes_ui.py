@@ -26,6 +26,7 @@ from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
 from api.validation import Param, parse_query, spec
 from tickcast.records import INTERVAL_MS
+from tickcast.settings import parse_duration_ms
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 FEATURE_COLUMNS = (
@@ -186,6 +187,15 @@ async def ui_config(request: Request) -> Response:
                 "min_train_samples": s.MIN_TRAIN_SAMPLES,
             },
             "labeler": {"min_age": s.LABELER_MIN_AGE_SEC, "limit": s.LABELER_LIMIT, "force": True},
+            "trading": {
+                "enabled": s.TRADING_ENABLED,
+                "account": s.TRADING_ACCOUNT,
+                "interval": s.TRADING_INTERVAL,
+                "entry": s.TRADING_ENTRY_THRESHOLD,
+                "exit": s.TRADING_EXIT_THRESHOLD,
+                "starting_equity": s.RISK_STARTING_EQUITY,
+                "auto_loop_interval_ms": parse_duration_ms(s.VITE_INFERENCE_AUTO_LOOP_INTERVAL),
+            },
             "sse": {
                 "retry_ms": s.SSE_RETRY_MS,
                 "keepalive_s": s.SSE_KEEPALIVE_SECONDS,

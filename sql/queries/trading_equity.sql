@@ -1,7 +1,7 @@
 -- The equity curve of an account (symbol '' = the portfolio) in [start, end): the last row of
 -- every `step_ms` bucket (0 = every row), oldest first, at most `limit` points (the newest).
-SELECT * FROM (
-    SELECT toUnixTimestamp64Milli(max(ts)) AS ts, argMax(equity, ts) AS equity, argMax(cash, ts) AS cash,
+SELECT * EXCEPT (last_ms), last_ms AS ts FROM (
+    SELECT toUnixTimestamp64Milli(max(ts)) AS last_ms, argMax(equity, ts) AS equity, argMax(cash, ts) AS cash,
            argMax(drawdown, ts) AS drawdown, argMax(peak_equity, ts) AS peak_equity,
            argMax(exposure, ts) AS exposure, argMax(unrealized_pnl, ts) AS unrealized_pnl,
            argMax(realized_pnl, ts) AS realized_pnl, argMax(fees, ts) AS fees,
@@ -11,7 +11,7 @@ SELECT * FROM (
     WHERE account = {account:String} AND symbol = {symbol:String}
       AND ts >= fromUnixTimestamp64Milli({start:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({end:Int64}, 'UTC')
     GROUP BY if({step_ms:Int64} > 0, intDiv(toUnixTimestamp64Milli(ts), {step_ms:Int64}), toUnixTimestamp64Milli(ts))
-    ORDER BY ts DESC
+    ORDER BY last_ms DESC
     LIMIT {limit:UInt32}
 )
-ORDER BY ts
+ORDER BY last_ms

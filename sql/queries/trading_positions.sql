@@ -6,7 +6,7 @@ SELECT p.symbol AS symbol, toUnixTimestamp64Milli(p.opened_at) AS opened_at, p.s
        p.exit_reason AS exit_reason, p.realized_pnl AS realized_pnl, p.fees AS fees,
        if(p.status = 'open', m.mark_price, p.exit_price) AS mark_price,
        if(p.status = 'open', m.unrealized_pnl, 0) AS unrealized_pnl,
-       if(p.status = 'open', toUnixTimestamp64Milli(m.ts), NULL) AS marked_at
+       if(p.status = 'open', toUnixTimestamp64Milli(m.mark_ts), NULL) AS marked_at
 FROM (
     SELECT * FROM {db}.positions FINAL
     WHERE account = {account:String} AND ({symbol:String} = '' OR symbol = {symbol:String})
@@ -15,7 +15,7 @@ FROM (
     LIMIT {limit:UInt32}
 ) AS p
 LEFT JOIN (
-    SELECT symbol, argMax(mark_price, ts) AS mark_price, argMax(unrealized_pnl, ts) AS unrealized_pnl, max(ts) AS ts
+    SELECT symbol, argMax(mark_price, ts) AS mark_price, argMax(unrealized_pnl, ts) AS unrealized_pnl, max(ts) AS mark_ts
     FROM {db}.equity FINAL
     WHERE account = {account:String} AND symbol != '' AND position_qty != 0
     GROUP BY symbol

@@ -261,16 +261,21 @@ def test_file_replays_at_other_batch_sizes_give_identical_trading_rows(world: di
     for batch in (61, 50_000):
         other = fresh(chdb_dir, f"b{batch}")
         world["stores"].append(other)
-        import time as _t
-
-        _s = _t.time()
         run(other, world["records"], world["settings"], batch)
-        print("DEBUGTIME", batch, _t.time() - _s)
         q = "SELECT symbol, toUnixTimestamp64Milli(close_time) t, prob FROM {db}.predictions FINAL ORDER BY symbol, t"
         pa_, pb_ = world["live"].df(q), other.df(q)
         fq = "SELECT * EXCEPT (close_time), toUnixTimestamp64Milli(close_time) t FROM {db}.features FINAL ORDER BY symbol, t"
         fa, fb = world["live"].df(fq), other.df(fq)
-        print("DEBUG preds", len(pa_), len(pb_), (pa_.prob != pb_.prob).sum(), "features", len(fa), len(fb), (~((fa == fb) | (fa.isna() & fb.isna()))).sum().to_dict())
+        print(
+            "DEBUG preds",
+            len(pa_),
+            len(pb_),
+            (pa_.prob != pb_.prob).sum(),
+            "features",
+            len(fa),
+            len(fb),
+            (~((fa == fb) | (fa.isna() & fb.isna()))).sum().to_dict(),
+        )
         for table in TRADING_TABLES:
             a = account_rows(world["live"], table, "paper")
             b = account_rows(other, table, "paper")
