@@ -85,7 +85,9 @@ def test_sigkill_during_a_kafka_replay_with_trading_then_resume_gives_the_uninte
     seen, buffer = 0, b""
     os.set_blocking(first.stdout.fileno(), False)
     deadline = time.time() + 600
-    while time.time() < deadline and first.poll() is None and seen < 0.3 * len(records):
+    while (
+        time.time() < deadline and first.poll() is None and seen < 0.12 * len(records)
+    ):  # the bar counts one partition (issue 15 item 4)
         buffer = (buffer + (first.stdout.read() or b""))[-4096:]
         counts = re.findall(rb"replay: (\d+)rec", buffer)
         seen = int(counts[-1]) if counts else seen
@@ -111,5 +113,6 @@ def test_sigkill_during_a_kafka_replay_with_trading_then_resume_gives_the_uninte
     n_equity = len([r for r in want["equity"] if r["symbol"] == ""])
     assert 0 < int(partial) < n_equity  # the crash happened mid-way
     assert len(want["fills"]) > 50 and {r["kind"] for r in want["risk_events"]} >= {"trip", "refusal"}
+    assert not [r for r in want["risk_events"] if r["guard"] == "ordering"]  # no candle reached trading late
     assert trading_rows(f"chdb://{tmp_path / 'killed'}") == want
     assert trading_rows(f"chdb://{tmp_path / 'files'}") == want
