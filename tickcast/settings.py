@@ -196,6 +196,7 @@ class Settings(BaseSettings):
     VITE_SEVERE_LAG_MULT: Annotated[float, Field(ge=1)] = 3.0
     VITE_DRIFT_WINDOW_DEFAULT: Annotated[int, Field(ge=2)] | None = None
     VITE_DRIFT_Z_THRESHOLD_DEFAULT: Annotated[float, Field(gt=0)] | None = None
+    VITE_USE_MOCKS: bool = False  # seed UI hint; accepted, the dashboard always reads the real API
     VITE_INFERENCE_AUTO_LOOP_INTERVAL: Duration = "5s"  # how often the Trading page refreshes (served in ms)
 
     # --- trading (seed 000 environment section; docs/design.md §11) --------------------------
