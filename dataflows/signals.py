@@ -168,16 +168,16 @@ def build_flow(
                 op.filter("trade_items", model_out, _tag("trade")),
                 op.filter("trading_controls", split.falses, _tag("trading_control")),
             )
-            gate = resolve_gate(settings) if options.live else None  # SettingsError: start-up refuses
-            if gate is not None:
-                announce(gate)
+            exchange_gate = resolve_gate(settings) if options.live else None  # SettingsError: start-up refuses
+            if exchange_gate is not None:
+                announce(exchange_gate)
             stage_cfg = StageConfig.from_settings(
                 settings,
                 live=options.live,
                 publish=options.publish_events,
                 recovery=options.recovery,
                 account=options.trading_account,
-                exchange=gate is not None and gate.sends_orders,
+                exchange=exchange_gate is not None and exchange_gate.sends_orders,
             )
             trading_out = op.stateful_batch(
                 "trading",
@@ -187,7 +187,7 @@ def build_flow(
             trading_items = op.key_rm("trading_out", trading_out)
             outputs.append(trading_items)
             if stage_cfg.exchange:
-                adapter = adapter_from_settings(settings, gate)
+                adapter = adapter_from_settings(settings, exchange_gate)
                 log.warning("exchange account check: %s", adapter.check())  # fails start-up when unreachable
                 op.output(
                     "exchange", op.filter("exchange_orders", trading_items, _tag("exchange")), ExchangeSink(adapter)

@@ -37,7 +37,6 @@ from dataflows.trading.items import (
     RiskRecord,
     TradeBar,
     TradeControl,
-    event_id,
 )
 from dataflows.trading.portfolio import Portfolio, Position
 from dataflows.trading.sizing import TradeStats, entry_notional
@@ -94,6 +93,22 @@ class TradingOut:
         return bool(self.orders or self.fills or self.positions or self.equity or self.risk)
 
 
+@dataclass
+class _Book:
+    """What entries in one step's decisions share: the close's equity, the pending entries
+    (count, cash they reserve); kept up to date as entries are added."""
+
+    equity: float
+    entries: int
+    reserved: float
+
+    @classmethod
+    def of(cls, engine: Engine) -> _Book:
+        pending = [o for o in engine.state.pending.values() if o.intent == "entry"]
+        reserved = sum(o.notional * (1.0 + engine.cfg.fee_taker) for o in pending if o.side > 0)
+        return cls(engine.state.portfolio.equity(), len(pending), reserved)
+
+
 def new_state(cfg: TradingConfig) -> EngineState:
     return EngineState(Portfolio(cfg.starting_equity), Guards(peak_equity=cfg.starting_equity))
 
@@ -126,8 +141,9 @@ class Engine:
         self._evaluate(t, out, "close")
         if self.state.guards.drawdown.active and self.cfg.drawdown_flatten:
             self._flatten(t, "drawdown", out)
+        book = _Book.of(self)
         for bar in bars:  # 5. decisions
-            self._decide(bar, out)
+            self._decide(bar, out, book)
         st.clock = max(st.clock, t)
         self._equity_rows(t, touched, out)
 
@@ -330,7 +346,7 @@ class Engine:
             )
         )
 
-    def _decide(self, bar: TradeBar, out: TradingOut) -> None:
+    def _decide(self, bar: TradeBar, out: TradingOut, book: _Book) -> None:
         cfg, st = self.cfg, self.state
         symbol = bar.symbol
         if symbol in st.pending:
@@ -350,11 +366,11 @@ class Engine:
             return
         side = strategy.entry_side(bar.prob, cfg)
         if side:
-            self._new_entry(bar, side, out)
+            self._new_entry(bar, side, out, book)
 
-    def _new_entry(self, bar: TradeBar, side: int, out: TradingOut) -> None:
+    def _new_entry(self, bar: TradeBar, side: int, out: TradingOut, book: _Book) -> None:
         cfg, st, pf = self.cfg, self.state, self.state.portfolio
-        equity = pf.equity()
+        equity = book.equity  # decisions move no price and no cash: the close's equity
         p_win = bar.prob if side > 0 else 1.0 - bar.prob
         notional = entry_notional(cfg, p_win, equity, st.stats)
         order = PendingOrder(
@@ -369,8 +385,7 @@ class Engine:
             bar.model_version,
             bar.prob,
         )
-        pending_entries = [o for o in st.pending.values() if o.intent == "entry"]
-        reserved = sum(o.notional * (1.0 + cfg.fee_taker) for o in pending_entries if o.side > 0)
+        n_entries, reserved = book.entries, book.reserved
         limit_value: float
         blocking = st.guards.blocking()
         if blocking is not None:
@@ -382,10 +397,10 @@ class Engine:
         elif notional <= 0:
             cause, value, limit_value = "sizing", notional, 0.0
             detail = f"Kelly sizing found no edge at p={bar.prob:.4f}"
-        elif len(pf.positions) + len(pending_entries) >= cfg.max_concurrent:
+        elif len(pf.positions) + n_entries >= cfg.max_concurrent:
             cause, value, limit_value = (
                 "concurrency",
-                float(len(pf.positions) + len(pending_entries)),
+                float(len(pf.positions) + n_entries),
                 cfg.max_concurrent,
             )
             detail = f"{int(value)} positions open or pending (RISK_MAX_CONCURRENT_POSITIONS={cfg.max_concurrent})"
@@ -399,6 +414,9 @@ class Engine:
             detail = f"needs {notional:.2f} + fee, {pf.cash - reserved:.2f} cash is free"
         else:
             st.pending[bar.symbol] = order
+            book.entries += 1
+            if side > 0:
+                book.reserved += notional * (1.0 + cfg.fee_taker)
             self._order(order, "pending", "", bar.close_time, out, qty=0.0)
             return
         self._order(order, "refused", cause, bar.close_time, out, qty=0.0)
@@ -583,7 +601,7 @@ class Engine:
                 state,
                 reason,
                 text,
-                event_id(self.cfg.account, t, guard, kind, symbol, reason, text),
+                f"{kind}|{symbol}|{value!r}|{(details or {}).get('id', '')}",
             )
         )
 

@@ -99,6 +99,7 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
         self._last_step_wall = time.time()
         self._next_beat = time.time()
         self._stale_logged = False
+        self._due = bool(self.order.state.buffer or self.order.state.controls)  # live: work left to do
 
     def snapshot(self) -> bytes | None:
         return freeze(StageState(self.order.state, self.engine.state), enabled=self.config.recovery)
@@ -114,11 +115,17 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
                         self.engine.late_bar(bar, result)
             else:  # "trading_control"
                 self.order.add_control(control_from_record(payload))
+        if self.config.timeout_s is not None:
+            # Live: trade in the next activation (notify_at = now), which Bytewax runs after the
+            # steps downstream of the model stage: the predictions' events go out first.
+            self._due = True
+            return [], StatefulBatchLogic.RETAIN
         self._run(self.order.release(now), result)
         return self._emit(result), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
         now = time.time()
+        self._due = False
         result = TradingOut()
         self._run(self.order.release(now), result)
         items = self._emit(result)
@@ -133,6 +140,8 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
         return self._emit(result), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        if self._due:
+            return datetime.now(UTC)
         times = [t for t in (self.order.deadline(), self._beat_due()) if t is not None]
         return datetime.fromtimestamp(min(times), tz=UTC) if times else None
 
