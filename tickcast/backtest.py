@@ -320,6 +320,7 @@ def run_backtest(
     model_version: str | None = None,
     with_ablation: bool = True,
     out_path: Path | None = None,
+    out_dir: Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -392,6 +393,9 @@ def run_backtest(
             }
         ],
     )
+    if out_path is None and out_dir is not None:
+        out_path = out_dir / f"{doc['report_id']}.json"
+    doc["written_to"] = str(out_path) if out_path is not None else None
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2))

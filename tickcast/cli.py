@@ -518,7 +518,12 @@ def labeler(store_url: str | None, min_age: int | None, limit: int | None, force
 @click.option("--live-account", help="account to compare with and read admin controls from [default TRADING_ACCOUNT]")
 @click.option("--model-version", help="stored rows: use this model's predictions where a candle has several")
 @click.option("--no-ablation", is_flag=True, help="skip the with/without-sentiment comparison")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="also write the report here")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the JSON report here [default var/backtests/<report id>.json]",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
 @click.option("--no-progress", is_flag=True)
 def backtest(
@@ -556,12 +561,14 @@ def backtest(
             model_version=model_version,
             with_ablation=not no_ablation,
             out_path=out_path,
+            out_dir=Path("var/backtests"),
             progress=not no_progress,
             say=lambda m: click.echo(m, err=True),
         )
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(doc, indent=2, default=str) if as_json else render(doc))
+    click.echo(f"report written to {doc['written_to']} (and served by GET /api/trading/backtest)", err=True)
 
 
 api_option = click.option("--api", "api_url", metavar="URL", help="running API [default http://TICKCAST_API_HOST:PORT]")

@@ -173,3 +173,24 @@ def test_ui_config_serves_the_auto_loop_interval(server) -> None:
         cfg = c.get("/api/ui-config").json()
     assert cfg["trading"]["auto_loop_interval_ms"] == 5_000
     assert cfg["trading"]["entry"] == 0.55
+
+
+def test_cli_kill_switch_and_status_talk_to_the_running_api(server, traded) -> None:
+    from click.testing import CliRunner
+
+    from tickcast.cli import main
+
+    server.ingested.clear()
+    runner = CliRunner()
+    env = {"API_KEYS": "test-key-1"}
+    asked = runner.invoke(
+        main, ["trading", "halt", "--api", server.base, "--reason", "cli drill"], env=env, input="n\n"
+    )
+    assert asked.exit_code != 0 and "no new entries until resumed" in asked.output and not server.ingested
+    done = runner.invoke(main, ["trading", "halt", "--api", server.base, "--reason", "cli drill", "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    assert [r["command"] for r in server.ingested] == ["halt"] and server.ingested[0]["reason"] == "cli drill"
+    status = runner.invoke(main, ["trading", "status", "--api", server.base], env=env)
+    assert status.exit_code == 0 and "kill_switch" in status.output and "equity 10040.00" in status.output
+    wrong_key = runner.invoke(main, ["trading", "resume", "--api", server.base, "--yes"], env={"API_KEYS": "nope"})
+    assert wrong_key.exit_code != 0 and "403" in wrong_key.output
