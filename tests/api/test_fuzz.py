@@ -42,7 +42,7 @@ def test_openapi_describes_every_route(server) -> None:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_errors(server, mode: GenerationMode) -> None:
-    for kind in ("train", "recalibrate", "labeler", "backfill"):
+    for kind in ("train", "recalibrate", "labeler", "backfill", "backtest"):
         server.ctx.jobs.register(kind, lambda params, progress: {"ok": True})
     failures: list[str] = []
     ops = _operations(server)
