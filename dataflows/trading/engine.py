@@ -373,18 +373,6 @@ class Engine:
         equity = book.equity  # decisions move no price and no cash: the close's equity
         p_win = bar.prob if side > 0 else 1.0 - bar.prob
         notional = entry_notional(cfg, p_win, equity, st.stats)
-        order = PendingOrder(
-            bar.symbol,
-            "entry",
-            side,
-            "entry",
-            bar.close_time,
-            bar.close,
-            notional,
-            bar.atr,
-            bar.model_version,
-            bar.prob,
-        )
         n_entries, reserved = book.entries, book.reserved
         limit_value: float
         blocking = st.guards.blocking()
@@ -413,13 +401,25 @@ class Engine:
             cause, value, limit_value = "cash", notional, pf.cash - reserved
             detail = f"needs {notional:.2f} + fee, {pf.cash - reserved:.2f} cash is free"
         else:
+            order = PendingOrder(
+                bar.symbol,
+                "entry",
+                side,
+                "entry",
+                bar.close_time,
+                bar.close,
+                notional,
+                bar.atr,
+                bar.model_version,
+                bar.prob,
+            )
             st.pending[bar.symbol] = order
             book.entries += 1
             if side > 0:
                 book.reserved += notional * (1.0 + cfg.fee_taker)
             self._order(order, "pending", "", bar.close_time, out, qty=0.0)
             return
-        self._order(order, "refused", cause, bar.close_time, out, qty=0.0)
+        # refused before it was placed: no order, a risk_events row (and a counted cause)
         self._refusal(out, bar.close_time, cause, bar.symbol, value, limit_value, detail)
 
     def _new_exit(
@@ -588,7 +588,7 @@ class Engine:
     ) -> None:
         if kind == "trip":
             out.trips[guard] += 1
-        text = orjson.dumps(details or {}).decode()
+        text = orjson.dumps(details).decode() if details else "{}"
         out.risk.append(
             RiskRecord(
                 self.cfg.account,

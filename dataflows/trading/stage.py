@@ -175,9 +175,21 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
             for r in result.equity:
                 if r.symbol == "":
                     out.append(("event", STREAM, {"kind": "equity", **r.row()}, None, r.ts))
+            refused: list[Any] = []
             for r in result.risk:
+                if r.kind == "refusal":  # one event for an activation's refusals (hundreds in a burst)
+                    refused.append(r)
+                    continue
                 data = {"kind": "risk", **r.row(), "details": orjson.loads(r.details)}
                 out.append(("event", STREAM, data, r.symbol or None, r.ts))
+            if refused:
+                data = {
+                    "kind": "refusals",
+                    "counts": dict(result.refusals),
+                    "ts": refused[-1].ts,
+                    "latest": [{"symbol": r.symbol, "guard": r.guard, "ts": r.ts} for r in refused[-20:]],
+                }
+                out.append(("event", STREAM, data, None, refused[-1].ts))
         if self.config.exchange:
             new = [o for o in result.orders if o.status == "pending"]
             if new:

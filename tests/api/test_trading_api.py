@@ -61,8 +61,9 @@ def test_positions_with_marks(server, traded) -> None:
 def test_orders_fills_and_refusals(server, traded) -> None:
     with server.client() as c:
         orders = c.get("/api/trading/orders").json()["orders"]
-        refused = [o for o in orders if o["status"] == "refused"]
-        assert [(o["symbol"], o["cause"]) for o in refused] == [("CCC", "concurrency")]
+        assert {o["symbol"] for o in orders} == {"AAA", "BBB"}  # CCC's entry was refused before it was placed
+        refused = c.get("/api/trading/risk-events", params={"guard": "concurrency"}).json()["events"]
+        assert [(e["symbol"], e["kind"], e["threshold"]) for e in refused] == [("CCC", "refusal", 2.0)]
         fills = c.get("/api/trading/fills", params={"symbol": "BBB"}).json()["fills"]
         assert [(f["side"], f["reason"], f["price"]) for f in fills] == [("sell", "exit", 98), ("buy", "entry", 100)]
         assert fills[0]["decision_time"] == T0 + MIN and fills[0]["realized_pnl"] == pytest.approx(-20)
