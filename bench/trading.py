@@ -8,6 +8,9 @@ Parts (all by default):
   inference by the baseline, which trades here: TRADING_TRADE_BASELINE=true) with the stage
   off and on, alternately; median wall time and the ratio. (`bench/sentiment.py` replays ticks
   without the model stage, so its flow has no trading stage at all: nothing to compare there.)
+- **critical-path**: the inference burst in this process, timing when the trading stage runs
+  relative to the predictions' publication (its live work is deferred to the activation after
+  them): the part of the stage's time that lands before the predictions, and its total time.
 - **backtest**: `tickcast backtest` from stored rows over `--days` × `--symbols` 1-minute
   candles (synthetic candles, ATR and predictions written straight into a fresh store), with
   its throughput.
@@ -60,6 +63,57 @@ def inference(rounds: int) -> None:
     print("| | stage off | stage on | on / off |\n|---|---:|---:|---:|")
     print(f"| candle close -> prediction, p50 | {off[0]:.1f} ms | {on[0]:.1f} ms | {on[0] / off[0]:.2f} |")
     print(f"| candle close -> prediction, p99 | {off[1]:.1f} ms | {on[1]:.1f} ms | {on[1] / off[1]:.2f} |")
+
+
+def critical_path(bursts: int) -> None:
+    """Run bench/inference.py here, recording the trading stage's activations and each burst's
+    prediction publication on one clock."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import inference as inf
+
+    import dataflows.trading.stage as stage
+
+    marks: list[tuple[str, float, float]] = []
+
+    def timed(name: str, fn):  # noqa: ANN001, ANN202
+        def wrapper(self, *args):  # noqa: ANN001, ANN202
+            t0 = time.perf_counter()
+            result = fn(self, *args)
+            marks.append((name, t0, time.perf_counter()))
+            return result
+
+        return wrapper
+
+    stage.TradingLogic.on_batch = timed("batch", stage.TradingLogic.on_batch)
+    stage.TradingLogic.on_notify = timed("notify", stage.TradingLogic.on_notify)
+    publish = inf.Recorder.publish_many
+
+    def published(self, events):  # noqa: ANN001, ANN202
+        events = list(events)
+        if any(e.stream == "predictions" for e in events):
+            t = time.perf_counter()
+            marks.append(("predictions", t, t))
+        return publish(self, events)
+
+    inf.Recorder.publish_many = published
+    argv, sys.argv = sys.argv, ["inference.py", "--bursts", str(bursts)]
+    try:
+        inf.main()
+    finally:
+        sys.argv = argv
+    before, total, after_gap = [], [], []
+    pubs = [a for name, a, _ in marks if name == "predictions"]
+    for t_pub in pubs[-bursts:]:
+        window = [(n, a, b) for n, a, b in marks if n != "predictions" and t_pub - 1.0 < a < t_pub + 1.0]
+        before.append(sum(b - a for n, a, b in window if b <= t_pub) * 1000)
+        total.append(sum(b - a for n, a, b in window) * 1000)
+        later = [a for n, a, b in window if n == "notify" and a >= t_pub]
+        after_gap.append((min(later) - t_pub) * 1000 if later else float("nan"))
+    print(f"\n# trading stage vs the predictions of {bursts} 1,000-symbol bursts (medians)")
+    print("| | ms |\n|---|---:|")
+    print(f"| stage time before the predictions are published | {statistics.median(before):.2f} |")
+    print(f"| stage time per burst, total | {statistics.median(total):.2f} |")
+    print(f"| the trading work starts after the publication by | {statistics.median(after_gap):.1f} |")
 
 
 def replay(rounds: int, symbols: int, hours: float) -> None:
@@ -201,14 +255,16 @@ def backtest(days: int, symbols: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("inference", "replay", "backtest"), action="append")
+    parser.add_argument("--part", choices=("inference", "critical-path", "replay", "backtest"), action="append")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--replay-symbols", type=int, default=20)
     parser.add_argument("--replay-hours", type=float, default=24.0)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--symbols", type=int, default=100)
     args = parser.parse_args()
-    parts = args.part or ["inference", "replay", "backtest"]
+    parts = args.part or ["critical-path", "inference", "replay", "backtest"]
+    if "critical-path" in parts:
+        critical_path(15)
     if "backtest" in parts:
         backtest(args.days, args.symbols)
     if "replay" in parts:

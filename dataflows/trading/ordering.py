@@ -13,6 +13,9 @@ more bar of time <= T will come. The rule:
   delivering, or live: one marked absent by a timeout until it delivers again).
 - T is ready when every waited-for symbol has `last[s] >= T`. Ready times are released
   in increasing order, each with all its bars (sorted by symbol).
+- At the start (nothing released yet) the first release also waits until the frontier is
+  `join_ms` (the warm-up span, TRADING_WARMUP_CANDLES candles) past the oldest buffered time:
+  the first symbol to deliver does not define the first candle time alone.
 - A control with event time `at` is applied before the first released T > at; one with
   `at <= R` (R = the newest released time) is applied at once, after R.
 - Live only: the oldest buffered time is released after `timeout_s` of wall clock since
@@ -56,9 +59,16 @@ class OrderState:
 
 class EventTimeOrder:
     def __init__(
-        self, idle_ms: int, *, timeout_s: float | None, max_items: int, state: OrderState | None = None
+        self,
+        idle_ms: int,
+        *,
+        timeout_s: float | None,
+        max_items: int,
+        join_ms: int = 0,
+        state: OrderState | None = None,
     ) -> None:
         self.idle_ms = idle_ms
+        self.join_ms = join_ms
         self.timeout_s = timeout_s
         self.max_items = max_items
         self.state = state or OrderState()
@@ -92,7 +102,7 @@ class EventTimeOrder:
         st = self.state
         while st.buffer:
             oldest = min(st.buffer)
-            if oldest <= self._bound():
+            if oldest <= self._bound() and not self._starting(oldest):
                 self._emit(oldest, out)
             elif st.count > self.max_items:
                 st.overflows += 1
@@ -124,6 +134,11 @@ class EventTimeOrder:
         return self.state.count
 
     # --- internals ----------------------------------------------------------------------------
+    def _starting(self, oldest: int) -> bool:
+        """Before the first release: hold until the input reaches `join_ms` past the oldest time,
+        so the symbols whose first candles arrive a little later are known (and waited for)."""
+        return self.state.released < 0 and max(self.state.last.values()) - oldest < self.join_ms
+
     def _bound(self) -> int:
         """The newest time every waited-for symbol has delivered."""
         last = self.state.last

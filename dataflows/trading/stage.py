@@ -94,7 +94,11 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
         st: StageState = thaw(state) or StageState()
         self.engine = Engine(config.trading, st.engine or new_state(config.trading))
         self.order = EventTimeOrder(
-            config.idle_ms, timeout_s=config.timeout_s, max_items=config.max_items, state=st.order
+            config.idle_ms,
+            timeout_s=config.timeout_s,
+            max_items=config.max_items,
+            join_ms=config.trading.warmup_candles * config.trading.interval_ms,
+            state=st.order,
         )
         self._last_step_wall = time.time()
         self._next_beat = time.time()
