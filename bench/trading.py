@@ -139,7 +139,8 @@ def replay(rounds: int, symbols: int, hours: float) -> None:
             store.migrate()
             flow = build_flow(
                 settings,
-                [FileReplaySource([work / "sim"], batch_size=settings.TICKCAST_REPLAY_BATCH)],
+                # 5,000: larger batches hit the model stage's calibration cost of issue 15 item 3
+                [FileReplaySource([work / "sim"], batch_size=5_000)],
                 store_factory=lambda: store,
                 options=FlowOptions(live=False, publish_events=False, with_trading=trading),
             )
