@@ -345,7 +345,10 @@ def run_backtest(
         say(summary)
         n_bars = int(
             store.scalar(
-                "SELECT count() FROM {db}.equity FINAL WHERE account = {a:String} AND symbol = ''", {"a": account}
+                "SELECT count() FROM {db}.candles FINAL WHERE interval = {i:String} AND close_time BETWEEN "
+                "(SELECT min(ts) FROM {db}.equity WHERE account = {a:String} AND symbol = '') AND "
+                "(SELECT max(ts) FROM {db}.equity WHERE account = {a:String} AND symbol = '')",
+                {"a": account, "i": settings.TRADING_INTERVAL},
             )
             or 0
         )
