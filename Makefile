@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench clean
+.PHONY: up test lint bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/inference.py
 	$(VENV)/bin/python bench/sentiment.py
 	$(VENV)/bin/python bench/api.py
+
+# Pathway, Quix Streams and naive Bytewax beside tickcast (docs/benchmarks.md); a venv of its own,
+# because Pathway and Quix Streams pin older pyarrow / confluent-kafka than .venv has.
+bench-peers:
+	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install --quiet -e ".[peers]"
+	.venv-peers/bin/python bench/peers.py
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

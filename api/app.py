@@ -9,6 +9,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -27,29 +29,55 @@ from api import (
 from api.auth import HEADER, QUERY
 from api.context import AppContext, blocking, get_ctx
 from api.errors import EXCEPTION_HANDLERS, JSONResponse
+from api.schemas import BOOL, ERROR, STR, Schema, enum, free_object, nullable, obj
 from api.validation import Spec, spec
 
 log = logging.getLogger(__name__)
-_ERROR_SCHEMA: dict[str, Any] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+
+HEALTH = obj(
+    {
+        "status": enum("ok", "degraded"),
+        "store": BOOL,
+        "flow": BOOL,
+        "broker": nullable(BOOL),
+        "store_writes": nullable(BOOL),  # null where this process writes nothing (an API replica)
+        "error": STR,
+        "failing": {"type": "array", "items": STR},
+    },
+    optional=["error", "failing"],
+    closed=False,  # parts may be added; each is true/false/null
+)
 
 
 @spec(
     "Liveness of the store, the dataflow and (distributed mode) the broker; 503 names the failing part",
     responses={200: "healthy", 503: "a part is down"},
     tag="system",
+    returns=HEALTH,
 )
 async def healthz(request: Request) -> Response:
     ctx = get_ctx(request)
     store_ok = bool(await blocking(ctx.store.ping))
     flow_ok = await blocking(_safe, ctx.flow_alive)
     broker = None if ctx.broker_ok is None else await blocking(_safe, ctx.broker_ok)
-    body: dict[str, Any] = {"status": "ok", "store": store_ok, "flow": flow_ok, "broker": broker}
-    failing = [name for name, ok in (("store", store_ok), ("flow", flow_ok), ("broker", broker)) if ok is False]
+    problems: dict[str, str] = {} if ctx.problems is None else ctx.problems()  # in-memory state: no I/O
+    store_writes = None if ctx.problems is None else "store_writes" not in problems
+    body: dict[str, Any] = {
+        "status": "ok",
+        "store": store_ok,
+        "flow": flow_ok and "flow" not in problems,
+        "broker": broker,
+        "store_writes": store_writes,
+    }
+    checks = (("store", store_ok), ("store_writes", store_writes), ("flow", body["flow"]), ("broker", broker))
+    failing = [name for name, ok in checks if ok is False]
     if failing:
         hints = {
             "store": f"ClickHouse at {ctx.settings.TICKCAST_CLICKHOUSE_URL} does not answer",
             "flow": "the dataflow thread/process is not running (check its log)",
             "broker": f"Kafka at {ctx.settings.TICKCAST_KAFKA_BOOTSTRAP} is unreachable",
+            **problems,
         }
         body.update(status="degraded", error="; ".join(hints[f] for f in failing), failing=failing)
         return JSONResponse(body, status_code=503)
@@ -64,12 +92,20 @@ def _safe(check: Any) -> bool:
         return False
 
 
-@spec("Prometheus metrics (text exposition format)", responses={200: "metrics"}, tag="system")
+@spec(
+    "Prometheus metrics (text exposition format); 404 when METRICS_ENABLED=false",
+    responses={200: "metrics", 404: "metrics disabled"},
+    tag="system",
+)
 async def metrics_endpoint(request: Request) -> Response:
+    if not get_ctx(request).settings.METRICS_ENABLED:
+        from api.errors import ApiError
+
+        raise ApiError(404, "metrics are disabled (METRICS_ENABLED=false); set METRICS_ENABLED=true and restart")
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@spec("This OpenAPI document", responses={200: "OpenAPI 3.0 document"}, tag="system")
+@spec("This OpenAPI document", responses={200: "OpenAPI 3.0 document"}, tag="system", returns=free_object())
 async def openapi(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
 
@@ -96,6 +132,29 @@ def all_routes() -> list[BaseRoute]:
     ]
 
 
+def _json(schema: Schema) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": _json(ERROR)}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+_DEFAULT_ERRORS = {
+    "params": (400, "bad parameter: invalid, unknown or repeated (the message lists the accepted ones)"),
+    "body_json": (400, "body is not JSON"),
+    "too_large": (413, "body too large (API_MAX_BODY_BYTES)"),
+    "media": (415, "body is not declared as application/json"),
+    "invalid": (422, "invalid body (the message names the field)"),
+    "no_key": (401, "no API key (header X-API-Key)"),
+    "bad_key": (403, "wrong API key"),
+    "limited": (429, "too many job starts of this kind (API_JOB_RATE_BURST, API_JOB_RATE_PER_HOUR)"),
+}
+
+
 def _operation(route: Route, method: str, s: Spec) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": s.summary,
@@ -103,52 +162,61 @@ def _operation(route: Route, method: str, s: Spec) -> dict[str, Any]:
             "-", "_"
         ).replace(".", "_"),
         "tags": [s.tag],
-        "parameters": [p.openapi() for p in s.params if p.name != "api_key"],
+        "parameters": [p.openapi() for p in s.params],
         "responses": {},
     }
-    for status, text in sorted({**s.responses, 500: "internal error"}.items()):
-        content: dict[str, Any]
+    responses = op["responses"]
+    for status, text in sorted({**s.responses, 500: "internal error (a bug: the server log has it)"}.items()):
         if status < 300:
-            content = {_success_type(route.path, s): {"schema": {"type": "string"} if s.stream else {}}}
+            responses[str(status)] = {"description": text, "content": _success_content(route.path, s)}
         else:
-            content = {"application/json": {"schema": _ERROR_SCHEMA}}
-        op["responses"][str(status)] = {"description": text, "content": content}
-    if s.auth:
-        op["security"] = [{"ApiKeyHeader": []}, {"ApiKeyQuery": []}]
-        op["responses"].setdefault(
-            "401", {"description": "no API key", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-        )
-        op["responses"].setdefault(
-            "403", {"description": "wrong API key", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-        )
+            responses[str(status)] = _error(text)
+    extra = ["params"]
     if s.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": s.body}}}
-        op["responses"].setdefault(
-            "400", {"description": "body is not JSON", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-        )
-        op["responses"].setdefault(
-            "413", {"description": "body too large", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-        )
-        op["responses"].setdefault(
-            "422", {"description": "invalid body", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-        )
-    if s.params:
-        op["responses"].setdefault(
-            "400", {"description": "bad parameter", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-        )
+        extra += ["body_json", "too_large", "media", "invalid"]
+    if s.auth:
+        extra += ["no_key", "bad_key"]
+    if s.rate_limited:
+        extra.append("limited")
+    for name in extra:
+        status, text = _DEFAULT_ERRORS[name]
+        headers = None
+        if name == "limited":
+            headers = {"Retry-After": {"required": True, "description": "seconds", "schema": {"type": "integer"}}}
+        elif name == "no_key":
+            headers = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
+        responses.setdefault(str(status), _error(text, headers))
+    if s.auth:
+        op["security"] = [{"ApiKeyHeader": []}, {"ApiKeyQuery": []}] if s.stream else [{"ApiKeyHeader": []}]
+    if s.body is not None:
+        op["requestBody"] = {"required": s.body_required, "content": _json(s.body)}
     return op
 
 
-def _success_type(path: str, s: Spec) -> str:
+def sse_event_schema(stream: str) -> Schema:
+    """One event of a stream: its name (the stream's, or `resync`), a numeric id, JSON object data."""
+    return obj(
+        {
+            "event": enum(stream, "resync"),
+            "id": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"type": "object"}},
+            "retry": {"type": "integer"},
+        },
+        optional=["id", "retry"],
+        description="one server-sent event (the `retry:` hint comes first, before any event)",
+    )
+
+
+def _success_content(path: str, s: Spec) -> dict[str, Any]:
     if s.stream:
-        return "text/event-stream"
+        return {"text/event-stream": {"schema": sse_event_schema(path.rsplit("/", 1)[-1])}}
     if path == "/metrics":
-        return "text/plain"
+        return {"text/plain": {"schema": {"type": "string"}}}
     if path in ("/", "/ui"):
-        return "text/html"
+        return {"text/html": {"schema": {"type": "string"}}}
     if path.startswith("/static/"):
-        return "application/octet-stream"
-    return "application/json"
+        return {t: {"schema": {"type": "string"}} for t in routes_ui.static_media_types()}
+    return _json(s.returns if s.returns is not None else {})
 
 
 def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
@@ -168,7 +236,9 @@ def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
             "title": "tickcast API",
             "version": "1.0",
             "description": "Sentiment + market ingest, history, calibration and model ops, SSE streams. "
-            "Writes, streams and /admin need an API key; reads are public.",
+            "Writes, streams and /admin need an API key in the X-API-Key header (event streams also take "
+            "?api_key= for EventSource); reads are public. Bodies are JSON (Content-Type: application/json). "
+            "A query parameter an endpoint does not list, or one given twice, is a 400.",
         },
         "paths": paths,
         "components": {
@@ -194,7 +264,20 @@ def create_app(ctx: AppContext) -> Starlette:
                 ctx.scheduler.stop()
 
     routes = all_routes()
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    middleware = []
+    if ctx.settings.API_CORS_ORIGINS:
+        # Closed unless listed: without this middleware no response carries Access-Control-Allow-Origin.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(ctx.settings.API_CORS_ORIGINS),
+                allow_methods=["GET", "POST"],
+                allow_headers=["X-API-Key", "Content-Type", "Last-Event-ID"],
+                expose_headers=["Retry-After"],
+                max_age=600,
+            )
+        )
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan, middleware=middleware)
     app.state.ctx = ctx
     app.state.api_keys = tuple(k.encode("utf-8") for k in ctx.settings.API_KEYS)
     app.state.openapi = openapi_document(routes)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from api.ratelimit import JobStartLimiter
 from tickcast.bus import IdClock, LocalBus
 from tickcast.jobs import JobCenter
 from tickcast.settings import Settings
@@ -25,12 +26,18 @@ class AppContext:
     in the DESIGN §3 shape — the JSON objects the client sent, each stamped with the
     `ingest_ts` the API gave it — so the flow's own decoder sees the same record a
     file or Kafka replay would. Control records (`{"_control": ...}`) use the same path.
+    It may return a `tickcast.acks.Receipt` (embedded, TICKCAST_INGEST_ACK=stored: the
+    request waits for its rows, then `forget_receipt` if it gave up) and may raise
+    `tickcast.inbox.IngestRefused` (answered 503 with Retry-After).
+
+    `problems()` names the parts failing now beyond what `store`/`flow`/`broker` probe
+    (`store_writes`: inserts failing; `flow`: the dataflow died), for /healthz.
     """
 
     settings: Settings
     store: Store
     bus: LocalBus
-    ingest: Callable[[list[dict[str, Any]]], None]
+    ingest: Callable[[list[dict[str, Any]]], Any]
     jobs: JobCenter
     registry_root: Path
     flow_alive: Callable[[], bool] = lambda: True
@@ -38,6 +45,14 @@ class AppContext:
     id_clock: IdClock = field(default_factory=IdClock)
     scheduler: RetrainScheduler | None = None
     registry_mirror: Callable[[dict[str, Any]], None] | None = None
+    problems: Callable[[], dict[str, str]] | None = None
+    forget_receipt: Callable[[Any], None] = lambda receipt: None
+    job_limiter: JobStartLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.job_limiter = JobStartLimiter(
+            per_hour=self.settings.API_JOB_RATE_PER_HOUR, burst=self.settings.API_JOB_RATE_BURST
+        )
 
     def registry(self) -> Any:
         """A `models.registry.ModelRegistry` on `registry_root` (cheap: it keeps no open handles)."""

@@ -26,7 +26,9 @@ _DEFAULT_MESSAGES = {
     405: "method not allowed for this path: check GET /openapi.json",
     409: "conflict",
     413: "request body too large",
+    415: "send the body as JSON (Content-Type: application/json)",
     422: "invalid record",
+    429: "too many requests; retry after the time in Retry-After",
     500: "internal error; the server log has the details",
     503: "service unavailable",
 }
@@ -70,6 +72,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = detail or _DEFAULT_MESSAGES.get(exc.status_code, "request failed")
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}: check the path against GET /openapi.json"
+    elif exc.status_code == 405 and request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+        origin = request.headers.get("origin", "?")[:100]
+        message = (
+            f"cross-origin requests from {origin!r} are not allowed: CORS is closed unless the origin is listed "
+            "in API_CORS_ORIGINS"
+        )
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}: check GET /openapi.json"
     return error_response(exc.status_code, message, getattr(exc, "headers", None))

@@ -6,6 +6,8 @@ Dangerous operations (promote, rollback, restore) change what the flow serves. W
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -14,19 +16,36 @@ from starlette.routing import Route
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
+from api.known import check_provider
+from api.schemas import ANY, BOOL, JOB_STARTED, NUM, STR, arr, nullable, obj
 from api.validation import NAME_RE, Field, object_schema, read_command, spec
 from tickcast.jobs import UnknownJobKind
 
+log = logging.getLogger(__name__)
 VERSION_RE = r"[A-Za-z0-9._-]{1,128}"
 CONFIRM = Field("confirm", "boolean", default=False, description="must be true to perform the operation")
 PROMOTE_FIELDS = (
-    Field("version", "string", required=True, pattern=VERSION_RE, description="model version to make production"),
+    Field(
+        "version",
+        "string",
+        required=True,
+        pattern=VERSION_RE,
+        description="model version to make production",
+        example="m20251121T101500Z-ab12cd",
+    ),
     CONFIRM,
     Field("force", "boolean", default=False, description="ignore the promotion cooldown"),
 )
 ROLLBACK_FIELDS = (CONFIRM,)
 RESTORE_FIELDS = (
-    Field("version", "string", required=True, pattern=VERSION_RE, description="model version to restore from backups/"),
+    Field(
+        "version",
+        "string",
+        required=True,
+        pattern=VERSION_RE,
+        description="model version to restore from backups/",
+        example="m20251121T101500Z-ab12cd",
+    ),
     CONFIRM,
 )
 RETRAIN_FIELDS = (Field("reason", "string", default="", description="free text kept with the job"),)
@@ -37,8 +56,45 @@ PROVIDER_FIELDS = (
         required=True,
         pattern=NAME_RE.pattern.strip("^$"),
         description="sentiment provider to re-enable, e.g. newsapi",
+        example="newsapi",
     ),
 )
+
+
+_SUMMARY_KEYS = (
+    "version",
+    "status",
+    "created_at",
+    "status_changed_at",
+    "sha256",
+    "kind",
+    "parent_version",
+    "estimator",
+    "ece_prod",
+    "brier_prod",
+    "pr_auc_prod",
+    "roc_auc",
+    "baseline_brier",
+    "beats_baseline",
+    "gates",
+    "time_range",
+    "counts",
+    "symbols",
+    "feature_names",
+    "temperature",
+    "restored_at",
+)
+MODEL = obj(
+    {k: {"version": STR, "status": STR}.get(k, ANY) for k in _SUMMARY_KEYS},
+    optional=_SUMMARY_KEYS,
+    description="a model's registry metadata (the keys it has)",
+)
+MODEL_LISTED = obj(
+    {**MODEL["properties"], "has_backup": BOOL},
+    optional=_SUMMARY_KEYS,
+    description="a model's registry metadata (the keys it has) and whether backups/ holds a copy to restore",
+)
+PROVIDER_SENT = obj({"provider": STR, "sent": STR})
 
 
 def _max_body(ctx: AppContext) -> int:
@@ -46,30 +102,7 @@ def _max_body(ctx: AppContext) -> int:
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
-    keep = (
-        "version",
-        "status",
-        "created_at",
-        "status_changed_at",
-        "sha256",
-        "kind",
-        "parent_version",
-        "estimator",
-        "ece_prod",
-        "brier_prod",
-        "pr_auc_prod",
-        "roc_auc",
-        "baseline_brier",
-        "beats_baseline",
-        "gates",
-        "time_range",
-        "counts",
-        "symbols",
-        "feature_names",
-        "temperature",
-        "restored_at",
-    )
-    return {k: meta.get(k) for k in keep if k in meta}
+    return {k: meta.get(k) for k in _SUMMARY_KEYS if k in meta}
 
 
 # --- public reads -------------------------------------------------------------------------
@@ -77,13 +110,18 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
     "Model registry: every version with status and metrics, and the production version",
     tag="models",
     responses={200: "models"},
+    returns=obj({"production": nullable(STR), "models": arr(MODEL_LISTED)}),
 )
 async def list_models(request: Request) -> Response:
     ctx = get_ctx(request)
 
     def read() -> dict[str, Any]:
         registry = ctx.registry()
-        return {"production": registry.state()["production"], "models": [_summary(m) for m in registry.list()]}
+        return {
+            "production": registry.state()["production"],
+            # has_backup: a copy in backups/ exists, so "restore" can do something
+            "models": [{**_summary(m), "has_backup": registry.has_backup(m["version"])} for m in registry.list()],
+        }
 
     return JSONResponse(await blocking(read))
 
@@ -92,6 +130,16 @@ async def list_models(request: Request) -> Response:
     "Promotion status: production version, last promotion, cooldown and next allowed time",
     tag="models",
     responses={200: "status"},
+    returns=obj(
+        {
+            "production": nullable(STR),
+            "last_promoted_at": nullable(NUM),
+            "cooldown_s": NUM,
+            "next_allowed_at": nullable(NUM),
+            "in_cooldown": BOOL,
+        },
+        closed=False,  # built by models.registry (it may add keys)
+    ),
 )
 async def promotion_status(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -127,6 +175,7 @@ def _metadata_or_404(registry: Any, version: str) -> dict[str, Any]:
     auth=True,
     tag="admin",
     responses={200: "promoted", 404: "unknown version", 409: "needs confirm, cooldown or rejected model"},
+    returns=obj({"promoted": STR, "previous_production": nullable(STR), "model": MODEL}),
 )
 async def promote(request: Request) -> Response:
     from models.registry import PromotionRefused, RegistryError
@@ -153,6 +202,9 @@ async def promote(request: Request) -> Response:
                 "current_production": current,
                 "new_production": version,
                 "candidate_status": meta.get("status"),
+                # code + params: the page says it in the reader's language (api/static/i18n_*.js)
+                "code": "plan.promote.archive" if current else "plan.promote",
+                "params": {"current": current or "baseline", "new": version},
                 "description": f"production would change from {current or 'none (baseline)'} to {version}"
                 + (f"; {current} would become archived (rollback target)" if current else ""),
             }
@@ -165,8 +217,15 @@ async def promote(request: Request) -> Response:
                 force=body["force"],
             )
         except PromotionRefused as exc:
-            hint = '; add "force": true to override the cooldown' if exc.reason == "cooldown" else ""
-            raise ApiError(409, f"{exc}{hint}", reason=exc.reason, next_allowed_at=exc.next_allowed_at) from None
+            hint = '; resend with "force": true to override it' if exc.reason == "cooldown" else ""
+            raise ApiError(
+                409,
+                f"{exc}{hint}",
+                reason=exc.reason,
+                code=f"promotion.{exc.reason}",
+                params={"next_allowed_at": exc.next_allowed_at, "version": version},
+                next_allowed_at=exc.next_allowed_at,
+            ) from None
         except RegistryError as exc:
             raise ApiError(409, str(exc)) from None
         return {"promoted": version, "previous_production": current, "model": _summary(promoted)}
@@ -180,6 +239,7 @@ async def promote(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={200: "rolled back", 409: "needs confirm or nothing to roll back to"},
+    returns=obj({"production": STR, "previous_production": nullable(STR), "model": MODEL}),
 )
 async def rollback(request: Request) -> Response:
     from models.registry import RegistryError
@@ -202,6 +262,8 @@ async def rollback(request: Request) -> Response:
                 "action": "rollback",
                 "current_production": current,
                 "new_production": target,
+                "code": "plan.rollback",
+                "params": {"current": current or "baseline", "new": target},
                 "description": f"production would change from {current or 'none'} back to {target}; "
                 f"{current or 'the current model'} would become archived",
             }
@@ -221,6 +283,7 @@ async def rollback(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={200: "restored", 404: "no backup", 409: "needs confirm or corrupt backup"},
+    returns=obj({"restored": STR, "production": nullable(STR), "model": MODEL}),
 )
 async def restore(request: Request) -> Response:
     from models.registry import RegistryError
@@ -243,6 +306,8 @@ async def restore(request: Request) -> Response:
                 "version": version,
                 "current_production": current,
                 "new_production": current,
+                "code": "plan.restore.reload" if version == current else "plan.restore",
+                "params": {"version": version, "current": current or "baseline"},
                 "description": f"the files of {version} in trained/ would be replaced by the copies in backups/ "
                 f"(after a sha256 check); production stays {current or 'none'}"
                 + (" and the flow reloads it" if version == current else ""),
@@ -258,20 +323,68 @@ async def restore(request: Request) -> Response:
 
 
 # --- retrain, scheduler, providers ---------------------------------------------------------
-async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger: str) -> Response:
-    try:
-        job_id = await blocking(ctx.jobs.start, kind, params, trigger=trigger)  # writes the 'queued' row
-    except UnknownJobKind as exc:
-        raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get {kind!r} jobs") from None
-    already = bool(getattr(job_id, "already_running", False))
-    body = {
-        "job_id": str(job_id),
+def _running_view(job: dict[str, Any] | None, job_id: str) -> dict[str, Any]:
+    job = job or {}
+    return {
+        "job_id": job_id,
+        "kind": job.get("kind"),
+        "trigger": job.get("trigger"),
+        "status": job.get("status"),
+        "progress": job.get("progress"),
+        "started_at": job.get("started_at"),
+    }
+
+
+async def _job_view(ctx: AppContext, job_id: str, kind: str, trigger: str, already: bool) -> JSONResponse:
+    """202 for a started job; 200 with *the running job* (its own trigger, not the one asked for)
+    and `already_running` when one of the kind was active."""
+    body: dict[str, Any] = {
+        "job_id": job_id,
         "kind": kind,
         "trigger": trigger,
         "already_running": already,
         "status_url": f"/admin/jobs/{job_id}",
     }
+    if already:
+        running = _running_view(await blocking(ctx.jobs.get, job_id), job_id)
+        body.update(trigger=running["trigger"] or trigger, requested_trigger=trigger, running_job=running)
     return JSONResponse(body, status_code=200 if already else 202)
+
+
+def _take_job_token(ctx: AppContext, kind: str) -> None:
+    """429 with Retry-After when the API started too many `kind` jobs lately (api/ratelimit.py)."""
+    wait = ctx.job_limiter.take(kind)
+    if wait is None:
+        return
+    s = ctx.settings
+    retry = max(1, math.ceil(wait))
+    log.warning("job start refused: too many %r jobs started over the API; next allowed in %d s", kind, retry)
+    raise ApiError(
+        429,
+        f"too many {kind!r} jobs started over the API: at most {s.API_JOB_RATE_BURST} back to back and "
+        f"{s.API_JOB_RATE_PER_HOUR} per hour (API_JOB_RATE_BURST, API_JOB_RATE_PER_HOUR); retry in {retry} s",
+        headers={"Retry-After": str(retry)},
+        kind=kind,
+        retry_after_s=retry,
+    )
+
+
+async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger: str) -> Response:
+    """Start a job of `kind` unless one is running (200 with that job) or the API started too many
+    lately (429 with Retry-After: api/ratelimit.py)."""
+    running = ctx.jobs.active(kind)
+    if running is not None:
+        return await _job_view(ctx, running, kind, trigger, True)
+    _take_job_token(ctx, kind)
+    try:
+        job_id = await blocking(ctx.jobs.start, kind, params, trigger=trigger)  # writes the 'queued' row
+    except UnknownJobKind as exc:
+        ctx.job_limiter.give_back(kind)
+        raise ApiError(503, f"{exc}; run the API together with the flow (`tickcast up`) to get {kind!r} jobs") from None
+    already = bool(getattr(job_id, "already_running", False))
+    if already:
+        ctx.job_limiter.give_back(kind)
+    return await _job_view(ctx, str(job_id), kind, trigger, already)
 
 
 @spec(
@@ -280,6 +393,8 @@ async def start_job(ctx: AppContext, kind: str, params: dict[str, Any], trigger:
     auth=True,
     tag="admin",
     responses={202: "job started", 200: "a train job is already running", 503: "no train job"},
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def manual_retrain(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -288,16 +403,63 @@ async def manual_retrain(request: Request) -> Response:
 
 
 @spec(
-    "Start an emergency retrain (job kind 'train', trigger emergency)",
+    "Start an emergency retrain (job kind 'train', trigger emergency). While a train job runs, nothing is "
+    "started: 409 names the running job (it retrains on the same data); every request is counted in "
+    'ml_emergency_retrain_requests_total{source="api",outcome}',
     body=object_schema(RETRAIN_FIELDS),
     auth=True,
     tag="admin",
-    responses={202: "job started", 200: "a train job is already running", 503: "no train job"},
+    responses={202: "job started", 409: "a train job is already running (its id and trigger)", 503: "no train job"},
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def emergency_retrain(request: Request) -> Response:
+    from tickcast import metrics
+
     ctx = get_ctx(request)
     body = await read_command(request, RETRAIN_FIELDS, _max_body(ctx))
-    return await start_job(ctx, "train", {"reason": body["reason"] or "emergency", "emergency": True}, "emergency")
+    params = {"reason": body["reason"] or "emergency", "emergency": True}
+    if ctx.jobs.active("train") is None:
+        _take_job_token(ctx, "train")
+    for _attempt in range(2):  # the running job may finish between the two calls: then start ours
+        try:
+            job_id = await blocking(ctx.jobs.start, "train", params, trigger="emergency")
+        except UnknownJobKind as exc:
+            metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "unavailable").inc()
+            raise ApiError(
+                503, f"{exc}; run the API together with the flow (`tickcast up`) to get 'train' jobs"
+            ) from None
+        if not getattr(job_id, "already_running", False):
+            break
+        running = _running_view(await blocking(ctx.jobs.get, str(job_id)), str(job_id))
+        if running["status"] in ("queued", "running"):
+            break
+    if getattr(job_id, "already_running", False):
+        metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "already_running").inc()
+        raise ApiError(
+            409,
+            f"emergency retrain not started: train job {job_id} (trigger {running['trigger']}, "
+            f"{running['status']}) is already running on the same data; follow it at /admin/jobs/{job_id} "
+            "and send the emergency retrain again once it has finished if its model does not help",
+            code="retrain.busy",
+            params={"job_id": str(job_id), "trigger": running["trigger"], "status": running["status"]},
+            outcome="already_running",
+            job_id=str(job_id),
+            running_job=running,
+            status_url=f"/admin/jobs/{job_id}",
+        )
+    metrics.EMERGENCY_RETRAIN_REQUESTS.labels("api", "started").inc()
+    return JSONResponse(
+        {
+            "job_id": str(job_id),
+            "kind": "train",
+            "trigger": "emergency",
+            "already_running": False,
+            "outcome": "started",
+            "status_url": f"/admin/jobs/{job_id}",
+        },
+        status_code=202,
+    )
 
 
 @spec(
@@ -307,6 +469,8 @@ async def emergency_retrain(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={202: "job started", 200: "a recalibrate job is already running", 503: "no recalibrate job"},
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def recalibrate(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -319,6 +483,10 @@ async def recalibrate(request: Request) -> Response:
     auth=True,
     tag="admin",
     responses={200: "status"},
+    returns=obj(
+        {"enabled": BOOL, "schedule": STR, "timezone": STR, "next_run": nullable(STR), "last_run": ANY},
+        closed=False,  # built by tickcast.scheduler (it may add keys)
+    ),
 )
 async def scheduler_status(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -335,11 +503,18 @@ async def scheduler_status(request: Request) -> Response:
     auth=True,
     tag="admin",
     body=object_schema(PROVIDER_FIELDS),
-    responses={202: "control record sent", 422: "bad provider name"},
+    responses={
+        202: "control record sent",
+        404: "unknown provider",
+        422: "bad provider name",
+        503: "the dataflow is not taking records",
+    },
+    returns=PROVIDER_SENT,
 )
 async def enable_provider(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, PROVIDER_FIELDS, _max_body(ctx))
+    await check_provider(ctx, body["provider"])
     try:
         await blocking(ctx.ingest, [{"_control": "enable_provider", "provider": body["provider"]}])
     except Exception as exc:

@@ -12,6 +12,8 @@ from starlette.routing import Route
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
+from api.known import check_model_version, check_scope
+from api.schemas import ANY, BOOL, INT, MS, NUM, STR, Schema, arr, enum, free_object, nullable, obj
 from api.validation import MAX_TS_MS, MIN_TS_MS, Param, parse_query, spec
 
 _DAY_MS = 86_400_000
@@ -27,6 +29,7 @@ SCOPE = Param(
     default="overall",
     pattern=r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}",
     description="'overall' or one symbol",
+    example="overall",
 )
 BINS_PARAMS = (
     VERSION,
@@ -64,7 +67,69 @@ DRIFT_PARAMS = (
 )
 ACCURACY_PARAMS = (
     Param("days", "integer", minimum=1, maximum=366, description="days of trend; default ACCURACY_TREND_DAYS"),
-    Param("model_version", "string", pattern=r"[A-Za-z0-9._-]{1,128}", description="default every version"),
+    Param(
+        "model_version",
+        "string",
+        pattern=r"[A-Za-z0-9._-]{1,128}",
+        description="one model version ('baseline' included); default the production model, else the newest serving one",
+    ),
+)
+
+
+_NUMS = ("ece", "brier", "roc_auc", "pr_auc")
+BIN = obj(
+    {
+        "lo": NUM,
+        "hi": NUM,
+        "n": INT,
+        **{k: nullable(NUM) for k in ("mean_prob", "pos_rate", "wilson_lo", "wilson_hi")},
+        "reliable": BOOL,
+    }
+)
+REPORT = obj({"n": INT, **{k: nullable(NUM) for k in _NUMS}, "bins": arr(BIN)})
+REFERENCE = obj(
+    {
+        "version": nullable(STR),
+        "status": nullable(STR),
+        "ece": nullable(NUM),
+        "brier": nullable(NUM),
+        "pr_auc": nullable(NUM),
+        "roc_auc": nullable(NUM),
+        "n": nullable(INT),
+        "bins": nullable(arr(free_object())),
+    },
+    description="the model's own validation report at training time",
+)
+HEALTH: Schema = {
+    "type": "string",
+    "nullable": True,
+    "enum": ["GOOD", "WARNING", "CRITICAL", "INSUFFICIENT_DATA", None],
+}
+# What a ΔECE may be read as (delta_verdict): no verdict below CALIBRATION_DRIFT_MIN_SAMPLES.
+VERDICT = enum("insufficient_data", "no_reference", "breach", "ok")
+WINDOW = obj(
+    {
+        "model_version": STR,
+        "scope": STR,
+        "window_end_ms": MS,
+        "window_seconds": INT,
+        "n": INT,
+        **{k: nullable(NUM) for k in (*_NUMS, "accuracy", "ece_prod", "delta_ece")},
+        "abs_streak": INT,
+        "rel_streak": INT,
+        "delta_ece_ema": nullable(NUM),
+        "drift_on": BOOL,
+        "state": STR,
+        "recommendation": STR,
+        "cooldown_remaining_s": NUM,
+        "bins": nullable(arr(free_object())),
+        "verdict": VERDICT,
+    },
+    optional=["bins", "verdict"],
+)
+MONITOR_SETTINGS = obj(
+    {"abs": NUM, "rel": NUM, "enter": NUM, "exit": NUM, "cooldown_s": INT, "min_samples": INT},
+    optional=["min_samples"],
 )
 
 
@@ -114,8 +179,22 @@ def _reference(meta: dict[str, Any] | None) -> dict[str, Any] | None:
     "Live reliability bins (ECE, Brier, ROC-AUC, PR-AUC, Wilson intervals) of labeled predictions over the "
     "last window, with the model's production reference for a live-vs-production diagram",
     params=BINS_PARAMS,
-    responses={200: "report", 400: "bad parameter", 404: "no model/predictions"},
+    responses={200: "report", 400: "bad parameter", 404: "unknown model version or scope, or no predictions yet"},
     tag="calibration",
+    returns=obj(
+        {
+            "model_version": STR,
+            "scope": STR,
+            "window_seconds": INT,
+            "window_end": nullable(MS),
+            "enough_samples": BOOL,
+            "min_samples": INT,
+            "live": REPORT,
+            "production": nullable(REFERENCE),
+            "delta_ece": nullable(NUM),
+            "verdict": VERDICT,
+        }
+    ),
 )
 async def bins(request: Request) -> Response:
     from models.calibration import calibration_report
@@ -123,6 +202,8 @@ async def bins(request: Request) -> Response:
     ctx = get_ctx(request)
     s = ctx.settings
     q = parse_query(request, BINS_PARAMS)
+    await check_model_version(ctx, q["model_version"])
+    await check_scope(ctx, q["scope"])
     version = await _resolve_version(ctx, q["model_version"])
     window_s = q["window"] or s.CALIBRATION_MONITOR_WINDOW_SECONDS
     args = {"model_version": version, "scope": q["scope"]}
@@ -156,8 +237,26 @@ async def bins(request: Request) -> Response:
             "live": report,
             "production": reference,
             "delta_ece": delta,
+            "verdict": delta_verdict(
+                delta, report["n"], s.CALIBRATION_DRIFT_MIN_SAMPLES, s.CALIBRATION_MONITOR_ECE_DRIFT_ABS
+            ),
         }
     )
+
+
+def delta_verdict(delta: float | None, n: int, min_samples: int, abs_threshold: float) -> str:
+    """What a ΔECE may be read as: `insufficient_data` below CALIBRATION_DRIFT_MIN_SAMPLES (the
+    flow does not evaluate drift there either), `no_reference` without a production ECE,
+    else `breach` (ΔECE > CALIBRATION_MONITOR_ECE_DRIFT_ABS) or `ok`.
+
+    >>> delta_verdict(0.4, 20, 200, 0.1), delta_verdict(0.4, 200, 200, 0.1), delta_verdict(None, 500, 200, 0.1)
+    ('insufficient_data', 'breach', 'no_reference')
+    """
+    if n < min_samples:
+        return "insufficient_data"
+    if delta is None:
+        return "no_reference"
+    return "breach" if delta > abs_threshold else "ok"
 
 
 def _query(name: str) -> str:
@@ -169,17 +268,23 @@ def _query(name: str) -> str:
 @spec(
     "Latest calibration-monitor state per scope: ΔECE, streaks, EMA, drift state, cooldown, recommendation",
     params=STATUS_PARAMS,
-    responses={200: "status"},
+    responses={200: "status", 404: "unknown model version"},
     tag="calibration",
+    returns=obj({"scopes": arr(WINDOW), "overall": nullable(WINDOW), "settings": MONITOR_SETTINGS}),
 )
 async def status(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, STATUS_PARAMS)
+    await check_model_version(ctx, q["model_version"])
     rows = await blocking(
         ctx.store.named, "calibration_status", {"model_version": q["model_version"] or "", "limit": 1000}
     )
+    s = ctx.settings
     for row in rows:
         row["drift_on"] = bool(row["drift_on"])
+        row["verdict"] = delta_verdict(
+            row["delta_ece"], int(row["n"]), s.CALIBRATION_DRIFT_MIN_SAMPLES, s.CALIBRATION_MONITOR_ECE_DRIFT_ABS
+        )
     overall = next((r for r in rows if r["scope"] == "overall"), None)
     return JSONResponse(
         {
@@ -191,6 +296,7 @@ async def status(request: Request) -> Response:
                 "enter": ctx.settings.CALIBRATION_HYSTERESIS_ENTER,
                 "exit": ctx.settings.CALIBRATION_HYSTERESIS_EXIT,
                 "cooldown_s": ctx.settings.CALIBRATION_RECOMMEND_COOLDOWN_SECONDS,
+                "min_samples": ctx.settings.CALIBRATION_DRIFT_MIN_SAMPLES,
             },
         }
     )
@@ -207,13 +313,16 @@ def _range(q: dict[str, Any]) -> tuple[int, int]:
 @spec(
     "Calibration window history of one scope (ΔECE over time)",
     params=WINDOWS_PARAMS,
-    responses={200: "windows", 400: "bad parameter"},
+    responses={200: "windows", 400: "bad parameter", 404: "unknown model version or scope"},
     tag="calibration",
+    returns=obj({"scope": STR, "count": INT, "windows": arr(WINDOW)}),
 )
 async def windows(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, WINDOWS_PARAMS)
     start, end = _range(q)
+    await check_model_version(ctx, q["model_version"])
+    await check_scope(ctx, q["scope"])
     rows = await blocking(
         ctx.store.named,
         "calibration_windows",
@@ -245,6 +354,26 @@ def _json(text: str) -> Any:
     params=DRIFT_PARAMS,
     responses={200: "events", 400: "bad parameter"},
     tag="calibration",
+    returns=obj(
+        {
+            "count": INT,
+            "events": arr(
+                obj(
+                    {
+                        "event_id": STR,
+                        "kind": STR,
+                        "ts_ms": MS,
+                        "model_version": STR,
+                        "scope": STR,
+                        "feature": STR,
+                        "value": nullable(NUM),
+                        "threshold": nullable(NUM),
+                        "details": ANY,
+                    }
+                )
+            ),
+        }
+    ),
 )
 async def drift_events(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -259,23 +388,60 @@ async def drift_events(request: Request) -> Response:
 
 
 @spec(
-    "Daily directional accuracy of labeled predictions and the current health (GOOD/WARNING/CRITICAL)",
+    "Daily directional accuracy of one model version's labeled predictions and its current health "
+    "(GOOD/WARNING/CRITICAL, or INSUFFICIENT_DATA below ACCURACY_MIN_SAMPLES), plus every version's own health",
     params=ACCURACY_PARAMS,
-    responses={200: "trend"},
+    responses={200: "trend", 404: "unknown model version"},
     tag="calibration",
+    returns=obj(
+        {
+            "days": INT,
+            "model_version": nullable(STR),
+            "trend": arr(obj({"date": STR, "accuracy": NUM, "n": INT})),
+            "current": obj(
+                {
+                    "accuracy": nullable(NUM),
+                    "n": INT,
+                    "health": HEALTH,
+                    "window": INT,
+                    "min_samples": INT,
+                }
+            ),
+            "versions": arr(
+                obj({"model_version": STR, "accuracy": NUM, "n": INT, "health": HEALTH, "last_ms": MS}),
+            ),
+            "thresholds": obj({"good": NUM, "warning": NUM, "min_samples": INT}),
+        }
+    ),
 )
 async def accuracy_trend(request: Request) -> Response:
-    from models.accuracy import classify_accuracy, daily_trend
+    from models.accuracy import daily_trend, health_of
 
     ctx = get_ctx(request)
     s = ctx.settings
     q = parse_query(request, ACCURACY_PARAMS)
+    await check_model_version(ctx, q["model_version"])
     days = q["days"] or s.ACCURACY_TREND_DAYS
-    version = q["model_version"] or ""
-    latest = (await blocking(ctx.store.named, "accuracy_latest_time", {"model_version": version}))[0]
+    # One version's own predictions (default: the production model, else the newest serving
+    # version), never a mix: a model promoted a minute ago must not wear its predecessor's record.
+    try:
+        version = await _resolve_version(ctx, q["model_version"])
+    except ApiError:
+        version = ""  # nothing predicted yet: empty answer below
+
+    def health(acc: float | None, n: int) -> str:
+        return health_of(acc, n, s.ACCURACY_MIN_SAMPLES, s.ACCURACY_GOOD, s.ACCURACY_WARNING)
+
     trend: list[dict[str, Any]] = []
-    current: dict[str, Any] = {"accuracy": None, "n": 0, "health": None, "window": s.ACCURACY_WINDOW}
-    if latest["n"]:
+    current: dict[str, Any] = {
+        "accuracy": None,
+        "n": 0,
+        "health": health(None, 0),
+        "window": s.ACCURACY_WINDOW,
+        "min_samples": s.ACCURACY_MIN_SAMPLES,
+    }
+    latest = (await blocking(ctx.store.named, "accuracy_latest_time", {"model_version": version}))[0] if version else {}
+    if latest.get("n"):
         end = int(latest["end_ms"])
         start = (end // _DAY_MS - days + 1) * _DAY_MS
         table = await blocking(
@@ -285,20 +451,31 @@ async def accuracy_trend(request: Request) -> Response:
         recent = (
             await blocking(ctx.store.named, "accuracy_recent", {"model_version": version, "limit": s.ACCURACY_WINDOW})
         )[0]
-        acc = float(recent["accuracy"])
-        current = {
-            "accuracy": acc,
-            "n": int(recent["n"]),
-            "window": s.ACCURACY_WINDOW,
-            "health": classify_accuracy(acc, good=s.ACCURACY_GOOD, warning=s.ACCURACY_WARNING),
+        acc, n = float(recent["accuracy"]), int(recent["n"])
+        current = {**current, "accuracy": acc, "n": n, "health": health(acc, n)}
+    by_version = await blocking(ctx.store.named, "accuracy_by_version", {"limit": s.ACCURACY_WINDOW})
+    versions = [
+        {
+            "model_version": row["model_version"],
+            "accuracy": float(row["accuracy"]),
+            "n": int(row["n"]),
+            "health": health(float(row["accuracy"]), int(row["n"])),
+            "last_ms": int(row["last_ms"]),
         }
+        for row in by_version
+    ]
     return JSONResponse(
         {
             "days": days,
             "model_version": version or None,
             "trend": trend,
             "current": current,
-            "thresholds": {"good": s.ACCURACY_GOOD, "warning": s.ACCURACY_WARNING},
+            "versions": versions,
+            "thresholds": {
+                "good": s.ACCURACY_GOOD,
+                "warning": s.ACCURACY_WARNING,
+                "min_samples": s.ACCURACY_MIN_SAMPLES,
+            },
         }
     )
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import blocking, get_ctx
+from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
+from api.known import check_job_kind
 from api.routes_admin import start_job
+from api.schemas import INT, JOB, JOB_STARTED, STR, arr, obj
 from api.validation import Field, Param, object_schema, parse_query, read_command, spec
+from dataflows.sources import INPUT_SUFFIXES
 
 LIST_PARAMS = (
     Param(
@@ -37,7 +40,11 @@ BACKFILL_FIELDS = (
         "inputs",
         "array",
         required=True,
-        description="JSONL/Parquet files or folders to replay through the flow (paths on the API host)",
+        description="JSONL/Parquet files or folders to replay through the flow: paths on the API host, under "
+        "one of BACKFILL_INPUT_ROOTS (default ./var and the system temp dir)",
+        max_length=1000,
+        min_items=1,
+        example=["./var/backfill/ticks.jsonl"],
     ),
 )
 
@@ -48,15 +55,24 @@ BACKFILL_FIELDS = (
     auth=True,
     tag="jobs",
     responses={200: "jobs"},
+    returns=obj({"count": INT, "jobs": arr(JOB), "kinds": arr(STR)}),
 )
 async def list_jobs(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, LIST_PARAMS)
+    await check_job_kind(ctx, q["kind"])
     jobs = await blocking(ctx.jobs.list, q["kind"], q["limit"])
     return JSONResponse({"count": len(jobs), "jobs": jobs, "kinds": ctx.jobs.kinds()})
 
 
-@spec("One job by id", params=GET_PARAMS, auth=True, tag="jobs", responses={200: "job", 404: "unknown job"})
+@spec(
+    "One job by id",
+    params=GET_PARAMS,
+    auth=True,
+    tag="jobs",
+    responses={200: "job", 404: "unknown job"},
+    returns=JOB,
+)
 async def get_job(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, GET_PARAMS)
@@ -72,6 +88,8 @@ async def get_job(request: Request) -> Response:
     auth=True,
     tag="jobs",
     responses={202: "job started", 200: "already running", 422: "bad field", 503: "no labeler job"},
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def run_labeler(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -84,23 +102,46 @@ async def run_labeler(request: Request) -> Response:
     return await start_job(ctx, "labeler", params, "api")
 
 
-def _exists(path: str) -> bool:
-    try:
-        return Path(path).exists()
-    except (OSError, ValueError):  # name too long, permission denied...
-        return False
+def allowed_roots(ctx: AppContext) -> list[Path]:
+    return [Path(os.path.expanduser(r)).resolve() for r in ctx.settings.BACKFILL_INPUT_ROOTS]
 
 
-def _check_inputs(inputs: list[Any]) -> list[str]:
-    if not inputs:
-        raise ApiError(422, "'inputs' is empty: name at least one JSONL/Parquet file or folder")
-    bad = [x for x in inputs if not isinstance(x, str) or not x or "\x00" in x]
-    if bad:
-        raise ApiError(422, f"'inputs' must be an array of file or folder paths, got {bad[:5]!r}")
-    missing = [x for x in inputs if not _exists(x)]
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def check_inputs(inputs: list[str], roots: list[Path]) -> list[str]:
+    """The inputs as absolute paths: each one, and every file a folder holds, must resolve (symlinks
+    followed) under one of `roots`; 403 naming the roots otherwise, 422 for a missing input."""
+    shown = ", ".join(str(r) for r in roots) or "none (BACKFILL_INPUT_ROOTS is empty: backfill over the API is off)"
+    outside, missing, resolved = [], [], []
+    for raw in inputs:
+        try:
+            path = Path(os.path.expanduser(raw)).resolve()
+            exists = path.exists()
+        except (OSError, ValueError, RuntimeError):  # name too long, NUL byte, symlink loop...
+            missing.append(raw)
+            continue
+        if not _under(path, roots):
+            outside.append(raw)
+        elif not exists:
+            missing.append(raw)
+        elif path.is_dir():
+            inside = [p for p in path.rglob("*") if p.suffix in INPUT_SUFFIXES and p.is_file()]
+            outside += [str(p) for p in inside if not _under(p.resolve(), roots)]
+            resolved.append(str(path))
+        else:
+            resolved.append(str(path))
+    if outside:
+        raise ApiError(
+            403,
+            f"backfill reads only files under BACKFILL_INPUT_ROOTS ({shown}); outside: {', '.join(outside[:10])}",
+            outside=outside[:100],
+            allowed_roots=[str(r) for r in roots],
+        )
     if missing:
         raise ApiError(422, f"input(s) not found on the API host: {', '.join(missing[:10])}", missing=missing[:100])
-    return [str(Path(x).resolve()) for x in inputs]
+    return resolved
 
 
 @spec(
@@ -108,12 +149,20 @@ def _check_inputs(inputs: list[Any]) -> list[str]:
     body=object_schema(BACKFILL_FIELDS),
     auth=True,
     tag="jobs",
-    responses={202: "job started", 200: "already running", 422: "bad or missing inputs", 503: "no backfill job"},
+    responses={
+        202: "job started",
+        200: "already running",
+        403: "an input outside BACKFILL_INPUT_ROOTS",
+        422: "bad or missing inputs",
+        503: "no backfill job",
+    },
+    returns=JOB_STARTED,
+    rate_limited=True,
 )
 async def backfill(request: Request) -> Response:
     ctx = get_ctx(request)
     body = await read_command(request, BACKFILL_FIELDS, 1_048_576)
-    inputs = await blocking(_check_inputs, body["inputs"])
+    inputs = await blocking(check_inputs, body["inputs"], allowed_roots(ctx))
     return await start_job(ctx, "backfill", {"inputs": inputs}, "api")
 
 

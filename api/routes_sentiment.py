@@ -12,7 +12,8 @@ from starlette.routing import Route
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
-from api.validation import Param, parse_query, spec
+from api.schemas import INT, MS, NUM, STR, arr, enum, free_object, nullable, obj
+from api.validation import Param, csv_pattern, parse_query, spec
 from tickcast import metrics
 from tickcast.settings import parse_duration_ms
 
@@ -20,8 +21,14 @@ AGGS = ("mean", "min", "max", "last", "count")
 STORED_EMA = ("5m", "15m", "60m")  # the sent_ema_* columns of sentiment_bars
 _DAY_MS = 86_400_000
 
-SYMBOL = Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT")
-WINDOWS = Param("windows", "csv", description="comma-separated subset of SENTIMENT_EMA_WINDOWS, e.g. 5m,15m,60m")
+SYMBOL = Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT", example="XRPUSDT")
+WINDOWS = Param(
+    "windows",
+    "csv",
+    pattern=csv_pattern("[0-9]{1,6}(ms|s|m|h|d)", 16),
+    description="comma-separated subset of SENTIMENT_EMA_WINDOWS, e.g. 5m,15m,60m",
+    example="5m,15m,60m",
+)
 LATEST_PARAMS = (SYMBOL, WINDOWS)
 HISTORY_PARAMS = (
     SYMBOL,
@@ -83,6 +90,17 @@ def _view(
     params=LATEST_PARAMS,
     responses={200: "latest state", 400: "bad windows", 404: "unknown symbol"},
     tag="sentiment",
+    returns=obj(
+        {
+            "symbol": STR,
+            "source": enum("live", "store"),
+            "as_of": nullable(MS),
+            "event_id": nullable(INT),
+            "ema": {"type": "object", "additionalProperties": nullable(NUM), "description": "window -> EMA"},
+            "composite": nullable(NUM),
+            "state": free_object("the current/last bar: sent_score, sent_cnt, bar_end, …"),
+        }
+    ),
 )
 async def latest(request: Request) -> Response:
     ctx = get_ctx(request)
@@ -140,6 +158,27 @@ def _suggest_step(span_ms: int, max_points: int, bar_ms: int) -> str:
     params=HISTORY_PARAMS,
     responses={200: "points", 400: "bad range/step/agg", 404: "unknown symbol"},
     tag="sentiment",
+    returns=obj(
+        {
+            "symbol": STR,
+            "start": MS,
+            "end": MS,
+            "step_ms": INT,
+            "agg": enum(*AGGS),
+            "columns": arr(STR),
+            "points": arr(
+                obj(
+                    {
+                        "t": MS,
+                        **{c: nullable(NUM) for c in ("sent_score", *(f"sent_ema_{w}" for w in STORED_EMA))},
+                        "sent_composite": nullable(NUM),
+                        "ticks": INT,
+                        "bars": INT,
+                    }
+                )
+            ),
+        }
+    ),
 )
 async def history(request: Request) -> Response:
     ctx = get_ctx(request)

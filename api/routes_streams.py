@@ -2,7 +2,9 @@
 
 All need an API key (header, or `api_key` query parameter for EventSource).
 Resume with the `Last-Event-ID` header (browsers send it on reconnect) or the
-`last_event_id` query parameter.
+`last_event_id` query parameter: plain ASCII digits (at most 20, below 2^64), else 400;
+an id ahead of the server gets a `resync` event (api/sse.py). A symbol filter naming a
+symbol the system does not know is a 404 that lists the known ones (api/known.py).
 """
 
 from __future__ import annotations
@@ -15,46 +17,64 @@ from starlette.routing import Route
 
 from api.context import get_ctx
 from api.errors import ApiError
-from api.routes_sentiment import requested_windows
-from api.sse import sse_response
-from api.validation import SYMBOL_RE, Param, parse_query, spec
+from api.known import check_symbols
+from api.routes_sentiment import WINDOWS, requested_windows
+from api.sse import newest_if_ahead, sse_response
+from api.validation import Param, csv_pattern, parse_query, spec
 
 _MAX_ID = 2**64 - 1
-SYMBOLS = Param("symbol", "csv", description="only these symbols (comma-separated); default every symbol")
-LAST_ID = Param(
-    "last_event_id",
-    "string",
-    pattern=r"\d{1,20}",
-    description="resume after this event id (same as the Last-Event-ID header)",
+_SYMBOL_ITEM = r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}"
+SYMBOLS = Param(
+    "symbol",
+    "csv",
+    pattern=csv_pattern(_SYMBOL_ITEM, 100),
+    max_length=3_300,
+    description="only these symbols (comma-separated, at most 100); default every symbol",
+    example="XRPUSDT",
 )
-API_KEY = Param("api_key", "string", description="API key for clients that cannot set headers (EventSource)")
-SENTIMENT_PARAMS = (SYMBOLS, Param("windows", "csv", description="subset of SENTIMENT_EMA_WINDOWS"), LAST_ID, API_KEY)
-PLAIN_PARAMS = (SYMBOLS, LAST_ID, API_KEY)
-_RESPONSES = {200: "text/event-stream", 400: "bad parameter", 401: "no key", 403: "wrong key"}
+_ID_DOC = "resume after this event id: plain digits, an id received from this stream"
+LAST_ID = Param("last_event_id", "string", pattern="[0-9]{1,20}", max_length=20, description=_ID_DOC)
+LAST_ID_HEADER = Param(
+    "Last-Event-ID",
+    "string",
+    location="header",
+    pattern="[0-9]{1,20}",
+    max_length=20,
+    description=_ID_DOC + " (browsers send it on reconnect; wins over last_event_id)",
+)
+# `api_key` (the EventSource key) is a security scheme of these operations, read by api/auth.py.
+SENTIMENT_PARAMS = (SYMBOLS, WINDOWS, LAST_ID, LAST_ID_HEADER)
+PLAIN_PARAMS = (SYMBOLS, LAST_ID, LAST_ID_HEADER)
+_RESPONSES = {
+    200: "text/event-stream: `retry:` hint, then events (id, event = the stream's name, JSON data) and "
+    "`resync` events (see api/sse.py)",
+    404: "unknown symbol",
+}
 
 
-def _symbols(raw: tuple[str, ...] | None) -> frozenset[str] | None:
+def _last_id(q: dict[str, Any]) -> int | None:
+    """The resume id (the header wins). Both parameters take plain ASCII digits only: in Python
+    '²'.isdigit() is true and int('²') raises."""
+    raw = q["Last-Event-ID"] if q["Last-Event-ID"] is not None else q["last_event_id"]
     if raw is None:
         return None
-    bad = [s for s in raw if not SYMBOL_RE.match(s)]
-    if bad or not raw:
-        raise ApiError(
-            400, f"'symbol' must be symbols like XRPUSDT separated by commas, got {','.join(bad) or '(none)'}"
-        )
-    return frozenset(raw)
-
-
-def _last_id(request: Request, query_value: str | None) -> int | None:
-    raw = request.headers.get("last-event-id") or query_value
-    if raw is None or raw == "":
-        return None
-    raw = raw.strip()
-    if not raw.isdigit() or int(raw) > _MAX_ID:
-        raise ApiError(
-            400,
-            f"Last-Event-ID must be an event id received from this stream (a non-negative integer), got {raw[:40]!r}",
-        )
+    if int(raw) > _MAX_ID:
+        raise ApiError(400, f"Last-Event-ID must be an event id received from this stream (below 2^64), got {raw}")
     return int(raw)
+
+
+async def _open(request: Request, stream: str, q: dict[str, Any], **kw: Any) -> Response:
+    ctx = get_ctx(request)
+    symbols = None if q["symbol"] is None else frozenset(q["symbol"])
+    if symbols is not None:
+        await check_symbols(ctx, sorted(symbols))
+    last_id = _last_id(q)
+    unknown_id = None
+    if last_id is not None:
+        newest = await newest_if_ahead(ctx, stream, last_id)
+        if newest is not None:
+            unknown_id, last_id = last_id, newest
+    return sse_response(ctx, stream, symbols, last_id, unknown_id=unknown_id, **kw)
 
 
 def _ema_filter(windows: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
@@ -69,7 +89,7 @@ def _ema_filter(windows: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
     params=SENTIMENT_PARAMS,
     auth=True,
     stream=True,
-    responses=_RESPONSES,
+    responses={**_RESPONSES, 503: "sentiment SSE is off (SENTIMENT_ENABLE_SSE=false)"},
     tag="streams",
 )
 async def stream_sentiment(request: Request) -> Response:
@@ -78,11 +98,10 @@ async def stream_sentiment(request: Request) -> Response:
         raise ApiError(503, "sentiment SSE is off (SENTIMENT_ENABLE_SSE=false); poll GET /api/sentiment/latest")
     q = parse_query(request, SENTIMENT_PARAMS)
     windows = requested_windows(ctx, q["windows"])
-    return sse_response(
-        ctx,
+    return await _open(
+        request,
         "sentiment",
-        _symbols(q["symbol"]),
-        _last_id(request, q["last_event_id"]),
+        q,
         rate_hz=ctx.settings.SSE_MAX_RATE_HZ,
         transform=_ema_filter(windows, tuple(ctx.settings.SENTIMENT_EMA_WINDOWS)),
     )
@@ -91,9 +110,7 @@ async def stream_sentiment(request: Request) -> Response:
 def _plain(stream: str, summary: str):  # type: ignore[no-untyped-def]
     @spec(summary, params=PLAIN_PARAMS, auth=True, stream=True, responses=_RESPONSES, tag="streams")
     async def handler(request: Request) -> Response:
-        ctx = get_ctx(request)
-        q = parse_query(request, PLAIN_PARAMS)
-        return sse_response(ctx, stream, _symbols(q["symbol"]), _last_id(request, q["last_event_id"]))
+        return await _open(request, stream, parse_query(request, PLAIN_PARAMS))
 
     handler.__name__ = f"stream_{stream}"
     return handler

@@ -5,14 +5,17 @@ nothing fetched from a CDN. It learns its settings from `GET /api/ui-config`.
 
 API key hand-off: in embedded mode (`chdb://` store, so `tickcast up`), with the API bound
 to a loopback host and the request coming from loopback, `/api/ui-config` includes the first
-of `API_KEYS`, so the quick start works without typing a key. Anywhere else the page asks
-for the key and keeps it in the browser's localStorage.
+of `API_KEYS`, so the quick start works without typing a key — and only when the request
+names a loopback `Host` (a DNS-rebinding page sends its own name, e.g. `Host: evil.test:8000`)
+and is same-origin (`Sec-Fetch-Site` absent, `same-origin` or `none`; `Origin`, when sent, equal to
+the page's own). Anywhere else the page asks for the key and keeps it in localStorage.
+docs/decisions.md "Security at the HTTP edge" says why not a per-process token.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,13 @@ from starlette.staticfiles import StaticFiles
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
+from api.known import check_symbols
+from api.schemas import BOOL, INT, MS, NUM, STR, arr, nullable, obj
 from api.validation import Param, parse_query, spec
 from tickcast.records import INTERVAL_MS
 from tickcast.settings import parse_duration_ms
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 FEATURE_COLUMNS = (
     "ret_1",
@@ -50,6 +56,7 @@ FEATURE_COLUMNS = (
     "sent_composite",
 )  # the numeric columns of sql/queries/feature_drift_rows.sql
 _NO_CACHE = {"Cache-Control": "no-cache"}
+_UI_GROUPS = ("freshness", "drift", "calibration", "accuracy", "models", "labeler", "sse", "trading")
 _LOOPBACK_NAMES = {"localhost"}
 
 
@@ -71,8 +78,16 @@ STATIC_PARAMS = (
         location="path",
         pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}",
         description="file name under api/static (the page's ES modules, CSS, icon)",
+        example="app.js",
     ),
 )
+
+
+def static_media_types() -> list[str]:
+    """The content types the static route serves (as Starlette's FileResponse guesses them)."""
+    import mimetypes
+
+    return sorted({mimetypes.guess_type(p.name)[0] or "text/plain" for p in STATIC_DIR.iterdir() if p.is_file()})
 
 
 @spec(
@@ -107,12 +122,38 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def hand_out_key(ctx: AppContext, client_host: str | None) -> str | None:
-    """The key the page may receive without asking: embedded mode, loopback bind, loopback client."""
+def host_name(host_header: str | None) -> str | None:
+    """The name in a Host header without its port: 'localhost:8000' -> 'localhost', '[::1]:80' -> '[::1]'."""
+    if not host_header:
+        return None
+    if host_header.startswith("["):
+        return host_header[: host_header.find("]") + 1] or None
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def hand_out_key(
+    ctx: AppContext,
+    client_host: str | None,
+    *,
+    host_header: str | None,
+    origin: str | None = None,
+    fetch_site: str | None = None,
+    scheme: str = "http",
+) -> str | None:
+    """The key the page may receive without asking: embedded mode, loopback bind, loopback client,
+    a loopback Host header, and a same-origin request."""
     s = ctx.settings
     if not s.API_KEYS or not s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"):
         return None
     if not (_is_loopback(s.TICKCAST_API_HOST) and _is_loopback(client_host)):
+        return None
+    if not _is_loopback(host_name(host_header)):
+        # DNS rebinding: the browser names the attacker's host
+        log.warning("API key not handed out: request from loopback with Host %r (not a loopback name)", host_header)
+        return None
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return None  # a request made by another site's page
+    if origin is not None and origin != f"{scheme}://{host_header}":
         return None
     return s.API_KEYS[0]
 
@@ -129,16 +170,37 @@ async def _symbols(ctx: AppContext) -> list[str]:
     "known symbols; in embedded mode on loopback also the API key (see api/routes_ui.py)",
     responses={200: "settings"},
     tag="ui",
+    returns=obj(
+        {
+            "auth_required": BOOL,
+            "api_key": nullable(STR),
+            "mode": {"type": "string", "enum": ["embedded", "distributed"]},
+            "symbols": arr(STR),
+            "ema_windows": arr(STR),
+            "bar_step": STR,
+            **{group: {"type": "object"} for group in _UI_GROUPS},
+        },
+        closed=False,  # a settings bag: each area adds its own keys
+    ),
 )
 async def ui_config(request: Request) -> Response:
     ctx = get_ctx(request)
     s = ctx.settings
-    key = hand_out_key(ctx, request.client.host if request.client else None)
+    key = hand_out_key(
+        ctx,
+        request.client.host if request.client else None,
+        host_header=request.headers.get("host"),
+        origin=request.headers.get("origin"),
+        fetch_site=request.headers.get("sec-fetch-site"),
+        scheme=request.url.scheme,
+    )
     return JSONResponse(
         {
             "auth_required": bool(s.API_KEYS),
             "api_key": key,
             "mode": "embedded" if s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://") else "distributed",
+            # VITE_USE_MOCKS=1: the page runs on mock data and mock streams (api/static/mocks.js)
+            "use_mocks": s.VITE_USE_MOCKS,
             "symbols": await _symbols(ctx),
             "ema_windows": list(s.SENTIMENT_EMA_WINDOWS),
             "bar_step": s.SENTIMENT_STEP_DEFAULT,
@@ -217,24 +279,6 @@ def drift_z_default(ctx: AppContext) -> float:
 
 
 # --- feature drift z ------------------------------------------------------------------------
-def rolling_z(t: np.ndarray, values: np.ndarray, window: int, mu: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """z of the rolling mean of the last `window` present values, at each value from the window-th on.
-
-    `z = (mean(v[i-window+1..i]) − μ_train) / (σ_train / √window)` — the rule of the flow's
-    feature-drift ring (missing values are skipped, not counted).
-
-    >>> rolling_z(np.arange(4), np.array([1.0, np.nan, 3.0, 5.0]), 2, 2.0, 1.0)[1].round(3).tolist()
-    [0.0, 2.828]
-    """
-    ok = np.isfinite(values)
-    v, tt = values[ok].astype(np.float64), t[ok]
-    if v.size < window:
-        return tt[:0], v[:0]
-    csum = np.concatenate(([0.0], np.cumsum(v)))
-    means = (csum[window:] - csum[:-window]) / window
-    return tt[window - 1 :], (means - mu) / (sigma / math.sqrt(window))
-
-
 def sample_at(times: np.ndarray, z_t: np.ndarray, z: np.ndarray) -> list[float | None]:
     """The latest z at or before each of `times` (None before the first)."""
     idx = np.searchsorted(z_t, times, side="right") - 1
@@ -273,6 +317,11 @@ DRIFT_PARAMS = (
         pattern=r"[A-Za-z0-9._-]{1,128}",
         description="model whose train mean/std is the reference; default the production model",
     ),
+    Param(
+        "end",
+        "timestamp",
+        description="evaluate at this close_time (epoch ms or ISO-8601): the rows the flow had then; default now",
+    ),
 )
 
 
@@ -289,55 +338,126 @@ def _reference_model(ctx: AppContext, version: str | None) -> dict[str, Any] | N
         raise ApiError(404, f"unknown model version {version!r}; see GET /api/models") from None
 
 
-def drift_report(table: Any, meta: dict[str, Any], window: int, z_thr: float, points: int) -> dict[str, Any]:
-    """Per feature of the model: latest rolling mean and z, breach flag, z series at `points` times."""
+def drift_report(
+    table: Any, meta: dict[str, Any], window: int, z_thr: float, points: int, flow_state: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Per feature of the model: the latest window mean and z (`models.feature_drift.rolling_z`, the
+    flow's rule), the breach flag for `z_thr`, the flow's own drift state, and a z series."""
+    from models.feature_drift import reference_of, rolling_z
+
     t = table.column("t").to_numpy().astype(np.int64) if table.num_rows else np.empty(0, np.int64)
     times = t[np.unique(np.linspace(0, t.size - 1, min(points, t.size)).round().astype(int))] if t.size else t
-    mean, std = meta.get("train_mean") or {}, meta.get("train_std") or {}
     features = []
-    for name in meta.get("feature_names") or []:
-        mu, sigma = mean.get(name), std.get(name)
-        if name not in FEATURE_COLUMNS or mu is None or not sigma:
+    for name, (mu, sigma) in reference_of(meta).items():
+        if name not in FEATURE_COLUMNS:
             continue
         values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64) if t.size else np.empty(0)
-        z_t, z = rolling_z(t, values, window, float(mu), float(sigma))
+        z_t, z = rolling_z(t, values, window, mu, sigma)
         present = values[np.isfinite(values)]
         latest = float(z[-1]) if z.size else None
+        state = flow_state.get(name)
         features.append(
             {
                 "name": name,
-                "train_mean": float(mu),
-                "train_std": float(sigma),
+                "train_mean": mu,
+                "train_std": sigma,
                 "n": int(min(present.size, window)),
                 "mean": float(present[-window:].mean()) if present.size >= window else None,
                 "z": latest,
                 "breach": latest is not None and abs(latest) >= z_thr,
+                # what the flow decided (its drift events): drifting until |z| < REARM x threshold
+                "flow_drifting": bool(state and state["last_kind"] == "feature_drift"),
+                "flow_since": state["last_ms"] if state and state["last_kind"] == "feature_drift" else None,
                 "series": sample_at(times, z_t, z),
             }
         )
     return {"times": times.tolist(), "features": features}
 
 
+_MAX_DRIFT_ROWS = 400_000
+
+
+def _drift_rows(ctx: AppContext, meta: dict[str, Any], q: dict[str, Any], window: int, end: int) -> Any:
+    """The newest rows up to `end` holding at least `window` + `history` present values of every
+    model feature (missing values do not count, as in the flow's rings): fetch more while short."""
+    import sql
+    from models.feature_drift import reference_of
+
+    names = [n for n in reference_of(meta) if n in FEATURE_COLUMNS]
+    need = window + q["history"]
+    limit = need
+    while True:
+        args = {"symbol": q["symbol"] or "", "interval": q["interval"] or "", "limit": limit, "end": end}
+        table = ctx.store.arrow(sql.query("feature_drift_rows"), args)
+        short = any(table.num_rows - table.column(n).null_count < need for n in names) if table.num_rows else False
+        if not short or table.num_rows < limit or limit >= _MAX_DRIFT_ROWS:
+            return table
+        limit = min(limit * 2, _MAX_DRIFT_ROWS)
+
+
 @spec(
     "Feature drift: rolling z of each model feature's mean over the last `window` values against the model's "
-    "training mean/std (z = (mean − μ)/(σ/√n)), with a z series for charts",
+    "training mean/std (z = (mean − μ)/(σ/√n), models/feature_drift.py — the flow's own rule on the same rows), "
+    "the flow's drift state per feature (its drift events), and a z series for charts",
     params=DRIFT_PARAMS,
-    responses={200: "per-feature z", 400: "bad parameter", 404: "unknown model version"},
+    responses={200: "per-feature z", 400: "bad parameter", 404: "unknown model version or symbol"},
     tag="calibration",
+    returns=obj(
+        {
+            "window": INT,
+            "z_threshold": NUM,
+            "symbol": nullable(STR),
+            "interval": nullable(STR),
+            "defaults": obj({"window": INT, "z": NUM}),
+            "model_version": nullable(STR),
+            "rows": INT,
+            "times": arr(MS),
+            "features": arr(
+                obj(
+                    {
+                        "name": STR,
+                        "train_mean": NUM,
+                        "train_std": NUM,
+                        "n": INT,
+                        "mean": nullable(NUM),
+                        "z": nullable(NUM),
+                        "breach": BOOL,
+                        "flow_drifting": BOOL,
+                        "flow_since": nullable(MS),
+                        "series": arr(nullable(NUM)),
+                    }
+                )
+            ),
+            "flow": obj({"window": INT, "z": NUM, "rearm_below": NUM}),
+            "same_as_flow": BOOL,
+            "reason": nullable(STR),
+        }
+    ),
 )
 async def feature_drift(request: Request) -> Response:
-    import sql
+    import time
+
+    from models.feature_drift import REARM
 
     ctx = get_ctx(request)
+    s = ctx.settings
     q = parse_query(request, DRIFT_PARAMS)
+    if q["symbol"] is not None:
+        await check_symbols(ctx, [q["symbol"]])
     window = q["window"] or drift_window_default(ctx)
     z_thr = q["z"] or drift_z_default(ctx)
+    end = q["end"] if q["end"] is not None else int(time.time() * 1000) + 86_400_000
+    flow_rule = {"window": s.DRIFT_WINDOW, "z": s.DRIFT_Z_THRESHOLD, "rearm_below": REARM * s.DRIFT_Z_THRESHOLD}
+    same_rule = window == s.DRIFT_WINDOW and z_thr == s.DRIFT_Z_THRESHOLD and not q["symbol"] and not q["interval"]
     body: dict[str, Any] = {
         "window": window,
         "z_threshold": z_thr,
         "symbol": q["symbol"],
         "interval": q["interval"],
         "defaults": {"window": drift_window_default(ctx), "z": drift_z_default(ctx)},
+        "flow": flow_rule,
+        # True: these are the flow's numbers; False: a what-if next to the flow's state
+        "same_as_flow": same_rule,
     }
     meta = await blocking(_reference_model, ctx, q["model_version"])
     if meta is None:
@@ -352,12 +472,12 @@ async def feature_drift(request: Request) -> Response:
                 "training statistics (promote one in Admin)",
             }
         )
-    table = await blocking(
-        ctx.store.arrow,
-        sql.query("feature_drift_rows"),
-        {"symbol": q["symbol"] or "", "interval": q["interval"] or "", "limit": window + q["history"]},
+    table = await blocking(_drift_rows, ctx, meta, q, window, end)
+    state_rows = await blocking(
+        ctx.store.named, "feature_drift_state", {"model_version": str(meta.get("version")), "end": end}
     )
-    report = await blocking(drift_report, table, meta, window, z_thr, q["points"])
+    flow_state = {row["feature"]: row for row in state_rows}
+    report = await blocking(drift_report, table, meta, window, z_thr, q["points"], flow_state)
     reason = (
         None
         if table.num_rows >= window
@@ -370,7 +490,7 @@ async def feature_drift(request: Request) -> Response:
 
 # --- provider mix -----------------------------------------------------------------------------
 PROVIDER_PARAMS = (
-    Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT"),
+    Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT", example="XRPUSDT"),
     Param(
         "minutes",
         "integer",
@@ -386,12 +506,32 @@ PROVIDER_PARAMS = (
     "Sentiment provider mix of a symbol: ticks, trust weight and mean score per provider over the last "
     "`minutes` of event time",
     params=PROVIDER_PARAMS,
-    responses={200: "providers", 400: "bad parameter"},
+    responses={200: "providers", 400: "bad parameter", 404: "unknown symbol"},
     tag="sentiment",
+    returns=obj(
+        {
+            "symbol": STR,
+            "minutes": INT,
+            "end_ms": nullable(MS),
+            "providers": arr(
+                obj(
+                    {
+                        "provider": STR,
+                        "ticks": INT,
+                        "share": NUM,
+                        "weight": NUM,
+                        "mean_score": NUM,
+                        "positive": INT,
+                    }
+                )
+            ),
+        }
+    ),
 )
 async def provider_mix(request: Request) -> Response:
     ctx = get_ctx(request)
     q = parse_query(request, PROVIDER_PARAMS)
+    await check_symbols(ctx, [q["symbol"]])
     rows = await blocking(ctx.store.named, "feature_provider_mix", {"symbol": q["symbol"], "minutes": q["minutes"]})
     total = sum(int(r["ticks"]) for r in rows) or 1
     providers = [

@@ -11,6 +11,17 @@ event published during the replay is then either in the replay or in the queue, 
 in neither (the bus drops an unstored event only after it is stored; a store-first
 publisher stores before publishing); the skip drops the ones that are in both.
 
+A `Last-Event-ID` the server does not know — above every id it has given out or stored
+(another deployment's, a wiped store's, a forged one) — is answered with a `resync` event
+instead of silence: its `id:` is the server's newest id (an EventSource takes it as its new
+Last-Event-ID), its data says which id was unknown and where the stream restarts, and the
+stream goes on from there. The same event name marks a resume that was cut short
+(`SSE_RESUME_MAX_EVENTS`). A client reloads its state from the history endpoints on
+`resync`; api/static/live.js does.
+
+`SSE_MAX_STREAM_SECONDS` > 0 ends each stream after that long; clients reconnect and resume
+with their Last-Event-ID (no gap), which spreads them over replicas after a scale-out.
+
 Coalescing (`/stream/sentiment`): at most `rate_hz` state messages per second per
 symbol in the long run, with `SSE_MAX_BURST` extra allowed back to back; a newer state
 replaces a held one (the intermediate one is dropped), bar-close
@@ -69,6 +80,28 @@ async def replay(
     return stored[:limit], len(stored) > limit
 
 
+async def newest_if_ahead(ctx: AppContext, stream: str, last_id: int) -> int | None:
+    """None when `last_id` is an id this server has given out or stored; else the newest id it
+    knows for `stream` (its id clock, the unstored events on the bus, the stored ones). The
+    store is asked only when the id clock is behind `last_id` (after a restart, or a replica
+    that has not seen an event yet)."""
+    newest = ctx.id_clock.current()
+    if last_id <= newest:
+        return None
+    unstored = getattr(ctx.bus, "unstored_after", None)
+    if unstored is not None:
+        newest = max([newest, *(e.id for e in unstored(stream, None, newest))])
+    rows = await blocking(ctx.store.named, "live_events_newest_id", {"stream": stream})
+    newest = max(newest, int(rows[0]["newest"] or 0) if rows else 0)
+    return None if last_id <= newest else newest
+
+
+def resync_event(reason: str, message: str, restart_from: int, **extra: Any) -> ServerSentEvent:
+    """A `resync` event; its id moves the client's Last-Event-ID to where the stream restarts."""
+    data = {"reason": reason, "message": message, "restart_from": restart_from, **extra}
+    return ServerSentEvent(data=orjson.dumps(data).decode(), event="resync", id=str(restart_from))
+
+
 async def event_source(
     ctx: AppContext,
     stream: str,
@@ -77,7 +110,10 @@ async def event_source(
     *,
     rate_hz: float | None = None,
     transform: Transform | None = None,
+    unknown_id: int | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
+    """`unknown_id`: the client's Last-Event-ID was ahead of the server; `last_id` is then the
+    server's newest id, announced first in a `resync` event."""
     settings = ctx.settings
     sub = ctx.bus.subscribe([stream], symbols)  # before the replay query: see the module docstring
     gauge = metrics.SENTIMENT_SSE_CLIENTS.labels(stream)
@@ -85,6 +121,15 @@ async def event_source(
     try:
         yield ServerSentEvent(comment=f"tickcast {stream} stream", retry=settings.SSE_RETRY_MS)
         cursor = 0
+        if last_id is not None and unknown_id is not None:
+            yield resync_event(
+                "unknown_last_event_id",
+                f"Last-Event-ID {unknown_id} is ahead of this server's newest event {last_id} (another "
+                "deployment's id, or a store that was reset); the stream restarts after the newest event: "
+                "reload state from the history endpoints",
+                last_id,
+                last_event_id=unknown_id,
+            )
         if last_id is not None:
             cursor = last_id
             events, truncated = await replay(ctx, stream, symbols, last_id, settings.SSE_RESUME_MAX_EVENTS)
@@ -92,26 +137,42 @@ async def event_source(
                 yield _message(event, transform)
                 cursor = event.id
             if truncated:
-                yield ServerSentEvent(
-                    event="resync",
-                    data=orjson.dumps(
-                        {
-                            "reason": f"more than {settings.SSE_RESUME_MAX_EVENTS} events were missed "
-                            "(SSE_RESUME_MAX_EVENTS); reload state from the history endpoints",
-                            "replayed_up_to": cursor,
-                        }
-                    ).decode(),
+                yield resync_event(
+                    "too_many_missed",
+                    f"more than {settings.SSE_RESUME_MAX_EVENTS} events were missed (SSE_RESUME_MAX_EVENTS); "
+                    "reload state from the history endpoints",
+                    cursor,
+                    replayed_up_to=cursor,
                 )
         live = (
             _live(sub.queue, cursor)
             if rate_hz is None
             else _coalesced(sub.queue, cursor, 1.0 / rate_hz, settings.SSE_MAX_BURST)
         )
-        async for event, with_id in live:
+        async for event, with_id in _until(live, settings.SSE_MAX_STREAM_SECONDS):
             yield _message(event, transform, with_id)
     finally:
         ctx.bus.unsubscribe(sub)
         gauge.dec()
+
+
+async def _until(events: AsyncIterator[tuple[Event, bool]], seconds: float) -> AsyncIterator[tuple[Event, bool]]:
+    """`events` until `seconds` have passed (0: for ever)."""
+    if seconds <= 0:
+        async for item in events:
+            yield item
+        return
+    deadline = asyncio.get_running_loop().time() + seconds
+    iterator = aiter(events)
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        try:
+            item = await asyncio.wait_for(anext(iterator), remaining)
+        except (TimeoutError, StopAsyncIteration):
+            return
+        yield item
 
 
 async def _live(queue: asyncio.Queue[Event], cursor: int) -> AsyncIterator[tuple[Event, bool]]:
@@ -138,7 +199,9 @@ async def _coalesced(
     tat: dict[str | None, float] = {}  # per symbol: theoretical time of the next send
 
     def due(symbol: str | None) -> float:
-        return tat.get(symbol, 0.0) - tolerance
+        # less a nanosecond: a send time that float rounding puts a hair after `now` is due now
+        # (else a clock that only moves in whole ticks, like the tests' virtual one, spins)
+        return tat.get(symbol, 0.0) - tolerance - 1e-9
 
     def take(symbol: str | None, now: float) -> None:
         tat[symbol] = max(tat.get(symbol, now), now) + interval
@@ -178,9 +241,10 @@ def sse_response(
     *,
     rate_hz: float | None = None,
     transform: Transform | None = None,
+    unknown_id: int | None = None,
 ) -> EventSourceResponse:
     return EventSourceResponse(
-        event_source(ctx, stream, symbols, last_id, rate_hz=rate_hz, transform=transform),
+        event_source(ctx, stream, symbols, last_id, rate_hz=rate_hz, transform=transform, unknown_id=unknown_id),
         ping=ctx.settings.SSE_KEEPALIVE_SECONDS,
         send_timeout=30,  # a client that stops reading is dropped instead of holding memory
         headers={"Cache-Control": "no-cache"},

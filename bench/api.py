@@ -2,6 +2,7 @@
 
     python bench/api.py [--ticks 10000000] [--symbols 100] [--queries 300]
                         [--rate 2000] [--clients 200] [--seconds 10] [--batch 10] [--warmup 2]
+                        [--ack both|queued|stored] [--ack-rounds 2]
 
 1. History: `--ticks` sentiment ticks (1 per second per symbol) are generated straight into
    ClickHouse (`INSERT … SELECT FROM numbers()`), aggregated into 1-minute `sentiment_bars`
@@ -15,6 +16,11 @@
    the server's receipt stamp (`ingest_ts`) of the newest tick in the delivered state. The
    first `--warmup` seconds are posted at the rate but not measured.
    `--stand-in` replaces the dataflow by a stub that publishes each tick directly.
+3. Ack modes: the live part runs once per `--ack` mode (default both, alternating
+   `--ack-rounds` times), each on a fresh embedded system and database in the same run:
+   `queued` answers 202 when the records are in the ingest buffer, `stored` when their rows
+   are in ClickHouse (TICKCAST_INGEST_ACK). The table gives each mode's POST latency and
+   POST → SSE, and the stored/queued ratio of the medians.
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ def _serve(store: Any, ingest: Any, bus: Any, **settings: Any) -> tuple[str, Any
     return f"http://127.0.0.1:{port}", server, thread
 
 
-def _serve_embedded(store: Any, workdir: Path) -> tuple[str, Any, threading.Thread, Any]:
+def _serve_embedded(store: Any, workdir: Path, ack: str = "stored") -> tuple[str, Any, threading.Thread, Any]:
     import uvicorn
 
     from tickcast.embedded import EmbeddedSystem
@@ -94,6 +100,7 @@ def _serve_embedded(store: Any, workdir: Path) -> tuple[str, Any, threading.Thre
         MODEL_STORE_DIR=str(workdir / "models"),
         SENTIMENT_HISTORY_MAX_POINTS=100_000,
         TICKCAST_LOG_LEVEL="WARNING",
+        TICKCAST_INGEST_ACK=ack,
     )
     system = EmbeddedSystem(settings, simulator=False, store=store)
     app = system.app()
@@ -251,7 +258,11 @@ async def _clients_main(
     limits = httpx.Limits(max_connections=clients + 64, max_keepalive_connections=clients + 64)
     async with (
         httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60.0), limits=limits) as sse_client,
-        httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0)) as post_client,
+        httpx.AsyncClient(  # stored acks keep ~rate × latency POSTs in flight
+            base_url=base,
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=1024),
+        ) as post_client,
     ):
         readers = [asyncio.create_task(reader(i, sse_client)) for i in range(clients)]
         await asyncio.wait_for(all_ready.wait(), 60)
@@ -331,6 +342,10 @@ def main(argv: list[str] | None = None) -> None:
         "and create every symbol's state)",
     )
     ap.add_argument("--stand-in", action="store_true", help="live part without the dataflow (API + bus + SSE only)")
+    ap.add_argument(
+        "--ack", choices=["both", "queued", "stored"], default="both", help="TICKCAST_INGEST_ACK of the live part"
+    )
+    ap.add_argument("--ack-rounds", type=int, default=2, help="live runs per ack mode (alternating)")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: run the client side against this base URL
     args = ap.parse_args(argv)
     if args.client:
@@ -349,18 +364,30 @@ def main(argv: list[str] | None = None) -> None:
         store.migrate()
         gen = generate(store, args.ticks, args.symbols)
         span_ms = (args.ticks // args.symbols) * 1000
-        system = None
         if args.stand_in:
             bus, ids = LocalBus(), IdClock()
             base, server, thread = _serve(store, stand_in_flow(bus, ids), bus, SENTIMENT_HISTORY_MAX_POINTS=100_000)
+            hist = history_bench(base, store, args.symbols, span_ms, args.queries)
+            lives = {"stand-in": [live_bench(base, args)]}
+            server.should_exit = True
+            thread.join(timeout=10)
         else:
-            base, server, thread, system = _serve_embedded(store, workdir)
-        hist = history_bench(base, store, args.symbols, span_ms, args.queries)
-        live = live_bench(base, args)
-        server.should_exit = True
-        thread.join(timeout=10)
-        if system is not None:
+            modes = ["queued", "stored"] if args.ack == "both" else [args.ack]
+            base, server, thread, system = _serve_embedded(store, workdir, modes[0])
+            hist = history_bench(base, store, args.symbols, span_ms, args.queries)
+            server.should_exit = True
+            thread.join(timeout=10)
             system.stop(timeout=10)
+            lives = {mode: [] for mode in modes}
+            for round_no in range(args.ack_rounds):
+                for mode in modes:  # alternating: machine noise spreads over both modes
+                    live_store = Store(f"chdb://{workdir}", database=f"live_{mode}_{round_no}")
+                    live_store.migrate()
+                    base, server, thread, system = _serve_embedded(live_store, workdir, mode)
+                    lives[mode].append(live_bench(base, args))
+                    server.should_exit = True
+                    thread.join(timeout=10)
+                    system.stop(timeout=10)
 
         rows = [
             ("setup", f"{args.ticks:,} ticks generated", f"{gen['ticks_s']:.1f} s", "", ""),
@@ -370,28 +397,42 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 ("history GET", name, f"{len(lat)} queries", f"{_pct(lat, 50):.1f} ms", f"{_pct(lat, 99):.1f} ms")
             )
-        lat = live["latencies"]
-        rows.append(
-            (
-                "tick POST",
-                f"{live['achieved']:.0f} ticks/s in batches of {args.batch}",
-                f"{len(live['post_lat'])} POSTs",
-                f"{_pct(live['post_lat'], 50):.1f} ms",
-                f"{_pct(live['post_lat'], 99):.1f} ms",
+        medians: dict[str, tuple[float, float]] = {}
+        for mode, runs in lives.items():
+            post_lat = [x for live in runs for x in live["post_lat"]]
+            lat = [x for live in runs for x in live["latencies"]]
+            achieved = sum(live["achieved"] for live in runs) / len(runs)
+            sent = sum(live["sent"] for live in runs)
+            received = sum(live["received"] for live in runs)
+            medians[mode] = (_pct(post_lat, 50), _pct(lat, 50))
+            tag = f" (ack={mode})" if mode != "stand-in" else ""
+            rows.append(
+                (
+                    f"tick POST{tag}",
+                    f"{achieved:.0f} ticks/s in batches of {args.batch}",
+                    f"{len(post_lat)} POSTs",
+                    f"{_pct(post_lat, 50):.1f} ms",
+                    f"{_pct(post_lat, 99):.1f} ms",
+                )
             )
-        )
-        per_client = args.clients * live["sent"] / args.symbols  # each client follows one symbol
-        rows.append(
-            (
-                "POST → SSE",
-                f"{args.clients} clients, coalesced ≤ 10 Hz/symbol",
-                f"{live['received']:,} delivered of {per_client:,.0f} posted-for-them",
-                f"{_pct(lat, 50):.1f} ms",
-                f"{_pct(lat, 99):.1f} ms",
+            per_client = args.clients * sent / args.symbols  # each client follows one symbol
+            rows.append(
+                (
+                    f"POST → SSE{tag}",
+                    f"{args.clients} clients, coalesced ≤ 10 Hz/symbol",
+                    f"{received:,} delivered of {per_client:,.0f} posted-for-them",
+                    f"{_pct(lat, 50):.1f} ms",
+                    f"{_pct(lat, 99):.1f} ms",
+                )
             )
-        )
+        if "stored" in medians and "queued" in medians:
+            (pq, sq), (ps, ss) = medians["queued"], medians["stored"]
+            rows.append(
+                ("ratio", "stored / queued (medians)", "", f"POST ×{ps / pq:.1f}", f"POST → SSE ×{ss / sq:.2f}")
+            )
         how = "an in-process stand-in for the flow" if args.stand_in else "the real embedded dataflow"
-        print(f"\nAPI bench ({os.cpu_count()} CPUs; {args.symbols} symbols; live part through {how})\n")
+        rounds = "" if args.stand_in else f"; live part: {args.ack_rounds} round(s) per ack mode, alternating"
+        print(f"\nAPI bench ({os.cpu_count()} CPUs; {args.symbols} symbols; live part through {how}{rounds})\n")
         print("| part | case | volume | p50 | p99 |")
         print("|---|---|---|---|---|")
         for row in rows:

@@ -8,7 +8,13 @@ as they would arrive during the minute; then the burst: 1000 candles closing at 
 T + grace (so the grace wait is not measured), at wall time t0; a prediction's latency is the wall time its live event is published
 (after the event is stored in live_events) minus t0. Also: ONNX µs/row, batched vs one row at a time.
 
-    python bench/inference.py [--symbols 1000] [--bursts 15] [--ticks-in-burst]
+    python bench/inference.py [--symbols 1000] [--bursts 15] [--ticks-in-burst] [--sql-load [--sql-priority N]]
+
+`--sql-load`: the SQL interface of `tickcast up` is served on the bench's store (same
+limits: TICKCAST_SQL_*), and every other measured burst runs while TICKCAST_SQL_MAX_CONCURRENT
+client processes send heavy ad-hoc queries in a loop (a CPU-bound scan cancelled at 1 s, an
+aggregate of predictions FINAL, the labeled_predictions join); p50/p99 with and without, same
+run. `--sql-priority 0` runs the queries' threads at normal priority instead of nice 19.
 """
 
 from __future__ import annotations
@@ -115,6 +121,118 @@ def tick(symbol: str, ts: int, ingest: int, score: float) -> dict:
     }
 
 
+HEAVY_QUERIES = (
+    "SELECT count() FROM numbers(1e12) WHERE sipHash64(number) % 7 = 3",
+    "SELECT symbol, count(), avg(prob), quantile(0.9)(prob) FROM predictions FINAL GROUP BY symbol ORDER BY symbol",
+    "SELECT model_version, count(), avg(correct), avg(prob) FROM labeled_predictions GROUP BY model_version",
+)
+
+# One SQL user, in a process of its own (as users are): reads "1" (send) / "0" (stop sending,
+# answer "idle" once the query in flight is done) / "q" (print "answered cancelled", exit)
+# from stdin; while on, sends the heavy queries in turn, each with max_execution_time=1.
+_CLIENT = """
+import base64, json, select, sys, urllib.error, urllib.parse, urllib.request
+url, key, first, queries = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+auth = "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()
+on, k, answered, cancelled = False, first, 0, 0
+while True:
+    ready, _, _ = select.select([sys.stdin], [], [], 0 if on else 0.05)
+    if ready:
+        cmd = sys.stdin.readline().strip()
+        if cmd == "q":
+            print(answered, cancelled, flush=True)
+            break
+        on = cmd == "1"
+        if not on:
+            print("idle", flush=True)
+    if not on:
+        continue
+    req = urllib.request.Request(url + "/?max_execution_time=1", data=queries[k % len(queries)].encode(), method="POST")
+    req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+        answered += 1
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        cancelled += exc.headers.get("X-ClickHouse-Exception-Code") == "159"
+    k += 1
+"""
+
+
+class SqlLoad:
+    """The SQL interface of `tickcast up` on the bench's store, and its users sending heavy
+    queries in a loop while switched on (TICKCAST_SQL_MAX_CONCURRENT client processes)."""
+
+    def __init__(self, settings, store: Store, *, priority: int = 19) -> None:  # noqa: ANN001
+        import json
+        import subprocess
+        import sys
+
+        # Run as a script, this file's folder leads sys.path, and bench/api.py would shadow the api package.
+        here = Path(__file__).resolve().parent
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+        from api.clickhouse_http import ReadOnlyEngine, SqlHttpServer, create_sql_app
+        from api.clickhouse_http.server import chdb_path, limits_from
+
+        engine = ReadOnlyEngine(str(chdb_path(store.url)), limits=limits_from(settings), database=store.database)
+        # the A/B knob: the query threads' nice value (19 is what the SQL interface uses)
+        engine._connection_string = engine._connection_string.replace(  # noqa: SLF001 - bench only
+            "os_thread_priority=19", f"os_thread_priority={priority}"
+        )
+        app = create_sql_app(
+            engine, api_keys=tuple(settings.API_KEYS), max_concurrent=settings.TICKCAST_SQL_MAX_CONCURRENT
+        )
+        self.server = SqlHttpServer(app, "127.0.0.1", 0)
+        self.server.start()
+        self.clients = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _CLIENT,
+                    self.server.url,
+                    settings.API_KEYS[0],
+                    str(i),
+                    json.dumps(HEAVY_QUERIES),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(settings.TICKCAST_SQL_MAX_CONCURRENT)
+        ]
+        self.answered = self.cancelled = 0
+        self.loaded = False
+
+    def _send(self, cmd: str) -> None:
+        for c in self.clients:
+            c.stdin.write(cmd + "\n")
+            c.stdin.flush()
+
+    def start(self) -> None:
+        self._send("1")
+        self.loaded = True
+
+    def quiet(self) -> None:
+        """Stop sending and wait for the queries in flight (at most ~1 s each)."""
+        if self.loaded:
+            self._send("0")
+            for c in self.clients:
+                c.stdout.readline()
+            self.loaded = False
+
+    def stop(self) -> None:
+        self.quiet()
+        self._send("q")
+        for c in self.clients:
+            answered, cancelled = c.stdout.readline().split()
+            self.answered += int(answered)
+            self.cancelled += int(cancelled)
+            c.wait(10)
+        self.server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=1000)
@@ -125,6 +243,17 @@ def main() -> None:
         "--ticks-in-burst",
         action="store_true",
         help="hand over the minute's ticks with the candles instead of ~29 s before them",
+    )
+    parser.add_argument(
+        "--sql-load",
+        action="store_true",
+        help="every other measured burst under heavy queries on the SQL interface (p50/p99 with and without)",
+    )
+    parser.add_argument(
+        "--sql-priority",
+        type=int,
+        default=19,
+        help="nice value of the SQL queries' threads (the interface uses 19; 0 shows why)",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tickcast-bench-inf-"))
@@ -178,20 +307,31 @@ def main() -> None:
         return t0
 
     latencies: list[float] = []
+    loaded_latencies: list[float] = []
+    sql_load = SqlLoad(settings, store, priority=args.sql_priority) if args.sql_load else None
     for k in range(args.warmup + args.bursts):
         T = START + (k + 1) * 60_000
+        under_load = sql_load is not None and k >= args.warmup and (k - args.warmup) % 2 == 1
+        if sql_load is not None:
+            if under_load:
+                sql_load.start()
+                time.sleep(0.3)  # the heavy queries are running when the candles close
+            else:
+                sql_load.quiet()
         t0 = burst(k)
         deadline = time.time() + 60
         while len(recorder.times.get(T, [])) < args.symbols and time.time() < deadline:
             time.sleep(0.002)
         if k >= args.warmup:
             burst_ms = [(t - t0) * 1000 for t in recorder.times.get(T, [])]
-            latencies += burst_ms
+            (loaded_latencies if under_load else latencies).extend(burst_ms)
             if args.per_burst:
                 print(
                     f"burst {k}: first {min(burst_ms):.1f} / median {np.median(burst_ms):.1f} / "
                     f"last {max(burst_ms):.1f} ms"
                 )
+    if sql_load is not None:
+        sql_load.stop()
     inbox.put(STOP)
     thread.join(30)
     served = store.scalar("SELECT count() FROM {db}.predictions FINAL WHERE model_version = {v:String}", {"v": version})
@@ -199,11 +339,26 @@ def main() -> None:
     print(
         f"# inference bench: {args.symbols} symbols x {args.bursts} bursts (after {args.warmup} warm-up bursts); "
         f"the minute's ticks {'in the burst' if args.ticks_in_burst else 'before the burst'}"
+        + (
+            f"; {len(loaded_latencies) // args.symbols} of them under heavy SQL queries "
+            f"({settings.TICKCAST_SQL_MAX_CONCURRENT} client processes, max_threads={settings.TICKCAST_SQL_MAX_THREADS}, "
+            f"nice {args.sql_priority})"
+            if sql_load is not None
+            else ""
+        )
     )
     print(f"model {version}; predictions served by it: {served}")
     print("| metric | value |\n|---|---:|")
     print(f"| candle close -> prediction row, p50 | {p50:.1f} ms |")
     print(f"| candle close -> prediction row, p99 | {p99:.1f} ms |")
+    if sql_load is not None and loaded_latencies:
+        lp50, lp99 = np.percentile(loaded_latencies, [50, 99])
+        print(f"| same, during heavy SQL queries, p50 | {lp50:.1f} ms ({lp50 / p50:.2f}x) |")
+        print(f"| same, during heavy SQL queries, p99 | {lp99:.1f} ms ({lp99 / p99:.2f}x) |")
+        print(
+            f"| SQL queries during those bursts | {sql_load.answered} answered, "
+            f"{sql_load.cancelled} cancelled at max_execution_time |"
+        )
     print(f"| ONNX batched (1000 rows) | {b_us:.2f} µs/row |")
     print(f"| ONNX one row at a time | {s_us:.2f} µs/row |")
     print(f"| batched speed-up | {s_us / b_us:.1f}x |")

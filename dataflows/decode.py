@@ -4,11 +4,16 @@ Keyed by partition (not by provider) so each partition's records keep their
 ingest order on the way to the per-symbol step. A provider whose ticks fail
 validation `disable_streak` times in a row is disabled until an
 `{"_control": "enable_provider"}` record re-enables it (DESIGN §4).
+
+No payload can make this step raise (Bytewax would stop the whole flow): every record
+is accepted or becomes a `rejected_records` row with its reason, and a fault of the
+decoders themselves is caught and recorded the same way (reason `decoder_error`).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -25,7 +30,9 @@ from dataflows.sources import RawBatch, RawBlock
 from dataflows.tick_batches import SymbolTicks, split_by_symbol, table_from_records
 from dataflows.tick_decode import FastTicks, decode_ticks
 from tickcast import metrics
-from tickcast.records import Rejection, decode_record
+from tickcast.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, Rejection, decode_record, is_provider_name
+
+log = logging.getLogger(__name__)
 
 # Output item shapes of this step (wrapped as (partition_key, item) by Bytewax):
 #   ("shard", shard, [(symbol, SymbolInput), ...])   each symbol's accepted ticks and candles
@@ -54,6 +61,11 @@ class DecodeConfig:
     pos_threshold: float = 0.0
     recovery: bool = True
     trust: dict[str, float] = field(default_factory=dict)  # provider -> weight (default 1.0)
+    max_record_bytes: int = MAX_RECORD_BYTES  # INGEST_MAX_RECORD_BYTES
+    max_future_ms: int = MAX_FUTURE_MS  # INGEST_MAX_FUTURE_MS
+    # Live flows: an ingest_ts further than max_future_ms ahead of the wall clock is `future`
+    # too (the simulator runs its own clock, TICKCAST_SIM_SPEED, and is exempt).
+    wall_clock: bool = False
 
 
 @functools.cache  # a crc32 and a format per symbol per batch add up
@@ -109,22 +121,39 @@ class _Batch:
 
 
 def _joined(batches: list[RawBatch]) -> RawBatch:
-    """One activation's batches as one (a RawBlock when they all are)."""
-    if all(isinstance(b, RawBlock) for b in batches):
-        names = tuple(dict.fromkeys(n for b in batches for n in b.names))
-        index = {n: k for k, n in enumerate(names)}
-        name_idx = np.concatenate(
-            [
-                np.full(len(b), index[b.names[0]], np.int64)
-                if b.name_idx is None
-                else np.asarray([index[n] for n in b.names], np.int64)[b.name_idx]
-                for b in batches
-            ]
-        )
-        return RawBlock(
-            names, [v for b in batches for v in b.values], np.concatenate([b.hints for b in batches]), name_idx
-        )
+    """One activation's batches as one (a RawBlock, keys kept, when any of them is)."""
+    if any(isinstance(b, RawBlock) for b in batches):
+        return RawBlock.concat([b if isinstance(b, RawBlock) else _as_block(b) for b in batches])
     return [r for batch in batches for r in batch]
+
+
+def _as_block(records: RawBatch) -> RawBlock:
+    names, values, hints = zip(*records, strict=True) if records else ((), (), ())
+    hint_ms = np.array([-1 if h is None else h for h in hints], np.int64)
+    return RawBlock(names, list(values), hint_ms, np.arange(len(values), dtype=np.int64))
+
+
+def _key(records: RawBatch, i: int) -> bytes | None:
+    return records.key(i) if isinstance(records, RawBlock) else None
+
+
+_SIMULATOR = "sim"  # the simulator's source name (dataflows.sources._LivePartition)
+
+
+def _slow_only(source: str) -> bool:
+    """Records of this source never take the columnar path: consumer errors, and the
+    simulator (its own clock: no wall-clock check, which the columnar call applies to all)."""
+    return source.startswith("kafka-error:") or source == _SIMULATOR
+
+
+def _text(payload: Any) -> str:
+    """A payload as text for `rejected_records`, whatever it is."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload).decode("utf-8", "replace")
+    try:
+        return payload if isinstance(payload, str) else repr(payload)
+    except Exception:  # noqa: BLE001 - a repr that fails (or recurses) still leaves a row
+        return f"<{type(payload).__name__}>"
 
 
 class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
@@ -138,7 +167,11 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         self._apply_enable_requests(out, now_ms)
         records = values[0] if len(values) == 1 else _joined(values)
         batch = _Batch()
-        fast, fast_pos = self._fast_decode(records, now_ms)
+        try:
+            fast, fast_pos = self._fast_decode(records, now_ms)
+        except Exception:  # noqa: BLE001 - a fault of the fast path must not stop the flow
+            log.exception("columnar decode failed on a batch of %d records; decoding them one by one", len(records))
+            fast, fast_pos = None, np.empty(0, np.int64)
         # The gate is sequential (a streak of failures disables a provider for what follows),
         # so the records the fast path could not take are handled one by one, in order, and
         # each run of fast ticks between them goes through the gate as a block.
@@ -152,7 +185,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             if fast is not None:
                 done = self._fast_run(fast, fast_pos, done, int(np.searchsorted(fast_pos, i)), records, batch, out)
             source, payload, hint = records[i]
-            self._one(i, source, payload, hint, now_ms, batch, out)
+            self._one(i, source, payload, hint, _key(records, i), now_ms, batch, out)
         if fast is not None:
             self._fast_run(fast, fast_pos, done, fast_pos.size, records, batch, out)
         ticks = batch.by_symbol(fast, self.config.trust)
@@ -167,20 +200,34 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
         return out.done(), StatefulBatchLogic.RETAIN
 
+    def _decode_ticks(
+        self, values: list[bytes], hints: np.ndarray, keys: list[bytes | None] | None, now_ms: int, wall: bool
+    ) -> FastTicks:
+        cfg = self.config
+        return decode_ticks(
+            values,
+            hints,
+            now_ms=now_ms,
+            pos_threshold=cfg.pos_threshold,
+            keys=keys,
+            max_record_bytes=cfg.max_record_bytes,
+            max_future_ms=cfg.max_future_ms,
+            wall_ms=now_ms if wall else None,
+        )
+
     def _fast_decode(self, records: RawBatch, now_ms: int) -> tuple[FastTicks | None, np.ndarray]:
         """Columnar decode of the raw JSON payloads; (None, []) when there are none."""
         if not records:
             return None, np.empty(0, np.int64)
+        keys = records.keys if isinstance(records, RawBlock) else None
         if isinstance(records, RawBlock):  # the Kafka source: columns already
             if not all(n.startswith("kafka:") for n in records.names) or set(map(type, records.values)) != {bytes}:
                 records = list(records)  # not its usual content: the general path below
             else:
-                fast = decode_ticks(
-                    records.values, records.hints, now_ms=now_ms, pos_threshold=self.config.pos_threshold
-                )
+                fast = self._decode_ticks(records.values, records.hints, keys, now_ms, self.config.wall_clock)
                 return fast, np.flatnonzero(fast.ok)
         names, payloads, hints = zip(*records, strict=True)  # three C-speed passes, not one Python loop
-        if set(map(type, payloads)) == {bytes} and not any(n.startswith("kafka-error:") for n in set(names)):
+        if set(map(type, payloads)) == {bytes} and not any(_slow_only(n) for n in set(names)):
             idx = np.arange(len(records))
             values = list(payloads)
         else:
@@ -188,7 +235,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
                 [
                     i
                     for i, (n, p) in enumerate(zip(names, payloads, strict=True))
-                    if p.__class__ is bytes and not n.startswith("kafka-error:")
+                    if p.__class__ is bytes and not _slow_only(n)
                 ],
                 np.int64,
             )
@@ -196,11 +243,12 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
                 return None, np.empty(0, np.int64)
             values = [payloads[i] for i in idx.tolist()]
             hints = tuple(hints[i] for i in idx.tolist())
+            keys = None if keys is None else [keys[i] for i in idx.tolist()]
         try:
             hint_ms = np.array(hints, np.int64)  # Kafka timestamps: all ints
         except TypeError:  # some None (no hint)
             hint_ms = np.array([-1 if h is None else h for h in hints], np.int64)
-        fast = decode_ticks(values, hint_ms, now_ms=now_ms, pos_threshold=self.config.pos_threshold)
+        fast = self._decode_ticks(values, hint_ms, keys, now_ms, self.config.wall_clock)
         return fast, idx[fast.ok]
 
     def _fast_run(
@@ -227,18 +275,37 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         batch.fast_rows.append(rows)
         return hi
 
-    def _one(self, pos: int, source: str, payload: Any, hint: int | None, now_ms: int, batch: _Batch, out: Out) -> None:
+    def _one(
+        self,
+        pos: int,
+        source: str,
+        payload: Any,
+        hint: int | None,
+        key: bytes | None,
+        now_ms: int,
+        batch: _Batch,
+        out: Out,
+    ) -> None:
         if source.startswith("kafka-error:"):
             text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
             _reject(Rejection(source, f"kafka consumer error: {text}", "", now_ms), out)
             return
-        decoded = decode_record(
-            payload,
-            source=source,
-            now_ms=hint if hint is not None else now_ms,
-            default_ingest="now" if hint is not None else "event",
-            pos_threshold=self.config.pos_threshold,
-        )
+        cfg = self.config
+        try:
+            decoded = decode_record(
+                payload,
+                source=source,
+                now_ms=hint if hint is not None else now_ms,
+                default_ingest="now" if hint is not None else "event",
+                pos_threshold=cfg.pos_threshold,
+                key=key,
+                max_record_bytes=cfg.max_record_bytes,
+                max_future_ms=cfg.max_future_ms,
+                wall_ms=now_ms if cfg.wall_clock and source != _SIMULATOR else None,
+            )
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one record, not the flow
+            log.exception("decode_record raised on a record from %s; it is kept in rejected_records", source)
+            decoded = Rejection(source, f"decoder_error: {type(exc).__name__}: {exc}"[:500], _text(payload), now_ms)
         if isinstance(decoded, Rejection):
             if decoded.provider:
                 self._failure(decoded.provider, decoded.received_ts, out)
@@ -266,6 +333,8 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         _reject(Rejection.for_record(source, f"provider {record['provider']!r} is disabled", record), out)
 
     def _failure(self, provider: str, ts: int, out: list[Any]) -> None:
+        if not is_provider_name(provider):  # junk names would grow the streaks and metric labels unbounded
+            return
         streak = self.state.streak.get(provider, 0) + 1
         self.state.streak[provider] = streak
         if streak >= self.config.disable_streak and provider not in self.state.disabled:

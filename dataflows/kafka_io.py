@@ -10,11 +10,14 @@ merged by timestamp, holding back whatever is ahead of the slower TP.
 
 Item shape (the contract of `dataflows.sources`): one item per non-empty `next_batch`,
 
-    ("kafka:p<i>", RawBlock)   records (source_name, value_bytes, ts_ms | None), as columns
+    ("kafka:p<i>", RawBlock)   records (source_name, value_bytes, ts_ms | None), as columns,
+                               with the message keys (`RawBlock.keys`)
 
-with source_name `"kafka:<topic>"`; a consumer error travels as
-`("kafka-error:<topic>", error_text_bytes, None)` ahead of the released records (the
-batch is then a plain list), so the flow records it instead of dying.
+with source_name `"kafka:<topic>"`; a consumer error travels as the record
+`("kafka-error:<topic>", error_text_bytes, None)` ahead of the released records, so the
+flow records it instead of dying. The keys reach the decoder, which refuses a tick or
+candle whose key is not its symbol (producers key by symbol; a mismatch would put the
+record in another symbol's partition and ordering).
 
 Only `assign()` is used (no consumer groups, no commits): offsets live in Bytewax's
 recovery store, as with Bytewax's own KafkaSource.
@@ -236,13 +239,18 @@ class _PairMerger:
         self.offsets: list[np.ndarray] = [_EMPTY] * n
         self.stamps: list[np.ndarray] = [_EMPTY] * n  # the messages' own ts (ms, -1 = none): the hints
         self.values: list[list[Any]] = [[] for _ in range(n)]
+        self.keys: list[list[bytes | None]] = [[] for _ in range(n)]  # the messages' keys
         self.max_seen: list[int | None] = [None] * n  # None until the TP delivered a message
 
-    def add(self, i: int, ts: np.ndarray, values: list[Any], offsets: np.ndarray) -> None:
+    def add(
+        self, i: int, ts: np.ndarray, values: list[Any], offsets: np.ndarray, keys: list[bytes | None] | None = None
+    ) -> None:
         """Append TP i's next messages: `ts` int64 ms, -1 where the message has no usable
-        timestamp; `values` their payloads; `offsets` increasing."""
+        timestamp; `values` their payloads; `offsets` increasing; `keys` their keys (None: none)."""
         if not values:
             return
+        if keys is None:
+            keys = [None] * len(values)
         ts = ts.astype(np.int64, copy=False)
         prev = self.max_seen[i]
         # Running max seeded with the TP's max so far; invalid stamps (< 0) sink to -1 or to it.
@@ -253,9 +261,11 @@ class _PairMerger:
             self.offsets[i] = np.concatenate((self.offsets[i], offsets))
             self.stamps[i] = np.concatenate((self.stamps[i], ts))
             self.values[i].extend(values)
+            self.keys[i].extend(keys)
         else:
             self.eff[i], self.offsets[i], self.stamps[i] = eff, np.asarray(offsets, dtype=np.int64), ts
             self.values[i] = list(values)
+            self.keys[i] = list(keys)
 
     def pending(self, i: int | None = None) -> int:
         return sum(map(len, self.values)) if i is None else len(self.values[i])
@@ -284,7 +294,7 @@ class _PairMerger:
         frontier = min(bounds) if bounds else None
         if cap is not None:
             frontier = cap if frontier is None else min(frontier, cap)
-        parts = []  # (TP index, released effective ts, offsets, stamps, values)
+        parts = []  # (TP index, released effective ts, offsets, stamps, values, keys)
         for i, eff in enumerate(self.eff):
             k = len(eff) if frontier is None else int(np.searchsorted(eff, frontier, side="right"))
             if k:
@@ -292,26 +302,29 @@ class _PairMerger:
         if not parts:
             return RawBlock(self.names, [], _EMPTY)
         if len(parts) == 1:
-            i, _, _, stamps, values = parts[0]
-            return RawBlock((self.names[i],), values, stamps)
+            i, _, _, stamps, values, keys = parts[0]
+            return RawBlock((self.names[i],), values, stamps, keys=keys)
         effs = np.concatenate([p[1] for p in parts])
         tp_index = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int64) for p in parts])
         offsets = np.concatenate([p[2] for p in parts])
         stamps = np.concatenate([p[3] for p in parts])
         values = [v for p in parts for v in p[4]]
-        order = np.lexsort((offsets, tp_index, effs))  # last key is the primary one
-        return RawBlock(self.names, [values[j] for j in order.tolist()], stamps[order], tp_index[order])
+        keys = [key for p in parts for key in p[5]]
+        order = np.lexsort((offsets, tp_index, effs)).tolist()  # last key is the primary one
+        return RawBlock(
+            self.names, [values[j] for j in order], stamps[order], tp_index[order], [keys[j] for j in order]
+        )
 
-    def _pop(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    def _pop(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any], list[bytes | None]]:
         """Remove and return TP i's first k messages."""
-        eff, offsets, stamps, values = self.eff[i], self.offsets[i], self.stamps[i], self.values[i]
+        eff, offsets, stamps, values, keys = self.eff[i], self.offsets[i], self.stamps[i], self.values[i], self.keys[i]
         if k == len(values):
-            self.eff[i], self.offsets[i], self.stamps[i], self.values[i] = _EMPTY, _EMPTY, _EMPTY, []
-            return eff, offsets, stamps, values
+            self.eff[i], self.offsets[i], self.stamps[i], self.values[i], self.keys[i] = _EMPTY, _EMPTY, _EMPTY, [], []
+            return eff, offsets, stamps, values, keys
         self.eff[i], self.offsets[i], self.stamps[i] = eff[k:], offsets[k:], stamps[k:]
-        head = values[:k]
-        del values[:k]
-        return eff[:k], offsets[:k], stamps[:k], head
+        head, head_keys = values[:k], keys[:k]
+        del values[:k], keys[:k]
+        return eff[:k], offsets[:k], stamps[:k], head, head_keys
 
 
 class PartitionClock:
@@ -350,15 +363,15 @@ class PartitionClock:
         return int(slowest) + self.max_skew_ms
 
 
-def _stamped_values(msgs: list[Message]) -> tuple[np.ndarray, list[Any]]:
-    """`(ts, values)` of data messages: ts int64 ms, -1 where the message has none usable
+def _stamped_values(msgs: list[Message]) -> tuple[np.ndarray, list[Any], list[bytes | None]]:
+    """`(ts, values, keys)` of data messages: ts int64 ms, -1 where the message has none usable
     (type 0 = not available, or negative)."""
     # map over the unbound C methods and flatten the (type, ts) pairs in C: no Python per message
     pairs = np.fromiter(
         itertools.chain.from_iterable(map(Message.timestamp, msgs)), dtype=np.int64, count=2 * len(msgs)
     ).reshape(-1, 2)
     ts = np.where((pairs[:, 0] != 0) & (pairs[:, 1] >= 0), pairs[:, 1], -1)
-    return ts, list(map(Message.value, msgs))
+    return ts, list(map(Message.value, msgs)), list(map(Message.key, msgs))
 
 
 def _fresh(offsets: np.ndarray, next_offset: int | None) -> np.ndarray:
@@ -433,7 +446,10 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         cap = None if self._clock is None else self._clock.cap(self._key, self._merger.position(self._done))
         out: RawBatch = self._merger.release(exempt, cap)
         if errors:  # errors go first, as they arrived
-            out = [*errors, *out]
+            names, texts, _ = zip(*errors, strict=True)
+            out = RawBlock.concat(
+                [RawBlock(names, list(texts), np.full(len(errors), -1, np.int64), np.arange(len(errors))), out]
+            )
         self._flow_control()
         if not self._tail and all(self._done) and not self._merger.pending() and not out:
             raise StopIteration
@@ -488,7 +504,8 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             offsets = offsets[idx]
         self._next[i] = int(offsets[-1]) + 1
         self._last_msg[i] = now
-        self._merger.add(i, *_stamped_values(msgs), offsets)
+        ts, values, keys = _stamped_values(msgs)
+        self._merger.add(i, ts, values, offsets, keys)
 
     def _flow_control(self) -> None:
         """Pause a TP whose unreleased backlog is large (it is ahead of the other one; the

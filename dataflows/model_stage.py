@@ -25,12 +25,14 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.outputs import Out
 from dataflows.snapshot import freeze, thaw
-from models.accuracy import AccuracyMonitor, should_emergency_retrain
+from models.accuracy import HEALTH_STATES, INSUFFICIENT_DATA, VersionedAccuracy, should_emergency_retrain
 from models.baseline import Baseline
 from models.calibration_window import WindowedCalibration
 from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
+from models.feature_drift import FeatureDriftMonitor, reference_of, sort_key_order
 from models.runtime import Predictor
 from tickcast import metrics
+from tickcast.features import ALL_FEATURES
 from tickcast.records import INTERVAL_MS
 from tickcast.settings import Settings
 
@@ -40,7 +42,6 @@ log = logging.getLogger(__name__)
 # start jobs (AUTO_RETRAIN_ENABLED). Signature: (kind, params, trigger) -> job id.
 JobStarter = Callable[[str, dict[str, Any], str], str]
 _job_starter: JobStarter | None = None
-FEATURE_REARM = 0.8  # a drifted feature raises a new event only after |z| fell below 0.8 x threshold
 _predictors: dict[str, Predictor] = {}
 
 
@@ -65,6 +66,7 @@ class ModelConfig:
     accuracy_good: float = 0.70
     accuracy_warning: float = 0.50
     accuracy_window: int = 500
+    accuracy_min_samples: int = 100
     emergency_cooldown_s: int = 21_600
     feature_window: int = 200
     feature_z: float = 3.0
@@ -104,6 +106,7 @@ class ModelConfig:
             accuracy_good=s.ACCURACY_GOOD,
             accuracy_warning=s.ACCURACY_WARNING,
             accuracy_window=s.ACCURACY_WINDOW,
+            accuracy_min_samples=s.ACCURACY_MIN_SAMPLES,
             emergency_cooldown_s=s.EMERGENCY_RETRAIN_COOLDOWN_SECONDS,
             feature_window=s.DRIFT_WINDOW,
             feature_z=s.DRIFT_Z_THRESHOLD,
@@ -114,33 +117,18 @@ class ModelConfig:
 
 
 @dataclass
-class FeatureRing:
-    values: np.ndarray
-    pos: int = 0
-    count: int = 0
-    breached: bool = False
-
-    def add_many(self, values: np.ndarray) -> None:
-        """Append values in order (what one `add` per value would leave in the ring)."""
-        size = self.values.size
-        n = values.size
-        kept = values[-size:]
-        self.values[(self.pos + n - kept.size + np.arange(kept.size)) % size] = kept
-        self.pos = (self.pos + n) % size
-        self.count = min(self.count + n, size)
-
-
-@dataclass
 class ModelState:
     baseline: Baseline = field(default_factory=Baseline)
     predictions: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict)
     windows: dict[str, WindowedCalibration] = field(default_factory=dict)
     drift: dict[str, DriftState] = field(default_factory=dict)
-    accuracy: AccuracyMonitor | None = None
+    accuracy: VersionedAccuracy | None = None  # per model version (their own labeled predictions)
     symbol_index: dict[str, int] = field(default_factory=dict)
     label_watermark: int = 0
     next_eval_ms: int | None = None
-    features: dict[str, FeatureRing] = field(default_factory=dict)
+    feature_drift: FeatureDriftMonitor | None = (
+        None  # rings of every feature row, drift state (models/feature_drift.py)
+    )
     serving_version: str = ""
     evaluation_due: bool = False  # labels arrived since the last calibration check
     labels_due: list[dict[str, Any]] = field(default_factory=list)  # live: in the baseline, not yet paired
@@ -180,19 +168,23 @@ def _num(value: Any) -> float | None:
 
 
 ModelItem = tuple[str, dict[str, Any]]  # ("features" | "label", row)
+_FEATURE_INDEX = {name: j for j, name in enumerate(ALL_FEATURES)}
 
 
 class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState]):
     def __init__(self, config: ModelConfig, state: ModelState | None) -> None:
         self.config = config
         self.state = thaw(state) or ModelState()
-        if self.state.accuracy is None:
-            self.state.accuracy = AccuracyMonitor(
+        if not isinstance(self.state.accuracy, VersionedAccuracy):
+            # (a snapshot from before per-version health held one ring for every version: dropped)
+            self.state.accuracy = VersionedAccuracy(
                 config.accuracy_window,
                 good=config.accuracy_good,
                 warning=config.accuracy_warning,
-                min_samples=min(100, config.accuracy_window),
+                min_samples=config.accuracy_min_samples,
             )
+        if not isinstance(getattr(self.state, "feature_drift", None), FeatureDriftMonitor):
+            self.state.feature_drift = FeatureDriftMonitor(config.feature_window, config.feature_z)
         self.predictor = _predictor(config, self.state)
 
     def snapshot(self) -> ModelState:
@@ -268,12 +260,20 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         self.predictor.refresh()
         names = self.predictor.feature_names
         # None (a missing feature) becomes NaN in the float conversion
-        X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
+        # One matrix of every stored feature (the drift monitor sees every row, baseline or
+        # model, as GET /api/drift/features does); the model's columns are taken from it.
+        every = np.array(_feature_values(rows, ALL_FEATURES), dtype=np.float64).reshape(len(rows), len(ALL_FEATURES))
+        index = [_FEATURE_INDEX.get(name) for name in names]
+        if None in index:  # a model with a feature the table does not hold: take its own values
+            X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
+        else:
+            X64 = every[:, index]
         X = X64.astype(np.float32)
         symbols = [row["symbol"] for row in rows]
         probs, version, reason = self.predictor.predict(symbols, X)
         elapsed = time.perf_counter() - started
-        metrics.ML_INFERENCE_TIME.observe(elapsed)
+        metrics.ML_INFERENCE_TIME.set(elapsed)  # the seed's gauge: the newest batch
+        metrics.ML_INFERENCE_BATCH_SECONDS.observe(elapsed)
         metrics.PREDICTIONS.labels(version).inc(len(rows))
         if reason:
             metrics.PREDICTION_FALLBACKS.labels(reason).inc(len(rows))
@@ -286,6 +286,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             if self.state.serving_version:
                 metrics.MODEL_INFO.labels(self.state.serving_version).set(0)
             self.state.serving_version = version
+            self._publish_accuracy()  # the new version's own record (INSUFFICIENT_DATA at first)
         latency_ms = elapsed * 1000.0
         for row, prob in zip(rows, probs.tolist(), strict=True):
             pred = {
@@ -307,9 +308,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                 del ring[min(ring)]
         if self.config.trading_interval is not None:
             self._trade_bars(rows, probs.tolist(), version, reason or "", out)
-        if version != "baseline":
-            # a served model's features are the columns of X (predictor.feature_names are its names)
-            self._feature_drift(rows[-1]["close_time"], dict(zip(names, X64.T, strict=True)), version, out)
+        self._feature_drift(rows, every, version, out)
 
     def _trade_bars(
         self, rows: list[dict[str, Any]], probs: list[float], version: str, reason: str, out: list[tuple[Any, ...]]
@@ -326,40 +325,41 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         if bars:
             out.append(("trade", bars))
 
-    def _feature_drift(self, ts: int, columns: dict[str, np.ndarray], version: str, out: list[tuple[Any, ...]]) -> None:
+    def _feature_drift(
+        self, rows: list[dict[str, Any]], every: np.ndarray, version: str, out: list[tuple[Any, ...]]
+    ) -> None:
+        """Feed every row's features to the drift rings in (close_time, symbol) order, then, when
+        a model serves, evaluate them against its training statistics (models/feature_drift.py)."""
+        monitor = self.state.feature_drift
+        order = sort_key_order(
+            np.fromiter((r["close_time"] for r in rows), np.int64, len(rows)), [r["symbol"] for r in rows]
+        )
+        ordered = every[order]
+        monitor.add({name: ordered[:, j] for j, name in enumerate(ALL_FEATURES)})
         model = self.predictor.loaded
-        if model is None:
+        if version == "baseline" or model is None:
             return
-        mean, std = model.metadata.get("train_mean") or {}, model.metadata.get("train_std") or {}
-        for name in model.feature_names:
-            mu, sigma = mean.get(name), std.get(name)
-            if mu is None or not sigma:
+        ts = rows[order[-1]]["close_time"]
+        reference = reference_of(model.metadata)
+        for reading in monitor.evaluate(version, reference):
+            metrics.FEATURE_DRIFT_Z.labels(reading.name).set(reading.z)
+            if reading.transition is None:
                 continue
-            ring = self.state.features.get(name)
-            if ring is None:
-                ring = self.state.features[name] = FeatureRing(np.full(self.config.feature_window, np.nan))
-            values = columns[name]
-            ring.add_many(values[~np.isnan(values)])
-            if ring.count < self.config.feature_window:
-                continue
-            z = (float(np.mean(ring.values)) - mu) / (sigma / math.sqrt(ring.count))
-            if abs(z) >= self.config.feature_z and not ring.breached:
-                metrics.FEATURE_DRIFT_EVENTS.labels(name).inc()
-                self._drift_event(
-                    "feature_drift",
-                    ts,
-                    version,
-                    "overall",
-                    name,
-                    z,
-                    self.config.feature_z,
-                    {"window": ring.count, "train_mean": mu, "train_std": sigma},
-                    out,
-                )
-                ring.breached = True
-            elif abs(z) < FEATURE_REARM * self.config.feature_z:
-                # Hysteresis: a z hovering around the threshold is one drift, not one event per crossing.
-                ring.breached = False
+            mu, sigma = reference[reading.name]
+            kind = "feature_drift" if reading.transition == "enter" else "feature_drift_exit"
+            if reading.transition == "enter":
+                metrics.FEATURE_DRIFT_EVENTS.labels(reading.name).inc()
+            self._drift_event(
+                kind,
+                ts,
+                version,
+                "overall",
+                reading.name,
+                reading.z,
+                self.config.feature_z,
+                {"window": reading.n, "mean": reading.mean, "train_mean": mu, "train_std": sigma},
+                out,
+            )
 
     # --- labels, calibration ------------------------------------------------------------------
     def _pair(self, labels: list[dict[str, Any]]) -> None:
@@ -380,10 +380,18 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                 window = self.state.windows[version] = WindowedCalibration(self.config.window_ms, model_version=version)
             ts, idx, prob, label = (np.array(col) for col in zip(*items, strict=True))
             window.add(ts, idx, prob, label)
-            self.state.accuracy.add(prob, label)
-        acc = self.state.accuracy.accuracy
-        if acc is not None:
-            metrics.ML_ACCURACY.set(100.0 * acc)
+            self.state.accuracy.add(version, prob, label)  # each version's health from its own predictions
+        if by_version:
+            self._publish_accuracy()
+
+    def _publish_accuracy(self) -> None:
+        """The serving version's own accuracy and health on the seed gauge (NaN = not enough data)."""
+        state = self.state.accuracy.state(self.state.serving_version)
+        enough = state.health != INSUFFICIENT_DATA and state.accuracy is not None
+        metrics.ML_ACCURACY.set(100.0 * state.accuracy if enough else math.nan)
+        metrics.ML_ACCURACY_SAMPLES.set(state.n)
+        for health in HEALTH_STATES:
+            metrics.ML_ACCURACY_HEALTH.labels(health).set(1.0 if health == state.health else 0.0)
 
     def _evaluate_due(self, out: list[tuple[Any, ...]]) -> None:
         every = self.config.eval_every_ms
@@ -430,9 +438,13 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
     def _window_row(
         self, version: str, scope: str, at_ms: int, report: dict[str, Any], reference: dict[str, Any] | None
     ) -> dict[str, Any]:
-        # Directional accuracy is tracked over the last ACCURACY_WINDOW labeled predictions
-        # (accuracy health), so only the overall row carries it.
-        acc = self.state.accuracy.accuracy if scope == "overall" else None
+        # Directional accuracy is tracked per version over its last ACCURACY_WINDOW labeled
+        # predictions (accuracy health), so only the overall row carries it, and only once
+        # the version has ACCURACY_MIN_SAMPLES of its own.
+        acc = None
+        if scope == "overall":
+            own = self.state.accuracy.state(version)
+            acc = own.accuracy if own.health != INSUFFICIENT_DATA else None
         ece_prod = _num(reference.get("ece_prod")) if reference else None
         return {
             "model_version": version,
@@ -490,6 +502,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             cooldown_remaining_s=decision.cooldown_remaining_s,
         )
         metrics.CALIBRATION_RETRAIN_COOLDOWN.set(decision.cooldown_remaining_s)
+        metrics.CALIBRATION_DRIFT_ON.labels(version).set(1.0 if decision.drift_on else 0.0)
+        if decision.delta_ece is not None and decision.skipped_reason is None:
+            metrics.CALIBRATION_DELTA_ECE.labels(version).set(decision.delta_ece)
         details = {
             "n": report["n"],
             "ece": report["ece"],
@@ -534,27 +549,47 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                     log.exception("could not start the %s job recommended by drift", kind)
 
     def _accuracy_health(self, at_ms: int, out: list[tuple[Any, ...]]) -> None:
-        acc_state = self.state.accuracy.state()
-        if self.state.serving_version in ("", "baseline"):
+        version = self.state.serving_version
+        if version in ("", "baseline"):
             return  # the baseline is not retrained; its accuracy is the base rate
+        # The serving version's own record only: a model promoted a minute ago is
+        # INSUFFICIENT_DATA until it has ACCURACY_MIN_SAMPLES labeled predictions of its own.
+        acc_state = self.state.accuracy.state(version)
         if should_emergency_retrain(acc_state, at_ms, self.config.emergency_cooldown_s):
             self.state.accuracy.record_emergency_retrain(at_ms)
             self._drift_event(
                 "accuracy_critical",
                 at_ms,
-                self.state.serving_version,
+                version,
                 "overall",
                 "accuracy",
                 acc_state.accuracy,
                 self.config.accuracy_warning,
-                {"n": acc_state.n},
+                {"n": acc_state.n, "min_samples": acc_state.min_samples},
                 out,
             )
-            if self.config.auto_retrain and self.config.live and _job_starter is not None:
-                try:
-                    _job_starter("train", {"reason": "accuracy_critical"}, "emergency")
-                except Exception:  # noqa: BLE001
-                    log.exception("could not start the emergency retrain")
+            log.warning(
+                "accuracy CRITICAL for model %s: %.1f %% over its last %d labeled predictions",
+                version,
+                100.0 * (acc_state.accuracy or 0.0),
+                acc_state.n,
+            )
+            self._request_emergency_retrain(version)
+
+    def _request_emergency_retrain(self, version: str) -> None:
+        if not (self.config.auto_retrain and self.config.live and _job_starter is not None):
+            metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", "auto_retrain_off").inc()
+            return
+        try:
+            job_id = _job_starter("train", {"reason": "accuracy_critical", "model_version": version}, "emergency")
+        except Exception:  # noqa: BLE001 - a job problem must not stop the flow
+            metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", "error").inc()
+            log.exception("could not start the emergency retrain")
+            return
+        outcome = "already_running" if getattr(job_id, "already_running", False) else "started"
+        metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", outcome).inc()
+        if outcome == "already_running":
+            log.warning("emergency retrain not started: train job %s is already running", job_id)
 
     def _drift_event(
         self,

@@ -31,7 +31,7 @@ from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.outputs import flat_pieces, rows_in
 from dataflows.sentiment_state import SentimentConfig
-from dataflows.sinks import EventSink, LiveGate, StoreSink
+from dataflows.sinks import EventSink, LiveGate, StoreSink, WriteMonitor
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from dataflows.trading.exchange import ExchangeSink, adapter_from_settings, announce, resolve_gate
 from dataflows.trading.stage import StageConfig, TradingLogic
@@ -117,6 +117,7 @@ def build_flow(
     ids: IdClock | None = None,
     options: FlowOptions = FlowOptions(),
     flow_id: str = "signals",
+    write_monitor: WriteMonitor | None = None,
 ) -> Dataflow:
     flow = Dataflow(flow_id)
     inputs = [op.input(f"input_{i}", flow, src) for i, src in enumerate(sources)]
@@ -133,6 +134,9 @@ def build_flow(
         settings.SENTIMENT_POS_THRESHOLD,
         recovery=options.recovery,
         trust=dict(settings.SENTIMENT_PROVIDER_TRUST_JSON),
+        max_record_bytes=settings.INGEST_MAX_RECORD_BYTES,
+        max_future_ms=settings.INGEST_MAX_FUTURE_MS,
+        wall_clock=options.live,
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s))))
     # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])
@@ -208,11 +212,11 @@ def build_flow(
     )
     # (table, (table, [piece, ...])): the sink partition needs the table with the rows
     table_batches = op.map("row_values", batches, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
-    op.output("store", table_batches, StoreSink(store_factory, gate=gate))
+    op.output("store", table_batches, StoreSink(store_factory, gate=gate, monitor=write_monitor))
 
     if options.publish_events:
         events = op.key_on("key_live", op.filter("events", everything, _tag("events")), lambda _: "live")
-        op.output("live", events, EventSink(bus, store_factory, ids or IdClock(), gate))
+        op.output("live", events, EventSink(bus, store_factory, ids or IdClock(), gate, write_monitor))
     return flow
 
 

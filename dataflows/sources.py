@@ -37,26 +37,56 @@ RawRecord = tuple[str, Any, "int | None"]
 class RawBlock(Sequence[RawRecord]):
     """RawRecords as columns: `values` the payloads, `hints` int64 ingest hints (-1 = none),
     and the source name of record k, `names[name_idx[k]]` (`name_idx` None: all `names[0]`).
+    `keys`: the Kafka message keys (bytes or None each), or None when the source has none;
+    they are not part of the RawRecord tuples (`key(k)` reads one).
 
     It reads like a list of RawRecords (index, iterate, compare with a list), so code that
     takes records one at a time needs no second path.
     """
 
-    __slots__ = ("hints", "name_idx", "names", "values")
+    __slots__ = ("hints", "keys", "name_idx", "names", "values")
 
     def __init__(
-        self, names: Sequence[str], values: list[Any], hints: np.ndarray, name_idx: np.ndarray | None = None
+        self,
+        names: Sequence[str],
+        values: list[Any],
+        hints: np.ndarray,
+        name_idx: np.ndarray | None = None,
+        keys: list[bytes | None] | None = None,
     ) -> None:
         self.names = tuple(names)
         self.values = values
         self.hints = hints
         self.name_idx = name_idx
+        self.keys = keys
+
+    @classmethod
+    def concat(cls, blocks: Sequence[RawBlock]) -> RawBlock:
+        """The blocks' records, in order, as one block (keys kept where a block has them)."""
+        names = tuple(dict.fromkeys(n for b in blocks for n in b.names))
+        index = {n: k for k, n in enumerate(names)}
+        name_idx = np.concatenate(
+            [
+                np.full(len(b), index[b.names[0]], np.int64)
+                if b.name_idx is None
+                else np.asarray([index[n] for n in b.names], np.int64)[b.name_idx]
+                for b in blocks
+            ]
+        )
+        keys = None
+        if any(b.keys is not None for b in blocks):
+            keys = [k for b in blocks for k in (b.keys if b.keys is not None else [None] * len(b))]
+        values = [v for b in blocks for v in b.values]
+        return cls(names, values, np.concatenate([b.hints for b in blocks]), name_idx, keys)
 
     def __len__(self) -> int:
         return len(self.values)
 
     def name(self, k: int) -> str:
         return self.names[0 if self.name_idx is None else int(self.name_idx[k])]
+
+    def key(self, k: int) -> bytes | None:
+        return None if self.keys is None else self.keys[k]
 
     @overload
     def __getitem__(self, k: int) -> RawRecord: ...
@@ -133,7 +163,9 @@ def _read_file(path: Path) -> Iterator[tuple[int, Any]]:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     obj = None
-                items.append((_effective_ingest(obj), line if obj is None else obj))
+                # The line itself goes on, not `obj`: the decoder sees what the file holds (a
+                # field named twice, the record's size) and takes clean ticks column-wise.
+                items.append((_effective_ingest(obj), line))
     # A file written in ingest order stays as it is; otherwise sort (stable) so the
     # replay sees what the live system saw.
     if any(items[i][0] > items[i + 1][0] for i in range(len(items) - 1)):
@@ -302,7 +334,7 @@ class SimulatorSource(FixedPartitionedSource[tuple[str, RawBatch], int]):
 
 
 class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
-    def __init__(self, q: queue.Queue[RawRecord], key: str, max_batch: int) -> None:
+    def __init__(self, q: Any, key: str, max_batch: int) -> None:
         self._q = q
         self._key = key
         self._max_batch = max_batch
@@ -338,13 +370,16 @@ class QueueSource(FixedPartitionedSource[tuple[str, RawBatch], None]):
     """Records handed over in-process (HTTP ingest, admin control records) in embedded mode.
 
     Queue items are `RawRecord`s or lists of them (one request's records: they reach the
-    flow in the same batch, and a 1,000-record request is one queue operation).
+    flow in the same batch, and a 1,000-record request is one queue operation). `q` is a
+    `queue.Queue` or anything with its `get_nowait`/`empty` (`tickcast.inbox.IngestInbox`,
+    the bounded embedded ingest buffer).
 
-    Not resumable: an accepted HTTP record lives in memory until the flow takes it,
-    which is at most one poll (5 ms) — see docs/decisions.md.
+    Not resumable: an accepted HTTP record lives in memory until its rows are written — the
+    poll (5 ms), the write batching (TICKCAST_WRITE_FLUSH_MS) and the insert; with
+    TICKCAST_INGEST_ACK=stored the API answers only after that (docs/reliability.md).
     """
 
-    def __init__(self, q: queue.Queue[RawRecord], *, key: str = "http", max_batch: int = 5_000) -> None:
+    def __init__(self, q: Any, *, key: str = "http", max_batch: int = 5_000) -> None:
         self.q = q
         self.key = key
         self.max_batch = max_batch

@@ -14,10 +14,12 @@ How a batch goes:
    escapes of a legal letter. It also checks the top-level members Arrow cannot report
    or would fail the whole chunk on: `_control` present (a control record), `meta`
    (its raw value span is kept), an escaped member name (could spell either), a tracked
-   member twice, and a schema member of the wrong JSON type (string field not a string,
-   number field not a number, int field with '.', 'e', 'E' or more than 18 digits, score
-   the int -0). Values holding b"\\n" or shorter than 2 bytes are swapped for b"{}"
-   first; refused lines are overwritten in place with "{}" and spaces (an all-null row).
+   member twice (`duplicate_key`), an `id` that may hold a control character (an escape
+   spelling one, or a raw DEL), and a schema member of the wrong JSON type (string field
+   not a string, number field not a number, int field with '.', 'e', 'E' or more than 18
+   digits, score the int -0). Values holding b"\\n" or shorter than 2 bytes are swapped
+   for b"{}" first; lines longer than `max_record_bytes` (`too_large`) are refused too;
+   refused lines are overwritten in place with "{}" and spaces (an all-null row).
 2. Parsing: Arrow, 1 MiB blocks (threads only past one block). If it raises, or
    returns another row count, the range is bisected down to MIN_BISECT_ROWS lines, whose
    rows all go to the slow path. After the scan only syntax errors inside a value
@@ -27,7 +29,10 @@ How a batch goes:
    ts and ingest_ts in [MIN_TS_MS, MAX_TS_MS] (missing ingest_ts: the hint, or ts
    without one); score finite in [-1, 1]; polarity -1/0/1 or derived from the score;
    id 1..128 code points, or `records.tick_id` (computed only for rows without one);
-   meta: each distinct raw span goes through `records.meta_text`, `_tick`'s own rule.
+   meta: each distinct raw span goes through `records.meta_text`, `_tick`'s own rule;
+   `records._check_record`'s envelope rules: ts at most `max_future_ms` after the row's
+   ingest_ts (and, with `wall_ms`, that ingest_ts at most as far after the wall clock);
+   the Kafka key, when there is one, equal to the symbol's UTF-8 bytes.
 4. `id_hash`: FNV-1a 64 + splitmix64 finalizer over the id column's UTF-8 bytes, by a
    Numba kernel reading the Arrow offsets/data buffers.
 
@@ -72,7 +77,19 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 from numba import njit
 
-from tickcast.records import _PROVIDER_RE, _SYMBOL_RE, MAX_TS_MS, MIN_TS_MS, _Invalid, _name, meta_text, tick_id
+from tickcast.records import (
+    _PROVIDER_RE,
+    _SYMBOL_RE,
+    MAX_FUTURE_MS,
+    MAX_ID_CHARS,
+    MAX_RECORD_BYTES,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    _Invalid,
+    _name,
+    meta_text,
+    tick_id,
+)
 
 __all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "hash_id", "hash_ids"]
 
@@ -105,7 +122,6 @@ _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_READ_SCHEMA, unexpected_field_
 MIN_BISECT_ROWS = 32
 MAX_DEPTH = 64  # far below orjson's 1024: a meta span parsed alone never meets a limit the record would
 _BLOCK_BYTES = 1 << 20
-MAX_ID_CHARS = 128
 
 # Line status from the scanner.
 LINE_OK, LINE_BAD, LINE_SHORT = 0, 1, 2
@@ -171,9 +187,10 @@ _TOKEN_CLASS[list(b",")] = _COMMA
 _TOKEN_CLASS[list(b":")] = _COLON
 _TOKEN_CLASS[list(b"\n")] = _NEWLINE
 # Byte classes inside strings (a raw newline is a control byte: the string never ends).
-_S_PLAIN, _S_QUOTE, _S_ESCAPE, _S_HIGH, _S_CONTROL = range(5)
+_S_PLAIN, _S_QUOTE, _S_ESCAPE, _S_HIGH, _S_CONTROL, _S_DEL = range(6)
 _STRING_CLASS = np.full(256, _S_PLAIN, np.uint8)
 _STRING_CLASS[:32] = _S_CONTROL
+_STRING_CLASS[0x7F] = _S_DEL  # valid raw in JSON, but an id may not hold it (records._CONTROL_CHARS_RE)
 _STRING_CLASS[128:] = _S_HIGH
 _STRING_CLASS[list(b'"')] = _S_QUOTE
 _STRING_CLASS[list(b"\\")] = _S_ESCAPE
@@ -183,8 +200,8 @@ _ESCAPABLE[list(b'"\\/bfnrtu')] = 1
 
 @njit(cache=True, inline="always")
 def _string_end(buf, j, size):  # pragma: no cover - compiled
-    """(index of the closing quote, has escapes) of the string whose body starts at j; -1 if
-    the line holds no valid end (control byte, bad UTF-8, line end)."""
+    """(index of the closing quote, has escapes or a DEL byte) of the string whose body starts
+    at j; -1 if the line holds no valid end (control byte, bad UTF-8, line end)."""
     string_class = _STRING_CLASS
     escaped = False
     while j < size:
@@ -203,9 +220,49 @@ def _string_end(buf, j, size):  # pragma: no cover - compiled
             if w == 0:
                 return -1, escaped
             j += w
+        elif s == _S_DEL:
+            escaped = True
+            j += 1
         else:
             return -1, escaped
     return -1, escaped
+
+
+@njit(cache=True)
+def _hex4(buf, k):  # pragma: no cover - compiled
+    """The value of the 4 hex digits at buf[k:k+4] (Arrow checks they are hex)."""
+    v = 0
+    for m in range(k, k + 4):
+        c = buf[m]
+        d = c - 48 if c <= 57 else (c | 32) - 87
+        v = v * 16 + d
+    return v
+
+
+@njit(cache=True)
+def _escapes_control(buf, lo, hi):  # pragma: no cover - compiled
+    """Does the string body buf[lo:hi] hold a control character (U+0000-U+001F, U+007F), raw
+    (only DEL can be: a raw C0 byte ends the scan) or escaped?"""
+    k = lo
+    while k < hi:
+        if buf[k] == 0x7F:
+            return True
+        if buf[k] != 92:  # '\\'
+            k += 1
+            continue
+        c = buf[k + 1]
+        if c == 98 or c == 102 or c == 110 or c == 114 or c == 116:  # b f n r t
+            return True
+        if c == 117:  # 'u'
+            if k + 6 > hi:
+                return True  # malformed: let the per-record path say so
+            v = _hex4(buf, k + 2)
+            if v < 0x20 or v == 0x7F:
+                return True
+            k += 6
+            continue
+        k += 2
+    return False
 
 
 @njit(cache=True)
@@ -220,7 +277,7 @@ def _refused(buf, lo, i, size):  # pragma: no cover - compiled
 # Top-level members the scanner tracks, in `_KEYS` order: string fields, the number,
 # integer fields, then meta and _control.
 _KEYS = (b"symbol", b"provider", b"id", b"score", b"ts", b"ingest_ts", b"polarity", b"meta", b"_control")
-_F_SCORE, _F_TS, _F_META, _F_CONTROL = 3, 4, 7, 8
+_F_ID, _F_SCORE, _F_TS, _F_META, _F_CONTROL = 2, 3, 4, 7, 8
 _KEY_BYTES = np.frombuffer(b"".join(_KEYS), np.uint8)
 _KEY_OFFSETS = np.cumsum([0] + [len(k) for k in _KEYS]).astype(np.int64)
 MAX_INT_DIGITS = 18  # always inside int64, which Arrow needs
@@ -323,6 +380,8 @@ def _scan_line(buf, lo, size, max_depth, key_bytes, key_offsets):  # pragma: no 
                     if seen & (1 << field):  # duplicate: Arrow refuses, orjson keeps the last
                         break
                     seen |= 1 << field
+            elif depth == 1 and field == _F_ID and escaped and _escapes_control(buf, i + 1, j):
+                break  # records._tick refuses ids holding control characters
             i = j + 1
             last_end = i
             continue
@@ -473,7 +532,7 @@ def _scan(blob: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return _scan_lines(np.frombuffer(blob, np.uint8), n, MAX_DEPTH, _KEY_BYTES, _KEY_OFFSETS)
 
 
-def _frame(values: Sequence[bytes]) -> _Lines | None:
+def _frame(values: Sequence[bytes], max_record_bytes: int = MAX_RECORD_BYTES) -> _Lines | None:
     n = len(values)
     blob = b"\n".join(values)
     starts, status, meta_lo, meta_hi, lines, longest = _scan(blob, n)
@@ -486,6 +545,10 @@ def _frame(values: Sequence[bytes]) -> _Lines | None:
         if lines != n:  # cannot happen now that no value holds a newline; if it did, trust no line
             return None
     framed = status == LINE_OK
+    if longest > max_record_bytes:  # too_large: decode_record's to refuse, and never Arrow's to parse
+        sizes = np.diff(starts) - 1
+        framed &= sizes <= max_record_bytes
+        longest = int(sizes[framed].max(initial=0))
     if not framed.all():
         blob = bytearray(blob)
         _blank_lines(np.frombuffer(blob, np.uint8), starts, ~framed)
@@ -585,23 +648,42 @@ def _meta(lines: _Lines, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, np.
     return codes, pa.array([t or "{}" for t in texts] + ["{}"], pa.string()), valid
 
 
+def _keys_match(symbols: pa.ChunkedArray, keys: Sequence[bytes | None]) -> np.ndarray:
+    """Per row: no Kafka key, or the key is the symbol's UTF-8 bytes (records._check_record)."""
+    same = pc.equal(symbols.cast(pa.binary()), pa.chunked_array([pa.array(keys, pa.binary())]))
+    return pc.fill_null(same, True).to_numpy(zero_copy_only=False) | pc.is_null(symbols).to_numpy(zero_copy_only=False)
+
+
 def _none_ok(ok: np.ndarray) -> FastTicks:
     return FastTicks(ok, TICK_SCHEMA.empty_table(), np.empty(0, np.int64))
 
 
-def decode_ticks(values: list[bytes], hints: np.ndarray, *, now_ms: int, pos_threshold: float = 0.0) -> FastTicks:
+def decode_ticks(
+    values: list[bytes],
+    hints: np.ndarray,
+    *,
+    now_ms: int,
+    pos_threshold: float = 0.0,
+    keys: Sequence[bytes | None] | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_future_ms: int = MAX_FUTURE_MS,
+    wall_ms: int | None = None,
+) -> FastTicks:
     """Decode the clean ticks among raw messages `values`, column-wise.
 
-    `hints[i]`: value i's ingest time (Kafka timestamp, ms) or -1 for none. Row i matches
-    `decode_record(values[i], now_ms=hint if hint >= 0 else now_ms, default_ingest="now" if
-    hint >= 0 else "event", pos_threshold=pos_threshold)` whenever `ok[i]`; `now_ms` itself
-    only reaches refusals, which are all left to that per-record path.
+    `hints[i]`: value i's ingest time (Kafka timestamp, ms) or -1 for none; `keys[i]`: its
+    Kafka key (None: none). Row i matches `decode_record(values[i], now_ms=hint if hint >= 0
+    else now_ms, default_ingest="now" if hint >= 0 else "event", key=keys[i], …)` with the
+    same `pos_threshold`, `max_record_bytes`, `max_future_ms` and `wall_ms` whenever `ok[i]`;
+    `now_ms` itself only reaches refusals, which are all left to that per-record path.
     """
     n = len(values)
     hints = np.asarray(hints, np.int64)
     if hints.shape != (n,):
         raise ValueError(f"hints must have one entry per value ({n}). Got shape {hints.shape} instead.")
-    lines = _frame(values) if n else None
+    if keys is not None and len(keys) != n:
+        raise ValueError(f"keys must have one entry per value ({n}). Got {len(keys)} instead.")
+    lines = _frame(values, max_record_bytes) if n else None
     if lines is None:
         return _none_ok(np.zeros(n, bool))
     cols, ok = _read(lines)
@@ -611,6 +693,13 @@ def decode_ticks(values: list[bytes], hints: np.ndarray, *, now_ms: int, pos_thr
     ok &= (score >= -1.0) & (score <= 1.0)  # also refuses NaN (null) and the infinities
     ingest, ingest_null = _ints(cols["ingest_ts"])
     ok &= ingest_null | ((ingest >= MIN_TS_MS) & (ingest <= MAX_TS_MS))
+    # the ingest_ts each row gets (records._ingest), and `future` against it and the wall clock
+    ingest = np.where(ingest_null, np.where(hints >= 0, hints, ts), ingest)
+    ok &= ts - ingest <= max_future_ms
+    if wall_ms is not None:
+        ok &= ingest - wall_ms <= max_future_ms
+    if keys is not None:
+        ok &= _keys_match(cols["symbol"], keys)
     polarity, polarity_null = _ints(cols["polarity"])
     ok &= polarity_null | ((polarity >= -1) & (polarity <= 1))
     id_chars, id_null = _ints(pc.utf8_length(cols["id"]))
@@ -625,8 +714,7 @@ def decode_ticks(values: list[bytes], hints: np.ndarray, *, now_ms: int, pos_thr
     ts, score = ts[ok], score[ok]
     derived = np.where(score > pos_threshold, 1, np.where(score < -pos_threshold, -1, 0))
     polarity = np.where(polarity_null[ok], derived, polarity[ok]).astype(np.int8)
-    default_ingest = np.where(hints[ok] >= 0, hints[ok], ts)
-    ingest = np.where(ingest_null[ok], default_ingest, ingest[ok])
+    ingest = ingest[ok]
     symbol = cols["symbol"].filter(keep).combine_chunks()
     provider = cols["provider"].filter(keep).combine_chunks()
     ids = cols["id"].filter(keep).combine_chunks()

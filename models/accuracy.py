@@ -2,6 +2,11 @@
 
 A prediction is *right* when ``(prob >= 0.5) == label``. Accuracies are fractions in
 [0, 1] everywhere in this module (the seed prints percentages; format at the edge).
+
+Health is per model version, on that version's own labeled predictions
+(``VersionedAccuracy``): a model promoted a minute ago starts at ``INSUFFICIENT_DATA``
+instead of inheriting the baseline's or its predecessor's record, and no state other than
+``INSUFFICIENT_DATA`` is given before ``min_samples`` (``ACCURACY_MIN_SAMPLES``) of them.
 """
 
 from __future__ import annotations
@@ -14,14 +19,20 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "INSUFFICIENT_DATA",
     "AccuracyMonitor",
     "AccuracyState",
+    "VersionedAccuracy",
     "classify_accuracy",
     "daily_trend",
+    "health_of",
     "should_emergency_retrain",
 ]
 
 Health = Literal["GOOD", "WARNING", "CRITICAL"]
+HealthState = Literal["GOOD", "WARNING", "CRITICAL", "INSUFFICIENT_DATA"]
+INSUFFICIENT_DATA: HealthState = "INSUFFICIENT_DATA"
+HEALTH_STATES: tuple[HealthState, ...] = ("GOOD", "WARNING", "CRITICAL", "INSUFFICIENT_DATA")
 _DAY_MS = 86_400_000
 
 
@@ -47,6 +58,17 @@ def classify_accuracy(acc: float, good: float = 0.70, warning: float = 0.50) -> 
     return "CRITICAL"
 
 
+def health_of(acc: float | None, n: int, min_samples: int, good: float = 0.70, warning: float = 0.50) -> HealthState:
+    """``INSUFFICIENT_DATA`` below ``min_samples`` labeled predictions, else ``classify_accuracy``.
+
+    >>> health_of(0.2, 99, 100), health_of(0.2, 100, 100)
+    ('INSUFFICIENT_DATA', 'CRITICAL')
+    """
+    if acc is None or n < max(1, min_samples):
+        return INSUFFICIENT_DATA
+    return classify_accuracy(acc, good, warning)
+
+
 def _correct(prob: ArrayLike, label: ArrayLike) -> np.ndarray:
     p = np.asarray(prob, dtype=np.float64)
     y = np.asarray(label)
@@ -65,7 +87,7 @@ class AccuracyState:
 
     accuracy: float | None
     n: int
-    health: Health | None
+    health: HealthState
     min_samples: int
     last_emergency_ms: int | None
 
@@ -120,9 +142,13 @@ class AccuracyMonitor:
         # the unwritten part of the ring is all False, so a full sum counts only real rows
         return float(self._ring.sum()) / self._count
 
+    @property
+    def count(self) -> int:
+        return self._count
+
     def state(self) -> AccuracyState:
         acc = self.accuracy
-        health = None if acc is None else classify_accuracy(acc, self.good, self.warning)
+        health = health_of(acc, self._count, self.min_samples, self.good, self.warning)
         return AccuracyState(acc, self._count, health, self.min_samples, self.last_emergency_ms)
 
     def record_emergency_retrain(self, ts_ms: int) -> None:
@@ -136,6 +162,63 @@ def should_emergency_retrain(state: AccuracyState, now_ms: int, cooldown_s: floa
     if state.health != "CRITICAL" or state.n < state.min_samples:
         return False
     return state.last_emergency_ms is None or (now_ms - state.last_emergency_ms) >= cooldown_s * 1000.0
+
+
+class VersionedAccuracy:
+    """One ``AccuracyMonitor`` per model version, fed only with that version's labeled
+    predictions, and one emergency cooldown for the whole system (a retrain storm across
+    successive models is what the cooldown prevents).
+
+    At most ``max_versions`` versions are kept (the least recently fed one goes first), so
+    the state stays bounded however many models are promoted.
+
+    >>> book = VersionedAccuracy(window=10, min_samples=3)
+    >>> book.add("baseline", [0.9, 0.9, 0.9], [0, 0, 0])
+    >>> book.add("m1", [0.9], [1])
+    >>> book.state("baseline").health, book.state("m1").health, book.state("m1").accuracy
+    ('CRITICAL', 'INSUFFICIENT_DATA', 1.0)
+    """
+
+    def __init__(
+        self,
+        window: int = 1000,
+        *,
+        good: float = 0.70,
+        warning: float = 0.50,
+        min_samples: int = 100,
+        max_versions: int = 16,
+    ) -> None:
+        if max_versions < 1:
+            raise ValueError(f"max_versions must be >= 1; got {max_versions!r}")
+        AccuracyMonitor(1, good=good, warning=warning, min_samples=min_samples)  # validates the thresholds
+        self.window, self.good, self.warning, self.min_samples = int(window), good, warning, int(min_samples)
+        self.max_versions = int(max_versions)
+        self._monitors: dict[str, AccuracyMonitor] = {}  # insertion order = least recently fed first
+        self.last_emergency_ms: int | None = None
+
+    def add(self, version: str, prob: ArrayLike, label: ArrayLike) -> None:
+        """Record labeled predictions made by ``version`` (oldest first)."""
+        monitor = self._monitors.pop(version, None)
+        if monitor is None:
+            monitor = AccuracyMonitor(self.window, good=self.good, warning=self.warning, min_samples=self.min_samples)
+        monitor.add(prob, label)
+        self._monitors[version] = monitor
+        while len(self._monitors) > self.max_versions:
+            del self._monitors[next(iter(self._monitors))]
+
+    def versions(self) -> list[str]:
+        return list(self._monitors)
+
+    def state(self, version: str) -> AccuracyState:
+        """The version's own state (``INSUFFICIENT_DATA`` with n = 0 for a version never fed)."""
+        monitor = self._monitors.get(version)
+        if monitor is None:
+            return AccuracyState(None, 0, INSUFFICIENT_DATA, self.min_samples, self.last_emergency_ms)
+        own = monitor.state()
+        return AccuracyState(own.accuracy, own.n, own.health, own.min_samples, self.last_emergency_ms)
+
+    def record_emergency_retrain(self, ts_ms: int) -> None:
+        self.last_emergency_ms = int(ts_ms)
 
 
 def daily_trend(

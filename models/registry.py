@@ -6,6 +6,7 @@
     <root>/trained/<version>.joblib    uncalibrated sklearn pipeline (for recalibration)
     <root>/metadata/<version>.json     metadata incl. status and sha256 of both files
     <root>/metadata/registry.json      {production, history, last_promoted_at, cooldown_s}
+    <root>/metadata/retrain_metadata.json  seed 004's retrain status: last/next run, status, trigger, versions
     <root>/backups/<version>.*         copies made by ``backup``
 
 Version ids sort by creation time: ``m20251121T101500Z-ab12cd`` (UTC second + onnx sha256[:6]).
@@ -24,6 +25,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +42,9 @@ from models.training import TrainResult
 log = logging.getLogger(__name__)
 
 STATE_FILE = "registry.json"
+RETRAIN_FILE = "retrain_metadata.json"
+_NOT_VERSIONS = frozenset({STATE_FILE, RETRAIN_FILE})
+_RETRAIN_LOCK = threading.Lock()
 STATUSES = ("candidate", "production", "archived", "rejected")
 
 
@@ -266,7 +271,7 @@ class ModelRegistry:
         """All versions' metadata, oldest first."""
         out = []
         for path in self.meta_dir.glob("*.json"):
-            if path.name != STATE_FILE:
+            if path.name not in _NOT_VERSIONS:
                 out.append(json.loads(path.read_text()))
         return sorted(out, key=lambda m: (m.get("created_ts", 0.0), m["version"]))
 
@@ -316,7 +321,7 @@ class ModelRegistry:
             return meta
         if not force and not auto_promote_enabled:
             raise PromotionRefused(
-                f"auto-promotion is disabled (AUTO_PROMOTE_ENABLED=false); promote {version} with force=True",
+                f"auto-promotion is disabled (AUTO_PROMOTE_ENABLED=false); {version} needs an explicit, forced promotion",
                 reason="auto_promote_disabled",
             )
         now = self._clock()
@@ -325,7 +330,7 @@ class ModelRegistry:
             nxt = last + cooldown_s
             raise PromotionRefused(
                 f"promotion cooldown: last promotion at {iso_utc(last)}, next allowed at {iso_utc(nxt)} "
-                f"({nxt - now:.0f}s left); use force=True to override",
+                f"({nxt - now:.0f}s left)",
                 reason="cooldown",
                 next_allowed_at=nxt,
             )
@@ -344,6 +349,7 @@ class ModelRegistry:
         if old is not None:
             self._set_status(old, "archived")
         log.info("promoted model %s (previous production %s)", version, old)
+        self._note_versions()
         return self._set_status(version, "production")
 
     def rollback(self) -> dict[str, Any]:
@@ -360,6 +366,7 @@ class ModelRegistry:
         if current is not None:
             self._set_status(current, "archived")
         log.warning("rolled back production model %s -> %s", current, target)
+        self._note_versions()
         return self._set_status(target, "production")
 
     # -- backup / restore / cleanup
@@ -387,6 +394,10 @@ class ModelRegistry:
             copies.append(dst)
         log.info("backed up model %s to %s", version, self.backups)
         return copies
+
+    def has_backup(self, version: str) -> bool:
+        """A copy of ``version`` exists in ``backups/`` (what ``restore`` needs)."""
+        return (self.backups / f"{version}.json").exists() and (self.backups / f"{version}.onnx").exists()
 
     def restore(self, version: str) -> dict[str, Any]:
         """Copy ``version`` back from ``backups/`` into ``trained/`` after checking its sha256."""
@@ -457,6 +468,43 @@ class ModelRegistry:
                 removed,
             )
         return removed
+
+    # -- retrain metadata (seed 004: `cat .../metadata/retrain_metadata.json`)
+
+    @property
+    def retrain_metadata_path(self) -> Path:
+        return self.meta_dir / RETRAIN_FILE
+
+    def retrain_metadata(self) -> dict[str, Any]:
+        """The retrain status file's content (``{}`` before anything wrote it)."""
+        try:
+            return dict(json.loads(self.retrain_metadata_path.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def update_retrain_metadata(self, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``patch`` into ``retrain_metadata.json`` (atomic replace; one writer at a time,
+        across processes too: an flock on a lock file next to it)."""
+        import fcntl
+
+        with _RETRAIN_LOCK, (self.meta_dir / f".{RETRAIN_FILE}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                data = {**self.retrain_metadata(), **patch, "updated_at": iso_utc(self._clock())}
+                _atomic_write(self.retrain_metadata_path, _json_bytes(data))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return data
+
+    def _note_versions(self) -> None:
+        """Keep `versions` of retrain_metadata.json current after a promotion or rollback."""
+        state = self.state()
+        try:
+            versions = dict(self.retrain_metadata().get("versions") or {})
+            versions.update(production=state["production"], previous=state["previous"])
+            self.update_retrain_metadata({"versions": versions})
+        except Exception:  # noqa: BLE001 - the file is for operators; the promotion stands
+            log.exception("could not update %s", RETRAIN_FILE)
 
     # -- loading
 

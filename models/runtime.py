@@ -179,5 +179,6 @@ class Predictor:
                     self._last_reason,
                 )
             else:
-                log.warning("Falling back to the baseline: %s", reason)
+                # seed 004's phrase, which operators grep for: `grep "Falling back to statistical mode"`
+                log.warning("Falling back to statistical mode (the baseline's rolling base rate): %s", reason)
             self._last_reason = reason

@@ -15,6 +15,7 @@ Usage: .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--warmu
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,19 @@ def prepare(server: TickcastServer, workdir: Path) -> None:
         server.wait_for(
             lambda j=job_id: server.get(f"/admin/jobs/{j}")["status"] in ("succeeded", "failed"), 180, f"job {job_id}"
         )
+    # a backup of the production model, so the registry shows a Restore button where one applies
+    env = {
+        "TICKCAST_CLICKHOUSE_URL": f"chdb://{workdir / 'ch'}",
+        "MODEL_STORE_DIR": str(workdir / "models"),
+        "TICKCAST_API_PORT": str(server.port),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "tickcast.cli", "models", "backup"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env={**os.environ, **env},
+    )
 
 
 def shoot(server: TickcastServer, out: Path) -> list[Path]:

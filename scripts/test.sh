@@ -8,6 +8,8 @@ VENV=.venv
 "$VENV/bin/ruff" format --check --quiet .
 # The dashboard tests drive Debian's Chromium (a browser download at test time does not work here).
 bash scripts/ensure-chromium.sh
+# The alerting tests run Debian's promtool and a real Prometheus (package `prometheus`).
+bash scripts/ensure-prometheus.sh
 # --tb=native: CPython 3.11.7 can fail in ast.parse while pytest renders a failure's source
 # ("AST constructor recursion depth mismatch"), turning one failure into an INTERNALERROR.
 exec "$VENV/bin/python" -m pytest --tb=native "$@"

@@ -82,6 +82,11 @@ class IdClock:
         with self._lock:
             self._last = max(self._last, event_id)
 
+    def current(self) -> int:
+        """The newest id given out or observed (0 before the first)."""
+        with self._lock:
+            return self._last
+
 
 class EventBus(Protocol):
     def publish(self, event: Event) -> None: ...

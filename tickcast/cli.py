@@ -63,7 +63,7 @@ def main() -> None:
     """tickcast: sentiment ticks + candles -> calibrated up-move probabilities, with drift monitoring.
 
     Quick start: `tickcast up` runs everything in one process (simulator, dataflow,
-    ClickHouse engine under ./var, API on http://127.0.0.1:8000).
+    ClickHouse engine under ./var, API on http://127.0.0.1:8000, read-only SQL on :8123).
     """
 
 
@@ -73,6 +73,11 @@ def main() -> None:
 @model_option
 @click.option("--port", type=int, help="API port [env TICKCAST_API_PORT, default 8000]")
 @click.option("--host", help="API host [env TICKCAST_API_HOST, default 127.0.0.1]")
+@click.option(
+    "--sql-port",
+    type=click.IntRange(0, 65535),
+    help="read-only SQL (ClickHouse HTTP) port, 0 = off [env TICKCAST_SQL_PORT, default 8123]",
+)
 @click.option("--no-simulator", is_flag=True, help="do not start the built-in simulator (HTTP/Kafka input only)")
 @click.option("--symbols", type=int, help="simulated symbols [env TICKCAST_SIM_SYMBOLS, default 5]")
 @click.option("--speed", type=float, help="simulator speed factor, 1 = real time [env TICKCAST_SIM_SPEED]")
@@ -84,13 +89,14 @@ def up(
     model_dir: str | None,
     port: int | None,
     host: str | None,
+    sql_port: int | None,
     no_simulator: bool,
     symbols: int | None,
     speed: float | None,
     backfill_hours: float | None,
 ) -> None:
     """Run the embedded system: simulator -> dataflow -> ClickHouse + API, in one process."""
-    from tickcast.embedded import run_embedded
+    from tickcast.embedded import exit_now, run_embedded
 
     ctx = Ctx(store_url, model_dir)
     overrides = {
@@ -98,6 +104,7 @@ def up(
         for k, v in {
             "TICKCAST_API_PORT": port,
             "TICKCAST_API_HOST": host,
+            "TICKCAST_SQL_PORT": sql_port,
             "TICKCAST_SIM_SYMBOLS": symbols,
             "TICKCAST_SIM_SPEED": speed,
             "TICKCAST_SIM_BACKFILL_HOURS": backfill_hours,
@@ -105,7 +112,13 @@ def up(
         if v is not None
     }
     settings = ctx.settings.model_copy(update=overrides) if overrides else ctx.settings
-    run_embedded(settings, simulator=not no_simulator)
+    from tickcast.store import StoreError
+
+    try:
+        status = run_embedded(settings, simulator=not no_simulator)
+    except StoreError as exc:  # the store cannot be opened at start: say which and why, no traceback
+        raise click.ClickException(str(exc)) from None
+    exit_now(status)
 
 
 # --- db ---------------------------------------------------------------------------------------
@@ -316,7 +329,7 @@ def train(store_url: str | None, model_dir: str | None, promote: bool) -> None:
 
     ctx = Ctx(store_url, model_dir)
     store = ctx.store()
-    result = _run_as_job("train", train_job(ctx.settings, store), {"promote": promote}, store)
+    result = _run_as_job("train", train_job(ctx.settings, store), {"promote": promote}, store, ctx.settings)
     click.echo(json.dumps(result, indent=2, default=str))
     if not result.get("passed"):
         raise click.ClickException("the model did not pass the gates: " + "; ".join(result.get("gate_failures", [])))
@@ -332,17 +345,21 @@ def recalibrate(store_url: str | None, model_dir: str | None) -> None:
     ctx = Ctx(store_url, model_dir)
     store = ctx.store()
     click.echo(
-        json.dumps(_run_as_job("recalibrate", recalibrate_job(ctx.settings, store), {}, store), indent=2, default=str)
+        json.dumps(
+            _run_as_job("recalibrate", recalibrate_job(ctx.settings, store), {}, store, ctx.settings),
+            indent=2,
+            default=str,
+        )
     )
 
 
-def _run_as_job(kind: str, fn: Any, params: dict[str, Any], store: Any) -> dict[str, Any]:
+def _run_as_job(kind: str, fn: Any, params: dict[str, Any], store: Any, settings: Settings) -> dict[str, Any]:
     """Run through the job center (so the run is in the `jobs` table like any other) with a progress bar."""
     from tqdm import tqdm
 
-    from tickcast.jobs import JobCenter
+    from tickcast.jobs import JobCenter, RetrainRecorder
 
-    jobs = JobCenter(store, min_interval_s=0.2)
+    jobs = JobCenter(store, min_interval_s=0.2, on_change=RetrainRecorder(settings.MODEL_STORE_DIR))
     with tqdm(total=100, desc=kind, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
 
         def progress(fraction: float, message: str) -> None:
@@ -371,25 +388,80 @@ def models() -> None:
     """Model registry: list, promote, rollback, backup, restore, cleanup."""
 
 
+def chdb_held_elsewhere(url: str) -> bool:
+    """True when another process holds the chdb directory of `url` (e.g. a running `tickcast up`).
+
+    ClickHouse keeps an exclusive flock on `<dir>/status` while it runs; probing that lock
+    (and letting it go at once) tells us without opening the engine, which would print a
+    `DB::Exception: Cannot lock file` of its own."""
+    import fcntl
+
+    if not url.startswith("chdb://"):
+        return False
+    from tickcast.store import resolve_store_url
+
+    status = Path(resolve_store_url(url)[len("chdb://") :]) / "status"
+    try:
+        with status.open("rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def _held_note(ctx: Ctx) -> str:
+    s = ctx.settings
+    return (
+        f"the store {s.TICKCAST_CLICKHOUSE_URL} is held by the running tickcast "
+        f"(`tickcast up`, API http://{s.TICKCAST_API_HOST}:{s.TICKCAST_API_PORT})"
+    )
+
+
 def _registry(store_url: str | None, model_dir: str | None) -> tuple[Ctx, Any]:
     from tickcast.lifecycle import registry_for
 
     ctx = Ctx(store_url, model_dir)
     store = None
-    try:
-        store = ctx.store()
-    except click.ClickException as exc:
-        log.warning("model_registry table will not be mirrored: %s", exc.message)
+    if chdb_held_elsewhere(ctx.settings.TICKCAST_CLICKHOUSE_URL):
+        click.echo(
+            f"note: {_held_note(ctx)}; the registry files are changed directly and the running system "
+            "mirrors nothing for this command (its model_registry table catches up at its next registry change)",
+            err=True,
+        )
+    else:
+        try:
+            store = ctx.store()
+        except click.ClickException as exc:
+            log.warning("model_registry table will not be mirrored: %s", exc.message)
     return ctx, registry_for(ctx.settings, store)
 
 
 def _registry_call(fn: Any) -> Any:
-    from models.registry import RegistryError
+    from models.registry import PromotionRefused, RegistryError
 
     try:
         return fn()
+    except PromotionRefused as exc:
+        hint = "; add --force to override" if exc.reason in ("cooldown", "auto_promote_disabled") else ""
+        raise click.ClickException(f"{exc}{hint}") from None
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _models_from_api(ctx: Ctx) -> list[dict[str, Any]] | None:
+    """`GET /api/models` of the running system, or None when it does not answer."""
+    import httpx
+
+    s = ctx.settings
+    try:
+        r = httpx.get(f"http://{s.TICKCAST_API_HOST}:{s.TICKCAST_API_PORT}/api/models", timeout=5)
+        r.raise_for_status()
+        return list(r.json()["models"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
 
 
 @models.command("list")
@@ -398,8 +470,17 @@ def _registry_call(fn: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def models_list(store_url: str | None, model_dir: str | None, as_json: bool) -> None:
     """Registered versions (newest last)."""
-    _, registry = _registry(store_url, model_dir)
-    rows = registry.list()
+    ctx = Ctx(store_url, model_dir)
+    rows = None
+    if chdb_held_elsewhere(ctx.settings.TICKCAST_CLICKHOUSE_URL):
+        # A read needs no store: ask the running system rather than open (and fail on) its store.
+        rows = _models_from_api(ctx)
+        source = "its API (GET /api/models)" if rows is not None else "the registry files (its API did not answer)"
+        click.echo(f"note: {_held_note(ctx)}; the answer below comes from {source}", err=True)
+    if rows is None:
+        from tickcast.lifecycle import registry_for
+
+        rows = registry_for(ctx.settings, None).list()
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -407,9 +488,11 @@ def models_list(store_url: str | None, model_dir: str | None, as_json: bool) -> 
         click.echo("no models registered; run `tickcast train`")
     for r in rows:
         m = r.get("metrics") or {}
+        auc, ece, brier = (
+            r.get(k, m.get(f)) for k, f in (("roc_auc", "roc_auc"), ("ece_prod", "ece"), ("brier_prod", "brier"))
+        )
         click.echo(
-            f"{r['version']:<34} {r['status']:<11} auc={_f(m.get('roc_auc'))} ece={_f(m.get('ece'))} "
-            f"brier={_f(m.get('brier'))} {r['created_at']}"
+            f"{r['version']:<34} {r['status']:<11} auc={_f(auc)} ece={_f(ece)} brier={_f(brier)} {r['created_at']}"
         )
 
 
@@ -652,6 +735,88 @@ _trading_command("halt", "Kill switch on: no new entries until `tickcast trading
 _trading_command("resume", "Kill switch off: entries allowed again.")
 _trading_command("flatten", "Close every open position at its next candle's open.")
 _trading_command("reset-drawdown", "Clear a tripped drawdown guard (the peak becomes the current equity).")
+
+
+# --- alerts ---------------------------------------------------------------------------------
+@main.group()
+def alerts() -> None:
+    """Prometheus alert rules and scrape config rendered from the settings (METRICS_*)."""
+
+
+@alerts.command("render")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docker/prometheus"),
+    show_default=True,
+    help="where alerts.yml and prometheus.yml are written",
+)
+@click.option("--check", is_flag=True, help="write nothing; exit 1 if the files differ from the rendering")
+def alerts_render(out_dir: Path, check: bool) -> None:
+    """Write alerts.yml (rules; thresholds and toggles from METRICS_ALERT_*, ACCURACY_WARNING…) and prometheus.yml."""
+    from tickcast.alerts import RULES_FILE, SCRAPE_FILE, render_rules, render_scrape_config, write_files
+
+    ctx = Ctx(None, None)
+    if check:
+        wanted = {RULES_FILE: render_rules(ctx.settings), SCRAPE_FILE: render_scrape_config(ctx.settings)}
+        stale = [n for n, text in wanted.items() if not (out_dir / n).exists() or (out_dir / n).read_text() != text]
+        if stale:
+            raise click.ClickException(
+                f"{', '.join(stale)} in {out_dir} differ from the settings; run `tickcast alerts render`"
+            )
+        click.echo(f"{out_dir}: up to date")
+        return
+    for name, changed in write_files(ctx.settings, out_dir).items():
+        click.echo(f"{out_dir / name}: {'written' if changed else 'unchanged'}")
+
+
+# --- sql ------------------------------------------------------------------------------------
+@main.command("sql")
+@store_option
+@click.argument("query", required=False)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    help="ClickHouse output format (PrettyCompact, TSVWithNames, CSVWithNames, JSONEachRow, Parquet, ...) "
+    "[default: PrettyCompact on a terminal, TSVWithNames otherwise]",
+)
+@click.option("-d", "--database", help="database of unqualified table names [default: tickcast]")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="value of {NAME:Type} (repeatable)")
+def sql_command(
+    store_url: str | None, query: str | None, fmt: str | None, database: str | None, params: tuple[str, ...]
+) -> None:
+    """Run a read-only SQL query on the store and print the result.
+
+    QUERY (or stdin when it is '-' or missing) runs read-only with the TICKCAST_SQL_* limits:
+    on the store directly when it is free; through the SQL port of the `tickcast up` that holds
+    it otherwise (TICKCAST_SQL_PORT, with the first of API_KEYS); on the server itself for an
+    http(s):// store. Example: tickcast sql "SELECT * FROM daily_accuracy ORDER BY day"
+    """
+    from api.clickhouse_http.errors import ClickHouseError
+    from tickcast.sql_query import Query, SqlUnavailable, run_sql
+
+    ctx = Ctx(store_url, None)
+    text = sys.stdin.read() if query in (None, "-") else query
+    if not text or not text.strip():
+        raise click.UsageError('give a query: tickcast sql "SELECT 1", or pipe one in: tickcast sql < query.sql')
+    values = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        values[name] = value
+    fmt = fmt or ("PrettyCompact" if sys.stdout.isatty() else "TSVWithNames")
+    try:
+        answer = run_sql(ctx.settings, Query(text, fmt, database, values))
+    except ClickHouseError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SqlUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.stdout.buffer.write(answer.body)
+    sys.stdout.flush()
+    log.debug("tickcast sql answered via %s", answer.via)
 
 
 @main.command("settings")

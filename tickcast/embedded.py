@@ -8,18 +8,25 @@ one process only, which is why it is all one process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from dataflows.signals import FlowOptions, build_flow, kafka_source, run_flow_in_thread
+from dataflows.signals import FlowOptions, build_flow, kafka_source, run_flow
+from dataflows.sinks import WriteMonitor
 from dataflows.sources import BACKFILL_DONE, STOP, QueueSource, SimulatorSource
+from tickcast.acks import Receipt, StoredAcks
 from tickcast.bus import IdClock, LocalBus
 from tickcast.gc_tuning import tune_gc
+from tickcast.inbox import RETRY_AFTER_S, IngestInbox, IngestRefused
 from tickcast.settings import Settings
 from tickcast.store import Store
 
@@ -28,6 +35,10 @@ log = logging.getLogger(__name__)
 # end stalls the flow for tens of ms (measured: the live POST -> SSE p99 fell from ~50 to
 # ~26 ms going from 1 s to 10 s, Bytewax's own default without recovery).
 EPOCH_WITHOUT_RECOVERY_S = 10.0
+# Exit statuses of `tickcast up` (docs/reliability.md).
+EXIT_OK = 0  # stopped by SIGTERM/SIGINT, everything it held was written
+EXIT_NOT_STORED = 1  # stopped, but the store still failed at the deadline: what it held is lost (logged)
+EXIT_FLOW_DIED = 3  # the dataflow stopped with an error; the API went down with it
 
 
 def simulator_factory(settings: Settings) -> Callable[[], Iterator[dict[str, Any]]]:
@@ -66,8 +77,19 @@ class EmbeddedSystem:
         self.store.migrate()
         self.bus = LocalBus()
         self.ids = IdClock()
-        self.inbox: queue.Queue[Any] = queue.Queue()
+        # Accepted HTTP records wait here for the flow; bounded, so a flow held up by a failing
+        # store turns further ingest into 503s instead of memory (docs/reliability.md).
+        self.inbox = IngestInbox(settings.TICKCAST_INGEST_BUFFER_RECORDS)
+        self.monitor = WriteMonitor()
+        self.acks = StoredAcks() if settings.TICKCAST_INGEST_ACK == "stored" else None
+        if self.acks is not None:
+            self.monitor.on_written.append(self.acks.on_written)
+            acks = self.acks
+            self.monitor.on_failing.append(lambda problem: acks.refuse_all(f"the store is failing: {problem}"))
+            self.monitor.urgent = self.acks.waiting_for  # a request waits for these rows: skip the LiveGate
         self.stopping = threading.Event()
+        self.flow_error: str | None = None
+        self.on_flow_death: list[Callable[[], None]] = []
         sources: list[Any] = [QueueSource(self.inbox)]
         if simulator:
             sources.insert(0, SimulatorSource(simulator_factory(settings), stop=self.stopping))
@@ -80,42 +102,126 @@ class EmbeddedSystem:
             bus=self.bus,
             ids=self.ids,
             options=FlowOptions(live=True, recovery=bool(settings.TICKCAST_RECOVERY_DIR)),
+            write_monitor=self.monitor,
         )
         self.jobs = make_job_center(settings, self.store, self.bus, self.ids, ingest=self.ingest)
         self.jobs.mark_interrupted()  # jobs a dead process left queued/running are failed, not "running" forever
         self.thread: threading.Thread | None = None
         self.simulator = simulator
 
-    def ingest(self, records: list[dict[str, Any]]) -> None:
+    def ingest(self, records: list[dict[str, Any]]) -> Receipt | None:
+        """Hand accepted records to the flow. Returns the receipt to wait on when 202 must mean
+        stored (`TICKCAST_INGEST_ACK=stored`); raises `IngestRefused` (-> 503) when the records
+        cannot be taken: the buffer is full, or (stored) the store is failing."""
         now = int(time.time() * 1000)
-        self.inbox.put([("http", record, now) for record in records])
+        if all("_control" in record for record in records):  # admin control records: no rows, never refused
+            self.inbox.offer([("http", record, now) for record in records], force=True)
+            return None
+        if self.flow_error is not None:
+            raise IngestRefused(
+                f"the dataflow stopped with an error ({self.flow_error}); nothing was accepted: the process is "
+                "exiting, send the records again once it is back",
+                reason="flow_down",
+                retry_after_s=RETRY_AFTER_S,
+            )
+        problem = self.monitor.problem()
+        if problem and self.acks is not None:
+            raise IngestRefused(
+                f"the store is failing, so these records cannot be stored now ({problem}); nothing was "
+                "accepted: send them again later",
+                reason="store_failing",
+                retry_after_s=RETRY_AFTER_S,
+            )
+        receipt = self.acks.register(records) if self.acks is not None else None  # before the flow can store them
+        try:
+            self.inbox.offer([("http", record, now) for record in records], why_full=f"; {problem}" if problem else "")
+        except IngestRefused:
+            if receipt is not None:
+                self.acks.forget(receipt)  # type: ignore[union-attr]
+            raise
+        return receipt
+
+    def forget(self, receipt: Receipt) -> None:
+        """A request stopped waiting for its rows (timeout): stop tracking them."""
+        if self.acks is not None:
+            self.acks.forget(receipt)
 
     def start_flow(self) -> None:
         from dataflows.model_stage import set_job_starter
 
         set_job_starter(lambda kind, params, trigger: self.jobs.start(kind, params, trigger))
-        self.thread = run_flow_in_thread(
-            self.flow,
-            recovery_dir=self.settings.TICKCAST_RECOVERY_DIR,
-            snapshot_seconds=(
-                self.settings.TICKCAST_SNAPSHOT_SECONDS
-                if self.settings.TICKCAST_RECOVERY_DIR
-                else EPOCH_WITHOUT_RECOVERY_S
-            ),
-        )
+        self.thread = threading.Thread(target=self._run_flow, name="signals-flow", daemon=True)
+        self.thread.start()
         if self.simulator:
             threading.Thread(target=self._bootstrap_model, name="bootstrap-model", daemon=True).start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """End the flow cleanly (sources finish, sinks flush) and stop the job center."""
+    def _run_flow(self) -> None:
+        try:
+            run_flow(
+                self.flow,
+                recovery_dir=self.settings.TICKCAST_RECOVERY_DIR,
+                snapshot_seconds=(
+                    self.settings.TICKCAST_SNAPSHOT_SECONDS
+                    if self.settings.TICKCAST_RECOVERY_DIR
+                    else EPOCH_WITHOUT_RECOVERY_S
+                ),
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported through /healthz and the exit status
+            if self.monitor.abandoned.is_set():  # the stop gave up on a failing store: see stop()
+                log.error("the signals dataflow ended without writing what it held (the store still fails)")
+                return
+            cause = exc.__cause__ or exc.__context__
+            self.flow_error = f"{exc}" + (f" <- {type(cause).__name__}: {cause}" if cause else "")
+            log.critical("the signals dataflow stopped with an error: %s", self.flow_error, exc_info=exc)
+        else:
+            if not self.stopping.is_set():
+                self.flow_error = "the signals dataflow ended although nothing asked it to stop"
+                log.critical(self.flow_error)
+        if self.flow_error is not None and not self.stopping.is_set():
+            if self.acks is not None:
+                self.acks.refuse_all(f"the dataflow stopped with an error: {self.flow_error}")
+            for callback in self.on_flow_death:
+                callback()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """End the flow cleanly (sources finish, sinks write what they hold) within `timeout` s.
+
+        False when that did not happen: the flow had died, or the store still failed at the
+        deadline — then the flow gives up what it holds (logged with counts) and ends."""
         self.stopping.set()
         self.inbox.put(STOP)
+        clean = self.flow_error is None
         if self.thread is not None:
-            self.thread.join(timeout)
+            self.thread.join(max(0.0, timeout))
+            if self.thread.is_alive():
+                clean = False
+                log.error(
+                    "shutdown: the flow could not write what it holds within %.0f s (%s); giving up %d accepted "
+                    "records still in the ingest buffer and the rows held by the flow",
+                    timeout,
+                    self.monitor.problem() or "the flow is busy",
+                    self.inbox.records,
+                )
+                self.monitor.abandon()
+                self.thread.join(2)
         self.jobs.close(wait=False)
+        return clean
 
     def flow_alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.thread is not None and self.thread.is_alive() and self.flow_error is None
+
+    def problems(self) -> dict[str, str]:
+        """Parts that are failing now, for /healthz: `store_writes` (inserts failing), `flow` (died)."""
+        out: dict[str, str] = {}
+        problem = self.monitor.problem()
+        if problem:
+            out["store_writes"] = (
+                f"{problem}; {self.inbox.records:,} of {self.inbox.max_records:,} ingest buffer records used "
+                f"(TICKCAST_INGEST_ACK={self.settings.TICKCAST_INGEST_ACK})"
+            )
+        if self.flow_error:
+            out["flow"] = f"the dataflow stopped with an error: {self.flow_error}"
+        return out
 
     def _bootstrap_model(self) -> None:
         """First run with the simulator: once the backfill is in, train and promote a first model
@@ -142,6 +248,7 @@ class EmbeddedSystem:
     def app(self) -> Any:
         from api.app import create_app
         from api.context import AppContext
+        from tickcast.jobs import RetrainRecorder
         from tickcast.scheduler import RetrainScheduler
 
         ctx = AppContext(
@@ -153,7 +260,11 @@ class EmbeddedSystem:
             registry_root=Path(self.settings.MODEL_STORE_DIR),
             flow_alive=self.flow_alive,
             id_clock=self.ids,
-            scheduler=RetrainScheduler(self.jobs, self.settings),
+            scheduler=RetrainScheduler(
+                self.jobs, self.settings, on_schedule=RetrainRecorder(self.settings.MODEL_STORE_DIR).schedule
+            ),
+            problems=self.problems,
+            forget_receipt=self.forget,
         )
         return create_app(ctx)
 
@@ -161,11 +272,12 @@ class EmbeddedSystem:
 def make_job_center(
     settings: Settings, store: Store, bus: LocalBus, ids: IdClock, ingest: Callable[[list[dict[str, Any]]], None]
 ) -> Any:
-    from tickcast.jobs import JobCenter
+    from tickcast.jobs import JobCenter, RetrainRecorder
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
 
     # Two workers: a long backfill must not hold a retrain back (one job per kind still).
-    jobs = JobCenter(store, bus=bus, ids=ids, max_workers=2)
+    # RetrainRecorder keeps MODEL_STORE_DIR/metadata/retrain_metadata.json current (seed 004).
+    jobs = JobCenter(store, bus=bus, ids=ids, max_workers=2, on_change=RetrainRecorder(settings.MODEL_STORE_DIR))
     jobs.register("train", train_job(settings, store))
     jobs.register("recalibrate", recalibrate_job(settings, store))
     jobs.register("labeler", labeler_job(settings, store))
@@ -215,25 +327,158 @@ def backtest_job(
     return run
 
 
-def run_embedded(settings: Settings, *, simulator: bool = True) -> None:
+def run_embedded(settings: Settings, *, simulator: bool = True) -> int:
+    """`tickcast up`: serve until SIGTERM/SIGINT or until the dataflow dies; returns the exit status.
+
+    A stop signal or the flow's death starts a deadline of TICKCAST_SHUTDOWN_TIMEOUT_S: the
+    API stops, the flow writes what it holds, and the status says whether it all got stored
+    (EXIT_OK / EXIT_NOT_STORED / EXIT_FLOW_DIED). A watchdog ends the process at the deadline
+    whatever is still running; a second signal ends it at once.
+    """
     import uvicorn
 
     system = EmbeddedSystem(settings, simulator=simulator)
     app = system.app()
     tune_gc()  # after start-up, before serving: see tickcast/gc_tuning.py
+    bound = settings.TICKCAST_SHUTDOWN_TIMEOUT_S
+    shutdown = _Shutdown(bound)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=settings.TICKCAST_API_HOST,
+            port=settings.TICKCAST_API_PORT,
+            log_level=settings.TICKCAST_LOG_LEVEL.lower(),
+            timeout_graceful_shutdown=max(1, int(bound / 4)),  # open SSE streams must not hold the stop
+        ),
+        on_signal=shutdown.begin,
+    )
+
+    def flow_died() -> None:
+        shutdown.begin("the dataflow stopped")
+        server.should_exit = True
+
+    system.on_flow_death.append(flow_died)
     system.start_flow()
-    host, port = settings.TICKCAST_API_HOST, settings.TICKCAST_API_PORT
     log.info(
         "tickcast up: store %s, models %s, API http://%s:%d (dashboard at /, health at /healthz)",
         system.store.url,
         settings.MODEL_STORE_DIR,
-        host,
-        port,
+        settings.TICKCAST_API_HOST,
+        settings.TICKCAST_API_PORT,
     )
+    from api.clickhouse_http.server import start_sql_server
+
+    sql_server = start_sql_server(settings, system.store.url, system.store.database)  # None: off / port taken
+    with _second_signal_exits(shutdown, on_first=lambda: setattr(server, "should_exit", True)):
+        server.run()  # uvicorn handles the signals while it serves; ours are restored after
+        shutdown.begin("the API stopped")
+        if sql_server is not None:
+            sql_server.stop(timeout=min(5.0, shutdown.remaining() / 4))
+        clean = system.stop(timeout=shutdown.remaining() - 3.0)
+    if system.flow_error is not None:
+        status = EXIT_FLOW_DIED
+        log.critical("tickcast up: exiting with status %d: the dataflow stopped with an error (see above)", status)
+    elif not clean:
+        status = EXIT_NOT_STORED
+        log.critical("tickcast up: exiting with status %d: not everything accepted could be stored", status)
+    else:
+        status = EXIT_OK
+        system.store.close()
+        log.info("tickcast up: stopped in %.1f s; everything accepted was stored", shutdown.elapsed())
+    return status
+
+
+class _Server:
+    """uvicorn's Server with two changes: `on_signal` hears SIGTERM/SIGINT first, and the signal
+    is not re-raised after serving (uvicorn does that to end the process, which would skip
+    the flush that follows)."""
+
+    def __new__(cls, config: Any, *, on_signal: Callable[[str], None]) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                on_signal(signal.Signals(sig).name)
+                super().handle_exit(sig, frame)
+
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                handled = (signal.SIGINT, signal.SIGTERM)
+                original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+                try:
+                    yield
+                finally:
+                    for sig, handler in original.items():
+                        signal.signal(sig, handler)
+
+        return Server(config)
+
+
+class _Shutdown:
+    """The stop deadline: started once (signal, flow death); a watchdog ends the process at it."""
+
+    def __init__(self, bound_s: float) -> None:
+        self.bound_s = bound_s
+        self.started: float | None = None
+        self._lock = threading.Lock()
+
+    def begin(self, why: str) -> None:
+        with self._lock:
+            if self.started is not None:
+                return
+            self.started = time.monotonic()
+        log.warning("tickcast up: stopping (%s); the process ends within %.0f s", why, self.bound_s)
+        threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True).start()
+
+    def remaining(self) -> float:
+        return self.bound_s if self.started is None else self.bound_s - (time.monotonic() - self.started)
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def _watchdog(self) -> None:
+        time.sleep(max(0.0, self.remaining()))
+        log.critical(
+            "tickcast up: still running %.0f s after the stop began (TICKCAST_SHUTDOWN_TIMEOUT_S): exiting now "
+            "with status %d; what was not yet stored is lost",
+            self.bound_s,
+            EXIT_NOT_STORED,
+        )
+        exit_now(EXIT_NOT_STORED)
+
+
+@contextlib.contextmanager
+def _second_signal_exits(shutdown: _Shutdown, *, on_first: Callable[[], None]) -> Iterator[None]:
+    """Outside uvicorn's own handling: a first signal starts the stop, a second one exits at once."""
+
+    def handle(sig: int, frame: FrameType | None) -> None:
+        name = signal.Signals(sig).name
+        if shutdown.started is None:
+            shutdown.begin(name)
+            on_first()
+            return
+        log.critical("tickcast up: %s during the stop: exiting now without waiting for the flush", name)
+        exit_now(EXIT_NOT_STORED)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    original = {sig: signal.signal(sig, handle) for sig in handled}
     try:
-        uvicorn.run(app, host=host, port=port, log_level=settings.TICKCAST_LOG_LEVEL.lower())
+        yield
     finally:
-        system.stop(timeout=10)
+        for sig, handler in original.items():
+            signal.signal(sig, handler)
+
+
+def exit_now(status: int) -> None:
+    """End the process with `status` now: no interpreter teardown, which waits for non-daemon
+    threads (a running training job) and so could break the stop's time bound."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def run_distributed_flow(
@@ -251,7 +496,7 @@ def run_distributed_flow(
 
     from dataflows.signals import prepare_recovery
 
-    if settings.TICKCAST_FLOW_METRICS_PORT:
+    if settings.TICKCAST_FLOW_METRICS_PORT and settings.METRICS_ENABLED:
         from prometheus_client import start_http_server
 
         start_http_server(settings.TICKCAST_FLOW_METRICS_PORT)  # the flow's own metrics (lag, joins, drift)
@@ -264,6 +509,7 @@ def run_distributed_flow(
         store_factory=lambda: store,
         bus=bus,
         options=FlowOptions(live=True, recovery=recovery_dir is not None),
+        write_monitor=WriteMonitor(),  # a failing store holds the flow (Kafka keeps the input); store_write_failing
     )
     set_job_starter_for_flow(settings, store)
     tune_gc()
@@ -367,6 +613,7 @@ def run_api_replica(settings: Settings) -> None:
     from api.app import create_app
     from api.context import AppContext
     from dataflows.kafka_io import topic_partition_counts
+    from tickcast.jobs import RetrainRecorder
     from tickcast.scheduler import RetrainScheduler
 
     store = Store(settings.TICKCAST_CLICKHOUSE_URL)
@@ -393,7 +640,7 @@ def run_api_replica(settings: Settings) -> None:
         registry_root=Path(settings.MODEL_STORE_DIR),
         id_clock=ids,
         broker_ok=broker_ok,
-        scheduler=RetrainScheduler(jobs, settings),
+        scheduler=RetrainScheduler(jobs, settings, on_schedule=RetrainRecorder(settings.MODEL_STORE_DIR).schedule),
     )
     app = create_app(ctx)
     tune_gc()

@@ -24,12 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tickcast import metrics
+from tickcast import job_messages, metrics
 from tickcast.bus import Event, EventBus, IdClock
 
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any] | None]
+JobListener = Callable[[dict[str, Any]], None]  # called with a job's view after each status change
 TRIGGERS = ("manual", "schedule", "drift", "emergency", "api", "cli", "bootstrap")
 RETRAIN_KINDS = frozenset({"train", "retrain", "recalibrate"})
 ACTIVE = ("queued", "running")
@@ -72,21 +73,32 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def view(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "kind": self.kind,
-            "status": self.status,
-            "progress": self.progress,
-            "message": self.message,
-            "params": self.params,
-            "result": self.result,
-            "error": self.error,
-            "trigger": self.trigger,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "updated_at": self.updated_at,
-        }
+        return with_codes(
+            {
+                "job_id": self.job_id,
+                "kind": self.kind,
+                "status": self.status,
+                "progress": self.progress,
+                "message": self.message,
+                "params": self.params,
+                "result": self.result,
+                "error": self.error,
+                "trigger": self.trigger,
+                "created_at": self.created_at,
+                "started_at": self.started_at,
+                "finished_at": self.finished_at,
+                "updated_at": self.updated_at,
+            }
+        )
+
+
+def with_codes(view: dict[str, Any]) -> dict[str, Any]:
+    """Add `message_code`/`message_params` and `error_code`/`error_params` (None when the
+    sentence is not in `tickcast.job_messages`), so a page can translate them."""
+    for field_name in ("message", "error"):
+        found = job_messages.parse(view.get(field_name))
+        view[f"{field_name}_code"], view[f"{field_name}_params"] = found if found else (None, None)
+    return view
 
 
 def _dumps(obj: Any) -> str:
@@ -114,6 +126,7 @@ class JobCenter:
         ids: IdClock | None = None,
         min_interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,
+        on_change: JobListener | None = None,
     ) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
@@ -122,6 +135,7 @@ class JobCenter:
         self.ids = ids or IdClock()
         self.min_interval_s = min_interval_s
         self._clock = clock
+        self._on_change = on_change
         self._fns: dict[str, JobFn] = {}
         self._jobs: dict[str, _Job] = {}
         self._active: dict[str, str] = {}  # kind -> job_id while queued or running
@@ -224,6 +238,9 @@ class JobCenter:
     def _run(self, job: _Job, fn: JobFn) -> None:
         with self._lock:
             job.status, job.started_at = "running", self._now_ms()
+        if job.kind in RETRAIN_KINDS:
+            # seed 004's operators grep the process log for "Retraining" / "Retraining failed"
+            log.info("Retraining started: job %s (%s, trigger %s)", job.job_id, job.kind, job.trigger)
         self._emit(job, force=True)
 
         def progress(fraction: float, message: str = "") -> None:
@@ -253,6 +270,21 @@ class JobCenter:
         metrics.JOBS.labels(job.kind, job.status).inc()
         if job.kind in RETRAIN_KINDS:
             metrics.ML_RETRAINS.labels(job.trigger, job.status).inc()
+            if job.status == "succeeded":
+                result = job.result or {}
+                log.info(
+                    "Retraining finished: job %s (%s, trigger %s): version %s, gates %s, promoted %s",
+                    job.job_id,
+                    job.kind,
+                    job.trigger,
+                    result.get("version"),
+                    "passed" if result.get("passed") else "failed",
+                    bool(result.get("promoted")),
+                )
+            else:
+                log.error(
+                    "Retraining failed: job %s (%s, trigger %s): %s", job.job_id, job.kind, job.trigger, job.error
+                )
         job.done.set()
 
     def _emit(self, job: _Job, *, force: bool = False) -> None:
@@ -274,6 +306,7 @@ class JobCenter:
                     **{k: view[k] for k in ("job_id", "status", "progress", "message", "trigger")},
                     "job_kind": view["kind"],
                     "error": view["error"],
+                    **{k: view[k] for k in ("message_code", "message_params", "error_code", "error_params")},
                 },
                 None,
                 view["updated_at"],
@@ -283,6 +316,11 @@ class JobCenter:
                 self.bus.publish(event)
         except Exception:  # noqa: BLE001 - bookkeeping failures are logged, the job goes on
             log.exception("could not record state of job %s", job.job_id)
+        if force and self._on_change is not None:
+            try:
+                self._on_change(view)
+            except Exception:  # noqa: BLE001 - a listener (e.g. retrain_metadata.json) must not stop the job
+                log.exception("job listener failed for job %s", job.job_id)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -290,7 +328,7 @@ class JobCenter:
 
 def _store_row(view: dict[str, Any]) -> dict[str, Any]:
     return {
-        **view,
+        **{k: v for k, v in view.items() if not k.endswith(("_code", "_params"))},
         "params": _dumps(view["params"] or {}),
         "result": _dumps(view["result"]) if view["result"] is not None else "",
         "error": view["error"] or "",
@@ -299,18 +337,87 @@ def _store_row(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def _row_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "job_id": row["job_id"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "progress": float(row["progress"]),
-        "message": row["message"],
-        "params": _loads(row["params"]) or {},
-        "result": _loads(row["result"]),
-        "error": row["error"],
-        "trigger": row["trigger"],
-        "created_at": row["created_ms"],
-        "started_at": row["started_ms"],
-        "finished_at": row["finished_ms"],
-        "updated_at": row["updated_ms"],
-    }
+    return with_codes(
+        {
+            "job_id": row["job_id"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "progress": float(row["progress"]),
+            "message": row["message"],
+            "params": _loads(row["params"]) or {},
+            "result": _loads(row["result"]),
+            "error": row["error"],
+            "trigger": row["trigger"],
+            "created_at": row["created_ms"],
+            "started_at": row["started_ms"],
+            "finished_at": row["finished_ms"],
+            "updated_at": row["updated_ms"],
+        }
+    )
+
+
+class RetrainRecorder:
+    """Keeps seed 004's `metadata/retrain_metadata.json` current: a `JobCenter` listener for the
+    retrain jobs (status, trigger, last run, versions) and the scheduler's next run.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> RetrainRecorder(root).schedule({"schedule": "0 0 * * tue", "timezone": "Asia/Seoul",
+    ...                                 "next_run": "2026-04-07T00:00:00+09:00"})["next_run"]
+    '2026-04-07T00:00:00+09:00'
+    """
+
+    def __init__(self, model_dir: str | Any) -> None:
+        self.model_dir = model_dir
+
+    def _registry(self) -> Any:
+        from models.registry import ModelRegistry
+
+        return ModelRegistry(self.model_dir)
+
+    def __call__(self, view: dict[str, Any]) -> None:
+        if view["kind"] not in RETRAIN_KINDS:
+            return
+        from models.registry import iso_utc
+
+        registry = self._registry()
+        state = registry.state()
+        result = view.get("result") or {}
+
+        def iso(ms: int | None) -> str | None:
+            return None if ms is None else iso_utc(ms / 1000)
+
+        registry.update_retrain_metadata(
+            {
+                "status": view["status"],
+                "trigger": view["trigger"],
+                "kind": view["kind"],
+                "job_id": view["job_id"],
+                "last_run": {
+                    "job_id": view["job_id"],
+                    "kind": view["kind"],
+                    "trigger": view["trigger"],
+                    "status": view["status"],
+                    "created_at": iso(view.get("created_at")),
+                    "started_at": iso(view.get("started_at")),
+                    "finished_at": iso(view.get("finished_at")),
+                    "error": view.get("error") or None,
+                    "version": result.get("version"),
+                    "passed": result.get("passed"),
+                    "promoted": result.get("promoted"),
+                },
+                "versions": {
+                    "production": state["production"],
+                    "previous": state["previous"],
+                    "trained": result.get("version"),
+                },
+            }
+        )
+
+    def schedule(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Record the scheduler's crontab, time zone and next run (ISO-8601 in that zone)."""
+        return dict(
+            self._registry().update_retrain_metadata(
+                {k: status.get(k) for k in ("schedule", "timezone", "next_run")} | {"scheduler_enabled": True}
+            )
+        )

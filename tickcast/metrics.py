@@ -94,27 +94,131 @@ CALIBRATION_RETRAIN_RECOMMEND = Counter(
 CALIBRATION_RETRAIN_COOLDOWN = Gauge(
     "calibration_retrain_cooldown_seconds", "Seconds until another recommendation is allowed"
 )
-ML_ACCURACY = Gauge("ml_accuracy", "Rolling directional accuracy of production predictions, percent (seed)")
-ML_INFERENCE_TIME = Histogram(
-    "ml_inference_time_seconds",
-    "ONNX inference time per batch",
-    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+ML_ACCURACY = Gauge(
+    "ml_accuracy",
+    "Rolling directional accuracy of the serving model's own labeled predictions, percent (seed); "
+    "NaN until it has ACCURACY_MIN_SAMPLES of them",
 )
+# The seed declares this one a Gauge ('Inference time'): the newest batch's time. The
+# distribution is the histogram ml_inference_batch_seconds.
+ML_INFERENCE_TIME = Gauge("ml_inference_time_seconds", "Inference time of the newest batch (seconds)")
 ML_RETRAINS = Counter("ml_retrains", "Retrain jobs finished", ["trigger", "status"])
 
 # --- operator extras -----------------------------------------------------------------
+ML_INFERENCE_BATCH_SECONDS = Histogram(
+    "ml_inference_batch_seconds",
+    "Inference time per batch (feature matrix + ONNX run or baseline), seconds",
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5),
+)
+ML_ACCURACY_HEALTH = Gauge(
+    "ml_accuracy_health",
+    "Accuracy health of the serving model (1 for its current state: GOOD, WARNING, CRITICAL, INSUFFICIENT_DATA)",
+    ["health"],
+)
+ML_ACCURACY_SAMPLES = Gauge("ml_accuracy_samples", "Labeled predictions of the serving model in its accuracy window")
+EMERGENCY_RETRAIN_REQUESTS = Counter(
+    "ml_emergency_retrain_requests",
+    "Emergency retrain requests by source (api: POST /admin/emergency-retrain; flow: accuracy CRITICAL) and outcome",
+    ["source", "outcome"],
+)
+CALIBRATION_DRIFT_ON = Gauge(
+    "calibration_drift_on", "1 while calibration drift is on for the model version", ["model_version"]
+)
+CALIBRATION_DELTA_ECE = Gauge(
+    "calibration_delta_ece", "ΔECE (live − production) of the model version's newest overall window", ["model_version"]
+)
 REJECTED_RECORDS = Counter("rejected_records", "Records written to rejected_records", ["source", "reason"])
 CANDLES_INGESTED = Counter("candles_ingest", "Candles accepted", ["interval"])
 PREDICTIONS = Counter("predictions", "Predictions made", ["model_version"])
 PREDICTION_FALLBACKS = Counter("prediction_fallbacks", "Predictions served by the baseline", ["reason"])
-FEATURE_DRIFT_EVENTS = Counter("feature_drift_events", "Feature drift events", ["feature"])
+FEATURE_DRIFT_EVENTS = Counter("feature_drift_events", "Features entering drift", ["feature"])
+FEATURE_DRIFT_Z = Gauge(
+    "feature_drift_z", "z of the feature's window mean against the serving model's training mean", ["feature"]
+)
 STORE_WRITES = Counter("store_rows_written", "Rows written to ClickHouse", ["table"])
 STORE_WRITE_ERRORS = Counter("store_write_errors", "Failed ClickHouse batch writes", ["table"])
+STORE_WRITE_FAILING = Gauge("store_write_failing", "1 while ClickHouse inserts fail (retried until they succeed)")
+INGEST_BUFFER_RECORDS = Gauge("ingest_buffer_records", "Accepted HTTP records not yet taken by the flow (embedded)")
+INGEST_REFUSED = Counter("ingest_refused", "Ingest requests answered 503", ["reason"])
 FLOW_LAG_MS = Gauge("flow_event_lag_ms", "Wall clock minus the newest ingest_ts processed (ms)")
 FLOW_LAST_ACTIVITY = Gauge("flow_last_activity_timestamp_seconds", "Wall clock of the flow's last batch")
 PROVIDER_DISABLED = Gauge("sentiment_provider_disabled", "1 when a provider is disabled", ["provider"])
 MODEL_INFO = Gauge("ml_production_model_info", "Production model in use by the flow", ["version"])
 JOBS = Counter("jobs", "Jobs finished", ["kind", "status"])
+SQL_QUERIES = Counter(
+    "sql_http_queries",
+    "Queries on the embedded SQL interface by outcome (ok, readonly, limit, auth, busy, error)",
+    ["status"],
+)
+SQL_QUERY_SECONDS = Histogram(
+    "sql_http_query_duration_seconds",
+    "Time to answer a query on the SQL interface (queueing included)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+SQL_IN_FLIGHT = Gauge("sql_http_queries_in_flight", "Queries being answered by the SQL interface (waiting included)")
+SQL_UP = Gauge("sql_http_up", "1 while the embedded SQL interface listens on TICKCAST_SQL_PORT")
+
+# Label values known in advance: their series exist (at 0) from the start, so a rate() or
+# an alert sees the first event instead of a series appearing at 1.
+KNOWN_LABELS: dict[Any, tuple[tuple[str, ...], ...]] = {
+    SENTIMENT_INGEST_ERRORS: (("invalid",), ("provider_disabled",), ("duplicate",), ("late",), ("invalid_http",)),
+    FEATURE_JOIN_MISSING: (("no_sentiment",), ("empty_bar",), ("timeout",), ("overflow",)),
+    CALIBRATION_DRIFT_EVENTS: (("enter",), ("exit",)),
+    CALIBRATION_RETRAIN_RECOMMEND: (("recalibrate",), ("retrain_recommended",)),
+    PREDICTION_FALLBACKS: (
+        ("no_model",),
+        ("corrupt_model",),
+        ("inference_error",),
+        ("too_few_samples",),
+        ("memory_error",),
+    ),
+    ML_RETRAINS: tuple(
+        (trigger, status)
+        for trigger in ("manual", "schedule", "drift", "emergency", "api", "cli", "bootstrap")
+        for status in ("succeeded", "failed")
+    ),
+    JOBS: tuple(
+        (kind, status) for kind in ("train", "recalibrate", "labeler", "backfill") for status in ("succeeded", "failed")
+    ),
+    EMERGENCY_RETRAIN_REQUESTS: tuple(
+        (source, outcome)
+        for source, outcomes in (
+            ("api", ("started", "already_running", "unavailable")),
+            ("flow", ("started", "already_running", "auto_retrain_off", "error")),
+        )
+        for outcome in outcomes
+    ),
+    STORE_WRITE_ERRORS: tuple(
+        (table,)
+        for table in (
+            "sentiment_ticks",
+            "sentiment_bars",
+            "candles",
+            "features",
+            "predictions",
+            "labels",
+            "calibration_windows",
+            "drift_events",
+            "rejected_records",
+            "live_events",
+        )
+    ),
+    ML_ACCURACY_HEALTH: (("GOOD",), ("WARNING",), ("CRITICAL",), ("INSUFFICIENT_DATA",)),
+    SENTIMENT_SSE_CLIENTS: (("sentiment",), ("predictions",), ("calibration",), ("events",)),
+}
+
+
+def init_known_series() -> None:
+    """Create every known label set's series at zero (idempotent)."""
+    for metric, label_sets in KNOWN_LABELS.items():
+        for values in label_sets:
+            metric.labels(*values)
+    ML_ACCURACY_HEALTH.labels("INSUFFICIENT_DATA").set(1)
+    ML_ACCURACY.set(float("nan"))
+    FEATURE_JOIN_ATTEMPTS.inc(0)
+
+
+init_known_series()
 
 
 def observe_many(histogram: Histogram, values: Any) -> None:

@@ -2,12 +2,19 @@
 
 `decode_record` never raises for bad input: it returns a `Rejection` naming the
 reason, so one malformed record cannot stop the flow (Bytewax kills the whole
-dataflow on any exception in user code).
+dataflow on any exception in user code). Every field's wrong value — wrong JSON type,
+out of range, not UTF-8, named twice — is refused with a reason that names the field
+and the form expected, and the work per record is bounded by `max_record_bytes`.
+
+Reasons start with a word the `rejected_records` metric counts by: the field
+(`'score' must be …`) or, for the record-level rules, `too_large`, `duplicate_key`,
+`future` and `key_mismatch`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -32,10 +39,28 @@ INTERVAL_MS: dict[str, int] = {
 MIN_TS_MS = 946_684_800_000  # 2000-01-01
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 MAX_PAYLOAD_CHARS = 65_536
+# Defaults of INGEST_MAX_RECORD_BYTES and INGEST_MAX_FUTURE_MS (tickcast/settings.py).
+MAX_RECORD_BYTES = 65_536
+MAX_FUTURE_MS = 60_000
+MAX_ID_CHARS = 128
+MAX_DEPTH = 254  # nesting levels of objects/arrays: orjson writes no deeper
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
 _PROVIDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 Kind = Literal["tick", "candle", "control"]
+
+TICK_FIELDS = ("symbol", "ts", "score", "polarity", "provider", "meta", "id", "ingest_ts")
+CANDLE_FIELDS = ("symbol", "interval", "open_time", "close_time", "open", "high", "low", "close", "volume", "ingest_ts")
+# Every member name the contract reads: one of them named twice in a record is refused
+# (orjson, like most parsers, would silently keep the last value).
+CONTROL_FIELDS = ("_control", "provider", "command", "id", "at", "by", "reason")  # trading controls too
+FIELD_NAMES = tuple(dict.fromkeys((*CONTROL_FIELDS, *TICK_FIELDS, *CANDLE_FIELDS)))
+KIND_FIELDS: dict[Kind, tuple[str, ...]] = {
+    "tick": TICK_FIELDS,
+    "candle": CANDLE_FIELDS,
+    "control": CONTROL_FIELDS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +104,11 @@ class _Invalid(Exception):
     pass
 
 
+def is_provider_name(name: str) -> bool:
+    """Is `name` a well-formed provider name (what a tick's `provider` must be)?"""
+    return _PROVIDER_RE.fullmatch(name) is not None
+
+
 def tick_id(provider: str, symbol: str, ts: int, score: float) -> str:
     """Default tick id: sha1(provider|symbol|ts|score) (DESIGN §3)."""
     return hashlib.sha1(f"{provider}|{symbol}|{ts}|{score!r}".encode()).hexdigest()
@@ -101,45 +131,288 @@ def decode_record(
     now_ms: int,
     default_ingest: Literal["now", "event"] = "now",
     pos_threshold: float = 0.0,
+    key: bytes | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_future_ms: int = MAX_FUTURE_MS,
+    wall_ms: int | None = None,
 ) -> tuple[Kind, dict[str, Any]] | Rejection:
     """Parse and validate one record.
 
     `default_ingest` says what `ingest_ts` a record without one gets: "now" for
     live input (the system sees it now), "event" for files (taken as ingested at
     its event time, so a replay is deterministic).
+
+    `key`: the Kafka message key, if any; a tick or candle must be keyed by its symbol.
+    `max_record_bytes`: the largest JSON payload taken (a dict counts as its compact JSON).
+    `max_future_ms`: how far the event time (`ts`, a candle's `close_time`) may lie after
+    the record's `ingest_ts`; with `wall_ms` (live flows), how far `ingest_ts` itself may
+    lie after the wall clock.
     """
-    if isinstance(raw, dict):
-        obj: Any = raw
-        text = None
-    else:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw)
-        try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            return Rejection(source, f"invalid JSON: {exc}", text, now_ms)
-    if not isinstance(obj, dict):
-        return Rejection(source, f"expected a JSON object, got {type(obj).__name__}", _dump(obj, text), now_ms)
+    parsed = _parse(raw, source, now_ms, max_record_bytes)
+    if isinstance(parsed, Rejection):
+        return parsed
+    obj, payload = parsed
     kind = record_kind(obj)
-    provider = obj.get("provider") if isinstance(obj.get("provider"), str) else None
     try:
+        if kind is not None and payload.raw is not obj:  # text: a member may be named twice
+            duplicate = _duplicated_field(payload.raw, obj, kind)
+            if duplicate is not None:
+                raise _Invalid(duplicate_reason(duplicate))
         if kind == "tick":
-            return "tick", _tick(obj, now_ms, default_ingest, pos_threshold)
+            record = _tick(obj, now_ms, default_ingest, pos_threshold)
+            _check_record(record, record["ts"], "ts", key, max_future_ms, wall_ms)
+            return "tick", record
         if kind == "candle":
-            return "candle", _candle(obj, now_ms, default_ingest)
+            record = _candle(obj, now_ms, default_ingest)
+            _check_record(record, record["close_time"], "close_time", key, max_future_ms, wall_ms)
+            return "candle", record
         if kind == "control":
             return "control", _control(obj)
         raise _Invalid("unknown record kind: a tick needs 'score', a candle needs 'open_time'/'close_time'")
     except _Invalid as exc:
-        return Rejection(source, str(exc), _dump(obj, text), now_ms, provider)
+        provider = obj.get("provider")
+        return Rejection(source, str(exc), payload.text(), now_ms, provider if isinstance(provider, str) else None)
 
 
-def _dump(obj: Any, text: str | None) -> str:
-    if text is not None:
-        return text
+class _Payload:
+    """The record as it arrived, turned into text only if it is refused."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def text(self) -> str:
+        raw = self.raw
+        if isinstance(raw, str):
+            return raw
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            return bytes(raw).decode("utf-8", "replace")
+        return _dump(raw)
+
+
+def _parse(raw: Any, source: str, now_ms: int, max_record_bytes: int) -> tuple[dict[str, Any], _Payload] | Rejection:
+    """(the record's JSON object, its payload) or the refusal of a record that is not one."""
+    if isinstance(raw, dict):
+        text = _json(raw)
+        if text is None:
+            return Rejection(source, _TOO_DEEP, _dump(raw), now_ms)
+        if len(text) > max_record_bytes:
+            return Rejection(source, _too_large(len(text), max_record_bytes), text.decode(), now_ms)
+        return raw, _Payload(raw)
+    if raw is None or (isinstance(raw, (bytes, bytearray, memoryview, str)) and not len(raw)):
+        return Rejection(source, "empty payload: a record is one JSON object", "", now_ms)
+    if isinstance(raw, str):
+        size = len(raw) if len(raw) * 4 <= max_record_bytes else len(raw.encode("utf-8", "surrogatepass"))
+    elif isinstance(raw, (bytes, bytearray, memoryview)):
+        size = len(raw)
+    else:
+        return Rejection(source, f"expected a JSON object, got {_show(raw)}", _dump(raw), now_ms)
+    payload = _Payload(raw)
+    if size > max_record_bytes:
+        return Rejection(source, _too_large(size, max_record_bytes), payload.text(), now_ms)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = _TOO_DEEP if str(exc).startswith("depth limit exceeded") else _json_error(raw, exc)
+        return Rejection(source, reason, payload.text(), now_ms)
+    if not isinstance(obj, dict):
+        return Rejection(source, f"expected a JSON object, got {_show(obj)}", payload.text(), now_ms)
+    if size > MAX_DEPTH and _brackets(raw) > MAX_DEPTH and _json(obj) is None:  # orjson reads 1024 levels
+        return Rejection(source, _TOO_DEEP, payload.text(), now_ms)
+    return obj, payload
+
+
+_TOO_DEEP = f"too_deep: the record nests objects/arrays more than {MAX_DEPTH} levels deep"
+
+
+def _brackets(raw: bytes | bytearray | memoryview | str) -> int:
+    """An upper bound of the nesting depth of a JSON text."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    return data.count(b"{") + data.count(b"[")
+
+
+def _json(obj: Any) -> bytes | None:
+    """`obj` as compact JSON (values JSON has no type for as their str()), or None when it
+    nests deeper than MAX_DEPTH."""
+    try:
+        return orjson.dumps(obj, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        if "Recursion" in str(exc):
+            return None
+    try:  # ints past 64 bits (a Python dict): the standard library writes them
+        return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError):
+        return _dump(obj).encode()
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"too_large: the record is {size} bytes of JSON; the limit is {limit} (INGEST_MAX_RECORD_BYTES)"
+
+
+def _json_error(raw: bytes | bytearray | memoryview | str, exc: orjson.JSONDecodeError) -> str:
+    """'invalid JSON[ in <field>]: …', or the field (and byte offset) of bytes that are not UTF-8."""
+    if isinstance(raw, str):
+        if _SURROGATE_RE.search(raw):
+            return "the payload holds lone surrogates, which are not UTF-8; send UTF-8 text"
+        data = raw.encode()
+    else:
+        data = bytes(raw)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            where = _field_at(data, err.start)
+            place = f"'{where}' holds" if where else "the payload holds"
+            return f"{place} bytes that are not UTF-8 (at byte {err.start}); send UTF-8 text"
+    # orjson's position counts characters: the same as bytes for ASCII text
+    where = _field_at(data, exc.pos) if 0 < exc.pos < len(data) and data.isascii() else None
+    return f"invalid JSON in '{where}': {exc}" if where else f"invalid JSON: {exc}"
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# A JSON string (group 1), then (group 2) the colon that makes it a member name; or a bracket.
+_TOKEN_RE = re.compile(rb'("(?:[^"\\]|\\.)*")(\s*:)?|[{}\[\]]', re.DOTALL)
+
+
+def _field_at(data: bytes, offset: int) -> str | None:
+    """The top-level member whose value spans byte `offset`, if the text around it tells."""
+    depth, name, current = 0, None, None
+    for match in _TOKEN_RE.finditer(data, 0, offset):
+        token = match.group(1)
+        if token is not None:
+            if depth == 1 and match.group(2):
+                name = token
+            continue
+        depth += 1 if match.group() in (b"{", b"[") else -1
+    if depth >= 1 and name is not None:
+        try:
+            current = orjson.loads(name)
+        except orjson.JSONDecodeError:
+            return None
+    return current if isinstance(current, str) and len(current) <= 64 else None
+
+
+def _duplicated_field(raw: bytes | bytearray | memoryview | str, obj: dict[str, Any], kind: Kind) -> str | None:
+    """A field of `kind` named twice among the record's members, or None."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if names_unique(data, obj) or fields_unique(data, [obj], KIND_FIELDS[kind]):
+        return None
+    names = KIND_FIELDS[kind]
+    return next((name for _, name in duplicated_fields(data, 1) if name in names), None)
+
+
+def names_unique(data: bytes, parsed: Any) -> bool:
+    """True when the valid JSON text `data` (parsed: `parsed`) names no member twice in any
+    object; False when it may (then `duplicated_fields` reads the names off the text).
+
+    In valid JSON a member name ends with a quote, optional whitespace, a colon, and a quote
+    inside a string is escaped. So when no quote is followed by whitespace, the text holds at
+    least as many `":` as member names (names spelled with escapes too), and a count equal
+    to the members of the parsed tree means the parser dropped no name: no duplicate."""
+    if parsed.__class__ is dict and data.count(b"{") == 1 and b"[" not in data:
+        members = len(parsed)  # a flat object (a candle): no tree to walk
+    else:
+        members = _members(parsed)
+    return data.count(b'":') == members and _QUOTE_GAP_RE.search(data) is None
+
+
+_QUOTE_GAP_RE = re.compile(rb'"[ \t\n\r]')
+
+
+def fields_unique(data: bytes, records: list[Any], names: tuple[str, ...]) -> bool:
+    """True when none of `names` can be named twice in any of `records` (the objects parsed
+    from `data`): each `"name"` in the text at most as often as records have the member,
+    and no `\\u00` escape (the only way to spell a name's letters otherwise). The second
+    cheap test, for texts `names_unique` cannot clear (blanks after quotes: pretty-printed)."""
+    if b"\\u00" in data:
+        return False
+    for name in names:
+        token = f'"{name}"'.encode()
+        if data.count(token) > sum(1 for r in records if r.__class__ is dict and name in r):
+            return False
+    return True
+
+
+def _members(root: Any) -> int:
+    """Members of every object in a parsed JSON tree (iterative: orjson nests to 1024)."""
+    n = 0
+    todo = [root]
+    for value in todo:  # grows while it is walked
+        if value.__class__ is dict:
+            n += len(value)
+            value = value.values()
+        elif value.__class__ is not list:
+            continue
+        for v in value:
+            if v.__class__ is dict or v.__class__ is list:
+                todo.append(v)
+    return n
+
+
+def duplicate_reason(name: str) -> str:
+    return f"duplicate_key: '{name}' is named more than once; a record names each field once"
+
+
+def duplicated_fields(data: bytes, depth: int, member: str | None = None) -> list[tuple[int, str]]:
+    """(index, name) of each contract field named twice in an object at nesting `depth` of
+    the valid JSON text `data` (1: the top-level object; 2: the objects of a top-level
+    array; 3: those of `{"ticks": [...]}`), objects counted in order from 0. With `member`,
+    only objects inside the value of that member of the top-level object count."""
+    out: list[tuple[int, str]] = []
+    level, index = 0, -1
+    names: set[bytes] = set()
+    wanted = None if member is None else orjson.dumps(member)
+    top: bytes | None = None  # the top-level member whose value is being read
+    for match in _TOKEN_RE.finditer(data):
+        token = match.group(1)
+        if token is not None:
+            if match.group(2) and (level == depth or level == 1):
+                if b"\\" in token:  # spelled with escapes: compare the names they spell
+                    token = orjson.dumps(orjson.loads(token))
+                if level == 1:
+                    top = token
+                if level == depth and (wanted is None or top == wanted):
+                    if token in names:
+                        name = orjson.loads(token)
+                        if name in FIELD_NAMES and (index, name) not in out:
+                            out.append((index, name))
+                    names.add(token)
+            continue
+        if match.group() in (b"{", b"["):
+            level += 1
+            if level == depth and match.group() == b"{" and (wanted is None or top == wanted):
+                index += 1
+                names = set()
+        else:
+            level -= 1
+    return out
+
+
+def _dump(obj: Any) -> str:
     try:
         return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    except TypeError:
-        return repr(obj)
+    except TypeError:  # also orjson's nesting limit
+        try:
+            return repr(obj)
+        except (RecursionError, ValueError):
+            return f"<unprintable {type(obj).__name__}>"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A short description of a wrong value, for reasons (bounded, never raises)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # ints past Python's 4300-digit repr limit
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _field(obj: dict[str, Any], name: str) -> Any:
@@ -151,23 +424,26 @@ def _field(obj: dict[str, Any], name: str) -> Any:
 def _int_ms(obj: dict[str, Any], name: str) -> int:
     value = _field(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(f"'{name}' must be an integer epoch-milliseconds timestamp, got {value!r}")
+        raise _Invalid(f"'{name}' must be an integer epoch-milliseconds timestamp, got {_show(value)}")
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise _Invalid(f"'{name}' must be an integer epoch-milliseconds timestamp, got {value!r}")
+            raise _Invalid(f"'{name}' must be an integer epoch-milliseconds timestamp, got {_show(value)}")
         value = int(value)
     if not MIN_TS_MS <= value <= MAX_TS_MS:
-        raise _Invalid(f"'{name}'={value} is not epoch milliseconds between years 2000 and 2100")
+        raise _Invalid(f"'{name}'={_show(value)} is not epoch milliseconds between years 2000 and 2100")
     return value
 
 
 def _number(obj: dict[str, Any], name: str) -> float:
     value = _field(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(f"'{name}' must be a number, got {value!r}")
-    value = float(value)
+        raise _Invalid(f"'{name}' must be a number, got {_show(value)}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range
+        value = math.inf
     if not math.isfinite(value):
-        raise _Invalid(f"'{name}' must be finite, got {value!r}")
+        raise _Invalid(f"'{name}' must be finite, got {_show(value)}")
     return value
 
 
@@ -180,7 +456,7 @@ def _name(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     if value.__class__ is str and value in known:
         return value
     if not isinstance(value, str) or not pattern.fullmatch(value):  # match() lets "$" pass a trailing "\n"
-        raise _Invalid(f"'{name}' must be a short identifier like XRPUSDT, got {value!r}")
+        raise _Invalid(f"'{name}' must be a short identifier like XRPUSDT, got {_show(value)}")
     if len(known) < 100_000:
         known.add(value)
     return value
@@ -194,16 +470,24 @@ def _ingest(obj: dict[str, Any], now_ms: int, event_ts: int, default_ingest: str
 
 def meta_text(value: Any) -> str:
     """A tick's `meta` as stored: compact JSON of the object ("{}" when missing or empty).
-    Raises `_Invalid` unless it is a JSON object or a string holding one."""
-    meta = value or {}
+    Raises `_Invalid` unless it is a JSON object or a string holding one (null and "" are
+    none)."""
+    if value is None or (value.__class__ is str and not value):
+        return "{}"
+    meta = value
     if isinstance(meta, str):  # columnar files (Parquet) carry meta as a JSON string
         try:
             meta = orjson.loads(meta)
         except orjson.JSONDecodeError:
             raise _Invalid("'meta' must be a JSON object (or a string holding one)") from None
     if not isinstance(meta, dict):
-        raise _Invalid(f"'meta' must be a JSON object, got {type(meta).__name__}")
-    return orjson.dumps(meta).decode() if meta else "{}"
+        raise _Invalid(f"'meta' must be a JSON object, got {_show(meta)}")
+    if not meta:
+        return "{}"
+    try:
+        return orjson.dumps(meta).decode()
+    except TypeError:  # orjson's nesting limit, or (dict input) a value JSON cannot hold
+        raise _Invalid(f"'meta' must be a JSON object nested at most {MAX_DEPTH} levels deep") from None
 
 
 def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: float) -> dict[str, Any]:
@@ -216,14 +500,17 @@ def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: 
     polarity = obj.get("polarity")
     if polarity is None:
         polarity = 1 if score > pos_threshold else (-1 if score < -pos_threshold else 0)
-    elif isinstance(polarity, bool) or polarity not in (-1, 0, 1):
-        raise _Invalid(f"'polarity' must be -1, 0 or 1, got {polarity!r}")
+    elif isinstance(polarity, bool) or not isinstance(polarity, (int, float)) or polarity not in (-1, 0, 1):
+        raise _Invalid(f"'polarity' must be -1, 0 or 1, got {_show(polarity)}")
     meta = meta_text(obj.get("meta"))
     rid = obj.get("id")
     if rid is None:
         rid = tick_id(provider, symbol, ts, score)
-    elif not isinstance(rid, str) or not 0 < len(rid) <= 128:
-        raise _Invalid(f"'id' must be a non-empty string of at most 128 characters, got {rid!r}")
+    elif not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS or _CONTROL_CHARS_RE.search(rid):
+        raise _Invalid(
+            f"'id' must be a non-empty string of at most {MAX_ID_CHARS} characters without control "
+            f"characters, got {_show(rid)}"
+        )
     return {
         "id": rid,
         "symbol": symbol,
@@ -239,8 +526,8 @@ def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: 
 def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, Any]:
     symbol = _name(obj, "symbol", _SYMBOL_RE)
     interval = _field(obj, "interval")
-    if interval not in INTERVAL_MS:
-        raise _Invalid(f"unknown interval {interval!r}; expected one of {', '.join(INTERVAL_MS)}")
+    if interval.__class__ is not str or interval not in INTERVAL_MS:
+        raise _Invalid(f"unknown interval {_show(interval)}: 'interval' must be one of {', '.join(INTERVAL_MS)}")
     step = INTERVAL_MS[interval]
     open_time = _int_ms(obj, "open_time")
     close_time = _int_ms(obj, "close_time")
@@ -248,16 +535,21 @@ def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, 
         raise _Invalid(f"close_time must be open_time + {interval} ({open_time + step}), got {close_time}")
     if open_time % step:
         raise _Invalid(f"open_time {open_time} is not aligned to a {interval} boundary")
-    o, h, lo, c = (_number(obj, k) for k in ("open", "high", "low", "close"))
+    prices = {k: _number(obj, k) for k in ("open", "high", "low", "close")}
     volume = _number(obj, "volume")
-    if min(o, h, lo, c) <= 0:
-        raise _Invalid("prices must be positive")
+    for k, price in prices.items():
+        if price <= 0:
+            raise _Invalid(f"'{k}' must be a positive number (prices must be positive), got {price}")
+    o, h, lo, c = prices.values()
     if h < lo:
-        raise _Invalid(f"high < low ({h} < {lo})")
+        raise _Invalid(f"high < low ({h} < {lo}): 'high' must be >= 'low'")
     if h < max(o, c) or lo > min(o, c):
-        raise _Invalid(f"open/close outside [low, high]: open={o} close={c} low={lo} high={h}")
+        raise _Invalid(
+            f"open/close outside [low, high]: 'open' and 'close' must lie within ['low', 'high'], "
+            f"got open={o} close={c} low={lo} high={h}"
+        )
     if volume < 0:
-        raise _Invalid(f"'volume' must be >= 0, got {volume}")
+        raise _Invalid(f"'volume' must be a number >= 0, got {volume}")
     return {
         "symbol": symbol,
         "interval": interval,
@@ -272,6 +564,28 @@ def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, 
     }
 
 
+def _check_record(
+    record: dict[str, Any], event_ts: int, event_field: str, key: bytes | None, max_future_ms: int, wall_ms: int | None
+) -> None:
+    """The rules that relate a decoded record to its envelope: Kafka key, ingest time, clock."""
+    if key is not None and key != record["symbol"].encode():
+        raise _Invalid(
+            f"key_mismatch: the Kafka key {_show(bytes(key))} is not the record's 'symbol' {record['symbol']!r}; "
+            "producers key each record by its symbol"
+        )
+    ingest = record["ingest_ts"]
+    if event_ts - ingest > max_future_ms:
+        raise _Invalid(
+            f"future: '{event_field}'={event_ts} is {event_ts - ingest} ms after its ingest_ts={ingest}; "
+            f"at most {max_future_ms} ms is allowed (INGEST_MAX_FUTURE_MS): check the sender's clock"
+        )
+    if wall_ms is not None and ingest - wall_ms > max_future_ms:
+        raise _Invalid(
+            f"future: ingest_ts={ingest} is {ingest - wall_ms} ms ahead of this system's clock; at most "
+            f"{max_future_ms} ms is allowed (INGEST_MAX_FUTURE_MS): check the producer's clock"
+        )
+
+
 _TRADING_COMMANDS = ("halt", "resume", "flatten", "reset_drawdown")
 
 
@@ -281,19 +595,19 @@ def _control(obj: dict[str, Any]) -> dict[str, Any]:
         return {"action": action, "provider": _name(obj, "provider", _PROVIDER_RE)}
     if action == "trading":
         return _trading_control(obj)
-    raise _Invalid(f"unknown control action {action!r}; expected 'enable_provider' or 'trading'")
+    raise _Invalid(f"unknown control action {_show(action)}; expected 'enable_provider' or 'trading'")
 
 
 def _trading_control(obj: dict[str, Any]) -> dict[str, Any]:
     """An admin command for the trading stage (dataflows/trading): halt, resume, flatten, reset_drawdown."""
     command = obj.get("command")
     if command not in _TRADING_COMMANDS:
-        raise _Invalid(f"'command' must be one of {', '.join(_TRADING_COMMANDS)}, got {command!r}")
+        raise _Invalid(f"'command' must be one of {', '.join(_TRADING_COMMANDS)}, got {_show(command)}")
     rid = _field(obj, "id")
     if not isinstance(rid, str) or not 0 < len(rid) <= 128:
-        raise _Invalid(f"'id' must be a non-empty string of at most 128 characters, got {rid!r}")
+        raise _Invalid(f"'id' must be a non-empty string of at most 128 characters, got {_show(rid)}")
     texts = {k: obj.get(k) or "" for k in ("by", "reason")}
     for key, value in texts.items():
         if not isinstance(value, str) or len(value) > 500:
-            raise _Invalid(f"'{key}' must be a string of at most 500 characters, got {value!r}")
+            raise _Invalid(f"'{key}' must be a string of at most 500 characters, got {_show(value)}")
     return {"action": "trading", "command": command, "id": rid, "at": _int_ms(obj, "at"), **texts}

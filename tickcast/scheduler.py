@@ -9,6 +9,7 @@ job center returns it instead of starting a second one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,9 +55,17 @@ def _ms_iso(ms: int | None, tz: ZoneInfo) -> str | None:
 class RetrainScheduler:
     """Fires `job_center.start(kind, {}, trigger="schedule")` on the crontab."""
 
-    def __init__(self, job_center: JobCenter, settings: Any, *, kind: str = "train") -> None:
+    def __init__(
+        self,
+        job_center: JobCenter,
+        settings: Any,
+        *,
+        kind: str = "train",
+        on_schedule: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
         self.jobs = job_center
         self.kind = kind
+        self._on_schedule = on_schedule  # e.g. RetrainRecorder.schedule: next run into retrain_metadata.json
         self.crontab: str = settings.RETRAIN_SCHEDULE
         self.tz_name: str = settings.RETRAIN_TIMEZONE
         self.tz = ZoneInfo(self.tz_name)
@@ -82,6 +91,15 @@ class RetrainScheduler:
         scheduler.start()
         self._scheduler = scheduler
         log.info("retrain scheduled '%s' (%s); next run %s", self.crontab, self.tz_name, self.next_run())
+        self._record_schedule()
+
+    def _record_schedule(self) -> None:
+        if self._on_schedule is None:
+            return
+        try:
+            self._on_schedule({"schedule": self.crontab, "timezone": self.tz_name, "next_run": _iso(self.next_run())})
+        except Exception:  # noqa: BLE001 - the metadata file is for operators; the schedule goes on
+            log.exception("could not record the next scheduled retrain")
 
     def stop(self) -> None:
         if self._scheduler is not None:
@@ -94,17 +112,24 @@ class RetrainScheduler:
         Every API replica runs a scheduler; the `jobs` table they share decides: a replica
         that finds a scheduled job started in the last 10 minutes leaves it at that.
         """
-        recent = self._recent_scheduled_job(window_s=600)
-        if recent is not None:
-            log.info("scheduled retrain already started elsewhere: job %s", recent)
-            return recent
         try:
-            job_id = self.jobs.start(self.kind, {}, trigger="schedule")
-        except UnknownJobKind:
-            log.error("scheduled retrain skipped: no %r job is registered", self.kind)
-            return None
-        log.info("scheduled retrain: job %s%s", job_id, " (already running)" if job_id.already_running else "")
-        return str(job_id)
+            recent = self._recent_scheduled_job(window_s=600)
+            if recent is not None:
+                log.info("scheduled retrain already started elsewhere: job %s", recent)
+                return recent
+            try:
+                job_id = self.jobs.start(self.kind, {}, trigger="schedule")
+            except UnknownJobKind:
+                log.error("Retraining failed: scheduled retrain skipped, no %r job is registered", self.kind)
+                return None
+            log.info(
+                "Retraining scheduled: job %s%s",
+                job_id,
+                " (a train job was already running)" if job_id.already_running else "",
+            )
+            return str(job_id)
+        finally:
+            self._record_schedule()  # the next run moved on
 
     def _recent_scheduled_job(self, *, window_s: int) -> str | None:
         now_ms = int(datetime.now(self.tz).timestamp() * 1000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -72,6 +73,20 @@ def _csv(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
+_ORIGIN_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}))(:[0-9]{1,5})?$")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    origins = _csv(value)
+    for origin in origins:
+        if not _ORIGIN_RE.match(origin):
+            raise ValueError(
+                f"{origin!r} is not an origin like https://dash.example.com or http://localhost:3000 "
+                "(scheme://host[:port], no path, no trailing slash, no '*')"
+            )
+    return origins
+
+
 def _store_url(value: str) -> str:
     if not re.match(r"^(chdb://|https?://)", value):
         raise ValueError(
@@ -84,6 +99,7 @@ DurationList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_duration_li
 Duration = Annotated[str, AfterValidator(_duration)]
 Weights = Annotated[dict[str, float], NoDecode, BeforeValidator(_json_weights)]
 CsvList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_csv)]
+Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -113,7 +129,22 @@ class Settings(BaseSettings):
     TICKCAST_WRITE_BATCH_ROWS: PositiveInt = 5_000
     TICKCAST_WRITE_FLUSH_MS: Annotated[int, Field(ge=10, le=60_000)] = 500
     TICKCAST_REPLAY_BATCH: Annotated[int, Field(ge=1, le=5_000_000)] = 200_000
+    # Embedded ingest durability (docs/reliability.md): what a 202 means, how long a request
+    # waits for its rows, how many accepted records may wait in memory, how long a stop may take.
+    TICKCAST_INGEST_ACK: Literal["stored", "queued"] = "stored"
+    TICKCAST_INGEST_ACK_TIMEOUT_MS: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    TICKCAST_INGEST_BUFFER_RECORDS: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
+    TICKCAST_SHUTDOWN_TIMEOUT_S: Annotated[float, Field(ge=1, le=600)] = 20.0
     MODEL_STORE_DIR: str = "./var/models"
+
+    # --- SQL interface (embedded: ClickHouse HTTP protocol, read-only) -------------------
+    TICKCAST_SQL_PORT: Annotated[int, Field(ge=0, le=65535)] = 8123  # on TICKCAST_API_HOST; 0 = off
+    TICKCAST_SQL_MAX_EXECUTION_S: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+    TICKCAST_SQL_MAX_MEMORY_BYTES: Annotated[int, Field(ge=16 * 2**20)] = 2**30
+    TICKCAST_SQL_MAX_RESULT_ROWS: PositiveInt = 10_000_000
+    TICKCAST_SQL_MAX_RESULT_BYTES: Annotated[int, Field(ge=2**20)] = 256 * 2**20
+    TICKCAST_SQL_MAX_THREADS: Annotated[int, Field(ge=1, le=256)] = 1
+    TICKCAST_SQL_MAX_CONCURRENT: Annotated[int, Field(ge=1, le=64)] = 1
 
     # --- sentiment (seed 000 "감성 파이프라인") -------------------------------------
     SENTIMENT_EMA_WINDOWS: DurationList = ("5m", "15m", "60m")
@@ -128,6 +159,10 @@ class Settings(BaseSettings):
     SENTIMENT_HISTORY_SIZE: PositiveInt = 100
     SENTIMENT_DISABLE_FAILURE_STREAK: PositiveInt = 5
     NEWS_SENTIMENT_CACHE_TTL: Annotated[int, Field(ge=0)] = 30
+
+    # --- input bounds (every source: HTTP, Kafka, files, simulator) ----------------------
+    INGEST_MAX_RECORD_BYTES: Annotated[int, Field(ge=1_024, le=16_777_216)] = 65_536
+    INGEST_MAX_FUTURE_MS: Annotated[int, Field(ge=0, le=86_400_000)] = 60_000
 
     # --- join, features, training --------------------------------------------------
     FEATURE_JOIN_GRACE_MS: Annotated[int, Field(ge=0, le=600_000)] = 2_000
@@ -180,8 +215,35 @@ class Settings(BaseSettings):
     ACCURACY_GOOD: Fraction = 0.70
     ACCURACY_WARNING: Fraction = 0.50
     ACCURACY_WINDOW: PositiveInt = 500
+    ACCURACY_MIN_SAMPLES: PositiveInt = 100  # a version's own labeled predictions before GOOD/WARNING/CRITICAL
     ACCURACY_TREND_DAYS: PositiveInt = 28
     EMERGENCY_RETRAIN_COOLDOWN_SECONDS: Annotated[int, Field(ge=0)] = 21_600
+
+    # --- metrics and alerting (seed 000 §4: "METRICS_* 설정과 주요 알림 토글") ---------------------
+    # `tickcast alerts render` writes docker/prometheus/{alerts,prometheus}.yml from these.
+    METRICS_ENABLED: bool = True  # serve /metrics (API) and the flow's metrics port
+    METRICS_SCRAPE_INTERVAL_SECONDS: Annotated[int, Field(ge=1, le=3600)] = 15
+    METRICS_ALERT_FOR_SECONDS: Annotated[int, Field(ge=0, le=86_400)] = 120  # a condition holds this long first
+    METRICS_ALERT_CALIBRATION_DRIFT: bool = True
+    METRICS_ALERT_RETRAIN_RECOMMENDED: bool = True
+    METRICS_ALERT_ACCURACY_CRITICAL: bool = True
+    METRICS_ALERT_FALLBACKS: bool = True
+    METRICS_ALERT_INFERENCE_SLOW: bool = True
+    METRICS_ALERT_INGEST_ERRORS: bool = True
+    METRICS_ALERT_REJECTED_RECORDS: bool = True
+    METRICS_ALERT_JOIN_MISSES: bool = True
+    METRICS_ALERT_FLOW_LAG: bool = True
+    METRICS_ALERT_STORE_WRITE_FAILURES: bool = True
+    METRICS_ALERT_SSE_CLIENTS_DROP: bool = True
+    METRICS_ALERT_TARGET_DOWN: bool = True
+    METRICS_ALERT_FALLBACKS_PER_5M: Annotated[float, Field(ge=0)] = 0.0  # baseline predictions per reason in 5 min
+    METRICS_ALERT_INFERENCE_SECONDS: Annotated[float, Field(gt=0)] = 1.0  # seed 004: inference > 1 s
+    METRICS_ALERT_INGEST_ERROR_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.05
+    METRICS_ALERT_REJECTED_PER_MINUTE: Annotated[float, Field(ge=0)] = 10.0
+    METRICS_ALERT_JOIN_MISS_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.5
+    METRICS_ALERT_FLOW_LAG_SECONDS: Annotated[float, Field(gt=0)] = 180.0
+    METRICS_ALERT_SSE_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.5  # share of clients lost within 15 min
+    METRICS_ALERT_SSE_MIN_CLIENTS: Annotated[int, Field(ge=1)] = 5  # below this many clients a drop is not alerted
 
     # --- API, SSE, UI -----------------------------------------------------------------------
     API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
@@ -191,12 +253,17 @@ class Settings(BaseSettings):
     SSE_KEEPALIVE_SECONDS: Annotated[float, Field(gt=0, le=300)] = 15.0
     SSE_RETRY_MS: PositiveInt = 3_000
     SSE_RESUME_MAX_EVENTS: PositiveInt = 10_000
+    SSE_MAX_STREAM_SECONDS: Annotated[float, Field(ge=0, le=86_400)] = 0.0  # close streams after this; 0 = never
+    API_CORS_ORIGINS: Origins = ()  # browser origins allowed to call the API cross-site; empty = CORS closed
+    API_JOB_RATE_PER_HOUR: Annotated[int, Field(ge=1, le=3_600)] = 12  # job starts per kind over the API
+    API_JOB_RATE_BURST: Annotated[int, Field(ge=1, le=100)] = 3  # job starts per kind allowed back to back
+    BACKFILL_INPUT_ROOTS: CsvList = ("./var", tempfile.gettempdir())  # type: ignore[assignment]
     VITE_RISK_FRESH_MS: PositiveInt = 15_000
     VITE_SIG_FRESH_MS: PositiveInt = 90_000
     VITE_SEVERE_LAG_MULT: Annotated[float, Field(ge=1)] = 3.0
     VITE_DRIFT_WINDOW_DEFAULT: Annotated[int, Field(ge=2)] | None = None
     VITE_DRIFT_Z_THRESHOLD_DEFAULT: Annotated[float, Field(gt=0)] | None = None
-    VITE_USE_MOCKS: bool = False  # seed UI hint; accepted, the dashboard always reads the real API
+    VITE_USE_MOCKS: bool = False  # the dashboard runs on mock data and mock SSE streams (UI work)
     VITE_INFERENCE_AUTO_LOOP_INTERVAL: Duration = "5s"  # how often the Trading page refreshes (served in ms)
 
     # --- trading (seed 000 environment section; docs/design.md §11) --------------------------
@@ -314,6 +381,11 @@ class Settings(BaseSettings):
                 "CALIBRATION_HYSTERESIS_EXIT must be <= CALIBRATION_HYSTERESIS_ENTER "
                 f"(got exit={self.CALIBRATION_HYSTERESIS_EXIT}, enter={self.CALIBRATION_HYSTERESIS_ENTER})"
             )
+        if self.ACCURACY_MIN_SAMPLES > self.ACCURACY_WINDOW:
+            raise SettingsError(
+                f"ACCURACY_MIN_SAMPLES must be <= ACCURACY_WINDOW (got {self.ACCURACY_MIN_SAMPLES} > "
+                f"{self.ACCURACY_WINDOW}): the window could never hold enough predictions for a verdict"
+            )
         if self.ACCURACY_WARNING > self.ACCURACY_GOOD:
             raise SettingsError(
                 f"ACCURACY_WARNING must be <= ACCURACY_GOOD (got {self.ACCURACY_WARNING} > {self.ACCURACY_GOOD})"
@@ -328,6 +400,12 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "TRADING_ALLOW_SHORT=true needs BINANCE_ACCOUNT_TYPE=futures when EXCHANGE_TRADING_ENABLED=true "
                 "(a spot account cannot sell what it does not hold)"
+            )
+        if self.TICKCAST_INGEST_ACK_TIMEOUT_MS < self.TICKCAST_WRITE_FLUSH_MS + 1_000:
+            raise SettingsError(
+                "TICKCAST_INGEST_ACK_TIMEOUT_MS must be at least TICKCAST_WRITE_FLUSH_MS + 1000 (a request waits "
+                f"for its rows' batch to be written; got {self.TICKCAST_INGEST_ACK_TIMEOUT_MS} with "
+                f"TICKCAST_WRITE_FLUSH_MS={self.TICKCAST_WRITE_FLUSH_MS})"
             )
         for name in self.SENTIMENT_AGG_WEIGHTS:
             if name not in self.SENTIMENT_EMA_WINDOWS:

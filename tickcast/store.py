@@ -32,6 +32,11 @@ class StoreError(RuntimeError):
     pass
 
 
+class StoreDataError(StoreError):
+    """Rows the store can never take as they are (a missing column, a null in a required one, a
+    type Arrow cannot convert): retrying the same insert cannot succeed, unlike a store fault."""
+
+
 def resolve_store_url(url: str) -> str:
     """Make a chdb URL's path absolute (`chdb:///./var/x` means ./var/x relative to the working dir)."""
     if not url.startswith("chdb://"):
@@ -172,7 +177,7 @@ class Store:
         except Exception as exc:
             hint = (
                 " (a chdb directory can be opened by one process at a time: is `tickcast up` "
-                "already running on it? Use the API, or stop it first.)"
+                "already running on it? Query it with `tickcast sql` or its SQL port, use the API, or stop it first.)"
                 if self.url.startswith("chdb://")
                 else ""
             )
@@ -290,7 +295,7 @@ class Store:
                 for group in by_schema.values()
             ]
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
-            raise StoreError(f"insert into {table}: {exc}") from exc
+            raise StoreDataError(f"insert into {table}: {exc}") from exc
         if not parts:
             return 0
         batch = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
@@ -304,7 +309,7 @@ class Store:
         schema = batch.schema
         for field in schema:
             if not field.nullable and batch.column(field.name).null_count:
-                raise StoreError(f"insert into {table}: column {field.name!r} is required but has nulls")
+                raise StoreDataError(f"insert into {table}: column {field.name!r} is required but has nulls")
         with self._lock:
             self.client.insert_arrow(f"{self.database}.{table}", batch)
         return batch.num_rows

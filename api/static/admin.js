@@ -3,7 +3,7 @@
 // retrain schedule, the model registry (promote / rollback / restore behind a confirmation that
 // says what will happen) and the live events log.
 import { applyI18n, t } from "./i18n.js";
-import { clock, dateTime, duration, esc, int, isNum, num, parseIso, statusBadge } from "./fmt.js";
+import { clock, dateTime, duration, esc, int, isNum, num, parseIso, statusBadge, zonedDateTime } from "./fmt.js";
 import { confirmDialog, planList, toast } from "./ui.js";
 
 const S = {
@@ -12,6 +12,12 @@ const S = {
 };
 const $ = (sel) => S.root.querySelector(sel);
 const TRAIN_KINDS = new Set(["train", "recalibrate"]);
+
+// The server sends job sentences with a code and parameters (tickcast/job_messages.py): say
+// them in the page's language, keeping the English text for sentences without a code.
+function jobText(code, params, text) {
+  return code ? t(`jobmsg.${code}`, params || {}, text) : text || "";
+}
 
 function layout() {
   const lab = S.app.api.config.labeler;
@@ -117,7 +123,10 @@ function onEvent(entry) {
     const isBackfill = d.job_kind === "backfill";
     if (isBackfill && !S.live) return;
     if (!job) { scheduleJobs(); return; }
-    Object.assign(job, { status: d.status, progress: d.progress, message: d.message, error: d.error || job.error });
+    Object.assign(job, {
+      status: d.status, progress: d.progress, message: d.message, message_code: d.message_code, message_params: d.message_params,
+      error: d.error || job.error, error_code: d.error_code || job.error_code, error_params: d.error_params || job.error_params,
+    });
     if (S.visible) updateJobEl(job);
     if (d.status === "succeeded" || d.status === "failed") { scheduleJobs(300); loadModels(); }
   } else if (d.kind === "model_switch" && S.visible) {
@@ -134,7 +143,7 @@ function jobHtml(j) {
       <span class="mono muted small" title="${esc(j.job_id)}">#${esc(j.job_id.slice(0, 8))}</span><span class="grow"></span>
       <time class="muted small">${esc(dateTime(j.created_at))}</time></div>
     <div class="progress ${j.status}" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${p}"><i style="width:${p}%"></i><span>${p}%</span></div>
-    <div class="job-msg">${esc(j.message || "")}${jobDuration(j)}</div>
+    <div class="job-msg">${esc(jobText(j.message_code, j.message_params, j.message))}${jobDuration(j)}</div>
     ${jobResult(j)}</li>`;
 }
 
@@ -145,7 +154,7 @@ function jobDuration(j) {
 }
 
 function jobResult(j) {
-  if (j.error) return `<div class="job-err">${esc(j.error)}</div>`;
+  if (j.error) return `<div class="job-err">${esc(jobText(j.error_code, j.error_params, j.error))}</div>`;
   const r = j.result;
   if (!r) return "";
   if (j.kind === "train" || j.kind === "recalibrate") {
@@ -191,7 +200,8 @@ function renderPromotion() {
     [t("admin.cooldown"), esc(duration((p.cooldown_s || 0) * 1000))],
     [t("admin.nextallowed"), next ? `${esc(dateTime(next))} ${left > 0 ? `<span class="badge warn" data-field="in-cooldown">${esc(t("admin.incooldown", { left: duration(left) }))}</span>` : `<span class="badge ok">${esc(t("admin.allowed"))}</span>`}` : `<span class="badge ok">${esc(t("admin.allowed"))}</span>`],
     [t("admin.schedule"), s ? `<span class="mono">${esc(s.schedule)}</span> (${esc(s.timezone)})${s.enabled ? "" : ` <span class="badge muted">${esc(t("admin.disabled"))}</span>`}` : "—"],
-    [t("admin.nextrun"), s && s.next_run ? esc(dateTime(parseIso(s.next_run))) : "—"],
+    // in RETRAIN_TIMEZONE, as the server wrote it (not the browser's zone)
+    [t("admin.nextrun"), s && s.next_run ? `<span data-field="next-run">${esc(t("admin.nextrun.zone", { time: zonedDateTime(s.next_run), zone: s.timezone }))}</span>` : "—"],
     [t("admin.autopromote"), S.app.api.config.models.auto_promote ? `<span class="badge ok">ON</span>` : `<span class="badge muted">OFF</span>`],
   ];
   $("[data-role=promotion]").innerHTML = items.map(([k, v]) => `<span>${esc(k)}</span><span>${v}</span>`).join("");
@@ -211,7 +221,7 @@ function renderRegistry() {
       <td class="num">${num(x.roc_auc)}</td><td class="num">${num(x.ece_prod)}</td><td class="num hide-sm">${num(x.brier_prod)}</td><td class="num hide-sm">${num(x.pr_auc_prod)}</td>
       <td class="gates">${gates}</td>
       <td class="actions">${canPromote ? `<button class="btn sm" data-act="promote" data-version="${esc(x.version)}">${esc(t("admin.promote"))}</button>` : ""}
-        <button class="btn sm ghost" data-act="restore" data-version="${esc(x.version)}">${esc(t("admin.restore"))}</button></td></tr>`;
+        ${x.has_backup ? `<button class="btn sm ghost" data-act="restore" data-version="${esc(x.version)}">${esc(t("admin.restore"))}</button>` : ""}</td></tr>`;
   }).join("");
   $("[data-role=registry]").innerHTML = `<thead><tr><th>${esc(t("admin.version"))}</th><th>${esc(t("admin.status"))}</th><th class="hide-sm">${esc(t("admin.created"))}</th>
     <th class="hide-sm">${esc(t("admin.kind"))}</th><th class="num">ROC-AUC</th><th class="num">ECE</th><th class="num hide-sm">Brier</th><th class="num hide-sm">PR-AUC</th>
@@ -241,12 +251,21 @@ async function retrain(emergency) {
     S.app.log("ui", t("log.retrain", { id: r.job_id.slice(0, 8) }), { kind: "ui" });
     await loadJobs();
   } catch (err) {
+    if (err.status === 409 && err.body.code === "retrain.busy") {
+      // nothing was started: point at the job that runs (its own trigger), in the reader's language
+      const p = err.body.params || {};
+      S.highlight = p.job_id;
+      toast(t("retrain.busy", { job: (p.job_id || "").slice(0, 8), trigger: t(`trigger.${p.trigger}`, {}, p.trigger), status: t(`status.${p.status}`, {}, p.status) }), "warn", 9000);
+      await loadJobs().catch(() => {});
+      return;
+    }
     toast(err.message, "bad");
   }
 }
 
 function planBody(plan) {
-  return `<p>${esc(plan.description)}</p>` + planList([
+  const what = plan.code ? t(plan.code, plan.params || {}, plan.description) : plan.description;
+  return `<p data-plan-code="${esc(plan.code || "")}">${esc(what)}</p>` + planList([
     [t("admin.plan.action"), t(`admin.${plan.action}`, {}, plan.action)],
     [t("admin.plan.current"), plan.current_production || "baseline"],
     [t("admin.plan.new"), plan.new_production || "baseline"],
@@ -273,9 +292,10 @@ async function dangerous(action, path, body) {
     await api.post(path, { ...body, confirm: true });
   } catch (err) {
     if (!(err.status === 409 && err.body.reason === "cooldown")) { toast(err.message, "bad"); return; }
+    const next = err.body.next_allowed_at ? dateTime(err.body.next_allowed_at * 1000) : "—";
     const force = await confirmDialog({
       title: t("admin.cooldown.title"), danger: true, confirmLabel: t("admin.force"),
-      body: `<p>${esc(err.message)}</p>`,
+      body: `<p>${esc(t("promotion.cooldown", { next }, err.message))}</p>`,
     });
     if (!force) return;
     try { await api.post(path, { ...body, confirm: true, force: true }); } catch (e2) { toast(e2.message, "bad"); return; }
@@ -327,7 +347,10 @@ function logLine(entry) {
   const cat = logCategory(d);
   let text = entry.text;
   if (!text) {
-    if (d.kind === "job") text = `${d.job_kind} #${(d.job_id || "").slice(0, 8)} ${d.status} ${Math.round((d.progress || 0) * 100)}% ${d.message || ""}${d.error ? ` — ${d.error}` : ""}`;
+    if (d.kind === "job") {
+      const err = d.error ? ` — ${jobText(d.error_code, d.error_params, d.error)}` : "";
+      text = `${t(`job.${d.job_kind}`, {}, d.job_kind)} #${(d.job_id || "").slice(0, 8)} ${t(`status.${d.status}`, {}, d.status)} ${Math.round((d.progress || 0) * 100)}% ${jobText(d.message_code, d.message_params, d.message)}${err}`;
+    }
     else if (d.kind === "model_switch") text = `${d.from || "—"} → ${d.to}${d.reason ? ` (${d.reason})` : ""}`;
     else text = `${d.feature || ""} ${d.model_version || ""} value=${num(d.value)} threshold=${num(d.threshold)}`;
   }

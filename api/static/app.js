@@ -177,6 +177,12 @@ async function boot() {
       await new Promise((r) => setTimeout(r, Math.min(10000, 1000 * 2 ** attempt)));
     }
   }
+  if (config.use_mocks) {
+    // VITE_USE_MOCKS=1: mock REST answers and SSE streams generated in the browser (api/static/mocks.js)
+    const { installMocks } = await import("./mocks.js");
+    installMocks(api, config);
+    applyI18n(document);
+  }
   freshnessSettings.init(config);
   api.onAuthProblem = (message) => askForKey(message);
   app.hub = new LiveHub(api, showConn);

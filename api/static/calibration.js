@@ -45,6 +45,8 @@ function layout() {
     <article class="card span-4" data-card="accuracy">
       <header><h2 data-i18n="cal.accuracy"></h2><span data-role="health"></span></header>
       <div data-chart="accuracy"></div>
+      <h3 class="small muted" data-i18n="cal.versions"></h3>
+      <ul class="versions" data-role="versions"></ul>
     </article>
     <article class="card span-8" data-card="log">
       <header><h2 data-i18n="cal.log"></h2><span class="muted small" data-i18n="cal.log.hint"></span></header>
@@ -57,12 +59,13 @@ function layout() {
 async function load() {
   const api = S.app.api;
   const version = S.version || undefined;
-  const [bins, status, acc, events] = await Promise.allSettled([
+  const [bins, status, events] = await Promise.allSettled([
     api.get("/api/calibration/bins", { model_version: version, scope: S.scope }),
     api.get("/api/calibration/status"),
-    api.get("/api/accuracy/trend", {}),
     api.get("/api/drift/events", { limit: 200 }),
   ]);
+  // Accuracy health of the shown version only (its own labeled predictions), plus every version's own.
+  const acc = await Promise.allSettled([api.get("/api/accuracy/trend", { model_version: bins.value?.model_version || version })]).then((r) => r[0]);
   const d = S.data;
   d.bins = bins.status === "fulfilled" ? bins.value : null;
   d.binsError = bins.status === "rejected" ? bins.reason.message : null;
@@ -137,7 +140,13 @@ function renderKpis() {
   const c = cfg();
   const live = b?.live;
   const delta = b?.delta_ece ?? s?.delta_ece;
-  const deltaCls = !isNum(delta) ? "" : delta > c.abs ? "bad" : delta > c.abs / 2 ? "warn" : "ok";
+  // Below CALIBRATION_DRIFT_MIN_SAMPLES a ΔECE is noise: shown, but neutral and without a verdict.
+  const verdict = b?.verdict ?? s?.verdict;
+  const insufficient = verdict === "insufficient_data";
+  const deltaCls = insufficient || !isNum(delta) ? "" : delta > c.abs ? "bad" : delta > c.abs / 2 ? "warn" : "ok";
+  const deltaSub = insufficient
+    ? t("cal.kpi.delta.insufficient", { n: int(b ? b.live.n : s?.n), min: int(b?.min_samples ?? c.min_samples) })
+    : t("cal.kpi.delta.sub", { abs: c.abs, ema: num(s?.delta_ece_ema) });
   const drift = s ? (s.drift_on ? `<span class="badge bad">${esc(t("cal.drift.on"))}</span>` : `<span class="badge ok">${esc(t("cal.drift.off"))}</span>`) : "—";
   const absS = s?.abs_streak ?? 0;
   const relS = s?.rel_streak ?? 0;
@@ -145,16 +154,21 @@ function renderKpis() {
   const acc = S.data.acc?.current;
   const cards = [
     kpi("ece", `${num(live?.ece)} <small>/ ${num(b?.production?.ece)}</small>`, esc(t("cal.kpi.ece.sub", { n: int(live?.n) }))),
-    kpi("delta", `<span data-field="delta-ece">${signed(delta)}</span>`, esc(t("cal.kpi.delta.sub", { abs: c.abs, ema: num(s?.delta_ece_ema) })), deltaCls),
+    kpi("delta", `<span data-field="delta-ece" data-verdict="${esc(verdict || "")}">${signed(delta)}</span>`, esc(deltaSub), deltaCls),
     kpi("drift", drift, esc(s ? t(`cal.state.${s.state}`, {}, s.state) : t("common.nodata"))),
     kpi("streaks", `<span data-field="abs-streak">${absS}</span><small>/${c.abs_streak_trigger}</small> · <span data-field="rel-streak">${relS}</span><small>/${c.rel_streak_trigger}</small>`,
       `${meter(absS, c.abs_streak_trigger, absS >= c.abs_streak_trigger ? "bad" : "")}${meter(relS, c.rel_streak_trigger, relS >= c.rel_streak_trigger ? "bad" : "")}<span>${esc(t("cal.kpi.streaks.sub"))}</span>`),
     kpi("cooldown", `<span data-field="cooldown">${cd > 0 ? esc(duration(cd * 1000)) : esc(t("cal.cooldown.none"))}</span>`,
       `${meter(cd, c.cooldown_s, "info")}<span>${esc(t("cal.kpi.cooldown.sub", { total: duration(c.cooldown_s * 1000) }))}</span>`),
-    kpi("health", acc?.health ? statusBadge(acc.health) : "—",
-      esc(acc?.accuracy !== null && acc?.accuracy !== undefined ? t("cal.kpi.health.sub", { acc: pct(acc.accuracy), n: int(acc.n) }) : t("common.nodata"))),
+    kpi("health", acc?.health ? statusBadge(acc.health) : "—", esc(healthSub(acc))),
   ];
   $("[data-role=kpis]").innerHTML = cards.join("");
+}
+
+function healthSub(acc) {
+  if (!acc) return t("common.nodata");
+  if (acc.health === "INSUFFICIENT_DATA") return t("cal.health.insufficient", { n: int(acc.n), min: int(acc.min_samples) });
+  return isNum(acc.accuracy) ? t("cal.kpi.health.sub", { acc: pct(acc.accuracy), n: int(acc.n) }) : t("common.nodata");
 }
 
 function renderReliability() {
@@ -271,7 +285,13 @@ function renderAccuracy() {
     hlines: [{ y: th.good, label: `GOOD ≥ ${pct(th.good, 0)}`, color: C.green }, { y: th.warning, label: `WARNING ≥ ${pct(th.warning, 0)}`, color: C.amber }],
   });
   const cur = a?.current;
-  $("[data-role=health]").innerHTML = cur?.health ? `${statusBadge(cur.health)} <span class="muted small">${pct(cur.accuracy)} · n=${int(cur.n)}</span>` : "";
+  $("[data-role=health]").innerHTML = cur?.health ? `${statusBadge(cur.health)} <span class="muted small">${esc(a.model_version || "")} · ${esc(healthSub(cur))}</span>` : "";
+  // each version judged on its own labeled predictions (a new model starts at "insufficient data")
+  const versions = a?.versions || [];
+  $("[data-role=versions]").innerHTML = versions.length
+    ? versions.map((v) => `<li data-version="${esc(v.model_version)}" data-health="${esc(v.health)}"><span class="mono small">${esc(v.model_version)}</span>
+        ${statusBadge(v.health)}<span class="muted small">${v.health === "INSUFFICIENT_DATA" ? esc(t("cal.health.insufficient", { n: int(v.n), min: int(th.min_samples) })) : `${pct(v.accuracy)} · n=${int(v.n)}`}</span></li>`).join("")
+    : `<li class="muted small">${esc(t("cal.versions.empty"))}</li>`;
 }
 
 function renderLog() {

@@ -1,6 +1,9 @@
 // Drift: per-feature rolling z of the serving model's inputs against its training mean/std.
 // Window and |z| default to the backend's values (DRIFT_WINDOW / DRIFT_Z_THRESHOLD, or the
 // VITE_DRIFT_*_DEFAULT hints) with a "reset to recommended" button (seed 000 §2, step 5).
+// The z values come from the flow's own rule on the same rows (models/feature_drift.py); the
+// status column is the flow's decision (its drift events). Other window/|z| values are a
+// what-if, said so on the page.
 import { applyI18n, t } from "./i18n.js";
 import { chart, C, sparkline } from "./charts.js";
 import { dateTime, esc, int, isNum, num, signed } from "./fmt.js";
@@ -34,6 +37,7 @@ function layout() {
   <div class="grid">
     <article class="card span-7" data-card="features">
       <header><h2 data-i18n="drift.features"></h2><span class="muted small" data-role="ref"></span></header>
+      <p class="note drift-note" data-role="rule"></p>
       <p class="note" data-role="reason" hidden></p>
       <div class="table-wrap"><table class="tbl drift-table" data-role="table"></table></div>
     </article>
@@ -67,13 +71,14 @@ function setControls(values) {
 async function load() {
   const seq = ++S.seq;
   const api = S.app.api;
-  const [report, events] = await Promise.allSettled([
+  const [report, entered, cleared] = await Promise.allSettled([
     api.get("/api/drift/features", { window: S.window, z: S.z, symbol: S.symbol || undefined, history: Math.max(600, S.window * 3), points: 120 }),
     api.get("/api/drift/events", { kind: "feature_drift", limit: 20 }),
+    api.get("/api/drift/events", { kind: "feature_drift_exit", limit: 20 }),
   ]);
   if (seq !== S.seq) return; // a newer request (the controls changed) wins
   S.data = report.status === "fulfilled" ? report.value : { features: [], times: [], reason: report.reason.message };
-  S.events = events.status === "fulfilled" ? events.value.events : [];
+  S.events = [entered, cleared].flatMap((r) => (r.status === "fulfilled" ? r.value.events : [])).sort((a, b) => b.ts_ms - a.ts_ms);
   render();
 }
 
@@ -92,11 +97,19 @@ function render() {
   reason.hidden = !d.reason;
   reason.textContent = d.reason || "";
   const feats = [...(d.features || [])].sort((a, b) => Math.abs(b.z ?? 0) - Math.abs(a.z ?? 0));
-  const breaching = feats.filter((f) => f.breach);
+  const flow = d.flow || {};
+  const same = d.same_as_flow !== false;
+  const rule = $("[data-role=rule]");
+  rule.classList.toggle("whatif", !same);
+  rule.textContent = d.model_version ? (same
+    ? t("drift.same", { window: int(d.window), z: Number(d.z_threshold).toFixed(1), rearm: Number(flow.rearm_below ?? 0).toFixed(1) })
+    : t("drift.whatif", { window: int(d.window), z: Number(d.z_threshold).toFixed(1), fwindow: int(flow.window), fz: Number(flow.z ?? 0).toFixed(1) })) : "";
+  // "Drifting" is the flow's decision (with its hysteresis); a what-if only adds its own |z| flag
+  const drifting = feats.filter((f) => f.flow_drifting);
   const top = feats[0];
   $("[data-role=kpis]").innerHTML = [
     kpi("monitored", int(feats.length), t("drift.kpi.monitored.sub")),
-    kpi("breaching", `<span data-field="breaching">${int(breaching.length)}</span>`, t("drift.kpi.breaching.sub", { z: S.z.toFixed(1) }), breaching.length ? "bad" : "ok"),
+    kpi("breaching", `<span data-field="breaching">${int(drifting.length)}</span>`, t("drift.kpi.breaching.flow"), drifting.length ? "bad" : "ok"),
     kpi("max", top ? `${signed(top.z, 2)}` : "—", top ? top.name : "", top && top.breach ? "bad" : ""),
     kpi("window", `${int(d.window)} · |z| ≥ ${Number(d.z_threshold).toFixed(1)}`, t("drift.kpi.window.sub")),
   ].join("");
@@ -105,19 +118,31 @@ function render() {
   const rows = feats.map((f) => {
     const w = isNum(f.z) ? Math.min(100, (Math.abs(f.z) / maxAbs) * 100) : 0;
     const thr = Math.min(100, (d.z_threshold / maxAbs) * 100);
-    return `<tr data-feature="${esc(f.name)}" class="${f.name === S.selected ? "selected" : ""} ${f.breach ? "breach" : ""}" tabindex="0">
+    return `<tr data-feature="${esc(f.name)}" data-flow-drifting="${f.flow_drifting ? "1" : "0"}" class="${f.name === S.selected ? "selected" : ""} ${f.flow_drifting ? "breach" : ""}" tabindex="0">
       <td class="mono">${esc(f.name)}</td>
       <td class="num hide-sm">${num(f.train_mean, 4)}</td><td class="num hide-sm">${num(f.mean, 4)}</td>
       <td class="num z" data-z="${f.z ?? ""}">${signed(f.z, 2)}</td>
       <td class="zbar-cell"><span class="zbar"><i class="${f.breach ? "bad" : "ok"}" style="width:${w}%"></i><b style="left:${thr}%"></b></span></td>
       <td class="hide-sm">${sparkline(f.series, { threshold: d.z_threshold, color: f.breach ? C.red : C.accent, width: 120, height: 26 })}</td>
-      <td>${f.z === null ? '<span class="muted">—</span>' : f.breach ? `<span class="badge bad">${esc(t("drift.breach"))}</span>` : `<span class="badge ok">OK</span>`}</td></tr>`;
+      <td>${statusCell(f, same, d, flow)}</td></tr>`;
   }).join("");
   $("[data-role=table]").innerHTML = `<thead><tr><th>${esc(t("drift.feature"))}</th><th class="num hide-sm nt">μ train</th><th class="num hide-sm">${esc(t("drift.mean"))}</th>
     <th class="num">z</th><th>|z|</th><th class="hide-sm">${esc(t("drift.trend"))}</th><th></th></tr></thead>
     <tbody>${rows || `<tr><td colspan="7" class="muted">${esc(t("common.nodata"))}</td></tr>`}</tbody>`;
   renderSeries();
   renderEvents();
+}
+
+function statusCell(f, same, d, flow) {
+  if (f.z === null && !f.flow_drifting) return '<span class="muted">—</span>';
+  let html = f.flow_drifting
+    ? `<span class="badge bad" data-field="flow-state" title="${esc(f.flow_since ? t("drift.flow.since", { time: dateTime(f.flow_since) }) : "")}">${esc(t("drift.flow.drifting"))}</span>`
+    : `<span class="badge ok" data-field="flow-state">${esc(t("drift.flow.ok"))}</span>`;
+  if (same && f.flow_drifting && isNum(f.z) && Math.abs(f.z) < d.z_threshold) {
+    html += ` <span class="muted small">${esc(t("drift.flow.hysteresis", { rearm: Number(flow.rearm_below).toFixed(1) }))}</span>`;
+  }
+  if (!same && f.breach) html += ` <span class="badge warn" data-field="whatif">${esc(t("drift.whatif.breach", { z: Number(d.z_threshold).toFixed(1) }))}</span>`;
+  return html;
 }
 
 function kpi(key, value, sub, cls = "") {
@@ -143,7 +168,7 @@ function renderSeries() {
 }
 
 function renderEvents() {
-  const rows = S.events.slice(0, 12).map((e) => `<tr><td class="mono">${esc(dateTime(e.ts_ms))}</td><td class="mono">${esc(e.feature)}</td>
+  const rows = S.events.slice(0, 12).map((e) => `<tr data-kind="${esc(e.kind)}"><td class="mono">${esc(dateTime(e.ts_ms))}</td><td class="mono">${esc(e.feature)} <span class="muted small">${esc(t(`kind.${e.kind}`, {}, e.kind))}</span></td>
     <td class="num">${signed(e.value, 2)}</td><td class="num">${num(e.threshold, 1)}</td><td class="num">${esc(e.details?.window ?? "—")}</td></tr>`).join("");
   $("[data-role=events]").innerHTML = `<thead><tr><th>${esc(t("common.time"))}</th><th>${esc(t("drift.feature"))}</th><th class="num">z</th>
     <th class="num">|z|≥</th><th class="num">${esc(t("drift.window.short"))}</th></tr></thead>
@@ -185,7 +210,7 @@ export const driftScreen = {
       for (const r of S.root.querySelectorAll("[data-feature]")) r.classList.toggle("selected", r === row);
       renderSeries();
     });
-    app.onEvent((entry) => { if (S.visible && entry.data.kind === "feature_drift") scheduleLoad(200); });
+    app.onEvent((entry) => { if (S.visible && (entry.data.kind === "feature_drift" || entry.data.kind === "feature_drift_exit")) scheduleLoad(200); });
   },
   show() {
     S.visible = true;

@@ -48,6 +48,15 @@ export function dateTime(ms) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
+/**
+ * "2026-04-07T00:00:00+09:00" -> "2026-04-07 00:00": the wall time the server wrote, in the
+ * zone it wrote it in (e.g. RETRAIN_TIMEZONE), not converted to the browser's zone.
+ */
+export function zonedDateTime(iso) {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(String(iso || ""));
+  return m ? `${m[1]} ${m[2]}` : "—";
+}
+
 export function parseIso(text) {
   const ms = Date.parse(text);
   return Number.isFinite(ms) ? ms : null;
@@ -87,7 +96,7 @@ export function statusBadge(status) {
   const cls = {
     succeeded: "ok", running: "info", queued: "muted", failed: "bad", interrupted: "warn",
     production: "ok", candidate: "info", archived: "muted", rejected: "bad",
-    GOOD: "ok", WARNING: "warn", CRITICAL: "bad",
+    GOOD: "ok", WARNING: "warn", CRITICAL: "bad", INSUFFICIENT_DATA: "muted",
   }[status] || "muted";
   return `<span class="badge ${cls}" data-status="${esc(status)}">${esc(t(`status.${status}`, {}, status))}</span>`;
 }

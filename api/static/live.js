@@ -48,7 +48,12 @@ class Stream {
       if (recovered && this.handlers.reconnected) this.handlers.reconnected();
     };
     es.addEventListener(this.name, (ev) => this.deliver(ev));
-    es.addEventListener("resync", () => this.handlers.resync && this.handlers.resync());
+    // `resync`: our id was unknown to the server (ahead of it) or too much was missed. The
+    // event's id is where the stream restarts: resume from there, reload state from REST.
+    es.addEventListener("resync", (ev) => {
+      if (ev.lastEventId) this.lastId = ev.lastEventId;
+      if (this.handlers.resync) this.handlers.resync();
+    });
     es.onerror = () => {
       // Our own reconnect (not the browser's): it carries last_event_id and backs off.
       es.close();

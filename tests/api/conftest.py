@@ -1,5 +1,8 @@
 """A real server for the API tests: uvicorn on a free port in a thread, a migrated chdb
-database of the module's own, a LocalBus, and an ingest recorder in place of the flow."""
+database of the module's own, a LocalBus, and an ingest recorder in place of the flow.
+
+Every response a test gets through `Server.client()` is checked against the server's own
+OpenAPI document (tests/api/openapi_check.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import uvicorn
 
 from api.app import create_app
 from api.context import AppContext
+from tests.api.openapi_check import DocumentChecker
 from tests.conftest import free_port
 from tickcast.bus import IdClock, LocalBus
 from tickcast.jobs import JobCenter
@@ -35,9 +39,11 @@ class Server:
     ctx: AppContext
     ingested: list[dict[str, Any]] = field(default_factory=list)
     flow_ok: list[bool] = field(default_factory=lambda: [True])
+    checker: DocumentChecker | None = None
 
     def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=10.0, **kw)
+        hooks = {"response": [self.checker.check]} if self.checker is not None else {}
+        return httpx.Client(base_url=self.base, timeout=10.0, event_hooks=hooks, **kw)
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -72,8 +78,10 @@ def start_server(ctx_factory: Any) -> Iterator[Server]:
     server_box = Server(f"http://127.0.0.1:{port}", None)  # type: ignore[arg-type]
     ctx: AppContext = ctx_factory(server_box)
     server_box.ctx = ctx
+    app = create_app(ctx)
+    server_box.checker = DocumentChecker(app.state.openapi)
     config = uvicorn.Config(
-        create_app(ctx), host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

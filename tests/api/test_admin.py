@@ -78,7 +78,12 @@ def test_promote_needs_confirm_then_promotes(server, models) -> None:
         r = c.post("/admin/models/promote", json={"version": "m-b"}, headers=AUTH)
         assert r.status_code == 409 and r.json()["plan"]["current_production"] == "m-a"
         r = c.post("/admin/models/promote", json={"version": "m-b", "confirm": True}, headers=AUTH)
-        assert r.status_code == 409 and r.json()["reason"] == "cooldown" and "force" in r.json()["error"]
+        assert r.status_code == 409 and r.json()["reason"] == "cooldown" and r.json()["code"] == "promotion.cooldown"
+        # one way to override, said once, in the API's own terms (not the Python keyword)
+        assert (
+            r.json()["error"].endswith('resend with "force": true to override it')
+            and "force=True" not in r.json()["error"]
+        )
         r = c.post("/admin/models/promote", json={"version": "m-b", "confirm": True, "force": True}, headers=AUTH)
         assert r.status_code == 200 and production(models) == "m-b"
 
@@ -91,6 +96,8 @@ def test_promote_needs_confirm_then_promotes(server, models) -> None:
             "action": "rollback",
             "current_production": "m-b",
             "new_production": "m-a",
+            "code": "plan.rollback",
+            "params": {"current": "m-b", "new": "m-a"},
             "description": r.json()["plan"]["description"],
         }
         assert production(models) == "m-b"
@@ -158,19 +165,39 @@ def test_retrain_endpoints_start_train_jobs(server) -> None:
         assert r.status_code == 202
         first = r.json()
         assert first["kind"] == "train" and first["trigger"] == "manual" and not first["already_running"]
+        # An emergency retrain while the manual one runs starts nothing and says so (issue 17):
+        # 409 naming the running job and its own trigger, and the request is counted.
+        before = {o: _emergency_requests("api", o) for o in ("started", "already_running")}
         r = c.post("/admin/emergency-retrain", headers=AUTH)
-        assert r.status_code == 200 and r.json()["already_running"] and r.json()["job_id"] == first["job_id"]
+        body = r.json()
+        assert r.status_code == 409 and body["job_id"] == first["job_id"] and body["outcome"] == "already_running"
+        assert body["running_job"]["trigger"] == "manual" and first["job_id"] in body["error"]
+        assert body["code"] == "retrain.busy" and body["params"]["trigger"] == "manual"
+        assert _emergency_requests("api", "already_running") == before["already_running"] + 1
+        # a manual retrain meanwhile answers with the running job and its real trigger
+        r = c.post("/admin/manual-retrain", headers=AUTH)
+        assert r.status_code == 200 and r.json()["already_running"] and r.json()["trigger"] == "manual"
+        assert r.json()["requested_trigger"] == "manual" and r.json()["running_job"]["job_id"] == first["job_id"]
         gate.set()
         job = wait_job(c, first["job_id"])
         assert job["status"] == "succeeded" and job["result"] == {"version": "m-new"}
         assert job["params"] == {"reason": "data fixed"} and seen == [{"reason": "data fixed"}]
         r = c.post("/admin/emergency-retrain", headers=AUTH)
-        assert r.status_code == 202 and r.json()["trigger"] == "emergency"
+        assert r.status_code == 202 and r.json()["trigger"] == "emergency" and r.json()["outcome"] == "started"
+        assert _emergency_requests("api", "started") == before["started"] + 1
         job = wait_job(c, r.json()["job_id"])
         assert job["trigger"] == "emergency" and job["params"]["emergency"] is True
         listed = c.get("/admin/jobs", params={"kind": "train"}, headers=AUTH).json()["jobs"]
         assert [j["trigger"] for j in listed] == ["emergency", "manual"]
-        assert 'ml_retrains_total{status="succeeded",trigger="manual"}' in c.get("/metrics").text
+        text = c.get("/metrics").text
+        assert 'ml_retrains_total{status="succeeded",trigger="manual"}' in text
+        assert 'ml_emergency_retrain_requests_total{outcome="already_running",source="api"}' in text
+
+
+def _emergency_requests(source: str, outcome: str) -> float:
+    from tickcast import metrics
+
+    return float(metrics.EMERGENCY_RETRAIN_REQUESTS.labels(source, outcome)._value.get())  # noqa: SLF001
 
 
 def test_labeler_run_defaults_and_overrides(server) -> None:
@@ -205,7 +232,7 @@ def test_backfill_job(server, tmp_path: Path) -> None:
         r = c.post("/admin/jobs/backfill", json={"inputs": [str(tmp_path / "missing.jsonl")]}, headers=AUTH)
         assert r.status_code == 422 and "not found" in r.json()["error"]
         r = c.post("/admin/jobs/backfill", json={"inputs": []}, headers=AUTH)
-        assert r.status_code == 422 and "empty" in r.json()["error"]
+        assert r.status_code == 422 and "at least 1 item" in r.json()["error"]
         r = c.post("/admin/jobs/backfill", json={}, headers=AUTH)
         assert r.status_code == 422 and "missing field 'inputs'" in r.json()["error"]
 
@@ -229,6 +256,10 @@ def test_scheduler_status_without_scheduler(server) -> None:
 
 def test_enable_provider_sends_control_record(server) -> None:
     server.ingested.clear()
+    server.ctx.store.insert_rows(  # a provider is known once the store has seen it
+        "rejected_records",
+        [{"id": "r-newsapi", "source": "api", "reason": "x", "provider": "newsapi", "payload": "{}", "received_ts": 0}],
+    )
     with server.client() as c:
         r = c.post("/admin/providers/enable", json={"provider": "newsapi"}, headers=AUTH)
         assert r.status_code == 202
@@ -247,6 +278,8 @@ def test_calibration_bins_with_production_reference(server, models) -> None:
     prob = rng.uniform(0.05, 0.95, n)
     label = (rng.uniform(size=n) < prob).astype(int)
     store = server.ctx.store
+    candle = {"symbol": "REF", "interval": "1m", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}
+    store.insert_rows("candles", [{**candle, "open_time": t0, "close_time": t0 + 60_000, "ingest_ts": t0 + 60_000}])
     store.insert_rows(
         "predictions",
         [
@@ -312,7 +345,7 @@ def test_ingest_failure_is_503(server, monkeypatch) -> None:
     with server.client() as c:
         r = c.post(
             "/api/sentiment/tick",
-            json={"symbol": "X", "ts": 1_763_683_200_000, "score": 0.1, "provider": "p"},
+            json={"symbol": "X", "ts": int(time.time() * 1000), "score": 0.1, "provider": "p"},
             headers=AUTH,
         )
     assert r.status_code == 503 and "queue full" in r.json()["error"] and "retry" in r.json()["error"]

@@ -346,11 +346,13 @@ def test_calibration_bins_live_vs_reference(server, market) -> None:
     assert body["enough_samples"] is True
 
 
-def test_calibration_bins_scope_and_errors(server, market) -> None:
+def test_calibration_bins_scope_and_errors(server, market, bars) -> None:
     with server.client() as c:
         r = c.get("/api/calibration/bins", params={"model_version": "m1", "scope": "MKT"})
         assert r.status_code == 200 and r.json()["live"]["n"] == 360  # default window 6 h = 360 candles
         r = c.get("/api/calibration/bins", params={"model_version": "m1", "scope": "OTHER"})
+        assert r.status_code == 404 and "known scopes: overall, " in r.json()["error"] and "MKT" in r.json()["known"]
+        r = c.get("/api/calibration/bins", params={"model_version": "m1", "scope": "SENTA"})  # known, no predictions
         assert r.status_code == 200 and r.json()["live"]["n"] == 0 and r.json()["live"]["ece"] is None
         # Without a production model, the newest prediction's version is used.
         assert c.get("/api/calibration/bins").json()["model_version"] == "m1"
@@ -403,6 +405,10 @@ def test_calibration_status_windows_and_drift(server) -> None:
             }
         )
     store.insert_rows("calibration_windows", rows)
+    prediction = {"symbol": "XRPUSDT", "interval": "1m", "horizon": 1, "prob": 0.5, "fallback_reason": ""}
+    store.insert_rows(  # windows come from predictions: the version has some
+        "predictions", [{**prediction, "close_time": T0, "model_version": "mcal", "latency_ms": 0.0}]
+    )
     store.insert_rows(
         "drift_events",
         [
@@ -439,7 +445,13 @@ def test_calibration_status_windows_and_drift(server) -> None:
 
 def test_healthz_and_metrics(server) -> None:
     with server.client() as c:
-        assert c.get("/healthz").json() == {"status": "ok", "store": True, "flow": True, "broker": None}
+        assert c.get("/healthz").json() == {
+            "status": "ok",
+            "store": True,
+            "flow": True,
+            "broker": None,
+            "store_writes": None,  # no sinks in this process (as on an API replica)
+        }
         server.flow_ok[0] = False
         try:
             r = c.get("/healthz")

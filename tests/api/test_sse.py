@@ -98,6 +98,12 @@ def data_of(msg: dict[str, Any]) -> Any:
     return orjson.loads(msg["data"])
 
 
+def streaming(server, *symbols: str) -> None:
+    """Make `symbols` known the way a new symbol becomes known live: the flow published about it."""
+    for symbol in symbols:
+        publish(server, "predictions", {"symbol": symbol, "primer": True}, symbol, store=False)
+
+
 def test_events_have_ids_names_and_retry(server) -> None:
     with reading(server, "/stream/predictions") as r:
         assert r.messages[0]["retry"] == "3000"  # SSE_RETRY_MS
@@ -111,6 +117,7 @@ def test_events_have_ids_names_and_retry(server) -> None:
 
 
 def test_symbol_filter(server) -> None:
+    streaming(server, "AAA", "CCC")
     with reading(server, "/stream/predictions", params={"symbol": "AAA,CCC"}) as r:
         for sym in ("BBB", "AAA", "BBB", "CCC", "AAA"):
             publish(server, "predictions", {"symbol": sym}, sym, store=False)
@@ -215,11 +222,14 @@ def test_resume_is_bounded_and_says_so(server) -> None:
         r.wait(lambda r: len(r.events("resync")) == 1)
         replayed = r.events("calibration")
     assert [data_of(m)["n"] for m in replayed] == list(range(50))  # SSE_RESUME_MAX_EVENTS = 50
-    assert "SSE_RESUME_MAX_EVENTS" in data_of(r.events("resync")[0])["reason"]
+    resync = r.events("resync")[0]
+    assert data_of(resync)["reason"] == "too_many_missed" and "SSE_RESUME_MAX_EVENTS" in data_of(resync)["message"]
+    assert resync["id"] == str(rows[49].id) == str(data_of(resync)["restart_from"])  # the client resumes from there
 
 
 def test_sentiment_coalescing_keeps_bars_and_latest(server) -> None:
     burst = server.ctx.settings.SSE_MAX_BURST
+    streaming(server, "COAL")
     with reading(server, "/stream/sentiment", params={"symbol": "COAL"}) as r:
         ticks = []
         for i in range(20):
@@ -256,6 +266,7 @@ def test_held_state_older_than_a_sent_event_goes_without_id(server) -> None:
 
 
 def test_sentiment_windows_filter(server) -> None:
+    streaming(server, "WIN")
     with reading(server, "/stream/sentiment", params={"symbol": "WIN", "windows": "5m"}) as r:
         publish(
             server,

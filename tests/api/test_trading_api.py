@@ -54,7 +54,10 @@ def test_positions_with_marks(server, traded) -> None:
         assert pos["target_price"] is None  # no take-profit configured: null, not NaN
         closed = c.get("/api/trading/positions", params={"status": "closed"}).json()["positions"]
         assert [(p["symbol"], p["exit_reason"], p["exit_price"]) for p in closed] == [("BBB", "exit", 98)]
-        assert c.get("/api/trading/positions", params={"account": "other"}).json()["count"] == 0
+        unknown = c.get("/api/trading/positions", params={"account": "other"})
+        assert unknown.status_code == 404 and unknown.json()["known"] == ["paper"]  # a typo is not an empty account
+        assert c.get("/api/trading/positions", params={"symbol": "NOPEUSDT"}).status_code == 404
+        assert c.get("/api/trading/positions", params={"stauts": "open"}).status_code == 400  # unknown parameter
         assert c.get("/api/trading/positions", params={"status": "bogus"}).status_code == 400
 
 
@@ -148,7 +151,14 @@ def test_trading_stream(server) -> None:
 def test_backtest_report(server) -> None:
     with server.client() as c:
         assert c.get("/api/trading/backtest").status_code == 404
-        doc = {"report_id": "abc123", "account": "backtest", "report": {"total_return": 0.01}}
+        doc = {
+            "report_id": "abc123",
+            "created_at": T0,
+            "account": "backtest",
+            "source": "store",
+            "report": {"total_return": 0.01},
+            "written_to": "/tmp/x.json",
+        }
         server.ctx.store.insert_rows(
             "backtest_reports",
             [
@@ -163,7 +173,8 @@ def test_backtest_report(server) -> None:
                 }
             ],
         )
-        assert c.get("/api/trading/backtest").json()["report"]["total_return"] == 0.01
+        served = c.get("/api/trading/backtest").json()
+        assert served["report"]["total_return"] == 0.01 and "written_to" not in served
         assert c.get("/api/trading/backtest", params={"id": "ffff"}).status_code == 404
         r = c.post("/admin/trading/backtest", json={"account": "paper"}, headers=AUTH)
         assert r.status_code == 409

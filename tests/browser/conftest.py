@@ -1,39 +1,27 @@
 """Browser fixtures: one live `tickcast up` (subprocess, simulator at 30x) and one headless
 Debian Chromium for the session; a fresh browser context per test.
 
-The bootstrap model must pass its gates for the dashboard to show a production model;
-the simulator's few hours of history give an ECE around 0.07, so the gate is relaxed to
-0.2 here (the gate itself is tested elsewhere).
+The live system is the session's `tickcast_up` (tests/conftest.py), whose bootstrap model
+passes a relaxed ECE gate so that the dashboard shows a production model.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser.live_server import TickcastServer, launch_chromium
-from tests.conftest import free_port
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[TickcastServer]:
-    workdir = Path(tempfile.mkdtemp(prefix="tickcast-browser-"))
-    srv = TickcastServer(workdir, free_port(), env={"INITIAL_MODEL_MAX_ECE": "0.2"})
-    try:
-        srv.start()
-        srv.wait_for_model()
-        yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+def server(tickcast_up: TickcastServer) -> TickcastServer:
+    """The session's live system (tests/conftest.py `tickcast_up`), shared with the alerting tests."""
+    return tickcast_up
 
 
 @pytest.fixture(scope="session")

@@ -96,14 +96,19 @@ def test_reliability_diagram_shows_the_bins_the_api_returns(page: Any, server: T
     page.wait_for_selector("[data-chart=reliability] circle.rel-pt")
     min_bin = server.get("/api/ui-config")["calibration"]["min_bin_samples"]
 
-    dom_js = """() => [...document.querySelectorAll('[data-chart=reliability] circle.rel-pt')].map(e => ({
+    # the diagram and the bins table read in one go (a calibration event may re-render in between)
+    dom_js = """() => [[...document.querySelectorAll('[data-chart=reliability] circle.rel-pt')].map(e => ({
         bin: +e.dataset.bin, n: +e.dataset.n, rate: +e.dataset.rate, lo: +e.dataset.lo, hi: +e.dataset.hi,
-        reliable: e.dataset.reliable === 'true', hollow: e.classList.contains('unreliable'), cy: +e.getAttribute('cy')}))"""
-    for _ in range(10):  # a calibration event may re-render between the two reads
+        reliable: e.dataset.reliable === 'true', hollow: e.classList.contains('unreliable'), cy: +e.getAttribute('cy')})),
+        [...document.querySelectorAll('[data-role=bins] tr[data-bin-row] td:nth-child(2)')].map(td => td.textContent)]"""
+    for _ in range(20):
         body = responses[-1].json()
-        dom = page.evaluate(dom_js)
+        dom, table = page.evaluate(dom_js)
         expected = [(i, b["n"], b["pos_rate"]) for i, b in enumerate(body["live"]["bins"]) if b["n"] > 0]
-        if [(d["bin"], d["n"], d["rate"]) for d in dom] == expected:
+        counts = [int(t.replace(",", "")) for t in table]
+        if [(d["bin"], d["n"], d["rate"]) for d in dom] == expected and counts == [
+            b["n"] for b in body["live"]["bins"]
+        ]:
             break
         time.sleep(0.5)
     else:
@@ -120,10 +125,7 @@ def test_reliability_diagram_shows_the_bins_the_api_returns(page: Any, server: T
     ordered = sorted(dom, key=lambda d: d["rate"])  # SVG y grows downwards: a higher rate sits higher
     assert all(a["cy"] >= b["cy"] for a, b in zip(ordered, ordered[1:], strict=False))
     # the bins table lists every bin, empty ones included, with the API's counts
-    rows = page.locator("[data-role=bins] tr[data-bin-row]")
-    expect(rows).to_have_count(len(bins))
-    counts = [int(t.replace(",", "")) for t in rows.locator("td:nth-child(2)").all_inner_texts()]
-    assert counts == [b["n"] for b in bins]
+    assert len(counts) == len(bins) and counts == [b["n"] for b in bins]
     # production reference drawn next to it, and the ΔECE chart carries the threshold lines
     prod = [b for b in (body["production"] or {}).get("bins") or [] if b["n"] > 0]
     expect(page.locator("[data-chart=reliability] [data-prod-bin]")).to_have_count(len(prod))
@@ -141,11 +143,20 @@ def test_reliability_diagram_shows_the_bins_the_api_returns(page: Any, server: T
 def test_drift_controls_default_to_the_backend_and_reset(page: Any, server: TickcastServer) -> None:
     drift = server.get("/api/ui-config")["drift"]
     assert (drift["window"], drift["z"]) == (200, 3.0) == (drift["backend_window"], drift["backend_z"])
-    open_screen(page, server, "drift")
+    with page.expect_response(lambda r: "/api/drift/features" in r.url) as first:
+        open_screen(page, server, "drift")
     window, z = page.locator("[data-control=window]"), page.locator("[data-control=z]")
     expect(window).to_have_value("200")
     expect(z).to_have_value("3.0")
     page.wait_for_selector("[data-role=table] tr[data-feature]")
+    # at the flow's own window and |z| the page shows the flow's numbers and the flow's decision
+    flow = first.value.json()
+    assert flow["same_as_flow"] is True
+    expect(page.locator("[data-role=rule]")).to_contain_text("These are the flow's numbers")
+    drifting = sorted(f["name"] for f in flow["features"] if f["flow_drifting"])
+    expect(page.locator("[data-field=breaching]")).to_have_text(str(len(drifting)))
+    shown = sorted(page.locator("[data-role=table] tr.breach").evaluate_all("rs => rs.map(r => r.dataset.feature)"))
+    assert shown == drifting
 
     def wanted(w: str, zz: str) -> Any:
         return lambda r: "/api/drift/features" in r.url and f"window={w}&" in r.url + "&" and f"z={zz}&" in r.url + "&"
@@ -154,12 +165,20 @@ def test_drift_controls_default_to_the_backend_and_reset(page: Any, server: Tick
         window.fill("50")
         z.fill("1.5")
     report = info.value.json()
-    assert (report["window"], report["z_threshold"]) == (50, 1.5)
+    assert (report["window"], report["z_threshold"]) == (50, 1.5) and report["same_as_flow"] is False
     breaching = sorted(f["name"] for f in report["features"] if f["z"] is not None and abs(f["z"]) >= 1.5)
     expect(page.locator("[data-kpi=window] .kpi-v")).to_contain_text("50")
-    expect(page.locator("[data-field=breaching]")).to_have_text(str(len(breaching)))
-    shown = sorted(page.locator("[data-role=table] tr.breach").evaluate_all("rs => rs.map(r => r.dataset.feature)"))
-    assert shown == breaching
+    # a what-if: said so, its own |z| flags next to the flow's state (which stays the flow's)
+    expect(page.locator("[data-role=rule].whatif")).to_contain_text("What-if: window 50")
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-role=table] [data-field=whatif]').length === n", arg=len(breaching)
+    )
+    flagged = page.locator("[data-role=table] tr:has([data-field=whatif])").evaluate_all(
+        "rs => rs.map(r => r.dataset.feature)"
+    )
+    assert sorted(flagged) == breaching
+    still = sorted(f["name"] for f in report["features"] if f["flow_drifting"])
+    expect(page.locator("[data-field=breaching]")).to_have_text(str(len(still)))
 
     with page.expect_response(wanted("200", "3")):
         page.click("[data-act=reset-drift]")
@@ -216,7 +235,7 @@ def test_promote_shows_the_plan_and_needs_confirmation(page: Any, server: Tickca
     dialog = page.locator("#confirm-dialog")
     page.locator(f'[data-act=promote][data-version="{version}"]').click()
     expect(dialog).to_be_visible()
-    expect(dialog).to_contain_text(f"production would change from {production} to {version}")
+    expect(dialog).to_contain_text(f"Production would change from {production} to {version}")
     dialog.locator("[data-act=cancel]").click()
     expect(dialog).to_be_hidden()
     assert server.get("/api/models")["production"] == production, "cancel must not promote"
@@ -312,6 +331,76 @@ def test_settings_change_the_freshness_thresholds(page: Any, server: TickcastSer
     expect(page.locator("[data-role=sent-fresh] [data-fresh=severe]")).to_be_visible(timeout=5_000)
     saved = json.loads(page.evaluate("localStorage.getItem('tickcast.freshness')"))
     assert saved["risk_fresh_ms"] == 100 and saved["severe_lag_mult"] == 1
+
+
+def test_a_resync_moves_the_resume_point_and_reloads_the_state(new_page: Any, server: TickcastServer) -> None:
+    """The first sentiment stream resumes from an id the server never gave (another deployment's):
+    the server answers with `resync` carrying its newest id; the page adopts it, reloads its state
+    from REST, and keeps receiving events (the stream is not muted)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    page = new_page()
+    ahead = str(2**64 - 1)
+    rewritten: list[str] = []
+
+    def resume_from_ahead(route: Any) -> None:
+        if rewritten:
+            route.continue_()
+            return
+        parts = urlsplit(route.request.url)
+        query = dict(parse_qsl(parts.query)) | {"last_event_id": ahead}
+        rewritten.append(urlunsplit(parts._replace(query=urlencode(query))))
+        route.continue_(url=rewritten[0])
+
+    page.route("**/stream/sentiment*", resume_from_ahead)
+    loads: list[str] = []
+    page.on("request", lambda r: loads.append(r.url) if "/api/sentiment/latest" in r.url else None)
+    open_screen(page, server, "trading")
+    stream = "window.tickcast.hub.streams.get('trading.sentiment')"
+    page.wait_for_function(f"() => {stream} && {stream}.lastId")
+    adopted = page.evaluate(f"{stream}.lastId")
+    assert rewritten and int(adopted) < int(ahead), adopted  # the resync's id, not the unknown one
+    page.wait_for_function(f"() => BigInt({stream}.lastId) > BigInt('{adopted}')", timeout=20_000)  # events go on
+    expect(page.locator("[data-role=sent-fresh] [data-fresh]")).to_be_visible()
+    assert len(loads) >= 2, loads  # the first load, and the reload the resync asked for
+    no_js_errors(page)
+
+
+LIVE_JS_RESYNC = """async () => {
+  const { LiveHub } = await import('/static/live.js');
+  const made = [];
+  class FakeEventSource {
+    constructor(url) { this.url = url; this.listeners = {}; made.push(this); }
+    addEventListener(name, fn) { this.listeners[name] = fn; }
+    close() {}
+  }
+  const saved = window.EventSource;
+  window.EventSource = FakeEventSource;
+  try {
+    const api = { key: () => 'k', url: (path, params) => path + '?' + new URLSearchParams(params) };
+    const hub = new LiveHub(api, () => {});
+    let resyncs = 0;
+    hub.open('t', 'events', {}, { message() {}, resync() { resyncs += 1; } }, { lastId: '99' });
+    made[0].listeners.resync(new MessageEvent('resync', { data: '{}', lastEventId: '42' }));
+    const stream = hub.streams.get('t');
+    const adopted = stream.lastId;
+    made[0].onerror();  // the connection drops: our own reconnect after the backoff
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const urls = made.map((es) => es.url);
+    stream.stop();
+    clearInterval(hub.ticker);
+    return { adopted, resyncs, urls };
+  } finally {
+    window.EventSource = saved;
+  }
+}"""
+
+
+def test_live_js_resumes_from_the_id_a_resync_gives(page: Any, server: TickcastServer) -> None:
+    open_screen(page, server, "trading")
+    out = page.evaluate(LIVE_JS_RESYNC)
+    assert out["adopted"] == "42" and out["resyncs"] == 1
+    assert "last_event_id=99" in out["urls"][0] and "last_event_id=42" in out["urls"][1], out["urls"]
 
 
 # --- last: the server is killed and restarted -----------------------------------------------------

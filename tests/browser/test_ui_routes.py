@@ -19,7 +19,8 @@ import pytest
 import sql
 from api.app import create_app
 from api.context import AppContext
-from api.routes_ui import FEATURE_COLUMNS, drift_report, hand_out_key, rolling_z
+from api.routes_ui import FEATURE_COLUMNS, drift_report, hand_out_key
+from models.feature_drift import rolling_z
 from tickcast.bus import IdClock, LocalBus
 from tickcast.jobs import JobCenter
 from tickcast.settings import Settings
@@ -87,10 +88,12 @@ def test_feature_drift_rows_and_report_match_pandas(store: Store) -> None:
     frame = pd.DataFrame(rows).sort_values(["close_time", "symbol"])
 
     for symbol, limit, window in (("", 220, 50), ("BBBUSDT", 120, 30)):
-        table = store.arrow(sql.query("feature_drift_rows"), {"symbol": symbol, "interval": "", "limit": limit})
+        table = store.arrow(
+            sql.query("feature_drift_rows"), {"symbol": symbol, "interval": "", "limit": limit, "end": T0 + 10**10}
+        )
         expected = (frame if not symbol else frame[frame.symbol == symbol]).tail(limit)
         assert table.column("t").to_pylist() == expected.close_time.tolist()  # newest `limit`, oldest first
-        report = drift_report(table, meta, window, 2.0, points=25)
+        report = drift_report(table, meta, window, 2.0, points=25, flow_state={})
         assert [f["name"] for f in report["features"]] == list(FEATURES)  # unknown columns are skipped
         times = np.asarray(report["times"])
         assert (
@@ -161,7 +164,29 @@ def test_the_key_is_handed_out_only_in_embedded_mode_on_loopback(
     overrides: dict[str, str], client: str, expected: str | None
 ) -> None:
     ctx: Any = SimpleNamespace(settings=_settings(**overrides))
-    assert hand_out_key(ctx, client) == expected
+    assert hand_out_key(ctx, client, host_header="127.0.0.1:8000") == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "fetch_site", "expected"),
+    [
+        ("127.0.0.1:8000", None, "same-origin", "k1"),  # the dashboard's own fetch
+        ("localhost:8000", None, None, "k1"),  # curl on the same machine
+        ("[::1]:8000", "http://[::1]:8000", "same-origin", "k1"),
+        ("127.0.0.1:8000", None, "none", "k1"),  # typed into the address bar
+        ("evil.test:8000", None, "same-origin", None),  # DNS rebinding: evil.test resolves to 127.0.0.1
+        ("127.0.0.1.nip.io:8000", None, "same-origin", None),
+        ("127.0.0.1:8000", "http://evil.test", "cross-site", None),  # another site's page
+        ("127.0.0.1:8000", None, "same-site", None),
+        ("127.0.0.1:8000", "http://localhost:8000", None, None),  # Origin must be the page's own
+        (None, None, None, None),
+    ],
+)
+def test_the_key_needs_a_loopback_host_and_a_same_origin_request(
+    host: str | None, origin: str | None, fetch_site: str | None, expected: str | None
+) -> None:
+    ctx: Any = SimpleNamespace(settings=_settings())
+    assert hand_out_key(ctx, "127.0.0.1", host_header=host, origin=origin, fetch_site=fetch_site) == expected
 
 
 @pytest.fixture()
@@ -215,6 +240,8 @@ def test_page_static_files_config_and_drift_endpoint(client: Any, store: Store) 
     store.insert_rows("features", _feature_rows(np.random.default_rng(5), ("AAAUSDT",), 60))
     body = client.get("/api/drift/features", params={"z": "0.5", "points": 10}).json()
     assert (body["window"], body["z_threshold"], body["model_version"]) == (20, 0.5, VERSION)
+    # VITE_DRIFT_WINDOW_DEFAULT=20 differs from the flow's DRIFT_WINDOW: the page is told it shows a what-if
+    assert body["same_as_flow"] is False and body["flow"]["window"] == 200 and cfg["use_mocks"] is False
     assert [f["name"] for f in body["features"]] == ["rsi_14"] and len(body["times"]) == 10
     assert client.get("/api/drift/features", params={"window": "1"}).status_code == 400
     assert client.get("/api/drift/features", params={"model_version": "nope"}).status_code == 404

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from dataflows import decode as decode_module
 from dataflows.decode import DecodeConfig, DecodeLogic, GateState, SymbolInput
 from dataflows.sources import RawBlock
+from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA, FastTicks
+from tests.dataflows.test_tick_decode import HINTS, KEYS, clean_ticks, dirty_values
 
 START = 1_763_683_200_000
 
@@ -31,7 +37,11 @@ def _accepted_ids(out: list) -> list[str]:
         i
         for inp in inputs
         if isinstance(inp, SymbolInput) and inp.ticks is not None
-        for i in inp.ticks.table.column("id").to_pylist()
+        for i in (
+            inp.ticks.table.column("id").to_pylist()
+            if inp.ticks.table is not None
+            else [r["id"] for r in inp.ticks.rows or []]
+        )
     ]
 
 
@@ -114,3 +124,137 @@ def test_raw_blocks_decode_as_their_lists_of_records() -> None:
     assert (ids, candles, reasons) == _summary(from_lists)
     assert ids == [f"p-{i}" for i in range(8) if i != 3] and candles == [("XRPUSDT", START + 60_000)]
     assert len(reasons) == 1 and "score" in reasons[0]
+
+
+# ---------------------------------------------------------------------------
+# no payload or batch makes the step raise; the columnar and per-record paths agree (issue 15 item 5)
+
+
+def _full(out: list) -> tuple[list, list, list, list]:
+    """(accepted ticks as TICK_COLUMNS dicts per symbol, candles, rejected rows, events) of one on_batch."""
+    ticks, candles = [], []
+    for item in out:
+        if item[0] != "shard":
+            continue
+        for symbol, inp in item[2]:
+            if inp.ticks is not None:
+                rows = inp.ticks.table.to_pylist() if inp.ticks.table is not None else inp.ticks.rows
+                ticks.append((symbol, [{k: r[k] for k in TICK_COLUMNS} for r in rows]))
+            candles.append((symbol, inp.candles))
+    rejected = [(r["source"], r["reason"], r["payload"], r["provider"], r["received_ts"]) for r in _rejected(out)]
+    events = [data for item in out if item[0] == "events" for _, data, _, _ in item[1]]
+    return sorted(ticks), sorted(candles, key=lambda c: c[0]), rejected, events
+
+
+def _per_record_only(values, hints, **kw):  # noqa: ANN001, ANN003 - decode_ticks' signature
+    ok = np.zeros(len(values), bool)
+    return FastTicks(ok, TICK_SCHEMA.empty_table(), np.empty(0, np.int64))
+
+
+MIXED = st.one_of(
+    dirty_values(),
+    clean_ticks().map(orjson.dumps),
+    st.sampled_from([_candle(2), orjson.dumps({"_control": "enable_provider", "provider": "p"})]),
+    st.builds(lambda c: orjson.dumps({**orjson.loads(_candle(3)), "interval": c}), st.sampled_from([{}, [], 1, None])),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    st.lists(st.tuples(MIXED, HINTS, KEYS), min_size=1, max_size=30),
+    st.sampled_from(
+        [DecodeConfig(), DecodeConfig(wall_clock=True, disable_streak=2), DecodeConfig(max_record_bytes=2_000)]
+    ),
+)
+def test_any_batch_decodes_without_raising_and_both_paths_agree(rows, config: DecodeConfig) -> None:
+    values, hints, keys = (list(c) for c in zip(*rows))
+    block = RawBlock(["kafka:t"], values, np.array(hints, np.int64), keys=keys)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(decode_module.time, "time", lambda: 1_800_000_000.0)  # received_ts of refusals
+        fast_out, _ = DecodeLogic(config, None).on_batch([block])
+        mp.setattr(decode_module, "decode_ticks", _per_record_only)
+        slow_out, _ = DecodeLogic(config, None).on_batch([block])
+    assert _full(fast_out) == _full(slow_out)
+    accepted = sum(len(t) for _, t in _full(fast_out)[0]) + sum(len(c) for _, c in _full(fast_out)[1])
+    controls = sum(
+        orjson.loads(v).get("_control") == "enable_provider" and isinstance(orjson.loads(v).get("provider"), str)
+        for v in values
+        if _is_json_object(v)
+    )
+    assert accepted + len(_rejected(fast_out)) + controls >= len(values)  # every record accounted for
+    assert not any(r["reason"].startswith("decoder_error") for r in _rejected(fast_out))
+
+
+def _is_json_object(value: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(value), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def test_interval_object_candle_is_a_rejected_row_not_a_crash() -> None:
+    bad = orjson.dumps({**orjson.loads(_candle(2)), "interval": {}})
+    out, _ = DecodeLogic(DecodeConfig(), None).on_batch([[("kafka:c", _candle(1), None), ("kafka:c", bad, None)]])
+    ids, candles, reasons = _summary(out)
+    assert candles == [("XRPUSDT", START + 60_000)]
+    assert reasons == [
+        "unknown interval an object: 'interval' must be one of 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d"
+    ]
+
+
+def test_keys_reach_both_paths_and_a_mismatch_is_refused() -> None:
+    ticks = [_tick("p", i) for i in range(4)]
+    values = [*ticks, _candle(1), _candle(2)]
+    keys = [b"XRPUSDT", b"ETHUSDT", None, b"XRPUSDT", b"BTCUSDT", b"XRPUSDT"]
+    hints = np.array([START + i + 5 for i in range(4)] + [START + 60_100, START + 120_100], np.int64)
+    block = RawBlock(["kafka:ticks", "kafka:candles"], values, hints, np.array([0, 0, 0, 0, 1, 1]), keys)
+    ids, candles, reasons = _summary(DecodeLogic(DecodeConfig(), None).on_batch([block])[0])
+    assert ids == ["p-0", "p-2", "p-3"] and candles == [("XRPUSDT", START + 120_000)]
+    assert [r.split(":")[0] for r in reasons] == ["key_mismatch", "key_mismatch"]
+    assert "b'ETHUSDT'" in reasons[0] and "b'BTCUSDT'" in reasons[1]
+    # several blocks of one activation (and a consumer error ahead of them) keep their keys
+    error = RawBlock(["kafka-error:ticks"], [b"broker went away"], np.array([-1]))
+    joined = _summary(DecodeLogic(DecodeConfig(), None).on_batch([RawBlock.concat([error, block])])[0])
+    assert joined[:2] == (ids, candles) and joined[2][1:] == reasons and "broker went away" in joined[2][0]
+    split = _summary(DecodeLogic(DecodeConfig(), None).on_batch([block[:3], RawBlock.concat([block])])[0])
+    assert split[2].count(reasons[0]) == 1  # a list of records has no keys; the block joined to it keeps its own
+
+
+def test_a_decoder_fault_costs_one_record_not_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = decode_module.decode_record
+
+    def flaky(payload, **kw):  # noqa: ANN001, ANN003
+        if b"p-1" in payload:
+            raise RuntimeError("boom")
+        return real(payload, **kw)
+
+    monkeypatch.setattr(decode_module, "decode_record", flaky)
+    monkeypatch.setattr(decode_module, "decode_ticks", lambda *a, **k: 1 / 0)  # the columnar path fails too
+    batch = [("kafka:t", _tick("p", i), START + i + 5) for i in range(3)]
+    ids, _, reasons = _summary(DecodeLogic(DecodeConfig(), None).on_batch([batch])[0])
+    assert ids == ["p-0", "p-2"] and reasons == ["decoder_error: RuntimeError: boom"]
+
+
+def test_the_wall_clock_rule_spares_the_simulator_clock() -> None:
+    ahead = START + 3_600_000 * 24 * 365 * 5  # the simulator at TICKCAST_SIM_SPEED > 1 runs ahead of the wall
+    record = {"symbol": "XRPUSDT", "ts": ahead, "score": 0.1, "provider": "p", "id": "s", "ingest_ts": ahead}
+    gate = DecodeLogic(DecodeConfig(wall_clock=True), None)
+    ids, _, reasons = _summary(gate.on_batch([[("sim", record, None), ("kafka:t", orjson.dumps(record), None)]])[0])
+    assert ids == ["s"] and len(reasons) == 1 and reasons[0].startswith("future: ingest_ts=")
+    replay = DecodeLogic(DecodeConfig(wall_clock=False), None)  # replays: the record's own ingest_ts rules
+    assert _summary(replay.on_batch([[("kafka:t", orjson.dumps(record), None)]])[0])[0] == ["s"]
+
+
+def test_only_well_formed_provider_names_build_a_streak() -> None:
+    """Junk provider names are refused like any bad tick, but keep no streak (state and metric
+    labels would grow with every new name)."""
+    junk = [
+        ("kafka:t", orjson.dumps({"symbol": "XRPUSDT", "ts": START, "score": 9, "provider": f"bad name {i}"}), None)
+        for i in range(50)
+    ]
+    gate = DecodeLogic(DecodeConfig(disable_streak=1), None)
+    _, _, reasons = _summary(gate.on_batch([junk])[0])
+    assert len(reasons) == 50 and all("'score' must be in [-1, 1]" in r for r in reasons)
+    assert not any(name.startswith("bad name") for name in gate.state.streak) and gate.state.disabled == set()
+    gate.on_batch([[("kafka:t", _tick("good", 1, 9.0), None)]])
+    assert gate.state.disabled == {"good"}

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.model_stage import FeatureRing, ModelConfig, ModelLogic, _feature_values, _predictors
+from dataflows.model_stage import ModelConfig, ModelLogic, _feature_values, _predictors
+from models.feature_drift import FeatureRing
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
@@ -224,8 +225,8 @@ def test_feature_drift_hovering_at_the_threshold_is_one_event(tmp_path: Path) ->
             for r in item[2]
             if r["feature"] == "sent_ema_15m"
         ]
-    # the first drift, then (after returning to normal, |z| < 2.4) the second one: two events
-    assert len(events) == 2
+    # the first drift, then (after returning to normal, |z| < 2.4, recorded as an exit) the second one
+    assert [e["kind"] for e in events] == ["feature_drift", "feature_drift_exit", "feature_drift"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -326,8 +327,8 @@ def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_res
         assert (live.notify_at() is not None) == bool(labels)
         live.on_notify()
         assert live.state.labels_due == []
-    assert live.state.accuracy.state() == replay.state.accuracy.state()
-    assert live.state.accuracy.state().n == 5 * 11  # every label paired once
+    assert live.state.accuracy.state("baseline") == replay.state.accuracy.state("baseline")
+    assert live.state.accuracy.state("baseline").n == 5 * 11  # every label paired once
 
 
 @pytest.mark.parametrize("names", [["a", "b"], ["b"], []])

@@ -220,12 +220,14 @@ def test_stamped_values_keep_only_usable_timestamps() -> None:
     # (type, ms): 0 = not available, 1 = create time, 2 = log-append time
     stamps = [(1, 1_700_000_000_000), (0, 123), (2, 42), (1, -5), (1, 0)]
     msgs = [
-        Message(topic="t", partition=0, offset=k, value=f"v{k}".encode(), timestamp=s) for k, s in enumerate(stamps)
+        Message(topic="t", partition=0, offset=k, value=f"v{k}".encode(), timestamp=s, key=b"S" if k % 2 else None)
+        for k, s in enumerate(stamps)
     ]
-    ts, values = _stamped_values(msgs)
+    ts, values, keys = _stamped_values(msgs)
     assert ts.dtype == np.int64
     assert ts.tolist() == [1_700_000_000_000, -1, 42, -1, 0]
     assert values == [b"v0", b"v1", b"v2", b"v3", b"v4"]
+    assert keys == [None, b"S", None, b"S", None]
     block = RawBlock(["kafka:t"], values, ts)  # what the source hands the flow
     assert list(block) == [
         ("kafka:t", b"v0", 1_700_000_000_000),
@@ -243,3 +245,14 @@ def test_a_raw_block_reads_like_its_list_of_records() -> None:
     assert len(block) == 3 and block[1] == expected[1] and block[-1] == expected[-1]
     assert list(block) == expected and block == expected and block[1:] == expected[1:]
     assert block != expected[:2] and not RawBlock(names, [], np.empty(0, np.int64))
+
+
+def test_keys_travel_with_their_messages_through_the_merge() -> None:
+    m = merger(2)
+    m.add(0, np.array([10, 30, 50]), [b"t10", b"t30", b"t50"], np.arange(3), [b"A", b"B", None])
+    m.add(1, np.array([20, 40]), [b"c20", b"c40"], np.arange(2))  # no keys given: all None
+    block = m.release([False, False])  # up to 40: the slower TP's max
+    assert block.values == [b"t10", b"c20", b"t30", b"c40"]
+    assert block.keys == [b"A", None, b"B", None]
+    rest = m.release([False, True])
+    assert rest.values == [b"t50"] and rest.keys == [None]

@@ -181,3 +181,103 @@ def test_a_failed_insert_is_retried_then_written_once(store: Store, monkeypatch)
     write_with_retries(store, "candles", [[ROW]], retries=3)
     assert len(calls) == 3 and errors._value.get() - before == 2  # noqa: SLF001
     assert store.count("candles") == 1
+
+
+class _FlakyStore:
+    """The real store, whose inserts fail while `down` is set — a stand-in for a store fault in a
+    unit test (chdb cannot be made to fail on demand in-process; tests/faults fills a real disk)."""
+
+    def __init__(self, store: Store) -> None:
+        import threading
+
+        self.store = store
+        self.down = threading.Event()
+        self.attempts = 0
+
+    def insert_pieces(self, table: str, pieces: list) -> int:
+        self.attempts += 1
+        if self.down.is_set():
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
+        return self.store.insert_pieces(table, pieces)
+
+
+@pytest.fixture()
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataflows import sinks
+
+    monkeypatch.setattr(sinks, "RETRY_FIRST_BACKOFF_S", 0.01)
+    monkeypatch.setattr(sinks, "RETRY_MAX_BACKOFF_S", 0.05)
+
+
+def _candles(n: int, start: int = 0) -> list[dict]:
+    return [
+        {**ROW, "open_time": ROW["open_time"] + i * 60_000, "close_time": ROW["close_time"] + i * 60_000}
+        for i in range(start, start + n)
+    ]
+
+
+def test_a_failing_store_is_retried_for_as_long_as_it_fails_and_holds_the_flow(store: Store, fast_backoff) -> None:  # noqa: ANN001
+    import threading
+    import time
+
+    from dataflows.sinks import WriteMonitor
+
+    flaky = _FlakyStore(store)
+    flaky.down.set()
+    monitor = WriteMonitor()
+    entered: list[str] = []
+    monitor.on_failing.append(entered.append)
+    part = StoreSink(lambda: flaky, monitor=monitor).build_part("store", "store", None)  # type: ignore[arg-type,return-value]
+    part.write_batch([("candles", [_candles(10)])])
+    deadline = time.time() + 5
+    while flaky.attempts < 20 and time.time() < deadline:  # far beyond the old limit of 3 retries
+        time.sleep(0.01)
+    assert flaky.attempts >= 20 and monitor.failing
+    problem = monitor.problem()
+    assert problem is not None and "inserts into candles failing since" in problem and "Connection refused" in problem
+    assert len(entered) == 1  # entering the failing state is announced once
+
+    handed_over = threading.Event()
+    flow = threading.Thread(target=lambda: (part.write_batch([("candles", [_candles(5, 10)])]), handed_over.set()))
+    flow.start()
+    assert not handed_over.wait(0.3)  # the flow holds while the store fails: nothing queues behind
+    flaky.down.clear()
+    assert handed_over.wait(5)
+    part.snapshot()
+    assert store.count("candles") == 15 and not monitor.failing and monitor.problem() is None
+
+
+def test_rows_the_store_can_never_take_are_not_retried(store: Store, fast_backoff) -> None:  # noqa: ANN001
+    from dataflows.sinks import WriteMonitor, write_with_retries
+    from tickcast.store import StoreDataError
+
+    flaky = _FlakyStore(store)
+    monitor = WriteMonitor()
+    with pytest.raises(StoreDataError, match="required but has nulls"):
+        write_with_retries(flaky, "candles", [[{"symbol": "XRPUSDT"}]], monitor=monitor)  # type: ignore[arg-type]
+    assert flaky.attempts == 1 and not monitor.failing  # a bug in the rows, not a store fault
+
+
+def test_close_never_raises_and_gives_up_when_the_stop_abandons_the_store(store: Store, fast_backoff) -> None:  # noqa: ANN001
+    import threading
+
+    from dataflows.sinks import WriteMonitor
+
+    broken = StoreSink(lambda: store, retries=0).build_part("store", "store", None)
+    broken.write_batch([("candles", [[{"symbol": "XRPUSDT"}]])])
+    assert broken.writer.close() is False  # after a failed write: logged, not raised (Bytewax may be unwinding)
+
+    flaky = _FlakyStore(store)
+    flaky.down.set()
+    monitor = WriteMonitor()
+    part = StoreSink(lambda: flaky, monitor=monitor).build_part("store", "store", None)  # type: ignore[arg-type,return-value]
+    part.write_batch([("candles", [_candles(3)])])
+    result: list[bool] = []
+    closer = threading.Thread(target=lambda: result.append(part.writer.close()))
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # close waits for the store...
+    monitor.abandon()
+    closer.join(5)
+    assert result == [False]  # ...until the stop gives up on it
+    assert store.count("candles") == 0

@@ -12,10 +12,12 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,24 +25,54 @@ from hypothesis import strategies as st
 from dataflows import tick_decode
 from dataflows.simulator import SimConfig, generate
 from dataflows.tick_decode import TICK_COLUMNS, decode_ticks, hash_id, hash_ids
-from tickcast.records import MAX_TS_MS, MIN_TS_MS, decode_record
+from tickcast.records import MAX_FUTURE_MS, MAX_TS_MS, MIN_TS_MS, Rejection, decode_record
 
 NOW = 1_763_683_300_000
 MASK = (1 << 64) - 1
 
 
-def reference(value: bytes, hint: int, pos_threshold: float = 0.0) -> object:
+@dataclass(frozen=True)
+class Envelope:
+    """What decode_ticks gets besides the values; decode_record gets the same per value."""
+
+    keys: list[bytes | None] | None = None
+    wall_ms: int | None = None
+    max_record_bytes: int = 65_536
+    max_future_ms: int = MAX_FUTURE_MS
+
+    def fast(self, values: list[bytes], hints: np.ndarray, pos_threshold: float = 0.0) -> tick_decode.FastTicks:
+        return decode_ticks(
+            values,
+            hints,
+            now_ms=NOW,
+            pos_threshold=pos_threshold,
+            keys=self.keys,
+            max_record_bytes=self.max_record_bytes,
+            max_future_ms=self.max_future_ms,
+            wall_ms=self.wall_ms,
+        )
+
+
+def reference(value: bytes, hint: int, pos_threshold: float = 0.0, env: Envelope = Envelope(), i: int = 0) -> object:
     return decode_record(
         value,
         source="test",
         now_ms=hint if hint >= 0 else NOW,
         default_ingest="now" if hint >= 0 else "event",
         pos_threshold=pos_threshold,
+        key=None if env.keys is None else env.keys[i],
+        max_record_bytes=env.max_record_bytes,
+        max_future_ms=env.max_future_ms,
+        wall_ms=env.wall_ms,
     )
 
 
 def assert_matches_reference(
-    values: list[bytes], hints: np.ndarray, fast: tick_decode.FastTicks, pos_threshold: float = 0.0
+    values: list[bytes],
+    hints: np.ndarray,
+    fast: tick_decode.FastTicks,
+    pos_threshold: float = 0.0,
+    env: Envelope = Envelope(),
 ) -> None:
     """Every ok row is a tick for decode_record, with the same values and types, in order."""
     assert fast.ok.dtype == bool and fast.ok.shape == (len(values),)
@@ -48,7 +80,7 @@ def assert_matches_reference(
     assert fast.table.num_rows == int(fast.ok.sum()) == fast.id_hash.size
     rows = iter(fast.table.to_pylist())
     for i in np.flatnonzero(fast.ok):
-        ref = reference(values[i], int(hints[i]), pos_threshold)
+        ref = reference(values[i], int(hints[i]), pos_threshold, env, int(i))
         assert isinstance(ref, tuple) and ref[0] == "tick", (values[i], ref)
         row = next(rows)
         assert row == ref[1], values[i]
@@ -60,6 +92,7 @@ def assert_matches_reference(
 # generators
 
 TEXT = st.characters(exclude_categories=("Cs",))  # orjson cannot encode lone surrogates
+ID_TEXT = st.characters(exclude_categories=("Cs", "Cc"))  # an id holds no control character
 SYMBOLS = st.one_of(
     st.sampled_from(["BTCUSDT", "ETHUSDT", "SYM005USDT", "X:Y/Z-1.2_3"]),
     st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}", fullmatch=True),
@@ -86,7 +119,7 @@ EXTRA_KEYS = st.from_regex(r"[A-Za-z_]{1,9}", fullmatch=True).filter(lambda k: k
 META = st.one_of(
     st.dictionaries(st.text(TEXT, max_size=6), JSON_VALUES, max_size=4),
     st.dictionaries(st.text(TEXT, max_size=6), JSON_VALUES, max_size=4).map(lambda d: orjson.dumps(d).decode()),
-    st.sampled_from([None, {}, "", "{}", 0, False, [], {"lang": "en", "source": "sim"}]),
+    st.sampled_from([None, {}, "", "{}", {"lang": "en", "source": "sim"}]),  # 0, false, [] are refused
 )
 
 
@@ -94,11 +127,11 @@ META = st.one_of(
 def clean_ticks(draw: st.DrawFn) -> dict:
     rec = {"symbol": draw(SYMBOLS), "ts": draw(IN_RANGE_MS), "score": draw(SCORES), "provider": draw(PROVIDERS)}
     if draw(st.booleans()):
-        rec["id"] = draw(st.text(TEXT, min_size=1, max_size=128))
+        rec["id"] = draw(st.text(ID_TEXT, min_size=1, max_size=128))
     if draw(st.booleans()):
         rec["polarity"] = draw(st.sampled_from([-1, 0, 1, None]))
-    if draw(st.booleans()):
-        rec["ingest_ts"] = draw(st.one_of(st.none(), IN_RANGE_MS))
+    if draw(st.booleans()):  # not before ts - MAX_FUTURE_MS: the tick would be `future`
+        rec["ingest_ts"] = draw(st.one_of(st.none(), st.integers(max(MIN_TS_MS, rec["ts"] - MAX_FUTURE_MS), MAX_TS_MS)))
     if draw(st.booleans()):
         rec["meta"] = draw(META)
     rec.update(draw(st.dictionaries(EXTRA_KEYS, JSON_VALUES, max_size=3)))
@@ -179,7 +212,7 @@ def dirty_values(draw: st.DrawFn) -> bytes:
         for _ in range(draw(st.integers(1, 2))):
             name = draw(st.sampled_from(sorted(TRACKED - {"_control"})))
             fault = draw(
-                st.sampled_from(["wrong", "null", "drop", "range", "float", "bool", "newline", "long", "zero"])
+                st.sampled_from(["wrong", "null", "drop", "range", "float", "bool", "newline", "long", "zero", "falsy"])
             )
             if fault == "wrong":
                 rec[name] = draw(WRONG_TYPES)
@@ -195,6 +228,8 @@ def dirty_values(draw: st.DrawFn) -> bytes:
                 rec[name] = draw(st.booleans())
             elif fault == "newline":
                 rec[name] = f"{rec.get(name) or 'X'}\n"
+            elif fault == "falsy":  # meta 0 / false / []: once taken as "{}", now refused in both paths
+                rec[name] = draw(st.sampled_from([0, False, [], 0.0]))
             elif fault == "long":
                 rec[name] = draw(st.sampled_from(["x" * 129, "é" * 128, "😀" * 129, "x" * 33, ""]))
             else:
@@ -217,6 +252,11 @@ def dirty_values(draw: st.DrawFn) -> bytes:
                     "bad_utf8",
                     "deep",
                     "ctrl",
+                    "id_escape",
+                    "id_del",
+                    "future",
+                    "huge",
+                    "dup_escaped",
                 ]
             )
         )
@@ -236,22 +276,45 @@ def dirty_values(draw: st.DrawFn) -> bytes:
             "bad_utf8": body + b',"note":"\xed\xa0\x80"}',
             "deep": body + b',"x":' + b"[" * 70 + b"]" * 70 + b"}",
             "ctrl": body + b',"x":"a\tb"}',
+            "id_escape": orjson.dumps({**rec, "id": draw(st.sampled_from(["a\u0001b", "a\nb", 'a"b', "\u00e9"]))}),
+            "id_del": orjson.dumps({**rec, "id": "a\x7fb"}),
+            "future": orjson.dumps({**rec, "ts": min(MAX_TS_MS, int(rec.get("ingest_ts") or rec["ts"]) + 3_600_000)}),
+            "huge": orjson.dumps({**rec, "meta": {"text": "x" * 70_000}}),
+            "dup_escaped": body + b',"\\u0073ymbol":"OTHER"}',
         }[edit]
     cut = draw(st.integers(0, len(value)))
     return value[:cut] + draw(st.binary(max_size=3)) + value[cut + draw(st.integers(0, 3)) :]
 
 
 HINTS = st.one_of(st.just(-1), st.integers(0, 2**62))
+KEYS = st.one_of(st.none(), st.sampled_from([b"BTCUSDT", b"", b"\xff"]), st.binary(max_size=8))
 
 
 @st.composite
-def batches(draw: st.DrawFn) -> tuple[list[bytes], list[bool], np.ndarray, float]:
-    values, clean = [], []
+def batches(draw: st.DrawFn) -> tuple[list[bytes], list[bool], np.ndarray, float, Envelope]:
+    """Values (clean ticks and dirty ones), which are clean, hints, pos_threshold, envelope.
+    A clean tick's hint and key are ones it is valid with; a dirty value's are anything."""
+    values, clean, hints, keys = [], [], [], []
     for is_clean in draw(st.lists(st.booleans(), min_size=1, max_size=40)):
-        values.append(dumps(draw(clean_ticks()), draw(CLEAN_STYLES)) if is_clean else draw(dirty_values()))
+        if is_clean:
+            rec = draw(clean_ticks())
+            values.append(dumps(rec, draw(CLEAN_STYLES)))
+            hints.append(
+                -1
+                if "ingest_ts" in rec
+                else draw(st.one_of(st.just(-1), st.integers(rec["ts"] - MAX_FUTURE_MS, 2**62)))
+            )
+            keys.append(draw(st.sampled_from([None, rec["symbol"].encode()])))
+        else:
+            values.append(draw(dirty_values()))
+            hints.append(draw(HINTS))
+            keys.append(draw(KEYS))
         clean.append(is_clean)
-    hints = np.array([draw(HINTS) for _ in values], np.int64)
-    return values, clean, hints, draw(st.sampled_from([0.0, 0.0, 0.1, 0.5]))
+    env = Envelope(
+        keys=draw(st.sampled_from([None, keys])),
+        wall_ms=draw(st.sampled_from([None, 2**62])),  # the wall-clock rule; its edge: test_wall_clock_*
+    )
+    return values, clean, np.array(hints, np.int64), draw(st.sampled_from([0.0, 0.0, 0.1, 0.5])), env
 
 
 # ---------------------------------------------------------------------------
@@ -261,24 +324,27 @@ def batches(draw: st.DrawFn) -> tuple[list[bytes], list[bool], np.ndarray, float
 @settings(deadline=None, max_examples=250, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batches())
 def test_accepted_rows_equal_the_reference_and_clean_ticks_are_accepted(batch) -> None:
-    values, clean, hints, threshold = batch
+    values, clean, hints, threshold, env = batch
     # Bisect to single rows so a clean tick never shares a failed Arrow chunk with a bad line.
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tick_decode, "MIN_BISECT_ROWS", 1)
-        fast = decode_ticks(values, hints, now_ms=NOW, pos_threshold=threshold)
-    assert_matches_reference(values, hints, fast, threshold)
+        fast = env.fast(values, hints, threshold)
+    assert_matches_reference(values, hints, fast, threshold, env)
     for i in np.flatnonzero(clean):
-        ref = reference(values[i], int(hints[i]), threshold)
+        ref = reference(values[i], int(hints[i]), threshold, env, int(i))
         assert isinstance(ref, tuple) and ref[0] == "tick", (values[i], ref)  # the generator's own check
         assert fast.ok[i], values[i]
+    for i in np.flatnonzero(~fast.ok):  # the per-record path decides these, and never raises
+        assert isinstance(reference(values[i], int(hints[i]), threshold, env, int(i)), Rejection | tuple)
 
 
 @settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batches())
 def test_default_bisect_is_sound(batch) -> None:
-    values, _, hints, threshold = batch
-    fast = decode_ticks(values * 3, np.tile(hints, 3), now_ms=NOW, pos_threshold=threshold)
-    assert_matches_reference(values * 3, np.tile(hints, 3), fast, threshold)
+    values, _, hints, threshold, env = batch
+    env = Envelope(keys=None if env.keys is None else env.keys * 3, wall_ms=env.wall_ms)
+    fast = env.fast(values * 3, np.tile(hints, 3), threshold)
+    assert_matches_reference(values * 3, np.tile(hints, 3), fast, threshold, env)
 
 
 @pytest.mark.parametrize(
@@ -315,14 +381,14 @@ def test_values_arrow_would_get_wrong_are_not_ok(value: bytes, why: str) -> None
 
 def test_meta_text_and_defaults_follow_the_reference() -> None:
     base = {"symbol": "XRPUSDT", "ts": 1_763_683_200_123, "score": 0.42, "provider": "newsapi"}
-    metas = [{"b": 1, "a": [1.5, None]}, '{"url": "x"}', None, "", 0, {}, "{}"]
+    metas = [{"b": 1, "a": [1.5, None]}, '{"url": "x"}', None, "", {}, {}, "{}"]
     values = [orjson.dumps({**base, "meta": m}) for m in metas] + [orjson.dumps(base)]
-    hints = np.array([5_000, -1] * 4, np.int64)
+    hints = np.array([base["ts"] + 5_000, -1] * 4, np.int64)
     fast = decode_ticks(values, hints, now_ms=NOW, pos_threshold=0.5)
     assert fast.ok.all()
     table = fast.table.to_pydict()
     assert table["meta"] == ['{"b":1,"a":[1.5,null]}', '{"url":"x"}'] + ["{}"] * 6
-    assert table["ingest_ts"] == [5_000, base["ts"]] * 4  # the hint, or the event time without one
+    assert table["ingest_ts"] == [base["ts"] + 5_000, base["ts"]] * 4  # the hint, or the event time without one
     assert table["polarity"] == [0] * 8  # 0.42 is inside the 0.5 dead band
     assert_matches_reference(values, hints, fast, 0.5)
 
@@ -431,7 +497,7 @@ def test_hash_is_the_same_in_another_process() -> None:
 @settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batches())
 def test_decoded_id_hash_equals_hash_ids(batch) -> None:
-    values, _, hints, _ = batch
+    values, _, hints, _, _ = batch
     fast = decode_ticks(values, hints, now_ms=NOW)
     ids = fast.table.column("id").to_pylist()
     assert fast.id_hash.tolist() == hash_ids(ids).tolist() == [fnv1a_splitmix(s) for s in ids]
@@ -446,3 +512,99 @@ def test_bench_clean_simulator_ticks_all_take_the_fast_path(capsys) -> None:
     with capsys.disabled():
         print(f"\n[tick_decode bench] {figures}")
     assert figures["ok_share"] == 1.0
+
+
+# ---------------------------------------------------------------------------
+# the envelope rules: size, Kafka key, future (issue 15 items 7-9), each against the reference
+
+GOOD = {"symbol": "BTCUSDT", "ts": 1_763_683_200_000, "score": 0.1, "provider": "p", "id": "a"}
+
+
+def _decode(values: list[bytes], hints: list[int], env: Envelope) -> tick_decode.FastTicks:
+    fast = env.fast(values, np.array(hints, np.int64))
+    assert_matches_reference(values, np.array(hints, np.int64), fast, env=env)
+    return fast
+
+
+def test_records_over_the_size_limit_are_left_out_before_arrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = orjson.dumps({**GOOD, "meta": {"text": "x" * 70_000}})
+    small = orjson.dumps(GOOD)
+    blobs: list[bytes] = []
+    read_json = tick_decode.pj.read_json
+    monkeypatch.setattr(
+        tick_decode.pj,
+        "read_json",
+        lambda src, **kw: blobs.append(src.read()) or read_json(pa.py_buffer(blobs[-1]), **kw),
+    )
+    fast = _decode([small, big, small], [-1, -1, -1], Envelope())
+    assert fast.ok.tolist() == [True, False, True]
+    assert blobs and all(b"xxxx" not in b for b in blobs)  # the 70 kB line was blanked, never parsed
+    assert _decode([small, small], [-1, -1], Envelope(max_record_bytes=len(small))).ok.all()  # the limit itself
+    assert not _decode([small], [-1], Envelope(max_record_bytes=len(small) - 1)).ok.any()
+    assert reference(big, -1).reason.startswith("too_large")
+
+
+def test_kafka_keys_must_be_the_symbol() -> None:
+    values = [orjson.dumps(GOOD)] * 5
+    keys = [b"BTCUSDT", None, b"ETHUSDT", b"", b"BTCUSDT\x00"]
+    fast = _decode(values, [GOOD["ts"]] * 5, Envelope(keys=keys))
+    assert fast.ok.tolist() == [True, True, False, False, False]
+    assert reference(values[2], GOOD["ts"], env=Envelope(keys=keys), i=2).reason.startswith("key_mismatch")
+    with pytest.raises(ValueError, match="keys must have one entry per value"):
+        decode_ticks(values, np.full(5, -1), now_ms=NOW, keys=keys[:2])
+
+
+def test_future_event_times_against_ingest_ts_hint_and_wall_clock() -> None:
+    ts = GOOD["ts"]
+    values = [
+        orjson.dumps({**GOOD, "ingest_ts": ts - MAX_FUTURE_MS}),  # ts exactly at the allowed skew
+        orjson.dumps({**GOOD, "ingest_ts": ts - MAX_FUTURE_MS - 1}),  # one ms beyond
+        orjson.dumps(GOOD),  # the hint (Kafka timestamp) is its ingest_ts
+        orjson.dumps(GOOD),
+        orjson.dumps(GOOD),  # no hint: ingested at its event time, never future
+    ]
+    hints = [-1, -1, ts - MAX_FUTURE_MS, ts - MAX_FUTURE_MS - 1, -1]
+    assert _decode(values, hints, Envelope()).ok.tolist() == [True, False, True, False, True]
+    assert reference(values[1], -1).reason.startswith("future: 'ts'=")
+    # live: an ingest_ts (or a file record's event time) beyond the wall clock + skew
+    wall = ts - 2 * MAX_FUTURE_MS - 1  # every ingest_ts here is more than the skew ahead of it
+    fast = _decode(values, hints, Envelope(wall_ms=wall))
+    assert fast.ok.tolist() == [False, False, False, False, False]
+    assert reference(values[2], hints[2], env=Envelope(wall_ms=wall)).reason.startswith("future: ingest_ts=")
+    assert _decode(values, hints, Envelope(wall_ms=ts - MAX_FUTURE_MS)).ok.tolist() == [True, False, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("id_json", "ok"),
+    [
+        (b'"plain"', True),
+        (b'"\\u0041\\u00e9\\/\\"\\\\"', True),  # escapes of ordinary characters stay on the fast path
+        (b'"a\\u0001"', False),
+        (b'"a\\n"', False),
+        (b'"a\\t"', False),
+        (b'"a\\u007F"', False),
+        (b'"a\x7f"', False),  # DEL is valid raw JSON
+        (b'"\\u001f"', False),
+    ],
+)
+def test_ids_with_control_characters_are_refused_in_both_paths(id_json: bytes, ok: bool) -> None:
+    value = orjson.dumps({k: v for k, v in GOOD.items() if k != "id"})[:-1] + b',"id":' + id_json + b"}"
+    other = orjson.dumps({**GOOD, "meta": {"t": "a\x7fb\n"}})  # control characters in meta are fine
+    fast = _decode([value, other], [-1, -1], Envelope())
+    assert fast.ok.tolist() == [ok, True]
+    assert isinstance(reference(value, -1), tuple) == ok
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b',"symbol":"ETHUSDT"}',
+        b',"\\u0073ymbol":"ETHUSDT"}',
+        b',"ts":1763683200001}',
+        b',"meta":{},"meta":{}}',
+    ],
+)
+def test_duplicated_fields_are_refused_in_both_paths(tail: bytes) -> None:
+    value = orjson.dumps(GOOD)[:-1] + tail
+    assert not _decode([value], [-1], Envelope()).ok.any()
+    assert reference(value, -1).reason.startswith("duplicate_key")

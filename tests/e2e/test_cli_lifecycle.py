@@ -48,7 +48,9 @@ def up_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     yield f"chdb://{store}", models, tmp_path
 
 
-def _start_up(store: str, models: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+def _start_up(
+    store: str, models: Path, port: int, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -64,7 +66,7 @@ def _start_up(store: str, models: Path, port: int, *extra: str) -> subprocess.Po
             *extra,
         ],
         cwd=ROOT,
-        env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "TICKCAST_LOG_LEVEL": "WARNING", **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -109,8 +111,12 @@ def _predictions(base: str, symbol: str) -> list[dict[str, Any]]:
 def test_simulate_replay_train_then_promote_into_a_running_system(up_server: tuple[str, Path, Path]) -> None:
     store, models, tmp = up_server
     sim = tmp / "sim"
+    # HTTP ingest is live: the server stamps ingest_ts and refuses future records, so the
+    # simulated history ends 45 minutes ago and its next half hour is posted (ticks up to an
+    # hour old, allowed by a long SENTIMENT_MAX_LATENCY_MS for this running system).
+    start = (int(time.time() * 1000) - 12 * 3_600_000 - 45 * 60_000) // 60_000 * 60_000
     out = tickcast(
-        "simulate", "--symbols", "8", "--hours", "12", "--seed", "4", "--out", str(sim), "--start-ms", str(START)
+        "simulate", "--symbols", "8", "--hours", "12", "--seed", "4", "--out", str(sim), "--start-ms", str(start)
     ).stdout
     assert "ticks" in out and (sim / "ticks.jsonl").exists() and (sim / "candles.jsonl").exists()
     summary = tickcast(
@@ -128,15 +134,15 @@ def test_simulate_replay_train_then_promote_into_a_running_system(up_server: tup
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start_up(store, models, port, "--no-simulator")
+    proc = _start_up(store, models, port, "--no-simulator", env={"SENTIMENT_MAX_LATENCY_MS": "86400000"})
     try:
         # the CLI training ran as a job, recorded like any other
         jobs = httpx.get(f"{base}/admin/jobs", params={"kind": "train"}, headers=KEY).json()["jobs"]
         assert [(j["trigger"], j["status"], j["result"]["version"]) for j in jobs] == [("cli", "succeeded", version)]
-        follow = [r for r in generate(SimConfig(symbols=8, hours=0.5, seed=4, start_ms=START + 12 * 3_600_000))]
+        follow = [r for r in generate(SimConfig(symbols=8, hours=0.5, seed=4, start_ms=start + 12 * 3_600_000))]
         first, second = follow[: len(follow) // 2], follow[len(follow) // 2 :]
         _post_minutes(base, first)
-        live_from = START + 12 * 3_600_000
+        live_from = start + 12 * 3_600_000
 
         def new_rows() -> list[dict[str, Any]]:
             return [p for p in _predictions(base, "BTCUSDT") if p["close_time"] > live_from]

@@ -10,8 +10,10 @@ import pytest
 from models.accuracy import (
     AccuracyMonitor,
     AccuracyState,
+    VersionedAccuracy,
     classify_accuracy,
     daily_trend,
+    health_of,
     should_emergency_retrain,
 )
 
@@ -53,7 +55,7 @@ def test_rolling_accuracy_matches_pandas_tail():
     label = (rng.random(3000) < 0.55).astype(int)
     right = pd.Series((prob >= 0.5) == (label == 1))
     m = AccuracyMonitor(window=250, min_samples=10)
-    assert m.accuracy is None and m.state().health is None
+    assert m.accuracy is None and m.state().health == "INSUFFICIENT_DATA"
     seen = 0
     for size in [1, 7, 100, 0, 249, 250, 251, 600, 3, 1539]:
         m.add(prob[seen : seen + size], label[seen : seen + size])
@@ -82,6 +84,45 @@ def test_monitor_state_health():
         "CRITICAL",
         5,
     )
+
+
+def test_no_verdict_below_min_samples():
+    m = AccuracyMonitor(window=50, min_samples=20)
+    m.add([0.9] * 19, [0] * 19)  # 0 % right, but only 19 of the 20 needed
+    s = m.state()
+    assert (s.accuracy, s.n, s.health) == (0.0, 19, "INSUFFICIENT_DATA")
+    assert not should_emergency_retrain(s, now_ms=0, cooldown_s=0)
+    m.add([0.9], [0])
+    assert m.state().health == "CRITICAL" and should_emergency_retrain(m.state(), now_ms=0, cooldown_s=0)
+    assert health_of(None, 0, 0) == "INSUFFICIENT_DATA"  # nothing at all is never a verdict
+
+
+def test_versions_are_judged_on_their_own_predictions():
+    """Each version's accuracy equals pandas over that version's rows only, whatever the interleaving."""
+    rng = np.random.default_rng(3)
+    versions = rng.choice(["baseline", "m1", "m2"], size=2000, p=[0.5, 0.3, 0.2])
+    prob = rng.random(2000)
+    label = (rng.random(2000) < np.where(versions == "m1", 0.9, 0.2)).astype(int)
+    book = VersionedAccuracy(window=300, min_samples=50)
+    for start in range(0, 2000, 37):  # batches mixing versions, each version's rows in order
+        for v in ("baseline", "m1", "m2"):
+            mask = versions[start : start + 37] == v
+            book.add(v, prob[start : start + 37][mask], label[start : start + 37][mask])
+    df = pd.DataFrame({"v": versions, "right": (prob >= 0.5) == (label == 1)})
+    for v, rows in df.groupby("v"):
+        tail = rows["right"].tail(300)
+        state = book.state(v)
+        assert state.n == len(tail) and state.accuracy == pytest.approx(tail.mean(), abs=1e-12)
+    assert book.state("never-fed") == AccuracyState(None, 0, "INSUFFICIENT_DATA", 50, None)
+
+
+def test_versioned_book_is_bounded_and_shares_one_emergency_cooldown():
+    book = VersionedAccuracy(window=10, min_samples=1, max_versions=2)
+    for v in ("a", "b", "c"):
+        book.add(v, [0.9], [1])
+    assert book.versions() == ["b", "c"]  # the least recently fed version went first
+    book.record_emergency_retrain(5_000)
+    assert book.state("b").last_emergency_ms == book.state("c").last_emergency_ms == 5_000
 
 
 def test_monitor_rejects_bad_input():

@@ -116,6 +116,9 @@ def test_every_upper_case_name_of_design_and_seeds_is_a_setting() -> None:
         ("RISK_DAILY_LOSS_TIMEZONE", "Moon/Base", "time zone"),
         ("SAFETY_ALLOW_REAL_TRADING", "maybe", "bool"),
         ("INFERENCE_AUTO_LOOP_INTERVAL", "0s", "duration"),
+        ("INGEST_MAX_RECORD_BYTES", "100", "greater than or equal to 1024"),
+        ("INGEST_MAX_FUTURE_MS", "-1", "greater than or equal to 0"),
+        ("INGEST_MAX_FUTURE_MS", "1m", "valid integer"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str) -> None:
