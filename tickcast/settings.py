@@ -236,6 +236,11 @@ class Settings(BaseSettings):
     METRICS_ALERT_STORE_WRITE_FAILURES: bool = True
     METRICS_ALERT_SSE_CLIENTS_DROP: bool = True
     METRICS_ALERT_TARGET_DOWN: bool = True
+    METRICS_ALERT_TRADING_GUARD_TRIPPED: bool = True  # daily loss or kill switch blocks entries
+    METRICS_ALERT_TRADING_DRAWDOWN_HALT: bool = True
+    METRICS_ALERT_TRADING_REFUSALS: bool = True
+    METRICS_ALERT_TRADING_EQUITY_DROP: bool = True
+    METRICS_ALERT_TRADING_EXCHANGE_ERRORS: bool = True
     METRICS_ALERT_FALLBACKS_PER_5M: Annotated[float, Field(ge=0)] = 0.0  # baseline predictions per reason in 5 min
     METRICS_ALERT_INFERENCE_SECONDS: Annotated[float, Field(gt=0)] = 1.0  # seed 004: inference > 1 s
     METRICS_ALERT_INGEST_ERROR_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.05
@@ -244,6 +249,9 @@ class Settings(BaseSettings):
     METRICS_ALERT_FLOW_LAG_SECONDS: Annotated[float, Field(gt=0)] = 180.0
     METRICS_ALERT_SSE_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.5  # share of clients lost within 15 min
     METRICS_ALERT_SSE_MIN_CLIENTS: Annotated[int, Field(ge=1)] = 5  # below this many clients a drop is not alerted
+    METRICS_ALERT_TRADING_REFUSALS_PER_15M: Annotated[float, Field(ge=0)] = 200.0  # refused entries per cause
+    METRICS_ALERT_TRADING_REFUSALS_SPIKE_RATIO: Annotated[float, Field(ge=1)] = 3.0  # 15 min rate vs the 6 h rate
+    METRICS_ALERT_TRADING_EQUITY_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.02  # below the 1 h high
 
     # --- API, SSE, UI -----------------------------------------------------------------------
     API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
