@@ -432,6 +432,6 @@ export const en = {
   "pf.bt.ablation": "With / without sentiment",
   "pf.bt.parity": "Rows vs the live account",
   "pf.bt.identical": "identical",
-  "pf.bt.differs": "differ",
+  "pf.bt.differs": "rows differ from {account}: {tables} (a live account that kept trading after the backtest differs by its later rows)",
   "jobmsg.backtest.replaying": "replaying the stored candles and predictions through the trading stage",
 };

@@ -432,6 +432,6 @@ export const ko = {
   "pf.bt.ablation": "감성 포함 / 제외",
   "pf.bt.parity": "라이브 계좌와 행 비교",
   "pf.bt.identical": "동일",
-  "pf.bt.differs": "다름",
+  "pf.bt.differs": "{account}와 다른 행: {tables}(백테스트 뒤에도 거래한 라이브 계좌는 그 이후 행만큼 다름)",
   "jobmsg.backtest.replaying": "저장된 캔들과 예측을 트레이딩 단계로 재생 중",
 };

@@ -132,7 +132,7 @@ function renderKpis() {
     kpi(t("pf.kpi.realized"), money(s.realized_pnl), pnlClass(s.realized_pnl)),
     kpi(t("pf.kpi.unrealized"), money(s.unrealized_pnl), pnlClass(s.unrealized_pnl), "unrealized"),
     kpi(t("pf.kpi.fees"), money(s.fees), "", "fees"),
-    kpi(t("pf.kpi.drawdown"), pct(s.drawdown, 2), s.drawdown > 0 ? "neg" : "", "drawdown"),
+    kpi(t("pf.kpi.drawdown"), pct(s.drawdown, 2), s.drawdown >= 5e-5 ? "neg" : "", "drawdown"),
     kpi(t("pf.kpi.open"), int(s.open_positions), "", "open"),
     kpi(t("pf.kpi.trades"), `${int(s.trades)}${isNum(s.hit_rate) ? ` · ${pct(s.hit_rate, 0)}` : ""}`),
   ].join("");
@@ -243,7 +243,7 @@ function renderBacktest() {
   const metric = (key, value) => `<tr data-metric="${esc(key)}"><th>${esc(t(`pf.bt.${key}`))}</th><td class="num">${value}</td></tr>`;
   const ab = b.ablation && !b.ablation.skipped ? b.ablation : null;
   const cmp = b.compared_with;
-  const same = cmp && cmp.tables ? Object.values(cmp.tables).every((v) => v.differing === 0) : null;
+  const differing = cmp && cmp.tables ? Object.entries(cmp.tables).filter(([, v]) => v.differing > 0) : null;
   el.innerHTML = `<p class="muted small">${esc(t("pf.bt.meta", { id: b.report_id, account: b.account, source: b.source, at: dateTime(b.created_at) }))}</p>
     <div class="bt-tables"><div class="table-wrap"><table class="tbl compact" data-role="bt-metrics"><tbody>
     ${metric("total_return", `${signed(100 * (r.total_return ?? 0), 2)} %`)}
@@ -256,7 +256,7 @@ function renderBacktest() {
     ${metric("exposure_time", isNum(r.exposure_time) ? pct(r.exposure_time, 1) : "—")}
     ${metric("trades", int(r.trades))}
     ${ab ? metric("ablation", `${signed(100 * ab.with_sentiment.total_return, 2)} % / ${signed(100 * ab.without_sentiment.total_return, 2)} %`) : ""}
-    ${same === null ? "" : metric("parity", same ? t("pf.bt.identical") : t("pf.bt.differs"))}
+    ${differing === null ? "" : metric("parity", differing.length ? t("pf.bt.differs", { tables: differing.map(([k, v]) => `${k} ${int(v.differing)}`).join(", "), account: cmp.account }) : t("pf.bt.identical"))}
     </tbody></table></div>
     <div class="table-wrap"><table class="tbl compact" data-role="bt-symbols"><thead><tr><th>${esc(t("common.symbol"))}</th><th class="num">${esc(t("pf.pnl"))}</th>
     <th class="num">${esc(t("pf.bt.trades"))}</th><th class="num">${esc(t("pf.bt.hit_rate"))}</th></tr></thead><tbody>
