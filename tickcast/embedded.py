@@ -298,7 +298,12 @@ def backfill_job(
         if not inputs:
             raise RuntimeError("a backfill needs 'inputs': a list of JSONL/Parquet files or folders")
         progress(0.05, f"replaying {len(inputs)} input(s)")
-        summary = run_replay(settings, inputs=inputs, store=store, progress=False)
+        # No trading stage: the replay's own fresh book would write its fills and positions into
+        # the live account (TRADING_ACCOUNT) beside the running stage's. History is traded by
+        # `tickcast backtest` (its own account) once the backfill is stored.
+        summary = run_replay(
+            settings.model_copy(update={"TRADING_ENABLED": False}), inputs=inputs, store=store, progress=False
+        )
         return {"summary": summary}
 
     return run
