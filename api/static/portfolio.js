@@ -221,7 +221,7 @@ function renderFills() {
   const el = $("[data-role=fills]");
   const rows = f && !f.error ? f.fills : [];
   if (!rows.length) { el.innerHTML = `<tbody><tr><td class="muted">${esc(f?.error?.message || t("pf.nofills"))}</td></tr></tbody>`; return; }
-  const body = rows.map((r) => `<tr data-reason="${esc(r.reason)}"><td class="mono">${clock(r.fill_time)}</td><td>${esc(r.symbol)}</td>
+  const body = rows.map((r) => `<tr data-reason="${esc(r.reason)}" data-fill="${esc(`${r.symbol}|${r.fill_time}|${r.intent}`)}"><td class="mono">${clock(r.fill_time)}</td><td>${esc(r.symbol)}</td>
     <td class="${r.side === "buy" ? "pos" : "neg"}">${esc(t(`pf.side.${r.side}`, {}, r.side))}</td>
     <td>${esc(t(`pf.reason.${r.reason}`, {}, r.reason))}</td><td class="num">${num(r.qty, 4)}</td><td class="num">${price(r.price)}</td>
     <td class="num" data-field="fee">${num(r.fee, 4)}</td><td class="num">${isNum(r.slippage_bps) ? num(r.slippage_bps, 1) : "—"}</td>

@@ -56,7 +56,7 @@ def wait_for_trades(server: TickcastServer, timeout: float = 120) -> dict[str, A
 
 
 def test_screen_shows_the_accounts_curve_positions_fills_and_guards(page: Any, server: TickcastServer) -> None:
-    api_fills = wait_for_trades(server)
+    wait_for_trades(server)
     open_screen(page, server, "portfolio")
     page.wait_for_selector("[data-chart=equity] polyline")
     page.wait_for_selector("[data-chart=drawdown] polyline", state="attached")  # flat at 0 without a drawdown
@@ -65,14 +65,17 @@ def test_screen_shows_the_accounts_curve_positions_fills_and_guards(page: Any, s
     for guard in ("kill_switch", "drawdown", "daily_loss", "symbol_exposure", "concurrency", "slippage"):
         expect(page.locator(f"[data-role=guards] tr[data-guard={guard}] [data-state]")).to_be_visible()
     expect(page.locator("[data-role=mode] [data-mode]")).to_have_attribute("data-mode", "paper")
-    # fills: the API's newest fill is the table's first row, fee and reason included
+    # fills: each row shown is a fill the API has (symbol, time, intent), with its fee and reason
     page.wait_for_selector("[data-role=fills] tr[data-reason]")
-    newest = server.get("/api/trading/fills", limit=1)["fills"][0]
     first = page.locator("[data-role=fills] tbody tr").first
-    expect(first).to_contain_text(newest["symbol"])
-    assert api_fills["fills"][0]["fill_time"] <= newest["fill_time"]
+    key = first.get_attribute("data-fill")
     fee_text = first.locator("[data-field=fee]").inner_text()
-    assert float(fee_text.replace(",", "")) == pytest.approx(newest["fee"], abs=5e-5)
+    api_fills = {
+        f"{f['symbol']}|{f['fill_time']}|{f['intent']}": f for f in server.get("/api/trading/fills", limit=500)["fills"]
+    }
+    fill = api_fills[key]
+    assert float(fee_text.replace(",", "")) == pytest.approx(fill["fee"], abs=5e-5)
+    assert first.get_attribute("data-reason") == fill["reason"]
     # open positions with their unrealized PnL, as the API has them
     api_open = server.get("/api/trading/positions")["positions"]
     if api_open:
