@@ -206,7 +206,7 @@ function renderPositions() {
   const rows = p && !p.error ? p.positions : [];
   $("[data-role=pos-count]").textContent = p && !p.error ? `${int(rows.length)}` : "";
   if (!rows.length) { el.innerHTML = `<tbody><tr><td class="muted">${esc(p?.error?.message || t("pf.nopositions"))}</td></tr></tbody>`; return; }
-  const body = rows.map((r) => `<tr data-symbol="${esc(r.symbol)}"><td>${esc(r.symbol)}</td><td>${esc(t(`pf.side.${r.side}`, {}, r.side))}</td>
+  const body = rows.map((r) => `<tr data-symbol="${esc(r.symbol)}" data-opened="${esc(r.opened_at)}"><td>${esc(r.symbol)}</td><td>${esc(t(`pf.side.${r.side}`, {}, r.side))}</td>
     <td class="num">${num(r.qty, 4)}</td><td class="num">${price(r.entry_price)}</td><td class="num">${isNum(r.mark_price) ? price(r.mark_price) : "—"}</td>
     <td class="num ${pnlClass(r.unrealized_pnl)}" data-field="upnl">${isNum(r.unrealized_pnl) ? signed(r.unrealized_pnl, 2) : "—"}</td>
     <td class="num">${isNum(r.stop_price) ? price(r.stop_price) : "—"}</td><td class="num">${isNum(r.target_price) ? price(r.target_price) : "—"}</td>

@@ -76,11 +76,18 @@ def test_screen_shows_the_accounts_curve_positions_fills_and_guards(page: Any, s
     fill = api_fills[key]
     assert float(fee_text.replace(",", "")) == pytest.approx(fill["fee"], abs=5e-5)
     assert first.get_attribute("data-reason") == fill["reason"]
-    # open positions with their unrealized PnL, as the API has them
-    api_open = server.get("/api/trading/positions")["positions"]
-    if api_open:
-        row = page.locator(f"[data-role=positions] tr[data-symbol='{api_open[0]['symbol']}']")
-        expect(row).to_be_visible()
+    # open positions with their unrealized PnL: each row is a position the API has (open then,
+    # perhaps closed since: candles close every 2 s), one row per symbol, same entry price
+    shown = page.eval_on_selector_all(
+        "[data-role=positions] tr[data-opened]", "rs => rs.map(r => [r.dataset.symbol, Number(r.dataset.opened)])"
+    )
+    api_all = {
+        (p["symbol"], p["opened_at"]): p for p in server.get("/api/trading/positions", status="all")["positions"]
+    }
+    assert len({s for s, _ in shown}) == len(shown), f"two open positions of one symbol: {shown}"
+    for symbol, opened in shown:
+        assert (symbol, opened) in api_all, (symbol, opened)
+        row = page.locator(f"[data-role=positions] tr[data-opened='{opened}'][data-symbol='{symbol}']")
         assert row.locator("[data-field=upnl]").inner_text() not in ("", "—")
     # the KPIs are the summary's (equity moves with every close: compare with the one shown)
     equity_text = page.locator("[data-kpi=equity] .kpi-v").inner_text()
