@@ -23,6 +23,7 @@ from api import (
     routes_sentiment,
     routes_signals,
     routes_streams,
+    routes_trading,
     routes_ui,
 )
 from api.auth import HEADER, QUERY
@@ -126,6 +127,7 @@ def all_routes() -> list[BaseRoute]:
         *routes_admin.routes,
         *routes_jobs.routes,
         *routes_streams.routes,
+        *routes_trading.routes,
         *routes_ui.routes,
     ]
 

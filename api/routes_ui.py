@@ -31,6 +31,7 @@ from api.known import check_symbols
 from api.schemas import BOOL, INT, MS, NUM, STR, arr, nullable, obj
 from api.validation import Param, parse_query, spec
 from tickcast.records import INTERVAL_MS
+from tickcast.settings import parse_duration_ms
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -55,7 +56,7 @@ FEATURE_COLUMNS = (
     "sent_composite",
 )  # the numeric columns of sql/queries/feature_drift_rows.sql
 _NO_CACHE = {"Cache-Control": "no-cache"}
-_UI_GROUPS = ("freshness", "drift", "calibration", "accuracy", "models", "labeler", "sse")
+_UI_GROUPS = ("freshness", "drift", "calibration", "accuracy", "models", "labeler", "sse", "trading")
 _LOOPBACK_NAMES = {"localhost"}
 
 
@@ -248,6 +249,15 @@ async def ui_config(request: Request) -> Response:
                 "min_train_samples": s.MIN_TRAIN_SAMPLES,
             },
             "labeler": {"min_age": s.LABELER_MIN_AGE_SEC, "limit": s.LABELER_LIMIT, "force": True},
+            "trading": {
+                "enabled": s.TRADING_ENABLED,
+                "account": s.TRADING_ACCOUNT,
+                "interval": s.TRADING_INTERVAL,
+                "entry": s.TRADING_ENTRY_THRESHOLD,
+                "exit": s.TRADING_EXIT_THRESHOLD,
+                "starting_equity": s.RISK_STARTING_EQUITY,
+                "auto_loop_interval_ms": parse_duration_ms(s.VITE_INFERENCE_AUTO_LOOP_INTERVAL),
+            },
             "sse": {
                 "retry_ms": s.SSE_RETRY_MS,
                 "keepalive_s": s.SSE_KEEPALIVE_SECONDS,

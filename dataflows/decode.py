@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 #   ("shard", shard, Progress)                        replays: the partition's progress (dataflows/progress.py)
 #   ("rows", "rejected_records", [row, ...])
 #   ("events", [("events", data, None, ts_ms), ...])
+#   ("trading_control", {action, command, id, at, by, reason})   admin commands for the trading stage
 
 
 @dataclass
@@ -410,6 +411,9 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             out.append(("event", "events", data, None, ts))
 
     def _control(self, record: dict[str, Any], now_ms: int, out: list[Any]) -> None:
+        if record["action"] == "trading":  # to the trading stage, in input order (dataflows/trading/stage.py)
+            out.append(("trading_control", record))
+            return
         _ENABLE_REQUESTS[record["provider"]] = time.time_ns()
         self._apply_enable_requests(out, now_ms)
 

@@ -273,13 +273,27 @@ class _PairMerger:
     def head_offset(self, i: int) -> int | None:
         return int(self.offsets[i][0]) if self.values[i] else None
 
-    def release(self, exempt: list[bool]) -> RawBlock:
-        """Messages with effective ts ≤ min over non-exempt TPs of the max ts seen there,
-        merged by (ts, TP index, offset): ticks (index 0) go first on ties."""
+    def position(self, done: list[bool]) -> float:
+        """The smallest effective ts this pair may still release (-inf: a TP shown nothing yet)."""
+        lows = []
+        for i, eff in enumerate(self.eff):
+            if len(eff):
+                lows.append(float(eff[0]))
+            elif done[i]:
+                lows.append(float("inf"))
+            else:
+                lows.append(float("-inf") if self.max_seen[i] is None else float(self.max_seen[i]))
+        return min(lows) if lows else float("inf")
+
+    def release(self, exempt: list[bool], cap: int | None = None) -> RawBlock:
+        """Messages with effective ts ≤ min over non-exempt TPs of the max ts seen there
+        (and ≤ `cap`), merged by (ts, TP index, offset): ticks (index 0) go first on ties."""
         bounds = [m for m, ex in zip(self.max_seen, exempt, strict=True) if not ex]
         if any(b is None for b in bounds):
             return RawBlock(self.names, [], _EMPTY)  # a TP that may still deliver has shown nothing yet
         frontier = min(bounds) if bounds else None
+        if cap is not None:
+            frontier = cap if frontier is None else min(frontier, cap)
         parts = []  # (TP index, released effective ts, offsets, stamps, values, keys)
         for i, eff in enumerate(self.eff):
             k = len(eff) if frontier is None else int(np.searchsorted(eff, frontier, side="right"))
@@ -313,6 +327,42 @@ class _PairMerger:
         return eff[:k], offsets[:k], stamps[:k], head, head_keys
 
 
+class PartitionClock:
+    """Keeps a replay's source partitions within `max_skew_ms` of ingest time of each other.
+
+    Read to its end as fast as it goes, one partition can run hours of event time ahead of
+    another (each next_batch takes a whole fetch), and steps downstream that order across
+    symbols by event time (the trading stage, dataflows/trading/ordering.py) would see the
+    lagging partition's records late. Every partition of the source in this process reports
+    the smallest timestamp it may still release; each releases only up to the slowest one's
+    + `max_skew_ms`. Applied when all `expected` partitions are in this process (a
+    replay: one process); a cluster spreads them over processes, and then it is off.
+    """
+
+    def __init__(self, expected: int, max_skew_ms: int) -> None:
+        self.expected = expected
+        self.max_skew_ms = max_skew_ms
+        self._positions: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def register(self, key: str) -> None:
+        """A partition built in this process (before it reads anything: it holds the others back)."""
+        with self._lock:
+            self._positions.setdefault(key, float("-inf"))
+
+    def cap(self, key: str, position: float) -> int | None:
+        with self._lock:
+            self._positions[key] = position
+            if len(self._positions) < self.expected:
+                return None
+            slowest = min(self._positions.values())
+        if slowest == float("inf"):
+            return None
+        if slowest == float("-inf"):
+            return -1  # a partition has not shown its first message yet: wait for it
+        return int(slowest) + self.max_skew_ms
+
+
 def _stamped_values(msgs: list[Message]) -> tuple[np.ndarray, list[Any], list[bytes | None]]:
     """`(ts, values, keys)` of data messages: ts int64 ms, -1 where the message has none usable
     (type 0 = not available, or negative)."""
@@ -344,8 +394,12 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         batch_size: int,
         idle_release_ms: int,
         max_buffered: int,
+        clock: PartitionClock | None = None,
     ) -> None:
         self._key = key
+        self._clock = clock
+        if clock is not None:
+            clock.register(key)
         self._tail = tail
         self._batch_size = batch_size
         self._idle_s = idle_release_ms / 1000.0
@@ -389,7 +443,8 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         exempt = [
             self._done[i] or (self._tail and now - self._last_msg[i] >= self._idle_s) for i in range(len(self._tps))
         ]
-        out: RawBatch = self._merger.release(exempt)
+        cap = None if self._clock is None else self._clock.cap(self._key, self._merger.position(self._done))
+        out: RawBatch = self._merger.release(exempt, cap)
         if errors:  # errors go first, as they arrived
             names, texts, _ = zip(*errors, strict=True)
             out = RawBlock.concat(
@@ -514,6 +569,7 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
         idle_release_ms: int = 2000,
         max_buffered: int = 100_000,
         add_config: dict[str, Any] | None = None,
+        max_skew_ms: int | None = 600_000,
     ) -> None:
         if tick_topic == candle_topic:
             raise ValueError(f"tick and candle topics must differ, got {tick_topic!r} twice")
@@ -524,6 +580,9 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
         self.idle_release_ms = idle_release_ms
         self.max_buffered = max(max_buffered, 2 * batch_size)
         self.add_config = dict(add_config or {})
+        # replays only: partitions stay within max_skew_ms of each other (see PartitionClock)
+        self.max_skew_ms = None if tail else max_skew_ms
+        self._clock: PartitionClock | None = None
 
     def _counts(self) -> list[int]:
         counts = topic_partition_counts(self.brokers, self.topics, add_config=self.add_config)
@@ -543,7 +602,10 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
                 self.topics,
                 counts,
             )
-        return [f"p{i}" for i in range(max(counts))]
+        parts = [f"p{i}" for i in range(max(counts))]
+        if self.max_skew_ms is not None and self._clock is None and len(parts) > 1:
+            self._clock = PartitionClock(len(parts), self.max_skew_ms)
+        return parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: ResumeState | None) -> _PairPartition:
         if not for_part.startswith("p") or not for_part[1:].isdigit():
@@ -570,6 +632,7 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
             batch_size=self.batch_size,
             idle_release_ms=self.idle_release_ms,
             max_buffered=self.max_buffered,
+            clock=self._clock,
         )
 
 

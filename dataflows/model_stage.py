@@ -95,10 +95,17 @@ class ModelConfig:
     # Replays: the source partitions whose progress (dataflows/progress.py) bounds what can
     # still come; empty: the newest ingest time seen does (one ordered source, or live).
     partitions: tuple[str, ...] = ()
+    trading_interval: str | None = None  # emit ("trade", [TradeBar]) for candles of this interval
 
     @classmethod
     def from_settings(
-        cls, s: Settings, *, live: bool, recovery: bool = True, partitions: tuple[str, ...] = ()
+        cls,
+        s: Settings,
+        *,
+        live: bool,
+        recovery: bool = True,
+        partitions: tuple[str, ...] = (),
+        trading: bool = False,
     ) -> ModelConfig:
         return cls(
             partitions=partitions,
@@ -135,6 +142,7 @@ class ModelConfig:
             feature_z=s.DRIFT_Z_THRESHOLD,
             auto_retrain=s.AUTO_RETRAIN_ENABLED,
             live=live,
+            trading_interval=s.TRADING_INTERVAL if trading else None,
         )
 
 
@@ -414,6 +422,8 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             ring[row["close_time"]] = (float(prob), version)
             if len(ring) > 4 * self.config.horizon + 16:
                 del ring[min(ring)]
+        if self.config.trading_interval is not None:
+            self._trade_bars(rows, probs.tolist(), version, reason or "", out)
         # every row's features reach the feature-drift rings at their boundary (module doc);
         # live, after the predictions are out
         chunk = (version, rows, known, every)
@@ -440,6 +450,21 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         if boundary is None:
             boundary = self.state.boundaries[at] = Boundary()
         return boundary
+
+    def _trade_bars(
+        self, rows: list[dict[str, Any]], probs: list[float], version: str, reason: str, out: list[tuple[Any, ...]]
+    ) -> None:
+        """The trading stage's input: one ("trade", [TradeBar, ...]) item per inference batch."""
+        from dataflows.trading.stage import trade_bar
+
+        interval = self.config.trading_interval
+        bars = [
+            trade_bar(row, prob, version, reason)
+            for row, prob in zip(rows, probs, strict=True)
+            if row["interval"] == interval and "open" in row
+        ]
+        if bars:
+            out.append(("trade", bars))
 
     def _feature_drift(
         self, at_ms: int, chunks: list[tuple[str, np.ndarray, list[str], list[str], np.ndarray]], out: Out

@@ -4,6 +4,8 @@ sources ──(partition, [raw])──> decode + provider gate ──(shard, [(s
 per-symbol state, a few shards of symbols: dedup/late → bars + EMAs → market features → as-of join → labels
     ──features, labels──> model stage: ONNX inference (or baseline), pairing with
     labels, calibration windows, drift, accuracy
+    ──bars + predictions, admin controls──> trading stage (one key): event-time order,
+    paper broker, portfolio, risk guards
 every step's ("rows", table, [row…] | Pieces) ──> batched per table ──> ClickHouse
 every step's ("events", [event, …]) ──> live bus + live_events
 """
@@ -32,6 +34,8 @@ from dataflows.progress import MarkedSource
 from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, LiveGate, StoreSink, WriteMonitor
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
+from dataflows.trading.exchange import ExchangeSink, adapter_from_settings, announce, resolve_gate
+from dataflows.trading.stage import StageConfig, TradingLogic
 from tickcast.bus import EventBus, IdClock
 from tickcast.settings import Settings
 from tickcast.store import Store
@@ -45,6 +49,8 @@ class FlowOptions:
     with_model: bool = True  # inference, calibration, drift
     publish_events: bool = True
     recovery: bool = False  # True when the flow runs with a Bytewax recovery store
+    with_trading: bool | None = None  # the paper-trading stage; None: TRADING_ENABLED (needs with_model)
+    trading_account: str | None = None  # None: TRADING_ACCOUNT (backtests write under their own account)
 
 
 def sentiment_config(settings: Settings) -> SentimentConfig:
@@ -150,15 +156,55 @@ def build_flow(
     )
     # ("rows", table, [row, ...]) | ("events", [...]) | ("model", [("features" | "label", row), ...])
     outputs = [split.falses, symbol_out]
+    trading = options.with_model and (
+        settings.TRADING_ENABLED if options.with_trading is None else options.with_trading
+    )
     if options.with_model:
         model_in = op.map("model_inputs", op.filter("model_items", symbol_out, _tag("model")), lambda it: it[1])
         model_cfg = ModelConfig.from_settings(
-            settings, live=options.live, recovery=options.recovery, partitions=partitions
+            settings, live=options.live, recovery=options.recovery, partitions=partitions, trading=trading
         )
-        model_out = op.stateful_batch(
-            "model_stage", op.key_on("key_model", model_in, lambda _: "model"), busy(lambda s: ModelLogic(model_cfg, s))
+        model_out = op.key_rm(
+            "model_out",
+            op.stateful_batch(
+                "model_stage",
+                op.key_on("key_model", model_in, lambda _: "model"),
+                busy(lambda s: ModelLogic(model_cfg, s)),
+            ),
         )
-        outputs.append(op.key_rm("model_out", model_out))
+        outputs.append(model_out)
+        if trading:
+            # ("trade", [TradeBar, ...]) from the model stage + ("trading_control", record) from decode,
+            # all under one key: the portfolio's guards see every symbol (dataflows/trading/stage.py)
+            trade_in = op.merge(
+                "trading_inputs",
+                op.filter("trade_items", model_out, _tag("trade")),
+                op.filter("trading_controls", split.falses, _tag("trading_control")),
+            )
+            exchange_gate = resolve_gate(settings) if options.live else None  # SettingsError: start-up refuses
+            if exchange_gate is not None:
+                announce(exchange_gate)
+            stage_cfg = StageConfig.from_settings(
+                settings,
+                live=options.live,
+                publish=options.publish_events,
+                recovery=options.recovery,
+                account=options.trading_account,
+                exchange=exchange_gate is not None and exchange_gate.sends_orders,
+            )
+            trading_out = op.stateful_batch(
+                "trading",
+                op.key_on("key_trading", trade_in, lambda _: "trading"),
+                busy(lambda s: TradingLogic(stage_cfg, s)),
+            )
+            trading_items = op.key_rm("trading_out", trading_out)
+            outputs.append(trading_items)
+            if stage_cfg.exchange:
+                adapter = adapter_from_settings(settings, exchange_gate)
+                log.warning("exchange account check: %s", adapter.check())  # fails start-up when unreachable
+                op.output(
+                    "exchange", op.filter("exchange_orders", trading_items, _tag("exchange")), ExchangeSink(adapter)
+                )
     everything = op.merge("all_outputs", *outputs)
 
     # ClickHouse: (table, row) batched per table, at most TICKCAST_WRITE_FLUSH_MS old; the

@@ -79,6 +79,7 @@ class PendingCandle:
     close: float
     market: dict[str, float]
     arrived_wall: float
+    ohlc: tuple[float, float, float] | None = None  # open, high, low: carried for the trading stage
 
 
 @dataclass
@@ -364,7 +365,14 @@ class SymbolLogic:
             row = {"symbol": self.symbol, "interval": interval, **label}
             out.append(("table", "labels", row))
             self._labels.append(("label", row, candle["ingest_ts"]))  # known from this candle's ingest on
-        return PendingCandle(candle["close_time"], interval, candle["close"], feats, time.time())
+        return PendingCandle(
+            candle["close_time"],
+            interval,
+            candle["close"],
+            feats,
+            time.time(),
+            (candle["open"], candle["high"], candle["low"]),
+        )
 
     # --- the join -----------------------------------------------------------------------
     def _release(
@@ -559,6 +567,8 @@ class SymbolLogic:
             "close_time": pending.close_time,
             "close": pending.close,
         }
+        if pending.ohlc is not None:  # not a `features` column: the trading stage needs the candle's range
+            row["open"], row["high"], row["low"] = pending.ohlc
         # NaN (not enough history) is stored as NULL by the store's Arrow insert
         row.update(pending.market)  # MarketState's features: MARKET_FEATURES, in order (checked below)
         if not self.config.include_sentiment:

@@ -67,5 +67,12 @@ class OnnxScorer:
             raise ValueError(f"features must be 2-D (rows, features), got shape {X32.shape}")
         if self.n_features is not None and X32.shape[1] != self.n_features:
             raise ValueError(f"model expects {self.n_features} features per row, got {X32.shape[1]}")
-        proba = self.session.run([PROBA_OUTPUT], {self.input_name: X32})[0]
+        if len(X32) == 1:
+            # ONNX Runtime computes a single row on another kernel (GEMV), whose result can differ
+            # in the last float32 bit from the same row inside a batch: scored as two rows, a
+            # candle's probability does not depend on how many candles closed with it (replay ==
+            # live, which trading decisions need).
+            proba = self.session.run([PROBA_OUTPUT], {self.input_name: np.repeat(X32, 2, axis=0)})[0][:1]
+        else:
+            proba = self.session.run([PROBA_OUTPUT], {self.input_name: X32})[0]
         return np.asarray(proba, dtype=np.float64)[:, 1]

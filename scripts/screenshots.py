@@ -5,9 +5,12 @@ runs a labeler pass, a small file backfill and a manual retrain so the Job Cente
 something to show, lets the live system run for `--warmup` seconds, then drives headless
 Debian Chromium:
 
-    trading.png  calibration.png  drift.png  admin.png   1280x800 viewport, whole page
-    trading-phone.png                                    390 px wide phone, first screen
-    calibration-ko.png                                   Korean labels
+    trading.png  portfolio.png  calibration.png  drift.png  admin.png   1280x800, whole page
+    trading-phone.png  portfolio-phone.png                              390 px wide phone, first screen
+    calibration-ko.png  portfolio-ko.png                                Korean labels
+
+The paper-trading screen shows the live account after the warm-up and the report of a
+backtest job (POST /admin/trading/backtest, with the sentiment ablation) run after the retrain.
 
 Usage: .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--warmup 150]
 """
@@ -68,6 +71,13 @@ def prepare(server: TickcastServer, workdir: Path) -> None:
         server.wait_for(
             lambda j=job_id: server.get(f"/admin/jobs/{j}")["status"] in ("succeeded", "failed"), 180, f"job {job_id}"
         )
+    # a backtest of the stored rows, so the paper-trading screen has a report to draw
+    backtest = server.post("/admin/trading/backtest", {"account": "backtest", "ablation": True})
+    backtest.raise_for_status()
+    job_id = backtest.json()["job_id"]
+    server.wait_for(
+        lambda j=job_id: server.get(f"/admin/jobs/{j}")["status"] in ("succeeded", "failed"), 600, f"job {job_id}"
+    )
     # a backup of the production model, so the registry shows a Restore button where one applies
     env = {
         "TICKCAST_CLICKHOUSE_URL": f"chdb://{workdir / 'ch'}",
@@ -92,11 +102,13 @@ def shoot(server: TickcastServer, out: Path) -> list[Path]:
         try:
             plan = [
                 (screen, DESKTOP, "en-US", f"{screen}.png", True)
-                for screen in ("trading", "calibration", "drift", "admin")
+                for screen in ("trading", "portfolio", "calibration", "drift", "admin")
             ]
             plan += [
                 ("trading", PHONE, "en-US", "trading-phone.png", False),
+                ("portfolio", PHONE, "en-US", "portfolio-phone.png", False),
                 ("calibration", DESKTOP, "ko-KR", "calibration-ko.png", False),
+                ("portfolio", DESKTOP, "ko-KR", "portfolio-ko.png", False),
             ]
             for screen, viewport, locale, name, full in plan:
                 context = browser.new_context(viewport=viewport, locale=locale, device_scale_factor=1)

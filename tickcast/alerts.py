@@ -193,15 +193,76 @@ def _rules(s: Any) -> list[tuple[str, list[Rule]]]:
                 ),
             ],
         ),
+        (
+            "tickcast-trading",
+            [
+                Rule(
+                    "METRICS_ALERT_TRADING_GUARD_TRIPPED",
+                    "TickcastTradingGuardTripped",
+                    'max by (guard) (trading_guard_tripped{guard!="drawdown"}) == 1',
+                    0,
+                    "warning",
+                    "Trading guard {{ $labels.guard }} blocks new entries",
+                    "trading_guard_tripped: daily_loss (the day's loss reached RISK_DAILY_LOSS_CAP="
+                    f"{_num(s.RISK_DAILY_LOSS_CAP)} of the day's starting equity; clears at the next "
+                    f"00:00 {s.RISK_DAILY_LOSS_TIMEZONE}) or kill_switch (an admin halted; tickcast trading resume). "
+                    "Open positions keep their stops, targets and exits. GET /api/trading/risk.",
+                ),
+                Rule(
+                    "METRICS_ALERT_TRADING_DRAWDOWN_HALT",
+                    "TickcastTradingDrawdownHalt",
+                    'max(trading_guard_tripped{guard="drawdown"}) == 1',
+                    0,
+                    "critical",
+                    "Trading halted: drawdown beyond RISK_MAX_DRAWDOWN",
+                    f"Equity fell RISK_MAX_DRAWDOWN={_num(s.RISK_MAX_DRAWDOWN)} below its peak: no new entries until "
+                    "an admin resets the guard (tickcast trading reset, or POST /admin/trading/reset-drawdown with "
+                    'confirm). GET /api/trading/risk; grep "trading drawdown trip".',
+                ),
+                Rule(
+                    "METRICS_ALERT_TRADING_REFUSALS",
+                    "TickcastTradingRefusalsSpike",
+                    "sum by (cause) (increase(trading_refused_entries_total[15m])) > "
+                    f"{_num(s.METRICS_ALERT_TRADING_REFUSALS_PER_15M)} and sum by (cause) "
+                    "(rate(trading_refused_entries_total[15m])) > "
+                    f"{_num(s.METRICS_ALERT_TRADING_REFUSALS_SPIKE_RATIO)} * sum by (cause) "
+                    "(rate(trading_refused_entries_total[6h]))",
+                    None,
+                    "warning",
+                    '{{ $value | printf "%.0f" }} entries refused in 15 min: {{ $labels.cause }}',
+                    "trading_refused_entries_total by cause: more than METRICS_ALERT_TRADING_REFUSALS_PER_15M="
+                    f"{_num(s.METRICS_ALERT_TRADING_REFUSALS_PER_15M)} in 15 min and "
+                    f"{_num(s.METRICS_ALERT_TRADING_REFUSALS_SPIKE_RATIO)}x the 6 h rate "
+                    "(METRICS_ALERT_TRADING_REFUSALS_SPIKE_RATIO). Each refusal is a risk_events row: "
+                    "GET /api/trading/risk-events?guard=<cause>.",
+                ),
+                Rule(
+                    "METRICS_ALERT_TRADING_EQUITY_DROP",
+                    "TickcastTradingEquityDrop",
+                    "(max_over_time(trading_equity[1h]) - trading_equity) / clamp_min(max_over_time(trading_equity[1h]), "
+                    f"1e-09) > {_num(s.METRICS_ALERT_TRADING_EQUITY_DROP_RATIO)}",
+                    None,
+                    "warning",
+                    "Equity of {{ $labels.account }} fell {{ $value | humanizePercentage }} within 1 h",
+                    "trading_equity (marked at every candle close) is more than METRICS_ALERT_TRADING_EQUITY_DROP_RATIO="
+                    f"{_num(s.METRICS_ALERT_TRADING_EQUITY_DROP_RATIO)} below its 1 h high; the drawdown guard halts at "
+                    f"RISK_MAX_DRAWDOWN={_num(s.RISK_MAX_DRAWDOWN)} from the all-time peak. GET /api/trading/equity?step=1m.",
+                ),
+                Rule(
+                    "METRICS_ALERT_TRADING_EXCHANGE_ERRORS",
+                    "TickcastTradingExchangeErrors",
+                    "sum by (mode, status) (increase(trading_exchange_orders_total"
+                    '{status=~"error|dropped|rejected|expired|canceled"}[5m])) > 0',
+                    0,
+                    "critical",
+                    "Exchange orders fail ({{ $labels.mode }}): {{ $labels.status }}",
+                    "trading_exchange_orders_total: orders sent to Binance (testnet/live mode) failed, were rejected or "
+                    "were dropped (the send queue was full). The paper book still records the decision; the exchange "
+                    'account may now differ from it. grep "exchange .* failed" in the process log.',
+                ),
+            ],
+        ),
     ]
-
-
-_TRADING_PLACEHOLDER = """\
-  # --- trading guards -------------------------------------------------------------------------
-  # Reserved for the trading stage (DESIGN §11): one rule per guard trip and refusal (daily loss
-  # cap, drawdown, exposure, concurrent positions, slippage) and for live trading being armed.
-  # Add them as a group named tickcast-trading, with METRICS_ALERT_TRADING_* toggles.
-"""
 
 
 def _duration(seconds: int) -> str:
@@ -237,7 +298,6 @@ def render_rules(settings: Any) -> str:
                 f"          runbook: {RUNBOOK}",
             ]
         lines += [f"      # {r.name}: off ({r.toggle}=false)" for r in rules if r not in active]
-    lines.append(_TRADING_PLACEHOLDER.rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

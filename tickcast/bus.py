@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-STREAMS: tuple[str, ...] = ("sentiment", "predictions", "calibration", "events")
+STREAMS: tuple[str, ...] = ("sentiment", "predictions", "calibration", "events", "trading")
 
 
 @dataclass(frozen=True, slots=True)

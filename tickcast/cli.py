@@ -589,6 +589,155 @@ def labeler(store_url: str | None, min_age: int | None, limit: int | None, force
     click.echo(json.dumps(labeler_job(ctx.settings, ctx.store())(params, lambda f, m: None)))
 
 
+# --- backtest and trading ------------------------------------------------------------------------
+@main.command()
+@store_option
+@model_option
+@click.option(
+    "--input", "inputs", multiple=True, type=click.Path(exists=True, path_type=Path), help="replay these files instead"
+)
+@click.option("--kafka", is_flag=True, help="replay the Kafka topics instead of the stored rows")
+@click.option("--account", default="backtest", show_default=True, help="account the backtest's rows are written under")
+@click.option("--live-account", help="account to compare with and read admin controls from [default TRADING_ACCOUNT]")
+@click.option("--model-version", help="stored rows: use this model's predictions where a candle has several")
+@click.option("--no-ablation", is_flag=True, help="skip the with/without-sentiment comparison")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the JSON report here [default var/backtests/<report id>.json]",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
+@click.option("--no-progress", is_flag=True)
+def backtest(
+    store_url: str | None,
+    model_dir: str | None,
+    inputs: tuple[Path, ...],
+    kafka: bool,
+    account: str,
+    live_account: str | None,
+    model_version: str | None,
+    no_ablation: bool,
+    out_path: Path | None,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Replay the trading stage and report: return, Sharpe, drawdown, hit rate, fees, per symbol, ablation.
+
+    By default over the stored rows (candles, predictions, recorded admin controls): the same
+    stage as the live flow, so its rows equal the live account's (compared and printed). With
+    --input/--kafka the whole flow runs over recorded input, like `tickcast replay`.
+    """
+    from tickcast.backtest import render, run_backtest
+
+    if inputs and kafka:
+        raise click.UsageError("give at most one of --input PATH... and --kafka")
+    ctx = Ctx(store_url, model_dir)
+    try:
+        doc = run_backtest(
+            ctx.settings,
+            store=ctx.store(),
+            inputs=list(inputs) or None,
+            kafka=kafka,
+            account=account,
+            live_account=live_account,
+            model_version=model_version,
+            with_ablation=not no_ablation,
+            out_path=out_path,
+            out_dir=Path("var/backtests"),
+            progress=not no_progress,
+            say=lambda m: click.echo(m, err=True),
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(doc, indent=2, default=str) if as_json else render(doc))
+    click.echo(f"report written to {doc['written_to']} (and served by GET /api/trading/backtest)", err=True)
+
+
+api_option = click.option("--api", "api_url", metavar="URL", help="running API [default http://TICKCAST_API_HOST:PORT]")
+
+
+def _api_call(ctx: Ctx, api_url: str | None, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """(status, JSON) of a request to the running API, with the first API key."""
+    import urllib.error
+    import urllib.request
+
+    s = ctx.settings
+    base = api_url or f"http://{s.TICKCAST_API_HOST}:{s.TICKCAST_API_PORT}"
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if s.API_KEYS:
+        headers["X-API-Key"] = s.API_KEYS[0]
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        raise click.ClickException(
+            f"cannot reach the API at {base}: {exc.reason} (is `tickcast up` running?)"
+        ) from None
+
+
+@main.group()
+def trading() -> None:
+    """Paper trading: status, and the kill switch of the running system (halt, resume, flatten, reset)."""
+
+
+@trading.command("status")
+@api_option
+@click.option("--json", "as_json", is_flag=True)
+def trading_status(api_url: str | None, as_json: bool) -> None:
+    """Equity, PnL, open positions and every guard's state."""
+    ctx = Ctx(None, None)
+    _, summary = _api_call(ctx, api_url, "GET", "/api/trading/summary")
+    _, risk = _api_call(ctx, api_url, "GET", "/api/trading/risk")
+    if as_json:
+        click.echo(json.dumps({"summary": summary, "risk": risk}, indent=2))
+        return
+    click.echo(
+        f"account {summary.get('account')} ({risk.get('exchange', {}).get('mode')}): equity {summary.get('equity', 0):.2f} "
+        f"({100 * summary.get('total_return', 0):+.2f} %), cash {summary.get('cash', 0):.2f}, "
+        f"open positions {summary.get('open_positions')}, fees {summary.get('fees', 0):.2f}, "
+        f"drawdown {100 * summary.get('drawdown', 0):.2f} %"
+    )
+    for g in risk.get("guards", []):
+        last = g.get("last_trip") or g.get("last_refusal") or g.get("last_change")
+        click.echo(
+            f"  {g['guard']:<16} {g['state']:<8} value={g['value']} limit={g['limit']}"
+            + (f"  last: {last['reason']}" if last else "")
+        )
+
+
+def _trading_command(path: str, help_text: str) -> Any:
+    @trading.command(path.split("-")[0] if path == "reset-drawdown" else path, help=help_text)
+    @api_option
+    @click.option("--reason", default="", help="why (kept in risk_events)")
+    @click.option("--yes", is_flag=True, help="do not ask for confirmation")
+    def command(api_url: str | None, reason: str, yes: bool) -> None:
+        ctx = Ctx(None, None)
+        status, answer = _api_call(ctx, api_url, "POST", f"/admin/trading/{path}", {"reason": reason})
+        if status != 409 or "plan" not in answer:
+            raise click.ClickException(f"{status}: {answer.get('error', answer)}")
+        click.echo(answer["plan"]["description"])
+        if not yes:
+            click.confirm("Proceed?", abort=True)
+        status, answer = _api_call(ctx, api_url, "POST", f"/admin/trading/{path}", {"reason": reason, "confirm": True})
+        if status != 202:
+            raise click.ClickException(f"{status}: {answer.get('error', answer)}")
+        click.echo(f"sent {answer['sent']} (id {answer['id']}, at {answer['at']}): {answer['applies']}")
+
+    return command
+
+
+_trading_command("halt", "Kill switch on: no new entries until `tickcast trading resume`.")
+_trading_command("resume", "Kill switch off: entries allowed again.")
+_trading_command("flatten", "Close every open position at its next candle's open.")
+_trading_command("reset-drawdown", "Clear a tripped drawdown guard (the peak becomes the current equity).")
+
+
+# --- alerts ---------------------------------------------------------------------------------
 @main.group()
 def alerts() -> None:
     """Prometheus alert rules and scrape config rendered from the settings (METRICS_*)."""

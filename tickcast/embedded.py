@@ -282,6 +282,7 @@ def make_job_center(
     jobs.register("recalibrate", recalibrate_job(settings, store))
     jobs.register("labeler", labeler_job(settings, store))
     jobs.register("backfill", backfill_job(settings, store))
+    jobs.register("backtest", backtest_job(settings, store))
     return jobs
 
 
@@ -297,8 +298,36 @@ def backfill_job(
         if not inputs:
             raise RuntimeError("a backfill needs 'inputs': a list of JSONL/Parquet files or folders")
         progress(0.05, f"replaying {len(inputs)} input(s)")
-        summary = run_replay(settings, inputs=inputs, store=store, progress=False)
+        # No trading stage: the replay's own fresh book would write its fills and positions into
+        # the live account (TRADING_ACCOUNT) beside the running stage's. History is traded by
+        # `tickcast backtest` (its own account) once the backfill is stored.
+        summary = run_replay(
+            settings.model_copy(update={"TRADING_ENABLED": False}), inputs=inputs, store=store, progress=False
+        )
         return {"summary": summary}
+
+    return run
+
+
+def backtest_job(
+    settings: Settings, store: Store
+) -> Callable[[dict[str, Any], Callable[[float, str], None]], dict[str, Any]]:
+    """`tickcast backtest` of the stored rows inside the running process (the report lands in
+    `backtest_reports`, served by GET /api/trading/backtest)."""
+
+    def run(params: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+        from tickcast.backtest import run_backtest
+
+        progress(0.05, "replaying the stored candles and predictions through the trading stage")
+        doc = run_backtest(
+            settings,
+            store=store,
+            account=str(params.get("account") or "backtest"),
+            with_ablation=bool(params.get("ablation", True)),
+            progress=False,
+            say=lambda message: progress(0.5, message),
+        )
+        return {"report_id": doc["report_id"], "total_return": doc["report"]["total_return"]}
 
     return run
 

@@ -27,6 +27,7 @@ CATALOGUE: dict[str, str] = {
     "recalibrate.refitting": "refitting the temperature on {rows} recent labeled rows",
     "labeler.writing": "{count} labels to write",
     "backfill.replaying": "replaying {count} input(s)",
+    "backtest.replaying": "replaying the stored candles and predictions through the trading stage",
     # the stages models/training.py reports
     "stage.prepare_data": "prepare data",
     "stage.time_split": "time split",

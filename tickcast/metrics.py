@@ -263,3 +263,24 @@ def _record_providers(columns: list[Any]) -> None:
 TICK_LATENCIES = BulkRecorder(_record_latencies)
 TICK_PROVIDERS = BulkRecorder(_record_providers)
 _RECORDERS += [TICK_LATENCIES, TICK_PROVIDERS]
+
+# --- trading (docs/design.md §11) ---------------------------------------------------------------
+TRADING_EQUITY = Gauge("trading_equity", "Portfolio equity marked at the latest candle close (quote)", ["account"])
+TRADING_OPEN_POSITIONS = Gauge("trading_open_positions", "Open positions", ["account"])
+TRADING_REALIZED_PNL = Gauge(
+    "trading_realized_pnl", "Realized PnL of closed positions, before fees (quote)", ["account"]
+)
+TRADING_FILLS = Counter("trading_fills", "Fills by side and reason", ["side", "reason"])
+TRADING_FEES = Counter("trading_fees", "Fees paid (quote)")
+TRADING_GUARD_TRIPS = Counter("trading_guard_trips", "Risk guard trips", ["guard"])
+TRADING_REFUSED_ENTRIES = Counter("trading_refused_entries", "Entries refused, by cause", ["cause"])
+TRADING_GUARD_STATE = Gauge("trading_guard_tripped", "1 while a guard blocks entries", ["guard"])
+TRADING_LATE_CANDLES = Counter("trading_late_candles", "Candles that reached the trading stage after their time")
+TRADING_BUFFERED = Gauge("trading_buffered_candles", "Candles waiting for the other symbols (event-time order)")
+TRADING_FEED_AGE = Gauge("trading_feed_age_seconds", "Wall seconds since the trading stage last processed a candle")
+TRADING_ORDER_OVERFLOWS = Counter(
+    "trading_order_overflows", "Candle times released early because the ordering buffer was full"
+)
+TRADING_EXCHANGE_ORDERS = Counter(
+    "trading_exchange_orders", "Orders sent to the exchange (testnet/live mode), by mode and answer", ["mode", "status"]
+)

@@ -54,11 +54,12 @@ TICK_FIELDS = ("symbol", "ts", "score", "polarity", "provider", "meta", "id", "i
 CANDLE_FIELDS = ("symbol", "interval", "open_time", "close_time", "open", "high", "low", "close", "volume", "ingest_ts")
 # Every member name the contract reads: one of them named twice in a record is refused
 # (orjson, like most parsers, would silently keep the last value).
-FIELD_NAMES = tuple(dict.fromkeys(("_control", *TICK_FIELDS, *CANDLE_FIELDS)))
+CONTROL_FIELDS = ("_control", "provider", "command", "id", "at", "by", "reason")  # trading controls too
+FIELD_NAMES = tuple(dict.fromkeys((*CONTROL_FIELDS, *TICK_FIELDS, *CANDLE_FIELDS)))
 KIND_FIELDS: dict[Kind, tuple[str, ...]] = {
     "tick": TICK_FIELDS,
     "candle": CANDLE_FIELDS,
-    "control": ("_control", "provider"),
+    "control": CONTROL_FIELDS,
 }
 
 
@@ -585,8 +586,28 @@ def _check_record(
         )
 
 
+_TRADING_COMMANDS = ("halt", "resume", "flatten", "reset_drawdown")
+
+
 def _control(obj: dict[str, Any]) -> dict[str, Any]:
     action = obj["_control"]
     if action == "enable_provider":
         return {"action": action, "provider": _name(obj, "provider", _PROVIDER_RE)}
-    raise _Invalid(f"unknown control action {_show(action)}; expected 'enable_provider'")
+    if action == "trading":
+        return _trading_control(obj)
+    raise _Invalid(f"unknown control action {_show(action)}; expected 'enable_provider' or 'trading'")
+
+
+def _trading_control(obj: dict[str, Any]) -> dict[str, Any]:
+    """An admin command for the trading stage (dataflows/trading): halt, resume, flatten, reset_drawdown."""
+    command = obj.get("command")
+    if command not in _TRADING_COMMANDS:
+        raise _Invalid(f"'command' must be one of {', '.join(_TRADING_COMMANDS)}, got {_show(command)}")
+    rid = _field(obj, "id")
+    if not isinstance(rid, str) or not 0 < len(rid) <= 128:
+        raise _Invalid(f"'id' must be a non-empty string of at most 128 characters, got {_show(rid)}")
+    texts = {k: obj.get(k) or "" for k in ("by", "reason")}
+    for key, value in texts.items():
+        if not isinstance(value, str) or len(value) > 500:
+            raise _Invalid(f"'{key}' must be a string of at most 500 characters, got {_show(value)}")
+    return {"action": "trading", "command": command, "id": rid, "at": _int_ms(obj, "at"), **texts}

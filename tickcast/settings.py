@@ -13,7 +13,7 @@ import tempfile
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -47,6 +47,11 @@ def _duration_list(value: Any) -> tuple[str, ...]:
     for name in names:
         parse_duration_ms(name)
     return names
+
+
+def _duration(value: str) -> str:
+    parse_duration_ms(value)
+    return value.strip()
 
 
 def _json_weights(value: Any) -> dict[str, float]:
@@ -91,6 +96,7 @@ def _store_url(value: str) -> str:
 
 
 DurationList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_duration_list)]
+Duration = Annotated[str, AfterValidator(_duration)]
 Weights = Annotated[dict[str, float], NoDecode, BeforeValidator(_json_weights)]
 CsvList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_csv)]
 Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)]
@@ -230,6 +236,11 @@ class Settings(BaseSettings):
     METRICS_ALERT_STORE_WRITE_FAILURES: bool = True
     METRICS_ALERT_SSE_CLIENTS_DROP: bool = True
     METRICS_ALERT_TARGET_DOWN: bool = True
+    METRICS_ALERT_TRADING_GUARD_TRIPPED: bool = True  # daily loss or kill switch blocks entries
+    METRICS_ALERT_TRADING_DRAWDOWN_HALT: bool = True
+    METRICS_ALERT_TRADING_REFUSALS: bool = True
+    METRICS_ALERT_TRADING_EQUITY_DROP: bool = True
+    METRICS_ALERT_TRADING_EXCHANGE_ERRORS: bool = True
     METRICS_ALERT_FALLBACKS_PER_5M: Annotated[float, Field(ge=0)] = 0.0  # baseline predictions per reason in 5 min
     METRICS_ALERT_INFERENCE_SECONDS: Annotated[float, Field(gt=0)] = 1.0  # seed 004: inference > 1 s
     METRICS_ALERT_INGEST_ERROR_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.05
@@ -238,6 +249,9 @@ class Settings(BaseSettings):
     METRICS_ALERT_FLOW_LAG_SECONDS: Annotated[float, Field(gt=0)] = 180.0
     METRICS_ALERT_SSE_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.5  # share of clients lost within 15 min
     METRICS_ALERT_SSE_MIN_CLIENTS: Annotated[int, Field(ge=1)] = 5  # below this many clients a drop is not alerted
+    METRICS_ALERT_TRADING_REFUSALS_PER_15M: Annotated[float, Field(ge=0)] = 200.0  # refused entries per cause
+    METRICS_ALERT_TRADING_REFUSALS_SPIKE_RATIO: Annotated[float, Field(ge=1)] = 3.0  # 15 min rate vs the 6 h rate
+    METRICS_ALERT_TRADING_EQUITY_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.02  # below the 1 h high
 
     # --- API, SSE, UI -----------------------------------------------------------------------
     API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
@@ -258,6 +272,49 @@ class Settings(BaseSettings):
     VITE_DRIFT_WINDOW_DEFAULT: Annotated[int, Field(ge=2)] | None = None
     VITE_DRIFT_Z_THRESHOLD_DEFAULT: Annotated[float, Field(gt=0)] | None = None
     VITE_USE_MOCKS: bool = False  # the dashboard runs on mock data and mock SSE streams (UI work)
+    VITE_INFERENCE_AUTO_LOOP_INTERVAL: Duration = "5s"  # how often the Trading page refreshes (served in ms)
+
+    # --- trading (seed 000 environment section; docs/design.md §11) --------------------------
+    TRADING_ENABLED: bool = True  # the paper-trading stage after the model stage
+    TRADING_ACCOUNT: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "paper"
+    TRADING_INTERVAL: str = "1m"  # candles of this interval are traded
+    TRADING_ENTRY_THRESHOLD: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.55  # enter long when P(up) >= this
+    TRADING_EXIT_THRESHOLD: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.50  # exit a long when P(up) <= this
+    TRADING_ALLOW_SHORT: bool = False  # short when P(up) <= 1 - entry (futures); long-only by default
+    TRADING_TRADE_BASELINE: bool = False  # may baseline (fallback) predictions open or close positions?
+    TRADING_FEE_MODE: Literal["taker", "maker", "mixed"] = "taker"
+    TRADING_FEE_TAKER: Annotated[float, Field(ge=0.0, le=0.05)] = 0.001  # a fraction: 0.001 = 0.1 % = 10 bps
+    TRADING_FEE_MAKER: Annotated[float, Field(ge=0.0, le=0.05)] = 0.001  # a fraction, like the taker fee
+    TRADING_PAPER_SLIPPAGE_BPS: Annotated[float, Field(ge=0.0, le=1_000.0)] = 2.0  # basis points against the trader
+    TRADING_SIZING_MODE: Literal["fixed", "kelly"] = "fixed"
+    TRADING_KELLY_FRACTION: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    TRADING_KELLY_CAP: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05  # at most this share of equity per entry
+    TRADING_KELLY_MIN_TRADES: Annotated[int, Field(ge=1, le=100_000)] = 20  # closed trades before Kelly sizes
+    TRADING_MAX_HOLDING: Duration = "60m"
+    TRADING_WARMUP_CANDLES: Annotated[int, Field(ge=0, le=10_000)] = 30
+    TRADING_SYMBOL_IDLE: Duration = "2h"  # event time a symbol may fall behind before the stage stops waiting
+    TRADING_RELEASE_TIMEOUT_MS: Annotated[int, Field(ge=0, le=3_600_000)] = 20_000  # live: wall-clock wait
+    TRADING_MAX_BUFFERED: Annotated[int, Field(ge=1_000, le=50_000_000)] = 1_000_000
+    LIVE_TRADE_BASE_SIZE: Annotated[float, Field(gt=0.0)] = 100.0  # quote currency (USDT) notional per entry
+    RISK_STARTING_EQUITY: Annotated[float, Field(gt=0.0)] = 10_000.0
+    RISK_DAILY_LOSS_CAP: Annotated[float, Field(gt=0.0, le=1.0)] = 0.03  # share of the day's starting equity
+    RISK_DAILY_LOSS_TIMEZONE: str = "UTC"
+    RISK_MAX_DRAWDOWN: Annotated[float, Field(gt=0.0, le=1.0)] = 0.10  # share of the equity peak
+    RISK_DRAWDOWN_FLATTEN: bool = False
+    RISK_MAX_SYMBOL_EXPOSURE: Annotated[float, Field(gt=0.0, le=10.0)] = 0.25  # share of equity in one symbol
+    RISK_MAX_CONCURRENT_POSITIONS: Annotated[int, Field(ge=1, le=100_000)] = 5
+    RISK_ATR_STOP_MULT: Annotated[float, Field(gt=0.0, le=100.0)] | None = 2.0  # stop = entry -/+ k * ATR 14
+    RISK_ATR_TAKE_PROFIT_MULT: Annotated[float, Field(gt=0.0, le=100.0)] | None = 3.0
+    RISK_MAX_SLIPPAGE_BPS: Annotated[float, Field(gt=0.0, le=10_000.0)] = 50.0
+    EXCHANGE_TRADING_ENABLED: bool = False
+    BINANCE_TESTNET: bool = True
+    BINANCE_ACCOUNT_TYPE: Literal["spot", "futures"] = "spot"
+    SAFETY_ALLOW_REAL_TRADING: bool = False
+    BINANCE_API_KEY: SecretStr | None = None
+    BINANCE_API_SECRET: SecretStr | None = None
+    BINANCE_REST_URL: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    INFERENCE_AUTO_LOOP_ENABLED: bool = True  # live heartbeat of the trading stage (see docs/decisions.md)
+    INFERENCE_AUTO_LOOP_INTERVAL: Duration = "10s"
 
     @field_validator("SENTIMENT_STEP_DEFAULT")
     @classmethod
@@ -267,7 +324,7 @@ class Settings(BaseSettings):
             raise ValueError(f"the bar step must be a whole number of minutes, got {value!r}")
         return value
 
-    @field_validator("RETRAIN_TIMEZONE")
+    @field_validator("RETRAIN_TIMEZONE", "RISK_DAILY_LOSS_TIMEZONE")
     @classmethod
     def _tz(cls, value: str) -> str:
         from zoneinfo import ZoneInfo
@@ -276,6 +333,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except Exception as exc:  # ZoneInfoNotFoundError, ValueError
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Seoul, UTC)") from exc
+        return value
+
+    @field_validator("TRADING_INTERVAL")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        from tickcast.records import INTERVAL_MS
+
+        if value not in INTERVAL_MS:
+            raise ValueError(f"expected a candle interval, one of {', '.join(INTERVAL_MS)}")
         return value
 
     @field_validator("RETRAIN_SCHEDULE")
@@ -301,6 +367,18 @@ class Settings(BaseSettings):
         return parse_duration_ms(self.SENTIMENT_STEP_DEFAULT)
 
     @property
+    def trading_max_holding_ms(self) -> int:
+        return parse_duration_ms(self.TRADING_MAX_HOLDING)
+
+    @property
+    def trading_symbol_idle_ms(self) -> int:
+        return parse_duration_ms(self.TRADING_SYMBOL_IDLE)
+
+    @property
+    def auto_loop_interval_s(self) -> float:
+        return parse_duration_ms(self.INFERENCE_AUTO_LOOP_INTERVAL) / 1000
+
+    @property
     def kafka_enabled(self) -> bool:
         return bool(self.TICKCAST_KAFKA_BOOTSTRAP)
 
@@ -319,6 +397,17 @@ class Settings(BaseSettings):
         if self.ACCURACY_WARNING > self.ACCURACY_GOOD:
             raise SettingsError(
                 f"ACCURACY_WARNING must be <= ACCURACY_GOOD (got {self.ACCURACY_WARNING} > {self.ACCURACY_GOOD})"
+            )
+        if self.TRADING_EXIT_THRESHOLD >= self.TRADING_ENTRY_THRESHOLD:
+            raise SettingsError(
+                "TRADING_EXIT_THRESHOLD must be < TRADING_ENTRY_THRESHOLD "
+                f"(got exit={self.TRADING_EXIT_THRESHOLD}, entry={self.TRADING_ENTRY_THRESHOLD}): "
+                "a position would be closed on the candle that opened it"
+            )
+        if self.TRADING_ALLOW_SHORT and self.EXCHANGE_TRADING_ENABLED and self.BINANCE_ACCOUNT_TYPE == "spot":
+            raise SettingsError(
+                "TRADING_ALLOW_SHORT=true needs BINANCE_ACCOUNT_TYPE=futures when EXCHANGE_TRADING_ENABLED=true "
+                "(a spot account cannot sell what it does not hold)"
             )
         if self.TICKCAST_INGEST_ACK_TIMEOUT_MS < self.TICKCAST_WRITE_FLUSH_MS + 1_000:
             raise SettingsError(

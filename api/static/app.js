@@ -6,11 +6,12 @@ import { applyI18n, lang, onLang, setLang, t } from "./i18n.js";
 import { duration } from "./fmt.js";
 import { freshnessSettings, toast } from "./ui.js";
 import { tradingScreen } from "./trading.js";
+import { portfolioScreen } from "./portfolio.js";
 import { calibrationScreen } from "./calibration.js";
 import { driftScreen } from "./drift.js";
 import { adminScreen } from "./admin.js";
 
-const SCREENS = { trading: tradingScreen, calibration: calibrationScreen, drift: driftScreen, admin: adminScreen };
+const SCREENS = { trading: tradingScreen, portfolio: portfolioScreen, calibration: calibrationScreen, drift: driftScreen, admin: adminScreen };
 const app = { api, hub: null, current: null, started: new Set(), events: [] };
 window.tickcast = app; // for operators' console and the browser tests
 

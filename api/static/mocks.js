@@ -80,6 +80,94 @@ function mockJob(kind, trigger, status, progress, at, result = null) {
   };
 }
 
+// --- paper trading: the strategy of dataflows/trading run over the mock market ---------------------
+const BOOK = { start: 10_000, size: 100, fee: 0.001, entry: 0.55, exit: 0.5, max: 5 };
+
+function paperBook() {
+  const times = M.symbols[SYMBOLS[0]].candles.map((c) => c.close_time);
+  let cash = BOOK.start;
+  let peak = BOOK.start;
+  let realized = 0;
+  let fees = 0;
+  const open = {};
+  const fills = [];
+  const positions = [];
+  const curve = [];
+  const fill = (symbol, t, side, intent, reason, qty, px, decision, prob, pnl) => {
+    const fee = qty * px * BOOK.fee;
+    fees += fee;
+    fills.push({ symbol, fill_time: t, intent, side, qty, price: px, reference_price: px, notional: qty * px, fee, fee_rate: BOOK.fee, liquidity: "taker", slippage_bps: 0, reason, decision_time: decision, model_version: MODEL, prob, position_id: 0, realized_pnl: pnl });
+    return fee;
+  };
+  for (let i = 0; i < times.length - 1; i += 1) {
+    for (const symbol of SYMBOLS) {
+      const s = M.symbols[symbol];
+      const pred = s.preds[i];
+      const next = s.candles[i + 1];
+      if (!pred || !next) continue;
+      const pos = open[symbol];
+      if (!pos && pred.prob >= BOOK.entry && Object.keys(open).length < BOOK.max) {
+        const qty = BOOK.size / next.open;
+        cash -= BOOK.size + fill(symbol, next.open_time, "buy", "entry", "entry", qty, next.open, pred.close_time, pred.prob, 0);
+        open[symbol] = { symbol, opened_at: next.open_time, status: "open", side: "long", qty, entry_price: next.open, entry_decision_time: pred.close_time, stop_price: null, target_price: null, model_version: MODEL, prob: pred.prob, closed_at: null, exit_price: null, exit_reason: "", realized_pnl: 0, fees: 0 };
+      } else if (pos && pred.prob <= BOOK.exit) {
+        const pnl = pos.qty * (next.open - pos.entry_price);
+        cash += pos.qty * next.open - fill(symbol, next.open_time, "sell", "exit", "exit", pos.qty, next.open, pred.close_time, pred.prob, pnl);
+        realized += pnl;
+        positions.push({ ...pos, status: "closed", closed_at: next.open_time, exit_price: next.open, exit_reason: "exit", realized_pnl: pnl });
+        delete open[symbol];
+      }
+    }
+    const marks = Object.values(open).map((p) => [p, M.symbols[p.symbol].candles[i + 1].close]);
+    const exposure = marks.reduce((a, [p, c]) => a + p.qty * c, 0);
+    const unrealized = marks.reduce((a, [p, c]) => a + p.qty * (c - p.entry_price), 0);
+    const equity = cash + exposure;
+    peak = Math.max(peak, equity);
+    curve.push({ ts: times[i + 1], equity, cash, drawdown: 1 - equity / peak, peak_equity: peak, exposure, unrealized_pnl: unrealized, realized_pnl: realized, fees, day_pnl: equity - BOOK.start, position_qty: 0, mark_price: null, open_positions: marks.length });
+  }
+  const last = times.length - 1;
+  const openRows = Object.values(open).map((p) => {
+    const mark = M.symbols[p.symbol].candles[last].close;
+    return { ...p, mark_price: mark, unrealized_pnl: p.qty * (mark - p.entry_price), marked_at: times[last] };
+  });
+  return { fills: fills.reverse(), open: openRows, closed: positions.reverse(), curve, cash, realized, fees };
+}
+
+function tradingGet(path, q) {
+  const b = paperBook();
+  const now = b.curve.at(-1) || { ts: M.lastClose, equity: BOOK.start, cash: BOOK.start, drawdown: 0, peak_equity: BOOK.start, exposure: 0, unrealized_pnl: 0, day_pnl: 0, open_positions: 0 };
+  const account = q.account || "paper";
+  switch (path) {
+    case "/api/trading/summary": {
+      const wins = b.closed.filter((p) => p.realized_pnl > 0).length;
+      return { account, as_of: now.ts, starting_equity: BOOK.start, equity: now.equity, total_return: now.equity / BOOK.start - 1, cash: now.cash, realized_pnl: b.realized, unrealized_pnl: now.unrealized_pnl, fees: b.fees, exposure: now.exposure, open_positions: b.open.length, drawdown: now.drawdown, peak_equity: now.peak_equity, day_pnl: now.day_pnl, trades: b.closed.length, hit_rate: b.closed.length ? wins / b.closed.length : null, net_pnl_closed: b.realized, blocking: [], thresholds: { entry: BOOK.entry, exit: BOOK.exit, interval: "1m", base_size: BOOK.size, sizing: "fixed" } };
+    }
+    case "/api/trading/risk": {
+      const g = (guard, limit, value, extra = {}) => ({ guard, limit, value, state: "ok", events: {}, ...extra });
+      return { account, exchange: { mode: "paper", account_type: "spot", why: "mock mode" }, as_of: now.ts, guards: [
+        g("kill_switch", null, 0, { blocks_entries: false, last_change: null }),
+        g("drawdown", 0.1, now.drawdown, { blocks_entries: false, reset: "POST /admin/trading/reset-drawdown", flatten_on_trip: false, last_trip: null }),
+        g("daily_loss", 0.03, Math.max(0, -now.day_pnl / BOOK.start), { blocks_entries: false, day_boundary: "00:00 UTC (RISK_DAILY_LOSS_TIMEZONE)", last_trip: null }),
+        g("symbol_exposure", 0.25, b.open.length ? BOOK.size / now.equity : 0, { symbol: b.open[0]?.symbol ?? null, last_refusal: null }),
+        g("concurrency", BOOK.max, b.open.length, { state: b.open.length >= BOOK.max ? "full" : "ok", last_refusal: null }),
+        g("slippage", 50, 0, { last_refusal: null }),
+      ] };
+    }
+    case "/api/trading/positions": {
+      const rows = q.status === "closed" ? b.closed : q.status === "all" ? [...b.open, ...b.closed] : b.open;
+      return { account, status: q.status || "open", count: rows.length, positions: rows.slice(0, Number(q.limit || 500)) };
+    }
+    case "/api/trading/fills": return { account, count: Math.min(b.fills.length, Number(q.limit || 500)), fills: b.fills.slice(0, Number(q.limit || 500)) };
+    case "/api/trading/equity": return { account, symbol: null, step_ms: 0, starting_equity: BOOK.start, count: b.curve.length, points: b.curve };
+    case "/api/trading/backtest": {
+      const net = b.closed.map((p) => p.realized_pnl);
+      const report = { total_return: now.equity / BOOK.start - 1, sharpe: 1.2, max_drawdown: Math.max(0, ...b.curve.map((p) => p.drawdown)), hit_rate: net.length ? net.filter((x) => x > 0).length / net.length : null, profit_factor: 1.1, fees: b.fees, turnover: (b.fills.length * BOOK.size) / BOOK.start, exposure_time: 0.6, trades: net.length, per_symbol: Object.fromEntries(SYMBOLS.map((s) => { const mine = b.closed.filter((p) => p.symbol === s); return [s, { net_pnl: mine.reduce((a, p) => a + p.realized_pnl, 0), trades: mine.length, hit_rate: mine.length ? mine.filter((p) => p.realized_pnl > 0).length / mine.length : 0, fees: 0 }]; })) };
+      return { report_id: "mock0001", created_at: M.lastClose, account: "paper", source: "store", report, ablation: { with_sentiment: { total_return: 0.004 }, without_sentiment: { total_return: -0.002 } } };
+    }
+    default: throw new ApiError(404, `mock mode (VITE_USE_MOCKS=1): no mock answer for GET ${path}`);
+  }
+}
+
 // --- REST answers (the API's shapes) -------------------------------------------------------------
 function range(rows, q, key = "close_time") {
   const start = q.start !== undefined ? Number(q.start) : -Infinity;
@@ -162,6 +250,7 @@ function driftFeatures(q, cfg) {
 
 function get(path, q, cfg) {
   const sym = q.symbol;
+  if (path.startsWith("/api/trading/")) return tradingGet(path, q);
   switch (path) {
     case "/api/sentiment/latest": return latest(sym);
     case "/api/predictions": return rowsOf(sym, "preds", q);
@@ -213,6 +302,13 @@ function get(path, q, cfg) {
 }
 
 function post(path, body) {
+  if (path.startsWith("/admin/trading/") && !path.endsWith("/backtest")) {
+    const action = path.split("/").pop();
+    const open = paperBook().open.map((p) => p.symbol);
+    const plan = { action, account: "paper", open_positions: open, description: `${action} (mock)`, code: `plan.trading.${action.replace("-", "_")}`, params: { open: open.length, symbols: open.join(", ") || "-", equity: BOOK.start, drawdown: 0 } };
+    if (!body.confirm) throw new ApiError(409, `${action} not performed (mock)`, { plan });
+    return { sent: action, id: "mock", at: Date.now(), account: "paper", applies: "mock", plan };
+  }
   if (path.startsWith("/admin/models/")) {
     if (!body.confirm) {
       const action = path.split("/").pop();
@@ -220,7 +316,7 @@ function post(path, body) {
     }
     return { ok: true, mock: true };
   }
-  const kind = path.includes("labeler") ? "labeler" : path.includes("backfill") ? "backfill" : path.includes("recalibrate") ? "recalibrate" : "train";
+  const kind = path.includes("trading/backtest") ? "backtest" : path.includes("labeler") ? "labeler" : path.includes("backfill") ? "backfill" : path.includes("recalibrate") ? "recalibrate" : "train";
   const job = mockJob(kind, path.includes("emergency") ? "emergency" : "manual", "running", 0.1, Date.now());
   M.jobs.push(job);
   return { job_id: job.job_id, kind, trigger: job.trigger, already_running: false, status_url: `/admin/jobs/${job.job_id}` };
@@ -277,6 +373,8 @@ function minute() {
     broadcast("sentiment", { kind: "bar", symbol, step: "1m", bar_end: bar.t, sent_score: bar.sent_score, sent_cnt: bar.ticks, sent_pos_ratio: bar.pos, sent_ema_5m: bar.sent_ema_5m, sent_ema_15m: bar.sent_ema_15m, sent_ema_60m: bar.sent_ema_60m }, symbol);
     broadcast("predictions", pred, symbol);
   }
+  const last = paperBook().curve.at(-1);
+  if (last) broadcast("trading", { kind: "equity", account: "paper", symbol: "", ...last });
 }
 
 /** Answer the page's calls from the mock market; replace EventSource with mock streams. */

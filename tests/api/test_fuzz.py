@@ -51,7 +51,7 @@ VERSION = "m20251121T101500Z-ab12cd"  # the documented example
 T0 = 1_763_683_200_000
 MIN = 60_000
 MAX_EXAMPLES = 10
-JOB_KINDS = ("train", "recalibrate", "labeler", "backfill")
+JOB_KINDS = ("train", "recalibrate", "labeler", "backfill", "backtest")
 
 
 def seed(store: Store, registry: Path, ids: IdClock) -> None:
@@ -124,12 +124,39 @@ def seed(store: Store, registry: Path, ids: IdClock) -> None:
             | {"feature": "rsi_14", "value": 3.5, "threshold": 3.0, "details": "{}"}
         ],
     )
+    seed_trading(store, times)
     events = [
         Event(stream, ids.next(), {"symbol": SYMBOL, "n": i}, SYMBOL, times[i])
-        for stream in ("sentiment", "predictions", "calibration", "events")
+        for stream in ("sentiment", "predictions", "calibration", "events", "trading")
         for i in range(3)
     ]
     store.insert_rows("live_events", [e.row() for e in events])
+
+
+def seed_trading(store: Store, times: list[int]) -> None:
+    """The paper account trading SYMBOL through the real engine (entries, a stop, a refusal,
+    a halt) and a backtest report, so the trading reads answer 200 with every kind of row."""
+    from dataflows.trading.engine import Engine
+    from dataflows.trading.items import TradeControl
+    from tests.api.test_trading_api import store_out
+    from tests.dataflows.trading.bars import bar, config, run_steps
+
+    engine = Engine(config(account="paper", base_size=1_000.0, max_concurrent=1, atr_stop=1.0, atr_take_profit=2.0))
+    probs = [0.9, 0.6, 0.3, 0.9, 0.9, 0.2] * 3
+    bars = [bar(SYMBOL, t, o=1.0 + 0.01 * (i % 5), p=p, atr=0.02) for i, (t, p) in enumerate(zip(times, probs))]
+    bars += [bar("ETHUSDT", times[0], p=0.95)]  # refused: one position at most
+    out = run_steps(engine, bars)
+    engine.apply_control(TradeControl("c1", "halt", times[len(probs)] + 5, "fuzz", "seed"), out)
+    store_out(store, out)
+    report = {"report_id": "abc123", "created_at": times[-1], "account": "backtest", "source": "store"}
+    report["report"] = {"total_return": 0.01, "per_symbol": {SYMBOL: {"net_pnl": 1.0}}}
+    store.insert_rows(
+        "backtest_reports",
+        [
+            {"report_id": "abc123", "account": "backtest", "created_at": times[-1], "source": "store"}
+            | {"start_ts": times[0], "end_ts": times[-1], "report": json.dumps(report)}
+        ],
+    )
 
 
 @pytest.fixture(scope="module")

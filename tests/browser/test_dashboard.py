@@ -23,7 +23,7 @@ from tests.browser.conftest import PHONE
 from tests.browser.live_server import KEY, TickcastServer
 
 pytestmark = pytest.mark.browser
-SCREENS = ("trading", "calibration", "drift", "admin")
+SCREENS = ("trading", "portfolio", "calibration", "drift", "admin")
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
 DIGITS = re.compile(r"^\d{1,3}$")
 EMA_JS = "() => [...document.querySelectorAll('[data-ema]')].map(e => e.textContent)"

@@ -175,9 +175,14 @@ def test_use_mocks_renders_the_dashboard_with_no_backend_data(new_page: Any, moc
     first = wait_emas(page)
     page.wait_for_function(f"(b) => JSON.stringify(({EMA_JS})()) !== JSON.stringify(b)", arg=first, timeout=15_000)
     page.wait_for_selector("[data-chart=price] polyline")
-    for screen in ("calibration", "drift", "admin"):
+    for screen in ("portfolio", "calibration", "drift", "admin"):
         page.goto(f"{mock_server}/#{screen}")
         page.wait_for_selector(f"#screen-{screen}:not([hidden])")
+        if screen == "portfolio":  # the paper book of the mock market: curve, fills, guards, backtest
+            page.wait_for_selector("[data-chart=equity] polyline")
+            page.wait_for_selector("[data-role=fills] tr[data-reason]")
+            expect(page.locator("[data-role=guards] tr[data-guard]")).to_have_count(6)
+            page.wait_for_selector("[data-role=bt-metrics] tr[data-metric=total_return]")
     page.wait_for_selector("[data-role=registry] tr[data-version]")
     page.goto(f"{mock_server}/#drift")
     page.wait_for_selector("[data-role=table] tr[data-feature]")

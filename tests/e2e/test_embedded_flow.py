@@ -56,3 +56,20 @@ def test_backfill_then_bootstrap_model_is_hot_reloaded_without_restart(store: St
     finally:
         system.stop()
     assert not system.flow_alive()
+
+
+def test_backfill_job_stores_history_without_trading_into_the_live_account(store: Store, tmp_path: Path) -> None:
+    """A backfill inside `tickcast up` replays files with a flow of its own; its trading stage
+    (a fresh book) would write fills, positions and equity under the live TRADING_ACCOUNT
+    beside the running stage's (seen as two open positions of one symbol on the dashboard).
+    The job stores the history and leaves trading to the live stage and `tickcast backtest`."""
+    from dataflows.simulator import SimConfig, write_files
+    from tickcast.embedded import backfill_job
+
+    settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"), TRADING_TRADE_BASELINE=True)
+    write_files(SimConfig(symbols=3, hours=2, seed=4, start_ms=1_763_683_200_000), tmp_path / "sim")
+    result = backfill_job(settings, store)({"inputs": [str(tmp_path / "sim")]}, lambda f, m: None)
+    assert result["summary"]
+    assert store.count("candles") > 300 and store.count("predictions") > 300
+    for table in ("orders", "fills", "positions", "equity", "risk_events"):
+        assert store.count(table) == 0, table

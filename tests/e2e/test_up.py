@@ -71,6 +71,20 @@ def test_up_serves_health_and_rows_within_a_minute(tmp_path: Path) -> None:
             version = prod if isinstance(prod, str) else (prod or {}).get("version")
             time.sleep(1)
         assert version, "no model was bootstrapped"
+        # Paper trading with the defaults: the bootstrap model's probabilities cross the entry
+        # threshold within minutes; the equity curve covers the backfill from the start.
+        positions: list = []
+        while time.time() - started < 480 and not positions:
+            positions = httpx.get(f"{base}/api/trading/positions", params={"status": "all"}, timeout=5).json()[
+                "positions"
+            ]
+            time.sleep(2)
+        assert positions, "no paper position within 5 minutes of the bootstrap model"
+        assert positions[0]["model_version"] == version
+        curve = httpx.get(f"{base}/api/trading/equity", params={"step": "1h"}, timeout=5).json()
+        assert curve["count"] >= 40 and curve["points"][0]["equity"] == 10_000.0  # 48 h of hourly points
+        risk = httpx.get(f"{base}/api/trading/risk", timeout=5).json()
+        assert risk["exchange"]["mode"] == "paper" and {g["state"] for g in risk["guards"]} <= {"ok", "full"}
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         for name in (
             "sentiment_ingest_total",
@@ -78,6 +92,8 @@ def test_up_serves_health_and_rows_within_a_minute(tmp_path: Path) -> None:
             "ml_inference_time_seconds",
             "ml_retrains_total",
             "sentiment_sse_clients",
+            "trading_equity",
+            "trading_fills_total",
         ):
             assert name in metrics
     finally:

@@ -306,7 +306,7 @@ def test_the_runbooks_sql_runs_on_the_sql_interface(replayed: Replayed, chdb_dir
     store = replayed.store
     engine = ReadOnlyEngine(str(chdb_dir), limits=Limits(30, 2**30, 10**7, 2**29, 1), database=store.database)
     statements = _runbook_sql(Path(__file__).resolve().parents[2] / runbook)
-    assert len(statements) == 14  # every example of the section (update with the runbooks)
+    assert len(statements) == 16  # every example of the section (update with the runbooks)
     for sql in statements:
         result = engine.run(SqlRequest(sql.replace("tickcast.", f"{store.database}."), default_format="TSV"))
         if any(view in sql for view in ("latest_predictions", "calibration_timeline", "daily_accuracy")):

@@ -70,3 +70,16 @@ def test_provisioning_points_at_the_prometheus_service_and_the_dashboards() -> N
     assert prom_mounts["./docker/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
     for mount in (*mounts, *prom_mounts):
         assert (ROOT / mount).exists(), mount
+
+
+def test_trading_row_shows_every_trading_metric() -> None:
+    """The Trading row (issue 16): equity, positions, guards, fills, refusals, fees, the feed's
+    age and the exchange — every trading_* metric the flow exports is on the board."""
+    dashboard = json.loads((GRAFANA / "dashboards" / "tickcast.json").read_text())
+    panels = _panels(dashboard)
+    assert not [p["title"] for p in panels if "reserved" in p["title"].lower()]
+    row = next(i for i, p in enumerate(dashboard["panels"]) if p["type"] == "row" and p["title"] == "Trading")
+    trading_panels = dashboard["panels"][row + 1 :]
+    used = {name for p in trading_panels for t in p.get("targets", []) for name in metric_names(t["expr"])}
+    wanted = {n for n in exported_names() if n.startswith("trading_") and not n.endswith("_created")}
+    assert wanted and wanted <= used, f"not on the Trading row: {sorted(wanted - used)}"

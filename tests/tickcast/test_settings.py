@@ -65,6 +65,11 @@ SEED_DEFAULTS = {
     "TICKCAST_CLICKHOUSE_URL": "chdb:///./var/clickhouse",
     "RETRAIN_SCHEDULE": "0 0 * * tue",
     "RETRAIN_TIMEZONE": "Asia/Seoul",
+    # trading: the seed's switches (docs/design.md §11)
+    "EXCHANGE_TRADING_ENABLED": False,
+    "BINANCE_TESTNET": True,
+    "BINANCE_ACCOUNT_TYPE": "spot",
+    "SAFETY_ALLOW_REAL_TRADING": False,
 }
 
 
@@ -80,7 +85,8 @@ def test_every_upper_case_name_of_design_and_seeds_is_a_setting() -> None:
     names = set(
         re.findall(
             r"\b((?:SENTIMENT|CALIBRATION|TRAINING|INITIAL_MODEL|DRIFT|ACCURACY|AUTO|FEATURE_JOIN|"
-            r"LABEL|MIN_TRAIN|RETRAIN|MODEL_STORE|API|SSE|TICKCAST|NEWS_SENTIMENT)_[A-Z0-9_]*[A-Z0-9])\b",
+            r"LABEL|MIN_TRAIN|RETRAIN|MODEL_STORE|API|SSE|TICKCAST|NEWS_SENTIMENT|"
+            r"TRADING|RISK|LIVE_TRADE|EXCHANGE|BINANCE|SAFETY|INFERENCE|VITE)_[A-Z0-9_]*[A-Z0-9])\b",
             text,
         )
     )
@@ -102,6 +108,14 @@ def test_every_upper_case_name_of_design_and_seeds_is_a_setting() -> None:
         ("TICKCAST_CLICKHOUSE_URL", "mysql://db", "chdb:///"),
         ("INITIAL_MODEL_MIN_AUC", "1.5", "less than or equal to 1"),
         ("SENTIMENT_STEP_DEFAULT", "90s", "whole number of minutes"),
+        ("TRADING_FEE_TAKER", "10", "less than or equal to 0.05"),
+        ("TRADING_ENTRY_THRESHOLD", "0.4", "greater than 0.5"),
+        ("TRADING_MAX_HOLDING", "forever", "duration"),
+        ("TRADING_INTERVAL", "7m", "candle interval"),
+        ("BINANCE_ACCOUNT_TYPE", "margin", "'spot' or 'futures'"),
+        ("RISK_DAILY_LOSS_TIMEZONE", "Moon/Base", "time zone"),
+        ("SAFETY_ALLOW_REAL_TRADING", "maybe", "bool"),
+        ("INFERENCE_AUTO_LOOP_INTERVAL", "0s", "duration"),
         ("INGEST_MAX_RECORD_BYTES", "100", "greater than or equal to 1024"),
         ("INGEST_MAX_FUTURE_MS", "-1", "greater than or equal to 0"),
         ("INGEST_MAX_FUTURE_MS", "1m", "valid integer"),
@@ -121,6 +135,15 @@ def test_cross_field_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CALIBRATION_HYSTERESIS_EXIT")
     monkeypatch.setenv("SENTIMENT_AGG_WEIGHTS", '{"7m": 1.0}')
     with pytest.raises(SettingsError, match="SENTIMENT_AGG_WEIGHTS names window '7m'"):
+        load_settings()
+    monkeypatch.delenv("SENTIMENT_AGG_WEIGHTS")
+    monkeypatch.setenv("TRADING_EXIT_THRESHOLD", "0.6")
+    with pytest.raises(SettingsError, match="TRADING_EXIT_THRESHOLD must be < TRADING_ENTRY_THRESHOLD"):
+        load_settings()
+    monkeypatch.delenv("TRADING_EXIT_THRESHOLD")
+    for name, value in {"TRADING_ALLOW_SHORT": "true", "EXCHANGE_TRADING_ENABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="TRADING_ALLOW_SHORT=true needs BINANCE_ACCOUNT_TYPE=futures"):
         load_settings()
 
 

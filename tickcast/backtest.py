@@ -1,0 +1,476 @@
+"""`tickcast backtest`: the trading stage replayed, a report, and the sentiment ablation in money.
+
+Sources (the same as `tickcast replay`, tickcast/backfill.py):
+
+- stored rows (default): the candles, their `atr_14` and the predictions already in the
+  store, and the admin controls the live stage recorded (`risk_events`, kind `control`),
+  through the *same* trading stage (`dataflows.trading.stage.TradingLogic`) in a small
+  Bytewax flow. The live stage's rows are reproduced exactly: the stage orders its input by
+  event time, so arrival order does not matter (dataflows/trading/ordering.py).
+- files / Kafka: the whole signals flow (decode → features → inference → trading), like
+  `tickcast replay`, with the trading rows written under the backtest's account.
+
+Rows are written under `--account` (default "backtest"), so they never overwrite the live
+account's rows and the two can be compared row for row (`compare_accounts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from bytewax.inputs import FixedPartitionedSource
+
+from dataflows.trading.config import TradingConfig
+from dataflows.trading.engine import replay_sorted
+from dataflows.trading.items import TradeBar, TradeControl
+from dataflows.trading.report import frames_from_records, summarize
+from dataflows.trading.report import table as report_table
+from tickcast.features import MARKET_FEATURES
+from tickcast.settings import Settings
+from tickcast.store import Store
+
+log = logging.getLogger(__name__)
+
+# table -> its natural key (ORDER BY without `account`)
+TRADING_TABLES: dict[str, str] = {
+    "orders": "symbol, decision_time, intent",
+    "fills": "symbol, fill_time, intent",
+    "positions": "symbol, opened_at",
+    "equity": "symbol, ts",
+    "risk_events": "ts, guard, event_id",
+}
+_TIME_COLUMNS = {
+    "orders": ("decision_time", "updated_at"),
+    "fills": ("fill_time", "decision_time"),
+    "positions": ("opened_at", "entry_decision_time", "closed_at", "updated_at"),
+    "equity": ("ts",),
+    "risk_events": ("ts",),
+}
+
+
+# --- inputs from stored rows --------------------------------------------------------------------
+def stored_bars(
+    store: Store,
+    interval: str,
+    *,
+    model_version: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> list[TradeBar]:
+    """Every stored candle of `interval` that has a prediction, with its atr_14, in (time, symbol) order.
+
+    A candle predicted by several model versions (a backfill served by another model) uses
+    `model_version` if given, else the newest version ('m<UTC time>-…' sorts after 'baseline')."""
+    version_filter = "AND model_version = {v:String}" if model_version else ""
+    rows = store.arrow(
+        "SELECT p.symbol AS symbol, toUnixTimestamp64Milli(p.close_time) AS t, c.open AS open, c.high AS high, "
+        "c.low AS low, c.close AS close, f.atr_14 AS atr, p.prob AS prob, p.top_version AS version, "
+        "p.fallback_reason AS reason "
+        "FROM (SELECT symbol, close_time, argMax(prob, model_version) AS prob, max(model_version) AS top_version, "
+        "      argMax(fallback_reason, model_version) AS fallback_reason "
+        f"     FROM {{db}}.predictions FINAL WHERE interval = {{i:String}} {version_filter} "
+        "      AND close_time >= fromUnixTimestamp64Milli({s:Int64}) AND close_time <= fromUnixTimestamp64Milli({e:Int64}) "
+        "      GROUP BY symbol, close_time) AS p "
+        "INNER JOIN (SELECT symbol, close_time, open, high, low, close FROM {db}.candles FINAL "
+        "            WHERE interval = {i:String}) AS c ON c.symbol = p.symbol AND c.close_time = p.close_time "
+        "LEFT JOIN (SELECT symbol, close_time, atr_14 FROM {db}.features FINAL WHERE interval = {i:String}) AS f "
+        "       ON f.symbol = p.symbol AND f.close_time = p.close_time "
+        "ORDER BY t, symbol",
+        {"i": interval, "v": model_version or "", "s": start or 0, "e": end or 4_102_444_800_000},
+    )
+    cols = rows.to_pydict()
+    atr = [np.nan if a is None else a for a in cols["atr"]]
+    return [
+        TradeBar(*fields)
+        for fields in zip(
+            cols["symbol"],
+            cols["t"],
+            cols["open"],
+            cols["high"],
+            cols["low"],
+            cols["close"],
+            atr,
+            cols["prob"],
+            cols["version"],
+            cols["reason"],
+            strict=True,
+        )
+    ]
+
+
+def stored_controls(store: Store, account: str) -> list[TradeControl]:
+    """The admin controls the live stage applied, at the time it applied them."""
+    rows = store.rows(
+        "SELECT details FROM {db}.risk_events FINAL WHERE account = {a:String} AND kind = 'control' ORDER BY ts",
+        {"a": account},
+    )
+    out = []
+    for row in rows:
+        d = orjson.loads(row["details"])
+        out.append(TradeControl(d["id"], d["command"], int(d["effective_at"]), d.get("by", ""), d.get("reason", "")))
+    return out
+
+
+def input_items(bars: list[TradeBar], controls: list[TradeControl], chunk: int = 5_000) -> list[tuple[Any, ...]]:
+    """The trading stage's inputs in event-time order: ("trade", [bars]) chunks, each control
+    before the first bar after its time."""
+    items: list[tuple[Any, ...]] = []
+    pending = sorted(controls, key=lambda c: (c.at, c.id))
+    current: list[TradeBar] = []
+    for b in bars:
+        while pending and pending[0].at < b.close_time:
+            if current:
+                items.append(("trade", current))
+                current = []
+            c = pending.pop(0)
+            items.append(("trading_control", {**c._asdict(), "action": "trading"}))
+        current.append(b)
+        if len(current) >= chunk:
+            items.append(("trade", current))
+            current = []
+    if current:
+        items.append(("trade", current))
+    items += [("trading_control", {**c._asdict(), "action": "trading"}) for c in pending]
+    return items
+
+
+class _ItemsSource(FixedPartitionedSource[Any, int]):
+    def __init__(self, items: list[Any], on_emit: Callable[[int], None] | None = None) -> None:
+        self.items = items
+        self.on_emit = on_emit
+
+    def list_parts(self) -> list[str]:
+        return ["backtest"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
+        from dataflows.sources import _IteratorPartition
+
+        return _IteratorPartition(for_part, iter(self.items), 1, resume_state, self.on_emit)
+
+
+def trading_flow(settings: Settings, items: list[Any], store: Store, account: str, on_emit: Any = None) -> Any:
+    """source of stage inputs -> the trading stage -> rows per table -> ClickHouse."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+
+    from dataflows.batching import batch_by_key
+    from dataflows.outputs import flat_pieces, rows_in
+    from dataflows.sinks import StoreSink
+    from dataflows.trading.stage import StageConfig, TradingLogic
+
+    cfg = StageConfig.from_settings(settings, live=False, publish=False, recovery=False, account=account)
+    flow = Dataflow("backtest")
+    batches = op.input("backtest_input", flow, _ItemsSource(items, on_emit))
+    values = op.flat_map("items", batches, lambda kv: kv[1])
+    keyed = op.key_on("key_trading", values, lambda _: "trading")
+    out = op.key_rm("trading_out", op.stateful_batch("trading", keyed, lambda s: TradingLogic(cfg, s)))
+    rows = op.map("table_rows", op.filter("tables", out, lambda it: it[0] == "rows"), lambda it: (it[1], it[2]))
+    grouped = batch_by_key(
+        "batch_rows",
+        op.key_on("key_table", rows, lambda it: it[0]),
+        timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
+        max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
+        recovery=False,
+        size_of=lambda item: rows_in(item[1]),
+    )
+    table_batches = op.map("row_values", grouped, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
+    op.output("store", table_batches, StoreSink(lambda: store))
+    return flow
+
+
+# --- reading an account back ------------------------------------------------------------------
+def account_rows(store: Store, table: str, account: str) -> pd.DataFrame:
+    """An account's rows of a trading table (FINAL), times as epoch ms, in natural-key order."""
+    times = _TIME_COLUMNS[table]
+    select = ", ".join(f"toUnixTimestamp64Milli({c}) AS {c}" if c in times else c for c in _columns(store, table))
+    df = store.df(
+        f"SELECT {select} FROM {{db}}.{table} FINAL WHERE account = {{a:String}} ORDER BY {TRADING_TABLES[table]}",
+        {"a": account},
+    )
+    return df.reset_index(drop=True)
+
+
+def _columns(store: Store, table: str) -> list[str]:
+    return [f.name for f in store.schema(table)]
+
+
+def compare_accounts(store: Store, a: str, b: str) -> dict[str, dict[str, int]]:
+    """Per table: rows of each account and how many differ (every column but `account`)."""
+    out = {}
+    for table in TRADING_TABLES:
+        x = account_rows(store, table, a).drop(columns=["account"])
+        y = account_rows(store, table, b).drop(columns=["account"])
+        if table == "risk_events":  # event ids hash the account name; compare the content
+            key = ["ts", "guard", "kind", "symbol", "reason"]
+            x = x.drop(columns=["event_id"]).sort_values(key, kind="stable").reset_index(drop=True)
+            y = y.drop(columns=["event_id"]).sort_values(key, kind="stable").reset_index(drop=True)
+        differing = abs(len(x) - len(y))
+        if len(x) == len(y) and len(x):
+            differing = int((~(x.eq(y) | (x.isna() & y.isna()))).any(axis=1).sum())
+        out[table] = {a: len(x), b: len(y), "differing": differing}
+    return out
+
+
+def account_report(store: Store, settings: Settings, account: str) -> dict[str, Any]:
+    equity = account_rows(store, "equity", account)
+    return summarize(
+        equity[equity["symbol"] == ""],
+        account_rows(store, "fills", account),
+        account_rows(store, "positions", account),
+        starting_equity=settings.RISK_STARTING_EQUITY,
+        interval_ms=TradingConfig.from_settings(settings).interval_ms,
+    )
+
+
+# --- the sentiment ablation, in money -----------------------------------------------------------
+def ablation(
+    store: Store, settings: Settings, *, train_fraction: float = 0.5, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The same strategy on two models trained alike on the first `train_fraction` of the stored
+    history — with and without the sentiment features — each traded over the rest."""
+    from models.training import Gates, train_model
+
+    say = progress or (lambda _m: None)
+    interval = settings.TRADING_INTERVAL
+    sentiment = list(settings.TRAINING_SENTIMENT_FEATURES)
+    names = list(MARKET_FEATURES) + sentiment
+    cols = ", ".join(f"f.{n} AS {n}" for n in names)
+    frame = store.df(
+        f"SELECT f.symbol AS symbol, toUnixTimestamp64Milli(f.close_time) AS close_time, {cols}, "
+        "c.open AS open, c.high AS high, c.low AS low, c.close AS close, l.label AS label "
+        "FROM {db}.features AS f FINAL "
+        "INNER JOIN (SELECT symbol, close_time, open, high, low, close FROM {db}.candles FINAL "
+        "            WHERE interval = {i:String}) AS c ON c.symbol = f.symbol AND c.close_time = f.close_time "
+        "LEFT JOIN (SELECT symbol, close_time, label FROM {db}.labels FINAL WHERE interval = {i:String} "
+        "           AND horizon = {h:UInt16}) AS l ON l.symbol = f.symbol AND l.close_time = f.close_time "
+        "WHERE f.interval = {i:String} ORDER BY close_time, symbol",
+        {"i": interval, "h": settings.LABEL_HORIZON},
+    )
+    if len(frame) < 2 * settings.MIN_TRAIN_SAMPLES:
+        return {
+            "skipped": f"{len(frame)} stored feature rows; the ablation needs at least {2 * settings.MIN_TRAIN_SAMPLES}"
+        }
+    for n in names:
+        frame[n] = frame[n].astype("float64")
+    times = np.sort(frame["close_time"].unique())
+    cut = int(times[int(len(times) * train_fraction)])
+    train = frame[(frame["close_time"] < cut) & frame["label"].notna()]
+    test = frame[frame["close_time"] >= cut]
+    cfg = TradingConfig.from_settings(settings, account="ablation")
+    result: dict[str, Any] = {"train_end": cut, "test_start": cut, "test_end": int(times[-1]), "test_rows": len(test)}
+    for key, include in (("with_sentiment", True), ("without_sentiment", False)):
+        say(f"ablation: training the model {key.replace('_', ' ')}")
+        model = train_model(
+            train,
+            feature_names=names,
+            horizon_candles=settings.LABEL_HORIZON,
+            min_train_samples=settings.MIN_TRAIN_SAMPLES,
+            gates=Gates(0.0, 1.0),
+            include_sentiment=include,
+            ablation=False,
+        )
+        X = test[list(model.feature_names)].to_numpy(dtype=np.float64).astype(np.float32).astype(np.float64)
+        X[np.isinf(X)] = np.nan
+        probs = model.calibrated.predict_proba(X)[:, 1]
+        bars = [
+            TradeBar(s, int(t), o, h, lo, c, np.nan if atr is None else float(atr), float(p), "ablation", "")
+            for s, t, o, h, lo, c, atr, p in zip(
+                test["symbol"],
+                test["close_time"],
+                test["open"],
+                test["high"],
+                test["low"],
+                test["close"],
+                test["atr_14"],
+                probs,
+                strict=True,
+            )
+        ]
+        say(f"ablation: trading {len(bars)} candles {key.replace('_', ' ')}")
+        equity, fills, positions = frames_from_records(replay_sorted(cfg, bars))
+        result[key] = {
+            "roc_auc": model.roc_auc,
+            "features": len(model.feature_names),
+            **summarize(equity, fills, positions, starting_equity=cfg.starting_equity, interval_ms=cfg.interval_ms),
+        }
+    result["delta_total_return"] = (
+        result["with_sentiment"]["total_return"] - result["without_sentiment"]["total_return"]
+    )
+    return result
+
+
+# --- the command --------------------------------------------------------------------------------
+def run_backtest(
+    settings: Settings,
+    *,
+    store: Store,
+    inputs: list[Path] | None = None,
+    kafka: bool = False,
+    account: str = "backtest",
+    live_account: str | None = None,
+    model_version: str | None = None,
+    with_ablation: bool = True,
+    out_path: Path | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run, write the rows and the report (table `backtest_reports`, JSON file), return the report."""
+    live_account = live_account or settings.TRADING_ACCOUNT
+    if account == live_account:
+        raise ValueError(f"the backtest account must differ from the live account {live_account!r}")
+    store.migrate()
+    _clear_account(store, account)
+    started = time.monotonic()
+    if inputs or kafka:
+        from tickcast.backfill import run_replay
+
+        source = "files" if inputs else "kafka"
+        summary = run_replay(
+            settings.model_copy(update={"TRADING_ACCOUNT": account, "TRADING_ENABLED": True}),
+            inputs=inputs,
+            kafka=kafka,
+            store=store,
+            progress=progress,
+        )
+        say(summary)
+        n_bars = int(
+            store.scalar(
+                "SELECT count() FROM {db}.candles FINAL WHERE interval = {i:String} AND close_time BETWEEN "
+                "(SELECT min(ts) FROM {db}.equity WHERE account = {a:String} AND symbol = '') AND "
+                "(SELECT max(ts) FROM {db}.equity WHERE account = {a:String} AND symbol = '')",
+                {"a": account, "i": settings.TRADING_INTERVAL},
+            )
+            or 0
+        )
+    else:
+        source = "store"
+        bars = stored_bars(store, settings.TRADING_INTERVAL, model_version=model_version)
+        controls = stored_controls(store, live_account)
+        n_bars = len(bars)
+        if not bars:
+            raise RuntimeError(
+                f"no stored {settings.TRADING_INTERVAL} candles with predictions to backtest; run the flow "
+                "(`tickcast up`, `tickcast replay`) first"
+            )
+        _run_stage(settings, input_items(bars, controls), store, account, len(bars), progress)
+    elapsed = time.monotonic() - started
+    report = account_report(store, settings, account)
+    doc: dict[str, Any] = {
+        "report_id": uuid.uuid4().hex[:16],
+        "created_at": int(time.time() * 1000),
+        "account": account,
+        "source": source,
+        "throughput": {
+            "candles": n_bars,
+            "seconds": round(elapsed, 3),
+            "candles_per_s": n_bars / elapsed if elapsed else None,
+        },
+        "settings": _trading_settings(settings),
+        "report": report,
+    }
+    if source == "store":
+        doc["compared_with"] = {"account": live_account, "tables": compare_accounts(store, account, live_account)}
+    if with_ablation:
+        doc["ablation"] = ablation(store, settings, progress=say if progress else None)
+    store.insert_rows(
+        "backtest_reports",
+        [
+            {
+                "report_id": doc["report_id"],
+                "account": account,
+                "created_at": doc["created_at"],
+                "source": source,
+                "start_ts": report["start"] or 0,
+                "end_ts": report["end"] or 0,
+                "report": orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            }
+        ],
+    )
+    if out_path is None and out_dir is not None:
+        out_path = out_dir / f"{doc['report_id']}.json"
+    doc["written_to"] = str(out_path) if out_path is not None else None
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2))
+    return doc
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The printed form: the report table, the throughput, the comparison and the ablation."""
+    t = doc["throughput"]
+    lines = [
+        f"backtest {doc['report_id']} account={doc['account']} source={doc['source']}",
+        report_table(doc["report"]),
+    ]
+    rate = t["candles_per_s"]
+    lines.append(f"throughput: {t['candles']:,} candles in {t['seconds']:.1f} s ({rate or 0:,.0f} candles/s)")
+    if "compared_with" in doc:
+        cmp = doc["compared_with"]
+        diffs = {k: v["differing"] for k, v in cmp["tables"].items()}
+        same = all(v == 0 for v in diffs.values())
+        lines.append(f"vs account {cmp['account']}: " + ("identical rows" if same else f"differing rows {diffs}"))
+    abl = doc.get("ablation")
+    if abl and "skipped" not in abl:
+        w, wo = abl["with_sentiment"], abl["without_sentiment"]
+        lines.append("sentiment ablation (trained on the first half, traded on the rest):")
+        for name, r in (("with sentiment", w), ("without sentiment", wo)):
+            lines.append(
+                f"  {name:<18} return {100 * r['total_return']:7.2f} %  Sharpe {r['sharpe'] or 0:7.2f}  "
+                f"trades {r['trades']:5}  hit {100 * (r['hit_rate'] or 0):5.1f} %  ROC-AUC {r['roc_auc']:.3f}"
+            )
+    elif abl:
+        lines.append(f"sentiment ablation skipped: {abl['skipped']}")
+    return "\n".join(lines)
+
+
+def _run_stage(settings: Settings, items: list[Any], store: Store, account: str, total: int, progress: bool) -> None:
+    import threading
+
+    from bytewax.testing import run_main
+    from tqdm import tqdm
+
+    done = [0]
+    sizes = [len(it[1]) if it[0] == "trade" else 0 for it in items]
+    cumulative = np.cumsum(sizes).tolist() if sizes else []
+
+    def on_emit(n: int) -> None:
+        done[0] = cumulative[n - 1] if n else 0
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_main(trading_flow(settings, items, store, account, on_emit))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="backtest", daemon=True)
+    thread.start()
+    with tqdm(total=total, desc="backtest", unit="candle", disable=not progress, mininterval=0.5) as bar:
+        while thread.is_alive():
+            thread.join(0.25)
+            bar.update(done[0] - bar.n)
+        bar.update(done[0] - bar.n)
+    if errors:
+        raise RuntimeError(f"backtest failed: {errors[0]}") from errors[0]
+
+
+def _clear_account(store: Store, account: str) -> None:
+    """A backtest account starts empty (a previous backtest with other settings left other rows)."""
+    for table in TRADING_TABLES:
+        store.command(f"DELETE FROM {{db}}.{table} WHERE account = {{a:String}}", {"a": account})
+
+
+def _trading_settings(s: Settings) -> dict[str, Any]:
+    prefixes = ("TRADING_", "RISK_", "LIVE_TRADE_")
+    return {k: v for k, v in s.model_dump(mode="json").items() if k.startswith(prefixes)}
