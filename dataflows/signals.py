@@ -293,4 +293,5 @@ def kafka_source(settings: Settings, *, tail: bool) -> Any:
         settings.TICKCAST_TOPIC_CANDLES,
         tail=tail,
         batch_size=5_000 if tail else settings.TICKCAST_REPLAY_BATCH,
+        idle_release_ms=settings.TICKCAST_KAFKA_IDLE_RELEASE_MS,
     )
