@@ -10,7 +10,10 @@ their `/metrics`:
   99 % of the input's ticks (start-up and the last idle release left out);
 - end to end: the same records over the time until every row is written (the store sink
   of a chdb store is on process 0; with a ClickHouse server it is spread, see
-  dataflows/placement.py).
+  dataflows/placement.py);
+- CPU cores busy: user + system time of the flow processes (all their threads: Bytewax,
+  librdkafka, chdb's engine) per second of flowing. The ratio cannot exceed
+  (cores of the machine) / (cores one process already keeps busy).
 
     python bench/cluster.py [--symbols 64] [--hours 12] [--repeat 1]
 
@@ -37,8 +40,22 @@ from dataflows.simulator import SimConfig, generate_labeled  # noqa: E402
 from tests.cluster.harness import FlowCluster, flow_env, make_topics, produce  # noqa: E402
 
 
-def measure(broker: str, topics: dict[str, str], processes: int, ticks: int, records: int) -> tuple[float, float]:
-    """(records/s while flowing, records/s end to end) for one configuration."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes and their threads so far (/proc, clock ticks)."""
+    import os
+
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    broker: str, topics: dict[str, str], processes: int, ticks: int, records: int
+) -> tuple[float, float, float]:
+    """(records/s while flowing, records/s end to end, CPU cores busy while flowing)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-cluster-{processes}-"))
     env = flow_env(
         broker,
@@ -52,15 +69,16 @@ def measure(broker: str, topics: dict[str, str], processes: int, ticks: int, rec
     try:
         cluster.start()
         cluster.wait_for("sentiment_ingest_total", 1, timeout=300)
-        t0 = time.monotonic()
+        pids = [p.pid for p in cluster.procs]
+        t0, cpu0 = time.monotonic(), cpu_seconds(pids)
         cluster.wait_for("sentiment_ingest_total", 0.99 * ticks, timeout=900)
-        t1 = time.monotonic()
+        t1, cpu1 = time.monotonic(), cpu_seconds(pids)
         cluster.wait_quiet(quiet_s=2.0, timeout=900)
         t2 = time.monotonic() - 2.0
     finally:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0.99 * records / (t1 - t0), records / (t2 - t0)
+    return 0.99 * records / (t1 - t0), records / (t2 - t0), (cpu1 - cpu0) / (t1 - t0)
 
 
 def main() -> None:
@@ -77,12 +95,15 @@ def main() -> None:
     with tansu() as broker:
         topics = make_topics(broker, 4)
         produce(broker, topics, records)
-        results: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+        results: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
         for _ in range(args.repeat):
             for processes in (1, 2):
-                flow_rate, e2e = measure(broker, topics, processes, ticks, len(records))
-                results[processes].append((flow_rate, e2e))
-                print(f"  {processes} process(es): {flow_rate:10,.0f} records/s flowing, {e2e:10,.0f} end to end")
+                flow_rate, e2e, cores = measure(broker, topics, processes, ticks, len(records))
+                results[processes].append((flow_rate, e2e, cores))
+                print(
+                    f"  {processes} process(es): {flow_rate:10,.0f} records/s flowing, {e2e:10,.0f} end to end, "
+                    f"{cores:.2f} CPU cores busy"
+                )
     one = [statistics.median(x) for x in zip(*results[1], strict=True)]
     two = [statistics.median(x) for x in zip(*results[2], strict=True)]
     print(f"ratio 2 processes / 1 process: flowing {two[0] / one[0]:.2f}x, end to end {two[1] / one[1]:.2f}x")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -218,8 +218,7 @@ def prepare_recovery(directory: str | Path, *, fresh: bool = False, placement: P
     shape = {"processes": placement.processes, "workers_per_process": placement.workers_per_process}
     if not path.exists() or not any(path.iterdir()):
         path.parent.mkdir(parents=True, exist_ok=True)
-        building = path.parent / f".{path.name}.init-{os.getpid()}"
-        building.mkdir()
+        building = Path(tempfile.mkdtemp(prefix=f".{path.name}.init-", dir=path.parent))
         init_db_dir(building, placement.workers)
         (building / CLUSTER_FILE).write_text(json.dumps(shape))
         try:
