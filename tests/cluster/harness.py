@@ -8,10 +8,13 @@ cluster has stopped, from a fresh process (`query_in_subprocess`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,7 +27,6 @@ from typing import Any
 import httpx
 
 from dataflows.kafka_io import ensure_topics, produce_records
-from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START = 1_763_683_200_000
@@ -41,6 +43,15 @@ TABLES: dict[str, tuple[str, str]] = {
     "predictions": ("symbol, interval, horizon, close_time, model_version", "* EXCEPT (latency_ms)"),
     "rejected_records": ("source, id", "source, id, reason, provider, payload"),
 }
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all bound at once, then released)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def make_topics(broker: str, partitions: int = PARTITIONS) -> dict[str, str]:
@@ -101,12 +112,15 @@ class FlowCluster:
 
     def __post_init__(self) -> None:
         self.store_url = self.store_url or f"chdb://{self.workdir / 'ch'}"
-        self.addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.processes))
+        # Cluster and metrics ports taken together, so no two of them are the same.
+        ports = free_ports(2 * self.processes)
+        self.addresses = ";".join(f"127.0.0.1:{port}" for port in ports[: self.processes])
+        self.metrics_pool = ports[self.processes :]
 
     def start(self) -> FlowCluster:
         self.procs, self.metrics_ports = [], []
         for k in range(self.processes):
-            port = free_port()
+            port = self.metrics_pool[k]
             cluster = ["-i", str(k), "-a", self.addresses] if self.processes > 1 else []
             log = self.workdir / f"flow-{k}-{len(self.logs)}.log"
             self.logs.append(log)
@@ -217,6 +231,16 @@ class FlowCluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"the cluster kept writing for {timeout} s")
             time.sleep(0.2)
+
+    def committed_epoch(self) -> int:
+        """The epoch a resume would start from: the oldest commit over the recovery partitions
+        (0 while any partition has none)."""
+        epochs = []
+        for part in sorted((self.workdir / "recovery").glob("part-*.sqlite3")):
+            with contextlib.closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=5)) as db:
+                row = db.execute("SELECT max(commit_epoch) FROM commits").fetchone()
+            epochs.append(int(row[0] or 0))
+        return min(epochs, default=0)
 
     def kill(self, k: int) -> None:
         """SIGKILL process k: a crash, no flush."""
