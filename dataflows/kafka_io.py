@@ -418,6 +418,9 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self.pauses = 0  # times a TP was paused for its backlog (tests, metrics)
         now = time.monotonic()
         self._last_msg = [now] * len(tps)
+        self._delivered = False  # until the first message of either TP
+        self._exempt = [False] * len(tps)
+        self._eof_at = [-1] * len(tps)  # the newest end offset the consumer reported per TP (-1: none yet)
         self._done = [tp is None for tp in tps]
         self._idle = False
         self._consumer = Consumer(config)
@@ -440,9 +443,22 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         if msgs:
             for i, group in self._by_tp(self._drop_errors(msgs, errors)):
                 self._take(i, group, now)
+        # A tailing TP runs ahead of the other only when the other is caught up (its consumer
+        # reached the end) and has delivered nothing for idle_s: a TP whose messages wait in the
+        # consumer behind the other's (one fetch can bring a whole backlog of one topic) is not idle.
         exempt = [
-            self._done[i] or (self._tail and now - self._last_msg[i] >= self._idle_s) for i in range(len(self._tps))
+            self._done[i] or (self._tail and self._at_end(i) and now - self._last_msg[i] >= self._idle_s)
+            for i in range(len(self._tps))
         ]
+        for i, ex in enumerate(exempt):
+            if ex != self._exempt[i] and self._tps[i] is not None and not self._done[i]:
+                log.info(
+                    "%s: %s %s (the other topic's messages are released without waiting for it)",
+                    self._key,
+                    self._tps[i].topic,
+                    "caught up and idle" if ex else "delivering again",
+                )
+        self._exempt = exempt
         cap = None if self._clock is None else self._clock.cap(self._key, self._merger.position(self._done))
         out: RawBatch = self._merger.release(exempt, cap)
         if errors:  # errors go first, as they arrived
@@ -455,6 +471,10 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             raise StopIteration
         self._idle = not msgs and not out
         return [(self._key, out)] if out else []
+
+    def _at_end(self, i: int) -> bool:
+        """The consumer reported TP i's end at or after the last message taken from it."""
+        return self._eof_at[i] >= 0 and self._eof_at[i] >= (self._next[i] or 0)
 
     def _drop_errors(self, msgs: list[Any], out: list[RawRecord]) -> list[Any]:
         """The data messages of `msgs`; error events (rare: partition EOF, broker trouble)
@@ -470,6 +490,8 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             if err.code() == KafkaError._PARTITION_EOF:
                 if i is not None and not self._tail and msg.offset() >= self._high[i]:
                     self._done[i] = True
+                if i is not None:
+                    self._eof_at[i] = max(self._eof_at[i], msg.offset())
                 continue
             text = f"{err.str()} (topic={msg.topic()}, partition={msg.partition()}, offset={msg.offset()})"
             log.warning("kafka consumer error in %s: %s", self._key, text)
@@ -503,6 +525,11 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             msgs = [msgs[j] for j in idx.tolist()]
             offsets = offsets[idx]
         self._next[i] = int(offsets[-1]) + 1
+        if not self._delivered:
+            # Idleness counts from the partition's first message, not from its build: a slow
+            # consumer start (seconds on a busy host) must not let one topic run ahead.
+            self._last_msg = [now] * len(self._tps)
+            self._delivered = True
         self._last_msg[i] = now
         ts, values, keys = _stamped_values(msgs)
         self._merger.add(i, ts, values, offsets, keys)
@@ -548,8 +575,9 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
     timestamp (= the producer's `ingest_ts`).
 
     A TP holds the other back until it has shown a later timestamp, unless it is done
-    (tail=False: reached the end it had at build time), idle for `idle_release_ms` of
-    wall clock (tail=True), or missing. tail=False ends the flow once every TP is done
+    (tail=False: reached the end it had at build time), caught up and idle (tail=True: the
+    consumer reported its end and nothing came for `idle_release_ms` of wall clock, counted
+    from the partition's first message), or missing. tail=False ends the flow once every TP is done
     and drained (backfills). Snapshot: `{topic: next offset}`, buffered-but-unreleased
     messages included, so a resume re-reads exactly those.
 

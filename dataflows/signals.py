@@ -12,9 +12,12 @@ every step's ("events", [event, …]) ──> live bus + live_events
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +33,7 @@ from dataflows.batching import batch_by_key
 from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.outputs import flat_pieces, rows_in
+from dataflows.placement import Placement, ProcessShare
 from dataflows.progress import MarkedSource
 from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, LiveGate, StoreSink, WriteMonitor
@@ -119,15 +123,24 @@ def build_flow(
     options: FlowOptions = FlowOptions(),
     flow_id: str = "signals",
     write_monitor: WriteMonitor | None = None,
+    placement: Placement = Placement(),
 ) -> Dataflow:
+    """The signals dataflow. `placement`: this process's place in a `tickcast flow -i/-a`
+    cluster (`dataflows.placement`); the default is a single process."""
     flow = Dataflow(flow_id)
     partitions: tuple[str, ...] = ()
+    if not options.live:  # replays: every partition (all processes') bounds what the model stage can still get
+        partitions = tuple(part for src in sources for part in src.list_parts())
+    clustered = placement.processes > 1
+    if clustered:  # each process reads its share of the source partitions
+        sources = [ProcessShare(src, placement) for src in sources]
     if not options.live:  # replays: partitions report their progress to the model stage (dataflows/progress.py)
         sources = [MarkedSource(src) for src in sources]
-        partitions = tuple(part for src in sources for part in src.list_parts())
     inputs = [op.input(f"input_{i}", flow, src) for i, src in enumerate(sources)]
     # (partition_key, [(source, payload, ingest_hint)])
     raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
+    if clustered:  # decoded where it was read
+        raw = op.map("pin_partitions", raw, lambda kv: (placement.pin(kv[0]), kv[1]))
     # Live: inserts wait while the stateful steps are at work on records (see sinks.LiveGate).
     gate = LiveGate() if options.live else None
 
@@ -148,7 +161,10 @@ def build_flow(
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s))))
     # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])
     split = op.branch("split_symbols", decoded, _tag("shard"))
-    per_shard = op.map_value("records", op.key_on("key_shard", split.trues, lambda it: it[1]), lambda it: it[2])
+    # A symbol's shard state lives on the process that reads its partition (`Placement.pin`).
+    per_shard = op.map_value(
+        "records", op.key_on("key_shard", split.trues, lambda it: placement.pin(it[1])), lambda it: it[2]
+    )
     # (shard, [(symbol, SymbolInput), ...])
     sym_cfg = symbol_config(settings, options)
     symbol_out = op.key_rm(
@@ -164,11 +180,13 @@ def build_flow(
         model_cfg = ModelConfig.from_settings(
             settings, live=options.live, recovery=options.recovery, partitions=partitions, trading=trading
         )
+        # One key, on worker 0: its drift and accuracy rules start jobs, which need the store.
+        model_key = placement.model_key()
         model_out = op.key_rm(
             "model_out",
             op.stateful_batch(
                 "model_stage",
-                op.key_on("key_model", model_in, lambda _: "model"),
+                op.key_on("key_model", model_in, lambda _: model_key),
                 busy(lambda s: ModelLogic(model_cfg, s)),
             ),
         )
@@ -221,25 +239,71 @@ def build_flow(
     )
     # (table, (table, [piece, ...])): the sink partition needs the table with the rows
     table_batches = op.map("row_values", batches, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
-    op.output("store", table_batches, StoreSink(store_factory, gate=gate, monitor=write_monitor))
+    sink = StoreSink(store_factory, gate=gate, monitor=write_monitor, parts=placement.store_parts())
+    op.output("store", table_batches, sink)
 
     if options.publish_events:
         events = op.key_on("key_live", op.filter("events", everything, _tag("events")), lambda _: "live")
-        op.output("live", events, EventSink(bus, store_factory, ids or IdClock(), gate, write_monitor))
+        live = EventSink(bus, store_factory, ids or IdClock(), gate, write_monitor, parts=placement.live_parts())
+        op.output("live", events, live)
     return flow
 
 
-def prepare_recovery(directory: str | Path, *, fresh: bool = False) -> Any:
-    """A Bytewax recovery store (one partition) at `directory`, created if missing."""
+CLUSTER_FILE = "tickcast-cluster.json"
+
+
+class RecoveryMismatch(RuntimeError):
+    """The recovery store was written by a cluster of another shape."""
+
+
+def prepare_recovery(directory: str | Path, *, fresh: bool = False, placement: Placement = Placement()) -> Any:
+    """A Bytewax recovery store at `directory`, created if missing: one partition per worker
+    of the cluster (one for a single process), and `tickcast-cluster.json` with its shape.
+
+    Every process of a cluster may call this at once on a shared directory: the store is
+    built in a private directory and renamed into place, so exactly one of them creates it.
+    A store written by a cluster of another shape is refused (`RecoveryMismatch`): the symbol
+    shards are keyed per process (`Placement.pin`), so their state would not be found."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     path = Path(directory)
     if fresh and path.exists():
         shutil.rmtree(path)
+    shape = {"processes": placement.processes, "workers_per_process": placement.workers_per_process}
     if not path.exists() or not any(path.iterdir()):
-        path.mkdir(parents=True, exist_ok=True)
-        init_db_dir(path, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{path.name}.init-", dir=path.parent))
+        init_db_dir(building, placement.workers)
+        (building / CLUSTER_FILE).write_text(json.dumps(shape))
+        try:
+            building.rename(path)  # replaces an empty directory; fails on a filled one
+        except OSError as exc:  # another process of the cluster created it first (or path is a mount point)
+            shutil.rmtree(building, ignore_errors=True)
+            _wait_for_store(path, exc)
+    written = path / CLUSTER_FILE
+    # A store without the file was written by a single process (before clusters were tested).
+    found = json.loads(written.read_text()) if written.exists() else {"processes": 1, "workers_per_process": 1}
+    if placement.processes > 1 or found["processes"] > 1:
+        if found != shape:
+            raise RecoveryMismatch(
+                f"the recovery store {path} was written by a cluster of {found['processes']} process(es) × "
+                f"{found['workers_per_process']} worker(s), this one is {shape['processes']} × "
+                f"{shape['workers_per_process']}: the symbol state is kept per process, so resume with the same "
+                "-a/-w, or start from an empty recovery directory (the flow then re-reads the topics from their "
+                "beginning; the writes are idempotent, so nothing is duplicated)"
+            )
     return RecoveryConfig(str(path))
+
+
+def _wait_for_store(path: Path, why: OSError, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (path / CLUSTER_FILE).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"cannot create the recovery store {path} ({why}); use a directory inside the volume, "
+                "not its mount point"
+            ) from why
+        time.sleep(0.05)
 
 
 def run_flow(
@@ -282,4 +346,5 @@ def kafka_source(settings: Settings, *, tail: bool) -> Any:
         settings.TICKCAST_TOPIC_CANDLES,
         tail=tail,
         batch_size=5_000 if tail else settings.TICKCAST_REPLAY_BATCH,
+        idle_release_ms=settings.TICKCAST_KAFKA_IDLE_RELEASE_MS,
     )

@@ -333,14 +333,18 @@ class StoreSink(FixedPartitionedSink[TableBatch, None]):
         retries: int | None = None,
         gate: LiveGate | None = None,
         monitor: WriteMonitor | None = None,
+        parts: list[str] | None = None,
     ) -> None:
         self.store_factory = store_factory
         self.retries = retries
         self.gate = gate
         self.monitor = monitor
+        # The partitions this process's workers list (`dataflows.placement`): in a cluster
+        # with a chdb store, none on processes other than 0, so Bytewax builds the writer there.
+        self.parts = ["store"] if parts is None else list(parts)
 
     def list_parts(self) -> list[str]:
-        return ["store"]
+        return self.parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
         return _StorePartition(self.store_factory(), self.retries, self.gate, self.monitor)
@@ -425,15 +429,17 @@ class EventSink(FixedPartitionedSink[EventItem, None]):
         ids: IdClock,
         gate: LiveGate | None = None,
         monitor: WriteMonitor | None = None,
+        parts: list[str] | None = None,
     ) -> None:
         self.bus = bus
         self.store_factory = store_factory
         self.ids = ids
         self.gate = gate
         self.monitor = monitor
+        self.parts = ["live"] if parts is None else list(parts)  # as StoreSink.parts
 
     def list_parts(self) -> list[str]:
-        return ["live"]
+        return self.parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EventPartition:
         store = self.store_factory() if self.store_factory else None

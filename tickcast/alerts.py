@@ -302,7 +302,7 @@ def render_rules(settings: Any) -> str:
 
 
 def render_scrape_config(settings: Any) -> str:
-    """prometheus.yml for docker-compose.yml: both API replicas and the flow, and the rules."""
+    """prometheus.yml for docker-compose.yml: both API replicas, both flow processes, and the rules."""
     interval = _duration(settings.METRICS_SCRAPE_INTERVAL_SECONDS)
     return f"""\
 # Prometheus for docker-compose.yml, rendered by `tickcast alerts render` (METRICS_SCRAPE_INTERVAL_SECONDS).
@@ -320,7 +320,7 @@ scrape_configs:
         port: 8000
   - job_name: tickcast-flow
     static_configs:
-      - targets: ["flow:9100"]
+      - targets: ["flow-0:9100", "flow-1:9100"]
 """
 
 

@@ -277,11 +277,12 @@ def flow(
 ) -> None:
     """Distributed mode: run the dataflow on the Kafka topics (tails them) with recovery.
 
-    One process: `tickcast flow -r DIR`. A cluster of N processes (each owns a share of
-    the topic partitions, i.e. of the symbols): `tickcast flow -i 0 -a "h1:2101;h2:2101"` on
-    the first host, `-i 1` on the second. The store must be a ClickHouse server.
+    One process: `tickcast flow -r DIR`. A cluster of N processes (process i reads topic
+    partitions i, i+N, …, i.e. a share of the symbols): `tickcast flow -i 0 -a "h1:2101;h2:2101" -r DIR`
+    on the first host, `-i 1` with the same -a and -r on the second (DIR shared by all). With a
+    chdb store (one host) only process 0 opens it; a ClickHouse server is written by every process.
     """
-    from tickcast.embedded import run_distributed_flow
+    from tickcast.embedded import FlowStartError, run_distributed_flow
 
     ctx = Ctx(store_url, model_dir)
     if not ctx.settings.kafka_enabled:
@@ -291,17 +292,25 @@ def flow(
     cluster = addresses.split(";") if addresses else None
     if cluster and process_id is not None and process_id >= len(cluster):
         raise click.BadParameter(f"process id {process_id} but only {len(cluster)} addresses", param_hint="-i")
-    if cluster and ctx.settings.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"):
-        raise click.UsageError(
-            "a cluster needs a ClickHouse server store (http://…): a chdb directory belongs to one process"
+    if cluster and any(not _host_port(a) for a in cluster):
+        raise click.BadParameter(f"expected 'host:port;host:port;…', got {addresses!r}", param_hint="-a")
+    from dataflows.signals import RecoveryMismatch
+
+    try:
+        run_distributed_flow(
+            ctx.settings,
+            recovery_dir=recovery_dir or ctx.settings.TICKCAST_RECOVERY_DIR,
+            workers=workers,
+            process_id=process_id,
+            addresses=cluster,
         )
-    run_distributed_flow(
-        ctx.settings,
-        recovery_dir=recovery_dir or ctx.settings.TICKCAST_RECOVERY_DIR,
-        workers=workers,
-        process_id=process_id,
-        addresses=cluster,
-    )
+    except (RecoveryMismatch, FlowStartError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _host_port(address: str) -> bool:
+    host, sep, port = address.strip().rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 @main.command()

@@ -486,6 +486,10 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
+class FlowStartError(RuntimeError):
+    """`tickcast flow` cannot start as configured; the message says what to change."""
+
+
 def run_distributed_flow(
     settings: Settings,
     *,
@@ -494,37 +498,75 @@ def run_distributed_flow(
     process_id: int | None = None,
     addresses: list[str] | None = None,
 ) -> None:
-    """`tickcast flow`: Kafka in, ClickHouse + Kafka output topics out, with recovery."""
+    """`tickcast flow`: Kafka in, ClickHouse + Kafka output topics out, with recovery.
+
+    In a cluster (`-i/-a`) each process reads its share of the topic partitions. With a
+    chdb store only process 0 opens it (migrations, the sinks, the job center); the other
+    processes never do (`dataflows.placement`)."""
     from datetime import timedelta
 
     from bytewax._bytewax import cli_main
 
+    from dataflows.placement import Placement
     from dataflows.signals import prepare_recovery
 
+    placement = Placement(
+        process_id=process_id or 0,
+        processes=len(addresses) if addresses else 1,
+        workers_per_process=workers,
+        shared_store=not settings.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"),
+    )
     if settings.TICKCAST_FLOW_METRICS_PORT and settings.METRICS_ENABLED:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.TICKCAST_FLOW_METRICS_PORT)  # the flow's own metrics (lag, joins, drift)
-    store = Store(settings.TICKCAST_CLICKHOUSE_URL)
-    store.migrate()
+        try:  # the flow's own metrics (lag, joins, drift)
+            start_http_server(settings.TICKCAST_FLOW_METRICS_PORT)
+        except OSError as exc:
+            raise FlowStartError(
+                f"TICKCAST_FLOW_METRICS_PORT={settings.TICKCAST_FLOW_METRICS_PORT} cannot be opened ({exc}); "
+                "each `tickcast flow` process on a host needs a port of its own (0 = off)"
+            ) from exc
+    recovery = prepare_recovery(recovery_dir, placement=placement) if recovery_dir else None
+    store: Store | None = None
+    if placement.process_id == 0:  # one process migrates; the others' inserts are retried until it has
+        store = Store(settings.TICKCAST_CLICKHOUSE_URL)
+        store.migrate()
+        set_job_starter_for_flow(settings, store)  # the model stage runs on worker 0 (Placement.model_key)
+    elif placement.owns_store:
+        store = Store(settings.TICKCAST_CLICKHOUSE_URL)
+
+    def store_factory() -> Store:
+        if store is None:  # Placement lists no store partition here: Bytewax never asks
+            raise RuntimeError(f"process {placement.process_id} must not open the chdb store (process 0 holds it)")
+        return store
+
     bus = KafkaEventPublisher(settings)
     flow = build_flow(
         settings,
         [kafka_source(settings, tail=True)],
-        store_factory=lambda: store,
+        store_factory=store_factory,
         bus=bus,
         options=FlowOptions(live=True, recovery=recovery_dir is not None),
         write_monitor=WriteMonitor(),  # a failing store holds the flow (Kafka keeps the input); store_write_failing
+        placement=placement,
     )
-    set_job_starter_for_flow(settings, store)
     tune_gc()
+    log.info(
+        "tickcast flow: process %d of %d (%d worker(s) each), store %s%s, recovery %s",
+        placement.process_id,
+        placement.processes,
+        workers,
+        settings.TICKCAST_CLICKHOUSE_URL,
+        "" if placement.owns_store else " (held by process 0)",
+        recovery_dir or "off",
+    )
     cli_main(
         flow,
         workers_per_process=workers,
         process_id=process_id,
         addresses=addresses,
         epoch_interval=timedelta(seconds=settings.TICKCAST_SNAPSHOT_SECONDS),
-        recovery_config=prepare_recovery(recovery_dir) if recovery_dir else None,
+        recovery_config=recovery,
     )
 
 

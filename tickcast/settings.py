@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     TICKCAST_TOPIC_CANDLES: str = "market.candles"
     TICKCAST_TOPIC_PREDICTIONS: str = "predictions"
     TICKCAST_TOPIC_CALIBRATION: str = "calibration.events"
+    # A live Kafka partition pair releases one topic's messages ahead of the other's once the
+    # other has delivered nothing for this long (dataflows/kafka_io.py, KafkaPairSource).
+    TICKCAST_KAFKA_IDLE_RELEASE_MS: Annotated[int, Field(ge=10, le=600_000)] = 2_000
     TICKCAST_API_HOST: str = "127.0.0.1"
     TICKCAST_API_PORT: Annotated[int, Field(ge=1, le=65535)] = 8000
     TICKCAST_FLOW_METRICS_PORT: Annotated[int, Field(ge=0, le=65535)] = 9100  # `tickcast flow` /metrics; 0 = off
