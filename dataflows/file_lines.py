@@ -37,7 +37,7 @@ PARQUET_BATCH_ROWS = 65_536
 _KEY_NAMES = (b"ingest_ts", b"ts", b"close_time")
 _KEY_BYTES = np.frombuffer(b"".join(_KEY_NAMES), np.uint8)
 _KEY_OFFSETS = np.cumsum([0] + [len(k) for k in _KEY_NAMES]).astype(np.int64)
-_ABSENT, _INT, _UNSURE = 0, 1, 2
+_ABSENT, _INT = 0, 1
 _MAX_DIGITS = 18
 
 
@@ -53,12 +53,12 @@ class Chunk:
 # the key of each line, from its bytes
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _is_space(c):  # pragma: no cover - compiled
     return c == 32 or c == 9 or c == 10 or c == 13 or c == 11 or c == 12  # bytes.strip()'s set
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _member(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
     for k in range(key_offsets.size - 1):
         a, b = key_offsets[k], key_offsets[k + 1]
@@ -73,13 +73,14 @@ def _member(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
     """(key, sure) of the stripped line buf[lo:hi]."""
     if hi - lo < 2 or buf[lo] != 123:  # '{'
         return 0, False
-    state = np.zeros(3, np.int8)
-    value = np.zeros(3, np.int64)
+    # state and value of ingest_ts, ts, close_time (scalars: no allocation per line)
+    s0 = s1 = s2 = _ABSENT
+    v0 = v1 = v2 = 0
     depth = 0
     expect_key = False
     field = -1
@@ -102,12 +103,12 @@ def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compil
                     return 0, False  # "\u0074s" would be ts
                 field = _member(buf, i + 1, j, key_bytes, key_offsets)
             elif depth == 1 and field >= 0:  # a string value of a key member: not a number
-                state[field] = _UNSURE
+                return 0, False
             i = j + 1
             continue
         if c == 123 or c == 91:
             if depth == 1 and field >= 0:
-                state[field] = _UNSURE
+                return 0, False
             depth += 1
             expect_key = c == 123 and depth == 1
         elif c == 125 or c == 93:
@@ -126,7 +127,12 @@ def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compil
                 while j < hi and _is_space(buf[j]):
                     j += 1
                 if j + 4 <= hi and buf[j] == 110 and buf[j + 1] == 117 and buf[j + 2] == 108 and buf[j + 3] == 108:
-                    state[field] = _ABSENT  # null: orjson's None, not a key
+                    if field == 0:  # null: orjson's None, not a key
+                        s0 = _ABSENT
+                    elif field == 1:
+                        s1 = _ABSENT
+                    else:
+                        s2 = _ABSENT
                     i = j + 4
                     continue
                 k = j + 1 if j < hi and buf[j] == 45 else j
@@ -141,21 +147,26 @@ def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compil
                     end += 1
                 clean = 0 < digits <= _MAX_DIGITS and end < hi and (buf[end] == 44 or buf[end] == 125)
                 clean = clean and not (digits > 1 and buf[k - digits] == 48)  # 01: not JSON
-                if clean:
-                    state[field] = _INT
-                    value[field] = -v if buf[j] == 45 else v
+                if not clean:
+                    return 0, False
+                v = -v if buf[j] == 45 else v
+                if field == 0:
+                    s0, v0 = _INT, v
+                elif field == 1:
+                    s1, v1 = _INT, v
                 else:
-                    state[field] = _UNSURE
+                    s2, v2 = _INT, v
                 i = k
                 continue
         i += 1
     if depth != 0:
         return 0, False
-    for f in range(3):
-        if state[f] == _UNSURE:
-            return 0, False
-        if state[f] == _INT:
-            return value[f], True
+    if s0 == _INT:
+        return v0, True
+    if s1 == _INT:
+        return v1, True
+    if s2 == _INT:
+        return v2, True
     return 0, True
 
 
