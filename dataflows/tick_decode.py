@@ -66,6 +66,7 @@ What pyarrow 26's JSON reader does, measured against orjson (what `decode_record
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -608,6 +609,7 @@ def _nulls(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.is_null(col).to_numpy(zero_copy_only=False)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a live burst names every symbol each minute; junk cannot grow it
 def _is_name(value: str, field: str, pattern) -> bool:
     try:
         _name({field: value}, field, pattern)
