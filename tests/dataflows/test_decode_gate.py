@@ -299,11 +299,8 @@ def test_dict_records_take_the_columnar_path_and_agree_with_the_per_record_path(
 
 
 def test_clean_dict_ticks_never_call_decode_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A burst of clean dicts (one per symbol, as the simulator and HTTP send) is decoded column-wise."""
-    records = [
-        ("http" if i % 2 else "sim", orjson.loads(_tick("p", i)) | {"symbol": f"S{i}USDT"}, START + i + 5)
-        for i in range(200)
-    ]
+    """A burst of clean dicts (one per symbol, as HTTP sends them) is decoded column-wise."""
+    records = [("http", orjson.loads(_tick("p", i)) | {"symbol": f"S{i}USDT"}, START + i + 5) for i in range(200)]
     monkeypatch.setattr(decode_module, "decode_record", lambda *a, **k: 1 / 0)
     ids, _, reasons = _summary(DecodeLogic(DecodeConfig(wall_clock=True), None).on_batch([records])[0])
     assert sorted(ids) == sorted(f"p-{i}" for i in range(200)) and reasons == []
