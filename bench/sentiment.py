@@ -12,12 +12,22 @@ All three are measured in the same run on the same topic (tansu broker, chdb eng
 Then peak RSS of the sentiment state for 1000 symbols as ticks grow (1M → 10M), which must
 stay flat (bounded state).
 
+Payloads (`--payload`): `flat`, the synthetic ticks above (no meta); `realistic`, the
+simulator's own tick records as they are (nested `meta`, polarity, four providers). Sources
+(`--source`): `kafka` (the topic, as above) or `file` (`tickcast replay --input`: a JSONL file,
+or Parquet with `--file-format parquet`; the floor reads the file in blocks and decodes and
+inserts them; there is no naive row). With `--source file` the peak RSS of a whole
+`tickcast`-flow file replay is printed for the file and for one a quarter of its size, each in a
+fresh process: bounded by the batch, not the file.
+
     python bench/sentiment.py [--ticks 400000] [--symbols 1000] [--rss-ticks 10000000]
+    python bench/sentiment.py --payload realistic --source file [--file-format parquet]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import resource
@@ -47,7 +57,49 @@ from tickcast.store import Store  # noqa: E402
 START = 1_763_683_200_000
 
 
-def produce_ticks(broker: str, topic: str, n: int, symbols: int) -> None:
+def flat_ticks(n: int, symbols: int) -> list[dict[str, Any]]:
+    """Synthetic ticks with a flat payload (no meta, no polarity), three providers."""
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.uniform(-1, 1, n), 4).tolist()
+    providers = ("newsapi", "twitter", "reddit")
+    return [
+        {
+            "symbol": f"S{i % symbols:04d}USDT",
+            "ts": START + i * 15,  # ~67 ticks/s overall
+            "score": scores[i],
+            "provider": providers[i % 3],
+            "id": f"t{i}",
+            "ingest_ts": START + i * 15 + 150,
+        }
+        for i in range(n)
+    ]
+
+
+def realistic_ticks(n: int, symbols: int) -> list[dict[str, Any]]:
+    """The simulator's first `n` tick records, as `tickcast simulate` writes them (ingest order)."""
+    from itertools import islice
+
+    from dataflows.simulator import SimConfig, generate
+
+    ticks = (r for r in generate(SimConfig(symbols=symbols, hours=float("inf"), start_ms=START)) if "score" in r)
+    return list(islice(ticks, n))
+
+
+def make_ticks(payload: str, n: int, symbols: int) -> list[dict[str, Any]]:
+    return realistic_ticks(n, symbols) if payload == "realistic" else flat_ticks(n, symbols)
+
+
+def write_file(ticks: list[dict[str, Any]], path: Path) -> Path:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(ticks), path, row_group_size=100_000)
+    else:
+        path.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in ticks))
+    return path
+
+
+def produce_ticks(broker: str, topic: str, ticks: list[dict[str, Any]]) -> None:
     from confluent_kafka import Producer
 
     producer = Producer(
@@ -59,19 +111,7 @@ def produce_ticks(broker: str, topic: str, n: int, symbols: int) -> None:
             "partitioner": "murmur2_random",
         }
     )
-    rng = np.random.default_rng(0)
-    scores = np.round(rng.uniform(-1, 1, n), 4)
-    providers = ("newsapi", "twitter", "reddit")
-    for i in range(n):
-        ts = START + i * 15  # ~67 ticks/s overall
-        rec = {
-            "symbol": f"S{i % symbols:04d}USDT",
-            "ts": ts,
-            "score": float(scores[i]),
-            "provider": providers[i % 3],
-            "id": f"t{i}",
-            "ingest_ts": ts + 150,
-        }
+    for i, rec in enumerate(ticks):
         while True:
             try:
                 producer.produce(topic, orjson.dumps(rec), key=rec["symbol"].encode(), timestamp=rec["ingest_ts"])
@@ -90,13 +130,19 @@ def fresh_store(root: Path, name: str) -> Store:
     return store
 
 
-def run_tickcast(broker: str, topic: str, store: Store) -> float:
+def run_tickcast(broker: str | None, topic: str, store: Store, file: Path | None = None) -> float:
     from bytewax.testing import run_main
 
+    from dataflows.sources import FileReplaySource
+
     settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker)  # the defaults `tickcast replay` runs with
-    source = KafkaPairSource(
-        broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False, batch_size=settings.TICKCAST_REPLAY_BATCH
-    )
+    if file is not None:
+        source: Any = FileReplaySource([file], batch_size=settings.TICKCAST_REPLAY_BATCH)
+    else:
+        assert broker is not None
+        source = KafkaPairSource(
+            broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False, batch_size=settings.TICKCAST_REPLAY_BATCH
+        )
     flow = build_flow(
         settings,
         [source],
@@ -157,6 +203,39 @@ def run_floor(broker: str, topic: str, store: Store, n: int) -> float:
     writer.shutdown()
     consumer.close()
     return time.perf_counter() - t
+
+
+def run_file_floor(file: Path, store: Store) -> float:
+    """Read the file in blocks (JSONL lines / Parquet row batches), columnar decode, Arrow insert."""
+    from dataflows.file_lines import file_chunks
+    from dataflows.tick_decode import decode_ticks, objects_as_json
+
+    t = time.perf_counter()
+    writer = ThreadPoolExecutor(1)
+    pending = []
+    for chunk in file_chunks(file):
+        objects = None
+        values = chunk.records
+        if values and values[0].__class__ is dict:
+            objects = values
+            values, _ = objects_as_json(objects)
+        hints = np.full(len(values), -1, np.int64)
+        fast = decode_ticks(values, hints, now_ms=int(time.time() * 1000), objects=objects)
+        assert fast.ok.all(), "the floor takes clean ticks only"
+        table = fast.table.append_column("weight", pa.array(np.ones(fast.table.num_rows)))
+        pending.append(writer.submit(store.insert_pieces, "sentiment_ticks", [table]))
+    for future in pending:
+        future.result()
+    writer.shutdown()
+    return time.perf_counter() - t
+
+
+def replay_rss(file: Path) -> None:
+    """A whole `tickcast` file replay in this (fresh) process; prints its peak RSS (MB)."""
+    root = Path(tempfile.mkdtemp(prefix="tickcast-bench-rss-"))
+    store = fresh_store(root / "ch", "b_rss")
+    run_tickcast(None, "", store, file)
+    print(f"{rss_mb():.0f}")
 
 
 def run_naive(broker: str, topic: str, store: Store) -> float:
@@ -259,48 +338,82 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rss-ticks", type=int, default=10_000_000)
+    parser.add_argument("--payload", choices=("flat", "realistic"), default="flat")
+    parser.add_argument("--source", choices=("kafka", "file"), default="kafka")
+    parser.add_argument("--file-format", choices=("jsonl", "parquet"), default="jsonl")
+    parser.add_argument("--no-rss", action="store_true", help="skip the RSS tables")
     parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--replay-rss", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_only:  # a fresh process, so the peak belongs to the sentiment state alone
         for n, mb in rss_growth(args.symbols, args.rss_ticks):
             print(f"{n} {mb}")
         return
+    if args.replay_rss:
+        replay_rss(args.replay_rss)
+        return
     root = Path(tempfile.mkdtemp(prefix="tickcast-bench-sent-"))
     from tickcast.gc_tuning import tune_gc
 
-    tune_gc()  # as `tickcast replay` does; applies to all three implementations alike
-    results: dict[str, list[float]] = {"tickcast": [], "floor": [], "naive": []}
-    with tansu() as broker:
-        topic = f"ticks-{uuid.uuid4().hex[:6]}"
-        ensure_topics(broker, {topic: args.partitions})
-        t = time.perf_counter()
-        produce_ticks(broker, topic, args.ticks, args.symbols)
-        print(
-            f"produced {args.ticks:,} ticks for {args.symbols} symbols in {time.perf_counter() - t:.1f}s",
-            file=sys.stderr,
-        )
+    t = time.perf_counter()
+    ticks = make_ticks(args.payload, args.ticks, args.symbols)
+    print(f"made {len(ticks):,} {args.payload} ticks in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    tune_gc()  # as `tickcast replay` does; applies to all implementations alike
+    names = ("floor", "tickcast", "naive") if args.source == "kafka" else ("floor", "tickcast")
+    results: dict[str, list[float]] = {name: [] for name in names}
+    with contextlib.ExitStack() as stack:
+        file: Path | None = None
+        broker = topic = ""
+        if args.source == "file":
+            file = write_file(ticks, root / f"ticks.{args.file_format}")
+            print(f"wrote {file} ({file.stat().st_size / 1e6:,.0f} MB)", file=sys.stderr)
+            runs = {"floor": lambda s: run_file_floor(file, s), "tickcast": lambda s: run_tickcast(None, "", s, file)}
+        else:
+            broker = stack.enter_context(tansu())
+            topic = f"ticks-{uuid.uuid4().hex[:6]}"
+            ensure_topics(broker, {topic: args.partitions})
+            t = time.perf_counter()
+            produce_ticks(broker, topic, ticks)
+            print(f"produced {args.ticks:,} ticks in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+            runs = {
+                "floor": lambda s: run_floor(broker, topic, s, args.ticks),
+                "tickcast": lambda s: run_tickcast(broker, topic, s),
+                "naive": lambda s: run_naive(broker, topic, s),
+            }
+        del ticks
+        gc.collect()
         for r in range(args.repeat):
-            for name, fn in (
-                ("floor", lambda s: run_floor(broker, topic, s, args.ticks)),
-                ("tickcast", lambda s: run_tickcast(broker, topic, s)),
-                ("naive", lambda s: run_naive(broker, topic, s)),
-            ):
+            for name in names:
                 store = fresh_store(root / "ch", f"b_{name}_{r}")
-                elapsed = fn(store)
+                elapsed = runs[name](store)
                 stored = store.count("sentiment_ticks")
                 assert stored == args.ticks, f"{name}: stored {stored} of {args.ticks}"
                 results[name].append(args.ticks / elapsed)
                 print(f"run {r + 1} {name:8s}: {args.ticks / elapsed:12,.0f} ticks/s", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items()}
+    where = f"{args.source} ({args.file_format})" if args.source == "file" else f"kafka, {args.partitions} partition(s)"
     print(
-        f"# sentiment replay bench: {args.ticks:,} ticks, {args.symbols} symbols, {args.partitions} partition(s), "
+        f"# sentiment replay bench: {args.ticks:,} {args.payload} ticks, {args.symbols} symbols, {where}, "
         f"1 worker, median of {args.repeat}"
     )
     print("| implementation | ticks/s | vs floor | vs naive |\n|---|---:|---:|---:|")
-    for name in ("tickcast", "floor", "naive"):
-        print(f"| {name} | {med[name]:,.0f} | {med[name] / med['floor']:.2f} | {med[name] / med['naive']:.2f} |")
+    for name in names:
+        naive = f"{med[name] / med['naive']:.2f}" if "naive" in med else "-"
+        print(f"| {name} | {med[name]:,.0f} | {med[name] / med['floor']:.2f} | {naive} |")
+    if args.no_rss:
+        return
     import subprocess
 
+    if file is not None:  # the whole replay's peak RSS, for this file and one a quarter its size
+        small = write_file(make_ticks(args.payload, args.ticks // 4, args.symbols), root / f"small.{args.file_format}")
+        print(f"\n# peak RSS of a `tickcast` file replay ({args.payload}, {args.file_format}), fresh process each")
+        print("| ticks in the file | file MB | peak RSS (MB) |\n|---:|---:|---:|")
+        for path, n in ((small, args.ticks // 4), (file, args.ticks)):
+            out = subprocess.run(
+                [sys.executable, __file__, "--replay-rss", str(path)], capture_output=True, text=True, check=True
+            )
+            print(f"| {n:,} | {path.stat().st_size / 1e6:,.0f} | {out.stdout.split()[-1]} |")
+        return
     proc = subprocess.run(
         [sys.executable, __file__, "--rss-only", "--symbols", str(args.symbols), "--rss-ticks", str(args.rss_ticks)],
         capture_output=True,

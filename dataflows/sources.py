@@ -14,7 +14,6 @@ on it (see docs/decisions.md, "ordered partitions").
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import queue
@@ -26,8 +25,9 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from dataflows.file_lines import merged_chunks
 
 log = logging.getLogger(__name__)
 
@@ -133,54 +133,73 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _effective_ingest(obj: Any) -> int:
-    """The ordering key of a file record: ingest_ts, else its event time (DESIGN §3)."""
-    if isinstance(obj, dict):
-        for key in ("ingest_ts", "ts", "close_time"):
-            value = obj.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return int(value)
-    return 0  # unparseable records sort first; they are rejected anyway
-
-
-def _read_file(path: Path) -> Iterator[tuple[int, Any]]:
-    """(ordering key, payload) for every record of one file, in ingest order."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows: list[Any] = []
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-            rows.extend(batch.to_pylist())
-        items = [(_effective_ingest(r), r) for r in rows]
-    else:
-        items = []
-        with path.open("rb") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    obj = None
-                # The line itself goes on, not `obj`: the decoder sees what the file holds (a
-                # field named twice, the record's size) and takes clean ticks column-wise.
-                items.append((_effective_ingest(obj), line))
-    # A file written in ingest order stays as it is; otherwise sort (stable) so the
-    # replay sees what the live system saw.
-    if any(items[i][0] > items[i + 1][0] for i in range(len(items) - 1)):
-        items.sort(key=lambda kv: kv[0])
-    return iter(items)
-
-
 def merged_file_records(paths: list[Path]) -> Iterator[RawRecord]:
-    """All records of all files, merged by ingest time (ties: file order)."""
-    streams = [
-        ((key, idx, seq, payload) for seq, (key, payload) in enumerate(_read_file(path)))
-        for idx, path in enumerate(paths)
-    ]
-    for _key, idx, _seq, payload in heapq.merge(*streams):
-        yield (f"file:{paths[idx].name}", payload, None)
+    """All records of all files, merged by ingest time (ties: file order), one by one."""
+    names = [f"file:{p.name}" for p in paths]
+    for _keys, records, files in merged_chunks(paths):
+        for record, f in zip(records, files.tolist(), strict=True):
+            yield (names[f], record, None)
+
+
+class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
+    """Emits the merged files as RawBlocks of `batch_size` records (JSONL lines as bytes,
+    Parquet rows as dicts), read chunk by chunk (dataflows/file_lines.py); the snapshot is the
+    count emitted, so a resume re-reads the files and skips that many."""
+
+    def __init__(
+        self,
+        key: str,
+        paths: list[Path],
+        batch_size: int,
+        resume: int | None,
+        on_emit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._key = key
+        self._names = tuple(f"file:{p.name}" for p in paths)
+        self._chunks = merged_chunks(paths)
+        self._batch_size = max(1, batch_size)
+        self._emitted = resume or 0
+        self._on_emit = on_emit
+        self._records: list[Any] = []
+        self._files = np.empty(0, np.int64)
+        skip = self._emitted
+        while skip:
+            if not self._fill(skip):
+                break
+            take = min(skip, len(self._records))
+            self._records, self._files = self._records[take:], self._files[take:]
+            skip -= take
+
+    def _fill(self, want: int) -> bool:
+        """Read chunks until `want` records are held (or the files end); False if none are."""
+        parts, files = [self._records], [self._files]
+        held = len(self._records)
+        while held < want:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                break
+            parts.append(nxt[1])
+            files.append(nxt[2])
+            held += len(nxt[1])
+        if len(parts) > 1:
+            self._records = [r for part in parts for r in part]
+            self._files = np.concatenate(files)
+        return bool(self._records)
+
+    def next_batch(self) -> list[tuple[str, RawBatch]]:
+        if not self._fill(self._batch_size):
+            raise StopIteration
+        n = min(self._batch_size, len(self._records))
+        values, self._records = self._records[:n], self._records[n:]
+        files, self._files = self._files[:n], self._files[n:]
+        self._emitted += n
+        if self._on_emit:
+            self._on_emit(self._emitted)
+        block = RawBlock(self._names, values, np.full(n, -1, np.int64), None if len(self._names) == 1 else files)
+        return [(self._key, block)]
+
+    def snapshot(self) -> int:
+        return self._emitted
 
 
 class _IteratorPartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
@@ -230,9 +249,8 @@ class FileReplaySource(FixedPartitionedSource[tuple[str, RawBatch], int]):
     def list_parts(self) -> list[str]:
         return ["files"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _IteratorPartition:
-        records = merged_file_records(self.paths)
-        return _IteratorPartition(for_part, records, self.batch_size, resume_state, self.on_emit)
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
+        return _FilePartition(for_part, self.paths, self.batch_size, resume_state, self.on_emit)
 
 
 class RecordsSource(FixedPartitionedSource[tuple[str, RawBatch], int]):

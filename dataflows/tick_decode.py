@@ -66,9 +66,11 @@ What pyarrow 26's JSON reader does, measured against orjson (what `decode_record
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
@@ -91,7 +93,7 @@ from tickcast.records import (
     tick_id,
 )
 
-__all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "hash_id", "hash_ids"]
+__all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "hash_id", "hash_ids", "objects_as_json"]
 
 TICK_COLUMNS = ("id", "symbol", "ts", "score", "polarity", "provider", "meta", "ingest_ts")
 TICK_SCHEMA = pa.schema(
@@ -607,6 +609,7 @@ def _nulls(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.is_null(col).to_numpy(zero_copy_only=False)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a live burst names every symbol each minute; junk cannot grow it
 def _is_name(value: str, field: str, pattern) -> bool:
     try:
         _name({field: value}, field, pattern)
@@ -648,6 +651,34 @@ def _meta(lines: _Lines, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, np.
     return codes, pa.array([t or "{}" for t in texts] + ["{}"], pa.string()), valid
 
 
+def objects_as_json(objects: Sequence[Any]) -> tuple[list[bytes], np.ndarray]:
+    """Dict records (HTTP, the simulator, Parquet rows) as the compact JSON `decode_ticks` reads,
+    and the mask of those that have one: orjson without `default`, so anything JSON has no
+    exact spelling for (numpy values, datetimes, non-str keys, ints past 64 bits, lone
+    surrogates) raises and the record stays a dict for the per-record path. The JSON is what
+    `records._parse` measures a dict by (`too_large`), byte for byte."""
+    dumps = orjson.dumps
+    try:
+        values = [dumps(o) if o.__class__ is dict else b"{}" for o in objects]
+        usable = np.fromiter((o.__class__ is dict for o in objects), bool, len(objects))
+    except (TypeError, orjson.JSONEncodeError):
+        values, usable = [], np.zeros(len(objects), bool)
+        for k, o in enumerate(objects):
+            try:
+                values.append(dumps(o) if o.__class__ is dict else b"{}")
+                usable[k] = o.__class__ is dict
+            except (TypeError, orjson.JSONEncodeError):
+                values.append(b"{}")
+    return values, usable
+
+
+def _null_but_set(objects: Sequence[dict[str, Any]], rows: np.ndarray, field: str) -> np.ndarray:
+    """Per row in `rows`: does the dict hold a value other than None under `field`?
+    orjson writes NaN and ±Infinity as null, so such a field reads as missing here while
+    `decode_record` refuses the dict: those rows are the per-record path's."""
+    return np.array([objects[r].get(field) is not None for r in rows.tolist()], bool)
+
+
 def _keys_match(symbols: pa.ChunkedArray, keys: Sequence[bytes | None]) -> np.ndarray:
     """Per row: no Kafka key, or the key is the symbol's UTF-8 bytes (records._check_record)."""
     same = pc.equal(symbols.cast(pa.binary()), pa.chunked_array([pa.array(keys, pa.binary())]))
@@ -667,7 +698,8 @@ def decode_ticks(
     keys: Sequence[bytes | None] | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
     max_future_ms: int = MAX_FUTURE_MS,
-    wall_ms: int | None = None,
+    wall_ms: int | np.ndarray | None = None,
+    objects: Sequence[dict[str, Any]] | None = None,
 ) -> FastTicks:
     """Decode the clean ticks among raw messages `values`, column-wise.
 
@@ -676,6 +708,11 @@ def decode_ticks(
     else now_ms, default_ingest="now" if hint >= 0 else "event", key=keys[i], …)` with the
     same `pos_threshold`, `max_record_bytes`, `max_future_ms` and `wall_ms` whenever `ok[i]`;
     `now_ms` itself only reaches refusals, which are all left to that per-record path.
+
+    `wall_ms` may be one value per row (a large value exempts a row, as the simulator is).
+    `objects`: when `values` are `objects_as_json(objects)`, the dicts themselves, so that a
+    row whose optional field (polarity, ingest_ts, id, meta) reads null only because orjson
+    wrote a NaN as null is left to the per-record path, which refuses it.
     """
     n = len(values)
     hints = np.asarray(hints, np.int64)
@@ -697,7 +734,7 @@ def decode_ticks(
     ingest = np.where(ingest_null, np.where(hints >= 0, hints, ts), ingest)
     ok &= ts - ingest <= max_future_ms
     if wall_ms is not None:
-        ok &= ingest - wall_ms <= max_future_ms
+        ok &= ingest - np.asarray(wall_ms, np.int64) <= max_future_ms
     if keys is not None:
         ok &= _keys_match(cols["symbol"], keys)
     polarity, polarity_null = _ints(cols["polarity"])
@@ -707,6 +744,17 @@ def decode_ticks(
     ok &= _valid_names(cols["symbol"], "symbol", _SYMBOL_RE) & _valid_names(cols["provider"], "provider", _PROVIDER_RE)
     meta_codes, meta_texts, meta_valid = _meta(lines, ok)
     ok &= meta_valid
+    if objects is not None:  # dicts: a field JSON spells null must be None (or absent) in the dict
+        meta_short = (lines.meta_hi - lines.meta_lo) == 4  # null (or a 4-byte object/string: checked too)
+        for name, null in (
+            ("polarity", polarity_null),
+            ("ingest_ts", ingest_null),
+            ("id", id_null),
+            ("meta", meta_short),
+        ):
+            maybe = np.flatnonzero(ok & null)
+            if maybe.size:
+                ok[maybe[_null_but_set(objects, maybe, name)]] = False
     if not ok.any():
         return _none_ok(ok)
 

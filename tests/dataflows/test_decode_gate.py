@@ -258,3 +258,49 @@ def test_only_well_formed_provider_names_build_a_streak() -> None:
     assert not any(name.startswith("bad name") for name in gate.state.streak) and gate.state.disabled == set()
     gate.on_batch([[("kafka:t", _tick("good", 1, 9.0), None)]])
     assert gate.state.disabled == {"good"}
+
+
+# ---------------------------------------------------------------------------
+# dict records (HTTP, simulator, Parquet rows) take the columnar path too (issue 21 part 1)
+
+
+def _as_dict(value: bytes) -> object:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value.decode("utf-8", "replace")  # not JSON: a str payload, the per-record path's
+
+
+ODD = st.sampled_from(
+    [float("nan"), float("inf"), -float("inf"), None, np.int64(3), np.float64(0.5), 2**70, True, 1.0, "x", [], {}]
+)
+FIELDS = st.sampled_from(["polarity", "ingest_ts", "id", "meta", "score", "ts", "symbol", "provider", "extra"])
+DICTS = st.one_of(
+    MIXED.map(_as_dict),
+    st.builds(lambda t, f, v: {**t, f: v}, clean_ticks(), FIELDS, ODD),  # a value JSON spells differently, or not
+    st.builds(lambda t, v: {**t, "meta": {"a": v}}, clean_ticks(), ODD),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    st.lists(st.tuples(DICTS, HINTS, st.sampled_from(["http", "sim", "file:x.parquet"])), min_size=1, max_size=30),
+    st.sampled_from([DecodeConfig(), DecodeConfig(wall_clock=True, disable_streak=2)]),
+)
+def test_dict_records_take_the_columnar_path_and_agree_with_the_per_record_path(rows, config: DecodeConfig) -> None:
+    batch = [(source, record, None if hint < 0 else hint) for record, hint, source in rows]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(decode_module.time, "time", lambda: 1_800_000_000.0)
+        fast_out, _ = DecodeLogic(config, None).on_batch([batch])
+        mp.setattr(decode_module, "decode_ticks", _per_record_only)
+        slow_out, _ = DecodeLogic(config, None).on_batch([batch])
+    assert _full(fast_out) == _full(slow_out)
+    assert not any(r["reason"].startswith("decoder_error") for r in _rejected(fast_out))
+
+
+def test_clean_dict_ticks_never_call_decode_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of clean dicts (one per symbol, as HTTP sends them) is decoded column-wise."""
+    records = [("http", orjson.loads(_tick("p", i)) | {"symbol": f"S{i}USDT"}, START + i + 5) for i in range(200)]
+    monkeypatch.setattr(decode_module, "decode_record", lambda *a, **k: 1 / 0)
+    ids, _, reasons = _summary(DecodeLogic(DecodeConfig(wall_clock=True), None).on_batch([records])[0])
+    assert sorted(ids) == sorted(f"p-{i}" for i in range(200)) and reasons == []

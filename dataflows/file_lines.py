@@ -1,0 +1,392 @@
+"""Input files read in bounded chunks of raw records, in ingest order.
+
+A replay file is read twice, a few MiB at a time, and never held whole: first for each
+record's ordering key (to learn whether the file is already in ingest order, as
+`tickcast simulate` and any recorder write it), then for the records themselves, which go
+on as they are (JSONL: the raw line bytes, so the columnar decoder takes them; Parquet: one
+dict per row, which the decode step writes as JSON once per batch). Memory is bounded by
+the chunk, not by the file.
+
+A file that is not in ingest order is sorted (stable) like before: JSONL by an index of
+(key, byte offset, length) per line, 24 bytes a record, the lines read back one by one in
+key order; Parquet (rare: columnar exports are written sorted) by reading it whole.
+
+The ordering key is `ingest_ts`, else `ts`, else `close_time` (DESIGN §3), an int or a
+float taken as int, else 0 (records that are not JSON objects sort first; they are
+rejected anyway). `_line_keys` reads it straight from the bytes where the value is a plain
+integer literal or null; any other spelling (a float, an escaped member name, a line that is
+not an object) is left to orjson, line by line, so the key is the one `orjson.loads` gives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from numba import njit
+
+CHUNK_BYTES = 4 << 20
+PARQUET_BATCH_ROWS = 65_536
+
+# the member names whose value orders a record, in precedence order
+_KEY_NAMES = (b"ingest_ts", b"ts", b"close_time")
+_KEY_BYTES = np.frombuffer(b"".join(_KEY_NAMES), np.uint8)
+_KEY_OFFSETS = np.cumsum([0] + [len(k) for k in _KEY_NAMES]).astype(np.int64)
+_ABSENT, _INT = 0, 1
+_MAX_DIGITS = 18
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Records of one file in file (or key) order: `keys[i]` orders `records[i]`."""
+
+    keys: np.ndarray
+    records: list[Any]
+
+
+# ---------------------------------------------------------------------------
+# the key of each line, from its bytes
+
+
+@njit(cache=True, inline="always")
+def _is_space(c):  # pragma: no cover - compiled
+    return c == 32 or c == 9 or c == 10 or c == 13 or c == 11 or c == 12  # bytes.strip()'s set
+
+
+@njit(cache=True, inline="always")
+def _member(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
+    for k in range(key_offsets.size - 1):
+        a, b = key_offsets[k], key_offsets[k + 1]
+        if b - a == hi - lo:
+            same = True
+            for m in range(b - a):
+                if buf[lo + m] != key_bytes[a + m]:
+                    same = False
+                    break
+            if same:
+                return k
+    return -1
+
+
+@njit(cache=True, inline="always")
+def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
+    """(key, sure) of the stripped line buf[lo:hi]."""
+    if hi - lo < 2 or buf[lo] != 123:  # '{'
+        return 0, False
+    # state and value of ingest_ts, ts, close_time (scalars: no allocation per line)
+    s0 = s1 = s2 = _ABSENT
+    v0 = v1 = v2 = 0
+    depth = 0
+    expect_key = False
+    field = -1
+    i = lo
+    while i < hi:
+        c = buf[i]
+        if c == 34:  # a string
+            j = i + 1
+            escaped = False
+            while j < hi and buf[j] != 34:
+                if buf[j] == 92:
+                    escaped = True
+                    j += 1
+                j += 1
+            if j >= hi:
+                return 0, False
+            if depth == 1 and expect_key:
+                expect_key = False
+                if escaped:
+                    return 0, False  # "\u0074s" would be ts
+                field = _member(buf, i + 1, j, key_bytes, key_offsets)
+            elif depth == 1 and field >= 0:  # a string value of a key member: not a number
+                return 0, False
+            i = j + 1
+            continue
+        if c == 123 or c == 91:
+            if depth == 1 and field >= 0:
+                return 0, False
+            depth += 1
+            expect_key = c == 123 and depth == 1
+        elif c == 125 or c == 93:
+            depth -= 1
+            if depth == 0:
+                if i + 1 != hi:  # something after the object: orjson's to judge
+                    return 0, False
+                break
+        elif c == 44:
+            if depth == 1:
+                expect_key = True
+                field = -1
+        elif c == 58:
+            if depth == 1 and field >= 0:  # the value of a key member
+                j = i + 1
+                while j < hi and _is_space(buf[j]):
+                    j += 1
+                if j + 4 <= hi and buf[j] == 110 and buf[j + 1] == 117 and buf[j + 2] == 108 and buf[j + 3] == 108:
+                    if field == 0:  # null: orjson's None, not a key
+                        s0 = _ABSENT
+                    elif field == 1:
+                        s1 = _ABSENT
+                    else:
+                        s2 = _ABSENT
+                    i = j + 4
+                    continue
+                k = j + 1 if j < hi and buf[j] == 45 else j
+                v = 0
+                digits = 0
+                while k < hi and 48 <= buf[k] <= 57:
+                    v = v * 10 + (buf[k] - 48)
+                    digits += 1
+                    k += 1
+                end = k
+                while end < hi and _is_space(buf[end]):
+                    end += 1
+                clean = 0 < digits <= _MAX_DIGITS and end < hi and (buf[end] == 44 or buf[end] == 125)
+                clean = clean and not (digits > 1 and buf[k - digits] == 48)  # 01: not JSON
+                if not clean:
+                    return 0, False
+                v = -v if buf[j] == 45 else v
+                if field == 0:
+                    s0, v0 = _INT, v
+                elif field == 1:
+                    s1, v1 = _INT, v
+                else:
+                    s2, v2 = _INT, v
+                i = k
+                continue
+        i += 1
+    if depth != 0:
+        return 0, False
+    if s0 == _INT:
+        return v0, True
+    if s1 == _INT:
+        return v1, True
+    if s2 == _INT:
+        return v2, True
+    return 0, True
+
+
+@njit(cache=True)
+def _split_lines(buf, key_bytes, key_offsets):  # pragma: no cover - compiled
+    """Stripped non-empty lines of buf (which ends at a line end): (start, end, key, sure) each."""
+    n = 0
+    for c in buf:
+        n += c == 10
+    n += 1
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    keys = np.empty(n, np.int64)
+    sure = np.empty(n, np.bool_)
+    count = 0
+    lo = 0
+    size = buf.size
+    while lo < size:
+        hi = lo
+        while hi < size and buf[hi] != 10:
+            hi += 1
+        a, b = lo, hi
+        while a < b and _is_space(buf[a]):
+            a += 1
+        while b > a and _is_space(buf[b - 1]):
+            b -= 1
+        if b > a:
+            starts[count] = a
+            ends[count] = b
+            keys[count], sure[count] = _line_key(buf, a, b, key_bytes, key_offsets)
+            count += 1
+        lo = hi + 1
+    return starts[:count], ends[:count], keys[:count], sure[:count]
+
+
+def effective_ingest(obj: Any) -> int:
+    """The ordering key of a decoded record: ingest_ts, else its event time (DESIGN §3)."""
+    if isinstance(obj, dict):
+        for key in ("ingest_ts", "ts", "close_time"):
+            value = obj.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return int(value)
+    return 0  # unparseable records sort first; they are rejected anyway
+
+
+_KEY_MIN, _KEY_MAX = -(2**63), 2**63 - 1
+
+
+def _orjson_key(line: bytes) -> int:
+    """The key orjson gives, clamped to int64 (a key that far out orders a record to be rejected)."""
+    try:
+        key = effective_ingest(orjson.loads(line))
+    except orjson.JSONDecodeError:
+        return 0
+    return min(max(key, _KEY_MIN), _KEY_MAX)
+
+
+# ---------------------------------------------------------------------------
+# JSONL
+
+
+def _jsonl_blocks(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(file offset, bytes) blocks of whole lines, about CHUNK_BYTES each."""
+    with path.open("rb") as fh:
+        offset, carry = 0, b""
+        while True:
+            data = fh.read(CHUNK_BYTES)
+            if not data:
+                if carry:
+                    yield offset, carry
+                return
+            block = carry + data
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                carry = block
+                continue
+            yield offset, block[:cut]
+            offset += cut
+            carry = block[cut:]
+
+
+def _jsonl_index(block: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, keys) of the block's records."""
+    starts, ends, keys, sure = _split_lines(np.frombuffer(block, np.uint8), _KEY_BYTES, _KEY_OFFSETS)
+    for k in np.flatnonzero(~sure).tolist():
+        keys[k] = _orjson_key(block[starts[k] : ends[k]])
+    return starts, ends, keys
+
+
+def _jsonl_in_order(path: Path) -> bool:
+    last = np.iinfo(np.int64).min
+    for _, block in _jsonl_blocks(path):
+        _, _, keys = _jsonl_index(block)
+        if keys.size and (keys[0] < last or (np.diff(keys) < 0).any()):
+            return False
+        if keys.size:
+            last = int(keys[-1])
+    return True
+
+
+def _jsonl_chunks(path: Path) -> Iterator[Chunk]:
+    if _jsonl_in_order(path):
+        for _, block in _jsonl_blocks(path):
+            starts, ends, keys = _jsonl_index(block)
+            yield Chunk(keys, [block[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        return
+    # out of order: sort an index, read the lines back in key order
+    parts = []
+    for off, block in _jsonl_blocks(path):
+        starts, ends, keys = _jsonl_index(block)
+        parts.append((keys, starts + off, ends - starts))
+    keys = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+    where = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+    size = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
+    del parts
+    order = np.argsort(keys, kind="stable")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        step = 50_000
+        for lo in range(0, order.size, step):
+            pick = order[lo : lo + step]
+            lines = [os.pread(fd, n, at) for n, at in zip(size[pick].tolist(), where[pick].tolist(), strict=True)]
+            yield Chunk(keys[pick], lines)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------
+# Parquet
+
+
+def _parquet_keys(batch: Any) -> np.ndarray:
+    names = [n for n in ("ingest_ts", "ts", "close_time") if n in batch.schema.names]
+    columns = [batch.column(n).to_pylist() for n in names]
+    return np.fromiter(
+        (effective_ingest(dict(zip(names, values, strict=True))) for values in zip(*columns, strict=True))
+        if columns
+        else (0 for _ in range(batch.num_rows)),
+        np.int64,
+        batch.num_rows,
+    )
+
+
+def _parquet_chunks(path: Path) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    def batches(columns: list[str] | None = None) -> Iterator[Any]:
+        return pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
+
+    schema = pq.ParquetFile(path).schema_arrow.names
+    key_columns = [n for n in ("ingest_ts", "ts", "close_time") if n in schema]
+    last, in_order = np.iinfo(np.int64).min, True
+    for batch in batches(key_columns or schema[:1]):
+        keys = _parquet_keys(batch)
+        if keys.size and (keys[0] < last or (np.diff(keys) < 0).any()):
+            in_order = False
+            break
+        if keys.size:
+            last = int(keys[-1])
+    if in_order:
+        for batch in batches():
+            yield Chunk(_parquet_keys(batch), batch.to_pylist())
+        return
+    rows = [r for batch in batches() for r in batch.to_pylist()]  # rare: read whole, sort (stable)
+    keys = np.fromiter((effective_ingest(r) for r in rows), np.int64, len(rows))
+    order = np.argsort(keys, kind="stable")
+    yield Chunk(keys[order], [rows[k] for k in order.tolist()])
+
+
+def file_chunks(path: Path) -> Iterator[Chunk]:
+    """The records of one file in ingest order (stable), chunk by chunk."""
+    return _parquet_chunks(path) if path.suffix == ".parquet" else _jsonl_chunks(path)
+
+
+# ---------------------------------------------------------------------------
+# several files
+
+
+def merged_chunks(paths: list[Path]) -> Iterator[tuple[np.ndarray, list[Any], np.ndarray]]:
+    """All records of all files, merged by key (ties: file order, then line order), as
+    (keys, records, file index per record) chunks."""
+    if len(paths) == 1:
+        for chunk in file_chunks(paths[0]):
+            yield chunk.keys, chunk.records, np.zeros(len(chunk.records), np.int64)
+        return
+    streams = [file_chunks(p) for p in paths]
+    held = [Chunk(np.empty(0, np.int64), []) for _ in paths]  # read, not yet given, per file
+    done = [False] * len(paths)
+
+    def pull(f: int) -> None:
+        nxt = next(streams[f], None)
+        if nxt is None:
+            done[f] = True
+        else:
+            held[f] = Chunk(np.concatenate([held[f].keys, nxt.keys]), held[f].records + nxt.records)
+
+    def fill() -> None:
+        for f in range(len(paths)):
+            while not done[f] and not held[f].records:
+                pull(f)
+
+    fill()
+    while True:
+        reading = [f for f in range(len(paths)) if not done[f]]
+        if not reading and not any(h.records for h in held):
+            return
+        # An unread record of file g has a key >= the last key g holds: below the smallest of
+        # those, every held record is safe to give (ties at the bound wait for more).
+        bound = min(int(held[f].keys[-1]) for f in reading) if reading else None
+        takes = [len(h.records) if bound is None else int(np.searchsorted(h.keys, bound, "left")) for h in held]
+        if not any(takes):
+            for f in reading:
+                if int(held[f].keys[-1]) == bound:
+                    pull(f)
+            fill()
+            continue
+        keys = np.concatenate([h.keys[:t] for h, t in zip(held, takes, strict=True)])
+        files = np.concatenate([np.full(t, f, np.int64) for f, t in enumerate(takes)])
+        records = [r for h, t in zip(held, takes, strict=True) for r in h.records[:t]]
+        held = [Chunk(h.keys[t:], h.records[t:]) for h, t in zip(held, takes, strict=True)]
+        order = np.argsort(keys, kind="stable")  # gathered file by file in line order: ties keep that
+        yield keys[order], [records[k] for k in order.tolist()], files[order]
+        fill()

@@ -1,0 +1,139 @@
+"""File replays read in bounded chunks give the records, and the order, of reading the whole
+file and sorting it: the oracle below is the previous reader (orjson per line, a stable sort
+by ingest key, heapq.merge across files)."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataflows import file_lines
+from dataflows.sources import FileReplaySource, merged_file_records
+
+
+def _oracle_key(obj: object) -> int:
+    if isinstance(obj, dict):
+        for key in ("ingest_ts", "ts", "close_time"):
+            value = obj.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return min(max(int(value), -(2**63)), 2**63 - 1)  # keys are int64
+    return 0
+
+
+def _oracle_file(path: Path) -> list[tuple[int, object]]:
+    if path.suffix == ".parquet":
+        rows = pq.read_table(path).to_pylist()
+        items = [(_oracle_key(r), r) for r in rows]
+    else:
+        items = []
+        for line in path.read_bytes().split(b"\n"):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                obj = None
+            items.append((_oracle_key(obj), line))
+    items.sort(key=lambda kv: kv[0])  # stable: what is in order stays
+    return items
+
+
+def _oracle(paths: list[Path]) -> list[tuple[str, object]]:
+    streams = [[(k, i, s, p) for s, (k, p) in enumerate(_oracle_file(path))] for i, path in enumerate(paths)]
+    return [(f"file:{paths[i].name}", p) for _k, i, _s, p in heapq.merge(*streams)]
+
+
+KEY_VALUES = st.one_of(
+    st.integers(-(10**18), 10**18),
+    st.integers(0, 50),  # ties
+    st.floats(-1e15, 1e15, allow_nan=False),
+    st.sampled_from([None, True, "12", [], {}, {"ts": 3}, 10**20, 1.0]),
+)
+MEMBERS = st.dictionaries(
+    st.sampled_from(["ingest_ts", "ts", "close_time", "score", "meta", "x"]), KEY_VALUES, max_size=4
+)
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()  # ints past 64 bits too
+
+
+def _spell(obj: dict, how: int) -> bytes:
+    raw = _dumps(obj)
+    if how == 1:
+        return raw.replace(b":", b" : ").replace(b",", b" ,\t")
+    if how == 2:
+        return raw.replace(b'"ts"', b'"\\u0074s"')  # an escaped member name
+    if how == 3:
+        return b"  " + raw + b" \r"
+    return raw
+
+
+LINES = st.one_of(
+    st.builds(_spell, MEMBERS, st.integers(0, 3)),
+    st.sampled_from([b"", b"   ", b"not json", b"[1, 2]", b'{"ts": 5', b"null", b'{"ts": 07}', b'{"ts": 5}{"ts": 1}']),
+    st.builds(lambda a, b: _dumps({"ts": a, "ts2": b}).replace(b"ts2", b"ts"), st.integers(0, 99), KEY_VALUES),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(LINES, max_size=40), min_size=1, max_size=3), st.sampled_from([16, 64, 1 << 20]))
+def test_chunked_reading_gives_the_whole_file_order(files: list[list[bytes]], chunk: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        _check_files(Path(tmp), files, chunk)
+
+
+def _check_files(tmp_path: Path, files: list[list[bytes]], chunk: int) -> None:
+    paths = []
+    for i, lines in enumerate(files):
+        path = tmp_path / f"f{i}-{len(files)}-{chunk}.jsonl"
+        path.write_bytes(b"\n".join(lines))
+        paths.append(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(file_lines, "CHUNK_BYTES", chunk)
+        got = list(merged_file_records(paths))
+    assert [(n, p) for n, p, _ in got] == _oracle(paths)
+
+
+def test_sorted_and_unsorted_files_and_parquet_merge_like_the_oracle(tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    ticks = [
+        {"symbol": "BTCUSDT", "ts": int(t), "score": 0.1, "ingest_ts": int(t) + 5}
+        for t in np.sort(rng.integers(0, 10**6, 3000))
+    ]
+    (tmp_path / "a.jsonl").write_bytes(b"\n".join(orjson.dumps(t) for t in ticks))
+    shuffled = [ticks[k] for k in rng.permutation(len(ticks))]
+    (tmp_path / "b.jsonl").write_bytes(b"\n".join(orjson.dumps(t) for t in shuffled))
+    candles = [
+        {"symbol": "BTCUSDT", "close_time": int(t), "ingest_ts": int(t) + (7 if k % 3 else 5)}
+        for k, t in enumerate(range(0, 10**6, 997))
+    ]
+    pq.write_table(pa.Table.from_pylist(candles), tmp_path / "c.parquet", row_group_size=100)
+    monkeypatch.setattr(file_lines, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(file_lines, "PARQUET_BATCH_ROWS", 128)
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.parquet"]
+    got = [(n, p) for n, p, _ in merged_file_records(paths)]
+    assert got == _oracle(paths)
+    # the source emits the same records in RawBlocks of the batch size, and resumes part-way
+    part = FileReplaySource(paths, batch_size=1000).build_part("s", "files", None)
+    blocks = []
+    while True:
+        try:
+            blocks += [b for _, b in part.next_batch()]
+        except StopIteration:
+            break
+    assert [len(b) for b in blocks[:-1]] == [1000] * (len(blocks) - 1)
+    assert [r[:2] for b in blocks for r in b] == got
+    resumed = FileReplaySource(paths, batch_size=1000).build_part("s", "files", 2500)
+    assert [r[:2] for r in resumed.next_batch()[0][1]] == got[2500:3500]
