@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA, hash_ids
+from dataflows.kernels.id_hash import hash_ids
+from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA
 
 _NUMERIC = ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash")
 
