@@ -507,8 +507,9 @@ def _frame(values: Sequence[bytes], max_record_bytes: int = MAX_RECORD_BYTES) ->
         framed &= sizes <= max_record_bytes
         longest = int(sizes[framed].max(initial=0))
     if not framed.all():
-        blob = bytearray(blob)
-        _blank_lines(np.frombuffer(blob, np.uint8), starts, ~framed)
+        blanked = bytearray(blob)
+        _blank_lines(np.frombuffer(blanked, np.uint8), starts, ~framed)
+        return _Lines(blanked, starts, framed, meta_lo, meta_hi, longest)
     return _Lines(blob, starts, framed, meta_lo, meta_hi, longest)
 
 

@@ -164,8 +164,11 @@ class TrainResult:
 class PreviousModel(Protocol):
     """What ``recalibrate_model`` needs from a registered version (``ModelRegistry.load_version``)."""
 
-    metadata: Mapping[str, Any]
-    pipeline: Pipeline
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+
+    @property
+    def pipeline(self) -> Pipeline: ...
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -266,7 +269,7 @@ def _moments(X: np.ndarray, names: Sequence[str]) -> tuple[dict[str, float | Non
     mean, std = frame.mean(), frame.std(ddof=0)
 
     def clean(s: pd.Series) -> dict[str, float | None]:
-        return {k: (float(v) if np.isfinite(v) else None) for k, v in s.items()}
+        return {str(k): (float(v) if np.isfinite(v) else None) for k, v in s.items()}
 
     return clean(mean), clean(std)
 
