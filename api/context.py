@@ -62,7 +62,7 @@ class AppContext:
 
 
 def get_ctx(request: Any) -> AppContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 async def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

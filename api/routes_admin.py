@@ -161,7 +161,7 @@ def _metadata_or_404(registry: Any, version: str) -> dict[str, Any]:
     from models.registry import RegistryError
 
     try:
-        return registry.metadata(version)  # type: ignore[no-any-return]
+        return registry.metadata(version)
     except RegistryError:
         known = [m["version"] for m in registry.list()][-10:]
         raise ApiError(

@@ -72,7 +72,7 @@ ROWS: dict[str, Schema] = {
 }
 
 
-def _handler(table: str, params: tuple[Param, ...]):  # type: ignore[no-untyped-def]
+def _handler(table: str, params: tuple[Param, ...]):
     @spec(
         f"{table.capitalize()} of a symbol in [start, end), newest `limit` rows, oldest first",
         params=params,

@@ -107,7 +107,7 @@ async def stream_sentiment(request: Request) -> Response:
     )
 
 
-def _plain(stream: str, summary: str):  # type: ignore[no-untyped-def]
+def _plain(stream: str, summary: str):
     @spec(summary, params=PLAIN_PARAMS, auth=True, stream=True, responses=_RESPONSES, tag="streams")
     async def handler(request: Request) -> Response:
         return await _open(request, stream, parse_query(request, PLAIN_PARAMS))

@@ -333,7 +333,7 @@ def _reference_model(ctx: AppContext, version: str | None) -> dict[str, Any] | N
     if version is None:
         return None
     try:
-        return registry.metadata(version)  # type: ignore[no-any-return]
+        return registry.metadata(version)
     except RegistryError:
         raise ApiError(404, f"unknown model version {version!r}; see GET /api/models") from None
 

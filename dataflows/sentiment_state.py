@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from dataflows.kernels import sentiment as k
-from dataflows.tick_decode import hash_id, hash_ids
+from dataflows.kernels.id_hash import hash_id, hash_ids
 
 __all__ = ["SentimentConfig", "SentimentState", "TickBatch", "hash_id"]
 

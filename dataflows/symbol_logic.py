@@ -36,7 +36,6 @@ import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import SymbolInput, rejected_row
-from dataflows.kernels.market import COLUMNS as MARKET_COLUMNS
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
 from dataflows.progress import Progress
@@ -44,7 +43,7 @@ from dataflows.sentiment_state import SentimentConfig, SentimentState
 from dataflows.snapshot import freeze, thaw
 from dataflows.tick_batches import SymbolTicks
 from tickcast import metrics
-from tickcast.features import MARKET_FEATURES, OPTIONAL_SENTIMENT_FEATURES, SENTIMENT_FEATURES
+from tickcast.features import OPTIONAL_SENTIMENT_FEATURES, SENTIMENT_FEATURES
 from tickcast.records import INTERVAL_MS, Rejection
 from tickcast.store import ColumnBlock
 
@@ -570,7 +569,7 @@ class SymbolLogic:
         if pending.ohlc is not None:  # not a `features` column: the trading stage needs the candle's range
             row["open"], row["high"], row["low"] = pending.ohlc
         # NaN (not enough history) is stored as NULL by the store's Arrow insert
-        row.update(pending.market)  # MarketState's features: MARKET_FEATURES, in order (checked below)
+        row.update(pending.market)  # MarketState's features: MARKET_FEATURES, in order (the kernel's COLUMNS)
         if not self.config.include_sentiment:
             row.update(dict.fromkeys(_SENT_COLUMNS))
             row["join_status"] = "excluded"
@@ -615,7 +614,3 @@ def _bar_picks(columns: tuple[str, ...]) -> BarPicks:
     return BarPicks(
         names, values, dict.fromkeys(n for n in _SENT_COLUMNS if n not in index), index["sent_cnt"], index["imputed"]
     )
-
-
-if MARKET_COLUMNS != MARKET_FEATURES:  # _features stores MarketState's dict as it is
-    raise ImportError(f"market kernel columns {MARKET_COLUMNS} differ from MARKET_FEATURES {MARKET_FEATURES}")

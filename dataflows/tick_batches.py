@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA, hash_ids
+from dataflows.kernels.id_hash import hash_ids
+from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA
 
 _NUMERIC = ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash")
 
@@ -60,7 +61,9 @@ class SymbolTicks:
         start = 0
         for end in range(1, len(rows) + 1):
             if end == len(rows) or rows[end]["symbol"] != rows[start]["symbol"]:
-                out[rows[start]["symbol"]] = cls(None, *(a[start:end] for a in arrays), rows=rows[start:end])
+                part = slice(start, end)
+                ts, ingest_ts, score, polarity, weight, id_hash = (a[part] for a in arrays)
+                out[rows[start]["symbol"]] = cls(None, ts, ingest_ts, score, polarity, weight, id_hash, rows[part])
                 start = end
         return out
 
@@ -68,6 +71,7 @@ class SymbolTicks:
         """The accepted rows, as a store piece (Arrow table or list of dict rows)."""
         if self.rows is not None:
             return self.rows if n_ok == len(self) else [r for r, ok in zip(self.rows, accepted.tolist()) if ok]
+        assert self.table is not None  # one of the two is set
         return self.table if n_ok == len(self) else self.table.filter(pa.array(accepted))
 
     def providers(self, piece: Any) -> Any:
@@ -80,6 +84,7 @@ class SymbolTicks:
         """Rows as decode_record-shaped dicts (for rejected_records payloads)."""
         if self.rows is not None:
             return [{k: self.rows[i][k] for k in TICK_COLUMNS} for i in rows.tolist()]
+        assert self.table is not None
         return self.table.select(list(TICK_COLUMNS)).take(pa.array(rows)).to_pylist()
 
 

@@ -79,6 +79,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 from numba import njit
 
+from dataflows.kernels.id_hash import string_hash
 from tickcast.records import (
     _PROVIDER_RE,
     _SYMBOL_RE,
@@ -93,7 +94,7 @@ from tickcast.records import (
     tick_id,
 )
 
-__all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "hash_id", "hash_ids", "objects_as_json"]
+__all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "objects_as_json"]
 
 TICK_COLUMNS = ("id", "symbol", "ts", "score", "polarity", "provider", "meta", "ingest_ts")
 TICK_SCHEMA = pa.schema(
@@ -472,50 +473,6 @@ def _gather_spans(buf, lo, hi):  # pragma: no cover - compiled
     return offsets, data
 
 
-@njit(cache=True)
-def _fnv1a_splitmix(offsets, data):  # pragma: no cover - compiled
-    """FNV-1a 64 of each string's bytes, then the splitmix64 finalizer, as int64."""
-    out = np.empty(offsets.size - 1, np.uint64)
-    for i in range(offsets.size - 1):
-        h = np.uint64(0xCBF29CE484222325)
-        for k in range(offsets[i], offsets[i + 1]):
-            h = (h ^ np.uint64(data[k])) * np.uint64(0x100000001B3)
-        h ^= h >> np.uint64(30)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-        h *= np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(31)
-        out[i] = h
-    return out.view(np.int64)
-
-
-# ---------------------------------------------------------------------------
-# id hash
-
-
-def _string_hash(arr: pa.Array) -> np.ndarray:
-    """`_fnv1a_splitmix` over a (large_)string array's own buffers."""
-    n = len(arr)
-    if n == 0:
-        return np.empty(0, np.int64)
-    if arr.null_count:
-        raise ValueError(f"ids to hash must all be strings. Got {arr.null_count} null(s) instead.")
-    _, offsets_buf, data_buf = arr.buffers()
-    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, width)[arr.offset : arr.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
-    return _fnv1a_splitmix(offsets, data)
-
-
-def hash_ids(ids: Sequence[str]) -> np.ndarray:
-    """Stable signed 64-bit hash of each id's UTF-8 bytes (the same as `FastTicks.id_hash`)."""
-    return _string_hash(pa.array(ids, pa.string()))
-
-
-def hash_id(s: str) -> int:
-    return int(hash_ids([s])[0])
-
-
 # ---------------------------------------------------------------------------
 # framing and parsing
 
@@ -552,8 +509,9 @@ def _frame(values: Sequence[bytes], max_record_bytes: int = MAX_RECORD_BYTES) ->
         framed &= sizes <= max_record_bytes
         longest = int(sizes[framed].max(initial=0))
     if not framed.all():
-        blob = bytearray(blob)
-        _blank_lines(np.frombuffer(blob, np.uint8), starts, ~framed)
+        blanked = bytearray(blob)
+        _blank_lines(np.frombuffer(blanked, np.uint8), starts, ~framed)
+        return _Lines(blanked, starts, framed, meta_lo, meta_hi, longest)
     return _Lines(blob, starts, framed, meta_lo, meta_hi, longest)
 
 
@@ -783,7 +741,7 @@ def decode_ticks(
         [ids, symbol, pa.array(ts), pa.array(score), pa.array(polarity), provider, meta, pa.array(ingest)],
         schema=TICK_SCHEMA,
     )
-    return FastTicks(ok, table, _string_hash(ids))
+    return FastTicks(ok, table, string_hash(ids))
 
 
 # ---------------------------------------------------------------------------

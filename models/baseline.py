@@ -73,7 +73,7 @@ class Baseline:
         return 0 if ring is None else len(ring.labels)
 
 
-def base_rates(symbols: Sequence[str], labels: np.ndarray) -> dict[str, float]:
+def base_rates(symbols: Sequence[str] | np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Training base rate per symbol: mean label of each symbol over the whole split."""
     sym = np.asarray(symbols, dtype=object)
     lab = np.asarray(labels, dtype=np.float64)
@@ -85,6 +85,8 @@ def base_rates(symbols: Sequence[str], labels: np.ndarray) -> dict[str, float]:
     return rates
 
 
-def base_rate_probs(rates: dict[str, float], symbols: Sequence[str], *, prior: float = DEFAULT_PRIOR) -> np.ndarray:
+def base_rate_probs(
+    rates: dict[str, float], symbols: Sequence[str] | np.ndarray, *, prior: float = DEFAULT_PRIOR
+) -> np.ndarray:
     """Per-row baseline probability from ``base_rates``; symbols unseen in training get ``prior``."""
     return np.fromiter((rates.get(s, prior) for s in symbols), dtype=np.float64, count=len(symbols))

@@ -31,13 +31,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
 
 from models.onnx_export import OnnxScorer
-from models.training import TrainResult
+
+if TYPE_CHECKING:  # the serving path (flow, API) loads models without importing training (sklearn, pandas)
+    from models.training import TrainResult
 
 log = logging.getLogger(__name__)
 

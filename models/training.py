@@ -164,8 +164,11 @@ class TrainResult:
 class PreviousModel(Protocol):
     """What ``recalibrate_model`` needs from a registered version (``ModelRegistry.load_version``)."""
 
-    metadata: Mapping[str, Any]
-    pipeline: Pipeline
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+
+    @property
+    def pipeline(self) -> Pipeline: ...
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -266,7 +269,7 @@ def _moments(X: np.ndarray, names: Sequence[str]) -> tuple[dict[str, float | Non
     mean, std = frame.mean(), frame.std(ddof=0)
 
     def clean(s: pd.Series) -> dict[str, float | None]:
-        return {k: (float(v) if np.isfinite(v) else None) for k, v in s.items()}
+        return {str(k): (float(v) if np.isfinite(v) else None) for k, v in s.items()}
 
     return clean(mean), clean(std)
 
@@ -319,30 +322,89 @@ def _check_split(name: str, y: np.ndarray, minimum: int) -> None:
         )
 
 
-def _calibrate_export_check(
+@dataclass(frozen=True)
+class _Evaluation:
+    """What every new model version is judged by, trained or recalibrated."""
+
+    temperature: float
+    calibrated: Pipeline
+    onnx_bytes: bytes
+    parity: float
+    metrics: dict[str, Any]
+    summary: dict[str, float]
+    baseline_brier: float
+    failures: list[str]
+
+
+def _calibrate_and_evaluate(
     base: Pipeline,
-    X_cal: np.ndarray,
-    y_cal: np.ndarray,
-    X_val: np.ndarray,
+    rates_from: tuple[np.ndarray, np.ndarray],
+    calibration: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    gates: Gates,
+    bins: int,
     parity_tol: float,
     progress: Progress,
-) -> tuple[float, Pipeline, bytes, np.ndarray, float]:
-    """Fit T on calibration, fold it, export to ONNX and check parity on validation."""
+) -> _Evaluation:
+    """The one path from an uncalibrated pipeline to a gated candidate, shared by
+    `train_model` and `recalibrate_model`: fit T on the calibration rows, fold it, export to
+    ONNX and check parity on validation, validation metrics, the Brier of the per-symbol
+    base-rate baseline (rates from `rates_from` = (symbols, y)), the gates.
+
+    `validation` is (X, y, symbols)."""
+    X_cal, y_cal = calibration
+    X_val, y_val, symbols_val = validation
     progress(0.45, "temperature scaling")
     T = float(fit_temperature(base.decision_function(X_cal), y_cal))
     calibrated = fold_temperature(base, T)
     progress(0.55, "export onnx")
     onnx_bytes = to_onnx_bytes(calibrated, X_val.shape[1])
     progress(0.65, "parity check")
-    p_sk = calibrated.predict_proba(X_val)[:, 1]
+    p_val = calibrated.predict_proba(X_val)[:, 1]
     p_onnx = OnnxScorer(onnx_bytes).predict_proba_up(X_val.astype(np.float32))
-    diff = float(np.max(np.abs(p_onnx - p_sk))) if len(p_sk) else 0.0
-    if not diff <= parity_tol:
+    parity = float(np.max(np.abs(p_onnx - p_val))) if len(p_val) else 0.0
+    if not parity <= parity_tol:
         raise ParityError(
-            f"ONNX/scikit-learn parity failed on validation: max |p_onnx - p_sklearn| = {diff:.3g} "
-            f"> {parity_tol:g} (row {int(np.argmax(np.abs(p_onnx - p_sk)))}); the model was not registered"
+            f"ONNX/scikit-learn parity failed on validation: max |p_onnx - p_sklearn| = {parity:.3g} "
+            f"> {parity_tol:g} (row {int(np.argmax(np.abs(p_onnx - p_val)))}); the model was not registered"
         )
-    return T, calibrated, onnx_bytes, p_sk, diff
+    progress(0.75, "validation metrics")
+    report = calibration_report(p_val, y_val, bins=bins)
+    raw = calibration_report(_sigmoid(base.decision_function(X_val)), y_val, bins=bins)
+    summary = _summary(report)
+    rates = base_rates(*rates_from)
+    baseline_brier = float(np.mean((base_rate_probs(rates, symbols_val) - y_val) ** 2))
+    metrics = {
+        **summary,
+        "n": int(report["n"]),
+        "base_rate": float(np.mean(y_val)),
+        "bins": report["bins"],
+        "uncalibrated": {"ece": float(raw["ece"]), "brier": float(raw["brier"])},
+        "parity_max_abs_diff": parity,
+        "baseline_brier": baseline_brier,
+        "baseline_rates": rates,
+    }
+    failures = gates.failures(roc_auc=summary["roc_auc"], ece=summary["ece"], pr_auc=summary["pr_auc"])
+    return _Evaluation(T, calibrated, onnx_bytes, parity, metrics, summary, baseline_brier, failures)
+
+
+def _result_fields(ev: _Evaluation) -> dict[str, Any]:
+    """The TrainResult fields an evaluation decides."""
+    return {
+        "calibrated": ev.calibrated,
+        "onnx_bytes": ev.onnx_bytes,
+        "temperature": ev.temperature,
+        "metrics": ev.metrics,
+        "ece_prod": ev.summary["ece"],
+        "brier_prod": ev.summary["brier"],
+        "pr_auc_prod": ev.summary["pr_auc"],
+        "roc_auc": ev.summary["roc_auc"],
+        "baseline_brier": ev.baseline_brier,
+        "passed": not ev.failures,
+        "gate_failures": ev.failures,
+        "parity_max_abs_diff": ev.parity,
+    }
 
 
 def _ablation(
@@ -375,27 +437,6 @@ def _ablation(
         "delta_brier": with_["brier"] - without["brier"],
         "delta_ece": with_["ece"] - without["ece"],
     }
-
-
-def _metrics(
-    p_val: np.ndarray,
-    y_val: np.ndarray,
-    logits_val: np.ndarray,
-    bins: int,
-    parity: float,
-) -> tuple[dict[str, Any], dict[str, float]]:
-    report = calibration_report(p_val, y_val, bins=bins)
-    raw = calibration_report(_sigmoid(logits_val), y_val, bins=bins)
-    summary = _summary(report)
-    metrics = {
-        **summary,
-        "n": int(report["n"]),
-        "base_rate": float(np.mean(y_val)),
-        "bins": report["bins"],
-        "uncalibrated": {"ece": float(raw["ece"]), "brier": float(raw["brier"])},
-        "parity_max_abs_diff": parity,
-    }
-    return metrics, summary
 
 
 # ---------------------------------------------------------------- public entry points
@@ -441,19 +482,19 @@ def train_model(
 
     report(0.2, "fit estimator")
     base = estimator_factory(random_state).fit(X_tr, y_tr)
-    T, calibrated, onnx_bytes, p_val, parity = _calibrate_export_check(base, X_cal, y_cal, X_val, parity_tol, report)
-
-    report(0.75, "validation metrics")
-    metrics, summary = _metrics(p_val, y_val, base.decision_function(X_val), bins, parity)
-    rates = base_rates(data.symbols[idx[0]], y_tr)
-    baseline_brier = float(np.mean((base_rate_probs(rates, data.symbols[idx[2]]) - y_val) ** 2))
-    metrics["baseline_brier"] = baseline_brier
-    metrics["baseline_rates"] = rates
-
+    ev = _calibrate_and_evaluate(
+        base,
+        (data.symbols[idx[0]], y_tr),
+        (X_cal, y_cal),
+        (X_val, y_val, data.symbols[idx[2]]),
+        gates=gates,
+        bins=bins,
+        parity_tol=parity_tol,
+        progress=report,
+    )
     report(0.85, "ablation")
-    abl = _ablation(estimator_factory, random_state, names, splits, summary, bins) if ablation else None
+    abl = _ablation(estimator_factory, random_state, names, splits, ev.summary, bins) if ablation else None
 
-    failures = gates.failures(roc_auc=summary["roc_auc"], ece=summary["ece"], pr_auc=summary["pr_auc"])
     mean, std = _moments(X_tr, names)
     counts = {
         "labeled": len(data.y),
@@ -468,9 +509,7 @@ def train_model(
     report(1.0, "done")
     return TrainResult(
         pipeline=base,
-        calibrated=calibrated,
-        onnx_bytes=onnx_bytes,
-        temperature=T,
+        **_result_fields(ev),
         feature_names=tuple(names),
         horizon_candles=horizon_candles,
         interval_ms=interval_ms,
@@ -478,17 +517,8 @@ def train_model(
         train_std=std,
         time_range=time_range,
         counts=counts,
-        metrics=metrics,
-        ece_prod=summary["ece"],
-        brier_prod=summary["brier"],
-        pr_auc_prod=summary["pr_auc"],
-        roc_auc=summary["roc_auc"],
-        baseline_brier=baseline_brier,
         ablation=abl,
         gates=gates,
-        passed=not failures,
-        gate_failures=failures,
-        parity_max_abs_diff=parity,
         symbols=tuple(sorted(set(data.symbols.tolist()))),
         estimator=repr(base),
     )
@@ -529,23 +559,23 @@ def recalibrate_model(
     (X_cal, y_cal), (X_val, y_val) = ((data.X[ix], data.y[ix]) for ix in idx)
 
     base = previous.pipeline
-    T, calibrated, onnx_bytes, p_val, parity = _calibrate_export_check(base, X_cal, y_cal, X_val, parity_tol, report)
-    report(0.75, "validation metrics")
-    metrics, summary = _metrics(p_val, y_val, base.decision_function(X_val), bins, parity)
-    rates = base_rates(data.symbols[idx[0]], y_cal)
-    baseline_brier = float(np.mean((base_rate_probs(rates, data.symbols[idx[1]]) - y_val) ** 2))
-    metrics["baseline_brier"] = baseline_brier
-    metrics["baseline_rates"] = rates
-    metrics["previous_temperature"] = meta.get("temperature")
-    failures = gates.failures(roc_auc=summary["roc_auc"], ece=summary["ece"], pr_auc=summary["pr_auc"])
+    ev = _calibrate_and_evaluate(
+        base,
+        (data.symbols[idx[0]], y_cal),
+        (X_cal, y_cal),
+        (X_val, y_val, data.symbols[idx[1]]),
+        gates=gates,
+        bins=bins,
+        parity_tol=parity_tol,
+        progress=report,
+    )
+    ev.metrics["previous_temperature"] = meta.get("temperature")
     prev_counts = meta.get("counts", {})
     prev_range = meta.get("time_range", {})
     report(1.0, "done")
     return TrainResult(
         pipeline=base,
-        calibrated=calibrated,
-        onnx_bytes=onnx_bytes,
-        temperature=T,
+        **_result_fields(ev),
         feature_names=tuple(names),
         horizon_candles=horizon_candles,
         interval_ms=interval_ms,
@@ -565,17 +595,8 @@ def recalibrate_model(
             "validation": len(idx[1]),
             "purged": len(data.y) - len(idx[0]) - len(idx[1]),
         },
-        metrics=metrics,
-        ece_prod=summary["ece"],
-        brier_prod=summary["brier"],
-        pr_auc_prod=summary["pr_auc"],
-        roc_auc=summary["roc_auc"],
-        baseline_brier=baseline_brier,
         ablation=None,
         gates=gates,
-        passed=not failures,
-        gate_failures=failures,
-        parity_max_abs_diff=parity,
         symbols=tuple(sorted(set(data.symbols.tolist()))),
         kind="recalibrate",
         parent_version=meta.get("version"),

@@ -75,7 +75,11 @@ class Receipt:
         settled = loop.create_future()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: settled.done() or settled.set_result(None))
+            def settle() -> None:
+                if not settled.done():
+                    settled.set_result(None)
+
+            loop.call_soon_threadsafe(settle)
 
         self._on_settled(wake)
         try:
@@ -191,4 +195,4 @@ def _dict_rows(piece: Any, names: tuple[str, ...]) -> Iterable[dict[str, Any]]:
 def _pylist(column: Any) -> list[Any]:
     if pa.types.is_timestamp(column.type):
         column = pc.cast(column, pa.int64())
-    return column.to_pylist()  # type: ignore[no-any-return]
+    return column.to_pylist()

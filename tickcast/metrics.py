@@ -65,7 +65,7 @@ class _FlushBeforeCollect:
         return []
 
 
-REGISTRY.register(_FlushBeforeCollect())  # type: ignore[arg-type]
+REGISTRY.register(_FlushBeforeCollect())
 
 _MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000)
 

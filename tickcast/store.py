@@ -78,7 +78,9 @@ class ColumnBlock:
 
     @property
     def num_rows(self) -> int:
-        return len(next(iter(self.arrays.values()))) if self.arrays else len(self.matrix)
+        if self.arrays:
+            return len(next(iter(self.arrays.values())))
+        return 0 if self.matrix is None else len(self.matrix)
 
     def __len__(self) -> int:
         return self.num_rows

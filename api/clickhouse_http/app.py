@@ -186,11 +186,11 @@ class SqlEndpoint:
             return self._error(err, query_id, started)
         except Exception as exc:  # a fault of ours: still ClickHouse's shape, with the traceback in the log
             log.exception("sql query failed inside the SQL interface (query_id %s)", query_id)
-            err = ClickHouseError(
+            internal = ClickHouseError(
                 1001, f"internal error of the SQL interface ({type(exc).__name__}); the server log has the details"
             )
-            code = err.code
-            return self._error(err, query_id, started)
+            code = internal.code
+            return self._error(internal, query_id, started)
         finally:
             metrics.SQL_IN_FLIGHT.dec()
             if counted:

@@ -118,7 +118,7 @@ def form_fields(content_type: str, body: bytes) -> dict[str, str] | None:
     if not message.is_multipart():
         raise ClickHouseError(errors.BAD_ARGUMENTS, "multipart/form-data body without parts (is the boundary right?)")
     fields: dict[str, str] = {}
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if part.get_filename() is not None:
             raise errors.readonly(
@@ -126,8 +126,9 @@ def form_fields(content_type: str, body: bytes) -> dict[str, str] | None:
                 "creates a temporary table; put the values in the query or in param_* parameters"
             )
         if name:
-            payload = part.get_payload(decode=True) or b""
-            fields[str(name)] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
+            fields[str(name)] = data.decode(part.get_content_charset() or "utf-8", errors="replace")
     return fields
 
 

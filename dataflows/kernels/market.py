@@ -18,18 +18,7 @@ from numba import njit
 
 from tickcast.features import MARKET_FEATURES
 
-COLUMNS: tuple[str, ...] = (
-    "ret_1",
-    "ret_5",
-    "ret_15",
-    "rv_30",
-    "atr_14",
-    "rsi_14",
-    "vol_z_30",
-    "hl_range",
-)
-if COLUMNS != MARKET_FEATURES:  # the kernel writes by position; a renamed column would silently shift
-    raise ImportError(f"kernel columns {COLUMNS} differ from tickcast.features.MARKET_FEATURES {MARKET_FEATURES}")
+COLUMNS: tuple[str, ...] = MARKET_FEATURES  # the kernel writes its output columns in this order
 
 N_FEATURES = len(COLUMNS)
 RV_WINDOW = 30

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows import tick_decode
+from dataflows.kernels.id_hash import hash_id, hash_ids
 from dataflows.simulator import SimConfig, generate
-from dataflows.tick_decode import TICK_COLUMNS, decode_ticks, hash_id, hash_ids
+from dataflows.tick_decode import TICK_COLUMNS, decode_ticks
 from tickcast.records import MAX_FUTURE_MS, MAX_TS_MS, MIN_TS_MS, Rejection, decode_record
 
 NOW = 1_763_683_300_000
@@ -488,7 +489,7 @@ def test_hash_ids_refuses_a_missing_id() -> None:
 
 def test_hash_is_the_same_in_another_process() -> None:
     ids = ["", "a", "twitter-BTCUSDT-1763683200037-0", "é😀", "x" * 128]
-    code = "import sys, json; from dataflows.tick_decode import hash_ids; print(json.dumps(hash_ids(sys.argv[1:]).tolist()))"
+    code = "import sys, json; from dataflows.kernels.id_hash import hash_ids; print(json.dumps(hash_ids(sys.argv[1:]).tolist()))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code, *ids], capture_output=True, text=True, check=True, env=env)
     assert json.loads(out.stdout) == [fnv1a_splitmix(s) for s in ids] == hash_ids(ids).tolist()
