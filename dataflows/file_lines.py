@@ -30,6 +30,8 @@ import numpy as np
 import orjson
 from numba import njit
 
+from dataflows.tick_decode import member_index
+
 CHUNK_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 65_536
 
@@ -56,21 +58,6 @@ class Chunk:
 @njit(cache=True, inline="always")
 def _is_space(c):  # pragma: no cover - compiled
     return c == 32 or c == 9 or c == 10 or c == 13 or c == 11 or c == 12  # bytes.strip()'s set
-
-
-@njit(cache=True, inline="always")
-def _member(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
-    for k in range(key_offsets.size - 1):
-        a, b = key_offsets[k], key_offsets[k + 1]
-        if b - a == hi - lo:
-            same = True
-            for m in range(b - a):
-                if buf[lo + m] != key_bytes[a + m]:
-                    same = False
-                    break
-            if same:
-                return k
-    return -1
 
 
 @njit(cache=True, inline="always")
@@ -101,7 +88,7 @@ def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compil
                 expect_key = False
                 if escaped:
                     return 0, False  # "\u0074s" would be ts
-                field = _member(buf, i + 1, j, key_bytes, key_offsets)
+                field = member_index(buf, i + 1, j, key_bytes, key_offsets)
             elif depth == 1 and field >= 0:  # a string value of a key member: not a number
                 return 0, False
             i = j + 1

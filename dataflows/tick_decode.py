@@ -287,7 +287,7 @@ MAX_INT_DIGITS = 18  # always inside int64, which Arrow needs
 
 
 @njit(cache=True, inline="always")
-def _key_id(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
+def member_index(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
     """Index in `_KEYS` of the member name buf[lo:hi], or -1."""
     for k in range(key_offsets.size - 1):
         a, b = key_offsets[k], key_offsets[k + 1]
@@ -376,7 +376,7 @@ def _scan_line(buf, lo, size, max_depth, key_bytes, key_offsets):  # pragma: no 
                 expect_key = False
                 if escaped:  # a spelling like "\u005fcontrol" would hide the key from us
                     break
-                field = _key_id(buf, i + 1, j, key_bytes, key_offsets)
+                field = member_index(buf, i + 1, j, key_bytes, key_offsets)
                 if field == _F_CONTROL:
                     break
                 if field >= 0:
