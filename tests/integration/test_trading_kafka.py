@@ -87,9 +87,9 @@ def test_sigkill_during_a_kafka_replay_with_trading_then_resume_gives_the_uninte
     deadline = time.time() + 600
     while (
         time.time() < deadline and first.poll() is None and seen < 0.12 * len(records)
-    ):  # the bar counts one partition (issue 15 item 4)
+    ):  # the bar counts every partition, with the broker's total when it knows it
         buffer = (buffer + (first.stdout.read() or b""))[-4096:]
-        counts = re.findall(rb"replay: (\d+)rec", buffer)
+        counts = re.findall(rb"(\d+)/\d+ \[", buffer) or re.findall(rb"replay: (\d+)rec", buffer)
         seen = int(counts[-1]) if counts else seen
         time.sleep(0.05)
     time.sleep(0.4)
