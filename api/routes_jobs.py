@@ -15,7 +15,7 @@ from api.known import check_job_kind
 from api.routes_admin import start_job
 from api.schemas import INT, JOB, JOB_STARTED, STR, arr, obj
 from api.validation import Field, Param, object_schema, parse_query, read_command, spec
-from dataflows.sources import INPUT_SUFFIXES
+from tickcast.records import INPUT_SUFFIXES
 
 LIST_PARAMS = (
     Param(

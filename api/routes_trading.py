@@ -536,7 +536,7 @@ def _guards(ctx: AppContext, account: str) -> dict[str, Any]:
     returns=obj({"account": STR, "exchange": EXCHANGE, "as_of": nullable(MS), "guards": arr(GUARD)}),
 )
 async def risk(request: Request) -> Response:
-    from dataflows.trading.exchange import resolve_gate
+    from tickcast.trading_gate import resolve_gate
 
     ctx = get_ctx(request)
     q = parse_query(request, RISK_PARAMS)

@@ -92,7 +92,7 @@ def _serve(store: Any, ingest: Any, bus: Any, **settings: Any) -> tuple[str, Any
 def _serve_embedded(store: Any, workdir: Path, ack: str = "stored") -> tuple[str, Any, threading.Thread, Any]:
     import uvicorn
 
-    from tickcast.embedded import EmbeddedSystem
+    from tickcast.app.embedded import EmbeddedSystem
     from tickcast.settings import load_settings
 
     settings = load_settings(

@@ -52,7 +52,7 @@ def one_run(workdir: Path, mode: str, delay_ms: int, records: int, run: int, col
     port = _port()
     url = f"chdb://{workdir / f'{mode}-{delay_ms}-{run}'}"
     env = {**os.environ, "TICKCAST_INGEST_ACK": mode, "TICKCAST_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "tickcast.cli", "up", "--no-simulator", "--port", str(port)]
+    cmd = [sys.executable, "-m", "tickcast.app.cli", "up", "--no-simulator", "--port", str(port)]
     cmd += ["--store", url, "--model-dir", str(workdir / "models")]
     proc = subprocess.Popen(
         cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

@@ -34,8 +34,8 @@ from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
 from dataflows.sources import STOP, QueueSource
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
+from tickcast.app.embedded import EPOCH_WITHOUT_RECOVERY_S
 from tickcast.bus import IdClock, LocalBus
-from tickcast.embedded import EPOCH_WITHOUT_RECOVERY_S
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
 from tickcast.settings import load_settings
 from tickcast.store import Store

@@ -150,10 +150,10 @@ def last_json(stdout: str) -> dict[str, Any]:
 
 
 def tickcast_cmd() -> list[str]:
-    # `python -m tickcast.cli` is the `tickcast` command; the console script itself cannot be used
+    # `python -m tickcast.app.cli` is the `tickcast` command; the console script itself cannot be used
     # in the peers venv: python-sat (a Pathway dependency) installs a bin/models.py that shadows
     # tickcast's `models` package for scripts run from bin/.
-    return [sys.executable, "-m", "tickcast.cli"]
+    return [sys.executable, "-m", "tickcast.app.cli"]
 
 
 def run_tickcast(ctx: Context, rnd: int, ticks: Path | None = None) -> Run:

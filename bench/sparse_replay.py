@@ -5,7 +5,7 @@ A replay's cost must grow with its rows, not with the event-time span they cover
 issue 15 the model stage evaluated every 5-minute boundary of event time between two
 hourly labels, and bar closing built every empty minute between two far-apart ticks.
 
-Both datasets are replayed from JSONL files by `tickcast.backfill.run_replay` (the code
+Both datasets are replayed from JSONL files by `tickcast.app.backfill.run_replay` (the code
 behind `tickcast replay`) into a fresh chdb database, with the model stage on (baseline
 predictions, calibration windows); the median of `--runs` runs is printed with records/s.
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dataflows.simulator import SimConfig, write_files  # noqa: E402
-from tickcast.backfill import run_replay  # noqa: E402
+from tickcast.app.backfill import run_replay  # noqa: E402
 from tickcast.settings import load_settings  # noqa: E402
 from tickcast.store import Store  # noqa: E402
 

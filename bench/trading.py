@@ -235,7 +235,7 @@ def synthetic_store(url: str, days: int, symbols: int) -> int:
 
 
 def backtest(days: int, symbols: int) -> None:
-    from tickcast.backtest import render, run_backtest
+    from tickcast.app.backtest import render, run_backtest
     from tickcast.settings import load_settings
     from tickcast.store import Store
 

@@ -28,6 +28,7 @@ import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflows.file_lines import merged_chunks
+from tickcast.records import INPUT_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,6 @@ class RawBlock(Sequence[RawRecord]):
 
 
 RawBatch = Sequence[RawRecord]  # a list of RawRecords or a RawBlock
-INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet")
 
 
 def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:

@@ -43,7 +43,7 @@ def prepare(server: TickcastServer, workdir: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tickcast.cli",
+            "tickcast.app.cli",
             "simulate",
             "--symbols",
             "1",
@@ -85,7 +85,7 @@ def prepare(server: TickcastServer, workdir: Path) -> None:
         "TICKCAST_API_PORT": str(server.port),
     }
     subprocess.run(
-        [sys.executable, "-m", "tickcast.cli", "models", "backup"],
+        [sys.executable, "-m", "tickcast.app.cli", "models", "backup"],
         cwd=ROOT,
         check=True,
         capture_output=True,

@@ -43,6 +43,7 @@ MAX_PAYLOAD_CHARS = 65_536
 MAX_RECORD_BYTES = 65_536
 MAX_FUTURE_MS = 60_000
 MAX_ID_CHARS = 128
+INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet")  # the record files replay and backfill read
 MAX_DEPTH = 254  # nesting levels of objects/arrays: orjson writes no deeper
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
 _PROVIDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -1,4 +1,4 @@
-"""The safety gate and the Binance adapter (ccxt), off by default.
+"""The Binance adapter (ccxt), off by default, behind the safety gate (`tickcast.trading_gate`).
 
 The gate (seed 000: real trading "strongly discouraged"):
 
@@ -30,71 +30,27 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from tickcast.settings import Settings, SettingsError
+from tickcast.settings import Settings
+from tickcast.trading_gate import LIVE, PAPER, TESTNET, Gate, announce, resolve_gate, secret
+
+__all__ = [
+    "LIVE",
+    "PAPER",
+    "TESTNET",
+    "BinanceAdapter",
+    "ExchangeSink",
+    "Gate",
+    "adapter_from_settings",
+    "announce",
+    "resolve_gate",
+]
 
 log = logging.getLogger(__name__)
-PAPER, TESTNET, LIVE = "paper", "testnet", "live"
-
-
-@dataclass(frozen=True)
-class Gate:
-    mode: str  # paper | testnet | live
-    account_type: str  # spot | futures
-    why: str
-
-    @property
-    def sends_orders(self) -> bool:
-        return self.mode != PAPER
-
-
-def resolve_gate(s: Settings) -> Gate:
-    """The trading mode the three switches allow (see the table above); SettingsError when keys are missing."""
-    if not s.EXCHANGE_TRADING_ENABLED:
-        return Gate(PAPER, s.BINANCE_ACCOUNT_TYPE, "EXCHANGE_TRADING_ENABLED=false: paper trading only")
-    if s.BINANCE_TESTNET:
-        gate = Gate(TESTNET, s.BINANCE_ACCOUNT_TYPE, "EXCHANGE_TRADING_ENABLED=true, BINANCE_TESTNET=true")
-    elif not s.SAFETY_ALLOW_REAL_TRADING:
-        gate = Gate(
-            TESTNET,
-            s.BINANCE_ACCOUNT_TYPE,
-            "BINANCE_TESTNET=false but SAFETY_ALLOW_REAL_TRADING is not 1: real trading refused, staying on the testnet",
-        )
-    else:
-        gate = Gate(
-            LIVE,
-            s.BINANCE_ACCOUNT_TYPE,
-            "EXCHANGE_TRADING_ENABLED=true, BINANCE_TESTNET=false and SAFETY_ALLOW_REAL_TRADING=1: REAL MONEY",
-        )
-    missing = [n for n in ("BINANCE_API_KEY", "BINANCE_API_SECRET") if not _secret(getattr(s, n))]
-    if missing:
-        raise SettingsError(
-            f"{gate.mode} trading (EXCHANGE_TRADING_ENABLED=true) needs {' and '.join(missing)}; set "
-            f"{'them' if len(missing) > 1 else 'it'} or set EXCHANGE_TRADING_ENABLED=false for paper trading"
-        )
-    return gate
-
-
-def announce(gate: Gate) -> None:
-    """The loud start-up line operators grep for: `TRADING MODE:`."""
-    line = f"TRADING MODE: {gate.mode.upper()} ({gate.account_type}) - {gate.why}"
-    if gate.mode == LIVE:
-        log.critical("%s", line)
-    elif gate.mode == TESTNET or "refused" in gate.why:
-        log.warning("%s", line)
-    else:
-        log.info("%s", line)
-
-
-def _secret(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
 
 class BinanceAdapter:
@@ -176,7 +132,7 @@ def _rebase(urls: Any, base: str) -> Any:
 
 
 def adapter_from_settings(s: Settings, gate: Gate) -> BinanceAdapter:
-    return BinanceAdapter(gate, _secret(s.BINANCE_API_KEY), _secret(s.BINANCE_API_SECRET), rest_url=s.BINANCE_REST_URL)
+    return BinanceAdapter(gate, secret(s.BINANCE_API_KEY), secret(s.BINANCE_API_SECRET), rest_url=s.BINANCE_REST_URL)
 
 
 class _ExchangePartition(StatelessSinkPartition[Any]):

@@ -190,7 +190,7 @@ def test_ui_config_serves_the_auto_loop_interval(server) -> None:
 def test_cli_kill_switch_and_status_talk_to_the_running_api(server, traded) -> None:
     from click.testing import CliRunner
 
-    from tickcast.cli import main
+    from tickcast.app.cli import main
 
     server.ingested.clear()
     runner = CliRunner()

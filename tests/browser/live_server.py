@@ -98,7 +98,7 @@ class TickcastServer:
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tickcast.cli", *self.args],
+            [sys.executable, "-m", "tickcast.app.cli", *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=log,

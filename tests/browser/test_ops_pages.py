@@ -93,7 +93,7 @@ def test_restore_only_where_a_backup_exists_and_plans_in_korean(new_page: Any, s
     }
     # the store is held by the running system: the CLI says so and works on the registry files
     done = subprocess.run(
-        [sys.executable, "-m", "tickcast.cli", "models", "backup", production],
+        [sys.executable, "-m", "tickcast.app.cli", "models", "backup", production],
         cwd=ROOT,
         env=env,
         capture_output=True,

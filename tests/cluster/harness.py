@@ -1,6 +1,6 @@
 """Run `tickcast flow` as a cluster of real processes on loopback, and dump its tables.
 
-Each process is `python -m tickcast.cli flow -i k -a "127.0.0.1:p0;127.0.0.1:p1"` (a
+Each process is `python -m tickcast.app.cli flow -i k -a "127.0.0.1:p0;127.0.0.1:p1"` (a
 single process gets no -i/-a) on the real broker, with a chdb store that only process 0
 opens. A chdb directory belongs to one process at a time, so the tables are read after the
 cluster has stopped, from a fresh process (`query_in_subprocess`).
@@ -127,7 +127,7 @@ class FlowCluster:
             args = [
                 sys.executable,
                 "-m",
-                "tickcast.cli",
+                "tickcast.app.cli",
                 "flow",
                 "--store",
                 self.store_url,

@@ -80,7 +80,7 @@ def server_store(tmp_path: Path) -> Iterator[str]:
 def _replica(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tickcast.cli", "api", "--port", str(port)],
+            [sys.executable, "-m", "tickcast.app.cli", "api", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -22,7 +22,7 @@ import pytest
 
 from dataflows.simulator import SimConfig, write_files
 from tests.cluster.harness import TABLES, FlowCluster, differences, dump, flow_env, make_topics, produce
-from tickcast.backfill import run_replay
+from tickcast.app.backfill import run_replay
 from tickcast.settings import load_settings
 from tickcast.store import Store
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tickcast.cli import _host_port
+from tickcast.app.cli import _host_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

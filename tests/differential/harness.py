@@ -111,7 +111,7 @@ def produce_dataset(broker: str, data: Path, *, partitions: int, suffix: str) ->
 def replay_command(
     store: Path, *, kafka: bool = False, data: Path | None = None, recovery: Path | None = None
 ) -> list[str]:
-    args = [sys.executable, "-m", "tickcast.cli", "replay", "--store", f"chdb://{store}", "--no-progress"]
+    args = [sys.executable, "-m", "tickcast.app.cli", "replay", "--store", f"chdb://{store}", "--no-progress"]
     args += ["--kafka"] if kafka else ["--input", str(data)]
     if recovery is not None:
         args += ["--recovery-dir", str(recovery)]

@@ -134,7 +134,7 @@ def test_the_killed_replay_was_killed_after_progress(replays: dict[str, Any]) ->
 
 def _cli(*args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "tickcast.cli", *args], cwd=harness.ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "tickcast.app.cli", *args], cwd=harness.ROOT, capture_output=True, text=True, check=True
     )
     return out.stdout
 
@@ -151,7 +151,7 @@ def test_issue_15_item_1_one_symbol_a_day_at_the_default_batch(tmp_path: Path) -
             [
                 sys.executable,
                 "-m",
-                "tickcast.cli",
+                "tickcast.app.cli",
                 "replay",
                 "--input",
                 str(tmp_path / "s1"),

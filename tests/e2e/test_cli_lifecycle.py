@@ -30,7 +30,7 @@ KEY = {"X-API-Key": "tickcast-dev-key"}
 
 def tickcast(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "tickcast.cli", *args],
+        [sys.executable, "-m", "tickcast.app.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -55,7 +55,7 @@ def _start_up(
         [
             sys.executable,
             "-m",
-            "tickcast.cli",
+            "tickcast.app.cli",
             "up",
             "--store",
             store,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dataflows.simulator import SimConfig, write_files
-from tickcast.backfill import run_replay
+from tickcast.app.backfill import run_replay
 from tickcast.lifecycle import train_job
 from tickcast.settings import load_settings
 from tickcast.store import Store

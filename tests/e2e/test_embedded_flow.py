@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dataflows.sources import BACKFILL_DONE
-from tickcast.embedded import EmbeddedSystem
+from tickcast.app.embedded import EmbeddedSystem
 from tickcast.lifecycle import registry_for
 from tickcast.settings import load_settings
 from tickcast.store import Store
@@ -64,7 +64,7 @@ def test_backfill_job_stores_history_without_trading_into_the_live_account(store
     beside the running stage's (seen as two open positions of one symbol on the dashboard).
     The job stores the history and leaves trading to the live stage and `tickcast backtest`."""
     from dataflows.simulator import SimConfig, write_files
-    from tickcast.embedded import backfill_job
+    from tickcast.app.embedded import backfill_job
 
     settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"), TRADING_TRADE_BASELINE=True)
     write_files(SimConfig(symbols=3, hours=2, seed=4, start_ms=1_763_683_200_000), tmp_path / "sim")

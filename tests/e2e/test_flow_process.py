@@ -57,7 +57,7 @@ def test_flow_process_tails_kafka_and_fans_out(kafka_broker: str, tmp_path: Path
         [
             sys.executable,
             "-m",
-            "tickcast.cli",
+            "tickcast.app.cli",
             "flow",
             "--store",
             url,

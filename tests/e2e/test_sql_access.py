@@ -66,7 +66,7 @@ class System:
         env = {**os.environ, "TICKCAST_SQL_PORT": str(self.sql_port if sql_port is None else sql_port)}
         env["TICKCAST_LOG_LEVEL"] = "WARNING"
         return subprocess.run(
-            [sys.executable, "-m", "tickcast.cli", "sql", "--store", self.store_url, *args, query],
+            [sys.executable, "-m", "tickcast.app.cli", "sql", "--store", self.store_url, *args, query],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -27,7 +27,7 @@ def test_up_serves_health_and_rows_within_a_minute(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tickcast.cli",
+            "tickcast.app.cli",
             "up",
             "--port",
             str(port),

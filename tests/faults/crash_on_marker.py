@@ -11,7 +11,7 @@ from typing import Any
 
 from dataflows import decode
 from dataflows.progress import PartitionMark
-from tickcast.cli import main
+from tickcast.app.cli import main
 
 MARKER = "crash-marker"
 _real_on_batch = decode.DecodeLogic.on_batch

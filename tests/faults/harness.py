@@ -97,7 +97,7 @@ class Up:
     """`tickcast up --no-simulator` in a process of its own (a session of its own: signals reach only it)."""
 
     def __init__(
-        self, store_url: str, workdir: Path, *, wrap: Any = None, module: str = "tickcast.cli", **env: Any
+        self, store_url: str, workdir: Path, *, wrap: Any = None, module: str = "tickcast.app.cli", **env: Any
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"

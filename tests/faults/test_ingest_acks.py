@@ -14,7 +14,7 @@ import pytest
 from dataflows.sources import STOP
 from tests.conftest import run_coroutine
 from tickcast.acks import StoredAcks, record_key
-from tickcast.embedded import EmbeddedSystem
+from tickcast.app.embedded import EmbeddedSystem
 from tickcast.inbox import IngestInbox, IngestRefused
 from tickcast.records import Rejection, decode_record
 from tickcast.settings import load_settings

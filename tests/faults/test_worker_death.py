@@ -19,7 +19,7 @@ from dataflows import decode
 from tests.conftest import run_coroutine
 from tests.faults.crash_on_marker import MARKER
 from tests.faults.harness import Up
-from tickcast.embedded import EXIT_FLOW_DIED, EmbeddedSystem
+from tickcast.app.embedded import EXIT_FLOW_DIED, EmbeddedSystem
 from tickcast.inbox import IngestRefused
 from tickcast.settings import load_settings
 from tickcast.store import Store

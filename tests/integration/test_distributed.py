@@ -8,8 +8,8 @@ import time
 import uuid
 
 from dataflows.kafka_io import consume_json, ensure_topics
+from tickcast.app.embedded import KafkaEventPublisher, follow_kafka_events, kafka_ingest
 from tickcast.bus import Event, IdClock, LocalBus
-from tickcast.embedded import KafkaEventPublisher, follow_kafka_events, kafka_ingest
 from tickcast.settings import load_settings
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from dataflows.kafka_io import ensure_topics, produce_records
 from dataflows.simulator import SimConfig, generate_labeled, write_files
 from tests.conftest import query_in_subprocess
-from tickcast.backfill import run_replay
+from tickcast.app.backfill import run_replay
 from tickcast.settings import load_settings
 from tickcast.store import Store
 
@@ -89,7 +89,7 @@ def test_kafka_replay_exactly_once_rejections_and_same_rows_as_files(
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tickcast.cli", *args],
+        [sys.executable, "-m", "tickcast.app.cli", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

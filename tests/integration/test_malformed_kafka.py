@@ -111,7 +111,12 @@ def test_kafka_replay_with_malformed_records_stores_every_valid_one(kafka_broker
     env = {**os.environ, "TICKCAST_KAFKA_BOOTSTRAP": kafka_broker, "TICKCAST_LOG_LEVEL": "WARNING", **topics}
     args = ["replay", "--kafka", "--store", url, "--model-dir", str(tmp_path / "m"), "--no-progress", "--no-model"]
     proc = subprocess.run(
-        [sys.executable, "-m", "tickcast.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "tickcast.app.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
@@ -132,7 +137,12 @@ def test_kafka_replay_with_malformed_records_stores_every_valid_one(kafka_broker
     assert max(int(r["n"]) for r in rejected) == 65_536  # the 70 kB record is kept, capped
 
     again = subprocess.run(
-        [sys.executable, "-m", "tickcast.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "tickcast.app.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]  # no crash loop on a second run either
     assert query_in_subprocess(url, "SELECT count() AS n FROM {db}.rejected_records FINAL")[0]["n"] in (

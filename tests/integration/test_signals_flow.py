@@ -14,7 +14,7 @@ from bytewax.testing import run_main
 from dataflows.signals import FlowOptions, build_flow
 from dataflows.simulator import SimConfig, generate_labeled
 from dataflows.sources import RecordsSource
-from tickcast.backfill import stored_records
+from tickcast.app.backfill import stored_records
 from tickcast.features import MARKET_FEATURES, SENTIMENT_FEATURES
 from tickcast.settings import load_settings
 from tickcast.store import Store
@@ -230,7 +230,7 @@ def test_parquet_input_gives_the_same_rows_as_jsonl(store: Store, tmp_path: Path
     import pyarrow.parquet as pq
 
     from dataflows.simulator import write_files
-    from tickcast.backfill import run_replay
+    from tickcast.app.backfill import run_replay
 
     cfg = SimConfig(symbols=2, hours=1.0, seed=3, start_ms=START, malformed_rate=0.02)
     jsonl = tmp_path / "jsonl"

@@ -24,7 +24,7 @@ from dataflows.simulator import SimConfig, generate
 from dataflows.sources import RecordsSource
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
-from tickcast.backtest import TRADING_TABLES, account_rows, compare_accounts, run_backtest
+from tickcast.app.backtest import TRADING_TABLES, account_rows, compare_accounts, run_backtest
 from tickcast.lifecycle import feature_names, training_frame
 from tickcast.settings import Settings, load_settings
 from tickcast.store import Store

@@ -17,7 +17,7 @@ from typing import Any
 from dataflows.kafka_io import ensure_topics, produce_records
 from dataflows.simulator import SimConfig, generate, write_files
 from tests.conftest import query_in_subprocess
-from tickcast.backtest import TRADING_TABLES
+from tickcast.app.backtest import TRADING_TABLES
 
 START = 1_763_683_200_000
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ TRADING_ENV = {
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tickcast.cli", *args],
+        [sys.executable, "-m", "tickcast.app.cli", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

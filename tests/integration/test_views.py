@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from dataflows.simulator import SimConfig, write_files
-from tickcast.backfill import run_replay
+from tickcast.app.backfill import run_replay
 from tickcast.lifecycle import train_job
 from tickcast.settings import load_settings
 from tickcast.store import Store

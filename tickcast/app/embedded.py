@@ -292,7 +292,7 @@ def backfill_job(
     """A backfill inside the running process (the chdb directory is ours): replay files."""
 
     def run(params: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
-        from tickcast.backfill import run_replay
+        from tickcast.app.backfill import run_replay
 
         inputs = [Path(p) for p in params.get("inputs", [])]
         if not inputs:
@@ -316,7 +316,7 @@ def backtest_job(
     `backtest_reports`, served by GET /api/trading/backtest)."""
 
     def run(params: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
-        from tickcast.backtest import run_backtest
+        from tickcast.app.backtest import run_backtest
 
         progress(0.05, "replaying the stored candles and predictions through the trading stage")
         doc = run_backtest(

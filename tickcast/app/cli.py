@@ -96,7 +96,7 @@ def up(
     backfill_hours: float | None,
 ) -> None:
     """Run the embedded system: simulator -> dataflow -> ClickHouse + API, in one process."""
-    from tickcast.embedded import exit_now, run_embedded
+    from tickcast.app.embedded import exit_now, run_embedded
 
     ctx = Ctx(store_url, model_dir)
     overrides = {
@@ -231,7 +231,7 @@ def replay(
     order with their stored ingest_ts, so the rows equal those of the live run, and a
     second replay adds nothing.
     """
-    from tickcast.backfill import run_replay
+    from tickcast.app.backfill import run_replay
 
     sources = sum([bool(inputs), kafka, from_store])
     if sources != 1:
@@ -282,7 +282,7 @@ def flow(
     on the first host, `-i 1` with the same -a and -r on the second (DIR shared by all). With a
     chdb store (one host) only process 0 opens it; a ClickHouse server is written by every process.
     """
-    from tickcast.embedded import FlowStartError, run_distributed_flow
+    from tickcast.app.embedded import FlowStartError, run_distributed_flow
 
     ctx = Ctx(store_url, model_dir)
     if not ctx.settings.kafka_enabled:
@@ -320,7 +320,7 @@ def _host_port(address: str) -> bool:
 @click.option("--host")
 def api(store_url: str | None, model_dir: str | None, port: int | None, host: str | None) -> None:
     """Distributed mode: an API replica (ingest produces to Kafka; live events come from Kafka)."""
-    from tickcast.embedded import run_api_replica
+    from tickcast.app.embedded import run_api_replica
 
     ctx = Ctx(store_url, model_dir)
     overrides = {k: v for k, v in {"TICKCAST_API_PORT": port, "TICKCAST_API_HOST": host}.items() if v is not None}
@@ -637,7 +637,7 @@ def backtest(
     stage as the live flow, so its rows equal the live account's (compared and printed). With
     --input/--kafka the whole flow runs over recorded input, like `tickcast replay`.
     """
-    from tickcast.backtest import render, run_backtest
+    from tickcast.app.backtest import render, run_backtest
 
     if inputs and kafka:
         raise click.UsageError("give at most one of --input PATH... and --kafka")
@@ -804,7 +804,7 @@ def sql_command(
     http(s):// store. Example: tickcast sql "SELECT * FROM daily_accuracy ORDER BY day"
     """
     from api.clickhouse_http.errors import ClickHouseError
-    from tickcast.sql_query import Query, SqlUnavailable, run_sql
+    from tickcast.app.sql_query import Query, SqlUnavailable, run_sql
 
     ctx = Ctx(store_url, None)
     text = sys.stdin.read() if query in (None, "-") else query

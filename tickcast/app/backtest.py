@@ -1,6 +1,6 @@
 """`tickcast backtest`: the trading stage replayed, a report, and the sentiment ablation in money.
 
-Sources (the same as `tickcast replay`, tickcast/backfill.py):
+Sources (the same as `tickcast replay`, tickcast/app/backfill.py):
 
 - stored rows (default): the candles, their `atr_14` and the predictions already in the
   store, and the admin controls the live stage recorded (`risk_events`, kind `control`),
@@ -332,7 +332,7 @@ def run_backtest(
     _clear_account(store, account)
     started = time.monotonic()
     if inputs or kafka:
-        from tickcast.backfill import run_replay
+        from tickcast.app.backfill import run_replay
 
         source = "files" if inputs else "kafka"
         summary = run_replay(
