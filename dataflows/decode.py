@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.hooks import FlowHooks
 from dataflows.outputs import Out
 from dataflows.progress import END, PartitionMark, Progress
 from dataflows.snapshot import freeze, thaw
@@ -56,10 +57,6 @@ class GateState:
 SHARDS = 16  # per-symbol state groups (dataflows/symbol_logic.py): spread over workers, few items each
 
 ALL_SHARDS = tuple(f"shard-{i:02d}" for i in range(SHARDS))
-
-# An admin "enable provider" arrives through one input partition, but every partition's
-# gate in this process must hear it: provider -> time (ns) of the latest request.
-_ENABLE_REQUESTS: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -205,8 +202,10 @@ def _text(payload: Any) -> str:
 
 
 class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
-    def __init__(self, config: DecodeConfig, state: GateState | None) -> None:
+    def __init__(self, config: DecodeConfig, state: GateState | None, hooks: FlowHooks | None = None) -> None:
         self.config = config
+        # every partition's gate in this process hears an "enable provider" (FlowHooks.enable_requests)
+        self.enable_requests = (hooks or FlowHooks()).enable_requests
         self.state = thaw(state) or GateState()
 
     def on_batch(self, values: list[RawBatch | PartitionMark]) -> tuple[list[tuple[Any, ...]], bool]:
@@ -466,11 +465,11 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         if record["action"] == "trading":  # to the trading stage, in input order (dataflows/trading/stage.py)
             out.append(("trading_control", record))
             return
-        _ENABLE_REQUESTS[record["provider"]] = time.time_ns()
+        self.enable_requests[record["provider"]] = time.time_ns()
         self._apply_enable_requests(out, now_ms)
 
     def _apply_enable_requests(self, out: list[Any], now_ms: int) -> None:
-        for provider, requested in _ENABLE_REQUESTS.items():
+        for provider, requested in self.enable_requests.items():
             if requested <= self.state.enable_seen.get(provider, 0):
                 continue
             self.state.enable_seen[provider] = requested

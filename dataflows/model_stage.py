@@ -30,7 +30,7 @@ import logging
 import math
 import operator
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import ALL_SHARDS
+from dataflows.hooks import FlowHooks
 from dataflows.outputs import Out
 from dataflows.progress import END
 from dataflows.snapshot import freeze, thaw
@@ -55,17 +56,6 @@ from tickcast.records import INTERVAL_MS
 from tickcast.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# A process-wide hook the runner sets so drift recommendations / CRITICAL accuracy can
-# start jobs (AUTO_RETRAIN_ENABLED). Signature: (kind, params, trigger) -> job id.
-JobStarter = Callable[[str, dict[str, Any], str], str]
-_job_starter: JobStarter | None = None
-_predictors: dict[str, Predictor] = {}
-
-
-def set_job_starter(starter: JobStarter | None) -> None:
-    global _job_starter
-    _job_starter = starter
 
 
 @dataclass(frozen=True)
@@ -191,15 +181,15 @@ def _thawed(state: ModelState) -> ModelState:
     return state
 
 
-def _predictor(config: ModelConfig, state: ModelState) -> Predictor:
-    predictor = _predictors.get(config.model_dir)
+def _predictor(config: ModelConfig, state: ModelState, predictors: dict[str, Predictor]) -> Predictor:
+    predictor = predictors.get(config.model_dir)
     if predictor is None:
         predictor = Predictor(
             config.model_dir,
             min_train_samples=config.min_train_samples,
             refresh_interval_s=config.refresh_interval_s,
         )
-        _predictors[config.model_dir] = predictor
+        predictors[config.model_dir] = predictor
     predictor.baseline = state.baseline  # the baseline's rolling rates live in the snapshot
     return predictor
 
@@ -231,8 +221,9 @@ _FEATURE_INDEX = {name: j for j, name in enumerate(ALL_FEATURES)}
 
 
 class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState]):
-    def __init__(self, config: ModelConfig, state: ModelState | None) -> None:
+    def __init__(self, config: ModelConfig, state: ModelState | None, hooks: FlowHooks | None = None) -> None:
         self.config = config
+        self.hooks = hooks or FlowHooks()  # tests: no job starter, a predictor of its own
         self.state = _thawed(thaw(state) or ModelState())
         if not isinstance(self.state.accuracy, VersionedAccuracy):
             # (a snapshot from before per-version health held one ring for every version: dropped)
@@ -244,7 +235,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             )
         if not isinstance(getattr(self.state, "feature_drift", None), FeatureDriftMonitor):
             self.state.feature_drift = FeatureDriftMonitor(config.feature_window, config.feature_z)
-        self.predictor = _predictor(config, self.state)
+        self.predictor = _predictor(config, self.state, self.hooks.predictors)
 
     def snapshot(self) -> ModelState:
         return freeze(self.state, enabled=self.config.recovery)
@@ -687,10 +678,10 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                 details,
                 out,
             )
-            if self.config.auto_retrain and self.config.live and _job_starter is not None:
+            if self.config.auto_retrain and self.config.live and self.hooks.start_job is not None:
                 kind = "train" if decision.recommendation == "retrain_recommended" else "recalibrate"
                 try:
-                    _job_starter(kind, {"reason": decision.recommendation, "model_version": version}, "drift")
+                    self.hooks.start_job(kind, {"reason": decision.recommendation, "model_version": version}, "drift")
                 except Exception:  # noqa: BLE001 - a job problem must not stop the flow
                     log.exception("could not start the %s job recommended by drift", kind)
 
@@ -723,11 +714,13 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             self._request_emergency_retrain(version)
 
     def _request_emergency_retrain(self, version: str) -> None:
-        if not (self.config.auto_retrain and self.config.live and _job_starter is not None):
+        if not (self.config.auto_retrain and self.config.live and self.hooks.start_job is not None):
             metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", "auto_retrain_off").inc()
             return
         try:
-            job_id = _job_starter("train", {"reason": "accuracy_critical", "model_version": version}, "emergency")
+            job_id = self.hooks.start_job(
+                "train", {"reason": "accuracy_critical", "model_version": version}, "emergency"
+            )
         except Exception:  # noqa: BLE001 - a job problem must not stop the flow
             metrics.EMERGENCY_RETRAIN_REQUESTS.labels("flow", "error").inc()
             log.exception("could not start the emergency retrain")

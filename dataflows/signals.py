@@ -31,6 +31,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.batching import batch_by_key
 from dataflows.decode import DecodeConfig, DecodeLogic
+from dataflows.hooks import FlowHooks
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.outputs import flat_pieces, rows_in
 from dataflows.placement import Placement, ProcessShare
@@ -124,10 +125,14 @@ def build_flow(
     flow_id: str = "signals",
     write_monitor: WriteMonitor | None = None,
     placement: Placement = Placement(),
+    hooks: FlowHooks | None = None,
 ) -> Dataflow:
     """The signals dataflow. `placement`: this process's place in a `tickcast flow -i/-a`
-    cluster (`dataflows.placement`); the default is a single process."""
+    cluster (`dataflows.placement`); the default is a single process. `hooks`: what the
+    flow calls out to (`dataflows.hooks`), made by the composition root; None: no job
+    starter and caches of this flow's own."""
     flow = Dataflow(flow_id)
+    hooks = hooks or FlowHooks()
     partitions: tuple[str, ...] = ()
     if not options.live:  # replays: every partition (all processes') bounds what the model stage can still get
         partitions = tuple(part for src in sources for part in src.list_parts())
@@ -158,7 +163,7 @@ def build_flow(
         max_future_ms=settings.INGEST_MAX_FUTURE_MS,
         wall_clock=options.live,
     )
-    decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s))))
+    decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s, hooks))))
     # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])
     split = op.branch("split_symbols", decoded, _tag("shard"))
     # A symbol's shard state lives on the process that reads its partition (`Placement.pin`).
@@ -187,7 +192,7 @@ def build_flow(
             op.stateful_batch(
                 "model_stage",
                 op.key_on("key_model", model_in, lambda _: model_key),
-                busy(lambda s: ModelLogic(model_cfg, s)),
+                busy(lambda s: ModelLogic(model_cfg, s, hooks)),
             ),
         )
         outputs.append(model_out)

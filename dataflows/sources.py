@@ -288,8 +288,10 @@ class _LivePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
         resume: int | None,
         max_batch: int,
         stop: threading.Event | None = None,
+        backfill_done: threading.Event | None = None,
     ) -> None:
         self._stop = stop
+        self._backfill_done = backfill_done
         self._key = key
         self._records = records
         self._emitted = resume or 0
@@ -315,7 +317,8 @@ class _LivePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
             if due > time.time():
                 self._next["_due_wall"] = due
                 self._wait_until = due
-                BACKFILL_DONE.set()
+                if self._backfill_done is not None:
+                    self._backfill_done.set()
                 break
             batch.append(("sim", self._next, None))
             self._next = None
@@ -339,16 +342,26 @@ class SimulatorSource(FixedPartitionedSource[tuple[str, RawBatch], int]):
     skips what was already emitted.
     """
 
-    def __init__(self, records_factory: Any, *, max_batch: int = 5_000, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        records_factory: Any,
+        *,
+        max_batch: int = 5_000,
+        stop: threading.Event | None = None,
+        backfill_done: threading.Event | None = None,
+    ) -> None:
         self.records_factory = records_factory
         self.max_batch = max_batch
         self.stop = stop
+        self.backfill_done = backfill_done  # set when the instant backfill is out (FlowHooks.backfill_done)
 
     def list_parts(self) -> list[str]:
         return ["sim"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LivePartition:
-        return _LivePartition(for_part, iter(self.records_factory()), resume_state, self.max_batch, self.stop)
+        return _LivePartition(
+            for_part, iter(self.records_factory()), resume_state, self.max_batch, self.stop, self.backfill_done
+        )
 
 
 class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
@@ -380,8 +393,6 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
 
 
 STOP: Any = object()
-# Set when the simulator has emitted its instant backfill and starts pacing live records.
-BACKFILL_DONE = threading.Event()
 
 
 class QueueSource(FixedPartitionedSource[tuple[str, RawBatch], None]):

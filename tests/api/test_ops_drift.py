@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dataflows.model_stage import ModelConfig, ModelLogic, _predictors
+from dataflows.model_stage import ModelConfig, ModelLogic
 from tests.api.conftest import Server
 from tests.dataflows.test_model_stage import NAMES, START, _train
 from tickcast.features import ALL_FEATURES
@@ -40,7 +40,6 @@ def _rows(k: int, rng: np.random.Generator) -> list[dict[str, Any]]:
 def test_endpoint_equals_the_flow_on_the_same_window(server: Server) -> None:
     root = server.ctx.registry_root
     version = _train(root)
-    _predictors.pop(str(root), None)
     settings = server.ctx.settings
     config = ModelConfig(
         model_dir=str(root),

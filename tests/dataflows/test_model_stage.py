@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.model_stage import ModelConfig, ModelLogic, _feature_values, _predictors
+from dataflows.hooks import FlowHooks
+from dataflows.model_stage import ModelConfig, ModelLogic, _feature_values
 from dataflows.progress import END
 from models.feature_drift import FeatureRing
 from models.registry import ModelRegistry
@@ -38,7 +39,6 @@ def _train(root: Path, n: int = 3000, *, min_samples: int = 500, seed: int = 0) 
 
 
 def _logic(root: Path, **kw: Any) -> ModelLogic:
-    _predictors.pop(str(root), None)  # a fresh process-local predictor per test
     config = ModelConfig(model_dir=str(root), refresh_interval_s=0.0, live=False, recovery=False, **kw)
     return ModelLogic(config, None)
 
@@ -141,7 +141,9 @@ def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> 
     assert {w["scope"] for w in windows} >= {"overall", "S0", "S4"}
 
 
-def _contradicted(tmp_path: Path, *, auto_retrain: bool, stop_when: Any = None) -> list[dict[str, Any]]:
+def _contradicted(
+    tmp_path: Path, *, auto_retrain: bool, stop_when: Any = None, hooks: FlowHooks | None = None
+) -> list[dict[str, Any]]:
     """Run a live model stage whose every label contradicts its prediction; the drift events."""
     from models.drift import DriftConfig
 
@@ -156,8 +158,7 @@ def _contradicted(tmp_path: Path, *, auto_retrain: bool, stop_when: Any = None) 
         window_ms=3_600_000,
         drift=DriftConfig(min_samples=20),
     )
-    _predictors.pop(str(tmp_path), None)
-    logic = ModelLogic(config, None)
+    logic = ModelLogic(config, None, hooks)
     last: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for k in range(30):
@@ -183,30 +184,20 @@ def _contradicted(tmp_path: Path, *, auto_retrain: bool, stop_when: Any = None) 
 
 
 def test_auto_retrain_starts_a_job_on_a_drift_recommendation(tmp_path: Path) -> None:
-    from dataflows.model_stage import set_job_starter
-
     _train(tmp_path)
     started: list[tuple[str, dict[str, Any], str]] = []
-    set_job_starter(lambda kind, params, trigger: started.append((kind, params, trigger)) or "job-1")
-    try:
-        _contradicted(tmp_path, auto_retrain=True, stop_when=lambda: bool(started))
-        assert started and started[0][0] == "train" and started[0][2] == "drift"
-        assert started[0][1]["reason"] == "retrain_recommended"
-    finally:
-        set_job_starter(None)
+    hooks = FlowHooks(start_job=lambda kind, params, trigger: started.append((kind, params, trigger)) or "job-1")
+    _contradicted(tmp_path, auto_retrain=True, stop_when=lambda: bool(started), hooks=hooks)
+    assert started and started[0][0] == "train" and started[0][2] == "drift"
+    assert started[0][1]["reason"] == "retrain_recommended"
 
 
 def test_without_auto_retrain_no_job_is_started(tmp_path: Path) -> None:
-    from dataflows.model_stage import set_job_starter
-
     _train(tmp_path)
     started: list[Any] = []
-    set_job_starter(lambda *a: started.append(a) or "x")
-    try:
-        events = _contradicted(tmp_path, auto_retrain=False)
-        assert any(e["kind"] == "retrain_recommended" for e in events) and started == []  # recommended only
-    finally:
-        set_job_starter(None)
+    hooks = FlowHooks(start_job=lambda *a: started.append(a) or "x")
+    events = _contradicted(tmp_path, auto_retrain=False, hooks=hooks)
+    assert any(e["kind"] == "retrain_recommended" for e in events) and started == []  # recommended only
 
 
 def test_feature_drift_hovering_at_the_threshold_is_one_event(tmp_path: Path) -> None:
@@ -295,7 +286,6 @@ def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_res
     (what serves without a model) counts them before the candles that came with them; a
     restart in between loses no pairing."""
     replay = _logic(tmp_path / "replay")  # no model in either directory: the baseline serves
-    _predictors.pop(str(tmp_path / "live"), None)
     config = ModelConfig(model_dir=str(tmp_path / "live"), refresh_interval_s=0.0, live=True, recovery=True)
     live = ModelLogic(config, None)
     rng = np.random.default_rng(4)
@@ -463,7 +453,6 @@ def test_a_snapshot_from_before_the_boundaries_resumes(tmp_path: Path) -> None:
     old.labels_due = [label]
     old.predictions = {"S0": {START: (0.8, "baseline")}}
     config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=True)
-    _predictors.pop(str(tmp_path), None)
     logic = ModelLogic(config, pickle.dumps(old))
     out, _ = logic.on_eof()
     windows = [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dataflows.model_stage import ModelConfig, ModelLogic, _predictors, set_job_starter
+from dataflows.hooks import FlowHooks
+from dataflows.model_stage import ModelConfig, ModelLogic
 from tests.dataflows.test_model_stage import START, _features, _predictions, _train
 
 WINDOW, MIN_SAMPLES = 200, 50
@@ -36,7 +37,6 @@ def _oracle(preds: pd.DataFrame, labels: pd.DataFrame, version: str) -> tuple[fl
 
 
 def test_model_switch_new_version_starts_insufficient_and_triggers_only_on_its_own_critical(tmp_path: Path) -> None:
-    _predictors.pop(str(tmp_path), None)
     config = ModelConfig(
         model_dir=str(tmp_path),
         refresh_interval_s=0.0,
@@ -50,9 +50,9 @@ def test_model_switch_new_version_starts_insufficient_and_triggers_only_on_its_o
         accuracy_min_samples=MIN_SAMPLES,
         emergency_cooldown_s=86_400,  # one emergency retrain for the whole run
     )
-    logic = ModelLogic(config, None)
     started: list[tuple[str, dict[str, Any], str]] = []
-    set_job_starter(lambda kind, params, trigger: started.append((kind, params, trigger)) or "job-1")
+    hooks = FlowHooks(start_job=lambda kind, params, trigger: started.append((kind, params, trigger)) or "job-1")
+    logic = ModelLogic(config, None, hooks)
     all_preds: list[dict[str, Any]] = []
     given: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -60,56 +60,53 @@ def test_model_switch_new_version_starts_insufficient_and_triggers_only_on_its_o
     last: list[dict[str, Any]] = []
     version = None
     checked_insufficient = False
-    try:
-        for k in range(150):
-            t = START + k * 60_000
-            if k == 30:  # the baseline has served 30 minutes; its record is 0 % right
-                version = _train(tmp_path)
-            # every baseline prediction is wrong (the baseline is CRITICAL); the new model is
-            # right at first, then wrong from minute 90 on
-            labels = [
-                {
-                    "symbol": p["symbol"],
-                    "interval": "1m",
-                    "close_time": p["close_time"],
-                    "horizon": 1,
-                    "label": int((p["prob"] >= 0.5) == (p["model_version"] != "baseline" and k < 90)),
-                }
-                for p in last
-            ]
-            given += labels
-            out, _ = logic.on_batch([_features(t) + [("label", row) for row in labels]])
-            out += logic.on_notify()[0]
-            last = _predictions(out)
-            all_preds += last
-            events += _rows(out, "drift_events")
-            windows += _rows(out, "calibration_windows")
-            # the stage folds a labeled prediction in at its event-time boundary (the next
-            # multiple of eval_every_ms after its close; dataflows/model_stage.py): the oracle
-            # counts the labels of the boundaries the stage has processed
-            through = logic.state.processed_through
-            folded = [row for row in given if -(-row["close_time"] // EVERY) * EVERY <= through]
-            preds_df, labels_df = pd.DataFrame(all_preds), pd.DataFrame(folded or [{"symbol": "", "close_time": 0}])
+    for k in range(150):
+        t = START + k * 60_000
+        if k == 30:  # the baseline has served 30 minutes; its record is 0 % right
+            version = _train(tmp_path)
+        # every baseline prediction is wrong (the baseline is CRITICAL); the new model is
+        # right at first, then wrong from minute 90 on
+        labels = [
+            {
+                "symbol": p["symbol"],
+                "interval": "1m",
+                "close_time": p["close_time"],
+                "horizon": 1,
+                "label": int((p["prob"] >= 0.5) == (p["model_version"] != "baseline" and k < 90)),
+            }
+            for p in last
+        ]
+        given += labels
+        out, _ = logic.on_batch([_features(t) + [("label", row) for row in labels]])
+        out += logic.on_notify()[0]
+        last = _predictions(out)
+        all_preds += last
+        events += _rows(out, "drift_events")
+        windows += _rows(out, "calibration_windows")
+        # the stage folds a labeled prediction in at its event-time boundary (the next
+        # multiple of eval_every_ms after its close; dataflows/model_stage.py): the oracle
+        # counts the labels of the boundaries the stage has processed
+        through = logic.state.processed_through
+        folded = [row for row in given if -(-row["close_time"] // EVERY) * EVERY <= through]
+        preds_df, labels_df = pd.DataFrame(all_preds), pd.DataFrame(folded or [{"symbol": "", "close_time": 0}])
 
-            base_acc, base_n = _oracle(preds_df, labels_df, "baseline")
-            if base_n:
-                assert logic.state.accuracy.state("baseline").accuracy == pytest.approx(base_acc)
-            if version is None:
-                continue
-            own_acc, own_n = _oracle(preds_df, labels_df, version)
-            state = logic.state.accuracy.state(version)
-            assert state.n == own_n  # its own labeled predictions only, never the baseline's
-            if own_n:
-                assert state.accuracy == pytest.approx(own_acc, abs=1e-12)
-            if own_n < MIN_SAMPLES:
-                assert state.health == "INSUFFICIENT_DATA"
-                if base_n >= MIN_SAMPLES:
-                    checked_insufficient = True  # the baseline's CRITICAL record is right there
-            critical_events = [e for e in events if e["kind"] == "accuracy_critical"]
-            if own_n < MIN_SAMPLES or own_acc >= 0.5:
-                assert critical_events == [], f"minute {k}: emergency without the version's own CRITICAL"
-    finally:
-        set_job_starter(None)
+        base_acc, base_n = _oracle(preds_df, labels_df, "baseline")
+        if base_n:
+            assert logic.state.accuracy.state("baseline").accuracy == pytest.approx(base_acc)
+        if version is None:
+            continue
+        own_acc, own_n = _oracle(preds_df, labels_df, version)
+        state = logic.state.accuracy.state(version)
+        assert state.n == own_n  # its own labeled predictions only, never the baseline's
+        if own_n:
+            assert state.accuracy == pytest.approx(own_acc, abs=1e-12)
+        if own_n < MIN_SAMPLES:
+            assert state.health == "INSUFFICIENT_DATA"
+            if base_n >= MIN_SAMPLES:
+                checked_insufficient = True  # the baseline's CRITICAL record is right there
+        critical_events = [e for e in events if e["kind"] == "accuracy_critical"]
+        if own_n < MIN_SAMPLES or own_acc >= 0.5:
+            assert critical_events == [], f"minute {k}: emergency without the version's own CRITICAL"
 
     assert checked_insufficient
     critical = [e for e in events if e["kind"] == "accuracy_critical"]
@@ -131,7 +128,6 @@ def test_model_switch_new_version_starts_insufficient_and_triggers_only_on_its_o
 def test_gauge_follows_the_serving_version(tmp_path: Path) -> None:
     from tickcast import metrics
 
-    _predictors.pop(str(tmp_path), None)
     config = ModelConfig(
         model_dir=str(tmp_path), refresh_interval_s=0.0, live=False, recovery=False, accuracy_min_samples=10
     )

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.sources import BACKFILL_DONE
 from tickcast.app.embedded import EmbeddedSystem
 from tickcast.lifecycle import registry_for
 from tickcast.settings import load_settings
@@ -26,7 +25,6 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
 
 
 def test_backfill_then_bootstrap_model_is_hot_reloaded_without_restart(store: Store, tmp_path: Path) -> None:
-    BACKFILL_DONE.clear()
     settings = load_settings(
         MODEL_STORE_DIR=str(tmp_path / "models"),
         TICKCAST_SIM_SYMBOLS=10,

@@ -202,7 +202,10 @@ def test_enable_request_reaches_the_gate_of_another_partition(store: Store, tmp_
     """The admin endpoint's control record enters through the HTTP partition; a provider
     disabled on the simulator/Kafka partition must be re-enabled too."""
     from dataflows import decode
+    from dataflows.hooks import FlowHooks
     from dataflows.sources import QueueSource  # noqa: F401 - documents the embedded partitions
+
+    hooks = FlowHooks()
 
     base = {"symbol": "XRPUSDT", "provider": "flaky2"}
     bad = [{**base, "ts": START + i, "score": 3.0, "ingest_ts": START + i} for i in range(5)]
@@ -216,11 +219,12 @@ def test_enable_request_reaches_the_gate_of_another_partition(store: Store, tmp_
         ],
         store_factory=lambda: store,
         options=FlowOptions(live=False, with_model=False, publish_events=False),
+        hooks=hooks,
     )
     run_main(flow)
-    assert "flaky2" in decode._ENABLE_REQUESTS
+    assert "flaky2" in hooks.enable_requests
     # A new run of the feed partition (its gate restored as disabled) sees the request and lets ticks in.
-    gate = decode.DecodeLogic(decode.DecodeConfig(), decode.GateState(disabled={"flaky2"}))
+    gate = decode.DecodeLogic(decode.DecodeConfig(), decode.GateState(disabled={"flaky2"}), hooks)
     out, _ = gate.on_batch([[("feed", ok_after[0], None)]])
     assert [symbol for item in out if item[0] == "shard" for symbol, _ in item[2]] == [base["symbol"]]
 

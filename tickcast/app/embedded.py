@@ -20,9 +20,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from dataflows.hooks import FlowHooks, JobStarter
 from dataflows.signals import FlowOptions, build_flow, kafka_source, run_flow
 from dataflows.sinks import WriteMonitor
-from dataflows.sources import BACKFILL_DONE, STOP, QueueSource, SimulatorSource
+from dataflows.sources import STOP, QueueSource, SimulatorSource
 from tickcast.acks import Receipt, StoredAcks
 from tickcast.bus import IdClock, LocalBus
 from tickcast.gc_tuning import tune_gc
@@ -90,9 +91,14 @@ class EmbeddedSystem:
         self.stopping = threading.Event()
         self.flow_error: str | None = None
         self.on_flow_death: list[Callable[[], None]] = []
+        # What the flow calls out to: this system's own, so a second system in the process starts clean.
+        self.hooks = FlowHooks(start_job=lambda kind, params, trigger: self.jobs.start(kind, params, trigger))
         sources: list[Any] = [QueueSource(self.inbox)]
         if simulator:
-            sources.insert(0, SimulatorSource(simulator_factory(settings), stop=self.stopping))
+            sim = SimulatorSource(
+                simulator_factory(settings), stop=self.stopping, backfill_done=self.hooks.backfill_done
+            )
+            sources.insert(0, sim)
         if settings.kafka_enabled:
             sources.append(kafka_source(settings, tail=True))
         self.flow = build_flow(
@@ -103,6 +109,7 @@ class EmbeddedSystem:
             ids=self.ids,
             options=FlowOptions(live=True, recovery=bool(settings.TICKCAST_RECOVERY_DIR)),
             write_monitor=self.monitor,
+            hooks=self.hooks,
         )
         self.jobs = make_job_center(settings, self.store, self.bus, self.ids, ingest=self.ingest)
         self.jobs.mark_interrupted()  # jobs a dead process left queued/running are failed, not "running" forever
@@ -147,9 +154,6 @@ class EmbeddedSystem:
             self.acks.forget(receipt)
 
     def start_flow(self) -> None:
-        from dataflows.model_stage import set_job_starter
-
-        set_job_starter(lambda kind, params, trigger: self.jobs.start(kind, params, trigger))
         self.thread = threading.Thread(target=self._run_flow, name="signals-flow", daemon=True)
         self.thread.start()
         if self.simulator:
@@ -230,7 +234,7 @@ class EmbeddedSystem:
 
         if registry_for(self.settings, None).production() is not None:
             return
-        BACKFILL_DONE.wait()
+        self.hooks.backfill_done.wait()
         # Train on the whole backfill (the gates need a validation split large enough for a
         # stable ECE): wait until ~all of its candles are joined and labeled.
         expected = int(self.settings.TICKCAST_SIM_SYMBOLS * self.settings.TICKCAST_SIM_BACKFILL_HOURS * 60 * 0.95)
@@ -528,10 +532,11 @@ def run_distributed_flow(
             ) from exc
     recovery = prepare_recovery(recovery_dir, placement=placement) if recovery_dir else None
     store: Store | None = None
+    hooks = FlowHooks()
     if placement.process_id == 0:  # one process migrates; the others' inserts are retried until it has
         store = Store(settings.TICKCAST_CLICKHOUSE_URL)
         store.migrate()
-        set_job_starter_for_flow(settings, store)  # the model stage runs on worker 0 (Placement.model_key)
+        hooks = FlowHooks(start_job=flow_job_starter(settings, store))  # the model stage runs on worker 0
     elif placement.owns_store:
         store = Store(settings.TICKCAST_CLICKHOUSE_URL)
 
@@ -549,6 +554,7 @@ def run_distributed_flow(
         options=FlowOptions(live=True, recovery=recovery_dir is not None),
         write_monitor=WriteMonitor(),  # a failing store holds the flow (Kafka keeps the input); store_write_failing
         placement=placement,
+        hooks=hooks,
     )
     tune_gc()
     log.info(
@@ -570,13 +576,11 @@ def run_distributed_flow(
     )
 
 
-def set_job_starter_for_flow(settings: Settings, store: Store) -> None:
+def flow_job_starter(settings: Settings, store: Store) -> JobStarter:
     """In distributed mode the flow process records drift-recommended jobs in the shared
     `jobs` table and runs them itself (AUTO_RETRAIN_ENABLED); the API replicas show them."""
-    from dataflows.model_stage import set_job_starter
-
     jobs = make_job_center(settings, store, LocalBus(), IdClock(), ingest=lambda records: None)
-    set_job_starter(lambda kind, params, trigger: jobs.start(kind, params, trigger))
+    return lambda kind, params, trigger: jobs.start(kind, params, trigger)
 
 
 class KafkaEventPublisher:
