@@ -14,7 +14,8 @@ from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
 from api.known import check_model_version, check_scope
 from api.schemas import ANY, BOOL, INT, MS, NUM, STR, Schema, arr, enum, free_object, nullable, obj
-from api.validation import MAX_TS_MS, MIN_TS_MS, Param, parse_query, spec
+from api.validation import Param, parse_query, spec
+from tickcast.records import MAX_TS_MS, MIN_TS_MS, SYMBOL_RE
 
 _DAY_MS = 86_400_000
 VERSION = Param(
@@ -27,7 +28,7 @@ SCOPE = Param(
     "scope",
     "string",
     default="overall",
-    pattern=r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}",
+    pattern=SYMBOL_RE.pattern.strip("^$"),  # "overall" matches it too
     description="'overall' or one symbol",
     example="overall",
 )

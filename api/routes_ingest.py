@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from api.context import AppContext, blocking, get_ctx
 from api.errors import ApiError, JSONResponse
-from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, SYMBOL_RE, parse_json, read_body, spec
+from api.validation import NAME_RE, parse_json, read_body, spec
 from tickcast import metrics
 from tickcast.acks import Receipt
 from tickcast.inbox import RETRY_AFTER_S, IngestRefused
@@ -30,6 +30,9 @@ from tickcast.records import (
     FIELD_NAMES,
     INTERVAL_MS,
     KIND_FIELDS,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    SYMBOL_RE,
     Rejection,
     decode_record,
     duplicate_reason,

@@ -18,8 +18,8 @@ from api.errors import ApiError, JSONResponse
 from api.known import check_model_version
 from api.routes_sentiment import unknown_symbol
 from api.schemas import INT, MS, NUM, STR, Schema, arr, nullable, obj
-from api.validation import MAX_TS_MS, MIN_TS_MS, Param, parse_query, spec
-from tickcast.records import INTERVAL_MS
+from api.validation import Param, parse_query, spec
+from tickcast.records import INTERVAL_MS, MAX_TS_MS, MIN_TS_MS
 
 COMMON = (
     Param("symbol", "symbol", required=True, description="symbol, e.g. XRPUSDT", example="XRPUSDT"),

@@ -21,9 +21,10 @@ from api.known import check_symbols
 from api.routes_sentiment import WINDOWS, requested_windows
 from api.sse import newest_if_ahead, sse_response
 from api.validation import Param, csv_pattern, parse_query, spec
+from tickcast.records import SYMBOL_RE
 
 _MAX_ID = 2**64 - 1
-_SYMBOL_ITEM = r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}"
+_SYMBOL_ITEM = SYMBOL_RE.pattern.strip("^$")
 SYMBOLS = Param(
     "symbol",
     "csv",

@@ -31,7 +31,8 @@ from api.routes_streams import _RESPONSES as STREAM_RESPONSES
 from api.routes_streams import PLAIN_PARAMS, _last_id
 from api.schemas import ANY, BOOL, INT, JOB_STARTED, MS, NUM, STR, Schema, arr, enum, free_object, nullable, obj
 from api.sse import newest_if_ahead, sse_response
-from api.validation import MAX_TS_MS, MIN_TS_MS, NAME_RE, Field, Param, object_schema, parse_query, read_command, spec
+from api.validation import NAME_RE, Field, Param, object_schema, parse_query, read_command, spec
+from tickcast.records import MAX_TS_MS, MIN_TS_MS
 
 GUARDS = ("kill_switch", "drawdown", "daily_loss", "symbol_exposure", "concurrency", "slippage", "cash", "ordering")
 ACCOUNT = Param(

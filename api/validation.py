@@ -28,13 +28,11 @@ from starlette.responses import Response
 
 from api.errors import ApiError
 from api.schemas import Schema
+from tickcast.records import MAX_TS_MS, MIN_TS_MS, PROVIDER_RE, SYMBOL_RE
 
 Kind = Literal["string", "integer", "number", "boolean", "timestamp", "symbol", "csv"]
 Location = Literal["query", "path", "header"]
-SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")  # same rule as tickcast.records
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MIN_TS_MS = 946_684_800_000  # 2000-01-01, as tickcast.records
-MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+NAME_RE = PROVIDER_RE  # providers, accounts and other names: the record contract's provider rule
 MAX_STRING = 256  # characters of a free-text query value
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
 _NUM_RE = re.compile(r"-?(?:0|[1-9][0-9]{0,30})(?:\.[0-9]{1,30})?(?:[eE][+-]?[0-9]{1,3})?")

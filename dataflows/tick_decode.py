@@ -25,7 +25,7 @@ How a batch goes:
    rows all go to the slow path. After the scan only syntax errors inside a value
    (`tru`, `01`, `[1,]`, a bad \\u escape) get that far, so this is rare.
 3. Validation, vectorized, with the same rules as `_tick`: symbol and provider are
-   dictionary-encoded and each distinct value is checked by `records._name` itself;
+   dictionary-encoded and each distinct value is checked by `records.checked_name` itself;
    ts and ingest_ts in [MIN_TS_MS, MAX_TS_MS] (missing ingest_ts: the hint, or ts
    without one); score finite in [-1, 1]; polarity -1/0/1 or derived from the score;
    id 1..128 code points, or `records.tick_id` (computed only for rows without one);
@@ -81,15 +81,15 @@ from numba import njit
 
 from dataflows.kernels.id_hash import string_hash
 from tickcast.records import (
-    _PROVIDER_RE,
-    _SYMBOL_RE,
     MAX_FUTURE_MS,
     MAX_ID_CHARS,
     MAX_RECORD_BYTES,
     MAX_TS_MS,
     MIN_TS_MS,
-    _Invalid,
-    _name,
+    PROVIDER_RE,
+    SYMBOL_RE,
+    InvalidField,
+    checked_name,
     meta_text,
     tick_id,
 )
@@ -570,14 +570,14 @@ def _nulls(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 @functools.lru_cache(maxsize=1 << 16)  # a live burst names every symbol each minute; junk cannot grow it
 def _is_name(value: str, field: str, pattern) -> bool:
     try:
-        _name({field: value}, field, pattern)
-    except _Invalid:
+        checked_name({field: value}, field, pattern)
+    except InvalidField:
         return False
     return True
 
 
 def _valid_names(col: pa.ChunkedArray, field: str, pattern) -> np.ndarray:
-    """Per row: a valid `field` by `records._name`, checked once per distinct value."""
+    """Per row: a valid `field` by `records.checked_name`, checked once per distinct value."""
     enc = pc.dictionary_encode(col).combine_chunks()
     valid = np.array([_is_name(s, field, pattern) for s in enc.dictionary.to_pylist()] + [False])
     codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
@@ -588,7 +588,7 @@ def _meta_text(raw: bytes) -> str | None:
     """`_tick`'s meta rule on the raw JSON of a meta value: the stored text, or None if refused."""
     try:
         return meta_text(orjson.loads(raw))
-    except (orjson.JSONDecodeError, _Invalid):
+    except (orjson.JSONDecodeError, InvalidField):
         return None
 
 
@@ -699,7 +699,7 @@ def decode_ticks(
     ok &= polarity_null | ((polarity >= -1) & (polarity <= 1))
     id_chars, id_null = _ints(pc.utf8_length(cols["id"]))
     ok &= id_null | ((id_chars >= 1) & (id_chars <= MAX_ID_CHARS))
-    ok &= _valid_names(cols["symbol"], "symbol", _SYMBOL_RE) & _valid_names(cols["provider"], "provider", _PROVIDER_RE)
+    ok &= _valid_names(cols["symbol"], "symbol", SYMBOL_RE) & _valid_names(cols["provider"], "provider", PROVIDER_RE)
     meta_codes, meta_texts, meta_valid = _meta(lines, ok)
     ok &= meta_valid
     if objects is not None:  # dicts: a field JSON spells null must be None (or absent) in the dict

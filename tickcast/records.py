@@ -45,8 +45,8 @@ MAX_FUTURE_MS = 60_000
 MAX_ID_CHARS = 128
 INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet")  # the record files replay and backfill read
 MAX_DEPTH = 254  # nesting levels of objects/arrays: orjson writes no deeper
-_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
-_PROVIDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
+PROVIDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 Kind = Literal["tick", "candle", "control"]
@@ -101,13 +101,13 @@ class Rejection:
         }
 
 
-class _Invalid(Exception):
-    pass
+class InvalidField(Exception):
+    """A field breaks the record contract; the message says which and how (the rejection reason)."""
 
 
 def is_provider_name(name: str) -> bool:
     """Is `name` a well-formed provider name (what a tick's `provider` must be)?"""
-    return _PROVIDER_RE.fullmatch(name) is not None
+    return PROVIDER_RE.fullmatch(name) is not None
 
 
 def tick_id(provider: str, symbol: str, ts: int, score: float) -> str:
@@ -158,7 +158,7 @@ def decode_record(
         if kind is not None and payload.raw is not obj:  # text: a member may be named twice
             duplicate = _duplicated_field(payload.raw, obj, kind)
             if duplicate is not None:
-                raise _Invalid(duplicate_reason(duplicate))
+                raise InvalidField(duplicate_reason(duplicate))
         if kind == "tick":
             record = _tick(obj, now_ms, default_ingest, pos_threshold)
             _check_record(record, record["ts"], "ts", key, max_future_ms, wall_ms)
@@ -169,8 +169,8 @@ def decode_record(
             return "candle", record
         if kind == "control":
             return "control", _control(obj)
-        raise _Invalid("unknown record kind: a tick needs 'score', a candle needs 'open_time'/'close_time'")
-    except _Invalid as exc:
+        raise InvalidField("unknown record kind: a tick needs 'score', a candle needs 'open_time'/'close_time'")
+    except InvalidField as exc:
         provider = obj.get("provider")
         return Rejection(source, str(exc), payload.text(), now_ms, provider if isinstance(provider, str) else None)
 
@@ -418,46 +418,47 @@ def _show(value: Any, limit: int = 60) -> str:
 
 def _field(obj: dict[str, Any], name: str) -> Any:
     if name not in obj or obj[name] is None:
-        raise _Invalid(f"missing field '{name}'")
+        raise InvalidField(f"missing field '{name}'")
     return obj[name]
 
 
 def _int_ms(obj: dict[str, Any], name: str) -> int:
     value = _field(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(f"'{name}' must be an integer epoch-milliseconds timestamp, got {_show(value)}")
+        raise InvalidField(f"'{name}' must be an integer epoch-milliseconds timestamp, got {_show(value)}")
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise _Invalid(f"'{name}' must be an integer epoch-milliseconds timestamp, got {_show(value)}")
+            raise InvalidField(f"'{name}' must be an integer epoch-milliseconds timestamp, got {_show(value)}")
         value = int(value)
     if not MIN_TS_MS <= value <= MAX_TS_MS:
-        raise _Invalid(f"'{name}'={_show(value)} is not epoch milliseconds between years 2000 and 2100")
+        raise InvalidField(f"'{name}'={_show(value)} is not epoch milliseconds between years 2000 and 2100")
     return value
 
 
 def _number(obj: dict[str, Any], name: str) -> float:
     value = _field(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(f"'{name}' must be a number, got {_show(value)}")
+        raise InvalidField(f"'{name}' must be a number, got {_show(value)}")
     try:
         value = float(value)
     except OverflowError:  # an int beyond float's range
         value = math.inf
     if not math.isfinite(value):
-        raise _Invalid(f"'{name}' must be finite, got {_show(value)}")
+        raise InvalidField(f"'{name}' must be finite, got {_show(value)}")
     return value
 
 
 _VALID_NAMES: dict[re.Pattern[str], set[str]] = {}  # symbols and providers repeat endlessly
 
 
-def _name(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
+def checked_name(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
+    """`obj[name]`, a string matching `pattern` (SYMBOL_RE, PROVIDER_RE); InvalidField otherwise."""
     value = _field(obj, name)
     known = _VALID_NAMES.setdefault(pattern, set())
     if value.__class__ is str and value in known:
         return value
     if not isinstance(value, str) or not pattern.fullmatch(value):  # match() lets "$" pass a trailing "\n"
-        raise _Invalid(f"'{name}' must be a short identifier like XRPUSDT, got {_show(value)}")
+        raise InvalidField(f"'{name}' must be a short identifier like XRPUSDT, got {_show(value)}")
     if len(known) < 100_000:
         known.add(value)
     return value
@@ -471,7 +472,7 @@ def _ingest(obj: dict[str, Any], now_ms: int, event_ts: int, default_ingest: str
 
 def meta_text(value: Any) -> str:
     """A tick's `meta` as stored: compact JSON of the object ("{}" when missing or empty).
-    Raises `_Invalid` unless it is a JSON object or a string holding one (null and "" are
+    Raises `InvalidField` unless it is a JSON object or a string holding one (null and "" are
     none)."""
     if value is None or (value.__class__ is str and not value):
         return "{}"
@@ -480,35 +481,35 @@ def meta_text(value: Any) -> str:
         try:
             meta = orjson.loads(meta)
         except orjson.JSONDecodeError:
-            raise _Invalid("'meta' must be a JSON object (or a string holding one)") from None
+            raise InvalidField("'meta' must be a JSON object (or a string holding one)") from None
     if not isinstance(meta, dict):
-        raise _Invalid(f"'meta' must be a JSON object, got {_show(meta)}")
+        raise InvalidField(f"'meta' must be a JSON object, got {_show(meta)}")
     if not meta:
         return "{}"
     try:
         return orjson.dumps(meta).decode()
     except TypeError:  # orjson's nesting limit, or (dict input) a value JSON cannot hold
-        raise _Invalid(f"'meta' must be a JSON object nested at most {MAX_DEPTH} levels deep") from None
+        raise InvalidField(f"'meta' must be a JSON object nested at most {MAX_DEPTH} levels deep") from None
 
 
 def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: float) -> dict[str, Any]:
-    symbol = _name(obj, "symbol", _SYMBOL_RE)
+    symbol = checked_name(obj, "symbol", SYMBOL_RE)
     ts = _int_ms(obj, "ts")
     score = _number(obj, "score")
     if not -1.0 <= score <= 1.0:
-        raise _Invalid(f"'score' must be in [-1, 1], got {score}")
-    provider = _name(obj, "provider", _PROVIDER_RE)
+        raise InvalidField(f"'score' must be in [-1, 1], got {score}")
+    provider = checked_name(obj, "provider", PROVIDER_RE)
     polarity = obj.get("polarity")
     if polarity is None:
         polarity = 1 if score > pos_threshold else (-1 if score < -pos_threshold else 0)
     elif isinstance(polarity, bool) or not isinstance(polarity, (int, float)) or polarity not in (-1, 0, 1):
-        raise _Invalid(f"'polarity' must be -1, 0 or 1, got {_show(polarity)}")
+        raise InvalidField(f"'polarity' must be -1, 0 or 1, got {_show(polarity)}")
     meta = meta_text(obj.get("meta"))
     rid = obj.get("id")
     if rid is None:
         rid = tick_id(provider, symbol, ts, score)
     elif not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS or _CONTROL_CHARS_RE.search(rid):
-        raise _Invalid(
+        raise InvalidField(
             f"'id' must be a non-empty string of at most {MAX_ID_CHARS} characters without control "
             f"characters, got {_show(rid)}"
         )
@@ -525,32 +526,32 @@ def _tick(obj: dict[str, Any], now_ms: int, default_ingest: str, pos_threshold: 
 
 
 def _candle(obj: dict[str, Any], now_ms: int, default_ingest: str) -> dict[str, Any]:
-    symbol = _name(obj, "symbol", _SYMBOL_RE)
+    symbol = checked_name(obj, "symbol", SYMBOL_RE)
     interval = _field(obj, "interval")
     if interval.__class__ is not str or interval not in INTERVAL_MS:
-        raise _Invalid(f"unknown interval {_show(interval)}: 'interval' must be one of {', '.join(INTERVAL_MS)}")
+        raise InvalidField(f"unknown interval {_show(interval)}: 'interval' must be one of {', '.join(INTERVAL_MS)}")
     step = INTERVAL_MS[interval]
     open_time = _int_ms(obj, "open_time")
     close_time = _int_ms(obj, "close_time")
     if close_time != open_time + step:
-        raise _Invalid(f"close_time must be open_time + {interval} ({open_time + step}), got {close_time}")
+        raise InvalidField(f"close_time must be open_time + {interval} ({open_time + step}), got {close_time}")
     if open_time % step:
-        raise _Invalid(f"open_time {open_time} is not aligned to a {interval} boundary")
+        raise InvalidField(f"open_time {open_time} is not aligned to a {interval} boundary")
     prices = {k: _number(obj, k) for k in ("open", "high", "low", "close")}
     volume = _number(obj, "volume")
     for k, price in prices.items():
         if price <= 0:
-            raise _Invalid(f"'{k}' must be a positive number (prices must be positive), got {price}")
+            raise InvalidField(f"'{k}' must be a positive number (prices must be positive), got {price}")
     o, h, lo, c = prices.values()
     if h < lo:
-        raise _Invalid(f"high < low ({h} < {lo}): 'high' must be >= 'low'")
+        raise InvalidField(f"high < low ({h} < {lo}): 'high' must be >= 'low'")
     if h < max(o, c) or lo > min(o, c):
-        raise _Invalid(
+        raise InvalidField(
             f"open/close outside [low, high]: 'open' and 'close' must lie within ['low', 'high'], "
             f"got open={o} close={c} low={lo} high={h}"
         )
     if volume < 0:
-        raise _Invalid(f"'volume' must be a number >= 0, got {volume}")
+        raise InvalidField(f"'volume' must be a number >= 0, got {volume}")
     return {
         "symbol": symbol,
         "interval": interval,
@@ -570,18 +571,18 @@ def _check_record(
 ) -> None:
     """The rules that relate a decoded record to its envelope: Kafka key, ingest time, clock."""
     if key is not None and key != record["symbol"].encode():
-        raise _Invalid(
+        raise InvalidField(
             f"key_mismatch: the Kafka key {_show(bytes(key))} is not the record's 'symbol' {record['symbol']!r}; "
             "producers key each record by its symbol"
         )
     ingest = record["ingest_ts"]
     if event_ts - ingest > max_future_ms:
-        raise _Invalid(
+        raise InvalidField(
             f"future: '{event_field}'={event_ts} is {event_ts - ingest} ms after its ingest_ts={ingest}; "
             f"at most {max_future_ms} ms is allowed (INGEST_MAX_FUTURE_MS): check the sender's clock"
         )
     if wall_ms is not None and ingest - wall_ms > max_future_ms:
-        raise _Invalid(
+        raise InvalidField(
             f"future: ingest_ts={ingest} is {ingest - wall_ms} ms ahead of this system's clock; at most "
             f"{max_future_ms} ms is allowed (INGEST_MAX_FUTURE_MS): check the producer's clock"
         )
@@ -593,22 +594,22 @@ _TRADING_COMMANDS = ("halt", "resume", "flatten", "reset_drawdown")
 def _control(obj: dict[str, Any]) -> dict[str, Any]:
     action = obj["_control"]
     if action == "enable_provider":
-        return {"action": action, "provider": _name(obj, "provider", _PROVIDER_RE)}
+        return {"action": action, "provider": checked_name(obj, "provider", PROVIDER_RE)}
     if action == "trading":
         return _trading_control(obj)
-    raise _Invalid(f"unknown control action {_show(action)}; expected 'enable_provider' or 'trading'")
+    raise InvalidField(f"unknown control action {_show(action)}; expected 'enable_provider' or 'trading'")
 
 
 def _trading_control(obj: dict[str, Any]) -> dict[str, Any]:
     """An admin command for the trading stage (dataflows/trading): halt, resume, flatten, reset_drawdown."""
     command = obj.get("command")
     if command not in _TRADING_COMMANDS:
-        raise _Invalid(f"'command' must be one of {', '.join(_TRADING_COMMANDS)}, got {_show(command)}")
+        raise InvalidField(f"'command' must be one of {', '.join(_TRADING_COMMANDS)}, got {_show(command)}")
     rid = _field(obj, "id")
     if not isinstance(rid, str) or not 0 < len(rid) <= 128:
-        raise _Invalid(f"'id' must be a non-empty string of at most 128 characters, got {_show(rid)}")
+        raise InvalidField(f"'id' must be a non-empty string of at most 128 characters, got {_show(rid)}")
     texts = {k: obj.get(k) or "" for k in ("by", "reason")}
     for key, value in texts.items():
         if not isinstance(value, str) or len(value) > 500:
-            raise _Invalid(f"'{key}' must be a string of at most 500 characters, got {_show(value)}")
+            raise InvalidField(f"'{key}' must be a string of at most 500 characters, got {_show(value)}")
     return {"action": "trading", "command": command, "id": rid, "at": _int_ms(obj, "at"), **texts}

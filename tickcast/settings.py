@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tickcast.records import PROVIDER_RE
+
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -279,7 +281,7 @@ class Settings(BaseSettings):
 
     # --- trading (seed 000 environment section; docs/design.md §11) --------------------------
     TRADING_ENABLED: bool = True  # the paper-trading stage after the model stage
-    TRADING_ACCOUNT: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "paper"
+    TRADING_ACCOUNT: Annotated[str, Field(pattern=PROVIDER_RE.pattern)] = "paper"  # a name, as providers
     TRADING_INTERVAL: str = "1m"  # candles of this interval are traded
     TRADING_ENTRY_THRESHOLD: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.55  # enter long when P(up) >= this
     TRADING_EXIT_THRESHOLD: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.50  # exit a long when P(up) <= this

@@ -35,6 +35,7 @@ from dataflows.trading.items import TradeBar, TradeControl
 from dataflows.trading.report import frames_from_records, summarize
 from dataflows.trading.report import table as report_table
 from tickcast.features import MARKET_FEATURES
+from tickcast.records import MAX_TS_MS
 from tickcast.settings import Settings
 from tickcast.store import Store
 
@@ -85,7 +86,7 @@ def stored_bars(
         "LEFT JOIN (SELECT symbol, close_time, atr_14 FROM {db}.features FINAL WHERE interval = {i:String}) AS f "
         "       ON f.symbol = p.symbol AND f.close_time = p.close_time "
         "ORDER BY t, symbol",
-        {"i": interval, "v": model_version or "", "s": start or 0, "e": end or 4_102_444_800_000},
+        {"i": interval, "v": model_version or "", "s": start or 0, "e": end or MAX_TS_MS},
     )
     cols = rows.to_pydict()
     atr = [np.nan if a is None else a for a in cols["atr"]]
