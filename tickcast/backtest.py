@@ -336,11 +336,12 @@ def run_backtest(
 
         source = "files" if inputs else "kafka"
         summary = run_replay(
-            settings.model_copy(update={"TRADING_ACCOUNT": account, "TRADING_ENABLED": True}),
+            settings.model_copy(update={"TRADING_ACCOUNT": live_account, "TRADING_ENABLED": True}),
             inputs=inputs,
             kafka=kafka,
             store=store,
             progress=progress,
+            account=account,
         )
         say(summary)
         n_bars = int(

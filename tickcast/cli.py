@@ -214,6 +214,12 @@ def simulate(
 @click.option("--from-store", is_flag=True, help="replay ticks and candles already stored in ClickHouse")
 @click.option("--recovery-dir", type=click.Path(path_type=Path), help="Bytewax recovery dir (resume after a crash)")
 @click.option("--no-model", is_flag=True, help="skip inference and calibration (ingest, bars, features, labels only)")
+@click.option(
+    "--account",
+    default="replay",
+    show_default=True,
+    help="paper account the replay's trading rows are written under (never the live TRADING_ACCOUNT)",
+)
 @click.option("--no-progress", is_flag=True)
 def replay(
     store_url: str | None,
@@ -223,6 +229,7 @@ def replay(
     from_store: bool,
     recovery_dir: Path | None,
     no_model: bool,
+    account: str,
     no_progress: bool,
 ) -> None:
     """Backfill: run the dataflow over recorded input to its end, then exit.
@@ -231,12 +238,16 @@ def replay(
     order with their stored ingest_ts, so the rows equal those of the live run, and a
     second replay adds nothing.
     """
-    from tickcast.backfill import run_replay
+    from tickcast.backfill import ReplayAccountError, replay_account, run_replay
 
     sources = sum([bool(inputs), kafka, from_store])
     if sources != 1:
         raise click.UsageError("give exactly one of --input PATH..., --kafka or --from-store")
     ctx = Ctx(store_url, model_dir)
+    try:
+        replay_account(ctx.settings, account)
+    except ReplayAccountError as exc:
+        raise click.ClickException(str(exc)) from None
     summary = run_replay(
         ctx.settings,
         inputs=list(inputs),
@@ -246,6 +257,7 @@ def replay(
         with_model=not no_model,
         progress=not no_progress,
         tune=True,
+        account=account,
     )
     click.echo(summary)
 
