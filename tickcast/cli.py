@@ -622,6 +622,8 @@ def labeler(store_url: str | None, min_age: int | None, limit: int | None, force
 @click.option("--live-account", help="account to compare with and read admin controls from [default TRADING_ACCOUNT]")
 @click.option("--model-version", help="stored rows: use this model's predictions where a candle has several")
 @click.option("--no-ablation", is_flag=True, help="skip the with/without-sentiment comparison")
+@click.option("--start", help="stored rows: first candle close time traded, ISO 8601 (no zone: UTC)")
+@click.option("--end", help="stored rows: last candle close time traded, ISO 8601 (no zone: UTC)")
 @click.option(
     "--out",
     "out_path",
@@ -639,6 +641,8 @@ def backtest(
     live_account: str | None,
     model_version: str | None,
     no_ablation: bool,
+    start: str | None,
+    end: str | None,
     out_path: Path | None,
     as_json: bool,
     no_progress: bool,
@@ -647,12 +651,21 @@ def backtest(
 
     By default over the stored rows (candles, predictions, recorded admin controls): the same
     stage as the live flow, so its rows equal the live account's (compared and printed). With
-    --input/--kafka the whole flow runs over recorded input, like `tickcast replay`.
+    --start/--end only the candles closing in that span are traded and compared (the history
+    before --start warms the book up in memory, so the span starts where the live book was).
+    With --input/--kafka the whole flow runs over recorded input, like `tickcast replay`.
     """
-    from tickcast.backtest import render, run_backtest
+    from tickcast.backtest import parse_time, render, run_backtest
 
     if inputs and kafka:
         raise click.UsageError("give at most one of --input PATH... and --kafka")
+    if (start or end) and (inputs or kafka):
+        raise click.UsageError("--start/--end apply to a backtest of the stored rows, not to --input/--kafka")
+    try:
+        start_ms = parse_time(start) if start else None
+        end_ms = parse_time(end) if end else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start/--end") from None
     ctx = Ctx(store_url, model_dir)
     try:
         doc = run_backtest(
@@ -668,6 +681,8 @@ def backtest(
             out_dir=Path("var/backtests"),
             progress=not no_progress,
             say=lambda m: click.echo(m, err=True),
+            start=start_ms,
+            end=end_ms,
         )
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

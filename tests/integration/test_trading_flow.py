@@ -339,3 +339,43 @@ def test_a_replay_refuses_the_live_account(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "live-1" in result.output and "TRADING_ACCOUNT" in result.output, result.output
     assert not (tmp_path / "ch").exists()  # refused before anything was opened or written
+
+
+def test_a_backtest_span_gives_the_live_rows_in_that_span(world: dict[str, Any]) -> None:
+    """`--start/--end`: only the candles closing in the span are traded and written; the stored
+    history before it warms the book up in memory, so a position the live run held at --start is
+    carried in, and the rows equal the live account's rows in the span (the halt, resume and
+    flatten at 20-22 h fall inside it)."""
+    live = world["live"]
+    start, end = START + 18 * HOUR + 7 * MIN, START + 23 * HOUR
+    said: list[str] = []
+    doc = run_backtest(
+        world["settings"],
+        store=live,
+        account="span",
+        with_ablation=False,
+        progress=False,
+        say=said.append,
+        start=start,
+        end=end,
+    )
+    tables = doc["compared_with"]["tables"]
+    assert all(t["differing"] == 0 and t["span"] == t["paper"] > 0 for t in tables.values()), tables
+    assert doc["compared_with"]["span"] == doc["span"] == {"start": start, "end": end}
+    equity = account_rows(live, "equity", "span")
+    assert equity.ts.min() == start and equity.ts.max() == end
+    assert doc["throughput"]["candles"] == 8 * ((end - start) // MIN + 1)
+    positions = account_rows(live, "positions", "span")
+    assert (positions.opened_at < start).any()  # carried in from the warm-up
+    assert any("warm-up" in m for m in said)
+    live_equity = account_rows(live, "equity", "paper").set_index(["symbol", "ts"])
+    assert doc["report"]["starting_equity"] == live_equity.loc[("", start - MIN), "equity"]
+
+
+def test_a_backtest_span_is_checked(world: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        run_backtest(world["settings"], store=world["live"], account="span2", start=START + HOUR, end=START)
+    with pytest.raises(RuntimeError, match="between"):
+        run_backtest(
+            world["settings"], store=world["live"], account="span2", start=START + 100 * HOUR, with_ablation=False
+        )
