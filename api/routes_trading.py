@@ -93,6 +93,7 @@ BACKTEST_PARAMS = (
 CONFIRM = Field("confirm", "boolean", default=False, description="must be true to perform the command")
 REASON = Field("reason", "string", default="", max_length=500, description="why (kept in risk_events)")
 COMMAND_FIELDS = (CONFIRM, REASON)
+_ISO_TIME = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?"
 BACKTEST_FIELDS = (
     Field(
         "account",
@@ -104,6 +105,22 @@ BACKTEST_FIELDS = (
         example="backtest",
     ),
     Field("ablation", "boolean", default=True, description="also trade models trained with and without sentiment"),
+    Field(
+        "start",
+        "string",
+        pattern=_ISO_TIME,
+        max_length=40,
+        description="first candle close time traded, ISO 8601 (no zone: UTC); default the first stored",
+        example="2025-11-21T00:00:00Z",
+    ),
+    Field(
+        "end",
+        "string",
+        pattern=_ISO_TIME,
+        max_length=40,
+        description="last candle close time traded, ISO 8601 (no zone: UTC); default the last stored",
+        example="2025-11-22T00:00:00Z",
+    ),
 )
 
 # --- response schemas -----------------------------------------------------------------------------
@@ -775,6 +792,7 @@ def _command(path: str):  # type: ignore[no-untyped-def]
         202: "job started",
         200: "a backtest is already running",
         409: "account is the live one",
+        422: "a field is unknown or malformed ('start'/'end' not ISO 8601, or start after end)",
         503: "no backtest job",
     },
     returns=JOB_STARTED,
@@ -789,7 +807,29 @@ async def start_backtest(request: Request) -> Response:
             f"the backtest account must not be the live account {body['account']!r} (TRADING_ACCOUNT): "
             "a backtest clears its account first; use another name, e.g. 'backtest'",
         )
-    return await start_job(ctx, "backtest", {"account": body["account"], "ablation": body["ablation"]}, "manual")
+    params: dict[str, Any] = {"account": body["account"], "ablation": body["ablation"]}
+    params.update(_backtest_span(body))
+    return await start_job(ctx, "backtest", params, "manual")
+
+
+def _backtest_span(body: dict[str, Any]) -> dict[str, int]:
+    """`start` / `end` as epoch ms (what `tickcast backtest --start/--end` takes), checked."""
+    from tickcast.records import parse_time
+
+    span: dict[str, int] = {}
+    for name in ("start", "end"):
+        if body[name] is None:
+            continue
+        try:
+            ms = parse_time(body[name])
+        except ValueError as exc:
+            raise ApiError(422, f"'{name}': {exc}") from None
+        if not MIN_TS_MS <= ms <= MAX_TS_MS:
+            raise ApiError(422, f"'{name}' {body[name]!r} is outside the times the store holds (2000 to 2100)")
+        span[name] = ms
+    if "start" in span and "end" in span and span["start"] > span["end"]:
+        raise ApiError(422, f"'start' ({body['start']}) is after 'end' ({body['end']}): the span is empty; swap them")
+    return span
 
 
 routes = [

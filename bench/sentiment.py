@@ -20,8 +20,17 @@ inserts them; there is no naive row). With `--source file` the peak RSS of a who
 `tickcast`-flow file replay is printed for the file and for one a quarter of its size, each in a
 fresh process: bounded by the batch, not the file.
 
+`--trading ab`: the trading stage's cost on this replay. The input is then the simulator's
+whole record stream (ticks *and* candles, `--symbols` × as many hours as give `--ticks`
+ticks) and the flow runs with the model stage (the baseline predicts; with
+TRADING_TRADE_BASELINE=true and an entry threshold of 0.52 it trades on most candles, the
+stage's busiest case), the trading stage off and on, interleaved in the same run (a warm-up
+round first, then `--repeat` rounds alternating which goes first), for the Kafka topic and
+the file; median wall times and on / off are printed per source.
+
     python bench/sentiment.py [--ticks 400000] [--symbols 1000] [--rss-ticks 10000000]
     python bench/sentiment.py --payload realistic --source file [--file-format parquet]
+    python bench/sentiment.py --trading ab [--ticks 115131 --symbols 20] [--source kafka|file]
 """
 
 from __future__ import annotations
@@ -130,24 +139,44 @@ def fresh_store(root: Path, name: str) -> Store:
     return store
 
 
-def run_tickcast(broker: str | None, topic: str, store: Store, file: Path | None = None) -> float:
+def run_tickcast(
+    broker: str | None,
+    topic: str,
+    store: Store,
+    file: Path | None = None,
+    *,
+    trading: bool | None = None,
+    model_dir: Path | None = None,
+    candles_topic: str | None = None,
+) -> float:
+    """One replay. `trading` None: the sentiment flow (no model stage); False/True: with the
+    model stage (baseline) and the trading stage off/on (`--trading ab`)."""
     from bytewax.testing import run_main
 
     from dataflows.sources import FileReplaySource
 
-    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker)  # the defaults `tickcast replay` runs with
+    extra: dict[str, Any] = {}
+    if trading is not None:
+        extra = {"MODEL_STORE_DIR": str(model_dir), "TRADING_TRADE_BASELINE": True, "TRADING_ENTRY_THRESHOLD": 0.52}
+    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker, **extra)  # the defaults `tickcast replay` runs with
     if file is not None:
         source: Any = FileReplaySource([file], batch_size=settings.TICKCAST_REPLAY_BATCH)
     else:
         assert broker is not None
         source = KafkaPairSource(
-            broker, topic, f"absent-{uuid.uuid4().hex[:6]}", tail=False, batch_size=settings.TICKCAST_REPLAY_BATCH
+            broker,
+            topic,
+            candles_topic or f"absent-{uuid.uuid4().hex[:6]}",
+            tail=False,
+            batch_size=settings.TICKCAST_REPLAY_BATCH,
         )
     flow = build_flow(
         settings,
         [source],
         store_factory=lambda: store,
-        options=FlowOptions(live=False, with_model=False, publish_events=False),
+        options=FlowOptions(
+            live=False, with_model=trading is not None, publish_events=False, with_trading=bool(trading)
+        ),
     )
     t = time.perf_counter()
     run_main(flow, epoch_interval=timedelta(seconds=5))
@@ -331,6 +360,76 @@ def rss_growth(symbols: int, total: int) -> list[tuple[int, float]]:
     return checkpoints
 
 
+def sim_records(n_ticks: int, symbols: int) -> list[dict[str, Any]]:
+    """The simulator's records (ticks and candles, ingest order) up to its `n_ticks`-th tick."""
+    from dataflows.simulator import SimConfig, generate
+
+    out: list[dict[str, Any]] = []
+    ticks = 0
+    for r in generate(SimConfig(symbols=symbols, hours=float("inf"), seed=4, start_ms=START)):
+        if "score" in r:
+            if ticks == n_ticks:
+                break
+            ticks += 1
+        out.append(r)
+    return out
+
+
+def trading_ab(args: argparse.Namespace) -> None:
+    """The trading stage off and on, interleaved, per source; medians and on / off."""
+    root = Path(tempfile.mkdtemp(prefix="tickcast-bench-sent-trading-"))
+    records = sim_records(args.ticks, args.symbols)
+    ticks = [r for r in records if "score" in r]
+    candles = [r for r in records if "score" not in r]
+    print(f"{len(ticks):,} ticks and {len(candles):,} candles, {args.symbols} symbols", file=sys.stderr)
+    sources = [args.source] if args.source else ["kafka", "file"]
+    rows: list[tuple[str, float, float, int]] = []
+    with contextlib.ExitStack() as stack:
+        for where in sources:
+            if where == "file":
+                file = write_file(records, root / f"records.{args.file_format}")
+
+                def run(store: Store, trading: bool, file: Path = file) -> float:
+                    return run_tickcast(None, "", store, file, trading=trading, model_dir=root / "models")
+            else:
+                broker = stack.enter_context(tansu())
+                topic, ctopic = f"ticks-{uuid.uuid4().hex[:6]}", f"candles-{uuid.uuid4().hex[:6]}"
+                ensure_topics(broker, {topic: args.partitions, ctopic: args.partitions})
+                produce_ticks(broker, topic, ticks)
+                produce_ticks(broker, ctopic, candles)
+
+                def run(
+                    store: Store, trading: bool, broker: str = broker, topic: str = topic, ctopic: str = ctopic
+                ) -> float:
+                    return run_tickcast(
+                        broker, topic, store, trading=trading, model_dir=root / "models", candles_topic=ctopic
+                    )
+
+            times: dict[bool, list[float]] = {False: [], True: []}
+            fills = 0
+            for r in range(args.repeat + 1):  # round 0 warms numba and the caches
+                for trading in (False, True) if r % 2 == 0 else (True, False):
+                    store = fresh_store(root / "ch", f"t_{where}_{r}_{int(trading)}")
+                    elapsed = run(store, trading)
+                    stored = store.count("sentiment_ticks")
+                    assert stored == len(ticks), f"stored {stored} of {len(ticks)} ticks"
+                    if trading:
+                        fills = store.count("fills")
+                        assert fills > 0, "the trading stage made no fill"
+                    if r:
+                        times[trading].append(elapsed)
+                    print(f"{where} round {r}: trading={trading} {elapsed:.2f} s", file=sys.stderr, flush=True)
+                    store.command(f"DROP DATABASE IF EXISTS {store.database}")
+            rows.append((where, statistics.median(times[False]), statistics.median(times[True]), fills))
+    print(
+        f"# replay with the trading stage off / on: {len(ticks):,} ticks + {len(candles):,} candles, "
+        f"{args.symbols} symbols, baseline trading, 1 worker, median of {args.repeat} (interleaved)"
+    )
+    print("| source | stage off | stage on | on / off | fills |\n|---|---:|---:|---:|---:|")
+    for where, off, on, fills in rows:
+        print(f"| {where} | {off:.2f} s | {on:.2f} s | {on / off:.3f} | {fills:,} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ticks", type=int, default=1_000_000)
@@ -339,7 +438,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rss-ticks", type=int, default=10_000_000)
     parser.add_argument("--payload", choices=("flat", "realistic"), default="flat")
-    parser.add_argument("--source", choices=("kafka", "file"), default="kafka")
+    parser.add_argument("--source", choices=("kafka", "file"), default=None, help="default kafka (--trading ab: both)")
+    parser.add_argument("--trading", choices=("ab",), help="the trading stage off/on on the replay (see above)")
     parser.add_argument("--file-format", choices=("jsonl", "parquet"), default="jsonl")
     parser.add_argument("--no-rss", action="store_true", help="skip the RSS tables")
     parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
@@ -352,6 +452,10 @@ def main() -> None:
     if args.replay_rss:
         replay_rss(args.replay_rss)
         return
+    if args.trading:
+        trading_ab(args)
+        return
+    args.source = args.source or "kafka"
     root = Path(tempfile.mkdtemp(prefix="tickcast-bench-sent-"))
     from tickcast.gc_tuning import tune_gc
 

@@ -413,7 +413,9 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self._merger = _PairMerger(self._names)
         resume = resume or {}
         self._start = [resume.get(tp.topic, OFFSET_BEGINNING) if tp else OFFSET_BEGINNING for tp in tps]
-        self._next: list[int | None] = [None] * len(tps)  # offset after the last message consumed
+        # offset after the last message consumed; from a resume offset on, so a re-delivery of
+        # records below it (the broker may answer a fetch with the whole batch) is dropped by _fresh
+        self._next: list[int | None] = [s if s >= 0 else None for s in self._start]
         self._paused = [False] * len(tps)
         self.pauses = 0  # times a TP was paused for its backlog (tests, metrics)
         now = time.monotonic()

@@ -370,14 +370,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             X64 = every[:, index]
         X = X64.astype(np.float32)
         symbols = [row["symbol"] for row in rows]
-        if len(rows) == 1:
-            # ONNX Runtime scores a one-row batch through another kernel (GEMV) than any
-            # larger batch, and rounds 1-2 float32 ulp differently: score it as two equal
-            # rows, so a candle's prob does not depend on what else closed with it.
-            probs, version, reason = self.predictor.predict(symbols * 2, np.vstack([X, X]))
-            probs = probs[:1]
-        else:
-            probs, version, reason = self.predictor.predict(symbols, X)
+        # A one-row batch scores bit for bit like the same row in a larger one: the ONNX
+        # scorer handles onnxruntime's 1-row kernel (models/onnx_export.py, OnnxScorer).
+        probs, version, reason = self.predictor.predict(symbols, X)
         elapsed = time.perf_counter() - started
         metrics.ML_INFERENCE_TIME.set(elapsed)  # the seed's gauge: the newest batch
         metrics.ML_INFERENCE_BATCH_SECONDS.observe(elapsed)

@@ -613,3 +613,16 @@ def _trading_control(obj: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value, str) or len(value) > 500:
             raise InvalidField(f"'{key}' must be a string of at most 500 characters, got {_show(value)}")
     return {"action": "trading", "command": command, "id": rid, "at": _int_ms(obj, "at"), **texts}
+
+
+def parse_time(text: str) -> int:
+    """An ISO 8601 time (no zone: UTC) as epoch ms (the CLI's and the API's --start/--end)."""
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time (e.g. 2025-11-21T00:00:00Z)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1000)

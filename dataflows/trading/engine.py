@@ -121,28 +121,39 @@ class Engine:
     # --- public ----------------------------------------------------------------------------
     def step(self, t: int, bars: list[TradeBar], out: TradingOut) -> None:
         """Candle time `t`: every bar closing at `t`, sorted by symbol."""
-        st, pf = self.state, self.state.portfolio
+        # Most bars of a step are flat symbols with no order and no entry signal: the loops below
+        # skip them before any call (a replay's cost, docs/benchmarks.md); the records are the
+        # same as when every bar goes through every step.
+        cfg, st, pf = self.cfg, self.state, self.state.portfolio
         self._roll_day(t, out)
         touched: set[str] = set()
-        open_time = t - self.cfg.interval_ms
-        for bar in bars:  # 2. fills at the open
-            order = st.pending.pop(bar.symbol, None)
-            if order is not None:
-                touched.add(bar.symbol)
-                self._fill_market(order, bar, open_time, out)
-        for bar in bars:  # 3. intrabar stops and targets
-            pos = pf.positions.get(bar.symbol)
-            if pos is not None:
-                touched.add(bar.symbol)
-                self._intrabar(pos, bar, out)
+        open_time = t - cfg.interval_ms
+        pending, positions = st.pending, pf.positions
+        if pending:
+            for bar in bars:  # 2. fills at the open
+                if bar.symbol in pending:
+                    touched.add(bar.symbol)
+                    self._fill_market(pending.pop(bar.symbol), bar, open_time, out)
+        if positions:
+            for bar in bars:  # 3. intrabar stops and targets
+                pos = positions.get(bar.symbol)
+                if pos is not None:
+                    touched.add(bar.symbol)
+                    self._intrabar(pos, bar, out)
+        marks, seen = pf.marks, st.seen
         for bar in bars:  # 4. marks at the close
-            pf.marks[bar.symbol] = bar.close
-            st.seen[bar.symbol] = st.seen.get(bar.symbol, 0) + 1
+            symbol = bar.symbol
+            marks[symbol] = bar.close
+            seen[symbol] = seen.get(symbol, 0) + 1
         self._evaluate(t, out, "close")
-        if self.state.guards.drawdown.active and self.cfg.drawdown_flatten:
+        if st.guards.drawdown.active and cfg.drawdown_flatten:
             self._flatten(t, "drawdown", out)
         book = _Book.of(self)
-        for bar in bars:  # 5. decisions
+        entry, short = cfg.entry, (1.0 - cfg.entry if cfg.allow_short else -math.inf)
+        for bar in bars:  # 5. decisions (a flat symbol without an entry signal has none to take)
+            symbol = bar.symbol
+            if symbol in pending or (symbol not in positions and short < bar.prob < entry):
+                continue
             self._decide(bar, out, book)
         st.clock = max(st.clock, t)
         self._equity_rows(t, touched, out)

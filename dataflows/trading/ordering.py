@@ -92,6 +92,31 @@ class EventTimeOrder:
         st.count += 1
         return True
 
+    def add_many(self, bars: list[TradeBar], now: float = 0.0) -> list[TradeBar]:
+        """`add` for each bar in turn (one call per model-stage batch); returns the late ones."""
+        st = self.state
+        last, absent, buffer, arrived, released = st.last, st.absent, st.buffer, st.arrived, st.released
+        late: list[TradeBar] = []
+        added = 0
+        for bar in bars:
+            t, symbol = bar.close_time, bar.symbol
+            if last.get(symbol, -1) < t:
+                last[symbol] = t
+            if absent:
+                absent.discard(symbol)
+            if t <= released:
+                late.append(bar)
+                continue
+            group = buffer.get(t)
+            if group is None:
+                buffer[t] = [bar]
+                arrived[t] = now
+            else:
+                group.append(bar)
+            added += 1
+        st.count += added
+        return late
+
     def add_control(self, control: TradeControl) -> None:
         bisect.insort(self.state.controls, (control.at, control.id, control))
 
@@ -100,26 +125,30 @@ class EventTimeOrder:
         """What may be handed to the engine now, in order."""
         out: list[Release] = []
         st = self.state
-        while st.buffer:
-            oldest = min(st.buffer)
-            if oldest <= self._bound() and not self._starting(oldest):
-                self._emit(oldest, out)
-            elif st.count > self.max_items:
-                st.overflows += 1
-                self._emit(oldest, out)
-            elif self.timeout_s is not None and now - st.arrived[oldest] >= self.timeout_s:
-                self._mark_absent(oldest)
-                self._emit(oldest, out)
-            else:
-                break
+        if st.buffer:
+            # The bound depends on the symbols' newest times and the absent set only, which
+            # releasing does not change (marking absent does): computed once, not per time.
+            bound = self._bound()
+            for oldest in sorted(st.buffer):
+                if oldest <= bound and not self._starting(oldest):
+                    self._emit(oldest, out)
+                elif st.count > self.max_items:
+                    st.overflows += 1
+                    self._emit(oldest, out)
+                elif self.timeout_s is not None and now - st.arrived[oldest] >= self.timeout_s:
+                    self._mark_absent(oldest)
+                    bound = self._bound()
+                    self._emit(oldest, out)
+                else:
+                    break
         self._controls_until(st.released, out, inclusive=True)
         return out
 
     def flush(self) -> list[Release]:
         """End of input: everything, in order."""
         out: list[Release] = []
-        while self.state.buffer:
-            self._emit(min(self.state.buffer), out)
+        for t in sorted(self.state.buffer):
+            self._emit(t, out)
         self._controls_until(None, out, inclusive=True)
         return out
 

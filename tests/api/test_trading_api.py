@@ -206,3 +206,38 @@ def test_cli_kill_switch_and_status_talk_to_the_running_api(server, traded) -> N
     assert status.exit_code == 0 and "kill_switch" in status.output and "equity 10040.00" in status.output
     wrong_key = runner.invoke(main, ["trading", "resume", "--api", server.base, "--yes"], env={"API_KEYS": "nope"})
     assert wrong_key.exit_code != 0 and "403" in wrong_key.output
+
+
+def test_backtest_job_takes_a_span(server) -> None:
+    """POST /admin/trading/backtest: start/end as `tickcast backtest --start/--end` takes them
+    (ISO 8601), handed to the job as epoch ms; a malformed or empty span is a 422 in JSON."""
+    import threading
+
+    got: list[dict] = []
+    ran = threading.Event()
+
+    def job(params, progress):
+        got.append(dict(params))
+        ran.set()
+        return {}
+
+    server.ctx.jobs.register("backtest", job)
+    with server.client() as c:
+        for body, part in (
+            ({"start": "yesterday"}, "'start' has an unexpected format"),
+            ({"start": "2025-13-40T00:00:00Z"}, "'start'"),
+            ({"end": 1763683200000}, "'end' must be a string"),
+            ({"start": "2025-11-22T00:00:00Z", "end": "2025-11-21"}, "after 'end'"),
+            ({"from": "2025-11-21"}, "unknown field"),
+        ):
+            r = c.post("/admin/trading/backtest", json=body, headers=AUTH)
+            assert r.status_code == 422, (body, r.text)
+            assert r.headers["content-type"].startswith("application/json") and part in r.json()["error"], r.text
+        r = c.post(
+            "/admin/trading/backtest",
+            json={"ablation": False, "start": "2025-11-21T00:00:00Z", "end": "2025-11-21T12:00:00+00:00"},
+            headers=AUTH,
+        )
+        assert r.status_code == 202, r.text
+    assert ran.wait(10)
+    assert got == [{"account": "backtest", "ablation": False, "start": T0, "end": T0 + 12 * 60 * MIN}]

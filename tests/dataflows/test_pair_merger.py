@@ -256,3 +256,34 @@ def test_keys_travel_with_their_messages_through_the_merge() -> None:
     assert block.keys == [b"A", None, b"B", None]
     rest = m.release([False, True])
     assert rest.values == [b"t50"] and rest.keys == [None]
+
+
+def test_resumed_partition_drops_records_below_its_resume_offset() -> None:
+    """After a resume at offset 5 the broker may re-deliver the batch that holds it (3..7):
+    3 and 4 were released before the snapshot and must not come again. No broker is needed:
+    the consumer is built (librdkafka connects lazily) but never polled."""
+    from confluent_kafka import TopicPartition
+
+    from dataflows.kafka_io import _PairPartition
+
+    part = _PairPartition(
+        "p0",
+        {"bootstrap.servers": "127.0.0.1:9", "group.id": "unit"},
+        [TopicPartition("ticks", 0), None],
+        {"ticks": 5},
+        tail=True,
+        batch_size=100,
+        idle_release_ms=1000,
+        max_buffered=1000,
+    )
+    try:
+        assert part._next == [5, None]
+        msgs = [
+            Message(topic="ticks", partition=0, offset=o, value=b"v%d" % o, timestamp=(1, 1000 + o))
+            for o in range(3, 8)
+        ]
+        part._take(0, msgs, 0.0)
+        assert part.pending() == 3 and part._merger.head_offset(0) == 5 and part._next[0] == 8
+        assert part.snapshot() == {"ticks": 5}
+    finally:
+        part.close()

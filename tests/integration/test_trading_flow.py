@@ -287,3 +287,95 @@ def test_a_backtest_over_the_stored_rows_gives_the_live_rows(world: dict[str, An
     assert report["trades"] == int((account_rows(live, "positions", "paper").status == "closed").sum())
     controls = account_rows(live, "risk_events", "paper")
     assert sorted(controls[controls.kind == "control"].reason.str.split(" ").str[0]) == ["flatten", "halt", "resume"]
+
+
+def test_a_replay_trades_under_its_own_account_and_never_the_live_one(
+    world: dict[str, Any], chdb_dir: Path, tmp_path: Path
+) -> None:
+    """`tickcast replay` writes its trading rows under `replay` (default --account), leaves the
+    live account's rows as they are, and is paper only: with EXCHANGE_TRADING_ENABLED=true and
+    no keys a live flow would refuse to start, a replay never resolves the exchange gate."""
+    import orjson
+
+    from tickcast.app.backfill import run_replay
+
+    store = fresh(chdb_dir, "replay_account")
+    world["stores"].append(store)
+    for table in TRADING_TABLES:  # the live account's rows, as in a running deployment's store
+        store.command(
+            f"INSERT INTO {store.database}.{table} SELECT * FROM {world['live'].database}.{table} "
+            "WHERE account = 'paper'"
+        )
+    live_before = {t: account_rows(store, t, "paper") for t in TRADING_TABLES}
+    jsonl = tmp_path / "records.jsonl"
+    jsonl.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in world["records"]))
+    settings = world["settings"].model_copy(update={"EXCHANGE_TRADING_ENABLED": True, "TICKCAST_REPLAY_BATCH": 5_000})
+    run_replay(settings, inputs=[jsonl], store=store, progress=False)
+    for table in TRADING_TABLES:
+        pd.testing.assert_frame_equal(live_before[table], account_rows(store, table, "paper"), check_exact=True)
+    # the same input: the live run's rows, under `replay` (compared with the live run's own store:
+    # the copies above went in as one insert, which can reorder an order's equal-version rows)
+    for table in TRADING_TABLES:
+        got = account_rows(store, table, "replay").drop(columns=["account"])
+        want = account_rows(world["live"], table, "paper").drop(columns=["account"])
+        if table == "risk_events":  # event ids hash the account name
+            got, want = got.drop(columns=["event_id"]), want.drop(columns=["event_id"])
+        assert len(got) > 0, table
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=table)
+
+
+def test_a_replay_refuses_the_live_account(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tickcast.app.cli import main
+
+    jsonl = tmp_path / "one.jsonl"
+    jsonl.write_text('{"symbol": "S0USDT", "ts": 1, "score": 0.1, "id": "a"}\n')
+    env = {"TRADING_ACCOUNT": "live-1", "MODEL_STORE_DIR": str(tmp_path / "models")}
+    store = f"chdb://{tmp_path / 'ch'}"
+    result = CliRunner().invoke(
+        main, ["replay", "--store", store, "--input", str(jsonl), "--account", "live-1"], env=env
+    )
+    assert result.exit_code != 0
+    assert "live-1" in result.output and "TRADING_ACCOUNT" in result.output, result.output
+    assert not (tmp_path / "ch").exists()  # refused before anything was opened or written
+
+
+def test_a_backtest_span_gives_the_live_rows_in_that_span(world: dict[str, Any]) -> None:
+    """`--start/--end`: only the candles closing in the span are traded and written; the stored
+    history before it warms the book up in memory, so a position the live run held at --start is
+    carried in, and the rows equal the live account's rows in the span (the halt, resume and
+    flatten at 20-22 h fall inside it)."""
+    live = world["live"]
+    start, end = START + 18 * HOUR + 7 * MIN, START + 23 * HOUR
+    said: list[str] = []
+    doc = run_backtest(
+        world["settings"],
+        store=live,
+        account="span",
+        with_ablation=False,
+        progress=False,
+        say=said.append,
+        start=start,
+        end=end,
+    )
+    tables = doc["compared_with"]["tables"]
+    assert all(t["differing"] == 0 and t["span"] == t["paper"] > 0 for t in tables.values()), tables
+    assert doc["compared_with"]["span"] == doc["span"] == {"start": start, "end": end}
+    equity = account_rows(live, "equity", "span")
+    assert equity.ts.min() == start and equity.ts.max() == end
+    assert doc["throughput"]["candles"] == 8 * ((end - start) // MIN + 1)
+    positions = account_rows(live, "positions", "span")
+    assert (positions.opened_at < start).any()  # carried in from the warm-up
+    assert any("warm-up" in m for m in said)
+    live_equity = account_rows(live, "equity", "paper").set_index(["symbol", "ts"])
+    assert doc["report"]["starting_equity"] == live_equity.loc[("", start - MIN), "equity"]
+
+
+def test_a_backtest_span_is_checked(world: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        run_backtest(world["settings"], store=world["live"], account="span2", start=START + HOUR, end=START)
+    with pytest.raises(RuntimeError, match="between"):
+        run_backtest(
+            world["settings"], store=world["live"], account="span2", start=START + 100 * HOUR, with_ablation=False
+        )

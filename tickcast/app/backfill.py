@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -84,6 +85,27 @@ def stored_records(store: Store) -> list[dict[str, Any]]:
     return [item[3] for item in merged]
 
 
+REPLAY_ACCOUNT = "replay"
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # TRADING_ACCOUNT's pattern
+
+
+class ReplayAccountError(ValueError):
+    """A replay may not trade into this account."""
+
+
+def replay_account(settings: Settings, account: str) -> str:
+    """The account a replay trades under: never the live one (TRADING_ACCOUNT), whose rows a
+    replay would otherwise overwrite and add to (its guards, equity and PnL are the operator's)."""
+    if not _ACCOUNT_NAME.match(account):
+        raise ReplayAccountError(f"replay account {account!r}: letters, digits, '.', '_' or '-', at most 64")
+    if account == settings.TRADING_ACCOUNT:
+        raise ReplayAccountError(
+            f"replay account {account!r} is the live trading account (TRADING_ACCOUNT={settings.TRADING_ACCOUNT}): "
+            f"a replay trades into an account of its own (--account, default {REPLAY_ACCOUNT!r})"
+        )
+    return account
+
+
 def run_replay(
     settings: Settings,
     *,
@@ -95,7 +117,12 @@ def run_replay(
     progress: bool = True,
     store: Store | None = None,
     tune: bool = False,
+    account: str = REPLAY_ACCOUNT,
 ) -> str:
+    """Replay recorded input to its end. Trading (when TRADING_ENABLED) writes under `account`,
+    never the live one, and is paper only: a replay's flow is not live, so it never resolves
+    the exchange gate (`build_flow` does that for live flows alone)."""
+    account = replay_account(settings, account)
     store = store or Store(settings.TICKCAST_CLICKHOUSE_URL)
     store.migrate()
     if tune:
@@ -131,7 +158,13 @@ def run_replay(
         settings,
         [source],
         store_factory=lambda: store,
-        options=FlowOptions(live=False, with_model=with_model, publish_events=False, recovery=recovery_dir is not None),
+        options=FlowOptions(
+            live=False,  # paper only: no exchange gate, no adapter
+            with_model=with_model,
+            publish_events=False,
+            recovery=recovery_dir is not None,
+            trading_account=account,
+        ),
         flow_id="replay",
     )
     recovery = prepare_recovery(recovery_dir) if recovery_dir else None

@@ -30,7 +30,7 @@ import pandas as pd
 from bytewax.inputs import FixedPartitionedSource
 
 from dataflows.trading.config import TradingConfig
-from dataflows.trading.engine import replay_sorted
+from dataflows.trading.engine import Engine, EngineState, TradingOut, replay_sorted
 from dataflows.trading.items import TradeBar, TradeControl
 from dataflows.trading.report import frames_from_records, summarize
 from dataflows.trading.report import table as report_table
@@ -48,6 +48,14 @@ TRADING_TABLES: dict[str, str] = {
     "positions": "symbol, opened_at",
     "equity": "symbol, ts",
     "risk_events": "ts, guard, event_id",
+}
+# table -> its event-time column (the version of orders and positions): what a span filters on
+SPAN_COLUMN = {
+    "orders": "updated_at",
+    "fills": "fill_time",
+    "positions": "updated_at",
+    "equity": "ts",
+    "risk_events": "ts",
 }
 _TIME_COLUMNS = {
     "orders": ("decision_time", "updated_at"),
@@ -158,22 +166,54 @@ class _ItemsSource(FixedPartitionedSource[Any, int]):
         return _IteratorPartition(for_part, iter(self.items), 1, resume_state, self.on_emit)
 
 
-def trading_flow(settings: Settings, items: list[Any], store: Store, account: str, on_emit: Any = None) -> Any:
-    """source of stage inputs -> the trading stage -> rows per table -> ClickHouse."""
+def warm_state(cfg: TradingConfig, bars: list[TradeBar], controls: list[TradeControl]) -> EngineState:
+    """The engine state after `bars` (stored rows before a backtest's --start, in (time, symbol)
+    order) and the controls before it: the book, guards, warm-up counts and trade statistics the
+    live stage had there. Engine only, in memory; the records are not kept."""
+    engine = Engine(cfg)
+    pending = sorted(controls, key=lambda c: (c.at, c.id))
+    i, n = 0, len(bars)
+    while i < n:
+        t = bars[i].close_time
+        j = i
+        while j < n and bars[j].close_time == t:
+            j += 1
+        while pending and pending[0].at < t:
+            engine.apply_control(pending.pop(0), TradingOut())
+        engine.step(t, bars[i:j], TradingOut())  # stored_bars: already sorted by symbol within a time
+        i = j
+    for control in pending:
+        engine.apply_control(control, TradingOut())
+    return engine.state
+
+
+def trading_flow(
+    settings: Settings,
+    items: list[Any],
+    store: Store,
+    account: str,
+    on_emit: Any = None,
+    initial: EngineState | None = None,
+) -> Any:
+    """source of stage inputs -> the trading stage -> rows per table -> ClickHouse. `initial`:
+    the engine state the stage starts from (a backtest span: `warm_state`)."""
     import bytewax.operators as op
     from bytewax.dataflow import Dataflow
 
     from dataflows.batching import batch_by_key
     from dataflows.outputs import flat_pieces, rows_in
     from dataflows.sinks import StoreSink
-    from dataflows.trading.stage import StageConfig, TradingLogic
+    from dataflows.trading.stage import StageConfig, StageState, TradingLogic
 
     cfg = StageConfig.from_settings(settings, live=False, publish=False, recovery=False, account=account)
     flow = Dataflow("backtest")
     batches = op.input("backtest_input", flow, _ItemsSource(items, on_emit))
     values = op.flat_map("items", batches, lambda kv: kv[1])
     keyed = op.key_on("key_trading", values, lambda _: "trading")
-    out = op.key_rm("trading_out", op.stateful_batch("trading", keyed, lambda s: TradingLogic(cfg, s)))
+    start = StageState(engine=initial) if initial is not None else None
+    out = op.key_rm(
+        "trading_out", op.stateful_batch("trading", keyed, lambda s: TradingLogic(cfg, s if s is not None else start))
+    )
     rows = op.map("table_rows", op.filter("tables", out, lambda it: it[0] == "rows"), lambda it: (it[1], it[2]))
     grouped = batch_by_key(
         "batch_rows",
@@ -204,12 +244,19 @@ def _columns(store: Store, table: str) -> list[str]:
     return [f.name for f in store.schema(table)]
 
 
-def compare_accounts(store: Store, a: str, b: str) -> dict[str, dict[str, int]]:
-    """Per table: rows of each account and how many differ (every column but `account`)."""
+def compare_accounts(
+    store: Store, a: str, b: str, span: tuple[int | None, int | None] | None = None
+) -> dict[str, dict[str, int]]:
+    """Per table: rows of each account and how many differ (every column but `account`).
+
+    `span` (start, end; epoch ms, None = open): only the rows the candles closing in it wrote,
+    by their event time (`SPAN_COLUMN`; see `_in_span` for the edge at `end`)."""
     out = {}
     for table in TRADING_TABLES:
         x = account_rows(store, table, a).drop(columns=["account"])
         y = account_rows(store, table, b).drop(columns=["account"])
+        if span is not None:
+            x, y = _in_span(table, x, y, span)
         if table == "risk_events":  # event ids hash the account name; compare the content
             key = ["ts", "guard", "kind", "symbol", "reason"]
             x = x.drop(columns=["event_id"]).sort_values(key, kind="stable").reset_index(drop=True)
@@ -221,13 +268,45 @@ def compare_accounts(store: Store, a: str, b: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def account_report(store: Store, settings: Settings, account: str) -> dict[str, Any]:
+def _in_span(
+    table: str, x: pd.DataFrame, y: pd.DataFrame, span: tuple[int | None, int | None]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of a span that the candles closing in it wrote, in both accounts. A market order
+    decided at candle T fills at the next candle's open, which is T: the candle after `end` writes
+    rows timed `end` (its fills, their orders' and positions' new status, the guards they trip).
+    So only equity rows are taken at `end` itself, the other tables' up to just before it, and an
+    order or position whose status changed at `end` or later is left out of both."""
+    lo, hi = span
+    col = SPAN_COLUMN[table]
+    closed = table == "equity"
+    if hi is not None and table in ("orders", "positions"):
+        keys = [k.strip() for k in TRADING_TABLES[table].split(",")]
+        later = pd.concat([x.loc[x[col] >= hi, keys], y.loc[y[col] >= hi, keys]]).drop_duplicates()
+        if len(later):
+            x, y = (
+                d.merge(later, on=keys, how="left", indicator=True)
+                .query("_merge == 'left_only'")
+                .drop(columns="_merge")
+                for d in (x, y)
+            )
+    out = []
+    for d in (x, y):
+        keep = d[col] >= (lo if lo is not None else -(2**63))
+        if hi is not None:
+            keep &= (d[col] <= hi) if closed else (d[col] < hi)
+        out.append(d[keep].reset_index(drop=True))
+    return out[0], out[1]
+
+
+def account_report(
+    store: Store, settings: Settings, account: str, *, starting_equity: float | None = None
+) -> dict[str, Any]:
     equity = account_rows(store, "equity", account)
     return summarize(
         equity[equity["symbol"] == ""],
         account_rows(store, "fills", account),
         account_rows(store, "positions", account),
-        starting_equity=settings.RISK_STARTING_EQUITY,
+        starting_equity=settings.RISK_STARTING_EQUITY if starting_equity is None else starting_equity,
         interval_ms=TradingConfig.from_settings(settings).interval_ms,
     )
 
@@ -324,24 +403,37 @@ def run_backtest(
     out_dir: Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    start: int | None = None,
+    end: int | None = None,
 ) -> dict[str, Any]:
-    """Run, write the rows and the report (table `backtest_reports`, JSON file), return the report."""
+    """Run, write the rows and the report (table `backtest_reports`, JSON file), return the report.
+
+    `start` / `end` (epoch ms, inclusive; stored rows only): the candles closing in that span
+    are traded and written. The stored history before `start` is stepped through the engine in
+    memory first (`warm_state`, no rows), so the span starts from the book the live stage had
+    there and its rows equal the live account's rows in the span (docs/decisions.md)."""
     live_account = live_account or settings.TRADING_ACCOUNT
     if account == live_account:
         raise ValueError(f"the backtest account must differ from the live account {live_account!r}")
+    if (start is not None or end is not None) and (inputs or kafka):
+        raise ValueError("--start/--end apply to a backtest of the stored rows, not to --input/--kafka")
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"the backtest span is empty: start {start} is after end {end}")
     store.migrate()
     _clear_account(store, account)
     started = time.monotonic()
+    starting_equity: float | None = None  # a span: the equity its warm-up left
     if inputs or kafka:
         from tickcast.app.backfill import run_replay
 
         source = "files" if inputs else "kafka"
         summary = run_replay(
-            settings.model_copy(update={"TRADING_ACCOUNT": account, "TRADING_ENABLED": True}),
+            settings.model_copy(update={"TRADING_ACCOUNT": live_account, "TRADING_ENABLED": True}),
             inputs=inputs,
             kafka=kafka,
             store=store,
             progress=progress,
+            account=account,
         )
         say(summary)
         n_bars = int(
@@ -355,17 +447,27 @@ def run_backtest(
         )
     else:
         source = "store"
-        bars = stored_bars(store, settings.TRADING_INTERVAL, model_version=model_version)
-        controls = stored_controls(store, live_account)
+        interval = settings.TRADING_INTERVAL
+        bars = stored_bars(store, interval, model_version=model_version, start=start, end=end)
+        controls = [c for c in stored_controls(store, live_account) if end is None or c.at <= end]
         n_bars = len(bars)
         if not bars:
+            span = "" if start is None and end is None else f" between {_iso(start)} and {_iso(end)}"
             raise RuntimeError(
-                f"no stored {settings.TRADING_INTERVAL} candles with predictions to backtest; run the flow "
+                f"no stored {interval} candles with predictions to backtest{span}; run the flow "
                 "(`tickcast up`, `tickcast replay`) first"
             )
-        _run_stage(settings, input_items(bars, controls), store, account, len(bars), progress)
+        initial = None
+        if start is not None:
+            warm = stored_bars(store, interval, model_version=model_version, end=start - 1)
+            cfg = TradingConfig.from_settings(settings, account=account)
+            initial = warm_state(cfg, warm, [c for c in controls if c.at < start])
+            controls = [c for c in controls if c.at >= start]
+            say(f"warm-up: {len(warm):,} stored candles before {_iso(start)} stepped through the engine (no rows)")
+            starting_equity = initial.portfolio.equity()
+        _run_stage(settings, input_items(bars, controls), store, account, len(bars), progress, initial)
     elapsed = time.monotonic() - started
-    report = account_report(store, settings, account)
+    report = account_report(store, settings, account, starting_equity=starting_equity)
     doc: dict[str, Any] = {
         "report_id": uuid.uuid4().hex[:16],
         "created_at": int(time.time() * 1000),
@@ -379,8 +481,15 @@ def run_backtest(
         "settings": _trading_settings(settings),
         "report": report,
     }
+    if start is not None or end is not None:
+        doc["span"] = {"start": start, "end": end}
     if source == "store":
-        doc["compared_with"] = {"account": live_account, "tables": compare_accounts(store, account, live_account)}
+        span = (start, end) if start is not None or end is not None else None
+        doc["compared_with"] = {
+            "account": live_account,
+            "tables": compare_accounts(store, account, live_account, span),
+            **({"span": {"start": start, "end": end}} if span else {}),
+        }
     if with_ablation:
         doc["ablation"] = ablation(store, settings, progress=say if progress else None)
     store.insert_rows(
@@ -419,7 +528,12 @@ def render(doc: dict[str, Any]) -> str:
         cmp = doc["compared_with"]
         diffs = {k: v["differing"] for k, v in cmp["tables"].items()}
         same = all(v == 0 for v in diffs.values())
-        lines.append(f"vs account {cmp['account']}: " + ("identical rows" if same else f"differing rows {diffs}"))
+        within = ""
+        if "span" in cmp:
+            within = f" (rows from {_iso(cmp['span']['start'])} to {_iso(cmp['span']['end'])})"
+        lines.append(
+            f"vs account {cmp['account']}{within}: " + ("identical rows" if same else f"differing rows {diffs}")
+        )
     abl = doc.get("ablation")
     if abl and "skipped" not in abl:
         w, wo = abl["with_sentiment"], abl["without_sentiment"]
@@ -434,7 +548,21 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _run_stage(settings: Settings, items: list[Any], store: Store, account: str, total: int, progress: bool) -> None:
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
+
+def _run_stage(
+    settings: Settings,
+    items: list[Any],
+    store: Store,
+    account: str,
+    total: int,
+    progress: bool,
+    initial: EngineState | None = None,
+) -> None:
     import threading
 
     from bytewax.testing import run_main
@@ -451,7 +579,7 @@ def _run_stage(settings: Settings, items: list[Any], store: Store, account: str,
 
     def target() -> None:
         try:
-            run_main(trading_flow(settings, items, store, account, on_emit))
+            run_main(trading_flow(settings, items, store, account, on_emit, initial))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

@@ -214,6 +214,12 @@ def simulate(
 @click.option("--from-store", is_flag=True, help="replay ticks and candles already stored in ClickHouse")
 @click.option("--recovery-dir", type=click.Path(path_type=Path), help="Bytewax recovery dir (resume after a crash)")
 @click.option("--no-model", is_flag=True, help="skip inference and calibration (ingest, bars, features, labels only)")
+@click.option(
+    "--account",
+    default="replay",
+    show_default=True,
+    help="paper account the replay's trading rows are written under (never the live TRADING_ACCOUNT)",
+)
 @click.option("--no-progress", is_flag=True)
 def replay(
     store_url: str | None,
@@ -223,6 +229,7 @@ def replay(
     from_store: bool,
     recovery_dir: Path | None,
     no_model: bool,
+    account: str,
     no_progress: bool,
 ) -> None:
     """Backfill: run the dataflow over recorded input to its end, then exit.
@@ -231,12 +238,16 @@ def replay(
     order with their stored ingest_ts, so the rows equal those of the live run, and a
     second replay adds nothing.
     """
-    from tickcast.app.backfill import run_replay
+    from tickcast.app.backfill import ReplayAccountError, replay_account, run_replay
 
     sources = sum([bool(inputs), kafka, from_store])
     if sources != 1:
         raise click.UsageError("give exactly one of --input PATH..., --kafka or --from-store")
     ctx = Ctx(store_url, model_dir)
+    try:
+        replay_account(ctx.settings, account)
+    except ReplayAccountError as exc:
+        raise click.ClickException(str(exc)) from None
     summary = run_replay(
         ctx.settings,
         inputs=list(inputs),
@@ -246,6 +257,7 @@ def replay(
         with_model=not no_model,
         progress=not no_progress,
         tune=True,
+        account=account,
     )
     click.echo(summary)
 
@@ -610,6 +622,8 @@ def labeler(store_url: str | None, min_age: int | None, limit: int | None, force
 @click.option("--live-account", help="account to compare with and read admin controls from [default TRADING_ACCOUNT]")
 @click.option("--model-version", help="stored rows: use this model's predictions where a candle has several")
 @click.option("--no-ablation", is_flag=True, help="skip the with/without-sentiment comparison")
+@click.option("--start", help="stored rows: first candle close time traded, ISO 8601 (no zone: UTC)")
+@click.option("--end", help="stored rows: last candle close time traded, ISO 8601 (no zone: UTC)")
 @click.option(
     "--out",
     "out_path",
@@ -627,6 +641,8 @@ def backtest(
     live_account: str | None,
     model_version: str | None,
     no_ablation: bool,
+    start: str | None,
+    end: str | None,
     out_path: Path | None,
     as_json: bool,
     no_progress: bool,
@@ -635,12 +651,22 @@ def backtest(
 
     By default over the stored rows (candles, predictions, recorded admin controls): the same
     stage as the live flow, so its rows equal the live account's (compared and printed). With
-    --input/--kafka the whole flow runs over recorded input, like `tickcast replay`.
+    --start/--end only the candles closing in that span are traded and compared (the history
+    before --start warms the book up in memory, so the span starts where the live book was).
+    With --input/--kafka the whole flow runs over recorded input, like `tickcast replay`.
     """
     from tickcast.app.backtest import render, run_backtest
+    from tickcast.records import parse_time
 
     if inputs and kafka:
         raise click.UsageError("give at most one of --input PATH... and --kafka")
+    if (start or end) and (inputs or kafka):
+        raise click.UsageError("--start/--end apply to a backtest of the stored rows, not to --input/--kafka")
+    try:
+        start_ms = parse_time(start) if start else None
+        end_ms = parse_time(end) if end else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start/--end") from None
     ctx = Ctx(store_url, model_dir)
     try:
         doc = run_backtest(
@@ -656,6 +682,8 @@ def backtest(
             out_dir=Path("var/backtests"),
             progress=not no_progress,
             say=lambda m: click.echo(m, err=True),
+            start=start_ms,
+            end=end_ms,
         )
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -330,6 +330,8 @@ def backtest_job(
             with_ablation=bool(params.get("ablation", True)),
             progress=False,
             say=lambda message: progress(0.5, message),
+            start=params.get("start"),
+            end=params.get("end"),
         )
         return {"report_id": doc["report_id"], "total_return": doc["report"]["total_return"]}
 

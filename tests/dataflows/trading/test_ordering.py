@@ -71,7 +71,10 @@ def reference(bars: list[TradeBar], controls: list[TradeControl]) -> dict[str, l
     return records(out)
 
 
-def through_order(arrivals: list[Any], cuts: list[int], idle_ms: int) -> tuple[dict[str, list[Any]], int]:
+def through_order(
+    arrivals: list[Any], cuts: list[int], idle_ms: int, *, many: bool = False
+) -> tuple[dict[str, list[Any]], int]:
+    """`many`: the bars between two controls go in through one `add_many` call (the stage's way)."""
     engine, out = Engine(CFG), TradingOut()
     order = EventTimeOrder(idle_ms, timeout_s=None, max_items=100_000, join_ms=WARMUP * MIN)
 
@@ -84,7 +87,16 @@ def through_order(arrivals: list[Any], cuts: list[int], idle_ms: int) -> tuple[d
 
     start = 0
     for end in [*cuts, len(arrivals)]:
-        for item in arrivals[start:end]:
+        run_of_bars: list[TradeBar] = []
+        for item in [*arrivals[start:end], None]:
+            if many and isinstance(item, TradeBar):
+                run_of_bars.append(item)
+                continue
+            for late in order.add_many(run_of_bars) if run_of_bars else ():
+                engine.late_bar(late, out)
+            run_of_bars = []
+            if item is None:
+                continue
             if isinstance(item, TradeControl):
                 order.add_control(item)
             elif not order.add(item):
@@ -120,6 +132,7 @@ def test_any_arrival_within_the_bounds_gives_the_sorted_result(seed: int, skew: 
     want = reference(bars, controls)
     assert late == 0
     assert got == want
+    assert through_order(arrivals, sorted(set(cuts)), idle_ms=WARMUP * MIN, many=True) == (got, late)
     assert any(o["status"] == "filled" for o in want["orders"]) and want["risk"]
 
 
