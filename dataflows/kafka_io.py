@@ -13,9 +13,11 @@ Item shape (the contract of `dataflows.sources`): one item per non-empty `next_b
     ("kafka:p<i>", RawBlock)   records (source_name, value_bytes, ts_ms | None), as columns,
                                with the message keys (`RawBlock.keys`)
 
-with source_name `"kafka:<topic>"`; a consumer error travels as the record
-`("kafka-error:<topic>", error_text_bytes, None)` ahead of the released records, so the
-flow records it instead of dying. The keys reach the decoder, which refuses a tick or
+    ("kafka:p<i>", ConsumerError)   a consumer error (dataflows/items.py), ahead of the
+                               records released with it, so the flow records it instead of dying
+
+with source_name `"kafka:<topic>"` (as Bytewax's KafkaSource with `raise_on_errors=False`
+hands on its errors as their own item type). The keys reach the decoder, which refuses a tick or
 candle whose key is not its symbol (producers key by symbol; a mismatch would put the
 record in another symbol's partition and ordering).
 
@@ -49,11 +51,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dataflows.sources import RawBatch, RawBlock, RawRecord
+from dataflows.items import ConsumerError
+from dataflows.sources import RawBatch, RawBlock
 
 log = logging.getLogger(__name__)
 
-PairItem = tuple[str, RawBatch]
+PairItem = tuple[str, RawBatch | ConsumerError]
 ResumeState = dict[str, int]  # topic -> next offset to read
 _METADATA_TIMEOUT_S = 10.0
 _IDLE_WAKE = timedelta(milliseconds=20)
@@ -438,7 +441,7 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
 
     def next_batch(self) -> list[PairItem]:
         msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0.0)
-        errors: list[RawRecord] = []
+        errors: list[ConsumerError] = []
         now = time.monotonic()
         if msgs:
             for i, group in self._by_tp(self._drop_errors(msgs, errors)):
@@ -461,24 +464,22 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self._exempt = exempt
         cap = None if self._clock is None else self._clock.cap(self._key, self._merger.position(self._done))
         out: RawBatch = self._merger.release(exempt, cap)
-        if errors:  # errors go first, as they arrived
-            names, texts, _ = zip(*errors, strict=True)
-            out = RawBlock.concat(
-                [RawBlock(names, list(texts), np.full(len(errors), -1, np.int64), np.arange(len(errors))), out]
-            )
         self._flow_control()
-        if not self._tail and all(self._done) and not self._merger.pending() and not out:
+        if not self._tail and all(self._done) and not self._merger.pending() and not out and not errors:
             raise StopIteration
         self._idle = not msgs and not out
-        return [(self._key, out)] if out else []
+        items: list[PairItem] = [(self._key, err) for err in errors]  # errors go first, as they arrived
+        if out:
+            items.append((self._key, out))
+        return items
 
     def _at_end(self, i: int) -> bool:
         """The consumer reported TP i's end at or after the last message taken from it."""
         return self._eof_at[i] >= 0 and self._eof_at[i] >= (self._next[i] or 0)
 
-    def _drop_errors(self, msgs: list[Any], out: list[RawRecord]) -> list[Any]:
+    def _drop_errors(self, msgs: list[Any], out: list[ConsumerError]) -> list[Any]:
         """The data messages of `msgs`; error events (rare: partition EOF, broker trouble)
-        are handled here, in arrival order, consumer errors appended to `out` as records."""
+        are handled here, in arrival order, consumer errors appended to `out`."""
         errors = list(map(Message.error, msgs))
         # `is` only: KafkaError == None leaves a TypeError set in confluent-kafka's C code
         if not [e for e in errors if e is not None]:
@@ -493,9 +494,9 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
                 if i is not None:
                     self._eof_at[i] = max(self._eof_at[i], msg.offset())
                 continue
-            text = f"{err.str()} (topic={msg.topic()}, partition={msg.partition()}, offset={msg.offset()})"
-            log.warning("kafka consumer error in %s: %s", self._key, text)
-            out.append((f"kafka-error:{msg.topic() or 'consumer'}", text.encode(), None))
+            error = ConsumerError(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, err.str())
+            log.warning("kafka consumer error in %s: %s", self._key, error.text())
+            out.append(error)
         return [m for m, err in zip(msgs, errors) if err is None]
 
     def _by_tp(self, msgs: list[Any]) -> list[tuple[int, list[Any]]]:

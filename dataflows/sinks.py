@@ -27,6 +27,7 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from dataflows.items import Events
 from tickcast import metrics
 from tickcast.bus import Event, EventBus, IdClock, events_table
 from tickcast.store import Store, StoreDataError
@@ -350,9 +351,9 @@ class StoreSink(FixedPartitionedSink[TableBatch, None]):
         return _StorePartition(self.store_factory(), self.retries, self.gate, self.monitor)
 
 
-# Input item shape: ("live", ("events", [(stream, data, symbol, ts_ms), ...])) — one step
-# activation's live events, in order (see dataflows.outputs).
-EventItem = tuple[str, list[tuple[str, dict[str, Any], "str | None", int]]]
+# Input item shape: ("live", Events([LiveEvent(stream, data, symbol, ts_ms), ...])) — one step
+# activation's live events, in order (see dataflows.outputs, dataflows.items).
+EventItem = tuple[str, Events]
 
 
 class _EventPartition(StatefulSinkPartition[EventItem, None]):
@@ -398,7 +399,7 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
                 self.gate.done(len(batches))
 
     def write_batch(self, values: list[EventItem]) -> None:
-        items = [item for _, batch in values for item in batch]
+        items = [item for _, batch in values for item in batch.events]
         events = [
             Event(stream, event_id, data, symbol, int(ts))
             for event_id, (stream, data, symbol, ts) in zip(self.ids.take(len(items)), items, strict=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from dataflows.items import Events, LiveEvent
 from dataflows.sinks import EventSink, StoreSink
 from tickcast.store import Store
 
@@ -72,7 +73,7 @@ def test_events_are_stored_as_their_rows_then_published_in_order(store: Store) -
         ("sentiment", {"kind": "tick", "x": float("nan"), "n": 3}, "BTCUSDT", 1_763_683_200_123),
         ("events", {"kind": "model_switch", "to": "v2"}, None, 1_763_683_200_456),
     ]
-    part.write_batch([("events", batch), ("events", batch[:1])])
+    part.write_batch([("live", Events(batch)), ("live", Events(batch[:1]))])
     part.snapshot()
     assert [(e.stream, e.symbol) for e in published] == [
         ("sentiment", "BTCUSDT"),
@@ -101,11 +102,13 @@ def test_with_the_in_process_bus_events_are_published_at_once_and_held_until_sto
         part.write_batch(
             [
                 (
-                    "events",
-                    [
-                        ("sentiment", {"kind": "tick", "n": 1}, "BTCUSDT", 1_763_683_200_123),
-                        ("predictions", {"prob": 0.6}, "BTCUSDT", 1_763_683_200_456),
-                    ],
+                    "live",
+                    Events(
+                        [
+                            LiveEvent("sentiment", {"kind": "tick", "n": 1}, "BTCUSDT", 1_763_683_200_123),
+                            LiveEvent("predictions", {"prob": 0.6}, "BTCUSDT", 1_763_683_200_456),
+                        ]
+                    ),
                 )
             ]
         )
