@@ -336,7 +336,7 @@ def run_flow_in_thread(flow: Dataflow, **kwargs: Any) -> threading.Thread:
 
 def kafka_source(settings: Settings, *, tail: bool) -> Any:
     """The paired ticks/candles source on the configured topics (tail=False: to their current end)."""
-    from dataflows.kafka_io import KafkaPairSource
+    from dataflows.kafka.pair_source import KafkaPairSource
 
     # Backfills take big batches: the per-symbol steps cost ~60 µs per (symbol, batch), so
     # with 1,000 symbols a 5k batch would spend more on that than on the ticks themselves.

@@ -12,7 +12,7 @@ from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.kafka_io import _fresh, _PairMerger, _stamped_values
+from dataflows.kafka.pair_source import _fresh, _PairMerger, _stamped_values
 from dataflows.sources import RawBlock
 
 

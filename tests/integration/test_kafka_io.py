@@ -20,15 +20,10 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from dataflows.items import ConsumerError
-from dataflows.kafka_io import (
-    KafkaDeliveryError,
-    KafkaJsonSink,
-    KafkaPairSource,
-    consume_json,
-    ensure_topics,
-    produce_records,
-    topic_partition_counts,
-)
+from dataflows.kafka.admin import ensure_topics, topic_partition_counts
+from dataflows.kafka.consume import consume_json
+from dataflows.kafka.pair_source import KafkaPairSource
+from dataflows.kafka.produce import KafkaDeliveryError, KafkaJsonSink, produce_records
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPUSDT")
 T0 = 1_763_683_200_000
