@@ -6,7 +6,7 @@ drains them with `tail=False` and `batch_size` 50 000 until StopIteration; best 
 `--repeat` runs. `--tuned-gc` applies the collector settings of replays (tickcast.gc_tuning):
 with Python's defaults, the tuples built per message trigger collections that scan the
 whole backlog. `--paired` splits the messages over two topics (ticks + candles), so the
-merge of two TPs runs too. `--impl FILE` times another copy of `dataflows/kafka_io.py`
+merge of two TPs runs too. `--impl FILE` times another copy of `dataflows/kafka/pair_source.py`
 (e.g. the previous version, for a before/after).
 
     python bench/kafka_source.py [--messages 400000] [--repeat 3] [--paired] [--tuned-gc] [--impl FILE]
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _broker import tansu  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 
-import dataflows.kafka_io  # noqa: E402
+import dataflows.kafka.pair_source  # noqa: E402
+from dataflows.kafka.admin import ensure_topics  # noqa: E402
 
 START = 1_763_683_200_000
 BATCH = 50_000
@@ -38,8 +39,8 @@ BATCH = 50_000
 
 def load_impl(path: str | None) -> ModuleType:
     if path is None:
-        return dataflows.kafka_io
-    spec = importlib.util.spec_from_file_location("kafka_io_under_test", path)
+        return dataflows.kafka.pair_source
+    spec = importlib.util.spec_from_file_location("pair_source_under_test", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -139,7 +140,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--paired", action="store_true")
     ap.add_argument("--tuned-gc", action="store_true", help="gc settings of replays (tickcast.gc_tuning)")
-    ap.add_argument("--impl", help="path of a kafka_io.py to time instead of dataflows/kafka_io.py")
+    ap.add_argument("--impl", help="path of a pair_source.py to time instead of dataflows/kafka/pair_source.py")
     args = ap.parse_args()
     mod = load_impl(args.impl)
     tag = uuid.uuid4().hex[:8]
@@ -149,7 +150,7 @@ def main() -> None:
 
         tune_gc()
     with tansu() as broker:
-        dataflows.kafka_io.ensure_topics(broker, {t: 1 for t in topics})
+        ensure_topics(broker, {t: 1 for t in topics})
         produce(broker, topics, args.messages)
         size = len(
             orjson.dumps(

@@ -57,7 +57,8 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _broker import tansu  # noqa: E402
 
-from dataflows.kafka_io import FETCH_CONFIG, KafkaPairSource, ensure_topics  # noqa: E402
+from dataflows.kafka.admin import ensure_topics  # noqa: E402
+from dataflows.kafka.pair_source import FETCH_CONFIG, KafkaPairSource  # noqa: E402
 from dataflows.signals import FlowOptions, build_flow  # noqa: E402
 from tickcast.records import Rejection, decode_record  # noqa: E402
 from tickcast.settings import load_settings  # noqa: E402

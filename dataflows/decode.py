@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.hooks import FlowHooks
+from dataflows.items import ConsumerError, LiveEvent, ShardWork, TableRow, TradingControl
 from dataflows.outputs import Out
 from dataflows.progress import END, PartitionMark, Progress
 from dataflows.snapshot import freeze, thaw
@@ -36,12 +37,13 @@ from tickcast.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, Rejection, decode_
 
 log = logging.getLogger(__name__)
 
-# Output item shapes of this step (wrapped as (partition_key, item) by Bytewax):
-#   ("shard", shard, [(symbol, SymbolInput), ...])   each symbol's accepted ticks and candles
-#   ("shard", shard, Progress)                        replays: the partition's progress (dataflows/progress.py)
-#   ("rows", "rejected_records", [row, ...])
-#   ("events", [("events", data, None, ts_ms), ...])
-#   ("trading_control", {action, command, id, at, by, reason})   admin commands for the trading stage
+# Input: RawBatch | ConsumerError | PartitionMark per source partition.
+# Output items of this step (dataflows/items.py; wrapped as (partition_key, item) by Bytewax):
+#   ShardWork(shard, [(symbol, SymbolInput), ...])   each symbol's accepted ticks and candles
+#   ShardWork(shard, Progress)                        replays: the partition's progress (dataflows/progress.py)
+#   Rows("rejected_records", [row, ...])
+#   Events([LiveEvent("events", data, None, ts_ms), ...])
+#   TradingControl({action, command, id, at, by, reason})   admin commands for the trading stage
 
 
 @dataclass
@@ -89,7 +91,7 @@ def rejected_row(rej: Rejection) -> dict[str, Any]:
 
 
 def _reject(rej: Rejection, out: list[Any]) -> None:
-    out.append(("table", "rejected_records", rejected_row(rej)))
+    out.append(TableRow("rejected_records", rejected_row(rej)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +181,11 @@ _NO_WALL = 2**62  # a wall clock no ingest_ts is ahead of: the simulator's rows
 
 
 def _slow_only(source: str) -> bool:
-    """Records of this source never take the columnar path: consumer errors, and (for now)
-    the simulator: with its dicts on the columnar path, tests/dataflows/test_symbol_logic.py's
-    deferred-vs-at-once comparison fails now and then (not understood yet; see the issue 21
-    notes in docs/benchmarks.md). HTTP and Parquet dicts do take it."""
-    return source.startswith("kafka-error:") or source == _SIMULATOR
+    """Records of this source never take the columnar path: (for now) the simulator: with its
+    dicts on the columnar path, tests/dataflows/test_symbol_logic.py's deferred-vs-at-once
+    comparison fails now and then (not understood yet; see the issue 21 notes in
+    docs/benchmarks.md). HTTP and Parquet dicts do take it."""
+    return source == _SIMULATOR
 
 
 def _walls(names: tuple[str, ...], name_idx: np.ndarray, now_ms: int) -> np.ndarray:
@@ -208,14 +210,20 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         self.enable_requests = (hooks or FlowHooks()).enable_requests
         self.state = thaw(state) or GateState()
 
-    def on_batch(self, values: list[RawBatch | PartitionMark]) -> tuple[list[tuple[Any, ...]], bool]:
+    def on_batch(self, values: list[RawBatch | PartitionMark | ConsumerError]) -> tuple[list[tuple[Any, ...]], bool]:
         out = Out()
         now_ms = int(time.time() * 1000)
         self._apply_enable_requests(out, now_ms)
-        marks = [v for v in values if isinstance(v, PartitionMark)]
-        if marks:
-            values = [v for v in values if not isinstance(v, PartitionMark)]
-        records = values[0] if len(values) == 1 else _joined(values) if values else []
+        marks: list[PartitionMark] = []
+        batches: list[RawBatch] = []
+        for v in values:  # one per source batch: isinstance costs nothing here
+            if isinstance(v, ConsumerError):  # the broker's trouble: a rejected_records row, and on
+                self._consumer_error(v, now_ms, out)
+            elif isinstance(v, PartitionMark):
+                marks.append(v)
+            else:
+                batches.append(v)
+        records = batches[0] if len(batches) == 1 else _joined(batches) if batches else []
         batch = _Batch()
         try:
             fast, fast_pos = self._fast_decode(records, now_ms)
@@ -247,7 +255,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
                 (symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []), cuts.get(symbol)))
             )
         for shard, pairs in shards.items():
-            out.append(("shard", shard, pairs))
+            out.append(ShardWork(shard, pairs))
         if ticks or batch.candles:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
         if marks or self.state.partition:  # a replay: track and report its progress
@@ -270,7 +278,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             state.announced = step
             value = END if mark.end else state.newest
             for shard in ALL_SHARDS:
-                out.append(("shard", shard, Progress(state.partition, shard, value)))
+                out.append(ShardWork(shard, Progress(state.partition, shard, value)))
 
     def _decode_ticks(
         self,
@@ -400,10 +408,6 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         batch: _Batch,
         out: Out,
     ) -> None:
-        if source.startswith("kafka-error:"):
-            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
-            _reject(Rejection(source, f"kafka consumer error: {text}", "", now_ms), out)
-            return
         cfg = self.config
         try:
             decoded = decode_record(
@@ -446,6 +450,13 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
         batch.candle_pos.setdefault(symbol, []).append(pos)
         batch.candle_cuts.setdefault(symbol, []).append(batch.slow_count.get(symbol, 0))
 
+    def _consumer_error(self, error: ConsumerError, now_ms: int, out: Out) -> None:
+        # The row's source keeps its documented `kafka-error:<topic>` name (runbook, rejected_records).
+        _reject(
+            Rejection(f"kafka-error:{error.topic or 'consumer'}", f"kafka consumer error: {error.text()}", "", now_ms),
+            out,
+        )
+
     def _disabled(self, source: str, record: dict[str, Any], out: Out) -> None:
         metrics.SENTIMENT_INGEST_ERRORS.labels("provider_disabled").inc()
         _reject(Rejection.for_record(source, f"provider {record['provider']!r} is disabled", record), out)
@@ -459,11 +470,11 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             self.state.disabled.add(provider)
             metrics.PROVIDER_DISABLED.labels(provider).set(1)
             data = {"kind": "provider_disabled", "provider": provider, "failures": streak}
-            out.append(("event", "events", data, None, ts))
+            out.append(LiveEvent("events", data, None, ts))
 
     def _control(self, record: dict[str, Any], now_ms: int, out: list[Any]) -> None:
         if record["action"] == "trading":  # to the trading stage, in input order (dataflows/trading/stage.py)
-            out.append(("trading_control", record))
+            out.append(TradingControl(record))
             return
         self.enable_requests[record["provider"]] = time.time_ns()
         self._apply_enable_requests(out, now_ms)
@@ -477,7 +488,7 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
             if provider in self.state.disabled:
                 self.state.disabled.discard(provider)
                 metrics.PROVIDER_DISABLED.labels(provider).set(0)
-                out.append(("event", "events", {"kind": "provider_enabled", "provider": provider}, None, now_ms))
+                out.append(LiveEvent("events", {"kind": "provider_enabled", "provider": provider}, None, now_ms))
 
     def snapshot(self) -> GateState:
         return freeze(self.state, enabled=self.config.recovery)

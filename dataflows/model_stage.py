@@ -41,8 +41,9 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import ALL_SHARDS
 from dataflows.hooks import FlowHooks
+from dataflows.items import Features, Label, LiveEvent, TableRow, TradeBars
 from dataflows.outputs import Out
-from dataflows.progress import END
+from dataflows.progress import END, Progress
 from dataflows.snapshot import freeze, thaw
 from models.accuracy import HEALTH_STATES, INSUFFICIENT_DATA, VersionedAccuracy, should_emergency_retrain
 from models.baseline import Baseline
@@ -214,9 +215,9 @@ def _num(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-# ("features" | "label", row[, known]): known = ingest_ts of the record that produced it;
-# ("progress", partition, shard, newest): replays, see dataflows/progress.py
-ModelItem = tuple[Any, ...]
+# Features | Label (row, known): known = ingest_ts of the record that produced it (dataflows/items.py);
+# Progress(partition, shard, newest): replays, see dataflows/progress.py
+ModelItem = Features | Label | Progress
 _FEATURE_INDEX = {name: j for j, name in enumerate(ALL_FEATURES)}
 
 
@@ -243,10 +244,11 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
     def on_batch(self, values: list[list[ModelItem]]) -> tuple[list[tuple[Any, ...]], bool]:
         """Each value is one upstream activation's model inputs (`Out.model`)."""
         out = Out()
-        items, marks = [], []
+        items: list[Features | Label] = []
+        marks: list[Progress] = []
         for batch in values:
             for item in batch:
-                (marks if item[0] == "progress" else items).append(item)
+                (marks if item.__class__ is Progress else items).append(item)  # type: ignore[arg-type]
         # Event-time order: a label counts from when it became known (close_time + h),
         # ties before the features of that instant. The baseline a candle sees is then
         # the same whatever the batch boundaries were (replay == live).
@@ -254,14 +256,14 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         newest = self.state.newest_known
         i = 0
         while i < len(ordered):
-            tag = ordered[i][0]
+            kind = ordered[i].__class__
             j = i
-            while j < len(ordered) and ordered[j][0] == tag:
+            while j < len(ordered) and ordered[j].__class__ is kind:
                 j += 1
-            rows = [item[1] for item in ordered[i:j]]
+            rows = [item[0] for item in ordered[i:j]]
             known = [self._known(item) for item in ordered[i:j]]
             newest = max(newest, max(known))
-            if tag == "features":
+            if kind is Features:
                 self._infer(rows, known, out)
             else:
                 if self.state.labels_due or self.state.evaluation_due or self.state.served_due:
@@ -275,8 +277,8 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             i = j
         # what can still come is known only now: every input of this activation is in its boundary
         self.state.newest_known = newest
-        for _, partition, shard, progress in marks:
-            self.state.progress.setdefault(partition, {})[shard] = progress
+        for mark in marks:
+            self.state.progress.setdefault(mark.partition, {})[mark.shard] = mark.newest
         if self.config.live:
             self.state.evaluation_due = self._ready()
         else:
@@ -312,15 +314,16 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             self._pair([row for row, _ in due], [known for _, known in due])
         self._process_ready(out, final=final)
 
-    def _event_key(self, item: ModelItem) -> tuple[int, int]:
-        tag, row = item[0], item[1]
-        if tag == "label":
+    def _event_key(self, item: Features | Label) -> tuple[int, int]:
+        row = item[0]
+        if item.__class__ is Label:
             return row["close_time"] + row["horizon"] * INTERVAL_MS[row["interval"]], 0
         return row["close_time"], 1
 
-    def _known(self, item: ModelItem) -> int:
+    def _known(self, item: Features | Label) -> int:
         """The ingest time of the record that produced the item (inputs without one: their event time)."""
-        return item[2] if len(item) > 2 else self._event_key(item)[0]
+        known = item[1]
+        return known if known is not None else self._event_key(item)[0]
 
     def _entry(self, close_time: int, known: int) -> int:
         """The boundary at which an input enters the windows (module doc)."""
@@ -383,7 +386,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             log.info("predictions now served by model %s (was %s)", version, self.state.serving_version or "-")
             if self.config.live:
                 data = {"kind": "model_switch", "from": self.state.serving_version, "to": version, "reason": reason}
-                out.append(("event", "events", data, None, rows[0]["close_time"]))
+                out.append(LiveEvent("events", data, None, rows[0]["close_time"]))
             metrics.MODEL_INFO.labels(version).set(1)
             if self.state.serving_version:
                 metrics.MODEL_INFO.labels(self.state.serving_version).set(0)
@@ -401,9 +404,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                 "fallback_reason": reason or "",
                 "latency_ms": latency_ms,
             }
-            out.append(("table", "predictions", pred))
+            out.append(TableRow("predictions", pred))
             if self.config.live:
-                out.append(("event", "predictions", pred, row["symbol"], row["close_time"]))
+                out.append(LiveEvent("predictions", pred, row["symbol"], row["close_time"]))
             ring = self.state.predictions.setdefault(row["symbol"], {})
             ring[row["close_time"]] = (float(prob), version)
             if len(ring) > 4 * self.config.horizon + 16:
@@ -440,7 +443,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
     def _trade_bars(
         self, rows: list[dict[str, Any]], probs: list[float], version: str, reason: str, out: list[tuple[Any, ...]]
     ) -> None:
-        """The trading stage's input: one ("trade", [TradeBar, ...]) item per inference batch."""
+        """The trading stage's input: one TradeBars([TradeBar, ...]) item per inference batch."""
         from dataflows.trading.stage import trade_bar
 
         interval = self.config.trading_interval
@@ -450,7 +453,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             if row["interval"] == interval and "open" in row
         ]
         if bars:
-            out.append(("trade", bars))
+            out.append(TradeBars(bars))
 
     def _feature_drift(
         self, at_ms: int, chunks: list[tuple[str, np.ndarray, list[str], list[str], np.ndarray]], out: Out
@@ -547,12 +550,12 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             reference = self._reference(version)
             row = self._window_row(version, "overall", at_ms, overall, reference)
             self._drift(version, at_ms, overall, reference, row, out)
-            out.append(("table", "calibration_windows", row))
+            out.append(TableRow("calibration_windows", row))
             if self.config.live:
-                out.append(("event", "calibration", {**row, "bins": overall["bins"]}, None, at_ms))
+                out.append(LiveEvent("calibration", {**row, "bins": overall["bins"]}, None, at_ms))
             for idx, report in result["per_symbol"].items():
                 out.append(
-                    ("table", "calibration_windows", self._window_row(version, names[idx], at_ms, report, reference))
+                    TableRow("calibration_windows", self._window_row(version, names[idx], at_ms, report, reference))
                 )
         self._accuracy_health(at_ms, out)
 
@@ -748,6 +751,6 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             "threshold": threshold,
             "details": orjson.dumps(details).decode(),
         }
-        out.append(("table", "drift_events", row))
+        out.append(TableRow("drift_events", row))
         if self.config.live:
-            out.append(("event", "events", {**row, "details": details}, None, ts))
+            out.append(LiveEvent("events", {**row, "details": details}, None, ts))

@@ -1,15 +1,17 @@
 """Per-activation output buffer of the stateful steps.
 
-Steps append `("table", name, row)` items as they go (or whole pieces with `add_table`,
-the columnar hot paths), `("event", stream, data, symbol, ts_ms)` live events and
-`("features" | "label", row)` model inputs. `done()` hands Bytewax a few items per
-activation instead of one per row (~1 µs each, per step downstream):
+Steps append `TableRow(table, row)` items as they go (or whole pieces with `add_table`,
+the columnar hot paths), `LiveEvent(stream, data, symbol, ts_ms)` live events and
+`Features | Label | Progress` model inputs (types in `dataflows.items`). `done()` hands
+Bytewax a few items per activation instead of one per row (~1 µs each, per step downstream):
 
-    ("rows", table, rows)         one list of dict rows per table
-    ("rows", table, Pieces)       the table's columnar pieces (`pyarrow.Table` or
+    Rows(table, rows)             one list of dict rows per table
+    Rows(table, Pieces)           the table's columnar pieces (`pyarrow.Table` or
                                   `tickcast.store.ColumnBlock`; one per symbol in a shard)
-    ("events", [(stream, data, symbol, ts_ms), ...])    in the order they were appended
-    ("model", [("features" | "label", row), ...])       in the order they were appended
+    Events([LiveEvent, ...])      in the order they were appended
+    ModelInputs([Features | Label | Progress, ...])    in the order they were appended
+
+Any other item (`ShardWork`, `TradeBars`, ...) is handed on as it is, before those.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-EventTuple = tuple[str, dict[str, Any], "str | None", int]
+from dataflows.items import Events, Features, Label, LiveEvent, ModelInputs, Rows, TableRow
+from dataflows.progress import Progress
 
 
 class Pieces(list[Any]):
@@ -29,7 +32,7 @@ class Pieces(list[Any]):
 
 
 def rows_in(piece: Any) -> int:
-    """Rows in a ("rows", table, piece) item's piece: dict rows or `Pieces`."""
+    """Rows in a `Rows` item's piece: dict rows or `Pieces`."""
     return piece.num_rows if isinstance(piece, Pieces) else len(piece)
 
 
@@ -43,16 +46,16 @@ class Out(list[tuple[Any, ...]]):
         super().__init__()
         self.tables: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self.columnar: defaultdict[str, list[Any]] = defaultdict(list)
-        self.events: list[EventTuple] = []
-        self.model: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[LiveEvent] = []
+        self.model: list[Features | Label | Progress] = []
 
-    def append(self, item: tuple[Any, ...]) -> None:
-        tag = item[0]
-        if tag == "table":
-            self.tables[item[1]].append(item[2])
-        elif tag == "event":
-            self.events.append(item[1:])
-        elif tag == "features" or tag == "label":
+    def append(self, item: Any) -> None:
+        cls = item.__class__  # routed by type: one identity check per kind, as cheap as the old tag compare
+        if cls is TableRow:
+            self.tables[item[0]].append(item[1])
+        elif cls is LiveEvent:
+            self.events.append(item)
+        elif cls is Features or cls is Label or cls is Progress:
             self.model.append(item)
         else:
             super().append(item)
@@ -66,10 +69,10 @@ class Out(list[tuple[Any, ...]]):
             self.columnar[name].append(table)
 
     def done(self) -> list[tuple[Any, ...]]:
-        items = [*self, *(("rows", table, rows) for table, rows in self.tables.items())]
-        items.extend(("rows", table, Pieces(pieces)) for table, pieces in self.columnar.items())
+        items: list[tuple[Any, ...]] = [*self, *(Rows(table, rows) for table, rows in self.tables.items())]
+        items.extend(Rows(table, Pieces(pieces)) for table, pieces in self.columnar.items())
         if self.events:
-            items.append(("events", self.events))
+            items.append(Events(self.events))
         if self.model:
-            items.append(("model", self.model))
+            items.append(ModelInputs(self.model))
         return items

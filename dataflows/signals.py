@@ -6,8 +6,11 @@ per-symbol state, a few shards of symbols: dedup/late → bars + EMAs → market
     labels, calibration windows, drift, accuracy
     ──bars + predictions, admin controls──> trading stage (one key): event-time order,
     paper broker, portfolio, risk guards
-every step's ("rows", table, [row…] | Pieces) ──> batched per table ──> ClickHouse
-every step's ("events", [event, …]) ──> live bus + live_events
+every step's Rows(table, [row…] | Pieces) ──> batched per table ──> ClickHouse
+every step's Events([LiveEvent, …]) ──> live bus + live_events
+
+The item types on each edge are in dataflows/items.py (drawn in docs/architecture.md);
+steps are routed by type (`is_a`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from bytewax.operators import StatefulBatchLogic
 from dataflows.batching import batch_by_key
 from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.hooks import FlowHooks
+from dataflows.items import Events, ExchangeOrders, ModelInputs, Rows, ShardWork, TradeBars, TradingControl, is_a
 from dataflows.model_stage import ModelConfig, ModelLogic
 from dataflows.outputs import flat_pieces, rows_in
 from dataflows.placement import Placement, ProcessShare
@@ -110,10 +114,6 @@ class _Busy(StatefulBatchLogic[Any, Any, Any]):
         return self.logic.snapshot()
 
 
-def _tag(tag: str) -> Callable[[tuple[Any, ...]], bool]:
-    return lambda item: item[0] == tag
-
-
 def build_flow(
     settings: Settings,
     sources: Sequence[FixedPartitionedSource[Any, Any]],
@@ -164,24 +164,24 @@ def build_flow(
         wall_clock=options.live,
     )
     decoded = op.key_rm("decoded", op.stateful_batch("decode", raw, busy(lambda s: DecodeLogic(decode_cfg, s, hooks))))
-    # ("shard", shard, [(symbol, SymbolInput), ...]) | ("rows", table, rows) | ("events", [...])
-    split = op.branch("split_symbols", decoded, _tag("shard"))
+    # ShardWork(shard, [(symbol, SymbolInput), ...] | Progress) | Rows | Events | TradingControl
+    split = op.branch("split_symbols", decoded, is_a(ShardWork))
     # A symbol's shard state lives on the process that reads its partition (`Placement.pin`).
     per_shard = op.map_value(
-        "records", op.key_on("key_shard", split.trues, lambda it: placement.pin(it[1])), lambda it: it[2]
+        "records", op.key_on("key_shard", split.trues, lambda it: placement.pin(it[0])), lambda it: it[1]
     )
     # (shard, [(symbol, SymbolInput), ...])
     sym_cfg = symbol_config(settings, options)
     symbol_out = op.key_rm(
         "symbol_out", op.stateful_batch("symbol_shards", per_shard, busy(lambda s: ShardLogic(sym_cfg, s)))
     )
-    # ("rows", table, [row, ...]) | ("events", [...]) | ("model", [("features" | "label", row), ...])
+    # Rows | Events | ModelInputs([Features | Label | Progress, ...])
     outputs = [split.falses, symbol_out]
     trading = options.with_model and (
         settings.TRADING_ENABLED if options.with_trading is None else options.with_trading
     )
     if options.with_model:
-        model_in = op.map("model_inputs", op.filter("model_items", symbol_out, _tag("model")), lambda it: it[1])
+        model_in = op.map("model_inputs", op.filter("model_items", symbol_out, is_a(ModelInputs)), lambda it: it[0])
         model_cfg = ModelConfig.from_settings(
             settings, live=options.live, recovery=options.recovery, partitions=partitions, trading=trading
         )
@@ -197,12 +197,12 @@ def build_flow(
         )
         outputs.append(model_out)
         if trading:
-            # ("trade", [TradeBar, ...]) from the model stage + ("trading_control", record) from decode,
+            # TradeBars([TradeBar, ...]) from the model stage + TradingControl(record) from decode,
             # all under one key: the portfolio's guards see every symbol (dataflows/trading/stage.py)
             trade_in = op.merge(
                 "trading_inputs",
-                op.filter("trade_items", model_out, _tag("trade")),
-                op.filter("trading_controls", split.falses, _tag("trading_control")),
+                op.filter("trade_items", model_out, is_a(TradeBars)),
+                op.filter("trading_controls", split.falses, is_a(TradingControl)),
             )
             exchange_gate = resolve_gate(settings) if options.live else None  # SettingsError: start-up refuses
             if exchange_gate is not None:
@@ -226,14 +226,14 @@ def build_flow(
                 adapter = adapter_from_settings(settings, exchange_gate)
                 log.warning("exchange account check: %s", adapter.check())  # fails start-up when unreachable
                 op.output(
-                    "exchange", op.filter("exchange_orders", trading_items, _tag("exchange")), ExchangeSink(adapter)
+                    "exchange", op.filter("exchange_orders", trading_items, is_a(ExchangeOrders)), ExchangeSink(adapter)
                 )
     everything = op.merge("all_outputs", *outputs)
 
     # ClickHouse: (table, row) batched per table, at most TICKCAST_WRITE_FLUSH_MS old; the
     # buffer is part of the snapshot, so a crash loses no row.
-    rows = op.map("table_rows", op.filter("tables", everything, _tag("rows")), lambda it: (it[1], it[2]))
-    # (table, [row, ...])
+    rows = op.filter("tables", everything, is_a(Rows))
+    # (table, [Rows(table, rows | Pieces), ...])
     batches = batch_by_key(
         "batch_rows",
         op.key_on("key_table", rows, lambda it: it[0]),
@@ -248,7 +248,7 @@ def build_flow(
     op.output("store", table_batches, sink)
 
     if options.publish_events:
-        events = op.key_on("key_live", op.filter("events", everything, _tag("events")), lambda _: "live")
+        events = op.key_on("key_live", op.filter("events", everything, is_a(Events)), lambda _: "live")
         live = EventSink(bus, store_factory, ids or IdClock(), gate, write_monitor, parts=placement.live_parts())
         op.output("live", events, live)
     return flow
@@ -341,7 +341,7 @@ def run_flow_in_thread(flow: Dataflow, **kwargs: Any) -> threading.Thread:
 
 def kafka_source(settings: Settings, *, tail: bool) -> Any:
     """The paired ticks/candles source on the configured topics (tail=False: to their current end)."""
-    from dataflows.kafka_io import KafkaPairSource
+    from dataflows.kafka.pair_source import KafkaPairSource
 
     # Backfills take big batches: the per-symbol steps cost ~60 µs per (symbol, batch), so
     # with 1,000 symbols a 5k batch would spend more on that than on the ticks themselves.

@@ -27,6 +27,7 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from dataflows.items import Events
 from tickcast import metrics
 from tickcast.bus import Event, EventBus, IdClock, events_table
 from tickcast.store import Store, StoreDataError
@@ -350,9 +351,9 @@ class StoreSink(FixedPartitionedSink[TableBatch, None]):
         return _StorePartition(self.store_factory(), self.retries, self.gate, self.monitor)
 
 
-# Input item shape: ("live", ("events", [(stream, data, symbol, ts_ms), ...])) — one step
-# activation's live events, in order (see dataflows.outputs).
-EventItem = tuple[str, list[tuple[str, dict[str, Any], "str | None", int]]]
+# Input item shape (keyed "live" upstream; the partition gets the values): Events([LiveEvent(stream,
+# data, symbol, ts_ms), ...]) — one step activation's live events, in order (dataflows.outputs, dataflows.items).
+EventItem = Events
 
 
 class _EventPartition(StatefulSinkPartition[EventItem, None]):
@@ -390,15 +391,14 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
                 write_with_retries(self.store, "live_events", [events_table(events)], monitor=self.monitor)
             if self.publish_first:
                 self.bus.mark_stored(events)  # type: ignore[union-attr]
-            elif self.bus is not None:
-                for event in events:
-                    self.bus.publish(event)
+            elif self.bus is not None:  # one call per batch: the Kafka fan-out checks its delivery once
+                self.bus.publish_many(events)
         finally:
             if self.gate is not None and not self.publish_first:
                 self.gate.done(len(batches))
 
     def write_batch(self, values: list[EventItem]) -> None:
-        items = [item for _, batch in values for item in batch]
+        items = [item for batch in values for item in batch.events]
         events = [
             Event(stream, event_id, data, symbol, int(ts))
             for event_id, (stream, data, symbol, ts) in zip(self.ids.take(len(items)), items, strict=True)

@@ -36,6 +36,7 @@ import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import SymbolInput, rejected_row
+from dataflows.items import Features, Label, LiveEvent, PublishView, SideWork, StoreBars, StoreTicks, TableRow
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
 from dataflows.progress import Progress
@@ -114,11 +115,16 @@ class ShardOut(Out):
             metrics.FEATURE_JOIN_MISSING.labels(cause).inc(n)
 
 
-# Side work of an activation, as data (it is part of the snapshot until done):
-#   ("ticks", symbol, SymbolTicks, status)    store the accepted ticks, refuse the others
-#   ("bars", symbol, bar_ends, bar_values)    store the closed bars, publish their events
-#   ("view", symbol)                          publish the symbol's live sentiment view
-Later = list[tuple[Any, ...]]
+# Side work of an activation, as data (it is part of the snapshot until done; dataflows/items.py):
+#   StoreTicks(symbol, SymbolTicks, status)    store the accepted ticks, refuse the others
+#   StoreBars(symbol, bar_ends, bar_values)    store the closed bars, publish their events
+#   PublishView(symbol)                        publish the symbol's live sentiment view
+Later = list[SideWork]
+_SIDE_WORK = {"ticks": StoreTicks, "bars": StoreBars, "view": PublishView}  # the tagged tuples of older snapshots
+
+
+def _side_work_item(work: Any) -> SideWork:
+    return _SIDE_WORK[work[0]](*work[1:]) if type(work) is tuple else work
 
 
 @dataclass
@@ -137,14 +143,14 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
         if isinstance(shard, dict):  # a recovery store written before side work was deferred
             shard = ShardState(shard, [])
         self.symbols = {name: SymbolLogic(config, st) for name, st in shard.symbols.items()}
-        self.later: Later = shard.later
+        self.later: Later = [_side_work_item(work) for work in shard.later]
 
     def on_batch(self, values: list[list[tuple[str, SymbolInput]] | Progress]) -> tuple[list[tuple[Any, ...]], bool]:
         out = ShardOut()
         self._side_work(out)  # the previous activation's, against the state it saw
         for pairs in values:
             if isinstance(pairs, Progress):  # replays: a partition's progress, behind its records
-                out.model.append(("progress", pairs.partition, pairs.shard, pairs.newest))
+                out.model.append(pairs)
                 continue
             for symbol, inputs in pairs:
                 logic = self.symbols.get(symbol)
@@ -193,13 +199,15 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
             return
         later, self.later = self.later, []
         viewed: set[str] = set()
-        for kind, symbol, *args in later:
+        for work in later:
+            symbol = work[0]
             logic = self.symbols[symbol]
-            if kind == "ticks":
-                logic.store_ticks(*args, out)
-            elif kind == "bars":
-                logic.store_bars(*args, out)
-            elif symbol not in viewed:  # "view": one per symbol and activation, of its state now
+            cls = work.__class__
+            if cls is StoreTicks:
+                logic.store_ticks(work[1], work[2], out)
+            elif cls is StoreBars:
+                logic.store_bars(work[1], work[2], out)
+            elif symbol not in viewed:  # PublishView: one per symbol and activation, of its state now
                 viewed.add(symbol)
                 logic.publish_view(out)
         self._record_lag()
@@ -215,7 +223,7 @@ class SymbolLogic:
     def __init__(self, config: SymbolConfig, state: SymbolState) -> None:
         self.config = config
         self.state = state
-        self._labels: list[tuple[str, dict[str, Any]]] = []
+        self._labels: list[Label] = []
 
     @property
     def symbol(self) -> str:
@@ -246,7 +254,7 @@ class SymbolLogic:
             out.append(label)
         self._labels.clear()
         if ticks and self.config.publish_live:
-            later.append(("view", self.symbol))
+            later.append(PublishView(self.symbol))
 
     def deadline(self) -> float | None:
         """Wall time (s) at which the oldest waiting candle times out; None when none waits."""
@@ -281,18 +289,14 @@ class SymbolLogic:
             for bar_end, row in zip(ends.tolist(), vals.tolist(), strict=True):
                 data = {"kind": "bar", "symbol": self.symbol, "step": self.config.step_name}
                 data.update(sentiment.row(bar_end, row))
-                out.append(("event", "sentiment", data, self.symbol, bar_end))
+                out.append(LiveEvent("sentiment", data, self.symbol, bar_end))
 
     def publish_view(self, out: ShardOut) -> None:
         if self.state.sentiment is not None:
             latest = self.state.sentiment.latest(self.state.watermark)
             out.append(
-                (
-                    "event",
-                    "sentiment",
-                    {"kind": "tick", "symbol": self.symbol, **latest},
-                    self.symbol,
-                    self.state.watermark,
+                LiveEvent(
+                    "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol, self.state.watermark
                 )
             )
 
@@ -317,7 +321,7 @@ class SymbolLogic:
             status, after = sentiment.admit_after(*args, cuts, np.array([t for _, t in among], np.int64))
         else:
             status, after = sentiment.admit_after(*args)
-        later.append(("ticks", self.symbol, ticks, status))
+        later.append(StoreTicks(self.symbol, ticks, status))
         return after
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
@@ -331,7 +335,7 @@ class SymbolLogic:
                 if code == 1
                 else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms"
             )
-            out.append(("table", "rejected_records", rejected_row(Rejection.for_record("sentiment", detail, tick))))
+            out.append(TableRow("rejected_records", rejected_row(Rejection.for_record("sentiment", detail, tick))))
 
     # --- candles ------------------------------------------------------------------------
     def _candle(self, candle: dict[str, Any], out: ShardOut) -> PendingCandle | None:
@@ -354,16 +358,16 @@ class SymbolLogic:
                 candle["volume"],
             )
         except CandleRejected as exc:
-            out.append(("table", "rejected_records", rejected_row(Rejection.for_record("market", str(exc), candle))))
+            out.append(TableRow("rejected_records", rejected_row(Rejection.for_record("market", str(exc), candle))))
             return None
         if feats is None:  # the same candle again (at-least-once delivery): already handled
             return None
         out.candles[interval] += 1
-        out.append(("table", "candles", candle))
+        out.append(TableRow("candles", candle))
         for label in labels:
             row = {"symbol": self.symbol, "interval": interval, **label}
-            out.append(("table", "labels", row))
-            self._labels.append(("label", row, candle["ingest_ts"]))  # known from this candle's ingest on
+            out.append(TableRow("labels", row))
+            self._labels.append(Label(row, candle["ingest_ts"]))  # known from this candle's ingest on
         return PendingCandle(
             candle["close_time"],
             interval,
@@ -492,10 +496,10 @@ class SymbolLogic:
             if pending.close_time > final - span or pending.close_time <= last - span:
                 ends, vals = sentiment.advance_columns(self.state.watermark)
                 if ends.size:
-                    later.append(("bars", self.symbol, ends, vals))
+                    later.append(StoreBars(self.symbol, ends, vals))
                 row = self._features(pending, None, last, out)
-                out.append(("table", "features", row))
-                out.append(("features", row, known))
+                out.append(TableRow("features", row))
+                out.append(Features(row, known))
                 return
         deferred: list[tuple[int, int, PendingCandle]] = []  # (last bar at release, watermark, candle)
         oldest_seen: int | None = None  # smallest close_time of a deferred candle that saw its bar
@@ -529,7 +533,7 @@ class SymbolLogic:
     def _close_bars(self, watermark: int, later: Later) -> None:
         ends, vals = self.state.sentiment.advance_columns(watermark)
         if ends.size:
-            later.append(("bars", self.symbol, ends, vals))
+            later.append(StoreBars(self.symbol, ends, vals))
 
     def _advance_and_release(self, watermark: int, out: ShardOut, later: Later, cause: str | None = None) -> None:
         """Close the bars up to `watermark` and release every candle it covers (live timeouts)."""
@@ -548,8 +552,8 @@ class SymbolLogic:
         self, pending: PendingCandle, cause: str | None, known: int, as_of: int | None, out: ShardOut
     ) -> None:
         row = self._features(pending, cause, as_of, out)
-        out.append(("table", "features", row))
-        out.append(("features", row, known))
+        out.append(TableRow("features", row))
+        out.append(Features(row, known))
 
     def _bar_block(self, ends: np.ndarray, vals: np.ndarray) -> ColumnBlock:
         return ColumnBlock(

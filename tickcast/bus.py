@@ -8,7 +8,7 @@ stores each event in `live_events`, so an SSE client can resume after
 
 Two implementations share `EventBus`: `LocalBus` (embedded mode, one process)
 and, in distributed mode, `LocalBus` fed by a Kafka consumer of the flow's
-output topics (see `dataflows.kafka_io`).
+output topics, one per stream (see `dataflows.kafka.fanout`).
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ class IdClock:
 
 class EventBus(Protocol):
     def publish(self, event: Event) -> None: ...
+
+    def publish_many(self, events: Iterable[Event]) -> None: ...
 
     def subscribe(self, streams: Iterable[str], symbols: Iterable[str] | None = None) -> Subscription: ...
 

@@ -116,10 +116,16 @@ class Settings(BaseSettings):
     TICKCAST_KAFKA_BOOTSTRAP: str | None = None
     TICKCAST_TOPIC_TICKS: str = "sentiment.ticks"
     TICKCAST_TOPIC_CANDLES: str = "market.candles"
+    # Live fan-out (distributed mode): one topic per live stream, `live_topics`.
+    TICKCAST_TOPIC_SENTIMENT: str = "sentiment.live"
     TICKCAST_TOPIC_PREDICTIONS: str = "predictions"
     TICKCAST_TOPIC_CALIBRATION: str = "calibration.events"
+    TICKCAST_TOPIC_EVENTS: str = "system.events"
+    TICKCAST_TOPIC_TRADING: str = "trading.events"
+    # API replicas: a POST whose records Kafka has not acknowledged within this is answered 503.
+    KAFKA_INGEST_TIMEOUT_S: Annotated[float, Field(gt=0, le=300)] = 10.0
     # A live Kafka partition pair releases one topic's messages ahead of the other's once the
-    # other has delivered nothing for this long (dataflows/kafka_io.py, KafkaPairSource).
+    # other has delivered nothing for this long (dataflows/kafka/pair_source.py, KafkaPairSource).
     TICKCAST_KAFKA_IDLE_RELEASE_MS: Annotated[int, Field(ge=10, le=600_000)] = 2_000
     TICKCAST_API_HOST: str = "127.0.0.1"
     TICKCAST_API_PORT: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -386,6 +392,17 @@ class Settings(BaseSettings):
     @property
     def kafka_enabled(self) -> bool:
         return bool(self.TICKCAST_KAFKA_BOOTSTRAP)
+
+    @property
+    def live_topics(self) -> dict[str, str]:
+        """Live stream -> its Kafka topic (distributed fan-out; every stream of `tickcast.bus.STREAMS`)."""
+        return {
+            "sentiment": self.TICKCAST_TOPIC_SENTIMENT,
+            "predictions": self.TICKCAST_TOPIC_PREDICTIONS,
+            "calibration": self.TICKCAST_TOPIC_CALIBRATION,
+            "events": self.TICKCAST_TOPIC_EVENTS,
+            "trading": self.TICKCAST_TOPIC_TRADING,
+        }
 
     def check_consistency(self) -> None:
         """Rules that involve two settings."""

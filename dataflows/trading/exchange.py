@@ -147,8 +147,8 @@ class _ExchangePartition(StatelessSinkPartition[Any]):
         threading.Thread(target=self._run, name="exchange-orders", daemon=True).start()
 
     def write_batch(self, items: list[Any]) -> None:
-        for _key, orders in items:
-            for order in orders:
+        for item in items:  # ExchangeOrders
+            for order in item.orders:
                 try:
                     self.queue.put_nowait(order)
                 except queue.Full:
@@ -172,7 +172,7 @@ class _ExchangePartition(StatelessSinkPartition[Any]):
 
 
 class ExchangeSink(DynamicSink[Any]):
-    """Input: ("exchange", [OrderRecord, ...]) — the orders the trading stage decided (pending)."""
+    """Input: ExchangeOrders([OrderRecord, ...]) — the orders the trading stage decided (pending)."""
 
     def __init__(self, adapter: BinanceAdapter) -> None:
         self.adapter = adapter

@@ -4,13 +4,14 @@ One key keeps the portfolio-wide guards exact: every symbol's bars, from every s
 worker, meet in one place, in event-time order (`ordering.EventTimeOrder`), and one
 `Engine` applies them. Its inputs (values of `on_batch`):
 
-    ("trade", [TradeBar, ...])          from the model stage, one list per activation
-    ("trading_control", {record})       admin commands from the decode step (inputs)
+    TradeBars([TradeBar, ...])          from the model stage, one list per activation
+    TradingControl({record})            admin commands from the decode step (inputs)
 
-and what it hands on (`dataflows/outputs.py` shapes):
+and what it hands on (`dataflows/items.py` types, `dataflows/outputs.py` shapes):
 
-    ("rows", "orders" | "fills" | "positions" | "equity" | "risk_events", Pieces[pyarrow.Table])
-    ("events", [("trading", data, symbol, ts), ...])        live runs only
+    Rows("orders" | "fills" | "positions" | "equity" | "risk_events", Pieces[pyarrow.Table])
+    Events([LiveEvent("trading", data, symbol, ts), ...])  live runs only
+    ExchangeOrders([OrderRecord, ...])                      testnet/live: to the exchange sink
 
 Live, a heartbeat (INFERENCE_AUTO_LOOP_*) every interval of wall clock publishes the
 portfolio and the guards' state and the feed's age, so an operator sees them through a
@@ -29,6 +30,7 @@ import orjson
 import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.items import Events, ExchangeOrders, LiveEvent, TradeBars
 from dataflows.outputs import Out
 from dataflows.snapshot import freeze, thaw
 from dataflows.trading.config import TradingConfig
@@ -113,12 +115,12 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
     def on_batch(self, values: list[Any]) -> tuple[list[tuple[Any, ...]], bool]:
         now = time.time()
         result = TradingOut()
-        for tag, payload in values:
-            if tag == "trade":
-                for bar in self.order.add_many(payload, now):
+        for item in values:
+            if item.__class__ is TradeBars:
+                for bar in self.order.add_many(item[0], now):  # the late ones
                     self.engine.late_bar(bar, result)
-            else:  # "trading_control"
-                self.order.add_control(control_from_record(payload))
+            else:  # TradingControl
+                self.order.add_control(control_from_record(item[0]))
         if self.config.timeout_s is not None:
             # Live: trade in the next activation (notify_at = now), which Bytewax runs after the
             # steps downstream of the model stage: the predictions' events go out first.
@@ -135,7 +137,7 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
         items = self._emit(result)
         if self.config.heartbeat_s is not None and now >= self._next_beat:
             self._next_beat = now + self.config.heartbeat_s
-            items.append(("events", [self._heartbeat(now)]))
+            items.append(Events([self._heartbeat(now)]))
         return items, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[tuple[Any, ...]], bool]:
@@ -175,17 +177,17 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
         if self.config.publish_live:
             for kind, records in (("order", result.orders), ("fill", result.fills), ("position", result.positions)):
                 for r in records:
-                    out.append(("event", STREAM, {"kind": kind, **r.row()}, r.symbol, _ts(r)))
+                    out.append(LiveEvent(STREAM, {"kind": kind, **r.row()}, r.symbol, _ts(r)))
             for r in result.equity:
                 if r.symbol == "":
-                    out.append(("event", STREAM, {"kind": "equity", **r.row()}, None, r.ts))
+                    out.append(LiveEvent(STREAM, {"kind": "equity", **r.row()}, None, r.ts))
             refused: list[Any] = []
             for r in result.risk:
                 if r.kind == "refusal":  # one event for an activation's refusals (hundreds in a burst)
                     refused.append(r)
                     continue
                 data = {"kind": "risk", **r.row(), "details": orjson.loads(r.details)}
-                out.append(("event", STREAM, data, r.symbol or None, r.ts))
+                out.append(LiveEvent(STREAM, data, r.symbol or None, r.ts))
             if refused:
                 data = {
                     "kind": "refusals",
@@ -193,11 +195,11 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
                     "ts": refused[-1].ts,
                     "latest": [{"symbol": r.symbol, "guard": r.guard, "ts": r.ts} for r in refused[-20:]],
                 }
-                out.append(("event", STREAM, data, None, refused[-1].ts))
+                out.append(LiveEvent(STREAM, data, None, refused[-1].ts))
         if self.config.exchange:
             new = [o for o in result.orders if o.status == "pending"]
             if new:
-                out.append(("exchange", new))
+                out.append(ExchangeOrders(new))
         for r in result.risk:
             if r.kind in ("trip", "control") or r.guard == "ordering":
                 log.warning("trading %s %s: %s", r.guard, r.kind, r.reason)
@@ -223,7 +225,7 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
             for name in ("kill_switch", "drawdown", "daily_loss"):
                 metrics.TRADING_GUARD_STATE.labels(name).set(int(getattr(g, name).active))
 
-    def _heartbeat(self, now: float) -> tuple[str, dict[str, Any], None, int]:
+    def _heartbeat(self, now: float) -> LiveEvent:
         st = self.engine.state
         pf, g = st.portfolio, st.guards
         age = now - self._last_step_wall
@@ -254,7 +256,7 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
                 for name in ("kill_switch", "drawdown", "daily_loss")
             },
         }
-        return (STREAM, data, None, st.clock)
+        return LiveEvent(STREAM, data, None, st.clock)
 
 
 def _columns(records: list[Any]) -> pa.Table:

@@ -26,7 +26,9 @@ from typing import Any
 
 import httpx
 
-from dataflows.kafka_io import ensure_topics, produce_records
+from dataflows.kafka.admin import ensure_topics
+from dataflows.kafka.produce import produce_records
+from tickcast.bus import STREAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 START = 1_763_683_200_000
@@ -60,18 +62,10 @@ def make_topics(broker: str, partitions: int = PARTITIONS) -> dict[str, str]:
     names = {
         "TICKCAST_TOPIC_TICKS": f"ticks-{s}",
         "TICKCAST_TOPIC_CANDLES": f"candles-{s}",
-        "TICKCAST_TOPIC_PREDICTIONS": f"preds-{s}",
-        "TICKCAST_TOPIC_CALIBRATION": f"events-{s}",
+        **{f"TICKCAST_TOPIC_{stream.upper()}": f"{stream}-{s}" for stream in STREAMS},  # one per live stream
     }
-    ensure_topics(
-        broker,
-        {
-            names["TICKCAST_TOPIC_TICKS"]: partitions,
-            names["TICKCAST_TOPIC_CANDLES"]: partitions,
-            names["TICKCAST_TOPIC_PREDICTIONS"]: 1,
-            names["TICKCAST_TOPIC_CALIBRATION"]: 1,
-        },
-    )
+    inputs = {names["TICKCAST_TOPIC_TICKS"]: partitions, names["TICKCAST_TOPIC_CANDLES"]: partitions}
+    ensure_topics(broker, {**inputs, **{names[f"TICKCAST_TOPIC_{stream.upper()}"]: 1 for stream in STREAMS}})
     return names
 
 

@@ -72,6 +72,20 @@ def test_input_topics_have_equal_partitions_enough_for_every_process() -> None:
     assert services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"] == int(partitions.group(1))
 
 
+def test_every_live_stream_topic_is_created() -> None:
+    """The broker refuses auto-creation (KAFKA_AUTO_CREATE_TOPICS_ENABLE=false): kafka-init
+    creates each live stream's topic (Settings.live_topics), which the replicas follow."""
+    from tickcast.settings import Settings
+
+    compose = _compose()
+    script = " ".join(compose["services"]["kafka-init"]["command"])
+    topics = re.search(r"for t in ([^;]+?); do", script)
+    assert topics
+    env = compose["x-tickcast-env"]
+    assert not [k for k in env if k.startswith("TICKCAST_TOPIC_")]  # the defaults are the names created
+    assert set(Settings().live_topics.values()) <= set(topics.group(1).split())
+
+
 def test_prometheus_scrapes_every_flow_process() -> None:
     services = _compose()["services"]
     flows = sorted(name for name, s in services.items() if s.get("command", [None])[0] == "flow")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from dataflows import decode as decode_module
 from dataflows.decode import DecodeConfig, DecodeLogic, GateState, SymbolInput
+from dataflows.items import ConsumerError, Events, Rows, ShardWork
 from dataflows.sources import RawBlock
 from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA, FastTicks
 from tests.dataflows.test_tick_decode import HINTS, KEYS, clean_ticks, dirty_values
@@ -32,7 +33,7 @@ def _tick(provider: str, i: int, score: float = 0.1) -> bytes:
 
 
 def _accepted_ids(out: list) -> list[str]:
-    inputs = [inp for item in out if item[0] == "shard" for _, inp in item[2]]
+    inputs = [inp for item in out if isinstance(item, ShardWork) for _, inp in item.work]
     return [
         i
         for inp in inputs
@@ -46,7 +47,7 @@ def _accepted_ids(out: list) -> list[str]:
 
 
 def _rejected(out: list) -> list[dict]:
-    return [r for item in out if item[0] == "rows" and item[1] == "rejected_records" for r in item[2]]
+    return [r for item in out if isinstance(item, Rows) and item.table == "rejected_records" for r in item.rows]
 
 
 def test_a_streak_disables_in_order_between_fast_runs() -> None:
@@ -71,7 +72,9 @@ def test_a_streak_disables_in_order_between_fast_runs() -> None:
     reasons = [r["reason"] for r in _rejected(out)]
     assert sum("score" in r for r in reasons) == 5
     assert reasons[-1] == "provider 'p' is disabled" and gate.state.disabled == {"p"}
-    assert [data["kind"] for item in out if item[0] == "events" for _, data, _, _ in item[1]] == ["provider_disabled"]
+    assert [data["kind"] for item in out if isinstance(item, Events) for _, data, _, _ in item.events] == [
+        "provider_disabled"
+    ]
 
 
 def test_two_failures_then_a_good_tick_do_not_disable() -> None:
@@ -101,7 +104,11 @@ def _candle(i: int) -> bytes:
 
 def _summary(out: list) -> tuple[list[str], list[tuple[str, int]], list[str]]:
     candles = [
-        (c["symbol"], c["close_time"]) for item in out if item[0] == "shard" for _, inp in item[2] for c in inp.candles
+        (c["symbol"], c["close_time"])
+        for item in out
+        if isinstance(item, ShardWork)
+        for _, inp in item.work
+        for c in inp.candles
     ]
     return _accepted_ids(out), candles, [r["reason"] for r in _rejected(out)]
 
@@ -134,15 +141,15 @@ def _full(out: list) -> tuple[list, list, list, list]:
     """(accepted ticks as TICK_COLUMNS dicts per symbol, candles, rejected rows, events) of one on_batch."""
     ticks, candles = [], []
     for item in out:
-        if item[0] != "shard":
+        if not isinstance(item, ShardWork):
             continue
-        for symbol, inp in item[2]:
+        for symbol, inp in item.work:
             if inp.ticks is not None:
                 rows = inp.ticks.table.to_pylist() if inp.ticks.table is not None else inp.ticks.rows
                 ticks.append((symbol, [{k: r[k] for k in TICK_COLUMNS} for r in rows]))
             candles.append((symbol, inp.candles))
     rejected = [(r["source"], r["reason"], r["payload"], r["provider"], r["received_ts"]) for r in _rejected(out)]
-    events = [data for item in out if item[0] == "events" for _, data, _, _ in item[1]]
+    events = [data for item in out if isinstance(item, Events) for _, data, _, _ in item.events]
     return sorted(ticks), sorted(candles, key=lambda c: c[0]), rejected, events
 
 
@@ -213,8 +220,8 @@ def test_keys_reach_both_paths_and_a_mismatch_is_refused() -> None:
     assert [r.split(":")[0] for r in reasons] == ["key_mismatch", "key_mismatch"]
     assert "b'ETHUSDT'" in reasons[0] and "b'BTCUSDT'" in reasons[1]
     # several blocks of one activation (and a consumer error ahead of them) keep their keys
-    error = RawBlock(["kafka-error:ticks"], [b"broker went away"], np.array([-1]))
-    joined = _summary(DecodeLogic(DecodeConfig(), None).on_batch([RawBlock.concat([error, block])])[0])
+    error = ConsumerError("ticks", 0, 7, "broker went away")
+    joined = _summary(DecodeLogic(DecodeConfig(), None).on_batch([error, RawBlock.concat([block])])[0])
     assert joined[:2] == (ids, candles) and joined[2][1:] == reasons and "broker went away" in joined[2][0]
     split = _summary(DecodeLogic(DecodeConfig(), None).on_batch([block[:3], RawBlock.concat([block])])[0])
     assert split[2].count(reasons[0]) == 1  # a list of records has no keys; the block joined to it keeps its own

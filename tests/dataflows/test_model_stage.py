@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflows.hooks import FlowHooks
+from dataflows.items import Features, Label, Rows
 from dataflows.model_stage import ModelConfig, ModelLogic, _feature_values
-from dataflows.progress import END
+from dataflows.progress import END, Progress
 from models.feature_drift import FeatureRing
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
@@ -50,12 +51,12 @@ def _features(t: int, *, shift: float = 0.0, symbols: int = 5, seed: int = 1) ->
         row = {"symbol": f"S{i}", "interval": "1m", "close_time": t}
         row.update({n: float(v) for n, v in zip(NAMES, rng.normal(size=len(NAMES)), strict=True)})
         row["sent_ema_15m"] += shift
-        rows.append(("features", row))
+        rows.append(Features(row))
     return rows
 
 
 def _predictions(out: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    return [r for item in out if item[0] == "rows" and item[1] == "predictions" for r in item[2]]
+    return [r for item in out if isinstance(item, Rows) and item.table == "predictions" for r in item.rows]
 
 
 def test_predictions_carry_the_model_then_fall_back_when_its_file_is_corrupted(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_feature_drift_event_when_a_feature_moves(tmp_path: Path, shift: float, 
     events = []
     for k in range(60):  # 300 rows > the 200-row window
         out, _ = logic.on_batch([_features(START + k * 60_000, shift=shift)])
-        events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]]
+        events += [r for item in out if isinstance(item, Rows) and item.table == "drift_events" for r in item.rows]
     drifted = {e["feature"] for e in events if e["kind"] == "feature_drift"}
     if expect_event:
         assert drifted == {"sent_ema_15m"}  # z = 0.5 / (1/sqrt(200)) ≈ 7 ≥ 3; other features stay put
@@ -116,8 +117,7 @@ def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> 
         items = _features(t)
         if k:  # labels for the previous minute, known at t
             items += [
-                (
-                    "label",
+                Label(
                     {
                         "symbol": f"S{i}",
                         "interval": "1m",
@@ -129,7 +129,9 @@ def test_calibration_windows_every_eval_period_of_event_time(tmp_path: Path) -> 
                 for i in range(5)
             ]
         out, _ = logic.on_batch([items])
-        windows += [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
+        windows += [
+            r for item in out if isinstance(item, Rows) and item.table == "calibration_windows" for r in item.rows
+        ]
     overall = [w for w in windows if w["scope"] == "overall" and w["model_version"] == version]
     ends = [w["window_end"] for w in overall]
     assert ends == sorted(ends) and all(e % 300_000 == 0 for e in ends)
@@ -163,8 +165,7 @@ def _contradicted(
     events: list[dict[str, Any]] = []
     for k in range(30):
         items = _features(START + k * 60_000) + [
-            (
-                "label",
+            Label(
                 {
                     "symbol": p["symbol"],
                     "interval": "1m",
@@ -177,7 +178,7 @@ def _contradicted(
         ]
         out, _ = logic.on_batch([items])
         last = _predictions(out)
-        events += [r for item in out if item[0] == "rows" and item[1] == "drift_events" for r in item[2]]
+        events += [r for item in out if isinstance(item, Rows) and item.table == "drift_events" for r in item.rows]
         if stop_when is not None and stop_when():
             break
     return events
@@ -213,8 +214,8 @@ def test_feature_drift_hovering_at_the_threshold_is_one_event(tmp_path: Path) ->
         events += [
             r
             for item in out
-            if item[0] == "rows" and item[1] == "drift_events"
-            for r in item[2]
+            if isinstance(item, Rows) and item.table == "drift_events"
+            for r in item.rows
             if r["feature"] == "sent_ema_15m"
         ]
     # the first drift, then (after returning to normal, |z| < 2.4, recorded as an exit) the second one
@@ -251,7 +252,7 @@ def test_live_evaluations_come_after_the_predictions_and_equal_the_replayed_ones
     rng = np.random.default_rng(9)
 
     def windows(out: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-        return [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
+        return [r for item in out if isinstance(item, Rows) and item.table == "calibration_windows" for r in item.rows]
 
     got: dict[str, list[dict[str, Any]]] = {"live": [], "replay": []}
     for k in range(30):
@@ -259,8 +260,7 @@ def test_live_evaluations_come_after_the_predictions_and_equal_the_replayed_ones
         items = _features(t)
         if k:
             items += [
-                (
-                    "label",
+                Label(
                     {
                         "symbol": f"S{i}",
                         "interval": "1m",
@@ -306,7 +306,7 @@ def test_live_labels_reach_the_baseline_at_once_and_their_pairing_survives_a_res
             if k
             else []
         )
-        items = [("label", row) for row in labels] + _features(t)
+        items = [Label(row) for row in labels] + _features(t)
         given += labels
         expected = pd.DataFrame(given or [{"symbol": "S0", "label": 0.5}]).groupby("symbol")["label"].mean()
         replayed = {p["symbol"]: p["prob"] for p in _predictions(replay.on_batch([items])[0])}
@@ -354,19 +354,19 @@ def _stream(symbols: int, minutes: int, seed: int) -> list[tuple[Any, ...]]:
                     "horizon": 1,
                     "label": int(rng.random() < 0.5),
                 }
-                items.append(("label", label, t + 1_000))
+                items.append(Label(label, t + 1_000))
             row = {"symbol": f"S{i}", "interval": "1m", "close_time": t}
             row.update({n: float(v) for n, v in zip(NAMES, rng.normal(size=len(NAMES)) + 0.3, strict=True)})
-            items.append(("features", row, t + 2_500))
+            items.append(Features(row, t + 2_500))
     return items
 
 
 def _tables(out: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
     got: dict[str, list[tuple[Any, ...]]] = {}
     for item in out:
-        if item[0] == "rows" and item[1] in ("calibration_windows", "drift_events", "predictions"):
-            got.setdefault(item[1], []).extend(
-                tuple(sorted((k, v) for k, v in r.items() if k != "latency_ms")) for r in item[2]
+        if isinstance(item, Rows) and item.table in ("calibration_windows", "drift_events", "predictions"):
+            got.setdefault(item.table, []).extend(
+                tuple(sorted((k, v) for k, v in r.items() if k != "latency_ms")) for r in item.rows
             )
     return {k: sorted(v, key=repr) for k, v in got.items()}
 
@@ -383,7 +383,7 @@ def test_windows_and_drift_do_not_depend_on_batches_or_partitions(tmp_path: Path
     kw = {"eval_every_ms": 300_000, "window_ms": 3_600_000, "drift": DriftConfig(min_samples=50)}
     per_record = _logic(tmp_path, **kw)
     out: list[tuple[Any, ...]] = []
-    for item in sorted(items, key=lambda it: it[2]):  # one ordered source, one item per activation
+    for item in sorted(items, key=lambda it: it.known):  # one ordered source, one item per activation
         out += per_record.on_batch([[item]])[0]
     out += per_record.on_eof()[0]
     reference = _tables(out)
@@ -393,7 +393,7 @@ def test_windows_and_drift_do_not_depend_on_batches_or_partitions(tmp_path: Path
     stage = _logic(tmp_path, partitions=partitions, **kw)
     rng = np.random.default_rng(8)
     streams = {
-        p: sorted((it for it in items if int(it[1]["symbol"][1:]) % 3 == j), key=lambda it: it[2])
+        p: sorted((it for it in items if int(it.row["symbol"][1:]) % 3 == j), key=lambda it: it.known)
         for j, p in enumerate(partitions)
     }
     out = []
@@ -403,8 +403,8 @@ def test_windows_and_drift_do_not_depend_on_batches_or_partitions(tmp_path: Path
         batch, streams[p] = streams[p][:take], streams[p][take:]
         if not batch:
             continue
-        newest = END if not streams[p] else streams[p][0][2]  # the partition's next record is not older
-        marks = [("progress", p, shard, newest) for shard in ALL_SHARDS] if rng.random() < 0.5 or not streams[p] else []
+        newest = END if not streams[p] else streams[p][0].known  # the partition's next record is not older
+        marks = [Progress(p, shard, newest) for shard in ALL_SHARDS] if rng.random() < 0.5 or not streams[p] else []
         out += stage.on_batch([batch + marks])[0]
     out += stage.on_eof()[0]
     assert _tables(out) == reference
@@ -419,7 +419,7 @@ def test_a_sparse_history_evaluates_only_the_boundaries_labels_entered(tmp_path:
     out: list[tuple[Any, ...]] = []
     for k in range(49):
         t = START + k * hour
-        items: list[tuple[Any, ...]] = [("features", {"symbol": "S0", "interval": "1h", "close_time": t}, t + 3_000)]
+        items: list[tuple[Any, ...]] = [Features({"symbol": "S0", "interval": "1h", "close_time": t}, t + 3_000)]
         if k:
             label = {
                 "symbol": "S0",
@@ -428,7 +428,7 @@ def test_a_sparse_history_evaluates_only_the_boundaries_labels_entered(tmp_path:
                 "horizon": 1,
                 "label": int(rng.random() < 0.5),
             }
-            items.insert(0, ("label", label, t + 1_000))
+            items.insert(0, Label(label, t + 1_000))
         out += logic.on_batch([items])[0]
     out += logic.on_eof()[0]
     overall = [r for r in _tables(out)["calibration_windows"] if dict(r)["scope"] == "overall"]
@@ -455,5 +455,5 @@ def test_a_snapshot_from_before_the_boundaries_resumes(tmp_path: Path) -> None:
     config = ModelConfig(model_dir=str(tmp_path), refresh_interval_s=0.0, live=True, recovery=True)
     logic = ModelLogic(config, pickle.dumps(old))
     out, _ = logic.on_eof()
-    windows = [r for item in out if item[0] == "rows" and item[1] == "calibration_windows" for r in item[2]]
+    windows = [r for item in out if isinstance(item, Rows) and item.table == "calibration_windows" for r in item.rows]
     assert [(w["scope"], w["n"], w["window_end"]) for w in windows] == [("overall", 1, START), ("S0", 1, START)]

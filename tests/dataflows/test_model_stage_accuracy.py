@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from dataflows.hooks import FlowHooks
+from dataflows.items import Label, Rows
 from dataflows.model_stage import ModelConfig, ModelLogic
 from tests.dataflows.test_model_stage import START, _features, _predictions, _train
 
@@ -23,7 +24,7 @@ EVERY = 300_000  # eval_every_ms
 
 
 def _rows(out: list[tuple[Any, ...]], table: str) -> list[dict[str, Any]]:
-    return [r for item in out if item[0] == "rows" and item[1] == table for r in item[2]]
+    return [r for item in out if isinstance(item, Rows) and item.table == table for r in item.rows]
 
 
 def _oracle(preds: pd.DataFrame, labels: pd.DataFrame, version: str) -> tuple[float | None, int]:
@@ -77,7 +78,7 @@ def test_model_switch_new_version_starts_insufficient_and_triggers_only_on_its_o
             for p in last
         ]
         given += labels
-        out, _ = logic.on_batch([_features(t) + [("label", row) for row in labels]])
+        out, _ = logic.on_batch([_features(t) + [Label(row) for row in labels]])
         out += logic.on_notify()[0]
         last = _predictions(out)
         all_preds += last
@@ -145,7 +146,7 @@ def test_gauge_follows_the_serving_version(tmp_path: Path) -> None:
             }
             for p in last
         ]
-        last = _predictions(logic.on_batch([_features(START + k * 60_000) + [("label", r) for r in labels]])[0])
+        last = _predictions(logic.on_batch([_features(START + k * 60_000) + [Label(r) for r in labels]])[0])
     assert metrics.ML_ACCURACY._value.get() == 100.0  # noqa: SLF001
     assert metrics.ML_ACCURACY_HEALTH.labels("GOOD")._value.get() == 1.0  # noqa: SLF001
     _train(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from dataflows.items import Events, LiveEvent, Rows, TableRow
 from dataflows.outputs import Out, Pieces, flat_pieces, rows_in
 from tickcast.store import ColumnBlock
 
@@ -16,18 +17,20 @@ def test_an_activation_emits_one_item_per_table_and_the_writer_gets_every_piece(
         out.add_table("sentiment_ticks", block)
     out.add_table("sentiment_bars", pa.table({"bar_end": [1, 2]}))
     out.add_table("sentiment_bars", ColumnBlock({"bar_end": np.arange(0)}, {"symbol": "EMPTY"}))  # dropped
-    out.append(("table", "candles", {"symbol": "A"}))
-    out.append(("table", "candles", {"symbol": "B"}))
-    out.append(("event", "sentiment", {"kind": "tick"}, "A", 1))
+    out.append(TableRow("candles", {"symbol": "A"}))
+    out.append(TableRow("candles", {"symbol": "B"}))
+    out.append(LiveEvent("sentiment", {"kind": "tick"}, "A", 1))
     items = out.done()
-    rows = [item for item in items if item[0] == "rows"]
-    assert sorted(item[1] for item in rows) == ["candles", "sentiment_bars", "sentiment_ticks"]
-    by_table = {item[1]: item[2] for item in rows}
+    rows = [item for item in items if isinstance(item, Rows)]
+    assert sorted(item.table for item in rows) == ["candles", "sentiment_bars", "sentiment_ticks"]
+    by_table = {item.table: item.rows for item in rows}
     assert isinstance(by_table["sentiment_ticks"], Pieces) and list(by_table["sentiment_ticks"]) == blocks
     assert [rows_in(by_table[t]) for t in ("candles", "sentiment_bars", "sentiment_ticks")] == [2, 2, 6]
     # what the sink receives for a table: dict-row lists and single pieces, in order
     assert flat_pieces([by_table["candles"], by_table["sentiment_ticks"]]) == [by_table["candles"], *blocks]
-    assert [item for item in items if item[0] == "events"] == [("events", [("sentiment", {"kind": "tick"}, "A", 1)])]
+    assert [item for item in items if isinstance(item, Events)] == [
+        Events([LiveEvent("sentiment", {"kind": "tick"}, "A", 1)])
+    ]
 
 
 def test_the_in_process_queue_hands_over_records_and_whole_requests_in_order() -> None:

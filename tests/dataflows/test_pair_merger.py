@@ -12,7 +12,7 @@ from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.kafka_io import _fresh, _PairMerger, _stamped_values
+from dataflows.kafka.pair_source import _fresh, _PairMerger, _stamped_values
 from dataflows.sources import RawBlock
 
 
@@ -264,7 +264,7 @@ def test_resumed_partition_drops_records_below_its_resume_offset() -> None:
     the consumer is built (librdkafka connects lazily) but never polled."""
     from confluent_kafka import TopicPartition
 
-    from dataflows.kafka_io import _PairPartition
+    from dataflows.kafka.pair_source import _PairPartition
 
     part = _PairPartition(
         "p0",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataflows.kafka_io import PartitionClock
+from dataflows.kafka.pair_source import PartitionClock
 
 
 def test_partitions_wait_for_the_slowest_within_the_skew() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from dataflows.items import Events, LiveEvent
 from dataflows.sinks import EventSink, StoreSink
 from tickcast.store import Store
 
@@ -67,12 +68,15 @@ def test_events_are_stored_as_their_rows_then_published_in_order(store: Store) -
         def publish(self, event: Event) -> None:  # a recording bus: only the order is under test
             published.append(event)
 
+        def publish_many(self, events: list[Event]) -> None:
+            published.extend(events)
+
     part = EventSink(Bus(), lambda: store, IdClock()).build_part("live", "live", None)
     batch = [
         ("sentiment", {"kind": "tick", "x": float("nan"), "n": 3}, "BTCUSDT", 1_763_683_200_123),
         ("events", {"kind": "model_switch", "to": "v2"}, None, 1_763_683_200_456),
     ]
-    part.write_batch([("events", batch), ("events", batch[:1])])
+    part.write_batch([Events(batch), Events(batch[:1])])
     part.snapshot()
     assert [(e.stream, e.symbol) for e in published] == [
         ("sentiment", "BTCUSDT"),
@@ -100,12 +104,11 @@ def test_with_the_in_process_bus_events_are_published_at_once_and_held_until_sto
     try:
         part.write_batch(
             [
-                (
-                    "events",
+                Events(
                     [
-                        ("sentiment", {"kind": "tick", "n": 1}, "BTCUSDT", 1_763_683_200_123),
-                        ("predictions", {"prob": 0.6}, "BTCUSDT", 1_763_683_200_456),
-                    ],
+                        LiveEvent("sentiment", {"kind": "tick", "n": 1}, "BTCUSDT", 1_763_683_200_123),
+                        LiveEvent("predictions", {"prob": 0.6}, "BTCUSDT", 1_763_683_200_456),
+                    ]
                 )
             ]
         )

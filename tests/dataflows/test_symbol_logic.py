@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflows.decode import DecodeConfig, DecodeLogic
+from dataflows.items import Events, ModelInputs, Rows, ShardWork
 from dataflows.outputs import Pieces
 from dataflows.signals import FlowOptions, symbol_config
 from dataflows.simulator import SimConfig, generate_labeled
@@ -40,7 +41,7 @@ def decoded_chunks(size: int = 97, **sim: Any) -> list[list[tuple[str, list[Any]
     chunks = []
     for i in range(0, len(records), size):
         out, _ = decode.on_batch([[("sim", r, r["ingest_ts"]) for r in records[i : i + size]]])
-        chunks.append([(item[1], item[2]) for item in out if item[0] == "shard"])
+        chunks.append([(item.shard, item.work) for item in out if isinstance(item, ShardWork)])
     return chunks
 
 
@@ -73,12 +74,12 @@ class Collected:
 
     def add(self, items: list[tuple[Any, ...]]) -> None:
         for item in items:
-            if item[0] == "rows":
-                self.tables.setdefault(item[1], Counter()).update(_key(r) for r in _rows(item[2]))
-            elif item[0] == "events":
-                self.events += [(stream, _key(data), symbol, ts) for stream, data, symbol, ts in item[1]]
-            elif item[0] == "model":
-                self.model += [(tag, _key(row)) for tag, row, *_ in item[1]]
+            if isinstance(item, Rows):
+                self.tables.setdefault(item.table, Counter()).update(_key(r) for r in _rows(item.rows))
+            elif isinstance(item, Events):
+                self.events += [(stream, _key(data), symbol, ts) for stream, data, symbol, ts in item.events]
+            elif isinstance(item, ModelInputs):
+                self.model += [(type(m).__name__, _key(m.row)) for m in item.items]
 
 
 def _due(logic: ShardLogic) -> bool:
@@ -134,7 +135,7 @@ def test_an_activation_that_makes_features_leaves_its_side_work_to_the_next() ->
     _, per_batch = run(live_config(defer_side_work=True), chunks)
     with_model = [b for b in per_batch if b.model]
     without = [b for b in per_batch if not b.model]
-    assert sum(sum(1 for tag, _ in b.model if tag == "features") for b in with_model) > 50
+    assert sum(sum(1 for tag, _ in b.model if tag == "Features") for b in with_model) > 50
     for batch in with_model:
         assert not batch.events
         assert not {"sentiment_ticks", "sentiment_bars"} & batch.tables.keys()
@@ -270,12 +271,15 @@ def _through(records: list[dict[str, Any]], cuts: list[int]) -> Collected:
     for a, b in zip(edges, edges[1:]):
         out, _ = decode.on_batch([[("file:x", dict(r), None) for r in records[a:b]]])
         for item in out:
-            if item[0] == "shard":
-                logic = shards.get(item[1]) or shards.setdefault(item[1], ShardLogic(config, None))
-                items, _ = logic.on_batch([item[2]])
+            if isinstance(item, ShardWork):
+                logic = shards.get(item.shard) or shards.setdefault(item.shard, ShardLogic(config, None))
+                items, _ = logic.on_batch([item.work])
                 got.add(items)
                 got.model_known += [
-                    (m[0], m[1]["symbol"], m[1]["close_time"], m[2]) for it in items if it[0] == "model" for m in it[1]
+                    (type(m).__name__, m.row["symbol"], m.row["close_time"], m.known)
+                    for it in items
+                    if isinstance(it, ModelInputs)
+                    for m in it.items
                 ]
     return got
 

@@ -98,7 +98,8 @@ def train_model(model_dir: Path) -> str:
 def produce_dataset(broker: str, data: Path, *, partitions: int, suffix: str) -> dict[str, str]:
     """The dataset's records into two new topics of `partitions` partitions (keyed by symbol,
     stamped with ingest_ts); returns the topic settings."""
-    from dataflows.kafka_io import ensure_topics, produce_records
+    from dataflows.kafka.admin import ensure_topics
+    from dataflows.kafka.produce import produce_records
 
     topics = {"TICKCAST_TOPIC_TICKS": f"ticks-{suffix}", "TICKCAST_TOPIC_CANDLES": f"candles-{suffix}"}
     ensure_topics(broker, {t: partitions for t in topics.values()})

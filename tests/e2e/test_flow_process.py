@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dataflows.kafka_io import consume_json, ensure_topics, produce_records
+from dataflows.kafka.admin import ensure_topics
+from dataflows.kafka.consume import consume_json
+from dataflows.kafka.produce import produce_records
 from dataflows.simulator import SimConfig, generate
 from tests.conftest import free_port, query_in_subprocess
+from tickcast.bus import STREAMS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,18 +31,9 @@ def test_flow_process_tails_kafka_and_fans_out(kafka_broker: str, tmp_path: Path
     topics = {
         "TICKCAST_TOPIC_TICKS": f"t-{s}",
         "TICKCAST_TOPIC_CANDLES": f"c-{s}",
-        "TICKCAST_TOPIC_PREDICTIONS": f"p-{s}",
-        "TICKCAST_TOPIC_CALIBRATION": f"e-{s}",
+        **{f"TICKCAST_TOPIC_{stream.upper()}": f"{stream}-{s}" for stream in STREAMS},  # one per live stream
     }
-    ensure_topics(
-        kafka_broker,
-        {
-            topics["TICKCAST_TOPIC_TICKS"]: 2,
-            topics["TICKCAST_TOPIC_CANDLES"]: 2,
-            topics["TICKCAST_TOPIC_PREDICTIONS"]: 1,
-            topics["TICKCAST_TOPIC_CALIBRATION"]: 1,
-        },
-    )
+    ensure_topics(kafka_broker, {topics["TICKCAST_TOPIC_TICKS"]: 2, topics["TICKCAST_TOPIC_CANDLES"]: 2})
     records = list(generate(SimConfig(symbols=3, hours=0.5, seed=2, start_ms=START)))
     produce_records(kafka_broker, topics["TICKCAST_TOPIC_CANDLES"], [r for r in records if "open_time" in r])
     produce_records(kafka_broker, topics["TICKCAST_TOPIC_TICKS"], [r for r in records if "score" in r])

@@ -28,6 +28,7 @@ with atheris.instrument_imports(include=["tickcast.records"]):
     from tickcast.records import Rejection, decode_record
 import numpy as np  # noqa: E402
 
+from dataflows.items import Rows  # noqa: E402
 from dataflows.tick_decode import decode_ticks  # noqa: E402
 
 with atheris.instrument_imports(include=["dataflows.decode", "dataflows.sources"]):
@@ -81,8 +82,8 @@ def check(data: bytes) -> None:
     block = RawBlock(["kafka:fuzz"], values, hints, keys=keys)
     out, _ = DecodeLogic(config, None).on_batch([block])
     for item in out:
-        if item[0] == "rows" and item[1] == "rejected_records":
-            for row in item[2]:
+        if isinstance(item, Rows) and item.table == "rejected_records":
+            for row in item.rows:
                 if row["reason"].startswith("decoder_error"):
                     raise AssertionError(f"the decode step caught a decoder fault: {row['reason']}")
 

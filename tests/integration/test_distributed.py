@@ -3,13 +3,19 @@ replica's bus with the flow's ids; replica ingest lands on the input topics."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
 
-from dataflows.kafka_io import consume_json, ensure_topics
-from tickcast.app.embedded import KafkaEventPublisher, follow_kafka_events, kafka_ingest
-from tickcast.bus import Event, IdClock, LocalBus
+import pytest
+
+from dataflows.kafka.admin import ensure_topics
+from dataflows.kafka.consume import consume_json
+from dataflows.kafka.fanout import KafkaEventPublisher, ensure_live_topics, follow_live_topics
+from dataflows.kafka.produce import KafkaDeliveryError, KafkaIngest
+from tickcast.bus import STREAMS, Event, IdClock, LocalBus
+from tickcast.inbox import IngestRefused
 from tickcast.settings import load_settings
 
 
@@ -18,19 +24,12 @@ def _settings(broker: str):  # noqa: ANN202
     names = {
         "TICKCAST_TOPIC_TICKS": f"ticks-{s}",
         "TICKCAST_TOPIC_CANDLES": f"candles-{s}",
-        "TICKCAST_TOPIC_PREDICTIONS": f"preds-{s}",
-        "TICKCAST_TOPIC_CALIBRATION": f"calib-{s}",
+        **{f"TICKCAST_TOPIC_{stream.upper()}": f"{stream}-{s}" for stream in STREAMS},
     }
-    ensure_topics(
-        broker,
-        {
-            names["TICKCAST_TOPIC_TICKS"]: 3,
-            names["TICKCAST_TOPIC_CANDLES"]: 3,
-            names["TICKCAST_TOPIC_PREDICTIONS"]: 1,
-            names["TICKCAST_TOPIC_CALIBRATION"]: 1,
-        },
-    )
-    return load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker, **names)
+    ensure_topics(broker, {names["TICKCAST_TOPIC_TICKS"]: 3, names["TICKCAST_TOPIC_CANDLES"]: 3})
+    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=broker, **names)
+    ensure_live_topics(settings)
+    return settings
 
 
 def test_flow_events_reach_every_replica_with_the_same_ids(kafka_broker: str) -> None:
@@ -41,14 +40,19 @@ def test_flow_events_reach_every_replica_with_the_same_ids(kafka_broker: str) ->
         Event("predictions", ids.next(), {"prob": 0.6}, "BTCUSDT", 1),
         Event("events", ids.next(), {"kind": "model_switch"}, "ETHUSDT", 2),
         Event("calibration", ids.next(), {"ece": 0.03}, "XRPUSDT", 3),
+        Event("sentiment", ids.next(), {"kind": "tick"}, "BTCUSDT", 4),
+        Event("trading", ids.next(), {"kind": "equity"}, "SOLUSDT", 5),
     ]
+    publisher.publish(sent[0])  # one at a time, and a batch: both wait for the broker's acknowledgements
+    publisher.publish_many(sent[1:])
+    # one topic per stream: each stream's events are on its own topic, and only there
     for event in sent:
-        publisher.publish(event)
-    publisher.producer.flush(10)
+        on_topic = list(consume_json(kafka_broker, settings.live_topics[event.stream], idle_timeout_s=2))
+        assert [(m["stream"], m["id"]) for m in on_topic] == [(event.stream, event.id)]
     stop = threading.Event()
     replicas = [(LocalBus(), IdClock()) for _ in range(2)]
     for bus, replica_ids in replicas:
-        follow_kafka_events(settings, bus, replica_ids, from_offset="beginning", stop=stop)
+        follow_live_topics(settings, bus, replica_ids, from_offset="beginning", stop=stop)
     try:
         deadline = time.time() + 20
         for bus, replica_ids in replicas:
@@ -65,7 +69,7 @@ def test_flow_events_reach_every_replica_with_the_same_ids(kafka_broker: str) ->
 
 def test_replica_ingest_produces_records_and_controls_reach_every_partition(kafka_broker: str) -> None:
     settings = _settings(kafka_broker)
-    ingest = kafka_ingest(settings)
+    ingest = KafkaIngest(settings)
     tick = {
         "symbol": "BTCUSDT",
         "ts": 1_763_683_200_000,
@@ -91,3 +95,31 @@ def test_replica_ingest_produces_records_and_controls_reach_every_partition(kafk
     assert candles == [candle]
     assert ticks.count(tick) == 1
     assert ticks.count({"_control": "enable_provider", "provider": "newsapi"}) == 3  # one per partition
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_replica_ingest_without_a_broker_is_refused_within_the_timeout() -> None:
+    """Kafka unreachable: the POST's records are refused (-> 503 with the reason) after
+    KAFKA_INGEST_TIMEOUT_S, never answered 202 into nothing."""
+    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=f"127.0.0.1:{_closed_port()}", KAFKA_INGEST_TIMEOUT_S=1.0)
+    ingest = KafkaIngest(settings)
+    tick = {"symbol": "BTCUSDT", "ts": 1_763_683_200_000, "score": 0.1, "provider": "newsapi", "ingest_ts": 1}
+    started = time.monotonic()
+    with pytest.raises(IngestRefused) as refused:
+        ingest([tick])
+    assert time.monotonic() - started < 5
+    assert refused.value.reason == "broker_unavailable" and "Kafka did not take" in str(refused.value)
+    with pytest.raises(IngestRefused):  # controls too (they need the partition count first)
+        ingest([{"_control": "enable_provider", "provider": "newsapi"}])
+
+
+def test_the_publisher_raises_when_the_broker_does_not_acknowledge() -> None:
+    settings = load_settings(TICKCAST_KAFKA_BOOTSTRAP=f"127.0.0.1:{_closed_port()}")
+    publisher = KafkaEventPublisher(settings, timeout_s=1.0)
+    with pytest.raises(KafkaDeliveryError, match="not acknowledged"):
+        publisher.publish_many([Event("predictions", 1, {"prob": 0.5}, "BTCUSDT", 1)])

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from dataflows.kafka_io import ensure_topics, produce_records
+from dataflows.kafka.admin import ensure_topics
+from dataflows.kafka.produce import produce_records
 from dataflows.simulator import SimConfig, generate_labeled, write_files
 from tests.conftest import query_in_subprocess
 from tickcast.app.backfill import run_replay

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from dataflows.kafka_io import ensure_topics
+from dataflows.kafka.admin import ensure_topics
 from dataflows.simulator import SimConfig, generate_labeled
 from tests.conftest import query_in_subprocess
 

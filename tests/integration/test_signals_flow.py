@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from bytewax.testing import run_main
 
+from dataflows.items import ShardWork
 from dataflows.signals import FlowOptions, build_flow
 from dataflows.simulator import SimConfig, generate_labeled
 from dataflows.sources import RecordsSource
@@ -226,7 +227,7 @@ def test_enable_request_reaches_the_gate_of_another_partition(store: Store, tmp_
     # A new run of the feed partition (its gate restored as disabled) sees the request and lets ticks in.
     gate = decode.DecodeLogic(decode.DecodeConfig(), decode.GateState(disabled={"flaky2"}), hooks)
     out, _ = gate.on_batch([[("feed", ok_after[0], None)]])
-    assert [symbol for item in out if item[0] == "shard" for symbol, _ in item[2]] == [base["symbol"]]
+    assert [symbol for item in out if isinstance(item, ShardWork) for symbol, _ in item.work] == [base["symbol"]]
 
 
 def test_parquet_input_gives_the_same_rows_as_jsonl(store: Store, tmp_path: Path, chdb_dir: Path) -> None:

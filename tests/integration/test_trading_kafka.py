@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dataflows.kafka_io import ensure_topics, produce_records
+from dataflows.kafka.admin import ensure_topics
+from dataflows.kafka.produce import produce_records
 from dataflows.simulator import SimConfig, generate, write_files
 from tests.conftest import query_in_subprocess
 from tickcast.app.backtest import TRADING_TABLES

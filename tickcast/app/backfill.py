@@ -45,7 +45,7 @@ def kafka_messages(settings: Settings) -> int | None:
     a resumed replay counts only what it reads after the resume). None if the broker cannot tell."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from dataflows.kafka_io import topic_partition_counts
+    from dataflows.kafka.admin import topic_partition_counts
 
     topics = (settings.TICKCAST_TOPIC_TICKS, settings.TICKCAST_TOPIC_CANDLES)
     consumer = Consumer({"bootstrap.servers": settings.TICKCAST_KAFKA_BOOTSTRAP, "group.id": "tickcast-count"})

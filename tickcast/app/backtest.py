@@ -130,25 +130,27 @@ def stored_controls(store: Store, account: str) -> list[TradeControl]:
 
 
 def input_items(bars: list[TradeBar], controls: list[TradeControl], chunk: int = 5_000) -> list[tuple[Any, ...]]:
-    """The trading stage's inputs in event-time order: ("trade", [bars]) chunks, each control
-    before the first bar after its time."""
+    """The trading stage's inputs in event-time order: TradeBars([bars]) chunks, each control
+    (TradingControl) before the first bar after its time."""
+    from dataflows.items import TradeBars, TradingControl
+
     items: list[tuple[Any, ...]] = []
     pending = sorted(controls, key=lambda c: (c.at, c.id))
     current: list[TradeBar] = []
     for b in bars:
         while pending and pending[0].at < b.close_time:
             if current:
-                items.append(("trade", current))
+                items.append(TradeBars(current))
                 current = []
             c = pending.pop(0)
-            items.append(("trading_control", {**c._asdict(), "action": "trading"}))
+            items.append(TradingControl({**c._asdict(), "action": "trading"}))
         current.append(b)
         if len(current) >= chunk:
-            items.append(("trade", current))
+            items.append(TradeBars(current))
             current = []
     if current:
-        items.append(("trade", current))
-    items += [("trading_control", {**c._asdict(), "action": "trading"}) for c in pending]
+        items.append(TradeBars(current))
+    items += [TradingControl({**c._asdict(), "action": "trading"}) for c in pending]
     return items
 
 
@@ -201,6 +203,7 @@ def trading_flow(
     from bytewax.dataflow import Dataflow
 
     from dataflows.batching import batch_by_key
+    from dataflows.items import Rows, is_a
     from dataflows.outputs import flat_pieces, rows_in
     from dataflows.sinks import StoreSink
     from dataflows.trading.stage import StageConfig, StageState, TradingLogic
@@ -214,7 +217,7 @@ def trading_flow(
     out = op.key_rm(
         "trading_out", op.stateful_batch("trading", keyed, lambda s: TradingLogic(cfg, s if s is not None else start))
     )
-    rows = op.map("table_rows", op.filter("tables", out, lambda it: it[0] == "rows"), lambda it: (it[1], it[2]))
+    rows = op.filter("tables", out, is_a(Rows))
     grouped = batch_by_key(
         "batch_rows",
         op.key_on("key_table", rows, lambda it: it[0]),
@@ -569,7 +572,9 @@ def _run_stage(
     from tqdm import tqdm
 
     done = [0]
-    sizes = [len(it[1]) if it[0] == "trade" else 0 for it in items]
+    from dataflows.items import TradeBars
+
+    sizes = [len(it.bars) if isinstance(it, TradeBars) else 0 for it in items]
     cumulative = np.cumsum(sizes).tolist() if sizes else []
 
     def on_emit(n: int) -> None:

@@ -547,6 +547,9 @@ def run_distributed_flow(
             raise RuntimeError(f"process {placement.process_id} must not open the chdb store (process 0 holds it)")
         return store
 
+    from dataflows.kafka.fanout import KafkaEventPublisher, ensure_live_topics
+
+    ensure_live_topics(settings)  # one topic per live stream; the replicas follow every one
     bus = KafkaEventPublisher(settings)
     flow = build_flow(
         settings,
@@ -585,95 +588,23 @@ def flow_job_starter(settings: Settings, store: Store) -> JobStarter:
     return lambda kind, params, trigger: jobs.start(kind, params, trigger)
 
 
-class KafkaEventPublisher:
-    """Distributed mode: live events go to Kafka topics that every API replica consumes."""
-
-    def __init__(self, settings: Settings) -> None:
-        from confluent_kafka import Producer
-
-        self.producer = Producer({"bootstrap.servers": settings.TICKCAST_KAFKA_BOOTSTRAP, "linger.ms": 5})
-        self.topics = {"predictions": settings.TICKCAST_TOPIC_PREDICTIONS}
-        self.default_topic = settings.TICKCAST_TOPIC_CALIBRATION
-
-    def publish(self, event: Any) -> None:
-        import orjson
-
-        payload = orjson.dumps(
-            {"stream": event.stream, "id": event.id, "symbol": event.symbol, "ts": event.ts, "data": event.data}
-        )
-        self.producer.produce(
-            self.topics.get(event.stream, self.default_topic), value=payload, key=(event.symbol or "").encode()
-        )
-        self.producer.poll(0)
-
-
-def follow_kafka_events(
-    settings: Settings, bus: LocalBus, ids: IdClock, *, from_offset: str = "end", stop: threading.Event | None = None
-) -> list[threading.Thread]:
-    """API replica side of the fan-out: every replica consumes the flow's output topics and
-    republishes the events, with the flow's ids, on its own in-process bus."""
-    from dataflows.kafka_io import consume_json
-    from tickcast.bus import Event
-
-    brokers = settings.TICKCAST_KAFKA_BOOTSTRAP or ""
-
-    def follow(topic: str) -> None:
-        for msg in consume_json(brokers, topic, from_offset=from_offset, stop=stop):
-            ids.observe(int(msg["id"]))
-            bus.publish(Event(msg["stream"], int(msg["id"]), msg["data"], msg.get("symbol"), int(msg.get("ts") or 0)))
-
-    threads = []
-    for topic in sorted({settings.TICKCAST_TOPIC_PREDICTIONS, settings.TICKCAST_TOPIC_CALIBRATION}):
-        thread = threading.Thread(target=follow, args=(topic,), daemon=True, name=f"follow-{topic}")
-        thread.start()
-        threads.append(thread)
-    return threads
-
-
-def kafka_ingest(settings: Settings) -> Callable[[list[dict[str, Any]]], None]:
-    """API replica side of ingest: validated records go to the input topics (keyed by symbol);
-    a control record goes to every partition of the ticks topic, so every partition's gate sees it."""
-    from dataflows.kafka_io import produce_records, topic_partition_counts
-
-    brokers = settings.TICKCAST_KAFKA_BOOTSTRAP or ""
-    ticks_topic, candles_topic = settings.TICKCAST_TOPIC_TICKS, settings.TICKCAST_TOPIC_CANDLES
-
-    def ingest(records: list[dict[str, Any]]) -> None:
-        ticks = [r for r in records if "score" in r]
-        candles = [r for r in records if "open_time" in r]
-        controls = [r for r in records if "_control" in r]
-        if ticks:
-            produce_records(brokers, ticks_topic, ticks)
-        if candles:
-            produce_records(brokers, candles_topic, candles)
-        if controls:
-            import orjson
-            from confluent_kafka import Producer
-
-            producer = Producer({"bootstrap.servers": brokers})
-            for partition in range(max(1, topic_partition_counts(brokers, [ticks_topic]).get(ticks_topic, 1))):
-                for control in controls:
-                    producer.produce(ticks_topic, orjson.dumps(control), partition=partition)
-            producer.flush(10)
-
-    return ingest
-
-
 def run_api_replica(settings: Settings) -> None:
     """`tickcast api`: an API replica; ingest produces to Kafka, live events come from Kafka."""
     import uvicorn
 
     from api.app import create_app
     from api.context import AppContext
-    from dataflows.kafka_io import topic_partition_counts
+    from dataflows.kafka.admin import topic_partition_counts
+    from dataflows.kafka.fanout import follow_live_topics
+    from dataflows.kafka.produce import KafkaIngest
     from tickcast.jobs import RetrainRecorder
     from tickcast.scheduler import RetrainScheduler
 
     store = Store(settings.TICKCAST_CLICKHOUSE_URL)
     store.migrate()
     bus, ids = LocalBus(), IdClock()
-    follow_kafka_events(settings, bus, ids)
-    ingest = kafka_ingest(settings)
+    follow_live_topics(settings, bus, ids)
+    ingest = KafkaIngest(settings)  # one checked producer; a POST Kafka does not take in time is a 503
 
     def broker_ok() -> bool:
         try:

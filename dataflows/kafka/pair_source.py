@@ -1,5 +1,5 @@
-"""Kafka I/O for the signals flow: a paired, time-ordered source, a checked producer sink,
-and small helpers (topic creation, bulk produce, a plain consumer for API replicas).
+"""The signals flow's Kafka source: ticks and candles read partition pair by partition pair,
+merged by ingest time (`KafkaPairSource`, its pure half `_PairMerger`, `PartitionClock`).
 
 Why a custom source: the per-symbol leak-free join needs each symbol's ticks and candles
 in ingest-time order. Producers key both topics by symbol and stamp each message with the
@@ -13,9 +13,11 @@ Item shape (the contract of `dataflows.sources`): one item per non-empty `next_b
     ("kafka:p<i>", RawBlock)   records (source_name, value_bytes, ts_ms | None), as columns,
                                with the message keys (`RawBlock.keys`)
 
-with source_name `"kafka:<topic>"`; a consumer error travels as the record
-`("kafka-error:<topic>", error_text_bytes, None)` ahead of the released records, so the
-flow records it instead of dying. The keys reach the decoder, which refuses a tick or
+    ("kafka:p<i>", ConsumerError)   a consumer error (dataflows/items.py), ahead of the
+                               records released with it, so the flow records it instead of dying
+
+with source_name `"kafka:<topic>"` (as Bytewax's KafkaSource with `raise_on_errors=False`
+hands on its errors as their own item type). The keys reach the decoder, which refuses a tick or
 candle whose key is not its symbol (producers key by symbol; a mismatch would put the
 record in another symbol's partition and ordering).
 
@@ -29,33 +31,21 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from dataflows.sources import RawBatch, RawBlock, RawRecord
+from dataflows.items import ConsumerError
+from dataflows.kafka.admin import METADATA_TIMEOUT_S, topic_partition_counts
+from dataflows.sources import RawBatch, RawBlock
 
 log = logging.getLogger(__name__)
 
-PairItem = tuple[str, RawBatch]
+PairItem = tuple[str, RawBatch | ConsumerError]
 ResumeState = dict[str, int]  # topic -> next offset to read
-_METADATA_TIMEOUT_S = 10.0
 _IDLE_WAKE = timedelta(milliseconds=20)
 # Backfills are fetch-bound with librdkafka's defaults (1 MiB per partition per
 # fetch, a 100k-message prefetch): big fetches and a deep prefetch make the raw
@@ -72,149 +62,6 @@ FETCH_CONFIG: dict[str, Any] = {
     "queued.max.messages.kbytes": 256 << 10,
     "fetch.wait.max.ms": 10,
 }
-
-
-class KafkaDeliveryError(RuntimeError):
-    """Some produced messages were not acknowledged by the broker."""
-
-
-def _admin(brokers: str, add_config: dict[str, Any] | None = None) -> AdminClient:
-    return AdminClient({"bootstrap.servers": brokers, **(add_config or {})})
-
-
-def topic_partition_counts(
-    brokers: str, topics: Iterable[str], *, add_config: dict[str, Any] | None = None
-) -> dict[str, int]:
-    """Partitions per topic; a missing topic counts 0.
-
-    Lists *all* topics rather than asking for each by name: a by-name metadata request
-    auto-creates the topic on brokers that allow it (tansu does, with 4 partitions).
-    """
-    try:
-        meta = _admin(brokers, add_config).list_topics(timeout=_METADATA_TIMEOUT_S)
-    except KafkaException as exc:
-        raise RuntimeError(f"cannot read topic metadata from Kafka at {brokers!r}: {exc}") from exc
-    out = {}
-    for topic in topics:
-        tm = meta.topics.get(topic)
-        out[topic] = 0 if tm is None or tm.error is not None else len(tm.partitions)
-    return out
-
-
-def ensure_topics(
-    brokers: str,
-    topics: dict[str, int],
-    timeout: float = 15,
-    *,
-    replication_factor: int = 1,
-    add_config: dict[str, Any] | None = None,
-) -> None:
-    """Create the missing topics with the given partition counts (idempotent)."""
-    admin = _admin(brokers, add_config)
-    have = topic_partition_counts(brokers, topics, add_config=add_config)
-    for topic, n in topics.items():
-        if have[topic] and have[topic] != n:
-            log.warning("topic %s exists with %d partitions, not the %d asked for", topic, have[topic], n)
-    missing = [NewTopic(t, n, replication_factor) for t, n in topics.items() if not have[t]]
-    if not missing:
-        return
-    for topic, fut in admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout).items():
-        try:
-            fut.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise RuntimeError(f"cannot create Kafka topic {topic!r} at {brokers!r}: {exc}") from exc
-    deadline = time.monotonic() + timeout
-    while not all(topic_partition_counts(brokers, topics, add_config=add_config).values()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"topics {sorted(topics)} not visible at {brokers!r} after {timeout}s")
-        time.sleep(0.05)
-
-
-class _DeliveryTracker:
-    """Delivery-callback bookkeeping shared by `produce_records` and the sink."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-        self.first_error: str | None = None
-
-    def __call__(self, err: KafkaError | None, msg: Any) -> None:
-        if err is not None:
-            self.failed += 1
-            if self.first_error is None:
-                self.first_error = f"{msg.topic()}: {err.str()}"
-
-    def check(self, producer: Producer, flush_timeout: float, what: str) -> None:
-        left = producer.flush(flush_timeout)
-        if left:
-            raise KafkaDeliveryError(f"{what}: {left} messages still undelivered after {flush_timeout}s")
-        if self.failed:
-            failed, first = self.failed, self.first_error
-            self.failed, self.first_error = 0, None
-            raise KafkaDeliveryError(f"{what}: {failed} messages failed delivery; first error: {first}")
-
-
-def _producer(brokers: str, add_config: dict[str, Any] | None) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": brokers,
-            # Same as Java clients, so both topics (and foreign producers) agree on key -> partition.
-            "partitioner": "murmur2_random",
-            "linger.ms": 10,
-            "batch.num.messages": 10_000,
-            **(add_config or {}),
-        }
-    )
-
-
-def _produce(producer: Producer, topic: str, value: bytes, key: bytes | None, ts: int | None, cb: Any) -> None:
-    while True:
-        try:
-            if ts is None:
-                producer.produce(topic, value=value, key=key, on_delivery=cb)
-            else:
-                producer.produce(topic, value=value, key=key, timestamp=ts, on_delivery=cb)
-            return
-        except BufferError:  # local queue full: let deliveries drain, then retry
-            producer.poll(0.05)
-
-
-def _key_bytes(key: Any) -> bytes | None:
-    if key is None:
-        return None
-    return key if isinstance(key, bytes) else str(key).encode()
-
-
-def produce_records(
-    brokers: str,
-    topic: str,
-    records: Iterable[dict[str, Any]],
-    *,
-    key_field: str = "symbol",
-    ts_field: str = "ingest_ts",
-    flush_timeout: float = 30,
-    add_config: dict[str, Any] | None = None,
-) -> int:
-    """JSON-encode and produce `records` (key = record[key_field], message timestamp =
-    record[ts_field] when present); wait for every delivery. Returns the count produced.
-
-    Raises KafkaDeliveryError naming the failure count and the first error.
-    """
-    producer = _producer(brokers, add_config)
-    tracker = _DeliveryTracker()
-    n = 0
-    for rec in records:
-        ts = rec.get(ts_field)
-        ts = int(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else None
-        _produce(producer, topic, orjson.dumps(rec), _key_bytes(rec.get(key_field)), ts, tracker)
-        n += 1
-        if n % 5_000 == 0:
-            producer.poll(0)
-    tracker.check(producer, flush_timeout, f"producing to {topic!r} at {brokers!r}")
-    return n
-
-
-# --------------------------------------------------------------------------- paired source
 
 
 _EMPTY = np.empty(0, dtype=np.int64)  # never written to: buffers are replaced, not appended in place
@@ -433,14 +280,14 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             # base offset + 1, below the true end, so done = a partition-EOF event at an
             # offset ≥ this, never "position ≥ this" alone.
             for i in live:
-                self._high[i] = self._consumer.get_watermark_offsets(tps[i], timeout=_METADATA_TIMEOUT_S, cached=False)[
+                self._high[i] = self._consumer.get_watermark_offsets(tps[i], timeout=METADATA_TIMEOUT_S, cached=False)[
                     1
                 ]
         self._consumer.assign([TopicPartition(tps[i].topic, tps[i].partition, self._start[i]) for i in live])
 
     def next_batch(self) -> list[PairItem]:
         msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0.0)
-        errors: list[RawRecord] = []
+        errors: list[ConsumerError] = []
         now = time.monotonic()
         if msgs:
             for i, group in self._by_tp(self._drop_errors(msgs, errors)):
@@ -463,24 +310,22 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self._exempt = exempt
         cap = None if self._clock is None else self._clock.cap(self._key, self._merger.position(self._done))
         out: RawBatch = self._merger.release(exempt, cap)
-        if errors:  # errors go first, as they arrived
-            names, texts, _ = zip(*errors, strict=True)
-            out = RawBlock.concat(
-                [RawBlock(names, list(texts), np.full(len(errors), -1, np.int64), np.arange(len(errors))), out]
-            )
         self._flow_control()
-        if not self._tail and all(self._done) and not self._merger.pending() and not out:
+        if not self._tail and all(self._done) and not self._merger.pending() and not out and not errors:
             raise StopIteration
         self._idle = not msgs and not out
-        return [(self._key, out)] if out else []
+        items: list[PairItem] = [(self._key, err) for err in errors]  # errors go first, as they arrived
+        if out:
+            items.append((self._key, out))
+        return items
 
     def _at_end(self, i: int) -> bool:
         """The consumer reported TP i's end at or after the last message taken from it."""
         return self._eof_at[i] >= 0 and self._eof_at[i] >= (self._next[i] or 0)
 
-    def _drop_errors(self, msgs: list[Any], out: list[RawRecord]) -> list[Any]:
+    def _drop_errors(self, msgs: list[Any], out: list[ConsumerError]) -> list[Any]:
         """The data messages of `msgs`; error events (rare: partition EOF, broker trouble)
-        are handled here, in arrival order, consumer errors appended to `out` as records."""
+        are handled here, in arrival order, consumer errors appended to `out`."""
         errors = list(map(Message.error, msgs))
         # `is` only: KafkaError == None leaves a TypeError set in confluent-kafka's C code
         if not [e for e in errors if e is not None]:
@@ -495,9 +340,9 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
                 if i is not None:
                     self._eof_at[i] = max(self._eof_at[i], msg.offset())
                 continue
-            text = f"{err.str()} (topic={msg.topic()}, partition={msg.partition()}, offset={msg.offset()})"
-            log.warning("kafka consumer error in %s: %s", self._key, text)
-            out.append((f"kafka-error:{msg.topic() or 'consumer'}", text.encode(), None))
+            error = ConsumerError(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, err.str())
+            log.warning("kafka consumer error in %s: %s", self._key, error.text())
+            out.append(error)
         return [m for m, err in zip(msgs, errors) if err is None]
 
     def _by_tp(self, msgs: list[Any]) -> list[tuple[int, list[Any]]]:
@@ -664,128 +509,3 @@ class KafkaPairSource(FixedPartitionedSource[PairItem, ResumeState]):
             max_buffered=self.max_buffered,
             clock=self._clock,
         )
-
-
-# --------------------------------------------------------------------------- sink
-
-
-class _ProducerPartition(StatelessSinkPartition[Any]):
-    def __init__(
-        self,
-        producer: Producer,
-        topic_for: Callable[[Any], str] | str,
-        key: Callable[[Any], Any] | None,
-        value: Callable[[Any], bytes],
-        timestamp: Callable[[Any], int | None] | None,
-        flush_timeout: float,
-    ) -> None:
-        self._producer = producer
-        self._topic_for = topic_for
-        self._key = key
-        self._value = value
-        self._timestamp = timestamp
-        self._flush_timeout = flush_timeout
-        self._tracker = _DeliveryTracker()
-
-    def write_batch(self, items: list[Any]) -> None:
-        for item in items:
-            topic = self._topic_for if isinstance(self._topic_for, str) else self._topic_for(item)
-            key = _key_bytes(self._key(item)) if self._key else None
-            ts = self._timestamp(item) if self._timestamp else None
-            _produce(self._producer, topic, self._value(item), key, ts, self._tracker)
-        self._tracker.check(self._producer, self._flush_timeout, "KafkaJsonSink")
-
-    def close(self) -> None:
-        self._producer.flush(self._flush_timeout)
-
-
-class KafkaJsonSink(DynamicSink[Any]):
-    """Produces every item (topic from `topic_for`, key, value bytes, optional message
-    timestamp) and flushes per batch; unlike Bytewax's KafkaSink, a failed delivery
-    raises KafkaDeliveryError (which stops the flow) instead of vanishing."""
-
-    def __init__(
-        self,
-        brokers: str,
-        topic_for: Callable[[Any], str] | str,
-        *,
-        key: Callable[[Any], Any] | None = None,
-        value: Callable[[Any], bytes] = orjson.dumps,
-        timestamp: Callable[[Any], int | None] | None = None,
-        flush_timeout: float = 30,
-        add_config: dict[str, Any] | None = None,
-    ) -> None:
-        self.brokers = brokers
-        self.topic_for = topic_for
-        self.key = key
-        self.value = value
-        self.timestamp = timestamp
-        self.flush_timeout = flush_timeout
-        self.add_config = dict(add_config or {})
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
-        return _ProducerPartition(
-            _producer(self.brokers, self.add_config),
-            self.topic_for,
-            self.key,
-            self.value,
-            self.timestamp,
-            self.flush_timeout,
-        )
-
-
-# --------------------------------------------------------------------------- plain consumer
-
-
-def consume_json(
-    brokers: str,
-    topic: str,
-    *,
-    from_offset: Literal["beginning", "end"] = "beginning",
-    poll_s: float = 0.1,
-    stop: threading.Event | None = None,
-    idle_timeout_s: float | None = None,
-    add_config: dict[str, Any] | None = None,
-) -> Iterator[Any]:
-    """Yield decoded JSON values of every partition of `topic` (assign(), no group).
-
-    Waits for the topic to appear. Ends when `stop` is set or, with `idle_timeout_s`,
-    after that long without a message. Undecodable values are logged and skipped.
-    Partitions added after the start are not followed.
-    """
-    if from_offset not in ("beginning", "end"):
-        raise ValueError(f"from_offset must be 'beginning' or 'end', got {from_offset!r}")
-    start = OFFSET_BEGINNING if from_offset == "beginning" else OFFSET_END
-    last = time.monotonic()
-
-    def finished() -> bool:
-        return (stop is not None and stop.is_set()) or (
-            idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s
-        )
-
-    while not (n := topic_partition_counts(brokers, [topic], add_config=add_config)[topic]):
-        if finished():
-            return
-        time.sleep(poll_s)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": brokers,
-            "group.id": "tickcast-ignored",
-            "enable.auto.commit": False,
-            **(add_config or {}),
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, i, start) for i in range(n)])
-        while not finished():
-            for msg in consumer.consume(num_messages=1000, timeout=poll_s):
-                if msg.error() is not None:
-                    log.warning("consume_json %s: %s", topic, msg.error().str())
-                    continue
-                last = time.monotonic()
-                try:
-                    yield orjson.loads(msg.value())
-                except orjson.JSONDecodeError:
-                    log.warning("consume_json %s: skipping a non-JSON value at offset %s", topic, msg.offset())
-    finally:
-        consumer.close()
