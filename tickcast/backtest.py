@@ -451,9 +451,9 @@ def run_backtest(
         controls = [c for c in stored_controls(store, live_account) if end is None or c.at <= end]
         n_bars = len(bars)
         if not bars:
-            span = "" if start is None and end is None else f" between {_iso(start)} and {_iso(end)}"
+            within = "" if start is None and end is None else f" between {_iso(start)} and {_iso(end)}"
             raise RuntimeError(
-                f"no stored {interval} candles with predictions to backtest{span}; run the flow "
+                f"no stored {interval} candles with predictions to backtest{within}; run the flow "
                 "(`tickcast up`, `tickcast replay`) first"
             )
         initial = None
@@ -483,11 +483,11 @@ def run_backtest(
     if start is not None or end is not None:
         doc["span"] = {"start": start, "end": end}
     if source == "store":
-        span = (start, end) if start is not None or end is not None else None
+        bounds = (start, end) if start is not None or end is not None else None
         doc["compared_with"] = {
             "account": live_account,
-            "tables": compare_accounts(store, account, live_account, span),
-            **({"span": {"start": start, "end": end}} if span else {}),
+            "tables": compare_accounts(store, account, live_account, bounds),
+            **({"span": {"start": start, "end": end}} if bounds else {}),
         }
     if with_ablation:
         doc["ablation"] = ablation(store, settings, progress=say if progress else None)
