@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -97,22 +98,26 @@ def stored_bars(
     )
     cols = rows.to_pydict()
     atr = [np.nan if a is None else a for a in cols["atr"]]
-    return [
-        TradeBar(*fields)
-        for fields in zip(
-            cols["symbol"],
-            cols["t"],
-            cols["open"],
-            cols["high"],
-            cols["low"],
-            cols["close"],
-            atr,
-            cols["prob"],
-            cols["version"],
-            cols["reason"],
-            strict=True,
+    # tuple.__new__ through map: no Python frame per bar (4.3 M bars in a 30-day backtest)
+    return list(
+        map(
+            tuple.__new__,
+            repeat(TradeBar),
+            zip(
+                cols["symbol"],
+                cols["t"],
+                cols["open"],
+                cols["high"],
+                cols["low"],
+                cols["close"],
+                atr,
+                cols["prob"],
+                cols["version"],
+                cols["reason"],
+                strict=True,
+            ),
         )
-    ]
+    )
 
 
 def stored_controls(store: Store, account: str) -> list[TradeControl]:
