@@ -407,11 +407,14 @@ def trading_ab(args: argparse.Namespace) -> None:
                     )
 
             times: dict[bool, list[float]] = {False: [], True: []}
+            cpu: dict[bool, list[float]] = {False: [], True: []}
             fills = 0
             for r in range(args.repeat + 1):  # round 0 warms numba and the caches
                 for trading in (False, True) if r % 2 == 0 else (True, False):
                     store = fresh_store(root / "ch", f"t_{where}_{r}_{int(trading)}")
+                    cpu0 = time.process_time()
                     elapsed = run(store, trading)
+                    used = time.process_time() - cpu0
                     stored = store.count("sentiment_ticks")
                     assert stored == len(ticks), f"stored {stored} of {len(ticks)} ticks"
                     if trading:
@@ -419,16 +422,29 @@ def trading_ab(args: argparse.Namespace) -> None:
                         assert fills > 0, "the trading stage made no fill"
                     if r:
                         times[trading].append(elapsed)
-                    print(f"{where} round {r}: trading={trading} {elapsed:.2f} s", file=sys.stderr, flush=True)
+                        cpu[trading].append(used)
+                    print(
+                        f"{where} round {r}: trading={trading} {elapsed:.2f} s (CPU {used:.2f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     store.command(f"DROP DATABASE IF EXISTS {store.database}")
-            rows.append((where, statistics.median(times[False]), statistics.median(times[True]), fills))
+            med = {k: statistics.median(v) for k, v in (*times.items(), *((("cpu", k), v) for k, v in cpu.items()))}
+            rows.append((where, med[False], med[True], med[("cpu", False)], med[("cpu", True)], fills))
     print(
         f"# replay with the trading stage off / on: {len(ticks):,} ticks + {len(candles):,} candles, "
         f"{args.symbols} symbols, baseline trading, 1 worker, median of {args.repeat} (interleaved)"
     )
-    print("| source | stage off | stage on | on / off | fills |\n|---|---:|---:|---:|---:|")
-    for where, off, on, fills in rows:
-        print(f"| {where} | {off:.2f} s | {on:.2f} s | {on / off:.3f} | {fills:,} |")
+    print(
+        "| source | wall off | wall on | on / off | CPU off | CPU on | on / off | fills |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for where, off, on, coff, con, fills in rows:
+        print(
+            f"| {where} | {off:.2f} s | {on:.2f} s | {on / off:.3f} | {coff:.2f} s | {con:.2f} s | {con / coff:.3f} "
+            f"| {fills:,} |"
+        )
+    print("(CPU: this process's CPU time, every thread — the engine's, the writer's — not the broker's)")
 
 
 def main() -> None:

@@ -45,7 +45,12 @@ function layout() {
       <div class="table-wrap"><table class="tbl compact" data-role="fills"></table></div>
     </article>
     <article class="card span-12" data-card="backtest">
-      <header><h2 data-i18n="pf.backtest"></h2><button class="btn sm" data-act="run-backtest" data-i18n="pf.bt.run"></button></header>
+      <header><h2 data-i18n="pf.backtest"></h2>
+        <form class="bt-form" data-role="bt-form">
+          <label><span data-i18n="pf.bt.start"></span> <input type="datetime-local" name="start" step="60"></label>
+          <label><span data-i18n="pf.bt.end"></span> <input type="datetime-local" name="end" step="60"></label>
+          <button type="button" class="btn sm" data-act="run-backtest" data-i18n="pf.bt.run"></button>
+        </form></header>
       <div class="bt" data-role="backtest"></div>
       <div data-chart="backtest"></div>
     </article>
@@ -313,10 +318,17 @@ async function command(cmd) {
 }
 
 async function runBacktest() {
-  const ok = await confirmDialog({ title: t("pf.bt.run"), body: `<p>${esc(t("pf.bt.runbody"))}</p>`, confirmLabel: t("pf.bt.run") });
+  // the span of `tickcast backtest --start/--end`: UTC wall times (the inputs carry no zone)
+  const f = $("[data-role=bt-form]");
+  const body = { account: "backtest" };
+  for (const name of ["start", "end"]) if (f.elements[name].value) body[name] = `${f.elements[name].value}Z`;
+  const span = [[t("pf.bt.start"), body.start || t("pf.bt.first")], [t("pf.bt.end"), body.end || t("pf.bt.last")]];
+  const ok = await confirmDialog({
+    title: t("pf.bt.run"), body: `<p>${esc(t("pf.bt.runbody"))}</p>` + planList(span), confirmLabel: t("pf.bt.run"),
+  });
   if (!ok) return;
   try {
-    const r = await S.app.api.post("/admin/trading/backtest", { account: "backtest" });
+    const r = await S.app.api.post("/admin/trading/backtest", body);
     toast(t("pf.bt.started", { id: r.job_id }), "ok");
   } catch (err) { toast(err.message, "bad"); }
 }

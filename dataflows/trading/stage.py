@@ -170,7 +170,7 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
             return []
         self._record_metrics(result)
         out = Out()
-        tables = (result.orders, result.fills, result.positions, result.equity, result.risk)
+        tables: tuple[list[Any], ...] = (result.orders, result.fills, result.positions, result.equity, result.risk)
         for name, records in zip(TABLES, tables, strict=True):
             if records:
                 out.add_table(name, _columns(records))

@@ -258,3 +258,28 @@ def test_tripped_drawdown_shows_its_reason_and_resets_with_confirmation_and_the_
     # fills with fees and their reason, translated
     expect(page.locator("[data-role=fills] tr[data-reason=entry]").first).to_contain_text("entry")
     no_js_errors(page)
+
+
+def test_the_backtest_form_sends_its_span(
+    new_page: Any, tripped_server: tuple[str, list[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """The backtest card's From/To (UTC) go to POST /admin/trading/backtest as ISO start/end, shown in
+    the confirmation first; empty fields send no bound."""
+    base, _sent, _doc = tripped_server
+    page = new_page()
+    page.add_init_script("localStorage.setItem('tickcast.apiKey', 'k1')")
+    page.goto(f"{base}/#portfolio")
+    form = page.locator("[data-role=bt-form]")
+    form.locator("[name=start]").fill("2025-11-21T00:00")
+    form.locator("[name=end]").fill("2025-11-21T12:30")
+    form.locator("[data-act=run-backtest]").click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog.locator(".plan")).to_contain_text("2025-11-21T12:30Z")
+    with page.expect_request("**/admin/trading/backtest") as request:
+        dialog.locator("[data-act=confirm]").click()
+    assert request.value.post_data_json == {
+        "account": "backtest",
+        "start": "2025-11-21T00:00Z",
+        "end": "2025-11-21T12:30Z",
+    }
+    no_js_errors(page)

@@ -379,3 +379,15 @@ def test_a_backtest_span_is_checked(world: dict[str, Any]) -> None:
         run_backtest(
             world["settings"], store=world["live"], account="span2", start=START + 100 * HOUR, with_ablation=False
         )
+
+
+def test_backtest_cli_checks_its_span(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tickcast.cli import main
+
+    store = ["--store", f"chdb://{tmp_path / 'ch'}", "--no-progress"]
+    bad = CliRunner().invoke(main, ["backtest", *store, "--start", "yesterday"])
+    assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output, bad.output
+    mixed = CliRunner().invoke(main, ["backtest", *store, "--kafka", "--end", "2025-11-21T00:00:00Z"])
+    assert mixed.exit_code == 2 and "stored rows" in mixed.output, mixed.output

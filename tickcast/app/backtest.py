@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +99,26 @@ def stored_bars(
     )
     cols = rows.to_pydict()
     atr = [np.nan if a is None else a for a in cols["atr"]]
-    return [
-        TradeBar(*fields)
-        for fields in zip(
-            cols["symbol"],
-            cols["t"],
-            cols["open"],
-            cols["high"],
-            cols["low"],
-            cols["close"],
-            atr,
-            cols["prob"],
-            cols["version"],
-            cols["reason"],
-            strict=True,
+    # tuple.__new__ through map: no Python frame per bar (4.3 M bars in a 30-day backtest)
+    return list(
+        map(
+            tuple.__new__,
+            repeat(TradeBar),
+            zip(
+                cols["symbol"],
+                cols["t"],
+                cols["open"],
+                cols["high"],
+                cols["low"],
+                cols["close"],
+                atr,
+                cols["prob"],
+                cols["version"],
+                cols["reason"],
+                strict=True,
+            ),
         )
-    ]
+    )
 
 
 def stored_controls(store: Store, account: str) -> list[TradeControl]:
@@ -455,9 +460,9 @@ def run_backtest(
         controls = [c for c in stored_controls(store, live_account) if end is None or c.at <= end]
         n_bars = len(bars)
         if not bars:
-            span = "" if start is None and end is None else f" between {_iso(start)} and {_iso(end)}"
+            within = "" if start is None and end is None else f" between {_iso(start)} and {_iso(end)}"
             raise RuntimeError(
-                f"no stored {interval} candles with predictions to backtest{span}; run the flow "
+                f"no stored {interval} candles with predictions to backtest{within}; run the flow "
                 "(`tickcast up`, `tickcast replay`) first"
             )
         initial = None
@@ -487,11 +492,11 @@ def run_backtest(
     if start is not None or end is not None:
         doc["span"] = {"start": start, "end": end}
     if source == "store":
-        span = (start, end) if start is not None or end is not None else None
+        bounds = (start, end) if start is not None or end is not None else None
         doc["compared_with"] = {
             "account": live_account,
-            "tables": compare_accounts(store, account, live_account, span),
-            **({"span": {"start": start, "end": end}} if span else {}),
+            "tables": compare_accounts(store, account, live_account, bounds),
+            **({"span": {"start": start, "end": end}} if bounds else {}),
         }
     if with_ablation:
         doc["ablation"] = ablation(store, settings, progress=say if progress else None)
