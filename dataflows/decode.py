@@ -206,12 +206,15 @@ def _text(payload: Any) -> str:
         return f"<{type(payload).__name__}>"
 
 
-class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
-    def __init__(self, config: DecodeConfig, state: GateState | None) -> None:
+DecodeInput = RawBatch | PartitionMark | ConsumerError  # per source partition (dataflows/items.py)
+
+
+class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]):
+    def __init__(self, config: DecodeConfig, state: bytes | GateState | None) -> None:
         self.config = config
         self.state = thaw(state) or GateState()
 
-    def on_batch(self, values: list[RawBatch | PartitionMark | ConsumerError]) -> tuple[list[tuple[Any, ...]], bool]:
+    def on_batch(self, values: list[DecodeInput]) -> tuple[list[tuple[Any, ...]], bool]:
         out = Out()
         now_ms = int(time.time() * 1000)
         self._apply_enable_requests(out, now_ms)
@@ -491,5 +494,5 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
                 metrics.PROVIDER_DISABLED.labels(provider).set(0)
                 out.append(LiveEvent("events", {"kind": "provider_enabled", "provider": provider}, None, now_ms))
 
-    def snapshot(self) -> GateState:
+    def snapshot(self) -> bytes | None:
         return freeze(self.state, enabled=self.config.recovery)
