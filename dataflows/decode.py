@@ -203,14 +203,17 @@ def _text(payload: Any) -> str:
         return f"<{type(payload).__name__}>"
 
 
-class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
-    def __init__(self, config: DecodeConfig, state: GateState | None, hooks: FlowHooks | None = None) -> None:
+DecodeInput = RawBatch | PartitionMark | ConsumerError  # per source partition (dataflows/items.py)
+
+
+class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]):
+    def __init__(self, config: DecodeConfig, state: bytes | GateState | None, hooks: FlowHooks | None = None) -> None:
         self.config = config
         # every partition's gate in this process hears an "enable provider" (FlowHooks.enable_requests)
         self.enable_requests = (hooks or FlowHooks()).enable_requests
         self.state = thaw(state) or GateState()
 
-    def on_batch(self, values: list[RawBatch | PartitionMark | ConsumerError]) -> tuple[list[tuple[Any, ...]], bool]:
+    def on_batch(self, values: list[DecodeInput]) -> tuple[list[tuple[Any, ...]], bool]:
         out = Out()
         now_ms = int(time.time() * 1000)
         self._apply_enable_requests(out, now_ms)
@@ -490,5 +493,5 @@ class DecodeLogic(StatefulBatchLogic[RawBatch, tuple[Any, ...], GateState]):
                 metrics.PROVIDER_DISABLED.labels(provider).set(0)
                 out.append(LiveEvent("events", {"kind": "provider_enabled", "provider": provider}, None, now_ms))
 
-    def snapshot(self) -> GateState:
+    def snapshot(self) -> bytes | None:
         return freeze(self.state, enabled=self.config.recovery)

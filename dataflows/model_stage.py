@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -221,8 +221,8 @@ ModelItem = Features | Label | Progress
 _FEATURE_INDEX = {name: j for j, name in enumerate(ALL_FEATURES)}
 
 
-class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState]):
-    def __init__(self, config: ModelConfig, state: ModelState | None, hooks: FlowHooks | None = None) -> None:
+class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | None]):
+    def __init__(self, config: ModelConfig, state: bytes | ModelState | None, hooks: FlowHooks | None = None) -> None:
         self.config = config
         self.hooks = hooks or FlowHooks()  # tests: no job starter, a predictor of its own
         self.state = _thawed(thaw(state) or ModelState())
@@ -238,8 +238,20 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             self.state.feature_drift = FeatureDriftMonitor(config.feature_window, config.feature_z)
         self.predictor = _predictor(config, self.state, self.hooks.predictors)
 
-    def snapshot(self) -> ModelState:
+    def snapshot(self) -> bytes | None:
         return freeze(self.state, enabled=self.config.recovery)
+
+    @property
+    def _accuracy(self) -> VersionedAccuracy:
+        accuracy = self.state.accuracy
+        assert accuracy is not None  # set by __init__ (None only in a ModelState not yet thawed)
+        return accuracy
+
+    @property
+    def _feature_monitor(self) -> FeatureDriftMonitor:
+        monitor = self.state.feature_drift
+        assert monitor is not None  # set by __init__, as _accuracy
+        return monitor
 
     def on_batch(self, values: list[list[ModelItem]]) -> tuple[list[tuple[Any, ...]], bool]:
         """Each value is one upstream activation's model inputs (`Out.model`)."""
@@ -370,7 +382,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         if None in index:  # a model with a feature the table does not hold: take its own values
             X64 = np.array(_feature_values(rows, names), dtype=np.float64).reshape(len(rows), len(names))
         else:
-            X64 = every[:, index]
+            X64 = every[:, cast(list[int], index)]
         X = X64.astype(np.float32)
         symbols = [row["symbol"] for row in rows]
         # A one-row batch scores bit for bit like the same row in a larger one: the ONNX
@@ -456,7 +468,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             out.append(TradeBars(bars))
 
     def _feature_drift(
-        self, at_ms: int, chunks: list[tuple[str, np.ndarray, list[str], list[str], np.ndarray]], out: Out
+        self, at_ms: int, chunks: list[tuple[str, np.ndarray, list[str], list[str], np.ndarray]], out: list[Any]
     ) -> None:
         """Boundary `at_ms`: its feature rows into the drift rings in (close_time, symbol,
         interval) order, then, when a model served the last of them, the rings against that
@@ -467,7 +479,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         intervals = np.asarray([i for c in chunks for i in c[3]], dtype=str)
         order = np.lexsort((intervals, symbols, close))
         ordered = np.concatenate([c[4] for c in chunks])[order]
-        monitor = self.state.feature_drift
+        monitor = self._feature_monitor
         monitor.add({name: ordered[:, j] for j, name in enumerate(ALL_FEATURES)})
         version = versions[int(order[-1])]
         metadata = self._reference(version)
@@ -507,9 +519,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
 
     def _publish_accuracy(self) -> None:
         """The serving version's own accuracy and health on the seed gauge (NaN = not enough data)."""
-        state = self.state.accuracy.state(self.state.serving_version)
-        enough = state.health != INSUFFICIENT_DATA and state.accuracy is not None
-        metrics.ML_ACCURACY.set(100.0 * state.accuracy if enough else math.nan)
+        state = self._accuracy.state(self.state.serving_version)
+        accuracy = state.accuracy if state.health != INSUFFICIENT_DATA else None
+        metrics.ML_ACCURACY.set(100.0 * accuracy if accuracy is not None else math.nan)
         metrics.ML_ACCURACY_SAMPLES.set(state.n)
         for health in HEALTH_STATES:
             metrics.ML_ACCURACY_HEALTH.labels(health).set(1.0 if health == state.health else 0.0)
@@ -529,9 +541,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
                     window = self.state.windows[version] = WindowedCalibration(
                         self.config.window_ms, model_version=version
                     )
-                ts, idx, prob, label = (np.array(col) for col in zip(*items, strict=True))
-                window.add(ts, idx, prob, label)
-                self.state.accuracy.add(version, prob, label)  # each version's health from its own predictions
+                ts_col, idx_col, prob_col, label_col = (np.array(col) for col in zip(*items, strict=True))
+                window.add(ts_col, idx_col, prob_col, label_col)
+                self._accuracy.add(version, prob_col, label_col)  # each version's health from its own predictions
             self._publish_accuracy()
             if self.config.monitor_enabled:
                 self._evaluate(at_ms, out)
@@ -578,7 +590,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
         # the version has ACCURACY_MIN_SAMPLES of its own.
         acc = None
         if scope == "overall":
-            own = self.state.accuracy.state(version)
+            own = self._accuracy.state(version)
             acc = own.accuracy if own.health != INSUFFICIENT_DATA else None
         ece_prod = _num(reference.get("ece_prod")) if reference else None
         return {
@@ -689,9 +701,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], ModelState
             return  # the baseline is not retrained; its accuracy is the base rate
         # The serving version's own record only: a model promoted a minute ago is
         # INSUFFICIENT_DATA until it has ACCURACY_MIN_SAMPLES labeled predictions of its own.
-        acc_state = self.state.accuracy.state(version)
+        acc_state = self._accuracy.state(version)
         if should_emergency_retrain(acc_state, at_ms, self.config.emergency_cooldown_s):
-            self.state.accuracy.record_emergency_retrain(at_ms)
+            self._accuracy.record_emergency_retrain(at_ms)
             self._drift_event(
                 "accuracy_critical",
                 at_ms,

@@ -222,7 +222,7 @@ def build_flow(
             )
             trading_items = op.key_rm("trading_out", trading_out)
             outputs.append(trading_items)
-            if stage_cfg.exchange:
+            if stage_cfg.exchange and exchange_gate is not None:  # (exchange implies a gate)
                 adapter = adapter_from_settings(settings, exchange_gate)
                 log.warning("exchange account check: %s", adapter.check())  # fails start-up when unreachable
                 op.output(

@@ -56,6 +56,7 @@ def _by_threshold(pending: PendingCandle) -> tuple[int, str]:
 
 
 _STATUS_REASON = {1: "duplicate", 2: "late"}
+_NO_TICKS = np.empty(0, np.int64)  # `after` of a batch without ticks (never indexed)
 
 
 @dataclass(frozen=True)
@@ -133,11 +134,11 @@ class ShardState:
     later: Later
 
 
-class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tuple[Any, ...], ShardState]):
+class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tuple[Any, ...], bytes | None]):
     """The symbols of one shard; each value is one decode activation's (symbol, input) pairs,
     or (replays) a partition's `Progress`, handed on to the model stage behind the rows."""
 
-    def __init__(self, config: SymbolConfig, state: ShardState | None) -> None:
+    def __init__(self, config: SymbolConfig, state: bytes | ShardState | None) -> None:
         self.config = config
         shard = thaw(state) or ShardState({}, [])
         if isinstance(shard, dict):  # a recovery store written before side work was deferred
@@ -200,13 +201,12 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
         later, self.later = self.later, []
         viewed: set[str] = set()
         for work in later:
-            symbol = work[0]
+            symbol = work.symbol
             logic = self.symbols[symbol]
-            cls = work.__class__
-            if cls is StoreTicks:
-                logic.store_ticks(work[1], work[2], out)
-            elif cls is StoreBars:
-                logic.store_bars(work[1], work[2], out)
+            if isinstance(work, StoreTicks):  # one per (symbol, activation): no hot path
+                logic.store_ticks(work.ticks, work.status, out)
+            elif isinstance(work, StoreBars):
+                logic.store_bars(work.ends, work.bar_values, out)
             elif symbol not in viewed:  # PublishView: one per symbol and activation, of its state now
                 viewed.add(symbol)
                 logic.publish_view(out)
@@ -228,6 +228,13 @@ class SymbolLogic:
     @property
     def symbol(self) -> str:
         return self.state.symbol
+
+    @property
+    def _sentiment(self) -> SentimentState:
+        """The bar state, for work that only follows a tick (which creates it)."""
+        sentiment = self.state.sentiment
+        assert sentiment is not None
+        return sentiment
 
     def on_input(self, inputs: SymbolInput, out: ShardOut, later: Later) -> None:
         """One batch of the symbol's records, with the result of one record per batch.
@@ -263,6 +270,8 @@ class SymbolLogic:
         return min(p.arrived_wall for p in self.state.pending) + self.config.timeout_ms / 1000
 
     def on_timeout(self, now: float, out: ShardOut, later: Later) -> None:
+        if self.config.timeout_ms is None:  # replays: no wall-clock timeout
+            return
         deadline = now - self.config.timeout_ms / 1000
         expired = [p for p in self.state.pending if p.arrived_wall <= deadline]
         if expired:
@@ -283,7 +292,7 @@ class SymbolLogic:
             self._refused(ticks, status, out)
 
     def store_bars(self, ends: np.ndarray, vals: np.ndarray, out: ShardOut) -> None:
-        sentiment = self.state.sentiment
+        sentiment = self._sentiment
         out.add_table("sentiment_bars", self._bar_block(ends, vals))  # NaN -> NULL in the store
         if self.config.publish_live:
             for bar_end, row in zip(ends.tolist(), vals.tolist(), strict=True):
@@ -394,6 +403,8 @@ class SymbolLogic:
         waiting = state.pending
         if not waiting and len(arrived) <= 1:  # live: nothing waiting and one candle at most
             return self._release_one(start, arrived, after, n_ticks)
+        if after is None:  # no tick in the batch: `_among_ticks` is never called
+            after = _NO_TICKS
         releases: list[tuple[int, PendingCandle]] = []
         soonest = min(p.close_time for p in waiting) + grace if waiting else None  # the first threshold due
         w = start
@@ -430,11 +441,14 @@ class SymbolLogic:
     ) -> list[tuple[int, PendingCandle]]:
         """`_release` with nothing waiting before the batch and at most one candle in it."""
         state = self.state
+        if after is None:  # no tick in the batch (n_ticks == 0): never indexed
+            after = _NO_TICKS
         end = start if n_ticks == 0 else max(start, int(after[-1]))
-        if not arrived or arrived[0][1] is None:
+        pending = arrived[0][1] if arrived else None
+        if pending is None:
             state.watermark = end
             return []
-        cut, pending, ingest = arrived[0]
+        cut, _, ingest = arrived[0]
         w = max(start if cut == 0 else max(start, int(after[cut - 1])), ingest)  # just after the candle
         state.watermark = max(w, end)
         threshold = pending.close_time + self.config.grace_ms
@@ -469,7 +483,7 @@ class SymbolLogic:
         if len(due) > 1:
             due.sort(key=_by_threshold)
         single = cut - done == 1
-        marks = None if single else after[done:cut].tolist()
+        marks: list[int] = [] if single else after[done:cut].tolist()
         for p in due:  # the first tick whose watermark reaches the candle's threshold
             threshold = p.close_time + grace
             if single or w >= threshold:
@@ -531,7 +545,7 @@ class SymbolLogic:
             self._emit_features(pending, None, known, last, out)
 
     def _close_bars(self, watermark: int, later: Later) -> None:
-        ends, vals = self.state.sentiment.advance_columns(watermark)
+        ends, vals = self._sentiment.advance_columns(watermark)
         if ends.size:
             later.append(StoreBars(self.symbol, ends, vals))
 
@@ -560,7 +574,7 @@ class SymbolLogic:
             {"bar_end": ends},
             {"symbol": self.symbol, "step": self.config.step_name},
             vals,
-            self.state.sentiment.columns[1:],
+            self._sentiment.columns[1:],
         )
 
     def _features(self, pending: PendingCandle, cause: str | None, as_of: int | None, out: ShardOut) -> dict[str, Any]:
@@ -581,7 +595,7 @@ class SymbolLogic:
         out.join_attempts += 1
         sentiment = self.state.sentiment
         vals = sentiment.bar_values(pending.close_time, as_of=as_of) if sentiment is not None else None
-        if vals is None:
+        if vals is None or sentiment is None:
             status = cause or "no_sentiment"
             row.update(dict.fromkeys(_SENT_COLUMNS))
         else:

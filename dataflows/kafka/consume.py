@@ -58,12 +58,13 @@ def consume_json(
         consumer.assign([TopicPartition(topic, i, start) for i in range(n)])
         while not finished():
             for msg in consumer.consume(num_messages=1000, timeout=poll_s):
-                if msg.error() is not None:
-                    log.warning("consume_json %s: %s", topic, msg.error().str())
+                error, value = msg.error(), msg.value()
+                if error is not None:
+                    log.warning("consume_json %s: %s", topic, error.str())
                     continue
                 last = time.monotonic()
                 try:
-                    yield orjson.loads(msg.value())
+                    yield orjson.loads(value if value is not None else b"")
                 except orjson.JSONDecodeError:
                     log.warning("consume_json %s: skipping a non-JSON value at offset %s", topic, msg.offset())
     finally:

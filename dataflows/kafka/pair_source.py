@@ -129,14 +129,16 @@ class _PairMerger:
             elif done[i]:
                 lows.append(float("inf"))
             else:
-                lows.append(float("-inf") if self.max_seen[i] is None else float(self.max_seen[i]))
+                seen = self.max_seen[i]
+                lows.append(float("-inf") if seen is None else float(seen))
         return min(lows) if lows else float("inf")
 
     def release(self, exempt: list[bool], cap: int | None = None) -> RawBlock:
         """Messages with effective ts ≤ min over non-exempt TPs of the max ts seen there
         (and ≤ `cap`), merged by (ts, TP index, offset): ticks (index 0) go first on ties."""
-        bounds = [m for m, ex in zip(self.max_seen, exempt, strict=True) if not ex]
-        if any(b is None for b in bounds):
+        seen = [m for m, ex in zip(self.max_seen, exempt, strict=True) if not ex]
+        bounds = [m for m in seen if m is not None]
+        if len(bounds) < len(seen):
             return RawBlock(self.names, [], _EMPTY)  # a TP that may still deliver has shown nothing yet
         frontier = min(bounds) if bounds else None
         if cap is not None:
@@ -273,17 +275,15 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self._done = [tp is None for tp in tps]
         self._idle = False
         self._consumer = Consumer(config)
-        live = [i for i, tp in enumerate(tps) if tp is not None]
+        live = {i: tp for i, tp in enumerate(tps) if tp is not None}
         self._high: list[int] = [0] * len(tps)
         if not tail:
             # A lower bound for "the end": tansu's ListOffsets answers with the last batch's
             # base offset + 1, below the true end, so done = a partition-EOF event at an
             # offset ≥ this, never "position ≥ this" alone.
-            for i in live:
-                self._high[i] = self._consumer.get_watermark_offsets(tps[i], timeout=METADATA_TIMEOUT_S, cached=False)[
-                    1
-                ]
-        self._consumer.assign([TopicPartition(tps[i].topic, tps[i].partition, self._start[i]) for i in live])
+            for i, tp in live.items():
+                self._high[i] = self._consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S, cached=False)[1]
+        self._consumer.assign([TopicPartition(tp.topic, tp.partition, self._start[i]) for i, tp in live.items()])
 
     def next_batch(self) -> list[PairItem]:
         msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0.0)
@@ -300,11 +300,12 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             for i in range(len(self._tps))
         ]
         for i, ex in enumerate(exempt):
-            if ex != self._exempt[i] and self._tps[i] is not None and not self._done[i]:
+            changed = self._tps[i]
+            if ex != self._exempt[i] and changed is not None and not self._done[i]:
                 log.info(
                     "%s: %s %s (the other topic's messages are released without waiting for it)",
                     self._key,
-                    self._tps[i].topic,
+                    changed.topic,
                     "caught up and idle" if ex else "delivering again",
                 )
         self._exempt = exempt
@@ -354,7 +355,7 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         topics = list(map(Message.topic, msgs))
         first = topics[0]
         if topics.count(first) == len(topics):  # the usual case: one TP per consumed batch
-            i = self._topic_index.get(first)
+            i = self._topic_index.get(first or "")
             return [] if i is None else [(i, msgs)]
         return [
             (i, group)

@@ -168,6 +168,8 @@ class CheckedProducer:
         for topic, value, key, ts, partition in messages:
             _produce(self.producer, topic, value, key, ts, sent, partition, deadline)
             n += 1
+            if n % 5_000 == 0:  # serve delivery reports as a big send goes
+                self.producer.poll(0)
         while sent.delivered + sent.failed < n:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -253,33 +255,22 @@ class KafkaIngest:
 
 
 class _ProducerPartition(StatelessSinkPartition[Any]):
-    def __init__(
-        self,
-        producer: Producer,
-        topic_for: Callable[[Any], str] | str,
-        key: Callable[[Any], Any] | None,
-        value: Callable[[Any], bytes],
-        timestamp: Callable[[Any], int | None] | None,
-        flush_timeout: float,
-    ) -> None:
-        self._producer = producer
-        self._topic_for = topic_for
-        self._key = key
-        self._value = value
-        self._timestamp = timestamp
-        self._flush_timeout = flush_timeout
+    def __init__(self, sink: KafkaJsonSink) -> None:
+        self._sink = sink
+        self._producer = _producer(sink.brokers, sink.add_config)
         self._tracker = _DeliveryTracker()
 
     def write_batch(self, items: list[Any]) -> None:
+        sink, topic_for = self._sink, self._sink.topic_for
         for item in items:
-            topic = self._topic_for if isinstance(self._topic_for, str) else self._topic_for(item)
-            key = _key_bytes(self._key(item)) if self._key else None
-            ts = self._timestamp(item) if self._timestamp else None
-            _produce(self._producer, topic, self._value(item), key, ts, self._tracker)
-        self._tracker.check(self._producer, self._flush_timeout, "KafkaJsonSink")
+            topic = topic_for if isinstance(topic_for, str) else topic_for(item)
+            key = _key_bytes(sink.key(item)) if sink.key else None
+            ts = sink.timestamp(item) if sink.timestamp else None
+            _produce(self._producer, topic, sink.value(item), key, ts, self._tracker)
+        self._tracker.check(self._producer, sink.flush_timeout, "KafkaJsonSink")
 
     def close(self) -> None:
-        self._producer.flush(self._flush_timeout)
+        self._producer.flush(self._sink.flush_timeout)
 
 
 class KafkaJsonSink(DynamicSink[Any]):
@@ -307,11 +298,4 @@ class KafkaJsonSink(DynamicSink[Any]):
         self.add_config = dict(add_config or {})
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
-        return _ProducerPartition(
-            _producer(self.brokers, self.add_config),
-            self.topic_for,
-            self.key,
-            self.value,
-            self.timestamp,
-            self.flush_timeout,
-        )
+        return _ProducerPartition(self)

@@ -304,3 +304,21 @@ def test_method_and_route_errors_are_json(server) -> None:
         assert "GET is not allowed" in r.json()["error"]
         r = c.get("/api/nothing-here")
         assert r.status_code == 404 and "openapi.json" in r.json()["error"]
+
+
+def test_kafka_ingest_without_a_broker_answers_503_with_the_reason(server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """An API replica (ingest = KafkaIngest) whose broker does not acknowledge within
+    KAFKA_INGEST_TIMEOUT_S answers 503 with the reason and Retry-After, not 202 into nothing."""
+    from dataflows.kafka.produce import KafkaIngest
+    from tests.api.conftest import make_settings
+    from tests.conftest import free_port
+
+    settings = make_settings(TICKCAST_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}", KAFKA_INGEST_TIMEOUT_S=1.0)
+    ingest = KafkaIngest(settings)
+    monkeypatch.setattr(server.ctx, "ingest", ingest)
+    started = time.monotonic()
+    with server.client() as c:
+        r = c.post("/api/sentiment/tick", json=tick(), headers=AUTH)
+    assert r.status_code == 503, r.text
+    assert "Kafka did not take these records" in r.json()["error"] and r.headers["Retry-After"]
+    assert time.monotonic() - started < 5
