@@ -11,12 +11,15 @@ import json
 import re
 import tempfile
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickcast.records import PROVIDER_RE
+
+if TYPE_CHECKING:
+    from tickcast.store import StoreMode
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -382,6 +385,13 @@ class Settings(BaseSettings):
     @property
     def auto_loop_interval_s(self) -> float:
         return parse_duration_ms(self.INFERENCE_AUTO_LOOP_INTERVAL) / 1000
+
+    @cached_property
+    def store_mode(self) -> StoreMode:
+        """Embedded (chdb://) or server (http[s]://): decided once, here, from TICKCAST_CLICKHOUSE_URL."""
+        from tickcast.store import store_mode
+
+        return store_mode(self.TICKCAST_CLICKHOUSE_URL)
 
     @property
     def kafka_enabled(self) -> bool:

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,11 +25,11 @@ from dataflows.signals import FlowOptions, build_flow, kafka_source, run_flow
 from dataflows.sinks import WriteMonitor
 from dataflows.sources import STOP, QueueSource, SimulatorSource
 from tickcast.acks import Receipt, StoredAcks
-from tickcast.bus import IdClock, LocalBus
+from tickcast.bus import Event, EventPublisher, IdClock, LocalBus
 from tickcast.gc_tuning import tune_gc
 from tickcast.inbox import RETRY_AFTER_S, IngestInbox, IngestRefused
 from tickcast.settings import Settings
-from tickcast.store import Store
+from tickcast.store import Store, StoreMode
 
 log = logging.getLogger(__name__)
 # Without a recovery store an epoch only paces Bytewax's progress tracking, and every epoch
@@ -274,7 +274,11 @@ class EmbeddedSystem:
 
 
 def make_job_center(
-    settings: Settings, store: Store, bus: LocalBus, ids: IdClock, ingest: Callable[[list[dict[str, Any]]], None]
+    settings: Settings,
+    store: Store,
+    bus: EventPublisher,
+    ids: IdClock,
+    ingest: Callable[[list[dict[str, Any]]], None],
 ) -> Any:
     from tickcast.jobs import JobCenter, RetrainRecorder
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
@@ -518,7 +522,7 @@ def run_distributed_flow(
         process_id=process_id or 0,
         processes=len(addresses) if addresses else 1,
         workers_per_process=workers,
-        shared_store=not settings.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"),
+        shared_store=settings.store_mode is StoreMode.SERVER,
     )
     if settings.TICKCAST_FLOW_METRICS_PORT and settings.METRICS_ENABLED:
         from prometheus_client import start_http_server
@@ -584,7 +588,12 @@ def flow_job_starter(settings: Settings, store: Store) -> JobStarter:
 
 
 class KafkaEventPublisher:
-    """Distributed mode: live events go to Kafka topics that every API replica consumes."""
+    """Distributed mode: live events go to Kafka topics that every API replica consumes.
+
+    An `EventPublisher` that holds nothing unstored (`holds_unstored` False): the replicas
+    resume from ClickHouse only, so the event sink stores each batch before publishing it."""
+
+    holds_unstored = False
 
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Producer
@@ -593,7 +602,17 @@ class KafkaEventPublisher:
         self.topics = {"predictions": settings.TICKCAST_TOPIC_PREDICTIONS}
         self.default_topic = settings.TICKCAST_TOPIC_CALIBRATION
 
-    def publish(self, event: Any) -> None:
+    def publish_many(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.publish(event)
+
+    def publish_unstored(self, events: list[Event]) -> None:
+        self.publish_many(events)  # nothing is held: not called by the sink (holds_unstored is False)
+
+    def mark_stored(self, events: Iterable[Event]) -> None:
+        return None
+
+    def publish(self, event: Event) -> None:
         import orjson
 
         payload = orjson.dumps(
