@@ -262,7 +262,7 @@ class Settings(BaseSettings):
     METRICS_ALERT_TRADING_EQUITY_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.02  # below the 1 h high
 
     # --- API, SSE, UI -----------------------------------------------------------------------
-    API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
+    API_KEYS: CsvList = ("tickcast-dev-key",)
     API_MAX_BODY_BYTES: PositiveInt = 1_048_576
     SSE_MAX_RATE_HZ: Annotated[float, Field(gt=0, le=1_000)] = 10.0
     SSE_MAX_BURST: Annotated[int, Field(ge=0, le=100)] = 2  # states beyond the rate allowed back to back
@@ -273,7 +273,7 @@ class Settings(BaseSettings):
     API_CORS_ORIGINS: Origins = ()  # browser origins allowed to call the API cross-site; empty = CORS closed
     API_JOB_RATE_PER_HOUR: Annotated[int, Field(ge=1, le=3_600)] = 12  # job starts per kind over the API
     API_JOB_RATE_BURST: Annotated[int, Field(ge=1, le=100)] = 3  # job starts per kind allowed back to back
-    BACKFILL_INPUT_ROOTS: CsvList = ("./var", tempfile.gettempdir())  # type: ignore[assignment]
+    BACKFILL_INPUT_ROOTS: CsvList = ("./var", tempfile.gettempdir())
     VITE_RISK_FRESH_MS: PositiveInt = 15_000
     VITE_SIG_FRESH_MS: PositiveInt = 90_000
     VITE_SEVERE_LAG_MULT: Annotated[float, Field(ge=1)] = 3.0

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dataflows.hooks import FlowHooks, JobStarter
 from dataflows.signals import FlowOptions, build_flow, kafka_source, run_flow
@@ -30,6 +30,9 @@ from tickcast.gc_tuning import tune_gc
 from tickcast.inbox import RETRY_AFTER_S, IngestInbox, IngestRefused
 from tickcast.settings import Settings
 from tickcast.store import Store, StoreMode
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 # Without a recovery store an epoch only paces Bytewax's progress tracking, and every epoch
@@ -278,7 +281,7 @@ def make_job_center(
     store: Store,
     bus: EventPublisher,
     ids: IdClock,
-    ingest: Callable[[list[dict[str, Any]]], None],
+    ingest: Callable[[list[dict[str, Any]]], object],
 ) -> Any:
     from tickcast.jobs import JobCenter, RetrainRecorder
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
@@ -355,7 +358,7 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> int:
     tune_gc()  # after start-up, before serving: see tickcast/gc_tuning.py
     bound = settings.TICKCAST_SHUTDOWN_TIMEOUT_S
     shutdown = _Shutdown(bound)
-    server = _Server(
+    server = _server(
         uvicorn.Config(
             app,
             host=settings.TICKCAST_API_HOST,
@@ -401,33 +404,31 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> int:
     return status
 
 
-class _Server:
+def _server(config: uvicorn.Config, *, on_signal: Callable[[str], None]) -> uvicorn.Server:
     """uvicorn's Server with two changes: `on_signal` hears SIGTERM/SIGINT first, and the signal
     is not re-raised after serving (uvicorn does that to end the process, which would skip
     the flush that follows)."""
+    import uvicorn
 
-    def __new__(cls, config: Any, *, on_signal: Callable[[str], None]) -> Any:
-        import uvicorn
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            on_signal(signal.Signals(sig).name)
+            super().handle_exit(sig, frame)
 
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-                on_signal(signal.Signals(sig).name)
-                super().handle_exit(sig, frame)
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
 
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                if threading.current_thread() is not threading.main_thread():
-                    yield
-                    return
-                handled = (signal.SIGINT, signal.SIGTERM)
-                original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-                try:
-                    yield
-                finally:
-                    for sig, handler in original.items():
-                        signal.signal(sig, handler)
-
-        return Server(config)
+    return Server(config)
 
 
 class _Shutdown:
@@ -625,7 +626,12 @@ class KafkaEventPublisher:
 
 
 def follow_kafka_events(
-    settings: Settings, bus: LocalBus, ids: IdClock, *, from_offset: str = "end", stop: threading.Event | None = None
+    settings: Settings,
+    bus: LocalBus,
+    ids: IdClock,
+    *,
+    from_offset: Literal["beginning", "end"] = "end",
+    stop: threading.Event | None = None,
 ) -> list[threading.Thread]:
     """API replica side of the fan-out: every replica consumes the flow's output topics and
     republishes the events, with the flow's ids, on its own in-process bus."""
