@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.ratelimit import JobStartLimiter
-from tickcast.bus import IdClock, LocalBus
+from tickcast.bus import EventBus, IdClock
 from tickcast.jobs import JobCenter
 from tickcast.settings import Settings
 from tickcast.store import Store
@@ -36,7 +36,7 @@ class AppContext:
 
     settings: Settings
     store: Store
-    bus: LocalBus
+    bus: EventBus
     ingest: Callable[[list[dict[str, Any]]], Any]
     jobs: JobCenter
     registry_root: Path

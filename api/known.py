@@ -28,10 +28,7 @@ def _listing(values: Iterable[str], what: str) -> str:
 
 
 def live_symbols(ctx: AppContext) -> set[str]:
-    symbols = getattr(ctx.bus, "symbols", None)
-    if symbols is None:
-        return set()
-    return {s for stream in STREAMS for s in symbols(stream)}
+    return {s for stream in STREAMS for s in ctx.bus.symbols(stream)}
 
 
 def _stored_symbol(ctx: AppContext, symbol: str) -> bool:

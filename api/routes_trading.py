@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -460,7 +461,7 @@ async def equity(request: Request) -> Response:
 
 def _guards(ctx: AppContext, account: str) -> dict[str, Any]:
     s = ctx.settings
-    latest = (ctx.store.named("trading_latest", {"account": account}) or [None])[0]
+    latest: dict[str, Any] | None = next(iter(ctx.store.named("trading_latest", {"account": account})), None)
     events: dict[str, dict[str, dict[str, Any]]] = {}
     for row in ctx.store.named("trading_risk_latest", {"account": account}):
         events.setdefault(row["guard"], {})[row["kind"]] = row
@@ -471,8 +472,7 @@ def _guards(ctx: AppContext, account: str) -> dict[str, Any]:
     )
 
     def last(guard: str, *kinds: str) -> dict[str, Any] | None:
-        found = [events.get(guard, {}).get(k) for k in kinds]
-        found = [f for f in found if f]
+        found = [row for k in kinds if (row := events.get(guard, {}).get(k))]
         if not found:
             return None
         row = max(found, key=lambda r: r["last_ts"])
@@ -490,7 +490,7 @@ def _guards(ctx: AppContext, account: str) -> dict[str, Any]:
 
     day_start = latest["day_start_equity"] if latest else s.RISK_STARTING_EQUITY
     top = exposure[0] if exposure else None
-    guards = [
+    guards: list[dict[str, Any]] = [
         {
             "guard": "kill_switch",
             "limit": None,
@@ -727,7 +727,7 @@ def _plan(ctx: AppContext, command: str, account: str) -> dict[str, Any]:
     }
 
 
-def _command(path: str):  # type: ignore[no-untyped-def]
+def _command(path: str) -> Callable[[Request], Awaitable[Response]]:
     command = COMMANDS[path]
     limited = path in RATE_LIMITED
 

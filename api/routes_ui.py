@@ -32,6 +32,7 @@ from api.schemas import BOOL, INT, MS, NUM, STR, arr, nullable, obj
 from api.validation import Param, parse_query, spec
 from tickcast.records import INTERVAL_MS
 from tickcast.settings import parse_duration_ms
+from tickcast.store import StoreMode
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -143,7 +144,7 @@ def hand_out_key(
     """The key the page may receive without asking: embedded mode, loopback bind, loopback client,
     a loopback Host header, and a same-origin request."""
     s = ctx.settings
-    if not s.API_KEYS or not s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"):
+    if not s.API_KEYS or s.store_mode is not StoreMode.EMBEDDED:
         return None
     if not (_is_loopback(s.TICKCAST_API_HOST) and _is_loopback(client_host)):
         return None
@@ -198,7 +199,7 @@ async def ui_config(request: Request) -> Response:
         {
             "auth_required": bool(s.API_KEYS),
             "api_key": key,
-            "mode": "embedded" if s.TICKCAST_CLICKHOUSE_URL.startswith("chdb://") else "distributed",
+            "mode": "embedded" if s.store_mode is StoreMode.EMBEDDED else "distributed",
             # VITE_USE_MOCKS=1: the page runs on mock data and mock streams (api/static/mocks.js)
             "use_mocks": s.VITE_USE_MOCKS,
             "symbols": await _symbols(ctx),

@@ -65,8 +65,7 @@ async def replay(
     The ones the flow has published but not stored yet are read from the bus *before* the
     store is queried: an event leaves the bus's unstored set only once it is in
     `live_events`, so it is in one of the two reads (or both: merged by id)."""
-    unstored = getattr(ctx.bus, "unstored_after", None)
-    pending = unstored(stream, symbols, after) if unstored is not None else []
+    pending = ctx.bus.unstored_after(stream, symbols, after)
     rows = await blocking(
         ctx.store.named,
         "live_events_after",
@@ -88,9 +87,7 @@ async def newest_if_ahead(ctx: AppContext, stream: str, last_id: int) -> int | N
     newest = ctx.id_clock.current()
     if last_id <= newest:
         return None
-    unstored = getattr(ctx.bus, "unstored_after", None)
-    if unstored is not None:
-        newest = max([newest, *(e.id for e in unstored(stream, None, newest))])
+    newest = max([newest, *(e.id for e in ctx.bus.unstored_after(stream, None, newest))])
     rows = await blocking(ctx.store.named, "live_events_newest_id", {"stream": stream})
     newest = max(newest, int(rows[0]["newest"] or 0) if rows else 0)
     return None if last_id <= newest else newest

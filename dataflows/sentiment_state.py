@@ -135,7 +135,7 @@ class TickBatch:
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> TickBatch:
         """From dicts with ts, ingest_ts, score, polarity, id and optional weight (default 1.0), validated."""
         rows = list(records)
-        cols = {
+        cols: dict[str, np.ndarray] = {
             "ts": np.array([r["ts"] for r in rows], np.int64),
             "ingest_ts": np.array([r["ingest_ts"] for r in rows], np.int64),
             "score": np.array([r["score"] for r in rows], np.float64),

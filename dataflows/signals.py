@@ -45,7 +45,7 @@ from dataflows.sinks import EventSink, LiveGate, StoreSink, WriteMonitor
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from dataflows.trading.exchange import ExchangeSink, adapter_from_settings, announce, resolve_gate
 from dataflows.trading.stage import StageConfig, TradingLogic
-from tickcast.bus import EventBus, IdClock
+from tickcast.bus import EventPublisher, IdClock
 from tickcast.settings import Settings
 from tickcast.store import Store
 
@@ -119,7 +119,7 @@ def build_flow(
     sources: Sequence[FixedPartitionedSource[Any, Any]],
     *,
     store_factory: Callable[[], Store],
-    bus: EventBus | None = None,
+    bus: EventPublisher | None = None,
     ids: IdClock | None = None,
     options: FlowOptions = FlowOptions(),
     flow_id: str = "signals",

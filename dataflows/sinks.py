@@ -29,7 +29,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows.items import Events
 from tickcast import metrics
-from tickcast.bus import Event, EventBus, IdClock, events_table
+from tickcast.bus import Event, EventPublisher, IdClock, events_table
 from tickcast.store import Store, StoreDataError
 
 log = logging.getLogger(__name__)
@@ -359,16 +359,16 @@ EventItem = Events
 class _EventPartition(StatefulSinkPartition[EventItem, None]):
     """Every event is stored in `live_events` (for Last-Event-ID resume) and published.
 
-    With a bus that can hold unstored events (the in-process `LocalBus`: the SSE clients are
-    in this process) events are published at once and stored on the writer thread; the bus
-    keeps them until stored, and a resume reads them from there. Otherwise (Kafka fan-out
-    to API replicas, which can only resume from ClickHouse) each batch is stored first and
-    then published, in order.
+    With a publisher that holds unstored events (`holds_unstored`: the in-process `LocalBus`,
+    the SSE clients are in this process) events are published at once and stored on the
+    writer thread; the bus keeps them until stored, and a resume reads them from there.
+    Otherwise (Kafka fan-out to API replicas, which can only resume from ClickHouse) each
+    batch is stored first and then published, in order.
     """
 
     def __init__(
         self,
-        bus: EventBus | None,
+        bus: EventPublisher | None,
         store: Store | None,
         ids: IdClock,
         gate: LiveGate | None,
@@ -377,7 +377,7 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
         self.bus = bus
         self.store = store
         self.ids = ids
-        self.publish_first = store is not None and hasattr(bus, "publish_unstored")
+        self.publish_first = store is not None and bus is not None and bus.holds_unstored
         self.gate = gate
         self.monitor = monitor
         self.writer = BackgroundWriter(self._write, name="live-events", monitor=monitor)
@@ -389,9 +389,11 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
                 self.gate.wait()  # already published: storing them is no more urgent than table rows
             if self.store is not None:
                 write_with_retries(self.store, "live_events", [events_table(events)], monitor=self.monitor)
-            if self.publish_first:
-                self.bus.mark_stored(events)  # type: ignore[union-attr]
-            elif self.bus is not None:  # one call per batch: the Kafka fan-out checks its delivery once
+            if self.bus is None:
+                pass
+            elif self.publish_first:
+                self.bus.mark_stored(events)
+            else:
                 self.bus.publish_many(events)
         finally:
             if self.gate is not None and not self.publish_first:
@@ -405,8 +407,8 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
         ]
         if not events:
             return
-        if self.publish_first:
-            self.bus.publish_unstored(events)  # type: ignore[union-attr]
+        if self.publish_first and self.bus is not None:
+            self.bus.publish_unstored(events)
         elif self.gate is not None:
             self.gate.submitted()
         self.writer.submit(events)
@@ -424,7 +426,7 @@ class EventSink(FixedPartitionedSink[EventItem, None]):
 
     def __init__(
         self,
-        bus: EventBus | None,
+        bus: EventPublisher | None,
         store_factory: Callable[[], Store] | None,
         ids: IdClock,
         gate: LiveGate | None = None,

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 "$VENV/bin/ruff" check tickcast dataflows models api sql tests bench scripts
 "$VENV/bin/ruff" format --check --quiet .
+"$VENV/bin/mypy"  # the packages and rules in pyproject.toml [tool.mypy]
 # The dashboard tests drive Debian's Chromium (a browser download at test time does not work here).
 bash scripts/ensure-chromium.sh
 # The alerting tests run Debian's promtool and a real Prometheus (package `prometheus`).

@@ -6,9 +6,11 @@ jobs, model switches). Every event gets a process-monotonic id; the flow also
 stores each event in `live_events`, so an SSE client can resume after
 `Last-Event-ID` from ClickHouse.
 
-Two implementations share `EventBus`: `LocalBus` (embedded mode, one process)
-and, in distributed mode, `LocalBus` fed by a Kafka consumer of the flow's
-output topics, one per stream (see `dataflows.kafka.fanout`).
+Protocols: `EventPublisher` (what the flow's event sink and the job center call) and
+`EventBus` (what the API calls: subscriptions, latest, unstored events). `LocalBus`
+implements both (embedded mode, and in distributed mode each API replica's bus, fed by a
+Kafka consumer of the flow's output topics); `dataflows.kafka.fanout.KafkaEventPublisher`
+is the distributed flow's publisher (one output topic per stream).
 """
 
 from __future__ import annotations
@@ -88,14 +90,45 @@ class IdClock:
             return self._last
 
 
-class EventBus(Protocol):
+class EventPublisher(Protocol):
+    """What the flow's event sink needs (`dataflows.sinks.EventSink`); also the job center's.
+
+    `holds_unstored` is the one capability that differs, declared by each implementation:
+    True (`LocalBus`: the SSE clients are in this process and resume from it) — the sink
+    publishes with `publish_unstored` before the events are stored and calls `mark_stored`
+    after; False (the Kafka fan-out: API replicas resume from ClickHouse only) — the sink
+    stores each batch first, then calls `publish_many`.
+    """
+
+    @property
+    def holds_unstored(self) -> bool: ...
+
     def publish(self, event: Event) -> None: ...
 
     def publish_many(self, events: Iterable[Event]) -> None: ...
 
+    def publish_unstored(self, events: list[Event]) -> None: ...
+
+    def mark_stored(self, events: Iterable[Event]) -> None: ...
+
+
+class EventBus(EventPublisher, Protocol):
+    """What the API needs of the bus (`api.context.AppContext.bus`): SSE subscriptions, the
+    latest event per symbol, the live symbols, and the events published but not stored yet
+    (a resume reads them, see api/sse.py)."""
+
     def subscribe(self, streams: Iterable[str], symbols: Iterable[str] | None = None) -> Subscription: ...
 
+    def unsubscribe(self, sub: Subscription) -> None: ...
+
     def latest(self, stream: str, symbol: str) -> Event | None: ...
+
+    def symbols(self, stream: str) -> list[str]: ...
+
+    def unstored_after(self, stream: str, symbols: frozenset[str] | None, after: int) -> list[Event]: ...
+
+    @property
+    def subscriber_count(self) -> int: ...
 
 
 @dataclass(eq=False)
@@ -138,6 +171,8 @@ class LocalBus:
     `mark_stored`; `unstored_after` lets a resuming client read them, so the stored
     events and these together always hold every event published (see api/sse.py).
     """
+
+    holds_unstored = True  # EventPublisher: the SSE clients are in this process
 
     def __init__(self) -> None:
         self._subs: dict[tuple[str, str | None], set[Subscription]] = {}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tickcast import job_messages, metrics
-from tickcast.bus import Event, EventBus, IdClock
+from tickcast.bus import Event, EventPublisher, IdClock
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class JobCenter:
         store: Any,
         *,
         max_workers: int = 1,
-        bus: EventBus | None = None,
+        bus: EventPublisher | None = None,
         ids: IdClock | None = None,
         min_interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,

@@ -11,12 +11,15 @@ import json
 import re
 import tempfile
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickcast.records import PROVIDER_RE
+
+if TYPE_CHECKING:
+    from tickcast.store import StoreMode
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -265,7 +268,7 @@ class Settings(BaseSettings):
     METRICS_ALERT_TRADING_EQUITY_DROP_RATIO: Annotated[float, Field(gt=0, le=1)] = 0.02  # below the 1 h high
 
     # --- API, SSE, UI -----------------------------------------------------------------------
-    API_KEYS: CsvList = ("tickcast-dev-key",)  # type: ignore[assignment]
+    API_KEYS: CsvList = ("tickcast-dev-key",)
     API_MAX_BODY_BYTES: PositiveInt = 1_048_576
     SSE_MAX_RATE_HZ: Annotated[float, Field(gt=0, le=1_000)] = 10.0
     SSE_MAX_BURST: Annotated[int, Field(ge=0, le=100)] = 2  # states beyond the rate allowed back to back
@@ -276,7 +279,7 @@ class Settings(BaseSettings):
     API_CORS_ORIGINS: Origins = ()  # browser origins allowed to call the API cross-site; empty = CORS closed
     API_JOB_RATE_PER_HOUR: Annotated[int, Field(ge=1, le=3_600)] = 12  # job starts per kind over the API
     API_JOB_RATE_BURST: Annotated[int, Field(ge=1, le=100)] = 3  # job starts per kind allowed back to back
-    BACKFILL_INPUT_ROOTS: CsvList = ("./var", tempfile.gettempdir())  # type: ignore[assignment]
+    BACKFILL_INPUT_ROOTS: CsvList = ("./var", tempfile.gettempdir())
     VITE_RISK_FRESH_MS: PositiveInt = 15_000
     VITE_SIG_FRESH_MS: PositiveInt = 90_000
     VITE_SEVERE_LAG_MULT: Annotated[float, Field(ge=1)] = 3.0
@@ -388,6 +391,13 @@ class Settings(BaseSettings):
     @property
     def auto_loop_interval_s(self) -> float:
         return parse_duration_ms(self.INFERENCE_AUTO_LOOP_INTERVAL) / 1000
+
+    @cached_property
+    def store_mode(self) -> StoreMode:
+        """Embedded (chdb://) or server (http[s]://): decided once, here, from TICKCAST_CLICKHOUSE_URL."""
+        from tickcast.store import store_mode
+
+        return store_mode(self.TICKCAST_CLICKHOUSE_URL)
 
     @property
     def kafka_enabled(self) -> bool:

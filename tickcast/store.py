@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -37,16 +38,35 @@ class StoreDataError(StoreError):
     type Arrow cannot convert): retrying the same insert cannot succeed, unlike a store fault."""
 
 
+CHDB_SCHEME = "chdb://"
+
+
+class StoreMode(StrEnum):
+    """Where the store lives, decided once from the URL (`store_mode`, `Settings.store_mode`)."""
+
+    EMBEDDED = "embedded"  # chdb://<dir>: the engine inside this process; one process per directory
+    SERVER = "server"  # http(s)://: a ClickHouse server, shared by every process
+
+
+def store_mode(url: str) -> StoreMode:
+    return StoreMode.EMBEDDED if url.startswith(CHDB_SCHEME) else StoreMode.SERVER
+
+
+def chdb_dir(url: str) -> Path | None:
+    """The directory of an embedded (chdb://) store URL, as written (see `resolve_store_url`); else None."""
+    return Path(url[len(CHDB_SCHEME) :]) if store_mode(url) is StoreMode.EMBEDDED else None
+
+
 def resolve_store_url(url: str) -> str:
     """Make a chdb URL's path absolute (`chdb:///./var/x` means ./var/x relative to the working dir)."""
-    if not url.startswith("chdb://"):
+    if store_mode(url) is not StoreMode.EMBEDDED:
         return url
-    raw = url[len("chdb://") :]
+    raw = url[len(CHDB_SCHEME) :]
     if raw.startswith("/./") or raw.startswith("/../"):
         raw = raw[1:]
     path = Path(raw).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
-    return f"chdb://{path}"
+    return f"{CHDB_SCHEME}{path}"
 
 
 def _nan_to_null(batch: pa.Table) -> pa.Table:
@@ -151,6 +171,7 @@ class Store:
         if not _IDENT_RE.match(database):
             raise StoreError(f"database name must be an identifier, got {database!r}")
         self.url = resolve_store_url(url)
+        self.mode = store_mode(self.url)
         self.database = database
         self._lock = threading.RLock()
         self._client: Any = None
@@ -166,7 +187,7 @@ class Store:
 
     def _connect(self) -> Any:
         try:
-            if self.url.startswith("chdb://"):
+            if self.mode is StoreMode.EMBEDDED:
                 return clickhouse_connect.get_client(dsn=self.url)
             parsed = urlparse(self.url)
             return clickhouse_connect.get_client(
@@ -180,7 +201,7 @@ class Store:
             hint = (
                 " (a chdb directory can be opened by one process at a time: is `tickcast up` "
                 "already running on it? Query it with `tickcast sql` or its SQL port, use the API, or stop it first.)"
-                if self.url.startswith("chdb://")
+                if self.mode is StoreMode.EMBEDDED
                 else ""
             )
             raise StoreError(f"cannot open ClickHouse store {self.url}: {exc}{hint}") from exc

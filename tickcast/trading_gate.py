@@ -7,6 +7,10 @@
 | true                     | false           | unset / 0                 | testnet (and a loud warning) |
 | true                     | false           | 1                         | live    |
 
+Seed 000: real trading "strongly discouraged". Paper places no exchange order. Testnet and
+live need BINANCE_API_KEY and BINANCE_API_SECRET: start-up refuses, naming them, when they
+are missing. The mode is logged loudly at start (`announce`).
+
 Core (not dataflows): the flow refuses to start on it and the API reports it
 (`GET /api/trading/risk`), so both import it from here. The adapter that sends orders is
 `dataflows.trading.exchange`.

@@ -18,6 +18,7 @@ from api.clickhouse_http.engine import ReadOnlyEngine
 from api.clickhouse_http.settings_policy import Limits
 from tickcast import metrics
 from tickcast.settings import Settings
+from tickcast.store import chdb_dir
 
 log = logging.getLogger("tickcast.sql")
 
@@ -34,7 +35,8 @@ def limits_from(settings: Settings) -> Limits:
 
 def chdb_path(store_url: str) -> str | None:
     """The directory of a `chdb://` store URL (already resolved by the Store), else None."""
-    return store_url[len("chdb://") :] if store_url.startswith("chdb://") else None
+    directory = chdb_dir(store_url)
+    return None if directory is None else str(directory)
 
 
 class SqlHttpServer:

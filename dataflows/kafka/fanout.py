@@ -37,7 +37,13 @@ def event_from_message(msg: dict[str, Any]) -> Event:
 
 
 class KafkaEventPublisher:
-    """Publishes live events to their stream's topic (key: the symbol), each batch checked."""
+    """Publishes live events to their stream's topic (key: the symbol), each batch checked.
+
+    An `EventPublisher` (tickcast.bus) that holds nothing unstored (`holds_unstored` False):
+    the replicas resume from ClickHouse only, so the event sink stores each batch before
+    publishing it."""
+
+    holds_unstored = False
 
     def __init__(self, settings: Settings, *, timeout_s: float = 30.0) -> None:
         self.topics = settings.live_topics
@@ -55,6 +61,12 @@ class KafkaEventPublisher:
             ((topics[e.stream], event_message(e), (e.symbol or "").encode(), None, None) for e in events),
             "live events",
         )
+
+    def publish_unstored(self, events: list[Event]) -> None:
+        self.publish_many(events)  # nothing is held; the sink does not call it (holds_unstored)
+
+    def mark_stored(self, events: Iterable[Event]) -> None:
+        return None
 
     def close(self) -> None:
         self.producer.close()

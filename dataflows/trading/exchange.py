@@ -1,17 +1,6 @@
 """The Binance adapter (ccxt), off by default, behind the safety gate (`tickcast.trading_gate`).
 
-The gate (seed 000: real trading "strongly discouraged"):
-
-| EXCHANGE_TRADING_ENABLED | BINANCE_TESTNET | SAFETY_ALLOW_REAL_TRADING | mode    |
-|--------------------------|-----------------|---------------------------|---------|
-| false (default)          | any             | any                       | paper   |
-| true                     | true (default)  | any                       | testnet |
-| true                     | false           | unset / 0                 | testnet (and a loud warning) |
-| true                     | false           | 1                         | live    |
-
-Paper places no exchange order. Testnet and live need BINANCE_API_KEY and
-BINANCE_API_SECRET: start-up refuses, naming them, when they are missing. The mode is
-logged loudly at start.
+The gate's table (paper, testnet, live) is in `tickcast/trading_gate.py`.
 
 Testnet means Binance's spot testnet (testnet.binance.vision, ccxt `set_sandbox_mode`) for
 BINANCE_ACCOUNT_TYPE=spot, and Binance's demo trading (demo-fapi.binance.com, ccxt

@@ -8,21 +8,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import expect
 
 from api.app import create_app
 from api.context import AppContext
 from tests.browser.live_server import TickcastServer
 from tests.browser.test_dashboard import EMA_JS, no_js_errors, open_screen, wait_conn, wait_emas
-from tests.conftest import free_port
+from tests.conftest import serving
 from tickcast.bus import IdClock, LocalBus
 from tickcast.jobs import JobCenter
 from tickcast.settings import Settings
@@ -141,19 +138,10 @@ def mock_server(store: Store, tmp_path: Path) -> Iterator[str]:
         registry_root=tmp_path / "models",
         id_clock=ids,
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serving(create_app(ctx)) as base:
+            yield base
     finally:
-        server.should_exit = True
-        thread.join(5)
         ctx.jobs.close()
 
 

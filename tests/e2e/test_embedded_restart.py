@@ -8,18 +8,14 @@ sees it stored and on the SSE stream.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.api.test_sse import Reader
-from tests.conftest import free_port
+from tests.conftest import serving
 from tickcast.app.embedded import EmbeddedSystem
 from tickcast.settings import load_settings
 from tickcast.store import Store
@@ -27,23 +23,6 @@ from tickcast.store import Store
 pytestmark = pytest.mark.e2e
 
 KEY = "restart-key"
-
-
-@contextmanager
-def serving(system: EmbeddedSystem) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(system.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
 
 
 def one_round(store: Store, tmp_path: Path, n: int) -> EmbeddedSystem:
@@ -55,7 +34,7 @@ def one_round(store: Store, tmp_path: Path, n: int) -> EmbeddedSystem:
     assert system.hooks.predictors == {}
     system.start_flow()
     try:
-        with serving(system) as base:
+        with serving(system.app()) as base:
             reader = Reader(base + "/stream/sentiment", headers={"X-API-Key": KEY})
             reader.start()
             assert reader.connected.wait(10), "stream did not open"

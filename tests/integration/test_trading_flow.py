@@ -384,7 +384,7 @@ def test_a_backtest_span_is_checked(world: dict[str, Any]) -> None:
 def test_backtest_cli_checks_its_span(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from tickcast.cli import main
+    from tickcast.app.cli import main
 
     store = ["--store", f"chdb://{tmp_path / 'ch'}", "--no-progress"]
     bad = CliRunner().invoke(main, ["backtest", *store, "--start", "yesterday"])

@@ -417,11 +417,12 @@ def chdb_held_elsewhere(url: str) -> bool:
     `DB::Exception: Cannot lock file` of its own."""
     import fcntl
 
-    if not url.startswith("chdb://"):
-        return False
-    from tickcast.store import resolve_store_url
+    from tickcast.store import chdb_dir, resolve_store_url
 
-    status = Path(resolve_store_url(url)[len("chdb://") :]) / "status"
+    directory = chdb_dir(resolve_store_url(url))
+    if directory is None:  # a server store: nothing to hold
+        return False
+    status = directory / "status"
     try:
         with status.open("rb") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -18,18 +18,21 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataflows.hooks import FlowHooks, JobStarter
 from dataflows.signals import FlowOptions, build_flow, kafka_source, run_flow
 from dataflows.sinks import WriteMonitor
 from dataflows.sources import STOP, QueueSource, SimulatorSource
 from tickcast.acks import Receipt, StoredAcks
-from tickcast.bus import IdClock, LocalBus
+from tickcast.bus import EventPublisher, IdClock, LocalBus
 from tickcast.gc_tuning import tune_gc
 from tickcast.inbox import RETRY_AFTER_S, IngestInbox, IngestRefused
 from tickcast.settings import Settings
-from tickcast.store import Store
+from tickcast.store import Store, StoreMode
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 # Without a recovery store an epoch only paces Bytewax's progress tracking, and every epoch
@@ -274,7 +277,11 @@ class EmbeddedSystem:
 
 
 def make_job_center(
-    settings: Settings, store: Store, bus: LocalBus, ids: IdClock, ingest: Callable[[list[dict[str, Any]]], None]
+    settings: Settings,
+    store: Store,
+    bus: EventPublisher,
+    ids: IdClock,
+    ingest: Callable[[list[dict[str, Any]]], object],
 ) -> Any:
     from tickcast.jobs import JobCenter, RetrainRecorder
     from tickcast.lifecycle import labeler_job, recalibrate_job, train_job
@@ -353,7 +360,7 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> int:
     tune_gc()  # after start-up, before serving: see tickcast/gc_tuning.py
     bound = settings.TICKCAST_SHUTDOWN_TIMEOUT_S
     shutdown = _Shutdown(bound)
-    server = _Server(
+    server = _server(
         uvicorn.Config(
             app,
             host=settings.TICKCAST_API_HOST,
@@ -399,33 +406,31 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> int:
     return status
 
 
-class _Server:
+def _server(config: uvicorn.Config, *, on_signal: Callable[[str], None]) -> uvicorn.Server:
     """uvicorn's Server with two changes: `on_signal` hears SIGTERM/SIGINT first, and the signal
     is not re-raised after serving (uvicorn does that to end the process, which would skip
     the flush that follows)."""
+    import uvicorn
 
-    def __new__(cls, config: Any, *, on_signal: Callable[[str], None]) -> Any:
-        import uvicorn
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            on_signal(signal.Signals(sig).name)
+            super().handle_exit(sig, frame)
 
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-                on_signal(signal.Signals(sig).name)
-                super().handle_exit(sig, frame)
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
 
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                if threading.current_thread() is not threading.main_thread():
-                    yield
-                    return
-                handled = (signal.SIGINT, signal.SIGTERM)
-                original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-                try:
-                    yield
-                finally:
-                    for sig, handler in original.items():
-                        signal.signal(sig, handler)
-
-        return Server(config)
+    return Server(config)
 
 
 class _Shutdown:
@@ -520,7 +525,7 @@ def run_distributed_flow(
         process_id=process_id or 0,
         processes=len(addresses) if addresses else 1,
         workers_per_process=workers,
-        shared_store=not settings.TICKCAST_CLICKHOUSE_URL.startswith("chdb://"),
+        shared_store=settings.store_mode is StoreMode.SERVER,
     )
     if settings.TICKCAST_FLOW_METRICS_PORT and settings.METRICS_ENABLED:
         from prometheus_client import start_http_server

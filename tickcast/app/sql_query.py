@@ -21,7 +21,7 @@ from typing import Any
 
 from api.clickhouse_http.errors import ClickHouseError
 from tickcast.settings import Settings
-from tickcast.store import Store
+from tickcast.store import CHDB_SCHEME, Store, StoreMode
 
 
 class SqlUnavailable(RuntimeError):
@@ -45,10 +45,10 @@ class Query:
 
 def run_sql(settings: Settings, query: Query, *, timeout_s: float | None = None) -> Answer:
     url = settings.TICKCAST_CLICKHOUSE_URL
-    if not url.startswith("chdb://"):
+    if settings.store_mode is StoreMode.SERVER:
         return _server(url, query, timeout_s)
     store = Store(url)
-    if held_by_another_process(Path(store.url[len("chdb://") :])):
+    if held_by_another_process(Path(store.url[len(CHDB_SCHEME) :])):
         return _through_port(settings, store.url, query, timeout_s)
     try:
         store.migrate()  # the views of the newest migration, as `tickcast up` would
@@ -87,7 +87,7 @@ def _direct(settings: Settings, store: Store, query: Query) -> Answer:
 
 
 def _through_port(settings: Settings, store_url: str, query: Query, timeout_s: float | None) -> Answer:
-    path = store_url[len("chdb://") :]
+    path = store_url[len(CHDB_SCHEME) :]
     port = settings.TICKCAST_SQL_PORT
     host = settings.TICKCAST_API_HOST
     host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
