@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,8 +270,8 @@ class Engine:
             self._fill(order, fill_time, "buy" if order.buy else "sell", qty, price, rate, fee, slip, pos, 0.0, out)
             out.positions.append(self._position_record(pos, fill_time))
         else:
-            pos = pf.positions.get(order.symbol)
-            if pos is None:  # closed by a stop/target meanwhile: nothing left to exit
+            held = pf.positions.get(order.symbol)
+            if held is None:  # closed by a stop/target meanwhile: nothing left to exit
                 self._order(order, "cancelled", "position closed", fill_time, out, qty=0.0)
                 return
             if slip > cfg.max_slippage_bps:  # exits are never refused: a guard must not keep risk on
@@ -285,8 +286,8 @@ class Engine:
                     OK,
                     f"exit filled {slip:.1f} bps worse than its reference (exits are never refused)",
                 )
-            self._order(order, "filled", "", fill_time, out, qty=pos.qty)
-            self._close(pos, order, fill_time, price, order.reference, rate, "market", out)
+            self._order(order, "filled", "", fill_time, out, qty=held.qty)
+            self._close(held, order, fill_time, price, order.reference, rate, "market", out)
         self._evaluate(fill_time, out, "fill")
 
     def _intrabar(self, pos: Position, bar: TradeBar, out: TradingOut) -> None:
@@ -673,7 +674,7 @@ class Engine:
 
 
 def replay_sorted(
-    cfg: TradingConfig, bars: list[TradeBar], controls: list[TradeControl] = (), out: TradingOut | None = None
+    cfg: TradingConfig, bars: list[TradeBar], controls: Sequence[TradeControl] = (), out: TradingOut | None = None
 ) -> TradingOut:
     """The engine over bars already in event-time order (a backtest in memory): each candle time
     in turn, each control before the first candle time after it."""

@@ -178,16 +178,16 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
             for kind, records in (("order", result.orders), ("fill", result.fills), ("position", result.positions)):
                 for r in records:
                     out.append(LiveEvent(STREAM, {"kind": kind, **r.row()}, r.symbol, _ts(r)))
-            for r in result.equity:
-                if r.symbol == "":
-                    out.append(LiveEvent(STREAM, {"kind": "equity", **r.row()}, None, r.ts))
+            for mark in result.equity:
+                if mark.symbol == "":
+                    out.append(LiveEvent(STREAM, {"kind": "equity", **mark.row()}, None, mark.ts))
             refused: list[Any] = []
-            for r in result.risk:
-                if r.kind == "refusal":  # one event for an activation's refusals (hundreds in a burst)
-                    refused.append(r)
+            for risk in result.risk:
+                if risk.kind == "refusal":  # one event for an activation's refusals (hundreds in a burst)
+                    refused.append(risk)
                     continue
-                data = {"kind": "risk", **r.row(), "details": orjson.loads(r.details)}
-                out.append(LiveEvent(STREAM, data, r.symbol or None, r.ts))
+                data = {"kind": "risk", **risk.row(), "details": orjson.loads(risk.details)}
+                out.append(LiveEvent(STREAM, data, risk.symbol or None, risk.ts))
             if refused:
                 data = {
                     "kind": "refusals",
@@ -200,9 +200,9 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
             new = [o for o in result.orders if o.status == "pending"]
             if new:
                 out.append(ExchangeOrders(new))
-        for r in result.risk:
-            if r.kind in ("trip", "control") or r.guard == "ordering":
-                log.warning("trading %s %s: %s", r.guard, r.kind, r.reason)
+        for risk in result.risk:
+            if risk.kind in ("trip", "control") or risk.guard == "ordering":
+                log.warning("trading %s %s: %s", risk.guard, risk.kind, risk.reason)
         return out.done()
 
     def _record_metrics(self, result: TradingOut) -> None:
