@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dataflows.items import Features, Rows
 from dataflows.model_stage import ModelConfig, ModelLogic
 from tests.api.conftest import Server
 from tests.dataflows.test_model_stage import NAMES, START, _train
@@ -63,9 +64,9 @@ def test_endpoint_equals_the_flow_on_the_same_window(server: Server) -> None:
                 k += 1
                 rows += _rows(k, rng)
                 rng.shuffle(rows)
-            out, _ = logic.on_batch([[("features", r) for r in rows]])
+            out, _ = logic.on_batch([[Features(r) for r in rows]])
             store.insert_rows("features", [{**r, **{n: r.get(n) for n in ALL_FEATURES}} for r in rows])
-            events = [e for item in out if item[0] == "rows" and item[1] == "drift_events" for e in item[2]]
+            events = [e for item in out if isinstance(item, Rows) and item.table == "drift_events" for e in item.rows]
             store.insert_rows("drift_events", events)
             transitions += len(events)
             # the flow folds feature rows in at boundaries of event time (every
