@@ -48,7 +48,7 @@ from dataflows.snapshot import freeze, thaw
 from models.accuracy import HEALTH_STATES, INSUFFICIENT_DATA, VersionedAccuracy, should_emergency_retrain
 from models.baseline import Baseline
 from models.calibration_window import WindowedCalibration
-from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
+from models.drift import DriftConfig, DriftState, drift_step
 from models.feature_drift import FeatureDriftMonitor, reference_of
 from models.runtime import Predictor
 from tickcast import metrics
@@ -627,8 +627,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
     ) -> None:
         if reference is None:
             return
-        monitor = CalibrationDriftMonitor(self.config.drift, self.state.drift.get(version))
-        decision = monitor.step(
+        self.state.drift[version], decision = drift_step(
+            self.config.drift,
+            self.state.drift.get(version) or DriftState(),
             at_ms,
             n=report["n"],
             ece_live=report["ece"],
@@ -638,7 +639,6 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
             brier_prod=_num(reference.get("brier_prod")),
             pr_auc_prod=_num(reference.get("pr_auc_prod")),
         )
-        self.state.drift[version] = monitor.state
         row.update(
             abs_streak=decision.abs_streak,
             rel_streak=decision.rel_streak,

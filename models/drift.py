@@ -17,7 +17,7 @@ Per evaluation window (``step``), with ``ΔECE = ece_live − ece_prod``:
    as degraded) → ``retrain_recommended``, else → ``recalibrate``. Emitting a
    recommendation starts the cooldown.
 
-``drift_step`` is the pure transition; ``CalibrationDriftMonitor`` keeps the state.
+``drift_step`` is the pure transition and the rule's one API; the caller keeps the state (the model stage: ``ModelState.drift``, one per version).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 __all__ = [
-    "CalibrationDriftMonitor",
     "DriftConfig",
     "DriftDecision",
     "DriftState",
@@ -170,7 +169,16 @@ def drift_step(
     brier_prod: float | None,
     pr_auc_prod: float | None,
 ) -> tuple[DriftState, DriftDecision]:
-    """One window through the rules in the module docstring: ``(new_state, decision)``."""
+    """One window through the rules in the module docstring: ``(new_state, decision)``.
+
+    The one API of the rule (pure: the caller keeps the state, e.g. the model stage's
+    `ModelState.drift` per version, persisted with its snapshot).
+
+    >>> state, d = drift_step(DriftConfig(min_samples=1), DriftState(), 0, n=500, ece_live=0.40,
+    ...     brier_live=0.2, pr_auc_live=0.6, ece_prod=0.03, brier_prod=0.2, pr_auc_prod=0.6)
+    >>> d.strong, d.transition, d.recommendation, state.drift_on
+    (True, 'enter', 'recalibrate', True)
+    """
     if ece_live is None or ece_prod is None or math.isnan(ece_live) or math.isnan(ece_prod):
         return state, _skip(cfg, state, ts_ms, None, "missing_ece")
     delta = ece_live - ece_prod
@@ -222,52 +230,3 @@ def drift_step(
         cooldown_remaining_s=_cooldown_remaining(cfg, new, ts_ms),
     )
     return new, decision
-
-
-class CalibrationDriftMonitor:
-    """Holds a ``DriftState`` for one model version and advances it per window.
-
-    >>> m = CalibrationDriftMonitor(DriftConfig(min_samples=1))
-    >>> d = m.step(0, n=500, ece_live=0.40, brier_live=0.2, pr_auc_live=0.6,
-    ...            ece_prod=0.03, brier_prod=0.2, pr_auc_prod=0.6)
-    >>> d.strong, d.transition, d.recommendation
-    (True, 'enter', 'recalibrate')
-    """
-
-    def __init__(self, config: DriftConfig | None = None, state: DriftState | None = None) -> None:
-        self.config = config or DriftConfig()
-        self.state = state or DriftState()
-
-    def step(
-        self,
-        ts_ms: int,
-        *,
-        n: int,
-        ece_live: float | None,
-        brier_live: float | None,
-        pr_auc_live: float | None,
-        ece_prod: float | None,
-        brier_prod: float | None,
-        pr_auc_prod: float | None,
-    ) -> DriftDecision:
-        self.state, decision = drift_step(
-            self.config,
-            self.state,
-            ts_ms,
-            n=n,
-            ece_live=ece_live,
-            brier_live=brier_live,
-            pr_auc_live=pr_auc_live,
-            ece_prod=ece_prod,
-            brier_prod=brier_prod,
-            pr_auc_prod=pr_auc_prod,
-        )
-        return decision
-
-    def to_dict(self) -> dict[str, Any]:
-        """The state only (config comes from settings); JSON-friendly."""
-        return self.state.to_dict()
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], config: DriftConfig | None = None) -> CalibrationDriftMonitor:
-        return cls(config, DriftState.from_dict(d))

@@ -13,9 +13,21 @@ import pickle
 
 import pytest
 
-from models.drift import CalibrationDriftMonitor, DriftConfig, DriftState
+from models.drift import DriftConfig, DriftState, drift_step
 
 STEP_MS = 300_000  # one evaluation every 5 minutes
+
+
+class Monitor:
+    """Keeps one version's state between windows, as the model stage does (`ModelState.drift`)."""
+
+    def __init__(self, config: DriftConfig | None = None, state: DriftState | None = None) -> None:
+        self.config = config or DriftConfig()
+        self.state = state or DriftState()
+
+    def step(self, ts_ms, **window):
+        self.state, decision = drift_step(self.config, self.state, ts_ms, **window)
+        return decision
 
 
 def feed(
@@ -50,7 +62,7 @@ def feed(
 
 def test_abs_streak_reaching_trigger_turns_drift_on():
     # ΔECE 0.15 > 0.10 (abs) but 0.15/0.20 = 0.75 ≤ 0.8 (no rel); EMA stays 0.15 ≥ 0.12
-    ds = feed(CalibrationDriftMonitor(), [0.15] * 5)
+    ds = feed(Monitor(), [0.15] * 5)
     assert [d.abs_breach for d in ds] == [True] * 5
     assert [d.rel_breach for d in ds] == [False] * 5
     assert [d.abs_streak for d in ds] == [1, 2, 3, 4, 5]
@@ -63,14 +75,14 @@ def test_abs_streak_reaching_trigger_turns_drift_on():
 
 
 def test_streak_resets_on_a_window_without_breach():
-    ds = feed(CalibrationDriftMonitor(), [0.15, 0.15, 0.15, 0.15, 0.05, 0.15])
+    ds = feed(Monitor(), [0.15, 0.15, 0.15, 0.15, 0.05, 0.15])
     assert [d.abs_streak for d in ds] == [1, 2, 3, 4, 0, 1]
     assert not any(d.drift_on for d in ds)
 
 
 def test_streak_without_ema_above_enter_does_not_turn_on():
     # ece_prod 0.05, ΔECE 0.06: rel breach (1.2 > 0.8) every time, EMA 0.06 < 0.12
-    ds = feed(CalibrationDriftMonitor(), [0.06] * 7, ece_prod=0.05)
+    ds = feed(Monitor(), [0.06] * 7, ece_prod=0.05)
     assert [d.rel_streak for d in ds] == [1, 2, 3, 4, 5, 6, 7]
     assert [d.abs_breach for d in ds] == [False] * 7
     assert not any(d.drift_on for d in ds)
@@ -79,13 +91,13 @@ def test_streak_without_ema_above_enter_does_not_turn_on():
 def test_rel_streak_trigger():
     cfg = DriftConfig(rel_streak_trigger=3, abs_streak_trigger=10)
     # ΔECE 0.15 on ece_prod 0.05: rel 3.0 > 0.8 and abs 0.15 > 0.10; only rel reaches its trigger
-    ds = feed(CalibrationDriftMonitor(cfg), [0.15] * 3, ece_prod=0.05)
+    ds = feed(Monitor(cfg), [0.15] * 3, ece_prod=0.05)
     assert [d.rel_streak for d in ds] == [1, 2, 3]
     assert [d.drift_on for d in ds] == [False, False, True]
 
 
 def test_strong_jump_enters_at_once():
-    ds = feed(CalibrationDriftMonitor(), [0.30], ece_prod=0.05)
+    ds = feed(Monitor(), [0.30], ece_prod=0.05)
     (d,) = ds
     assert d.strong and d.abs_streak == 1 and d.delta_ece_ema == pytest.approx(0.30)
     assert (d.drift_on, d.transition, d.recommendation) == (
@@ -97,7 +109,7 @@ def test_strong_jump_enters_at_once():
 
 def test_strong_jump_needs_the_ema_too():
     # EMA: 0, 0, 0, then 0.3·0.30 = 0.09 (< 0.12, strong but held off), then 0.09 + 0.7·0.09 = 0.153
-    ds = feed(CalibrationDriftMonitor(), [0.0, 0.0, 0.0, 0.30, 0.30], ece_prod=0.05)
+    ds = feed(Monitor(), [0.0, 0.0, 0.0, 0.30, 0.30], ece_prod=0.05)
     assert [d.strong for d in ds] == [False, False, False, True, True]
     assert ds[3].delta_ece_ema == pytest.approx(0.09)
     assert ds[4].delta_ece_ema == pytest.approx(0.153)
@@ -106,7 +118,7 @@ def test_strong_jump_needs_the_ema_too():
 
 def test_hysteresis_holds_between_exit_and_enter_then_exits():
     # EMA after 0.30 then 0.05s: 0.30, 0.225, 0.1725, 0.13575, 0.110025, 0.0920175, 0.07941225
-    ds = feed(CalibrationDriftMonitor(), [0.30] + [0.05] * 6, ece_prod=0.05)
+    ds = feed(Monitor(), [0.30] + [0.05] * 6, ece_prod=0.05)
     want = [0.30, 0.225, 0.1725, 0.13575, 0.110025, 0.0920175, 0.07941225]
     assert [d.delta_ece_ema for d in ds] == pytest.approx(want)
     assert [d.drift_on for d in ds] == [True] * 6 + [False]
@@ -116,7 +128,7 @@ def test_hysteresis_holds_between_exit_and_enter_then_exits():
 
 def test_off_state_holds_between_exit_and_enter():
     # After the exit above, ΔECE 0.09 with no breach streak keeps drift OFF
-    m = CalibrationDriftMonitor()
+    m = Monitor()
     feed(m, [0.30] + [0.05] * 6, ece_prod=0.05)
     ds = feed(m, [0.09] * 3, ece_prod=0.20, t0=10 * STEP_MS)
     assert not any(d.drift_on for d in ds)
@@ -125,7 +137,7 @@ def test_off_state_holds_between_exit_and_enter():
 
 def test_cooldown_suppresses_then_allows_a_second_recommendation():
     times = [0, 300_000, 21_599_000, 21_600_000, 21_900_000]
-    ds = feed(CalibrationDriftMonitor(), [0.30] * 5, ece_prod=0.05, times=times)
+    ds = feed(Monitor(), [0.30] * 5, ece_prod=0.05, times=times)
     assert [d.drift_on for d in ds] == [True] * 5
     assert [d.recommendation for d in ds] == [
         "recalibrate",
@@ -138,7 +150,7 @@ def test_cooldown_suppresses_then_allows_a_second_recommendation():
 
 
 def test_no_recommendation_while_off():
-    ds = feed(CalibrationDriftMonitor(), [0.15] * 4)
+    ds = feed(Monitor(), [0.15] * 4)
     assert all(d.recommendation is None and d.cooldown_remaining_s == 0 for d in ds)
 
 
@@ -154,12 +166,12 @@ def test_no_recommendation_while_off():
     ],
 )
 def test_performance_gate_chooses_the_recommendation(brier, prauc, want):
-    (d,) = feed(CalibrationDriftMonitor(), [0.30], ece_prod=0.05, brier=brier, prauc=prauc)
+    (d,) = feed(Monitor(), [0.30], ece_prod=0.05, brier=brier, prauc=prauc)
     assert d.recommendation == want
 
 
 def test_min_samples_skip_leaves_state_unchanged():
-    m = CalibrationDriftMonitor()
+    m = Monitor()
     feed(m, [0.15] * 4)
     before = m.state
     (skipped,) = feed(m, [0.40], n=199, t0=4 * STEP_MS)
@@ -175,7 +187,7 @@ def test_min_samples_skip_leaves_state_unchanged():
 
 
 def test_missing_ece_is_skipped():
-    m = CalibrationDriftMonitor()
+    m = Monitor()
     d = m.step(
         0,
         n=500,
@@ -190,17 +202,17 @@ def test_missing_ece_is_skipped():
 
 
 def test_zero_ece_prod_rel_breach_is_any_increase():
-    ds = feed(CalibrationDriftMonitor(), [0.01, 0.0, -0.0], ece_prod=0.0)
+    ds = feed(Monitor(), [0.01, 0.0, -0.0], ece_prod=0.0)
     assert [d.rel_breach for d in ds] == [True, False, False]
 
 
 def test_persistence_round_trip_continues_identically():
     deltas = [0.15, 0.15, 0.15, 0.30, 0.05, 0.05, 0.05]
-    straight = CalibrationDriftMonitor()
+    straight = Monitor()
     want = feed(straight, deltas)
-    resumed = CalibrationDriftMonitor()
+    resumed = Monitor()
     got = feed(resumed, deltas[:3])
-    resumed = CalibrationDriftMonitor.from_dict(json.loads(json.dumps(resumed.to_dict())))
+    resumed = Monitor(None, DriftState.from_dict(json.loads(json.dumps(resumed.state.to_dict()))))
     resumed = pickle.loads(pickle.dumps(resumed))
     got += feed(resumed, deltas[3:], t0=3 * STEP_MS)
     assert got == want
