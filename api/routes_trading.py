@@ -287,10 +287,16 @@ BACKTEST_DOC: Schema = obj(
         "throughput": obj({"candles": INT, "seconds": NUM, "candles_per_s": _FNUM}),
         "settings": free_object("the trading settings the backtest ran with"),
         "report": REPORT,
-        "compared_with": free_object("the live account and, per table, whether the rows are identical"),
+        "compared_with": free_object(
+            "the live account and, per table, whether the rows are identical (with `span`: the rows in it)"
+        ),
         "ablation": free_object("the same strategy on models trained with and without sentiment"),
+        "span": obj(
+            {"start": nullable(MS), "end": nullable(MS)},
+            description="the candle close times traded (--start/--end; null: unbounded); absent: all stored",
+        ),
     },
-    optional=("throughput", "settings", "compared_with", "ablation"),
+    optional=("throughput", "settings", "compared_with", "ablation", "span"),
 )
 SUMMARY: Schema = obj(
     {

@@ -420,6 +420,7 @@ export const en = {
   "pf.bt.end": "To (UTC)",
   "pf.bt.first": "the first stored candle",
   "pf.bt.last": "the last stored candle",
+  "pf.bt.span": "candles {start} – {end}",
   "pf.bt.run": "Run backtest",
   "pf.bt.runbody": "Replay the stored candles and predictions through the same trading stage (account 'backtest'), with the sentiment ablation. It runs as a job.",
   "pf.bt.started": "Backtest started (job {id})",

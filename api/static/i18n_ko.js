@@ -420,6 +420,7 @@ export const ko = {
   "pf.bt.end": "끝 (UTC)",
   "pf.bt.first": "저장된 첫 캔들",
   "pf.bt.last": "저장된 마지막 캔들",
+  "pf.bt.span": "캔들 {start} – {end}",
   "pf.bt.run": "백테스트 실행",
   "pf.bt.runbody": "저장된 캔들과 예측을 같은 트레이딩 단계로 재생합니다('backtest' 계좌, 감성 어블레이션 포함). 작업으로 실행됩니다.",
   "pf.bt.started": "백테스트 시작(작업 {id})",

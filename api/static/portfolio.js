@@ -249,7 +249,8 @@ function renderBacktest() {
   const ab = b.ablation && !b.ablation.skipped ? b.ablation : null;
   const cmp = b.compared_with;
   const differing = cmp && cmp.tables ? Object.entries(cmp.tables).filter(([, v]) => v.differing > 0) : null;
-  el.innerHTML = `<p class="muted small">${esc(t("pf.bt.meta", { id: b.report_id, account: b.account, source: b.source, at: dateTime(b.created_at) }))}</p>
+  const span = b.span ? ` · ${t("pf.bt.span", { start: b.span.start ? dateTime(b.span.start) : t("pf.bt.first"), end: b.span.end ? dateTime(b.span.end) : t("pf.bt.last") })}` : "";
+  el.innerHTML = `<p class="muted small">${esc(t("pf.bt.meta", { id: b.report_id, account: b.account, source: b.source, at: dateTime(b.created_at) }) + span)}</p>
     <div class="bt-tables"><div class="table-wrap"><table class="tbl compact" data-role="bt-metrics"><tbody>
     ${metric("total_return", `${signed(100 * (r.total_return ?? 0), 2)} %`)}
     ${metric("sharpe", isNum(r.sharpe) ? num(r.sharpe, 2) : "—")}

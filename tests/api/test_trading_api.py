@@ -157,6 +157,7 @@ def test_backtest_report(server) -> None:
             "account": "backtest",
             "source": "store",
             "report": {"total_return": 0.01},
+            "span": {"start": T0, "end": None},  # tickcast backtest --start (checked against the document)
             "written_to": "/tmp/x.json",
         }
         server.ctx.store.insert_rows(
@@ -175,6 +176,7 @@ def test_backtest_report(server) -> None:
         )
         served = c.get("/api/trading/backtest").json()
         assert served["report"]["total_return"] == 0.01 and "written_to" not in served
+        assert served["span"] == {"start": T0, "end": None}
         assert c.get("/api/trading/backtest", params={"id": "ffff"}).status_code == 404
         r = c.post("/admin/trading/backtest", json={"account": "paper"}, headers=AUTH)
         assert r.status_code == 409
