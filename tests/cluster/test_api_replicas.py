@@ -157,8 +157,12 @@ def test_a_tick_posted_to_replica_a_reaches_replica_b_and_a_resume_on_b_misses_n
         assert int(first["id"]) in stored, "B got the event with the id the flow stored"
 
         for n in range(1, 6):
+            # One tick view per symbol and activation: a tick is posted once the previous one's
+            # view is out, so each is an event of its own (on a loaded box two ticks 0.3 s
+            # apart could share an activation and one view).
+            seen = len(_ticks_seen(on_a))
             _post_tick(a, n)
-            time.sleep(0.3)  # separate activations: separate events
+            on_a.wait(lambda r, seen=seen: len(_ticks_seen(r)) > seen, timeout=60)
         on_a.wait(lambda r: len(_ticks_seen(r)) >= 6, timeout=60)
         missed = [m["id"] for m in _ticks_seen(on_a) if int(m["id"]) > int(first["id"])]
 
