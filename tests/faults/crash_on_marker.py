@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from dataflows import decode
+from dataflows.items import ConsumerError
 from dataflows.progress import PartitionMark
-from tickcast.app.cli import main
 
 MARKER = "crash-marker"
 _real_on_batch = decode.DecodeLogic.on_batch
@@ -19,7 +19,7 @@ _real_on_batch = decode.DecodeLogic.on_batch
 
 def _on_batch(self: Any, values: list[Any]) -> Any:
     for batch in values:
-        if isinstance(batch, PartitionMark):  # replays: a partition's progress, not records
+        if isinstance(batch, PartitionMark | ConsumerError):  # not records
             continue
         for _source, payload, _hint in batch:
             if isinstance(payload, dict) and payload.get("provider") == MARKER:
@@ -27,7 +27,10 @@ def _on_batch(self: Any, values: list[Any]) -> Any:
     return _real_on_batch(self, values)
 
 
-decode.DecodeLogic.on_batch = _on_batch  # type: ignore[method-assign]
-
 if __name__ == "__main__":
+    # Patched only in the process started as this module: a test that imports MARKER from here
+    # must not get a patched decode step for the rest of its pytest process.
+    from tickcast.app.cli import main
+
+    decode.DecodeLogic.on_batch = _on_batch  # type: ignore[method-assign]
     main()
