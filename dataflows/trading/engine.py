@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -673,12 +673,12 @@ class Engine:
             )
 
 
-def replay_sorted(
-    cfg: TradingConfig, bars: list[TradeBar], controls: Sequence[TradeControl] = (), out: TradingOut | None = None
-) -> TradingOut:
-    """The engine over bars already in event-time order (a backtest in memory): each candle time
-    in turn, each control before the first candle time after it."""
-    engine, out = Engine(cfg), out or TradingOut()
+def candle_steps(
+    bars: Sequence[TradeBar], controls: Iterable[TradeControl]
+) -> Iterator[tuple[list[TradeControl], int | None, Sequence[TradeBar]]]:
+    """Bars already in event-time order, one candle time at a time, each with the controls
+    due before it (`at` < its time), as the live stage applies them: (controls, time, bars).
+    The controls after the last candle come last, with time None and no bars."""
     pending = sorted(controls, key=lambda c: (c.at, c.id))
     i, n = 0, len(bars)
     while i < n:
@@ -686,10 +686,24 @@ def replay_sorted(
         j = i
         while j < n and bars[j].close_time == t:
             j += 1
-        while pending and pending[0].at < t:
-            engine.apply_control(pending.pop(0), out)
-        engine.step(t, sorted(bars[i:j], key=lambda b: b.symbol), out)
+        k = 0
+        while k < len(pending) and pending[k].at < t:
+            k += 1
+        yield pending[:k], t, bars[i:j]
+        del pending[:k]
         i = j
-    for control in pending:
-        engine.apply_control(control, out)
+    yield pending, None, ()
+
+
+def replay_sorted(
+    cfg: TradingConfig, bars: list[TradeBar], controls: Sequence[TradeControl] = (), out: TradingOut | None = None
+) -> TradingOut:
+    """The engine over bars already in event-time order (a backtest in memory): each candle time
+    in turn, each control before the first candle time after it."""
+    engine, out = Engine(cfg), out or TradingOut()
+    for due, t, group in candle_steps(bars, controls):
+        for control in due:
+            engine.apply_control(control, out)
+        if t is not None:
+            engine.step(t, sorted(group, key=lambda b: b.symbol), out)
     return out

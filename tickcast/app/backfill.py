@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from dataflows.signals import FlowOptions, build_flow, kafka_source, prepare_recovery
 from dataflows.sources import FileReplaySource, RecordsSource
+from tickcast.app.progress_bar import run_with_bar
 from tickcast.settings import Settings
 from tickcast.store import Store
 
@@ -168,30 +166,16 @@ def run_replay(
         flow_id="replay",
     )
     recovery = prepare_recovery(recovery_dir) if recovery_dir else None
-    errors: list[BaseException] = []
 
-    def target() -> None:
+    def job() -> None:
         from datetime import timedelta
 
         from bytewax.testing import run_main
 
-        try:
-            run_main(
-                flow, epoch_interval=timedelta(seconds=settings.TICKCAST_SNAPSHOT_SECONDS), recovery_config=recovery
-            )
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            errors.append(exc)
+        run_main(flow, epoch_interval=timedelta(seconds=settings.TICKCAST_SNAPSHOT_SECONDS), recovery_config=recovery)
 
     started = time.monotonic()
-    thread = threading.Thread(target=target, name="replay", daemon=True)
-    thread.start()
-    with tqdm(total=total, desc="replay", unit="rec", disable=not progress, mininterval=0.5) as bar:
-        while thread.is_alive():
-            thread.join(0.25)
-            bar.update(emitted[0] - bar.n)
-        bar.update(emitted[0] - bar.n)
-    if errors:
-        raise RuntimeError(f"replay failed: {errors[0]}") from errors[0]
+    run_with_bar(job, lambda: emitted[0], name="replay", unit="rec", total=total, progress=progress)
     elapsed = time.monotonic() - started
     after = {t: store.count(t) for t in SUMMARY_TABLES}
     added = ", ".join(f"{t}=+{after[t] - before[t]}" for t in SUMMARY_TABLES)

@@ -31,7 +31,7 @@ import pandas as pd
 from bytewax.inputs import FixedPartitionedSource
 
 from dataflows.trading.config import TradingConfig
-from dataflows.trading.engine import Engine, EngineState, TradingOut, replay_sorted
+from dataflows.trading.engine import Engine, EngineState, TradingOut, candle_steps, replay_sorted
 from dataflows.trading.items import TradeBar, TradeControl
 from dataflows.trading.report import frames_from_records, summarize
 from dataflows.trading.report import table as report_table
@@ -178,19 +178,11 @@ def warm_state(cfg: TradingConfig, bars: list[TradeBar], controls: list[TradeCon
     order) and the controls before it: the book, guards, warm-up counts and trade statistics the
     live stage had there. Engine only, in memory; the records are not kept."""
     engine = Engine(cfg)
-    pending = sorted(controls, key=lambda c: (c.at, c.id))
-    i, n = 0, len(bars)
-    while i < n:
-        t = bars[i].close_time
-        j = i
-        while j < n and bars[j].close_time == t:
-            j += 1
-        while pending and pending[0].at < t:
-            engine.apply_control(pending.pop(0), TradingOut())
-        engine.step(t, bars[i:j], TradingOut())  # stored_bars: already sorted by symbol within a time
-        i = j
-    for control in pending:
-        engine.apply_control(control, TradingOut())
+    for due, t, group in candle_steps(bars, controls):
+        for control in due:
+            engine.apply_control(control, TradingOut())
+        if t is not None:
+            engine.step(t, list(group), TradingOut())  # stored_bars: already sorted by symbol within a time
     return engine.state
 
 
@@ -571,10 +563,9 @@ def _run_stage(
     progress: bool,
     initial: EngineState | None = None,
 ) -> None:
-    import threading
-
     from bytewax.testing import run_main
-    from tqdm import tqdm
+
+    from tickcast.app.progress_bar import run_with_bar
 
     done = [0]
     from dataflows.items import TradeBars
@@ -585,23 +576,14 @@ def _run_stage(
     def on_emit(n: int) -> None:
         done[0] = cumulative[n - 1] if n else 0
 
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_main(trading_flow(settings, items, store, account, on_emit, initial))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="backtest", daemon=True)
-    thread.start()
-    with tqdm(total=total, desc="backtest", unit="candle", disable=not progress, mininterval=0.5) as bar:
-        while thread.is_alive():
-            thread.join(0.25)
-            bar.update(done[0] - bar.n)
-        bar.update(done[0] - bar.n)
-    if errors:
-        raise RuntimeError(f"backtest failed: {errors[0]}") from errors[0]
+    run_with_bar(
+        lambda: run_main(trading_flow(settings, items, store, account, on_emit, initial)),
+        lambda: done[0],
+        name="backtest",
+        unit="candle",
+        total=total,
+        progress=progress,
+    )
 
 
 def _clear_account(store: Store, account: str) -> None:
