@@ -401,26 +401,3 @@ def test_live_js_resumes_from_the_id_a_resync_gives(page: Any, server: TickcastS
     out = page.evaluate(LIVE_JS_RESYNC)
     assert out["adopted"] == "42" and out["resyncs"] == 1
     assert "last_event_id=99" in out["urls"][0] and "last_event_id=42" in out["urls"][1], out["urls"]
-
-
-# --- last: the server is killed and restarted -----------------------------------------------------
-def test_page_reconnects_after_the_api_restarts_without_a_reload(page: Any, server: TickcastServer) -> None:
-    urls: list[str] = []
-    page.on("request", lambda r: urls.append(r.url) if "/stream/sentiment" in r.url else None)
-    open_screen(page, server, "trading")
-    wait_conn(page, "live")
-    wait_emas_change(page, wait_emas(page), timeout=15_000)
-    page.wait_for_function("() => window.tickcast.hub.streams.get('trading.sentiment').lastId")  # an event id seen
-    page.evaluate("window.__sameDocument = 'yes'")
-    seen = len(urls)
-
-    server.kill()
-    page.wait_for_function("document.body.dataset.conn !== 'live'", timeout=15_000)
-    server.start()
-    wait_conn(page, "live", timeout=60_000)
-
-    assert page.evaluate("window.__sameDocument") == "yes", "the page was reloaded"
-    assert page.evaluate("window.tickcast.hub.reconnects") >= 1
-    resumed = [u for u in urls[seen:] if "last_event_id=" in u]
-    assert resumed, f"no reconnect carried last_event_id: {urls[seen:]}"
-    wait_emas_change(page, page.evaluate(EMA_JS), timeout=30_000)
