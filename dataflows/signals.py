@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource
 from bytewax.operators import StatefulBatchLogic
 
@@ -230,20 +230,7 @@ def build_flow(
                 )
     everything = op.merge("all_outputs", *outputs)
 
-    # ClickHouse: (table, row) batched per table, at most TICKCAST_WRITE_FLUSH_MS old; the
-    # buffer is part of the snapshot, so a crash loses no row.
-    rows = op.filter("tables", everything, is_a(Rows))
-    # (table, [Rows(table, rows | Pieces), ...])
-    batches = batch_by_key(
-        "batch_rows",
-        op.key_on("key_table", rows, lambda it: it[0]),
-        timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
-        max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
-        recovery=options.recovery,
-        size_of=lambda item: rows_in(item[1]),
-    )
-    # (table, (table, [piece, ...])): the sink partition needs the table with the rows
-    table_batches = op.map("row_values", batches, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
+    table_batches = store_batches(everything, settings, recovery=options.recovery)
     sink = StoreSink(store_factory, gate=gate, monitor=write_monitor, parts=placement.store_parts())
     op.output("store", table_batches, sink)
 
@@ -252,6 +239,23 @@ def build_flow(
         live = EventSink(bus, store_factory, ids or IdClock(), gate, write_monitor, parts=placement.live_parts())
         op.output("live", events, live)
     return flow
+
+
+def store_batches(items: Stream[Any], settings: Settings, *, recovery: bool) -> Stream[tuple[str, Any]]:
+    """The `Rows` among `items`, batched per table (at most TICKCAST_WRITE_FLUSH_MS old, the
+    buffer part of the snapshot so a crash loses no row), as (table, (table, [piece, ...])):
+    the store sink's partition needs the table with the rows. The live flow and backtests."""
+    rows = op.filter("tables", items, is_a(Rows))
+    # (table, [Rows(table, rows | Pieces), ...])
+    batches = batch_by_key(
+        "batch_rows",
+        op.key_on("key_table", rows, lambda it: it[0]),
+        timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
+        max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
+        recovery=recovery,
+        size_of=lambda item: rows_in(item[1]),
+    )
+    return op.map("row_values", batches, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
 
 
 CLUSTER_FILE = "tickcast-cluster.json"

@@ -20,7 +20,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -199,9 +198,7 @@ def trading_flow(
     import bytewax.operators as op
     from bytewax.dataflow import Dataflow
 
-    from dataflows.batching import batch_by_key
-    from dataflows.items import Rows, is_a
-    from dataflows.outputs import flat_pieces, rows_in
+    from dataflows.signals import store_batches
     from dataflows.sinks import StoreSink
     from dataflows.trading.stage import StageConfig, StageState, TradingLogic
 
@@ -214,16 +211,7 @@ def trading_flow(
     out = op.key_rm(
         "trading_out", op.stateful_batch("trading", keyed, lambda s: TradingLogic(cfg, s if s is not None else start))
     )
-    rows = op.filter("tables", out, is_a(Rows))
-    grouped = batch_by_key(
-        "batch_rows",
-        op.key_on("key_table", rows, lambda it: it[0]),
-        timeout=timedelta(milliseconds=settings.TICKCAST_WRITE_FLUSH_MS),
-        max_size=settings.TICKCAST_WRITE_BATCH_ROWS,
-        recovery=False,
-        size_of=lambda item: rows_in(item[1]),
-    )
-    table_batches = op.map("row_values", grouped, lambda kv: (kv[0], (kv[0], flat_pieces([p for _, p in kv[1]]))))
+    table_batches = store_batches(out, settings, recovery=False)
     op.output("store", table_batches, StoreSink(lambda: store))
     return flow
 
