@@ -44,7 +44,7 @@ from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, LiveGate, StoreSink, WriteMonitor
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from dataflows.trading.exchange import ExchangeSink, adapter_from_settings, announce, resolve_gate
-from dataflows.trading.stage import StageConfig, TradingLogic
+from dataflows.trading.stage import StageConfig, StageState, TradingLogic
 from tickcast.bus import EventPublisher, IdClock
 from tickcast.settings import Settings
 from tickcast.store import Store
@@ -60,6 +60,9 @@ class FlowOptions:
     recovery: bool = False  # True when the flow runs with a Bytewax recovery store
     with_trading: bool | None = None  # the paper-trading stage; None: TRADING_ENABLED (needs with_model)
     trading_account: str | None = None  # None: TRADING_ACCOUNT (backtests write under their own account)
+    # The trading stage's state when Bytewax has none to resume (no recovery store): the book
+    # rebuilt from the stored rows at start (`StageState.resumed`), so a restart continues it.
+    trading_start: StageState | None = None
 
 
 def sentiment_config(settings: Settings) -> SentimentConfig:
@@ -218,7 +221,7 @@ def build_flow(
             trading_out = op.stateful_batch(
                 "trading",
                 op.key_on("key_trading", trade_in, lambda _: "trading"),
-                busy(lambda s: TradingLogic(stage_cfg, s)),
+                busy(lambda s: TradingLogic(stage_cfg, s if s is not None else options.trading_start)),
             )
             trading_items = op.key_rm("trading_out", trading_out)
             outputs.append(trading_items)

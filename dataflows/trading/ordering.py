@@ -25,6 +25,9 @@ more bar of time <= T will come. The rule:
 - End of input: everything is released, then the remaining controls.
 
 A bar for a time already released (T <= R) is *late*: the engine uses it for the mark only.
+A stage started from the stored book (`resumed_at`, a restart without a recovery store)
+drops bars at or before the time that book was traded to, silently and counted: the store
+already holds what they did, and a feed that re-sends its history must not trade it twice.
 A symbol's first bars can be late without changing any record (its warm-up candles make
 no decision, TRADING_WARMUP_CANDLES), so a symbol may join a little after the others.
 
@@ -55,6 +58,8 @@ class OrderState:
     released: int = -1
     count: int = 0
     overflows: int = 0
+    resumed_at: int = -1  # started from the stored book traded to this candle time: older bars are done
+    skipped: int = 0  # bars dropped for that (already traded before the restart)
 
 
 class EventTimeOrder:
@@ -75,9 +80,13 @@ class EventTimeOrder:
 
     # --- input ------------------------------------------------------------------------------
     def add(self, bar: TradeBar, now: float = 0.0) -> bool:
-        """Buffer a bar; False when it is late (its time was already released)."""
+        """Buffer a bar; False when it is late (its time was already released). A bar at or before
+        `resumed_at` is dropped (counted in `skipped`), not late."""
         st = self.state
         t = bar.close_time
+        if t <= st.resumed_at:
+            st.skipped += 1
+            return True
         if st.last.get(bar.symbol, -1) < t:
             st.last[bar.symbol] = t
         st.absent.discard(bar.symbol)
@@ -98,6 +107,10 @@ class EventTimeOrder:
         last, absent, buffer, arrived, released = st.last, st.absent, st.buffer, st.arrived, st.released
         late: list[TradeBar] = []
         added = 0
+        if st.resumed_at >= 0:
+            kept = [bar for bar in bars if bar.close_time > st.resumed_at]
+            st.skipped += len(bars) - len(kept)
+            bars = kept
         for bar in bars:
             t, symbol = bar.close_time, bar.symbol
             if last.get(symbol, -1) < t:

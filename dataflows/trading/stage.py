@@ -84,6 +84,12 @@ class StageState:
     order: OrderState = field(default_factory=OrderState)
     engine: EngineState | None = None
 
+    @classmethod
+    def resumed(cls, engine: EngineState) -> StageState:
+        """The stage continuing a book rebuilt from the store (`tickcast.app.backtest.live_book`):
+        candle times up to the book's clock count as released and their bars as already traded."""
+        return cls(OrderState(released=engine.clock, resumed_at=engine.clock), engine)
+
 
 def control_from_record(record: dict[str, Any]) -> TradeControl:
     return TradeControl(

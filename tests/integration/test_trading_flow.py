@@ -391,3 +391,53 @@ def test_backtest_cli_checks_its_span(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output, bad.output
     mixed = CliRunner().invoke(main, ["backtest", *store, "--kafka", "--end", "2025-11-21T00:00:00Z"])
     assert mixed.exit_code == 2 and "stored rows" in mixed.output, mixed.output
+
+
+def test_a_restart_without_a_recovery_store_continues_the_stored_book(world: dict[str, Any], chdb_dir: Path) -> None:
+    """A live run stopped between the kill switch's halt and resume, then started again on the
+    same store with no Bytewax snapshot (`tickcast up` without TICKCAST_RECOVERY_DIR): the
+    stage rebuilds the book from the stored rows (`resumed_trading`). The two halves' rows
+    together are what one engine gives over the stored inputs (the backtest), no symbol has two
+    open positions, and the halt held across the restart. A start from a fresh book (what the
+    stage did before) fails the same comparison, so this test can tell the two apart."""
+    from tickcast.app.embedded import resumed_trading
+
+    settings = world["settings"]
+    cut = HALT + 30 * MIN  # halted (kill switch on) when the process stops
+    split = next(i for i, r in enumerate(world["records"]) if r.get("ingest_ts", 0) > cut)
+    first, rest = world["records"][:split], world["records"][split:]
+
+    empty = fresh(chdb_dir, "empty")
+    world["stores"].append(empty)
+    assert resumed_trading(settings, empty) is None  # a first start: a new book
+
+    def halves(name: str, resume: bool) -> Store:
+        store = fresh(chdb_dir, name)
+        world["stores"].append(store)
+        run(store, first, settings, 5_000)
+        start = resumed_trading(settings, store) if resume else None
+        if resume:
+            assert start is not None and start.engine.guards.kill_switch.active  # the halt is in the stored book
+            assert start.engine.portfolio.positions or start.engine.portfolio.cash != settings.RISK_STARTING_EQUITY
+        run(store, rest, settings, 5_000, trading_start=start)
+        run_backtest(settings, store=store, account="one_run", with_ablation=False, progress=False, say=lambda m: None)
+        return store
+
+    resumed = halves("resumed", resume=True)
+    tables = compare_accounts(resumed, "one_run", "paper")
+    assert all(t["differing"] == 0 and t["paper"] == t["one_run"] > 0 for t in tables.values()), tables
+    open_positions = resumed.df(
+        "SELECT symbol, count() AS n FROM {db}.positions FINAL WHERE account = 'paper' AND status = 'open' "
+        "GROUP BY symbol"
+    )
+    assert (open_positions.n <= 1).all(), open_positions
+    # no entry between the restart and the resume: the kill switch held
+    entries = account_rows(resumed, "orders", "paper")
+    assert not ((entries.intent == "entry") & entries.decision_time.between(cut, RESUME - 1)).any()
+    # nothing the restart skipped was reported as late
+    risk = account_rows(resumed, "risk_events", "paper")
+    assert not (risk.guard == "ordering").any()
+
+    fresh_book = halves("fresh_book", resume=False)
+    tables = compare_accounts(fresh_book, "one_run", "paper")
+    assert any(t["differing"] or t["paper"] != t["one_run"] for t in tables.values()), tables

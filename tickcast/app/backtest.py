@@ -185,6 +185,56 @@ def warm_state(cfg: TradingConfig, bars: list[TradeBar], controls: list[TradeCon
     return engine.state
 
 
+def live_book(settings: Settings, store: Store, account: str | None = None) -> EngineState | None:
+    """The live account's book as the store holds it, for a restart without a recovery store.
+
+    Every stored candle with a prediction up to the account's newest stored equity time (what
+    the stage had traded when the process stopped) and every control the account recorded, stepped
+    through the engine (`warm_state`): the same book, guards, kill switch and warm-up counts the
+    stage had, because a backtest of the stored rows equals the live account's rows. None when
+    the account has no stored rows (a first start). Logs what it rebuilt, and the stored equity
+    beside the rebuilt one when they differ."""
+    account = account or settings.TRADING_ACCOUNT
+    last = store.rows(
+        "SELECT count() AS n, toUnixTimestamp64Milli(max(ts)) AS t, argMax(equity, ts) AS equity "
+        "FROM {db}.equity FINAL WHERE account = {a:String} AND symbol = ''",
+        {"a": account},
+    )[0]
+    if not last["n"]:
+        return None
+    traded_to = int(last["t"])
+    cfg = TradingConfig.from_settings(settings, account=account)
+    bars = stored_bars(store, settings.TRADING_INTERVAL, end=traded_to)
+    state = warm_state(cfg, bars, stored_controls(store, account))
+    if state.clock < traded_to:  # the candles' predictions are gone (a TTL, a cleared table)
+        log.warning(
+            "trading: account %r has rows to %s but stored predictions only to %s; the book is rebuilt from those",
+            account,
+            _iso(traded_to),
+            _iso(state.clock or None),
+        )
+    equity = state.portfolio.equity()
+    log.warning(
+        "trading: resumed the book of account %r from the store: %d candles to %s, equity %.2f, "
+        "cash %.2f, %d open position(s)%s%s",
+        account,
+        len(bars),
+        _iso(state.clock or None),
+        equity,
+        state.portfolio.cash,
+        len(state.portfolio.positions),
+        "".join(
+            f", {name} {g.state}"
+            for name in ("kill_switch", "drawdown", "daily_loss")
+            if (g := getattr(state.guards, name)).active
+        ),
+        ""
+        if abs(equity - float(last["equity"])) <= 1e-6 * max(1.0, abs(equity))
+        else f"; the stored equity there is {float(last['equity']):.2f} (the live run diverged from its replay)",
+    )
+    return state if state.clock > 0 else None
+
+
 def trading_flow(
     settings: Settings,
     items: list[Any],

@@ -34,6 +34,8 @@ from tickcast.store import Store, StoreMode
 if TYPE_CHECKING:
     import uvicorn
 
+    from dataflows.trading.stage import StageState
+
 log = logging.getLogger(__name__)
 # Without a recovery store an epoch only paces Bytewax's progress tracking, and every epoch
 # end stalls the flow for tens of ms (measured: the live POST -> SSE p99 fell from ~50 to
@@ -70,6 +72,20 @@ def simulator_factory(settings: Settings) -> Callable[[], Iterator[dict[str, Any
             yield record
 
     return records
+
+
+def resumed_trading(settings: Settings, store: Store | None) -> StageState | None:
+    """The trading stage's start when Bytewax has no snapshot of it (no recovery store, or an
+    empty one): the live account's book rebuilt from the stored rows (`live_book`), so a
+    restart continues the book, its open positions, guards and kill switch instead of opening
+    a second book beside the stored one (docs/decisions.md, "A restart continues the stored book")."""
+    if store is None or not settings.TRADING_ENABLED:
+        return None
+    from dataflows.trading.stage import StageState
+    from tickcast.app.backtest import live_book
+
+    book = live_book(settings, store)
+    return StageState.resumed(book) if book is not None else None
 
 
 class EmbeddedSystem:
@@ -110,7 +126,11 @@ class EmbeddedSystem:
             store_factory=lambda: self.store,
             bus=self.bus,
             ids=self.ids,
-            options=FlowOptions(live=True, recovery=bool(settings.TICKCAST_RECOVERY_DIR)),
+            options=FlowOptions(
+                live=True,
+                recovery=bool(settings.TICKCAST_RECOVERY_DIR),
+                trading_start=resumed_trading(settings, self.store),
+            ),
             write_monitor=self.monitor,
             hooks=self.hooks,
         )
@@ -561,7 +581,15 @@ def run_distributed_flow(
         [kafka_source(settings, tail=True)],
         store_factory=store_factory,
         bus=bus,
-        options=FlowOptions(live=True, recovery=recovery_dir is not None),
+        options=FlowOptions(
+            live=True,
+            recovery=recovery_dir is not None,
+            # Every process reads the store to rebuild the book when it can (a server store, or
+            # one process): the trading key may live on any worker.
+            trading_start=(
+                resumed_trading(settings, store) if placement.shared_store or placement.processes == 1 else None
+            ),
+        ),
         write_monitor=WriteMonitor(),  # a failing store holds the flow (Kafka keeps the input); store_write_failing
         placement=placement,
         hooks=hooks,
