@@ -121,12 +121,21 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
     def on_batch(self, values: list[Any]) -> tuple[list[tuple[Any, ...]], bool]:
         now = time.time()
         result = TradingOut()
+        skipped = self.order.state.skipped
         for item in values:
             if item.__class__ is TradeBars:
                 for bar in self.order.add_many(item[0], now):  # the late ones
                     self.engine.late_bar(bar, result)
             else:  # TradingControl
                 self.order.add_control(control_from_record(item[0]))
+        if self.order.state.skipped != skipped:
+            log.info(
+                "trading: %d re-sent candle(s) up to %d skipped: the stored book was traded to there before the "
+                "restart (%d so far)",
+                self.order.state.skipped - skipped,
+                self.order.state.resumed_at,
+                self.order.state.skipped,
+            )
         if self.config.timeout_s is not None:
             # Live: trade in the next activation (notify_at = now), which Bytewax runs after the
             # steps downstream of the model stage: the predictions' events go out first.
