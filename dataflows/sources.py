@@ -369,8 +369,11 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
         self._q = q
         self._key = key
         self._max_batch = max_batch
+        self._stopped = False
 
     def next_batch(self) -> list[tuple[str, RawBatch]]:
+        if self._stopped:
+            raise StopIteration
         batch: list[RawRecord] = []
         while len(batch) < self._max_batch:
             try:
@@ -378,7 +381,11 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
             except queue.Empty:
                 break
             if item is STOP:
-                raise StopIteration
+                # The records taken before STOP in this poll go out first: the stop comes after them.
+                self._stopped = True
+                if not batch:
+                    raise StopIteration
+                break
             if isinstance(item, list):  # one request's records, handed over together
                 batch.extend(item)
             else:

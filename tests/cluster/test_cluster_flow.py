@@ -28,10 +28,8 @@ from tickcast.store import Store
 
 CONFIG = SimConfig(
     symbols=32,
-    # 4 h: on main a symbol's candles are joined after all the ticks of the same activation,
-    # so an activation spanning more than the 256-bar ring (4.3 h of 1m bars; busy live flows
-    # queue several Kafka batches into one) loses the sentiment of its first candles, and how
-    # many depends on timing. The replay rework (one record per batch) removes that limit.
+    # 4 h keeps the cluster runs short. An activation spanning more than the 256-bar ring is
+    # no longer a limit (tests/integration/test_signals_flow.py, the live 8-hour activation).
     hours=4.0,
     seed=18,
     start_ms=1_763_683_200_000,

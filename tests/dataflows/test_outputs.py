@@ -52,3 +52,11 @@ def test_the_in_process_queue_hands_over_records_and_whole_requests_in_order() -
     q.put(STOP)
     with pytest.raises(StopIteration):
         part.next_batch()
+    # records taken in the same poll as the stop go out before it (a graceful stop keeps them)
+    q2: queue.Queue = queue.Queue()
+    part = QueueSource(q2, max_batch=100).build_part("input", "http", None)
+    q2.put([("http", {"n": i}, 1) for i in range(3)])
+    q2.put(STOP)
+    assert [r[1]["n"] for _, batch in part.next_batch() for r in batch] == [0, 1, 2]
+    with pytest.raises(StopIteration):
+        part.next_batch()

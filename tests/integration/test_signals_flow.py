@@ -270,3 +270,47 @@ def test_parquet_input_gives_the_same_rows_as_jsonl(store: Store, tmp_path: Path
         assert [r["id"] for r in store.rows(ids)] == [r["id"] for r in other.rows(ids)]
     finally:
         other.command(f"DROP DATABASE IF EXISTS {other.database}")
+
+
+def test_a_live_activation_spanning_more_than_the_bar_ring_joins_like_one_record_at_a_time(
+    store: Store, tmp_path: Path, chdb_dir: Path
+) -> None:
+    """A live flow (wall-clock join timeouts on) handed 8 hours of two symbols as ONE queue item:
+    a single activation spans ~480 minutes, beyond the shards' 256-bar ring (a busy live flow
+    that queued several Kafka batches). Every candle still gets the bar it had one record at a
+    time: the decode step records where each candle came among its symbol's ticks and the shard
+    joins in that order. The features equal the per-record replay's, row for row."""
+    import queue
+
+    from dataflows.sources import STOP, QueueSource
+
+    records = [r for r, _ in sim(symbols=2, hours=8.0)]
+    assert max(r.get("ingest_ts", 0) for r in records) - START > 256 * 60_000
+    settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"))
+    per_record = Store(f"chdb://{chdb_dir}", database=store.database + "_one_by_one")
+    per_record.migrate()
+    try:
+        run_main(
+            build_flow(
+                settings,
+                [RecordsSource(copy.deepcopy(records), batch_size=1)],
+                store_factory=lambda: per_record,
+                options=FlowOptions(live=False, with_model=False, publish_events=False),
+            )
+        )
+        q: queue.Queue[Any] = queue.Queue()
+        q.put([("http", record, None) for record in copy.deepcopy(records)])  # one item: one activation
+        q.put(STOP)
+        run_main(
+            build_flow(
+                settings,
+                [QueueSource(q, max_batch=len(records) + 1)],
+                store_factory=lambda: store,
+                options=FlowOptions(live=True, with_model=False, publish_events=False),
+            )
+        )
+        live, reference = _features(store), _features(per_record)
+        assert len(reference) > 900 and (reference.join_status == "ok").mean() > 0.9
+        pd.testing.assert_frame_equal(live, reference, check_exact=True)
+    finally:
+        per_record.command(f"DROP DATABASE IF EXISTS {per_record.database}")
