@@ -30,9 +30,10 @@ import orjson
 import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
-from dataflows.items import Events, ExchangeOrders, LiveEvent, TradeBars
+from dataflows.items import Events, ExchangeOrders, LiveEvent, TableRow, TradeBars
 from dataflows.outputs import Out
 from dataflows.snapshot import freeze, thaw
+from dataflows.trading import checkpoint
 from dataflows.trading.config import TradingConfig
 from dataflows.trading.engine import Engine, EngineState, TradingOut, new_state
 from dataflows.trading.items import TradeBar, TradeControl
@@ -109,6 +110,7 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
             join_ms=config.trading.warmup_candles * config.trading.interval_ms,
             state=st.order,
         )
+        self._checkpoints: list[dict[str, Any]] = []  # this activation's `trading_checkpoints` rows
         self._last_step_wall = time.time()
         self._next_beat = time.time()
         self._stale_logged = False
@@ -173,7 +175,10 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
     def _run(self, releases: list[Any], result: TradingOut) -> None:
         for release in releases:
             if release[0] == "step":
+                previous = self.engine.state.clock
                 self.engine.step(release[1], release[2], result)
+                if checkpoint.due(previous, release[1]):  # the state as text, stored with the rows
+                    self._checkpoints.append(checkpoint.row(self.config.trading.account, release[1], self.engine.state))
                 self._last_step_wall = time.time()
                 self._stale_logged = False
             else:
@@ -181,10 +186,13 @@ class TradingLogic(StatefulBatchLogic[Any, tuple[Any, ...], Any]):
         metrics.TRADING_BUFFERED.set(self.order.buffered)
 
     def _emit(self, result: TradingOut) -> list[tuple[Any, ...]]:
-        if not result and not result.late:
+        if not result and not result.late and not self._checkpoints:
             return []
         self._record_metrics(result)
         out = Out()
+        for row in self._checkpoints:
+            out.append(TableRow(checkpoint.TABLE, row))
+        self._checkpoints.clear()
         tables: tuple[list[Any], ...] = (result.orders, result.fills, result.positions, result.equity, result.risk)
         for name, records in zip(TABLES, tables, strict=True):
             if records:

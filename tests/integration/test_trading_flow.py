@@ -22,6 +22,7 @@ from bytewax.testing import run_main
 from dataflows.signals import FlowOptions, build_flow
 from dataflows.simulator import SimConfig, generate
 from dataflows.sources import RecordsSource
+from dataflows.trading import checkpoint
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
 from tickcast.app.backtest import TRADING_TABLES, account_rows, compare_accounts, run_backtest
@@ -418,6 +419,13 @@ def test_a_restart_without_a_recovery_store_continues_the_stored_book(world: dic
         start = resumed_trading(settings, store) if resume else None
         if resume:
             assert start is not None and start.engine.guards.kill_switch.active  # the halt is in the stored book
+            # rebuilt from the newest stored checkpoint + the bars after it: the same book as from
+            # the whole stored history
+            assert store.count("trading_checkpoints") >= 20
+            store.command("DELETE FROM {db}.trading_checkpoints WHERE account = 'paper'")
+            from_scratch = resumed_trading(settings, store)
+            assert from_scratch is not None and start.engine is not None and from_scratch.engine is not None
+            assert checkpoint.to_text(start.engine) == checkpoint.to_text(from_scratch.engine)
             assert start.engine.portfolio.positions or start.engine.portfolio.cash != settings.RISK_STARTING_EQUITY
         run(store, rest, settings, 5_000, trading_start=start)
         run_backtest(settings, store=store, account="one_run", with_ablation=False, progress=False, say=lambda m: None)

@@ -29,6 +29,7 @@ import orjson
 import pandas as pd
 from bytewax.inputs import FixedPartitionedSource
 
+from dataflows.trading import checkpoint
 from dataflows.trading.config import TradingConfig
 from dataflows.trading.engine import Engine, EngineState, TradingOut, candle_steps, replay_sorted
 from dataflows.trading.items import TradeBar, TradeControl
@@ -172,11 +173,14 @@ class _ItemsSource(FixedPartitionedSource[Any, int]):
         return _IteratorPartition(for_part, iter(self.items), 1, resume_state, self.on_emit)
 
 
-def warm_state(cfg: TradingConfig, bars: list[TradeBar], controls: list[TradeControl]) -> EngineState:
+def warm_state(
+    cfg: TradingConfig, bars: list[TradeBar], controls: list[TradeControl], initial: EngineState | None = None
+) -> EngineState:
     """The engine state after `bars` (stored rows before a backtest's --start, in (time, symbol)
     order) and the controls before it: the book, guards, warm-up counts and trade statistics the
-    live stage had there. Engine only, in memory; the records are not kept."""
-    engine = Engine(cfg)
+    live stage had there. Engine only, in memory; the records are not kept. `initial`: the state
+    to go on from (a stored checkpoint) instead of a new book."""
+    engine = Engine(cfg, initial)
     for due, t, group in candle_steps(bars, controls):
         for control in due:
             engine.apply_control(control, TradingOut())
@@ -204,8 +208,11 @@ def live_book(settings: Settings, store: Store, account: str | None = None) -> E
         return None
     traded_to = int(last["t"])
     cfg = TradingConfig.from_settings(settings, account=account)
-    bars = stored_bars(store, settings.TRADING_INTERVAL, end=traded_to)
-    state = warm_state(cfg, bars, stored_controls(store, account))
+    since, initial = stored_checkpoint(store, account, traded_to)
+    bars = stored_bars(store, settings.TRADING_INTERVAL, start=since + 1 if initial else None, end=traded_to)
+    # controls the checkpoint already holds are skipped by id (EngineState.controls_seen)
+    controls = [c for c in stored_controls(store, account) if initial is None or c.at >= since]
+    state = warm_state(cfg, bars, controls, initial)
     if state.clock < traded_to:  # the candles' predictions are gone (a TTL, a cleared table)
         log.warning(
             "trading: account %r has rows to %s but stored predictions only to %s; the book is rebuilt from those",
@@ -215,9 +222,10 @@ def live_book(settings: Settings, store: Store, account: str | None = None) -> E
         )
     equity = state.portfolio.equity()
     log.warning(
-        "trading: resumed the book of account %r from the store: %d candles to %s, equity %.2f, "
+        "trading: resumed the book of account %r from the store: %s%d candles to %s, equity %.2f, "
         "cash %.2f, %d open position(s)%s%s",
         account,
+        f"the checkpoint of {_iso(since)} + " if initial else "",
         len(bars),
         _iso(state.clock or None),
         equity,
@@ -233,6 +241,30 @@ def live_book(settings: Settings, store: Store, account: str | None = None) -> E
         else f"; the stored equity there is {float(last['equity']):.2f} (the live run diverged from its replay)",
     )
     return state if state.clock > 0 else None
+
+
+def stored_checkpoint(store: Store, account: str, at_most: int) -> tuple[int, EngineState | None]:
+    """The newest stored engine state of `account` at or before `at_most` (epoch ms) in this
+    code's format, as (its candle time, the state); (0, None) when there is none. A checkpoint
+    that does not read back is skipped with a warning: the rebuild then starts from the beginning."""
+    rows = store.rows(
+        "SELECT toUnixTimestamp64Milli(ts) AS t, state FROM {db}.trading_checkpoints FINAL "
+        "WHERE account = {a:String} AND format = {f:UInt16} AND ts <= fromUnixTimestamp64Milli({e:Int64}) "
+        "ORDER BY ts DESC LIMIT 1",
+        {"a": account, "f": checkpoint.FORMAT, "e": at_most},
+    )
+    if not rows:
+        return 0, None
+    try:
+        return int(rows[0]["t"]), checkpoint.from_text(rows[0]["state"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "trading: the checkpoint of account %r at %s does not read back (%s); ignored",
+            account,
+            _iso(int(rows[0]["t"])),
+            exc,
+        )
+        return 0, None
 
 
 def trading_flow(
@@ -626,7 +658,7 @@ def _run_stage(
 
 def _clear_account(store: Store, account: str) -> None:
     """A backtest account starts empty (a previous backtest with other settings left other rows)."""
-    for table in TRADING_TABLES:
+    for table in (*TRADING_TABLES, checkpoint.TABLE):
         store.command(f"DELETE FROM {{db}}.{table} WHERE account = {{a:String}}", {"a": account})
 
 
