@@ -20,6 +20,7 @@ not an object) is left to orjson, line by line, so the key is the one `orjson.lo
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -189,26 +190,27 @@ def _split_lines(buf, key_bytes, key_offsets):  # pragma: no cover - compiled
     return starts[:count], ends[:count], keys[:count], sure[:count]
 
 
+_KEY_MIN, _KEY_MAX = -(2**63), 2**63 - 1
+
+
 def effective_ingest(obj: Any) -> int:
     """The ordering key of a decoded record: ingest_ts, else its event time (DESIGN §3)."""
     if isinstance(obj, dict):
         for key in ("ingest_ts", "ts", "close_time"):
             value = obj.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return int(value)
+            if isinstance(value, float) and math.isfinite(value):  # NaN/inf (Parquet floats): not a time
+                return min(max(int(value), _KEY_MIN), _KEY_MAX)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return min(max(value, _KEY_MIN), _KEY_MAX)  # a key that far out orders a record to be rejected
     return 0  # unparseable records sort first; they are rejected anyway
-
-
-_KEY_MIN, _KEY_MAX = -(2**63), 2**63 - 1
 
 
 def _orjson_key(line: bytes) -> int:
     """The key orjson gives, clamped to int64 (a key that far out orders a record to be rejected)."""
     try:
-        key = effective_ingest(orjson.loads(line))
+        return effective_ingest(orjson.loads(line))
     except orjson.JSONDecodeError:
         return 0
-    return min(max(key, _KEY_MIN), _KEY_MAX)
 
 
 # ---------------------------------------------------------------------------

@@ -137,3 +137,51 @@ def test_sorted_and_unsorted_files_and_parquet_merge_like_the_oracle(tmp_path: P
     assert [r[:2] for b in blocks for r in b] == got
     resumed = FileReplaySource(paths, batch_size=1000).build_part("s", "files", 2500)
     assert [r[:2] for r in resumed.next_batch()[0][1]] == got[2500:3500]
+
+
+def test_parquet_time_columns_holding_nan_inf_or_huge_values_order_and_do_not_stop_the_read(tmp_path: Path) -> None:
+    """A Parquet float time column can hold NaN and ±inf, an unsigned one values past int64;
+    JSON cannot. Such a value is not a time: the ordering key falls back to the next time
+    field (or sorts first), and the record goes on to decode, which rejects it with a reason
+    (tests/integration/test_signals_flow.py). Before, int(nan) raised out of the file source
+    and stopped the replay."""
+    path = tmp_path / "odd.parquet"
+    big = 2**64 - 1
+    table = pa.table(
+        {
+            "id": ["a", "b", "c", "d", "e"],
+            "ts": pa.array([1_000.0, float("nan"), 3_000.0, float("-inf"), 5_000.0]),
+            "ingest_ts": pa.array([1_500.0, 2_500.0, float("nan"), None, float("inf")]),
+            "close_time": pa.array([0, 0, 0, big, 0], pa.uint64()),
+        }
+    )
+    pq.write_table(table, path)
+    assert file_lines.effective_ingest({"ingest_ts": float("nan"), "ts": 7.0}) == 7
+    assert file_lines.effective_ingest({"ingest_ts": float("inf"), "ts": float("nan"), "close_time": big}) == 2**63 - 1
+    assert file_lines.effective_ingest({"ts": float("-inf")}) == 0
+    chunks = list(file_lines.file_chunks(path))
+    keys = np.concatenate([c.keys for c in chunks]).tolist()
+    ids = [r["id"] for c in chunks for r in c.records]
+    # keys: a 1500, b 2500, c 3000 (ts), d close_time clamped, e inf -> ts 5000; read in key order
+    assert sorted(zip(keys, ids)) == [(1_500, "a"), (2_500, "b"), (3_000, "c"), (5_000, "e"), (2**63 - 1, "d")]
+    assert ids == ["a", "b", "c", "e", "d"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["ingest_ts", "ts", "close_time", "other"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(min_value=-(2**70), max_value=2**70),
+            st.text(max_size=5),
+            st.lists(st.integers(), max_size=2),
+        ),
+    )
+)
+def test_the_ordering_key_of_any_record_is_an_int64_and_never_raises(record: dict) -> None:
+    key = file_lines.effective_ingest(record)
+    assert isinstance(key, int) and -(2**63) <= key <= 2**63 - 1
+    np.array([key], np.int64)  # what the chunk's key array holds

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 from bytewax.testing import run_main
@@ -314,3 +315,44 @@ def test_a_live_activation_spanning_more_than_the_bar_ring_joins_like_one_record
         pd.testing.assert_frame_equal(live, reference, check_exact=True)
     finally:
         per_record.command(f"DROP DATABASE IF EXISTS {per_record.database}")
+
+
+def test_a_parquet_file_with_nan_and_inf_times_and_scores_is_replayed_with_each_bad_row_rejected(
+    store: Store, tmp_path: Path
+) -> None:
+    """Parquet can hold what JSON cannot (NaN, ±inf in float columns). One such value once
+    stopped the whole replay (the file source's ordering key called int(nan)); now each bad row
+    is rejected with its reason and the good ones are stored."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tickcast.app.backfill import run_replay
+
+    t0 = START
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["ok1", "nan_ingest", "inf_ingest", "nan_score", "nan_ts", "ok2"],
+                "symbol": ["BTCUSDT"] * 6,
+                "provider": ["cryptopanic"] * 6,
+                "ts": pa.array([t0, t0 + 1_000, t0 + 2_000, t0 + 3_000, float("nan"), t0 + 5_000], pa.float64()),
+                "ingest_ts": pa.array(
+                    [t0 + 100, float("nan"), float("inf"), t0 + 3_100, t0 + 4_100, t0 + 5_100], pa.float64()
+                ),
+                "score": [0.1, 0.2, 0.3, float("nan"), 0.5, 0.6],
+            }
+        ),
+        tmp_path / "odd.parquet",
+    )
+    settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"))
+    run_replay(settings, inputs=[tmp_path / "odd.parquet"], store=store, with_model=False, progress=False)
+    stored = {r["id"] for r in store.rows("SELECT id FROM {db}.sentiment_ticks FINAL")}
+    assert stored == {"ok1", "ok2"}
+    reasons = {
+        orjson.loads(r["payload"])["id"]: r["reason"]
+        for r in store.rows("SELECT reason, payload FROM {db}.rejected_records")
+    }
+    assert set(reasons) == {"nan_ingest", "inf_ingest", "nan_score", "nan_ts"}
+    assert "'ingest_ts'" in reasons["nan_ingest"] and "nan" in reasons["nan_ingest"]
+    assert "'ingest_ts'" in reasons["inf_ingest"] and "inf" in reasons["inf_ingest"]
+    assert "'score'" in reasons["nan_score"] and "'ts'" in reasons["nan_ts"]
