@@ -9,7 +9,13 @@ After each kill (a fresh process, the killed one is dead so its chdb directory i
 - every symbol's watermark must be reached by the records below the source partitions'
   resume offsets (`shard ahead of source`).
 
-    python bench/kill_check.py [--trials 10] [--kills 2] [--symbols 20] [--hours 6]
+    python bench/kill_check.py [--trials 10] [--kills 2] [--symbols 20] [--hours 6] [--slow]
+
+`--slow` widens the two windows the issue-15 race needs, in the replay processes only (a
+wrapper patches them before the CLI runs): the store sink's end-of-epoch flush takes 0.3 s
+longer (a busy store: the steps upstream have snapshotted the epoch, the frontier waits), and
+each Kafka partition delivers nothing for its first 1.5 s (a busy host's slow consumer start:
+a resumed run's first epochs carry no records).
 """
 
 from __future__ import annotations
@@ -215,8 +221,44 @@ def committed(recovery: Path) -> int:
     return -1 if row is None or row[0] is None else int(row[0])
 
 
+def slow_replay(argv: list[str]) -> None:
+    """`tickcast replay` with the `--slow` delays (see the module doc)."""
+    import runpy
+
+    from dataflows import sinks
+    from dataflows.kafka import pair_source
+
+    flush = sinks._StorePartition.snapshot
+
+    def slow_flush(self: Any) -> None:
+        time.sleep(0.3)
+        return flush(self)
+
+    init, batch = pair_source._PairPartition.__init__, pair_source._PairPartition.next_batch
+
+    def slow_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._built_at = time.monotonic()
+
+    def slow_batch(self: Any) -> Any:
+        if time.monotonic() - self._built_at < 1.5:
+            self._idle = True
+            return []
+        return batch(self)
+
+    sinks._StorePartition.snapshot = slow_flush  # type: ignore[method-assign]
+    pair_source._PairPartition.__init__ = slow_init  # type: ignore[method-assign]
+    pair_source._PairPartition.next_batch = slow_batch  # type: ignore[method-assign]
+    sys.argv = ["tickcast", *argv]
+    runpy.run_module("tickcast.app.cli", run_name="__main__")
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--as-slow-replay"]:
+        slow_replay(sys.argv[2:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slow", action="store_true", help="widen the race windows (see the module doc)")
     parser.add_argument("--check", nargs=3, metavar=("RECOVERY", "STORE", "DUMP"), help=argparse.SUPPRESS)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--kills", type=int, default=2, help="kills per trial (each trial starts fresh)")
@@ -261,6 +303,10 @@ def main() -> int:
         for trial in range(args.trials):
             store, recovery = work / f"store-{trial}", work / f"recovery-{trial}"
             cmd = harness.replay_command(store, kafka=True, recovery=recovery)
+            if (
+                args.slow
+            ):  # [python, -m, tickcast.app.cli, replay, ...] -> [python, this file, --as-slow-replay, replay, ...]
+                cmd = [cmd[0], __file__, "--as-slow-replay", *cmd[3:]]
             for kill in range(args.kills):
                 before = committed(recovery)
                 t0 = time.monotonic()
