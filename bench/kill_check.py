@@ -194,7 +194,7 @@ def dump_topics(broker: str, topics: dict[str, str], partitions: int, out: Path)
                     if m.error():
                         eof = True
                         continue
-                    rec = orjson.loads(m.value())
+                    rec = orjson.loads(m.value() or b"{}")
                     offsets.append(m.offset())
                     symbols.append(rec["symbol"])
                     ingest.append(rec["ingest_ts"])
@@ -268,6 +268,14 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--epochs", type=int, default=1, help="kill once the run committed this many epochs")
     parser.add_argument("--extra", type=float, default=1.0, help="then a random 0..extra seconds")
+    parser.add_argument(
+        "--late",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="even kills (0, 2, ...) at a random MIN..MAX s after the start instead (records flowing); "
+        "odd kills as above (early: in a resumed run's first epochs)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the replay")
@@ -313,6 +321,8 @@ def main() -> int:
                 with (work / f"run-{trial}.log").open("ab") as fh:
                     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
                     kill_at = None
+                    if args.late and kill % 2 == 0:
+                        kill_at = t0 + rng.uniform(*args.late)
                     while proc.poll() is None:
                         if kill_at is None and committed(recovery) >= before + args.epochs:
                             kill_at = time.monotonic() + rng.uniform(0, args.extra)
