@@ -12,8 +12,8 @@ After each kill (a fresh process, the killed one is dead so its chdb directory i
     python bench/kill_check.py [--trials 10] [--kills 2] [--symbols 20] [--hours 6] [--slow]
 
 `--slow` widens the two windows the issue-15 race needs, in the replay processes only (a
-wrapper patches them before the CLI runs): the store sink's end-of-epoch flush takes 0.3 s
-longer (a busy store: the steps upstream have snapshotted the epoch, the frontier waits), and
+wrapper patches them before the CLI runs): the store sink's end-of-epoch flush takes `--flush-s`
+(0.3) s longer (a busy store: the steps upstream have snapshotted the epoch, the frontier waits), and
 each Kafka partition delivers nothing for its first 1.5 s (a busy host's slow consumer start:
 a resumed run's first epochs carry no records).
 """
@@ -231,7 +231,7 @@ def slow_replay(argv: list[str]) -> None:
     flush = sinks._StorePartition.snapshot
 
     def slow_flush(self: Any) -> None:
-        time.sleep(0.3)
+        time.sleep(float(os.environ.get("KILL_CHECK_FLUSH_S", "0.3")))
         return flush(self)
 
     init, batch = pair_source._PairPartition.__init__, pair_source._PairPartition.next_batch
@@ -259,6 +259,7 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slow", action="store_true", help="widen the race windows (see the module doc)")
+    parser.add_argument("--flush-s", type=float, default=0.3, help="--slow: the store flush's extra seconds")
     parser.add_argument("--check", nargs=3, metavar=("RECOVERY", "STORE", "DUMP"), help=argparse.SUPPRESS)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--kills", type=int, default=2, help="kills per trial (each trial starts fresh)")
@@ -307,6 +308,7 @@ def main() -> int:
             **topics,
             **extra,
         )
+        env["KILL_CHECK_FLUSH_S"] = str(args.flush_s)
         print(f"{n:,} records, {args.partitions} partitions, batch {args.batch}", flush=True)
         for trial in range(args.trials):
             store, recovery = work / f"store-{trial}", work / f"recovery-{trial}"
