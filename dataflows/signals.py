@@ -275,8 +275,13 @@ def prepare_recovery(directory: str | Path, *, fresh: bool = False, placement: P
     Every process of a cluster may call this at once on a shared directory: the store is
     built in a private directory and renamed into place, so exactly one of them creates it.
     A store written by a cluster of another shape is refused (`RecoveryMismatch`): the symbol
-    shards are keyed per process (`Placement.pin`), so their state would not be found."""
+    shards are keyed per process (`Placement.pin`), so their state would not be found.
+
+    Snapshots the last run took at epochs it never committed are deleted before this run
+    starts (`dataflows.recovery_store`)."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    from dataflows.recovery_store import discard_uncommitted_snapshots
 
     path = Path(directory)
     if fresh and path.exists():
@@ -304,6 +309,8 @@ def prepare_recovery(directory: str | Path, *, fresh: bool = False, placement: P
                 "-a/-w, or start from an empty recovery directory (the flow then re-reads the topics from their "
                 "beginning; the writes are idempotent, so nothing is duplicated)"
             )
+    # Snapshots a killed run took past its resume point would later be taken for state (issue 15).
+    discard_uncommitted_snapshots(path)
     return RecoveryConfig(str(path))
 
 

@@ -119,16 +119,7 @@ def test_the_reference_is_large_enough_to_matter(replays: dict[str, Any]) -> Non
     assert ref["rejected_reasons"]["n"].sum() > 1_000  # duplicate and late ticks were refused
 
 
-# The killed path is a known open bug (issue 15): under load, a resumed run's shard state can be
-# ahead of the stored rows and the source offsets (rows of a few minutes lost, their ticks then
-# refused as duplicates). Marked, not removed: it runs every time, XPASS when it holds, and the
-# issue stays open until the mechanism is found (docs/decisions.md, "killed replay").
-KNOWN_OPEN = pytest.mark.xfail(reason="issue 15: killed-and-resumed replay can lose rows under load", strict=False)
-
-
-@pytest.mark.parametrize(
-    "path", [pytest.param(p, marks=KNOWN_OPEN) if p == "kafka killed 3 times" else p for p in PATHS]
-)
+@pytest.mark.parametrize("path", PATHS)
 def test_every_replay_path_gives_the_per_record_rows(replays: dict[str, Any], path: str) -> None:
     assert harness.differences(replays["tables"]["per record"], replays["tables"][path]) == {}
 
