@@ -584,11 +584,10 @@ def run_distributed_flow(
         options=FlowOptions(
             live=True,
             recovery=recovery_dir is not None,
-            # Every process reads the store to rebuild the book when it can (a server store, or
-            # one process): the trading key may live on any worker.
-            trading_start=(
-                resumed_trading(settings, store) if placement.shared_store or placement.processes == 1 else None
-            ),
+            # One process rebuilds the book from the store. In a cluster the trading key may live
+            # on a process that cannot read a chdb store, or reads a server store before process 0
+            # has migrated it: clusters keep the book in their recovery directory.
+            trading_start=resumed_trading(settings, store) if placement.processes == 1 else None,
         ),
         write_monitor=WriteMonitor(),  # a failing store holds the flow (Kafka keeps the input); store_write_failing
         placement=placement,
