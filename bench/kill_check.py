@@ -210,18 +210,6 @@ def dump_topics(broker: str, topics: dict[str, str], partitions: int, out: Path)
     out.write_bytes(pickle.dumps(result))
 
 
-def committed(recovery: Path) -> int:
-    path = recovery / "part-0.sqlite3"
-    if not path.exists():
-        return -1
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2) as con:
-            row = con.execute("SELECT max(commit_epoch) FROM commits").fetchone()
-    except sqlite3.Error:
-        return -1
-    return -1 if row is None or row[0] is None else int(row[0])
-
-
 def slow_replay(argv: list[str]) -> None:
     """`tickcast replay` with the `--slow` delays (see the module doc)."""
     import runpy
@@ -319,7 +307,7 @@ def main() -> int:
             ):  # [python, -m, tickcast.app.cli, replay, ...] -> [python, this file, --as-slow-replay, replay, ...]
                 cmd = [cmd[0], __file__, "--as-slow-replay", *cmd[3:]]
             for kill in range(args.kills):
-                before = committed(recovery)
+                before = harness.committed_epoch(recovery)
                 t0 = time.monotonic()
                 with (work / f"run-{trial}.log").open("ab") as fh:
                     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -327,7 +315,7 @@ def main() -> int:
                     if args.late and kill % 2 == 0:
                         kill_at = t0 + rng.uniform(*args.late)
                     while proc.poll() is None:
-                        if kill_at is None and committed(recovery) >= before + args.epochs:
+                        if kill_at is None and harness.committed_epoch(recovery) >= before + args.epochs:
                             kill_at = time.monotonic() + rng.uniform(0, args.extra)
                         if kill_at is not None and time.monotonic() >= kill_at:
                             os.kill(proc.pid, signal.SIGKILL)
