@@ -59,7 +59,9 @@ def records(out: TradingOut) -> dict[str, list[Any]]:
     return {k: [r.row() for r in getattr(out, k)] for k in ("orders", "fills", "positions", "equity", "risk")}
 
 
-def reference(bars: list[TradeBar], controls: list[TradeControl]) -> dict[str, list[Any]]:
+def one_run(bars: list[TradeBar], controls: list[TradeControl]) -> tuple[Engine, TradingOut]:
+    """The engine stepped over the input sorted by time and symbol, each control before the
+    first candle time after it (written here, independent of the stage's ordering code)."""
     engine, out = Engine(CFG), TradingOut()
     pending = sorted(controls, key=lambda c: (c.at, c.id))
     for t in sorted({b.close_time for b in bars}):
@@ -68,7 +70,11 @@ def reference(bars: list[TradeBar], controls: list[TradeControl]) -> dict[str, l
         engine.step(t, sorted((b for b in bars if b.close_time == t), key=lambda b: b.symbol), out)
     for c in pending:
         engine.apply_control(c, out)
-    return records(out)
+    return engine, out
+
+
+def reference(bars: list[TradeBar], controls: list[TradeControl]) -> dict[str, list[Any]]:
+    return records(one_run(bars, controls)[1])
 
 
 def through_order(
@@ -211,14 +217,7 @@ def test_a_stage_resumed_from_the_stored_book_ends_where_one_run_ends(seed: int,
             engine.step(release[1], release[2], out)
         else:
             engine.apply_control(release[1], out)
-    one_run = Engine(CFG)
-    pending = sorted(controls, key=lambda c: (c.at, c.id))
-    for t in sorted({b.close_time for b in bars}):
-        while pending and pending[0].at < t:
-            one_run.apply_control(pending.pop(0), TradingOut())
-        one_run.step(t, sorted((b for b in bars if b.close_time == t), key=lambda b: b.symbol), TradingOut())
-    for c in pending:
-        one_run.apply_control(c, TradingOut())
+    uninterrupted, _ = one_run(bars, controls)
     assert out.late == 0 and not any(r.guard == "ordering" for r in out.risk)
     assert order.state.skipped == sum(1 for b in resent if b.close_time <= traded_to)
-    assert engine.state == one_run.state
+    assert engine.state == uninterrupted.state
