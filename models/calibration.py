@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import minimize_scalar
-from scipy.special import expit
 
 from models import _kernels
 
@@ -283,6 +281,8 @@ def temperature_scale(logits: ArrayLike, T: float) -> np.ndarray:
     """Calibrated probabilities ``sigmoid(logits / T)``."""
     if not (math.isfinite(T) and T > 0):
         raise ValueError(f"temperature T must be a finite number > 0; got {T!r}")
+    from scipy.special import expit  # here, not at import: scipy costs ~0.5 s of every start-up
+
     return expit(np.asarray(logits, dtype=np.float64) / T)
 
 
@@ -317,6 +317,8 @@ def fit_temperature(
     if not (0 < lo < hi and math.isfinite(hi)):
         raise ValueError(f"bounds must satisfy 0 < lo < hi < inf; got {bounds!r}")
     y = y.astype(np.float64)
+    from scipy.optimize import minimize_scalar  # here, not at import (see temperature_scale)
+
     res = minimize_scalar(
         lambda s: _log_loss_at(z, y, math.exp(s)),
         bounds=(math.log(lo), math.log(hi)),

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dataflows.file_lines import count_records
 from dataflows.signals import FlowOptions, build_flow, kafka_source, prepare_recovery
 from dataflows.sources import FileReplaySource, RecordsSource
 from tickcast.app.progress_bar import run_with_bar
@@ -23,19 +24,6 @@ SUMMARY_TABLES = (
     "predictions",
     "calibration_windows",
 )
-
-
-def count_lines(paths: list[Path]) -> int | None:
-    total = 0
-    for path in paths:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            total += pq.ParquetFile(path).metadata.num_rows
-        else:
-            with path.open("rb") as fh:
-                total += sum(1 for line in fh if line.strip())
-    return total
 
 
 def kafka_messages(settings: Settings) -> int | None:
@@ -137,7 +125,7 @@ def run_replay(
     batch = settings.TICKCAST_REPLAY_BATCH
     if inputs:
         source: Any = FileReplaySource(inputs, batch_size=batch, on_emit=on_emit)
-        total = count_lines(source.paths)
+        total = sum(count_records(path) for path in source.paths)
     elif from_store:
         records = stored_records(store)
         source = RecordsSource(records, source="store", batch_size=batch, on_emit=on_emit)
