@@ -169,7 +169,7 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
         out = ShardOut()
         self._side_work(out)
         now = time.time()
-        for logic in self.symbols.values():
+        for logic in self._waiting():
             deadline = logic.deadline()
             if deadline is not None and deadline <= now:
                 logic.on_timeout(now, out, self.later)
@@ -188,12 +188,18 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
             return datetime.now(UTC)
         if self.config.timeout_ms is None:
             return None
-        deadlines = [d for d in (s.deadline() for s in self.symbols.values()) if d is not None]
+        deadlines = [d for d in (s.deadline() for s in self._waiting()) if d is not None]
         return datetime.fromtimestamp(min(deadlines), tz=UTC) if deadlines else None
 
     def snapshot(self) -> bytes | None:
         state = ShardState({name: s.state for name, s in self.symbols.items()}, self.later)
         return freeze(state, enabled=self.config.recovery)
+
+    def _waiting(self) -> list[SymbolLogic]:
+        """The symbols with a candle waiting for its join (the others have no deadline): Bytewax
+        asks `notify_at` after every activation, so this scan runs for every symbol of the shard
+        each time and is kept to an attribute check."""
+        return [logic for logic in self.symbols.values() if logic.state.pending]
 
     def _side_work(self, out: ShardOut) -> None:
         if not self.later:
