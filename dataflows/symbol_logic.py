@@ -266,7 +266,7 @@ class SymbolLogic:
         if self._labels:
             out.model.extend(self._labels)
             self._labels.clear()
-        if ticks and self.config.publish_live:
+        if n_ticks and self.config.publish_live:
             later.append(PublishView(self.state.symbol))
 
     def deadline(self) -> float | None:
@@ -287,14 +287,15 @@ class SymbolLogic:
 
     # --- side work (ShardLogic._side_work) ----------------------------------------------
     def store_ticks(self, ticks: SymbolTicks, status: np.ndarray, out: ShardOut) -> None:
+        n = len(ticks)
         accepted = status == 0
-        n_ok = status.tolist().count(0) if len(status) < 64 else int(np.count_nonzero(accepted))
+        n_ok = status.tolist().count(0) if n < 64 else int(np.count_nonzero(accepted))  # a list is faster when tiny
         if n_ok:
             stored = ticks.stored(accepted, n_ok)
             out.add_table("sentiment_ticks", stored)
-            out.latencies.append((ticks.ingest_ts, ticks.ts, None if n_ok == len(ticks) else accepted))
+            out.latencies.append((ticks.ingest_ts, ticks.ts, None if n_ok == n else accepted))
             out.providers.append(ticks.providers(stored))
-        if n_ok < len(ticks):
+        if n_ok < n:
             self._refused(ticks, status, out)
 
     def store_bars(self, ends: np.ndarray, vals: np.ndarray, out: ShardOut) -> None:
