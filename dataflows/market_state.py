@@ -104,7 +104,8 @@ class MarketState:
         and changes nothing; an older one raises OutOfOrderCandle.
         """
         open_time, close_time = int(open_time), int(close_time)
-        interval = self._check_interval(open_time, close_time)
+        span = close_time - open_time
+        interval = span if span == self._interval_ms else self._check_interval(open_time, close_time)
         status = k.push_candle(
             self._times, self._values, self._count, open_time, close_time,
             float(open), float(high), float(low), float(close), float(volume),

@@ -301,7 +301,8 @@ class SentimentState:
         cfg = self.config
         if ts.size == 0:
             return np.empty(0, np.int8), np.empty(0, np.int64)
-        self._make_room(ts.size)
+        if self._p_n + ts.size > self._p_ts.size:
+            self._make_room(ts.size)
         status, self._seen_hash, self._seen_t, n_ok, n_dup, n_late, self._max_ingest, after = k.admit(
             self._seen_hash,
             self._seen_t,
@@ -363,9 +364,9 @@ class SentimentState:
         if self._watermark is None or watermark_ms > self._watermark:
             self._watermark = int(watermark_ms)
         last = (self._watermark - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
+        if not self._backlog:  # the usual case: no forced close waits
+            return self._close_through(last)
         parts, self._backlog = [*self._backlog, self._close_through(last)], []
-        if len(parts) == 1:
-            return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _entry_bars(self) -> np.ndarray:

@@ -169,7 +169,7 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
         out = ShardOut()
         self._side_work(out)
         now = time.time()
-        for logic in self.symbols.values():
+        for logic in self._waiting():
             deadline = logic.deadline()
             if deadline is not None and deadline <= now:
                 logic.on_timeout(now, out, self.later)
@@ -188,12 +188,18 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
             return datetime.now(UTC)
         if self.config.timeout_ms is None:
             return None
-        deadlines = [d for d in (s.deadline() for s in self.symbols.values()) if d is not None]
+        deadlines = [d for d in (s.deadline() for s in self._waiting()) if d is not None]
         return datetime.fromtimestamp(min(deadlines), tz=UTC) if deadlines else None
 
     def snapshot(self) -> bytes | None:
         state = ShardState({name: s.state for name, s in self.symbols.items()}, self.later)
         return freeze(state, enabled=self.config.recovery)
+
+    def _waiting(self) -> list[SymbolLogic]:
+        """The symbols with a candle waiting for its join (the others have no deadline): Bytewax
+        asks `notify_at` after every activation, so this scan runs for every symbol of the shard
+        each time and is kept to an attribute check."""
+        return [logic for logic in self.symbols.values() if logic.state.pending]
 
     def _side_work(self, out: ShardOut) -> None:
         if not self.later:
@@ -257,11 +263,11 @@ class SymbolLogic:
         self._close(releases, out, later)
         # Labels go after the features released in this batch; the model stage orders by
         # event time anyway, this keeps the two in one downstream batch when possible.
-        for label in self._labels:
-            out.append(label)
-        self._labels.clear()
-        if ticks and self.config.publish_live:
-            later.append(PublishView(self.symbol))
+        if self._labels:
+            out.model.extend(self._labels)
+            self._labels.clear()
+        if n_ticks and self.config.publish_live:
+            later.append(PublishView(self.state.symbol))
 
     def deadline(self) -> float | None:
         """Wall time (s) at which the oldest waiting candle times out; None when none waits."""
@@ -281,33 +287,32 @@ class SymbolLogic:
 
     # --- side work (ShardLogic._side_work) ----------------------------------------------
     def store_ticks(self, ticks: SymbolTicks, status: np.ndarray, out: ShardOut) -> None:
+        n = len(ticks)
         accepted = status == 0
-        n_ok = int(np.count_nonzero(accepted))
+        n_ok = status.tolist().count(0) if n < 64 else int(np.count_nonzero(accepted))  # a list is faster when tiny
         if n_ok:
             stored = ticks.stored(accepted, n_ok)
             out.add_table("sentiment_ticks", stored)
-            out.latencies.append((ticks.ingest_ts, ticks.ts, None if n_ok == len(ticks) else accepted))
+            out.latencies.append((ticks.ingest_ts, ticks.ts, None if n_ok == n else accepted))
             out.providers.append(ticks.providers(stored))
-        if n_ok < len(ticks):
+        if n_ok < n:
             self._refused(ticks, status, out)
 
     def store_bars(self, ends: np.ndarray, vals: np.ndarray, out: ShardOut) -> None:
-        sentiment = self._sentiment
-        out.add_table("sentiment_bars", self._bar_block(ends, vals))  # NaN -> NULL in the store
+        sentiment, symbol = self._sentiment, self.symbol
+        if len(ends):  # what out.add_table does: an empty block is dropped
+            out.columnar["sentiment_bars"].append(self._bar_block(ends, vals))  # NaN -> NULL in the store
         if self.config.publish_live:
             for bar_end, row in zip(ends.tolist(), vals.tolist(), strict=True):
-                data = {"kind": "bar", "symbol": self.symbol, "step": self.config.step_name}
+                data = {"kind": "bar", "symbol": symbol, "step": self.config.step_name}
                 data.update(sentiment.row(bar_end, row))
-                out.append(LiveEvent("sentiment", data, self.symbol, bar_end))
+                out.events.append(LiveEvent("sentiment", data, symbol, bar_end))
 
     def publish_view(self, out: ShardOut) -> None:
         if self.state.sentiment is not None:
-            latest = self.state.sentiment.latest(self.state.watermark)
-            out.append(
-                LiveEvent(
-                    "sentiment", {"kind": "tick", "symbol": self.symbol, **latest}, self.symbol, self.state.watermark
-                )
-            )
+            symbol, watermark = self.state.symbol, self.state.watermark
+            latest = self.state.sentiment.latest(watermark)
+            out.events.append(LiveEvent("sentiment", {"kind": "tick", "symbol": symbol, **latest}, symbol, watermark))
 
     # --- ticks --------------------------------------------------------------------------
     def _ticks(
@@ -324,13 +329,14 @@ class SymbolLogic:
         # A candle among the ticks moves the watermark they are admitted after; that matters
         # only when it was ingested no earlier than some tick after it (live, a candle comes
         # before the tick that releases it and never is).
-        among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n] if arrived else None
-        if among and max(t for _, t in among) >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
+        among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n]
+        newest = (among[0][1] if len(among) == 1 else max(t for _, t in among)) if among else None
+        if newest is not None and newest >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
             cuts = np.array([cut for cut, _ in among], np.int64)
             status, after = sentiment.admit_after(*args, cuts, np.array([t for _, t in among], np.int64))
         else:
             status, after = sentiment.admit_after(*args)
-        later.append(StoreTicks(self.symbol, ticks, status))
+        later.append(StoreTicks(self.state.symbol, ticks, status))
         return after
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
@@ -372,10 +378,10 @@ class SymbolLogic:
         if feats is None:  # the same candle again (at-least-once delivery): already handled
             return None
         out.candles[interval] += 1
-        out.append(TableRow("candles", candle))
+        out.tables["candles"].append(candle)
         for label in labels:
             row = {"symbol": self.symbol, "interval": interval, **label}
-            out.append(TableRow("labels", row))
+            out.tables["labels"].append(row)
             self._labels.append(Label(row, candle["ingest_ts"]))  # known from this candle's ingest on
         return PendingCandle(
             candle["close_time"],
@@ -510,10 +516,8 @@ class SymbolLogic:
             if pending.close_time > final - span or pending.close_time <= last - span:
                 ends, vals = sentiment.advance_columns(self.state.watermark)
                 if ends.size:
-                    later.append(StoreBars(self.symbol, ends, vals))
-                row = self._features(pending, None, last, out)
-                out.append(TableRow("features", row))
-                out.append(Features(row, known))
+                    later.append(StoreBars(self.state.symbol, ends, vals))
+                self._emit_features(pending, None, known, last, out)
                 return
         deferred: list[tuple[int, int, PendingCandle]] = []  # (last bar at release, watermark, candle)
         oldest_seen: int | None = None  # smallest close_time of a deferred candle that saw its bar
@@ -566,8 +570,8 @@ class SymbolLogic:
         self, pending: PendingCandle, cause: str | None, known: int, as_of: int | None, out: ShardOut
     ) -> None:
         row = self._features(pending, cause, as_of, out)
-        out.append(TableRow("features", row))
-        out.append(Features(row, known))
+        out.tables["features"].append(row)  # what out.append(TableRow(...)) does, without the tuple
+        out.model.append(Features(row, known))
 
     def _bar_block(self, ends: np.ndarray, vals: np.ndarray) -> ColumnBlock:
         return ColumnBlock(
