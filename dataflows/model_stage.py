@@ -370,7 +370,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
             self._process(at, boundaries.pop(at), out)
 
     # --- inference ------------------------------------------------------------------------
-    def _infer(self, rows: list[dict[str, Any]], known: list[int], out: list[tuple[Any, ...]]) -> None:
+    def _infer(self, rows: list[dict[str, Any]], known: list[int], out: Out) -> None:
         started = time.perf_counter()
         # refresh() is two stat() calls; it picks up a promotion from the next candle on.
         self.predictor.refresh()
@@ -406,23 +406,31 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
             self.state.serving_version = version
             self._publish_accuracy()  # the new version's own record (INSUFFICIENT_DATA at first)
         latency_ms = elapsed * 1000.0
-        for row, prob in zip(rows, probs.tolist(), strict=True):
-            pred = {
+        horizon, fallback, keep = self.config.horizon, reason or "", 4 * self.config.horizon + 16
+        preds = [
+            {
                 "symbol": row["symbol"],
                 "interval": row["interval"],
                 "close_time": row["close_time"],
-                "horizon": self.config.horizon,
+                "horizon": horizon,
                 "model_version": version,
-                "prob": float(prob),
-                "fallback_reason": reason or "",
+                "prob": prob,
+                "fallback_reason": fallback,
                 "latency_ms": latency_ms,
             }
-            out.append(TableRow("predictions", pred))
-            if self.config.live:
-                out.append(LiveEvent("predictions", pred, row["symbol"], row["close_time"]))
-            ring = self.state.predictions.setdefault(row["symbol"], {})
-            ring[row["close_time"]] = (float(prob), version)
-            if len(ring) > 4 * self.config.horizon + 16:
+            for row, prob in zip(rows, probs.tolist(), strict=True)
+        ]
+        # what out.append(TableRow(...)) / out.append(LiveEvent(...)) do, a batch at a time
+        out.tables["predictions"].extend(preds)
+        if self.config.live:
+            out.events.extend([LiveEvent("predictions", p, p["symbol"], p["close_time"]) for p in preds])
+        rings = self.state.predictions
+        for pred in preds:
+            ring = rings.get(pred["symbol"])
+            if ring is None:
+                ring = rings[pred["symbol"]] = {}
+            ring[pred["close_time"]] = (pred["prob"], version)
+            if len(ring) > keep:
                 del ring[min(ring)]
         if self.config.trading_interval is not None:
             self._trade_bars(rows, probs.tolist(), version, reason or "", out)
