@@ -83,7 +83,7 @@ def _as_int64(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     if pt.is_integer(col.type):
         if col.type != pa.uint64():
             return col.cast(pa.int64()), np.ones(len(col), bool)
-        big = pc.fill_null(pc.greater(col, _INT64_MAX), False)
+        big = pc.fill_null(pc.greater(col, pa.scalar(_INT64_MAX, pa.uint64())), False)
         return pc.if_else(big, None, col).cast(pa.int64(), safe=False), ~big.to_numpy(zero_copy_only=False)
     values = col.cast(pa.float64())
     whole = pc.and_(pc.is_finite(values), pc.equal(pc.trunc(values), values))

@@ -3,9 +3,10 @@
 A replay file is read twice, a few MiB at a time, and never held whole: first for each
 record's ordering key (to learn whether the file is already in ingest order, as
 `tickcast simulate` and any recorder write it), then for the records themselves, which go
-on as they are (JSONL: the raw line bytes, so the columnar decoder takes them; Parquet: one
-dict per row, which the decode step writes as JSON once per batch). Memory is bounded by
-the chunk, not by the file.
+on as they are (JSONL: the raw line bytes, so the columnar decoder takes them; Parquet: the
+record batches as `ArrowRows`, which the decode step reads column-wise (dataflows/arrow_ticks.py),
+or one dict per row when their columns are not plain tick columns, or when several files are
+merged). Memory is bounded by the chunk, not by the file.
 
 A file that is not in ingest order is sorted (stable) like before: JSONL by an index of
 (key, byte offset, length) per line, 24 bytes a record, the lines read back one by one in

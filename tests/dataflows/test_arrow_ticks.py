@@ -42,6 +42,7 @@ def realistic(n: int, symbols: int = 20) -> list[dict]:
 def outcomes(table: pa.Table, config: DecodeConfig) -> tuple[tuple, tuple, tuple]:
     """(Arrow path, dict path, per-record path) `_full` outputs of one activation of these rows."""
     rows = table.to_pylist()
+    decode_table(table, max_record_bytes=config.max_record_bytes)  # no fault (on_batch would hide it)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(decode_module.time, "time", lambda: 1_800_000_000.0)
         arrow, _ = DecodeLogic(config, None).on_batch([ArrowBlock(NAME, ArrowRows(table))])
@@ -145,6 +146,22 @@ def test_struct_meta_with_null_children_and_int_columns() -> None:
     assert metas[:3] == ['{"lang":"en","n":1,"f":true}', '{"lang":null,"n":2,"f":false}', "{}"]
 
 
+def test_unsigned_values_past_int64_are_left_to_the_per_record_path() -> None:
+    table = pa.table(
+        {
+            "symbol": ["XRPUSDT"] * 4,
+            "provider": ["p", "q", "r", "s"],
+            "score": [0.1] * 4,
+            "ts": pa.array([START, 2**64 - 1, 2**63, START + 1], pa.uint64()),
+            "ingest_ts": pa.array([2**63 + 5, START, None, START + 2], pa.uint64()),
+            "polarity": pa.array([1, 2**64 - 1, 0, 1], pa.uint64()),
+        }
+    )
+    assert decode_table(table).ok.tolist() == [False, False, False, True]  # no fault of the columnar path
+    arrow, dicts, one_by_one = outcomes(table, CONFIGS[0])
+    assert arrow == dicts == one_by_one and len(arrow[2]) == 3
+
+
 def test_schemas_the_columnar_checks_cannot_read_stay_dicts(tmp_path: Path) -> None:
     base = {"symbol": ["XRPUSDT"], "ts": [START], "score": [0.1], "provider": ["p"]}
     others = {
@@ -219,3 +236,28 @@ def test_any_rows_decode_as_their_dicts(rows: list[dict], config: DecodeConfig) 
     table = pa.table({k: pa.array([r[k] for r in rows], types.get(k, pa.string())) for k in rows[0]})
     arrow, _, one_by_one = outcomes(table, config)
     assert arrow == one_by_one
+
+
+_KEY_VALUES = st.one_of(
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([2.0**63, -(2.0**63), 2.0**63 - 1024, 9.5e18, -1.5]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_KEY_VALUES, _KEY_VALUES, st.integers(0, 2**64 - 1)), min_size=1, max_size=20))
+def test_file_keys_read_column_wise_are_the_row_keys(rows: list[tuple]) -> None:
+    ingest, ts, close = zip(*rows, strict=True)
+    ints = [None if v is None else int(v) if isinstance(v, int) else None for v in ingest]
+    table = pa.table(
+        {
+            "ingest_ts": pa.array(ints, pa.int64()),
+            "ts": pa.array([None if v is None else float(v) for v in ts], pa.float64()),
+            "close_time": pa.array(close, pa.uint64()),
+        }
+    )
+    for columns in (["ingest_ts", "ts", "close_time"], ["ts", "close_time"], ["close_time"], ["ts"]):
+        part = table.select(columns)
+        assert file_lines._parquet_keys(part).tolist() == file_lines._parquet_keys_of_rows(part).tolist()
