@@ -110,7 +110,11 @@ def _read_columns(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
             col = col.cast(f.type, safe=False)  # score: float(int) rounds, as the dict path does
         columns.append(col)
     cols = pa.Table.from_arrays(columns, schema=_READ_SCHEMA)
-    ok &= ~pc.fill_null(pc.match_substring_regex(cols["id"], _CONTROL), False).to_numpy(zero_copy_only=False)
+    ids = cols["id"].combine_chunks()
+    data = ids.buffers()[2]
+    chars = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    if chars.size and (chars.min() < 0x20 or (chars == 0x7F).any()):  # some id may hold one: which?
+        ok &= ~pc.fill_null(pc.match_substring_regex(ids, _CONTROL), False).to_numpy(zero_copy_only=False)
     return cols, ok
 
 
@@ -153,6 +157,20 @@ def _codes(col: pa.Array) -> np.ndarray:
     return pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def _one_key(codes: list[np.ndarray]) -> np.ndarray:
+    """Per row, one int64 equal exactly when all `codes` are (mixed radix; rows of codes when
+    the product of their ranges would not fit)."""
+    key = np.zeros(codes[0].size, np.int64)
+    span = 1
+    for c in codes:
+        size = int(c.max(initial=0)) + 1
+        if span * size >= 2**62:
+            return np.stack(codes, axis=1)
+        key = key * size + c
+        span *= size
+    return key
+
+
 def _meta(table: pa.Table, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     """(per-row code into `texts`, texts, per-row meta valid), each distinct meta value through
     `meta_text` once, as the row dict holds it. Rows without meta get "{}"."""
@@ -165,7 +183,7 @@ def _meta(table: pa.Table, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, n
     if pt.is_struct(col.type):
         parts = [pc.is_null(col).to_numpy(zero_copy_only=False).astype(np.int64)]
         parts += [_codes(pc.struct_field(col, [i])) for i in range(col.type.num_fields)]
-        _, first, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(_one_key(parts), axis=0, return_index=True, return_inverse=True)
         distinct = col.take(pa.array(first)).to_pylist()
     else:
         enc = pc.dictionary_encode(col)

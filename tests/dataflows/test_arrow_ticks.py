@@ -261,3 +261,39 @@ def test_file_keys_read_column_wise_are_the_row_keys(rows: list[tuple]) -> None:
     for columns in (["ingest_ts", "ts", "close_time"], ["ts", "close_time"], ["close_time"], ["ts"]):
         part = table.select(columns)
         assert file_lines._parquet_keys(part).tolist() == file_lines._parquet_keys_of_rows(part).tolist()
+
+
+_META_STRUCT = pa.struct([("lang", pa.string()), ("n", pa.int64()), ("f", pa.bool_())])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {
+                    "lang": st.one_of(st.none(), st.text(max_size=4)),
+                    "n": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+                    "f": st.one_of(st.none(), st.booleans()),
+                }
+            ),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from(CONFIGS),
+)
+def test_any_struct_meta_is_stored_as_its_row_dict_says(metas: list, config: DecodeConfig) -> None:
+    n = len(metas)
+    table = pa.table(
+        {
+            "symbol": ["XRPUSDT"] * n,
+            "ts": [START + i for i in range(n)],
+            "score": [0.5] * n,
+            "provider": [f"p{i}" for i in range(n)],
+            "meta": pa.array(metas, _META_STRUCT),
+        }
+    )
+    arrow, _, one_by_one = outcomes(table, config)
+    assert arrow == one_by_one
