@@ -6,6 +6,7 @@ source used before (dicts as JSON through `decode_ticks`)."""
 
 from __future__ import annotations
 
+import pickle
 from itertools import islice
 from pathlib import Path
 
@@ -211,6 +212,7 @@ def test_arrow_rows_read_like_their_dicts_and_the_source_resumes(tmp_path: Path,
     block = ArrowBlock.concat(blocks[:2])
     block.prefetch(np.array([0, 130]))
     assert block[130] == blocks[1][2] and len(block) == 256 and block[0:2] == list(blocks[0])[:2]
+    assert pickle.loads(pickle.dumps(block)) == block  # items crossing processes (cluster flows)
 
 
 _TIMES = st.one_of(st.none(), st.integers(START - 10**6, START + 10**6), st.floats(allow_nan=True, allow_infinity=True))
