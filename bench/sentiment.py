@@ -237,6 +237,8 @@ def run_floor(broker: str, topic: str, store: Store, n: int) -> float:
 
 def run_file_floor(file: Path, store: Store) -> float:
     """Read the file in blocks (JSONL lines / Parquet row batches), columnar decode, Arrow insert."""
+    from dataflows.arrow_rows import ArrowRows
+    from dataflows.arrow_ticks import decode_table
     from dataflows.file_lines import file_chunks
     from dataflows.tick_decode import decode_ticks, objects_as_json
 
@@ -244,13 +246,16 @@ def run_file_floor(file: Path, store: Store) -> float:
     writer = ThreadPoolExecutor(1)
     pending = []
     for chunk in file_chunks(file):
-        objects = None
-        values = chunk.records
-        if values and values[0].__class__ is dict:
-            objects = values
-            values, _ = objects_as_json(objects)
-        hints = np.full(len(values), -1, np.int64)
-        fast = decode_ticks(values, hints, now_ms=int(time.time() * 1000), objects=objects)
+        if isinstance(chunk.records, ArrowRows):  # Parquet: its Arrow columns, as the flow reads them
+            fast = decode_table(chunk.records.table)
+        else:
+            objects = None
+            values = list(chunk.records)
+            if values and values[0].__class__ is dict:
+                objects = values
+                values, _ = objects_as_json(objects)
+            hints = np.full(len(values), -1, np.int64)
+            fast = decode_ticks(values, hints, now_ms=int(time.time() * 1000), objects=objects)
         assert fast.ok.all(), "the floor takes clean ticks only"
         table = fast.table.append_column("weight", pa.array(np.ones(fast.table.num_rows)))
         pending.append(writer.submit(store.insert_pieces, "sentiment_ticks", [table]))

@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.arrow_rows import ArrowBlock
+from dataflows.arrow_ticks import decode_table
 from dataflows.hooks import FlowHooks
 from dataflows.items import ConsumerError, LiveEvent, ShardWork, TableRow, TradingControl
 from dataflows.outputs import Out
@@ -159,6 +161,8 @@ class _Batch:
 
 def _joined(batches: list[RawBatch]) -> RawBatch:
     """One activation's batches as one (a RawBlock, keys kept, when any of them is)."""
+    if all(isinstance(b, ArrowBlock) for b in batches):  # one Parquet file's rows: still columns
+        return ArrowBlock.concat(batches)  # type: ignore[arg-type]
     if any(isinstance(b, RawBlock) for b in batches):
         return RawBlock.concat([b if isinstance(b, RawBlock) else _as_block(b) for b in batches])
     return [r for batch in batches for r in batch]
@@ -314,6 +318,8 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         if not records:
             return None, np.empty(0, np.int64)
         wall_clock = self.config.wall_clock
+        if isinstance(records, ArrowBlock):  # Parquet rows: from their Arrow columns (dataflows/arrow_ticks.py)
+            return self._arrow_decode(records, now_ms)
         keys = records.keys if isinstance(records, RawBlock) else None
         if isinstance(records, RawBlock):  # Kafka and file sources: columns already
             names = records.names
@@ -375,6 +381,18 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
                 wall = np.where(np.array([n == _SIMULATOR for n in names]), _NO_WALL, now_ms)
         fast = self._decode_ticks(values, hint_ms, keys, now_ms, wall, objects)
         return fast, idx[fast.ok]
+
+    def _arrow_decode(self, block: ArrowBlock, now_ms: int) -> tuple[FastTicks, np.ndarray]:
+        cfg = self.config
+        fast = decode_table(
+            block.rows.table,
+            pos_threshold=cfg.pos_threshold,
+            max_record_bytes=cfg.max_record_bytes,
+            max_future_ms=cfg.max_future_ms,
+            wall_ms=now_ms if cfg.wall_clock else None,
+        )
+        block.prefetch(np.flatnonzero(~fast.ok))  # the per-record path's rows, as dicts in one call
+        return fast, np.flatnonzero(fast.ok)
 
     def _fast_run(
         self, fast: FastTicks, fast_pos: np.ndarray, lo: int, hi: int, records: RawBatch, batch: _Batch, out: Out

@@ -3,9 +3,10 @@
 A replay file is read twice, a few MiB at a time, and never held whole: first for each
 record's ordering key (to learn whether the file is already in ingest order, as
 `tickcast simulate` and any recorder write it), then for the records themselves, which go
-on as they are (JSONL: the raw line bytes, so the columnar decoder takes them; Parquet: one
-dict per row, which the decode step writes as JSON once per batch). Memory is bounded by
-the chunk, not by the file.
+on as they are (JSONL: the raw line bytes, so the columnar decoder takes them; Parquet: the
+record batches as `ArrowRows`, which the decode step reads column-wise (dataflows/arrow_ticks.py),
+or one dict per row when their columns are not plain tick columns, or when several files are
+merged). Memory is bounded by the chunk, not by the file.
 
 A file that is not in ingest order is sorted (stable) like before: JSONL by an index of
 (key, byte offset, length) per line, 24 bytes a record, the lines read back one by one in
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ import numpy as np
 import orjson
 from numba import njit
 
+from dataflows.arrow_rows import ArrowRows
+from dataflows.arrow_ticks import columnar
 from dataflows.tick_decode import member_index
 
 CHUNK_BYTES = 4 << 20
@@ -49,7 +52,7 @@ class Chunk:
     """Records of one file in file (or key) order: `keys[i]` orders `records[i]`."""
 
     keys: np.ndarray
-    records: list[Any]
+    records: Sequence[Any]  # a list, or ArrowRows (Parquet rows as columns)
 
 
 # ---------------------------------------------------------------------------
@@ -293,7 +296,8 @@ def _jsonl_chunks(path: Path, *, keyed: bool = True) -> Iterator[Chunk]:
 # Parquet
 
 
-def _parquet_keys(batch: Any) -> np.ndarray:
+def _parquet_keys_of_rows(batch: Any) -> np.ndarray:
+    """The keys of a batch through its rows' Python values (any column type)."""
     names = [n for n in ("ingest_ts", "ts", "close_time") if n in batch.schema.names]
     columns = [batch.column(n).to_pylist() for n in names]
     return np.fromiter(
@@ -305,16 +309,60 @@ def _parquet_keys(batch: Any) -> np.ndarray:
     )
 
 
+def _column_keys(col: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(key, usable) per row of an int or float time column, as `effective_ingest` reads its
+    value (an int clamped to int64; a finite float truncated, clamped; else not usable), or
+    None for another type."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    usable = pc.is_valid(col)
+    if pa.types.is_integer(col.type):
+        if col.type == pa.uint64():
+            col = pc.min_element_wise(col, pa.scalar(_KEY_MAX, pa.uint64()))
+        values = pc.fill_null(col, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return values, usable.to_numpy(zero_copy_only=False)
+    if pa.types.is_float32(col.type) or pa.types.is_float64(col.type):
+        floats = pc.fill_null(col, 0.0).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        finite = np.isfinite(floats) & usable.to_numpy(zero_copy_only=False)
+        floats = np.trunc(np.where(finite, floats, 0.0))
+        inside = (floats >= -(2.0**63)) & (floats < 2.0**63)  # int64 holds these exactly
+        values = np.where(floats > 0, _KEY_MAX, _KEY_MIN).astype(np.int64)
+        values[inside] = floats[inside].astype(np.int64)
+        return values, finite
+    return None
+
+
+def _parquet_keys(batch: Any) -> np.ndarray:
+    """The ordering key of each row (`effective_ingest`), column-wise for int and float columns."""
+    keys = np.zeros(batch.num_rows, np.int64)
+    found = np.zeros(batch.num_rows, bool)
+    for name in ("ingest_ts", "ts", "close_time"):
+        if name not in batch.schema.names:
+            continue
+        read = _column_keys(batch.column(name))
+        if read is None:  # timestamps, strings…: their Python values say
+            return _parquet_keys_of_rows(batch)
+        values, usable = read
+        take = usable & ~found
+        keys[take] = values[take]
+        found |= usable
+    return keys
+
+
 def _parquet_chunks(path: Path) -> Iterator[Chunk]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     def batches(columns: list[str] | None = None) -> Iterator[Any]:
         return pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
 
-    schema = pq.ParquetFile(path).schema_arrow.names
-    key_columns = [n for n in ("ingest_ts", "ts", "close_time") if n in schema]
+    schema = pq.ParquetFile(path).schema_arrow
+    # rows the columnar checks can read stay Arrow columns (dataflows/arrow_ticks.py); others are dicts
+    rows = ArrowRows if columnar(schema) else (lambda table: table.to_pylist())
+    key_columns = [n for n in ("ingest_ts", "ts", "close_time") if n in schema.names]
     last, in_order = np.iinfo(np.int64).min, True
-    for batch in batches(key_columns or schema[:1]):
+    for batch in batches(key_columns or schema.names[:1]):
         keys = _parquet_keys(batch)
         if keys.size and (keys[0] < last or (np.diff(keys) < 0).any()):
             in_order = False
@@ -323,12 +371,12 @@ def _parquet_chunks(path: Path) -> Iterator[Chunk]:
             last = int(keys[-1])
     if in_order:
         for batch in batches():
-            yield Chunk(_parquet_keys(batch), batch.to_pylist())
+            yield Chunk(_parquet_keys(batch), rows(batch))
         return
-    rows = [r for batch in batches() for r in batch.to_pylist()]  # rare: read whole, sort (stable)
-    keys = np.fromiter((effective_ingest(r) for r in rows), np.int64, len(rows))
+    table = pa.Table.from_batches(list(batches()))  # rare: read whole, sort (stable)
+    keys = _parquet_keys(table)
     order = np.argsort(keys, kind="stable")
-    yield Chunk(keys[order], [rows[k] for k in order.tolist()])
+    yield Chunk(keys[order], rows(table.take(pa.array(order))))
 
 
 def count_records(path: Path) -> int:
@@ -350,14 +398,21 @@ def file_chunks(path: Path, *, keyed: bool = True) -> Iterator[Chunk]:
 # several files
 
 
-def merged_chunks(paths: list[Path]) -> Iterator[tuple[np.ndarray, list[Any], np.ndarray]]:
+def _as_lists(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Chunks whose records are a list (Parquet rows as dicts): what the merge of several
+    files interleaves."""
+    for chunk in chunks:
+        yield chunk if isinstance(chunk.records, list) else Chunk(chunk.keys, list(chunk.records))
+
+
+def merged_chunks(paths: list[Path]) -> Iterator[tuple[np.ndarray, Sequence[Any], np.ndarray]]:
     """All records of all files, merged by key (ties: file order, then line order), as
     (keys, records, file index per record) chunks (one file: the keys may be 0)."""
     if len(paths) == 1:  # nothing to merge: the keys are not needed
         for chunk in file_chunks(paths[0], keyed=False):
             yield chunk.keys, chunk.records, np.zeros(len(chunk.records), np.int64)
         return
-    streams = [file_chunks(p) for p in paths]
+    streams = [_as_lists(file_chunks(p)) for p in paths]
     held = [Chunk(np.empty(0, np.int64), []) for _ in paths]  # read, not yet given, per file
     done = [False] * len(paths)
 
@@ -366,7 +421,7 @@ def merged_chunks(paths: list[Path]) -> Iterator[tuple[np.ndarray, list[Any], np
         if nxt is None:
             done[f] = True
         else:
-            held[f] = Chunk(np.concatenate([held[f].keys, nxt.keys]), held[f].records + nxt.records)
+            held[f] = Chunk(np.concatenate([held[f].keys, nxt.keys]), [*held[f].records, *nxt.records])
 
     def fill() -> None:
         for f in range(len(paths)):

@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from dataflows.arrow_rows import ArrowBlock, ArrowRows, joined
 from dataflows.file_lines import merged_chunks
 from tickcast.records import INPUT_SUFFIXES
 
@@ -143,8 +144,9 @@ def merged_file_records(paths: list[Path]) -> Iterator[RawRecord]:
 
 class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
     """Emits the merged files as RawBlocks of `batch_size` records (JSONL lines as bytes,
-    Parquet rows as dicts), read chunk by chunk (dataflows/file_lines.py); the snapshot is the
-    count emitted, so a resume re-reads the files and skips that many."""
+    Parquet rows as dicts), or as ArrowBlocks (one Parquet file whose columns the decode step
+    reads as they are: dataflows/arrow_rows.py), read chunk by chunk (dataflows/file_lines.py);
+    the snapshot is the count emitted, so a resume re-reads the files and skips that many."""
 
     def __init__(
         self,
@@ -160,7 +162,7 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
         self._batch_size = max(1, batch_size)
         self._emitted = resume or 0
         self._on_emit = on_emit
-        self._records: list[Any] = []
+        self._records: Sequence[Any] = []
         self._files = np.empty(0, np.int64)
         skip = self._emitted
         while skip:
@@ -182,7 +184,7 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
             files.append(nxt[2])
             held += len(nxt[1])
         if len(parts) > 1:
-            self._records = [r for part in parts for r in part]
+            self._records = joined(parts)  # Parquet rows stay Arrow columns (dataflows/arrow_rows.py)
             self._files = np.concatenate(files)
         return bool(self._records)
 
@@ -195,7 +197,10 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
         self._emitted += n
         if self._on_emit:
             self._on_emit(self._emitted)
-        block = RawBlock(self._names, values, np.full(n, -1, np.int64), None if len(self._names) == 1 else files)
+        if isinstance(values, ArrowRows):  # one Parquet file's rows, read column-wise by the decode step
+            return [(self._key, ArrowBlock(self._names[0], values))]
+        records = cast(list[Any], values)  # JSONL lines, or Parquet rows as dicts
+        block = RawBlock(self._names, records, np.full(n, -1, np.int64), None if len(self._names) == 1 else files)
         return [(self._key, block)]
 
     def snapshot(self) -> int:

@@ -682,6 +682,51 @@ def decode_ticks(
     if lines is None:
         return _none_ok(np.zeros(n, bool))
     cols, ok = _read(lines)
+    checked = check_columns(cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms)
+    ok = checked.ok
+    meta_codes, meta_texts, meta_valid = _meta(lines, ok)
+    ok &= meta_valid
+    if objects is not None:  # dicts: a field JSON spells null must be None (or absent) in the dict
+        meta_short = (lines.meta_hi - lines.meta_lo) == 4  # null (or a 4-byte object/string: checked too)
+        for name, null in (
+            ("polarity", checked.polarity_null),
+            ("ingest_ts", checked.ingest_null),
+            ("id", checked.id_null),
+            ("meta", meta_short),
+        ):
+            maybe = np.flatnonzero(ok & null)
+            if maybe.size:
+                ok[maybe[_null_but_set(objects, maybe, name)]] = False
+    return assemble_ticks(cols, checked, meta_codes, meta_texts, pos_threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedColumns:
+    """`check_columns`' verdict: `ok` (narrowed in place by later checks, e.g. meta) and the
+    numeric columns as numpy, nulls filled (ingest_ts already the one each row gets)."""
+
+    ok: np.ndarray
+    ts: np.ndarray
+    score: np.ndarray
+    ingest: np.ndarray
+    ingest_null: np.ndarray
+    polarity: np.ndarray
+    polarity_null: np.ndarray
+    id_null: np.ndarray
+
+
+def check_columns(
+    cols: pa.Table,
+    ok: np.ndarray,
+    hints: np.ndarray,
+    *,
+    keys: Sequence[bytes | None] | None = None,
+    max_future_ms: int = MAX_FUTURE_MS,
+    wall_ms: int | np.ndarray | None = None,
+) -> CheckedColumns:
+    """`_tick`'s and `_check_record`'s rules, column-wise, on a `_READ_SCHEMA` table whose
+    values are the record's own (JSON read by Arrow, or Parquet columns: dataflows/arrow_ticks.py);
+    all but meta, which each caller reads its own way."""
     ts, ts_null = _ints(cols["ts"])
     ok &= ~ts_null & (ts >= MIN_TS_MS) & (ts <= MAX_TS_MS)
     score = pc.fill_null(cols["score"], np.nan).to_numpy(zero_copy_only=False)
@@ -700,31 +745,27 @@ def decode_ticks(
     id_chars, id_null = _ints(pc.utf8_length(cols["id"]))
     ok &= id_null | ((id_chars >= 1) & (id_chars <= MAX_ID_CHARS))
     ok &= _valid_names(cols["symbol"], "symbol", SYMBOL_RE) & _valid_names(cols["provider"], "provider", PROVIDER_RE)
-    meta_codes, meta_texts, meta_valid = _meta(lines, ok)
-    ok &= meta_valid
-    if objects is not None:  # dicts: a field JSON spells null must be None (or absent) in the dict
-        meta_short = (lines.meta_hi - lines.meta_lo) == 4  # null (or a 4-byte object/string: checked too)
-        for name, null in (
-            ("polarity", polarity_null),
-            ("ingest_ts", ingest_null),
-            ("id", id_null),
-            ("meta", meta_short),
-        ):
-            maybe = np.flatnonzero(ok & null)
-            if maybe.size:
-                ok[maybe[_null_but_set(objects, maybe, name)]] = False
+    return CheckedColumns(ok, ts, score, ingest, ingest_null, polarity, polarity_null, id_null)
+
+
+def assemble_ticks(
+    cols: pa.Table, checked: CheckedColumns, meta_codes: np.ndarray, meta_texts: pa.Array, pos_threshold: float
+) -> FastTicks:
+    """The FastTicks of the rows `checked.ok` keeps: polarity derived where missing, ids made
+    where missing (`records.tick_id`), meta row i `meta_texts[meta_codes[i]]`."""
+    ok = checked.ok
     if not ok.any():
         return _none_ok(ok)
 
     keep = pa.array(ok)
-    ts, score = ts[ok], score[ok]
+    ts, score = checked.ts[ok], checked.score[ok]
     derived = np.where(score > pos_threshold, 1, np.where(score < -pos_threshold, -1, 0))
-    polarity = np.where(polarity_null[ok], derived, polarity[ok]).astype(np.int8)
-    ingest = ingest[ok]
+    polarity = np.where(checked.polarity_null[ok], derived, checked.polarity[ok]).astype(np.int8)
+    ingest = checked.ingest[ok]
     symbol = cols["symbol"].filter(keep).combine_chunks()
     provider = cols["provider"].filter(keep).combine_chunks()
     ids = cols["id"].filter(keep).combine_chunks()
-    missing = id_null[ok]
+    missing = checked.id_null[ok]
     if missing.any():
         made = [
             tick_id(p, s, t, x)
