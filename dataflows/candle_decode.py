@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from tickcast.records import CANDLE_FIELDS, INTERVAL_MS, MAX_TS_MS, MIN_TS_MS, SYMBOL_RE
 
 _FIELDS = frozenset(CANDLE_FIELDS)
+_every_field = itemgetter(*CANDLE_FIELDS)
 _PRICES = ("open", "high", "low", "close")
 # Ints this large or larger are left to decode_record: their float() may round (or overflow).
 _EXACT_INT = 2**53
@@ -108,7 +110,9 @@ def vouched_candles(
     if not idx:
         return [], []
     rows = [payloads[i] for i in idx]
-    column = {name: [r.get(name) for r in rows] for name in CANDLE_FIELDS}
+    whole = len(CANDLE_FIELDS)  # a row naming every field: one C call reads them all
+    values = [_every_field(r) if len(r) == whole else tuple(map(r.get, CANDLE_FIELDS)) for r in rows]
+    column = dict(zip(CANDLE_FIELDS, map(list, zip(*values, strict=True)), strict=True))
     symbols, intervals = column["symbol"], column["interval"]
     steps = _steps(intervals)
     ok = _symbols_ok(symbols) & (steps > 0)

@@ -130,7 +130,8 @@ class _Batch:
             return self.candle_cuts  # counted as the records went by
         rows = np.concatenate(self.fast_rows)
         encoded = pc.dictionary_encode(fast.table.column("symbol").take(pa.array(rows))).combine_chunks()
-        code_of = {name: code for code, name in enumerate(encoded.dictionary.to_pylist())}
+        names = encoded.dictionary.to_pylist()
+        code_of = dict(zip(names, range(len(names)), strict=True))
         symbols = list(self.candle_pos)
         sizes = [len(self.candle_pos[s]) for s in symbols]
         # One sorted key per fast tick, (symbol code, record position), and one search for all
@@ -151,6 +152,12 @@ class _Batch:
         if not candles:
             return
         if not self.candles and not self.slow_ticks:  # a live burst: nothing to merge with
+            by_symbol = {candle["symbol"]: [candle] for candle in candles}
+            if len(by_symbol) == len(candles):  # one candle per symbol
+                self.candles = by_symbol
+                self.candle_pos = {candle["symbol"]: [pos] for pos, candle in zip(positions, candles, strict=True)}
+                self.candle_cuts = {symbol: [0] for symbol in by_symbol}
+                return
             for pos, candle in zip(positions, candles, strict=True):
                 symbol = candle["symbol"]
                 self.candles.setdefault(symbol, []).append(candle)
@@ -432,17 +439,21 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         the columnar check accepts (dataflows/candle_decode.py); the rest stay for the other
         paths. The simulator's records stay on the per-record path, like its ticks (`_slow_only`).
         A fault of the check costs its speed only: the records then go one by one."""
-        picked = [(i, r) for i in among if (r := records[i])[1].__class__ is dict and not _slow_only(r[0])]
-        if not picked:
+        entries = records if isinstance(among, range) and len(among) == len(records) else [records[i] for i in among]
+        if not entries:
             return [], []
+        names, payloads, hints = zip(*entries, strict=True)  # C-speed passes (a list of records)
+        if any(_slow_only(n) for n in set(names)):
+            payloads = tuple(None if _slow_only(n) else p for n, p in zip(names, payloads, strict=True))
         cfg = self.config
+        keys = None
+        if isinstance(records, RawBlock) and records.keys is not None:
+            keys = [records.key(i) for i in among]
         try:
             at, candles = vouched_candles(
-                [r[1] for _, r in picked],
-                [r[2] for _, r in picked],
-                None
-                if not isinstance(records, RawBlock) or records.keys is None
-                else [records.key(i) for i, _ in picked],
+                payloads,
+                hints,
+                keys,
                 wall_ms=now_ms if cfg.wall_clock else None,
                 max_future_ms=cfg.max_future_ms,
                 max_record_bytes=cfg.max_record_bytes,
@@ -450,7 +461,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         except Exception:  # noqa: BLE001 - never stop the flow
             log.exception("columnar candle check failed on a batch of %d records", len(records))
             return [], []
-        return [picked[k][0] for k in at], candles
+        return (at if entries is records else [among[k] for k in at]), candles
 
     def _fast_run(
         self, fast: FastTicks, fast_pos: np.ndarray, lo: int, hi: int, records: RawBatch, batch: _Batch, out: Out
