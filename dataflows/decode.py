@@ -130,18 +130,17 @@ class _Batch:
             return self.candle_cuts  # counted as the records went by
         rows = np.concatenate(self.fast_rows)
         encoded = pc.dictionary_encode(fast.table.column("symbol").take(pa.array(rows))).combine_chunks()
-        names = encoded.dictionary.to_pylist()
-        code_of = dict(zip(names, range(len(names)), strict=True))
         symbols = list(self.candle_pos)
-        sizes = [len(self.candle_pos[s]) for s in symbols]
+        sizes = list(map(len, self.candle_pos.values()))
+        positions = np.fromiter(chain.from_iterable(self.candle_pos.values()), np.int64)
         # One sorted key per fast tick, (symbol code, record position), and one search for all
         # candles: the fast ticks of a candle's symbol that came before it (no code: none).
-        span = int(max(self.fast_pos.max(), max(p[-1] for p in self.candle_pos.values()))) + 1
+        span = int(max(self.fast_pos.max(), positions.max())) + 1
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         keys = np.sort(codes * span + self.fast_pos[rows])
-        candle_codes = np.repeat(np.array([code_of.get(s, -1) for s in symbols], np.int64), sizes)
-        at = candle_codes * span + np.fromiter(chain.from_iterable(self.candle_pos.values()), np.int64)
-        before = np.searchsorted(keys, at) - np.searchsorted(keys, candle_codes * span)
+        code_of = pc.index_in(pa.array(symbols, pa.string()), value_set=encoded.dictionary)
+        candle_codes = np.repeat(pc.fill_null(code_of, -1).to_numpy(zero_copy_only=False).astype(np.int64), sizes)
+        before = np.searchsorted(keys, candle_codes * span + positions) - np.searchsorted(keys, candle_codes * span)
         counts = (np.fromiter(chain.from_iterable(self.candle_cuts.values()), np.int64) + before).tolist()
         ends = np.cumsum(sizes).tolist()
         return {s: counts[e - n : e] for s, n, e in zip(symbols, sizes, ends, strict=True)}
