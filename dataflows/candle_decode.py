@@ -105,8 +105,9 @@ def vouched_candles(
     control, junk): `decode_record` decides."""
     if max_record_bytes < MAX_CANDLE_JSON:
         return [], []
-    # Contract fields only; a missing one reads as None below, which every check refuses.
-    idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and p.keys() <= _FIELDS]
+    # Contract fields only; a missing one reads as None below, which every check refuses (so
+    # a dict without close_time, a tick say, is passed over by one lookup).
+    idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p and p.keys() <= _FIELDS]
     if not idx:
         return [], []
     rows = [payloads[i] for i in idx]
