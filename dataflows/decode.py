@@ -438,17 +438,18 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         the columnar check accepts (dataflows/candle_decode.py); the rest stay for the other
         paths. The simulator's records stay on the per-record path, like its ticks (`_slow_only`).
         A fault of the check costs its speed only: the records then go one by one."""
-        entries = records if isinstance(among, range) and len(among) == len(records) else [records[i] for i in among]
-        if not entries:
-            return [], []
-        names, payloads, hints = zip(*entries, strict=True)  # C-speed passes (a list of records)
-        if any(_slow_only(n) for n in set(names)):
-            payloads = tuple(None if _slow_only(n) else p for n, p in zip(names, payloads, strict=True))
         cfg = self.config
-        keys = None
-        if isinstance(records, RawBlock) and records.keys is not None:
-            keys = [records.key(i) for i in among]
         try:
+            whole = isinstance(among, range) and len(among) == len(records)
+            entries = records if whole else [records[i] for i in among]
+            if not entries:
+                return [], []
+            names, payloads, hints = zip(*entries, strict=True)  # C-speed passes (a list of records)
+            if any(_slow_only(n) for n in set(names)):
+                payloads = tuple(None if _slow_only(n) else p for n, p in zip(names, payloads, strict=True))
+            keys = None
+            if isinstance(records, RawBlock) and records.keys is not None:
+                keys = [records.key(i) for i in among]
             at, candles = vouched_candles(
                 payloads,
                 hints,
@@ -460,7 +461,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         except Exception:  # noqa: BLE001 - never stop the flow
             log.exception("columnar candle check failed on a batch of %d records", len(records))
             return [], []
-        return (at if entries is records else [among[k] for k in at]), candles
+        return (at if whole else [among[k] for k in at]), candles
 
     def _fast_run(
         self, fast: FastTicks, fast_pos: np.ndarray, lo: int, hi: int, records: RawBatch, batch: _Batch, out: Out

@@ -345,3 +345,12 @@ def test_a_vouched_candle_is_what_decode_record_returns(rows, wall_ms: int | Non
                 wall_ms=wall_ms,
             )
             assert not isinstance(expected, tuple), (payloads[i], hints[i])  # plain candles are all vouched
+
+
+def test_a_fault_of_the_candle_check_costs_its_speed_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    close = int(NOW_S * 1000) // 60_000 * 60_000 - 600_000
+    batch = _mixed(close)
+    _, reference = _both(DecodeConfig(), [batch])
+    monkeypatch.setattr(decode_module, "vouched_candles", lambda *a, **k: 1 / 0)
+    faulty, _ = _both(DecodeConfig(), [batch])
+    assert faulty == reference
