@@ -43,8 +43,9 @@ def _numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         else:
             if kinds == {float}:
                 return floats, np.ones(len(values), bool)
-            # a rounded int reads as 2**53 or more; a mixed column's large floats go to decode_record
-            ok = np.abs(floats) < _EXACT_INT
+            ok = np.abs(floats) < _EXACT_INT  # a rounded int reads as 2**53 or more
+            if float in kinds:  # a mixed column: its floats are exact whatever their size
+                ok |= np.array([v.__class__ is float for v in values], bool)
             return np.where(ok, floats, math.nan), ok
     ok = np.array([v.__class__ is float or (v.__class__ is int and -_EXACT_INT < v < _EXACT_INT) for v in values], bool)
     return np.array([v if k else math.nan for v, k in zip(values, ok.tolist(), strict=True)], np.float64), ok

@@ -354,3 +354,12 @@ def test_a_fault_of_the_candle_check_costs_its_speed_only(monkeypatch: pytest.Mo
     monkeypatch.setattr(decode_module, "vouched_candles", lambda *a, **k: 1 / 0)
     faulty, _ = _both(DecodeConfig(), [batch])
     assert faulty == reference
+
+
+def test_columns_mixing_ints_and_large_floats_are_vouched_as_decode_record_takes_them() -> None:
+    payloads = [candle("AUSDT", START) | {"volume": 1e300}, candle("BUSDT", START) | {"volume": 5, "open": 2**53 + 2}]
+    at, candles = vouched_candles(
+        payloads, [None, None], None, wall_ms=None, max_future_ms=60_000, max_record_bytes=65_536
+    )
+    assert at == [0] and candles[0]["volume"] == 1e300  # the 2**53 + 2 int is decode_record's to judge
+    assert decode_record(payloads[0], source="http", now_ms=0, default_ingest="event") == ("candle", candles[0])
