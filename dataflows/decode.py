@@ -16,7 +16,11 @@ import functools
 import logging
 import time
 import zlib
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.arrow_rows import ArrowBlock
 from dataflows.arrow_ticks import decode_table
+from dataflows.candle_decode import vouched_candles
 from dataflows.hooks import FlowHooks
 from dataflows.items import ConsumerError, LiveEvent, ShardWork, TableRow, TradingControl
 from dataflows.outputs import Out
@@ -127,17 +132,51 @@ class _Batch:
             return self.candle_cuts  # counted as the records went by
         rows = np.concatenate(self.fast_rows)
         encoded = pc.dictionary_encode(fast.table.column("symbol").take(pa.array(rows))).combine_chunks()
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(codes, kind="stable")
-        positions = self.fast_pos[rows][order]  # the fast ticks' record positions, by symbol
-        sorted_codes = codes[order]
-        out = dict(self.candle_cuts)
-        for code, name in enumerate(encoded.dictionary.to_pylist()):
-            if name in out:
-                lo, hi = np.searchsorted(sorted_codes, [code, code + 1])
-                before = np.searchsorted(positions[lo:hi], self.candle_pos[name])
-                out[name] = [a + int(b) for a, b in zip(out[name], before, strict=True)]
-        return out
+        symbols = list(self.candle_pos)
+        sizes = list(map(len, self.candle_pos.values()))
+        positions = np.fromiter(chain.from_iterable(self.candle_pos.values()), np.int64)
+        # One sorted key per fast tick, (symbol code, record position), and one search for all
+        # candles: the fast ticks of a candle's symbol that came before it (no code: none).
+        span = int(max(self.fast_pos.max(), positions.max())) + 1
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        keys = np.sort(codes * span + self.fast_pos[rows])
+        code_of = pc.index_in(pa.array(symbols, pa.string()), value_set=encoded.dictionary)
+        candle_codes = np.repeat(pc.fill_null(code_of, -1).to_numpy(zero_copy_only=False).astype(np.int64), sizes)
+        before = np.searchsorted(keys, candle_codes * span + positions) - np.searchsorted(keys, candle_codes * span)
+        counts = (np.fromiter(chain.from_iterable(self.candle_cuts.values()), np.int64) + before).tolist()
+        ends = np.cumsum(sizes).tolist()
+        return {s: counts[e - n : e] for s, n, e in zip(symbols, sizes, ends, strict=True)}
+
+    def add_candles(self, positions: list[int], candles: list[dict[str, Any]]) -> None:
+        """Candles accepted outside the record-by-record walk (`candle_decode`), merged in as if
+        the walk had met them: arrival order within and across symbols, slow ticks counted."""
+        if not candles:
+            return
+        if not self.candles and not self.slow_ticks:  # a live burst: nothing to merge with
+            by_symbol = {candle["symbol"]: [candle] for candle in candles}
+            if len(by_symbol) == len(candles):  # one candle per symbol
+                self.candles = by_symbol
+                self.candle_pos = {candle["symbol"]: [pos] for pos, candle in zip(positions, candles, strict=True)}
+                self.candle_cuts = {symbol: [0] for symbol in by_symbol}
+                return
+            for pos, candle in zip(positions, candles, strict=True):
+                symbol = candle["symbol"]
+                self.candles.setdefault(symbol, []).append(candle)
+                self.candle_pos.setdefault(symbol, []).append(pos)
+                self.candle_cuts.setdefault(symbol, []).append(0)
+            return
+        slow_at: dict[str, list[int]] = {}  # the slow ticks' positions per symbol (ascending)
+        for tick, pos in zip(self.slow_ticks, self.slow_pos, strict=True):
+            slow_at.setdefault(tick["symbol"], []).append(pos)
+        merged = {s: list(zip(self.candle_pos[s], self.candles[s], strict=True)) for s in self.candles}
+        for pos, candle in zip(positions, candles, strict=True):
+            merged.setdefault(candle["symbol"], []).append((pos, candle))
+        for entries in merged.values():
+            entries.sort(key=itemgetter(0))  # positions are distinct
+        order = sorted(merged, key=lambda s: merged[s][0][0])  # symbols as they first came
+        self.candles = {s: [c for _, c in merged[s]] for s in order}
+        self.candle_pos = {s: [p for p, _ in merged[s]] for s in order}
+        self.candle_cuts = {s: [bisect_left(slow_at.get(s, []), p) for p, _ in merged[s]] for s in order}
 
     def by_symbol(self, fast: FastTicks | None, trust: dict[str, float]) -> dict[str, SymbolTicks]:
         if fast is not None and any(rows.size for rows in self.fast_rows):
@@ -232,8 +271,15 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
                 batches.append(v)
         records = batches[0] if len(batches) == 1 else _joined(batches) if batches else []
         batch = _Batch()
+        # Dict candles (a live burst: one per symbol at a candle close) are checked as columns,
+        # before the tick decode so that it skips them; an accepted candle neither moves nor
+        # reads the gate, so they skip the walk below too. A RawBlock's dicts are few (its
+        # payloads are bytes), and an ArrowBlock (Parquet columns) holds none until its refused
+        # rows are made dicts: the check takes those the tick decode refused.
+        early = not isinstance(records, (RawBlock, ArrowBlock))
+        vouched_pos, vouched = self._vouched_candles(records, range(len(records)), now_ms) if early else ([], [])
         try:
-            fast, fast_pos = self._fast_decode(records, now_ms)
+            fast, fast_pos = self._fast_decode(records, now_ms, skip=vouched_pos)
         except Exception:  # noqa: BLE001 - a fault of the fast path must not stop the flow
             log.exception("columnar decode failed on a batch of %d records; decoding them one by one", len(records))
             fast, fast_pos = None, np.empty(0, np.int64)
@@ -241,11 +287,15 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         # The gate is sequential (a streak of failures disables a provider for what follows),
         # so the records the fast path could not take are handled one by one, in order, and
         # each run of fast ticks between them goes through the gate as a block.
-        slow = (
+        slow: Sequence[int] = (
             np.setdiff1d(np.arange(len(records)), fast_pos, assume_unique=True).tolist()
             if fast
             else range(len(records))
         )
+        if not early:
+            vouched_pos, vouched = self._vouched_candles(records, slow, now_ms)
+        if vouched_pos:
+            slow = np.setdiff1d(np.asarray(slow, np.int64), vouched_pos, assume_unique=True).tolist()
         done = 0
         for i in slow:
             if fast is not None:
@@ -254,6 +304,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
             self._one(i, source, payload, hint, _key(records, i), now_ms, batch, out)
         if fast is not None:
             self._fast_run(fast, fast_pos, done, fast_pos.size, records, batch, out)
+        batch.add_candles(vouched_pos, vouched)
         ticks = batch.by_symbol(fast, self.config.trust)
         cuts = batch.cuts(fast) if ticks and batch.candles else {}
         shards: dict[str, list[tuple[str, SymbolInput]]] = {}
@@ -309,8 +360,11 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
             objects=objects,
         )
 
-    def _fast_decode(self, records: RawBatch, now_ms: int) -> tuple[FastTicks | None, np.ndarray]:
+    def _fast_decode(
+        self, records: RawBatch, now_ms: int, skip: list[int] | None = None
+    ) -> tuple[FastTicks | None, np.ndarray]:
         """Columnar decode of the JSON payloads and dict records; (None, []) when there are none.
+        `skip`: positions of dict records decoded already (candles), left out.
 
         Dicts (HTTP, the simulator, Parquet rows) are written as JSON once per batch and take
         the same columnar checks (`tick_decode.objects_as_json`); a dict JSON cannot spell
@@ -345,6 +399,8 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
             usable = np.fromiter(
                 (p.__class__ is bytes or p.__class__ is dict for p in payloads), bool, len(payloads)
             ) & ~np.fromiter((_slow_only(n) for n in names), bool, len(names))
+            if skip:
+                usable[skip] = False
             idx = np.flatnonzero(usable)
             if not idx.size:
                 return None, np.empty(0, np.int64)
@@ -393,6 +449,38 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         )
         block.prefetch(np.flatnonzero(~fast.ok))  # the per-record path's rows, as dicts in one call
         return fast, np.flatnonzero(fast.ok)
+
+    def _vouched_candles(
+        self, records: RawBatch, among: Sequence[int], now_ms: int
+    ) -> tuple[list[int], list[dict[str, Any]]]:
+        """(record positions, candles) of the dict candles among the records at `among` that
+        the columnar check accepts (dataflows/candle_decode.py); the rest stay for the other
+        paths. The simulator's records stay on the per-record path, like its ticks (`_slow_only`).
+        A fault of the check costs its speed only: the records then go one by one."""
+        cfg = self.config
+        try:
+            whole = isinstance(among, range) and len(among) == len(records)
+            entries = records if whole else [records[i] for i in among]
+            if not entries:
+                return [], []
+            names, payloads, hints = zip(*entries, strict=True)  # C-speed passes (a list of records)
+            if any(_slow_only(n) for n in set(names)):
+                payloads = tuple(None if _slow_only(n) else p for n, p in zip(names, payloads, strict=True))
+            keys = None
+            if isinstance(records, RawBlock) and records.keys is not None:
+                keys = [records.key(i) for i in among]
+            at, candles = vouched_candles(
+                payloads,
+                hints,
+                keys,
+                wall_ms=now_ms if cfg.wall_clock else None,
+                max_future_ms=cfg.max_future_ms,
+                max_record_bytes=cfg.max_record_bytes,
+            )
+        except Exception:  # noqa: BLE001 - never stop the flow
+            log.exception("columnar candle check failed on a batch of %d records", len(records))
+            return [], []
+        return (at if whole else [among[k] for k in at]), candles
 
     def _fast_run(
         self, fast: FastTicks, fast_pos: np.ndarray, lo: int, hi: int, records: RawBatch, batch: _Batch, out: Out

@@ -118,25 +118,20 @@ def split_by_symbol(
     weight = weight_of[providers.indices.to_numpy(zero_copy_only=False)]
     table = table.append_column("weight", pa.array(weight))
     sorted_table = table.take(pa.array(order))
-    cols = {
-        name: np.ascontiguousarray(sorted_table.column(name).to_numpy())
+    ts, ingest_ts, score, polarity, weight = (
+        np.ascontiguousarray(sorted_table.column(name).to_numpy())
         for name in ("ts", "ingest_ts", "score", "polarity", "weight")
-    }
+    )
     hashes = id_hash[order]
     codes = codes[order]
     bounds = np.flatnonzero(np.diff(codes)) + 1
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [codes.size]]).tolist()
     names = symbols.dictionary.to_pylist()
-    out: dict[str, SymbolTicks] = {}
-    for a, b in zip(starts, ends, strict=True):
-        out[names[codes[a]]] = SymbolTicks(
-            sorted_table.slice(a, b - a),
-            cols["ts"][a:b],
-            cols["ingest_ts"][a:b],
-            cols["score"][a:b],
-            cols["polarity"][a:b],
-            cols["weight"][a:b],
-            hashes[a:b],
+    part = sorted_table.slice  # per symbol: one Arrow slice and numpy views, nothing else
+    return {
+        names[code]: SymbolTicks(
+            part(a, b - a), ts[a:b], ingest_ts[a:b], score[a:b], polarity[a:b], weight[a:b], hashes[a:b]
         )
-    return out
+        for code, a, b in zip(codes[starts].tolist(), starts, ends, strict=True)
+    }

@@ -1,0 +1,177 @@
+"""Columnar check of dict candle records: the candles of a live burst (HTTP ingest hands over
+a thousand candle dicts at a candle close) validated as columns instead of one by one.
+
+`vouched_candles` accepts a dict only when every rule `tickcast.records.decode_record` applies
+to a candle holds for it, and returns the very dict `decode_record` would. It vouches for
+plain cases only (an exact `dict` holding just the contract's candle fields, values of exact
+JSON types: str, int, float); anything else — and any record a rule refuses — is left to
+`decode_record`, so rejection reasons stay those of the per-record path by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from tickcast.records import CANDLE_FIELDS, INTERVAL_MS, MAX_TS_MS, MIN_TS_MS, SYMBOL_RE
+
+_FIELDS = frozenset(CANDLE_FIELDS)
+_every_field = itemgetter(*CANDLE_FIELDS)
+_PRICES = ("open", "high", "low", "close")
+# Ints this large or larger are left to decode_record: their float() may round (or overflow).
+_EXACT_INT = 2**53
+# An upper bound of the compact JSON of a dict this module vouches for (CANDLE_FIELDS only;
+# a symbol of at most 32 plain characters, an INTERVAL_MS name, numbers of at most 24
+# characters): `decode_record`'s `too_large` rule cannot refuse such a record when the limit
+# is at least this (tests/dataflows/test_candle_decode.py checks the bound).
+MAX_CANDLE_JSON = 400
+
+
+def _numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, mask of the entries that are JSON numbers float() keeps exactly: a
+    float, or an int — not a bool — of magnitude below 2**53); NaN where the mask is False."""
+    kinds = set(map(type, values))
+    if kinds and kinds <= {int, float}:
+        try:
+            floats = np.array(values, np.float64)
+        except OverflowError:  # an int beyond float's range: entry by entry below
+            pass
+        else:
+            if kinds == {float}:
+                return floats, np.ones(len(values), bool)
+            ok = np.abs(floats) < _EXACT_INT  # a rounded int reads as 2**53 or more
+            if float in kinds:  # a mixed column: its floats are exact whatever their size
+                ok |= np.array([v.__class__ is float for v in values], bool)
+            return np.where(ok, floats, math.nan), ok
+    ok = np.array([v.__class__ is float or (v.__class__ is int and -_EXACT_INT < v < _EXACT_INT) for v in values], bool)
+    return np.array([v if k else math.nan for v, k in zip(values, ok.tolist(), strict=True)], np.float64), ok
+
+
+def _epoch_ms(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 values, mask of `records._int_ms`'s accepted ones: integral, years 2000..2100)."""
+    floats, ok = _numbers(values)
+    with np.errstate(invalid="ignore"):  # NaN: refused
+        ok &= (floats >= MIN_TS_MS) & (floats <= MAX_TS_MS) & (floats == np.floor(floats))
+    return np.where(ok, floats, 0).astype(np.int64), ok
+
+
+def _hints(hints: list[int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int64 hints, mask of those given, mask of the usable: None or an int the int64 sums
+    below hold; anything else is decode_record's)."""
+    given = np.array([h is not None for h in hints], bool)
+    usable = np.array([h is None or (h.__class__ is int and -(2**62) < h < 2**62) for h in hints], bool)
+    values = np.array(
+        [h if ok and h is not None else 0 for h, ok in zip(hints, usable.tolist(), strict=True)], np.int64
+    )
+    return values, given, usable
+
+
+_KNOWN_SYMBOLS: set[str] = set()  # symbols that matched SYMBOL_RE (they repeat every burst)
+
+
+def _symbols_ok(symbols: list[Any]) -> np.ndarray:
+    """Per entry: a str matching SYMBOL_RE (`records.checked_name`)."""
+    texts = {s for s in symbols if s.__class__ is str}
+    for s in texts - _KNOWN_SYMBOLS:
+        if SYMBOL_RE.fullmatch(s) and len(_KNOWN_SYMBOLS) < 100_000:
+            _KNOWN_SYMBOLS.add(s)
+    valid = texts if texts <= _KNOWN_SYMBOLS else {s for s in texts if SYMBOL_RE.fullmatch(s)}
+    if len(texts) == len(symbols) or set(map(type, symbols)) == {str}:  # no other types to step over
+        return np.array([s in valid for s in symbols], bool)
+    return np.array([s.__class__ is str and s in valid for s in symbols], bool)
+
+
+def _steps(intervals: list[Any]) -> np.ndarray:
+    """Per entry: the interval's length in ms (INTERVAL_MS), 0 when it names none."""
+    return np.array([INTERVAL_MS.get(v, 0) if v.__class__ is str else 0 for v in intervals], np.int64)
+
+
+def vouched_candles(
+    payloads: Sequence[Any],
+    hints: Sequence[int | None],
+    keys: Sequence[bytes | None] | None,
+    *,
+    wall_ms: int | None,
+    max_future_ms: int,
+    max_record_bytes: int,
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """(indexes into `payloads`, decoded candles) of the payloads `decode_record` accepts as
+    candles — called as `dataflows.decode.DecodeLogic._one` calls it: `now_ms` the hint when
+    there is one (`default_ingest` "now"), else the event time ("event"); `wall_ms` the wall
+    clock (None: not checked). A payload left out may still be a valid candle (or a tick, a
+    control, junk): `decode_record` decides."""
+    if max_record_bytes < MAX_CANDLE_JSON:
+        return [], []
+    # Contract fields only; a missing one reads as None below, which every check refuses (so
+    # a dict without close_time, a tick say, is passed over by one lookup).
+    idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p and p.keys() <= _FIELDS]
+    if not idx:
+        return [], []
+    rows = [payloads[i] for i in idx]
+    whole = len(CANDLE_FIELDS)  # a row naming every field: one C call reads them all
+    values = [_every_field(r) if len(r) == whole else tuple(map(r.get, CANDLE_FIELDS)) for r in rows]
+    column = dict(zip(CANDLE_FIELDS, map(list, zip(*values, strict=True)), strict=True))
+    symbols, intervals = column["symbol"], column["interval"]
+    steps = _steps(intervals)
+    ok = _symbols_ok(symbols) & (steps > 0)
+    open_time, ok_open = _epoch_ms(column["open_time"])
+    close_time, ok_close = _epoch_ms(column["close_time"])
+    ok &= ok_open & ok_close & (close_time == open_time + steps) & (open_time % np.maximum(steps, 1) == 0)
+    prices = {}
+    for name in (*_PRICES, "volume"):
+        prices[name], typed = _numbers(column[name])
+        ok &= typed & np.isfinite(prices[name])
+    o, h, lo, c = (prices[k] for k in _PRICES)
+    with np.errstate(invalid="ignore"):  # NaN rows are refused above already
+        ok &= (o > 0) & (h > 0) & (lo > 0) & (c > 0) & (h >= lo)
+        ok &= (h >= np.maximum(o, c)) & (lo <= np.minimum(o, c)) & (prices["volume"] >= 0)
+    given = column["ingest_ts"]
+    has_ingest = np.array([v is not None for v in given], bool)
+    stated, ok_stated = _epoch_ms([0.0 if v is None else v for v in given])
+    ok &= ok_stated | ~has_ingest
+    hinted, has_hint, ok_hint = _hints([hints[i] for i in idx])
+    ok &= ok_hint
+    # `records._ingest`: the stated ingest_ts, else now (the hint), else (files) the close_time
+    ingest = np.where(has_ingest, stated, np.where(has_hint, hinted, close_time))
+    ok &= close_time - ingest <= max_future_ms
+    if wall_ms is not None:
+        ok &= ingest - wall_ms <= max_future_ms
+    if keys is not None:  # a Kafka key must be the symbol
+        ok &= np.array(
+            [
+                keys[i] is None or (s.__class__ is str and keys[i] == s.encode())
+                for i, s in zip(idx, symbols, strict=True)
+            ],
+            bool,
+        )
+    chosen = np.flatnonzero(ok).tolist()
+    if len(chosen) < len(rows):
+        symbols, intervals = [symbols[k] for k in chosen], [intervals[k] for k in chosen]
+    candles = [
+        {
+            "symbol": symbol,
+            "interval": interval,
+            "open_time": open_ms,
+            "close_time": close_ms,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "ingest_ts": ingest_ms,
+        }
+        for symbol, interval, open_ms, close_ms, open_, high, low, close, volume, ingest_ms in zip(
+            symbols,
+            intervals,
+            open_time[chosen].tolist(),
+            close_time[chosen].tolist(),
+            *(prices[k][chosen].tolist() for k in (*_PRICES, "volume")),
+            ingest[chosen].tolist(),
+            strict=True,
+        )
+    ]
+    return [idx[k] for k in chosen], candles
