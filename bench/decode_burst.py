@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inference import GRACE, candle, tick  # noqa: E402 - the bench's own record shapes
+from inference import GRACE, tick  # noqa: E402 - the bench's own record shapes
 
 from dataflows import decode  # noqa: E402
+from dataflows.simulator import flat_candle  # noqa: E402
 from tickcast.gc_tuning import tune_gc  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def main() -> None:
 
     def burst(k: int) -> list[dict[str, Any]]:
         close = first + k * 60_000
-        records = [candle(s, close, 100.0 + k) for s in symbols]
+        records = [flat_candle(s, close, 100.0 + k) for s in symbols]
         return records + [tick(s, close + 2_500, close + GRACE + 1, 0.1) for s in symbols]
 
     modules = {"this": decode} | ({"against": other_decode(args.against)} if args.against else {})

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from dataflows.signals import FlowOptions, build_flow, run_flow_in_thread
+from dataflows.simulator import flat_candle
 from dataflows.sources import STOP, QueueSource
 from models.registry import ModelRegistry
 from models.training import Gates, train_model
@@ -128,21 +129,6 @@ def onnx_batched_vs_single(model_dir: Path, rows: int = 1000) -> tuple[float, fl
             scorer.predict_proba_up(X[i : i + 1])
         single.append((time.perf_counter() - t) / rows * 1e6)
     return statistics.median(batched), statistics.median(single)
-
-
-def candle(symbol: str, close_time: int, price: float) -> dict:
-    return {
-        "symbol": symbol,
-        "interval": "1m",
-        "open_time": close_time - 60_000,
-        "close_time": close_time,
-        "open": price,
-        "high": price * 1.001,
-        "low": price * 0.999,
-        "close": price,
-        "volume": 10.0,
-        "ingest_ts": close_time + 100,
-    }
 
 
 def tick(symbol: str, ts: int, ingest: int, score: float) -> dict:
@@ -341,7 +327,7 @@ def main() -> None:
         records = minute if args.ticks_in_burst else []
         for s in symbols:
             prices[s] *= float(np.exp(rng.normal(0, 0.001)))
-            records.append(candle(s, T, prices[s]))
+            records.append(flat_candle(s, T, prices[s]))
         # one tick per symbol ingested after T + grace: the watermark passes, the join releases
         records += [tick(s, T + 2_500, T + GRACE + 1, 0.1) for s in symbols]
         t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import Any, overload
 import numpy as np
 import pyarrow as pa
 
-RawRecord = tuple[str, Any, "int | None"]  # dataflows.sources.RawRecord (which imports this module)
+from dataflows.raw_records import RawRecord, RecordBlock
 
 
 class ArrowRows(Sequence[dict[str, Any]]):
@@ -65,7 +65,7 @@ def joined(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
     return [r for part in held for r in part]
 
 
-class ArrowBlock(Sequence[RawRecord]):
+class ArrowBlock(RecordBlock):
     """A RawBatch of Parquet rows from one file (`name`), no ingest hints and no keys.
     Reads like a list of RawRecords; `rows.table` is what the decode step reads."""
 
@@ -90,14 +90,7 @@ class ArrowBlock(Sequence[RawRecord]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    @overload
-    def __getitem__(self, k: int) -> RawRecord: ...
-    @overload
-    def __getitem__(self, k: slice) -> list[RawRecord]: ...
-    def __getitem__(self, k: int | slice) -> RawRecord | list[RawRecord]:
-        if isinstance(k, slice):
-            return [self[j] for j in range(*k.indices(len(self)))]
-        k = int(k)
+    def _record(self, k: int) -> RawRecord:
         row = self._dicts.get(k)
         if row is None:
             row = self.rows[k]
@@ -106,11 +99,6 @@ class ArrowBlock(Sequence[RawRecord]):
 
     def __iter__(self) -> Iterator[RawRecord]:
         return ((self.name, row, None) for row in self.rows)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"ArrowBlock({self.name!r}, {len(self)} rows)"

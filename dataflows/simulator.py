@@ -115,6 +115,24 @@ def symbol_names(n: int) -> list[str]:
     return [_REAL[i][0] if i < len(_REAL) else f"SYM{i:03d}USDT" for i in range(n)]
 
 
+def flat_candle(symbol: str, close_time: int, price: float = 100.0, **extra: object) -> dict[str, object]:
+    """A 1-minute candle record at `price` (high and low 0.1 % off), ingested 100 ms after its
+    close, plus `extra` members: for benchmarks and tests whose prices do not matter."""
+    return {
+        "symbol": symbol,
+        "interval": "1m",
+        "open_time": close_time - 60_000,
+        "close_time": close_time,
+        "open": price,
+        "high": price * 1.001,
+        "low": price * 0.999,
+        "close": price,
+        "volume": 10.0,
+        "ingest_ts": close_time + 100,
+        **extra,
+    }
+
+
 def _symbol_params(i: int) -> tuple[str, float, float, float]:
     if i < len(_REAL):
         return _REAL[i]

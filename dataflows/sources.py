@@ -22,21 +22,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflows.arrow_rows import ArrowBlock, ArrowRows, joined
 from dataflows.file_lines import merged_chunks
+from dataflows.raw_records import RawRecord, RecordBlock
 from tickcast.records import INPUT_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-RawRecord = tuple[str, Any, "int | None"]
 
-
-class RawBlock(Sequence[RawRecord]):
+class RawBlock(RecordBlock):
     """RawRecords as columns: `values` the payloads, `hints` int64 ingest hints (-1 = none),
     and the source name of record k, `names[name_idx[k]]` (`name_idx` None: all `names[0]`).
     `keys`: the Kafka message keys (bytes or None each), or None when the source has none;
@@ -90,23 +89,12 @@ class RawBlock(Sequence[RawRecord]):
     def key(self, k: int) -> bytes | None:
         return None if self.keys is None else self.keys[k]
 
-    @overload
-    def __getitem__(self, k: int) -> RawRecord: ...
-    @overload
-    def __getitem__(self, k: slice) -> list[RawRecord]: ...
-    def __getitem__(self, k: int | slice) -> RawRecord | list[RawRecord]:
-        if isinstance(k, slice):
-            return [self[j] for j in range(*k.indices(len(self)))]
+    def _record(self, k: int) -> RawRecord:
         hint = int(self.hints[k])
         return (self.name(k), self.values[k], None if hint < 0 else hint)
 
     def __iter__(self) -> Iterator[RawRecord]:
         return (self[k] for k in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"RawBlock({list(self)!r})"

@@ -24,6 +24,7 @@ from dataflows.arrow_ticks import columnar, decode_table
 from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.simulator import SimConfig, generate
 from dataflows.sources import FileReplaySource
+from tests.dataflows.partitions import drain
 from tests.dataflows.test_decode_gate import _full, _per_record_only, _rejected
 
 START = 1_763_683_200_000
@@ -201,12 +202,7 @@ def test_arrow_rows_read_like_their_dicts_and_the_source_resumes(tmp_path: Path,
     assert joined([[expect[0]], chunks[0].records[:1]]) == [expect[0], expect[0]]
     for resume in (None, 333):
         part = FileReplaySource([path], batch_size=128).build_part("s", "files", resume)
-        blocks = []
-        while True:
-            try:
-                blocks += [b for _, b in part.next_batch()]
-            except StopIteration:
-                break
+        blocks = drain(part)
         assert all(isinstance(b, ArrowBlock) for b in blocks)
         assert [r for b in blocks for r in b] == [(f"file:{path.name}", r, None) for r in expect[resume or 0 :]]
     block = ArrowBlock.concat(blocks[:2])

@@ -19,6 +19,7 @@ from dataflows import decode as decode_module
 from dataflows.candle_decode import MAX_CANDLE_JSON, vouched_candles
 from dataflows.decode import DecodeConfig, DecodeLogic, SymbolInput, _Batch
 from dataflows.items import ShardWork
+from dataflows.simulator import flat_candle
 from dataflows.sources import RawBlock
 from dataflows.tick_decode import FastTicks
 from tickcast.records import INTERVAL_MS, MAX_TS_MS, decode_record
@@ -27,20 +28,7 @@ START = 1_763_683_200_000
 NOW_S = 1_800_000_000.0  # the patched wall clock (s)
 
 
-def candle(symbol: str, close_time: int, price: float = 100.0, **extra: Any) -> dict[str, Any]:
-    return {
-        "symbol": symbol,
-        "interval": "1m",
-        "open_time": close_time - 60_000,
-        "close_time": close_time,
-        "open": price,
-        "high": price * 1.001,
-        "low": price * 0.999,
-        "close": price,
-        "volume": 10.0,
-        "ingest_ts": close_time + 100,
-        **extra,
-    }
+candle = flat_candle  # (symbol, close_time, price=100.0, **extra)
 
 
 def tick(symbol: str, ts: int, ingest: int, score: float = 0.1, provider: str = "newsapi") -> dict[str, Any]:

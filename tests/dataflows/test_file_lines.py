@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from dataflows import file_lines
 from dataflows.sources import FileReplaySource, merged_file_records
+from tests.dataflows.partitions import drain
 
 
 def _oracle_key(obj: object) -> int:
@@ -127,12 +128,7 @@ def test_sorted_and_unsorted_files_and_parquet_merge_like_the_oracle(tmp_path: P
     assert got == _oracle(paths)
     # the source emits the same records in RawBlocks of the batch size, and resumes part-way
     part = FileReplaySource(paths, batch_size=1000).build_part("s", "files", None)
-    blocks = []
-    while True:
-        try:
-            blocks += [b for _, b in part.next_batch()]
-        except StopIteration:
-            break
+    blocks = drain(part)
     assert [len(b) for b in blocks[:-1]] == [1000] * (len(blocks) - 1)
     assert [r[:2] for b in blocks for r in b] == got
     resumed = FileReplaySource(paths, batch_size=1000).build_part("s", "files", 2500)
