@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tickcast.records import CANDLE_FIELDS, INTERVAL_MS, MAX_TS_MS, MIN_TS_MS, SYMBOL_RE
+from tickcast.records import CANDLE_FIELDS, INTERVAL_MS, MAX_TS_MS, MIN_TS_MS, SYMBOL_RE, valid_name
 
 _FIELDS = frozenset(CANDLE_FIELDS)
 _every_field = itemgetter(*CANDLE_FIELDS)
@@ -27,7 +27,7 @@ _EXACT_INT = 2**53
 # An upper bound of the compact JSON of a dict this module vouches for (CANDLE_FIELDS only;
 # a symbol of at most 32 plain characters, an INTERVAL_MS name, numbers of at most 24
 # characters): `decode_record`'s `too_large` rule cannot refuse such a record when the limit
-# is at least this (tests/dataflows/test_candle_decode.py checks the bound).
+# is at least this (tests/dataflows/test_decode_burst.py checks the bound).
 MAX_CANDLE_JSON = 400
 
 
@@ -70,16 +70,10 @@ def _hints(hints: list[int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return values, given, usable
 
 
-_KNOWN_SYMBOLS: set[str] = set()  # symbols that matched SYMBOL_RE (they repeat every burst)
-
-
 def _symbols_ok(symbols: list[Any]) -> np.ndarray:
-    """Per entry: a str matching SYMBOL_RE (`records.checked_name`)."""
+    """Per entry: a str matching SYMBOL_RE (`records.valid_name`, once per distinct value)."""
     texts = {s for s in symbols if s.__class__ is str}
-    for s in texts - _KNOWN_SYMBOLS:
-        if SYMBOL_RE.fullmatch(s) and len(_KNOWN_SYMBOLS) < 100_000:
-            _KNOWN_SYMBOLS.add(s)
-    valid = texts if texts <= _KNOWN_SYMBOLS else {s for s in texts if SYMBOL_RE.fullmatch(s)}
+    valid = {s for s in texts if valid_name(s, SYMBOL_RE)}
     if len(texts) == len(symbols) or set(map(type, symbols)) == {str}:  # no other types to step over
         return np.array([s in valid for s in symbols], bool)
     return np.array([s.__class__ is str and s in valid for s in symbols], bool)

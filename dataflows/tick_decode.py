@@ -25,7 +25,8 @@ How a batch goes:
    rows all go to the slow path. After the scan only syntax errors inside a value
    (`tru`, `01`, `[1,]`, a bad \\u escape) get that far, so this is rare.
 3. Validation, vectorized, with the same rules as `_tick`: symbol and provider are
-   dictionary-encoded and each distinct value is checked by `records.checked_name` itself;
+   dictionary-encoded and each distinct value is checked by `records.valid_name` (what
+   `records.checked_name` checks);
    ts and ingest_ts in [MIN_TS_MS, MAX_TS_MS] (missing ingest_ts: the hint, or ts
    without one); score finite in [-1, 1]; polarity -1/0/1 or derived from the score;
    id 1..128 code points, or `records.tick_id` (computed only for rows without one);
@@ -66,7 +67,6 @@ What pyarrow 26's JSON reader does, measured against orjson (what `decode_record
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,9 +89,9 @@ from tickcast.records import (
     PROVIDER_RE,
     SYMBOL_RE,
     InvalidField,
-    checked_name,
     meta_text,
     tick_id,
+    valid_name,
 )
 
 __all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "objects_as_json"]
@@ -567,19 +567,10 @@ def _nulls(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.is_null(col).to_numpy(zero_copy_only=False)
 
 
-@functools.lru_cache(maxsize=1 << 16)  # a live burst names every symbol each minute; junk cannot grow it
-def _is_name(value: str, field: str, pattern) -> bool:
-    try:
-        checked_name({field: value}, field, pattern)
-    except InvalidField:
-        return False
-    return True
-
-
 def _valid_names(col: pa.ChunkedArray, field: str, pattern) -> np.ndarray:
-    """Per row: a valid `field` by `records.checked_name`, checked once per distinct value."""
+    """Per row: a valid `field` by `records.valid_name`, checked once per distinct value."""
     enc = pc.dictionary_encode(col).combine_chunks()
-    valid = np.array([_is_name(s, field, pattern) for s in enc.dictionary.to_pylist()] + [False])
+    valid = np.array([valid_name(s, pattern) for s in enc.dictionary.to_pylist()] + [False])
     codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
     return valid[codes]
 

@@ -451,16 +451,24 @@ def _number(obj: dict[str, Any], name: str) -> float:
 _VALID_NAMES: dict[re.Pattern[str], set[str]] = {}  # symbols and providers repeat endlessly
 
 
+def valid_name(value: object, pattern: re.Pattern[str]) -> bool:
+    """A string matching `pattern` (SYMBOL_RE, PROVIDER_RE); the names seen valid are kept
+    (bounded), as they repeat in every batch. Every decoder checks names through this."""
+    known = _VALID_NAMES.setdefault(pattern, set())
+    if value.__class__ is str and value in known:
+        return True
+    if not isinstance(value, str) or not pattern.fullmatch(value):  # match() lets "$" pass a trailing "\n"
+        return False
+    if len(known) < 100_000:
+        known.add(value)
+    return True
+
+
 def checked_name(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     """`obj[name]`, a string matching `pattern` (SYMBOL_RE, PROVIDER_RE); InvalidField otherwise."""
     value = _field(obj, name)
-    known = _VALID_NAMES.setdefault(pattern, set())
-    if value.__class__ is str and value in known:
-        return value
-    if not isinstance(value, str) or not pattern.fullmatch(value):  # match() lets "$" pass a trailing "\n"
+    if not valid_name(value, pattern):
         raise InvalidField(f"'{name}' must be a short identifier like XRPUSDT, got {_show(value)}")
-    if len(known) < 100_000:
-        known.add(value)
     return value
 
 
