@@ -33,6 +33,7 @@ from dataflows.arrow_ticks import decode_table
 from dataflows.candle_decode import vouched_candles
 from dataflows.hooks import FlowHooks
 from dataflows.items import ConsumerError, LiveEvent, ShardWork, TableRow, TradingControl
+from dataflows.line_block import Lines
 from dataflows.outputs import Out
 from dataflows.progress import END, PartitionMark, Progress
 from dataflows.snapshot import freeze, thaw
@@ -340,7 +341,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
 
     def _decode_ticks(
         self,
-        values: list[bytes],
+        values: Sequence[bytes],
         hints: np.ndarray,
         keys: list[bytes | None] | None,
         now_ms: int,
@@ -377,7 +378,10 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         keys = records.keys if isinstance(records, RawBlock) else None
         if isinstance(records, RawBlock):  # Kafka and file sources: columns already
             names = records.names
-            if set(map(type, records.values)) == {bytes} and not any(_slow_only(n) for n in names):
+            values = records.values
+            if (isinstance(values, Lines) or set(map(type, values)) == {bytes}) and not any(
+                _slow_only(n) for n in names
+            ):
                 wall: int | np.ndarray | None = None
                 if wall_clock and _SIMULATOR not in names:
                     wall = now_ms
@@ -385,7 +389,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
                     wall = _walls(names, records.name_idx, now_ms)
                 elif wall_clock and names[0] != _SIMULATOR:
                     wall = now_ms
-                fast = self._decode_ticks(records.values, records.hints, keys, now_ms, wall)
+                fast = self._decode_ticks(values, records.hints, keys, now_ms, wall)
                 return fast, np.flatnonzero(fast.ok)
             records = list(records)  # not its usual content: the general path below
         names, payloads, hints = zip(*records, strict=True)  # three C-speed passes, not one Python loop

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflows.arrow_rows import ArrowBlock, ArrowRows, joined
 from dataflows.file_lines import merged_chunks
+from dataflows.line_block import Lines
 from dataflows.raw_records import RawRecord, RecordBlock
 from tickcast.records import INPUT_SUFFIXES
 
@@ -50,7 +51,7 @@ class RawBlock(RecordBlock):
     def __init__(
         self,
         names: Sequence[str],
-        values: list[Any],
+        values: Sequence[Any],
         hints: np.ndarray,
         name_idx: np.ndarray | None = None,
         keys: list[bytes | None] | None = None,
@@ -77,7 +78,11 @@ class RawBlock(RecordBlock):
         keys = None
         if any(b.keys is not None for b in blocks):
             keys = [k for b in blocks for k in (b.keys if b.keys is not None else [None] * len(b))]
-        values = [v for b in blocks for v in b.values]
+        values: Sequence[Any] = (
+            Lines.concat([b.values for b in blocks])  # type: ignore[misc]
+            if all(isinstance(b.values, Lines) for b in blocks)
+            else [v for b in blocks for v in b.values]
+        )
         return cls(names, values, np.concatenate([b.hints for b in blocks]), name_idx, keys)
 
     def __len__(self) -> int:
@@ -130,6 +135,15 @@ def merged_file_records(paths: list[Path]) -> Iterator[RawRecord]:
             yield (names[f], record, None)
 
 
+def _joined(parts: list[Sequence[Any]]) -> Sequence[Any]:
+    """Chunks' records as one: JSONL lines stay `Lines` and Parquet rows Arrow columns when every
+    part is one (one file), else a list."""
+    held = [p for p in parts if len(p)]
+    if held and all(isinstance(p, Lines) for p in held):
+        return Lines.concat(held)  # type: ignore[arg-type]
+    return joined(held)
+
+
 class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
     """Emits the merged files as RawBlocks of `batch_size` records (JSONL lines as bytes,
     Parquet rows as dicts), or as ArrowBlocks (one Parquet file whose columns the decode step
@@ -172,7 +186,7 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
             files.append(nxt[2])
             held += len(nxt[1])
         if len(parts) > 1:
-            self._records = joined(parts)  # Parquet rows stay Arrow columns (dataflows/arrow_rows.py)
+            self._records = _joined(parts)
             self._files = np.concatenate(files)
         return bool(self._records)
 
@@ -187,8 +201,8 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
             self._on_emit(self._emitted)
         if isinstance(values, ArrowRows):  # one Parquet file's rows, read column-wise by the decode step
             return [(self._key, ArrowBlock(self._names[0], values))]
-        records = cast(list[Any], values)  # JSONL lines, or Parquet rows as dicts
-        block = RawBlock(self._names, records, np.full(n, -1, np.int64), None if len(self._names) == 1 else files)
+        # JSONL `Lines`, or Parquet rows as dicts
+        block = RawBlock(self._names, values, np.full(n, -1, np.int64), None if len(self._names) == 1 else files)
         return [(self._key, block)]
 
     def snapshot(self) -> int:

@@ -80,6 +80,7 @@ import pyarrow.json as pj
 from numba import njit
 
 from dataflows.kernels.id_hash import string_hash
+from dataflows.line_block import Lines
 from tickcast.records import (
     MAX_FUTURE_MS,
     MAX_ID_CHARS,
@@ -493,7 +494,7 @@ def _scan(blob: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 def _frame(values: Sequence[bytes], max_record_bytes: int = MAX_RECORD_BYTES) -> _Lines | None:
     n = len(values)
-    blob = b"\n".join(values)
+    blob = values.joined() if isinstance(values, Lines) else b"\n".join(values)
     starts, status, meta_lo, meta_hi, lines, longest = _scan(blob, n)
     if lines != n or (status == LINE_SHORT).any():
         # Only now look at single values: those that would break the framing become "{}".
@@ -639,7 +640,7 @@ def _none_ok(ok: np.ndarray) -> FastTicks:
 
 
 def decode_ticks(
-    values: list[bytes],
+    values: Sequence[bytes],
     hints: np.ndarray,
     *,
     now_ms: int,
