@@ -79,6 +79,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 from numba import njit
 
+from dataflows.json_fields import read_plain
 from dataflows.kernels.id_hash import string_hash
 from dataflows.line_block import Lines
 from tickcast.records import (
@@ -531,7 +532,35 @@ def _read_range(buf: pa.Buffer, starts: np.ndarray, lo: int, hi: int, block: int
 
 def _read(lines: _Lines) -> tuple[pa.Table, np.ndarray]:
     """All n lines as a `_READ_SCHEMA` table (null rows where parsing failed) and the mask
-    of rows Arrow parsed."""
+    of rows read: plain lines by one strict walk (dataflows/json_fields.py), the others by
+    Arrow's JSON reader (`_read_arrow`)."""
+    n = lines.framed.size
+    plain, fields = read_plain(lines.blob, lines.starts, lines.framed, _READ_SCHEMA)
+    rest = np.flatnonzero(lines.framed & ~plain)
+    if not rest.size and plain.all():
+        return fields, plain
+    parsed = plain.copy()
+    parts = [fields]
+    at = np.full(n, -1, np.int64)  # row -> its row in the parts concatenated (-1: a null row)
+    at[plain] = np.arange(fields.num_rows)
+    if rest.size:
+        blob, starts = lines.blob, lines.starts.tolist()
+        sub = b"\n".join([blob[starts[r] : starts[r + 1] - 1] for r in rest.tolist()])
+        sub_starts = np.concatenate([[0], np.cumsum(np.diff(lines.starts)[rest])])
+        longest = int(np.diff(sub_starts).max()) - 1
+        no_meta = np.full(rest.size, -1, np.int64)
+        table, read = _read_arrow(_Lines(sub, sub_starts, np.ones(rest.size, bool), no_meta, no_meta, longest))
+        parts.append(table)
+        at[rest] = fields.num_rows + np.arange(rest.size)
+        parsed[rest] = read
+    nulls = pa.table([pa.nulls(1, f.type) for f in _READ_SCHEMA], schema=_READ_SCHEMA)
+    at[at < 0] = sum(p.num_rows for p in parts)
+    return pa.concat_tables([*parts, nulls]).take(pa.array(at)).combine_chunks(), parsed & lines.framed
+
+
+def _read_arrow(lines: _Lines) -> tuple[pa.Table, np.ndarray]:
+    """All n lines as a `_READ_SCHEMA` table by Arrow's JSON reader (null rows where parsing
+    failed) and the mask of rows Arrow parsed."""
     n = lines.framed.size
     buf = pa.py_buffer(lines.blob)
     block = max(_BLOCK_BYTES, 2 * lines.longest + 2)

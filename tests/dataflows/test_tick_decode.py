@@ -537,9 +537,17 @@ def test_records_over_the_size_limit_are_left_out_before_arrow(monkeypatch: pyte
         "read_json",
         lambda src, **kw: blobs.append(src.read()) or read_json(pa.py_buffer(blobs[-1]), **kw),
     )
+    walked: list[list[bool]] = []  # the lines the plain walk was let read (json_fields.read_plain)
+    read_plain = tick_decode.read_plain
+    monkeypatch.setattr(
+        tick_decode,
+        "read_plain",
+        lambda blob, starts, framed, schema: walked.append(framed.tolist()) or read_plain(blob, starts, framed, schema),
+    )
     fast = _decode([small, big, small], [-1, -1, -1], Envelope())
     assert fast.ok.tolist() == [True, False, True]
-    assert blobs and all(b"xxxx" not in b for b in blobs)  # the 70 kB line was blanked, never parsed
+    assert all(b"xxxx" not in b for b in blobs)  # the 70 kB line was blanked, never parsed by Arrow ...
+    assert walked == [[True, False, True]]  # ... nor by the plain walk
     assert _decode([small, small], [-1, -1], Envelope(max_record_bytes=len(small))).ok.all()  # the limit itself
     assert not _decode([small], [-1], Envelope(max_record_bytes=len(small) - 1)).ok.any()
     assert reference(big, -1).reason.startswith("too_large")

@@ -1,0 +1,344 @@
+"""The tick fields of plain JSON lines, read by one strict walk instead of Arrow's JSON reader.
+
+Arrow's reader was most of what the columnar tick decoder (dataflows/tick_decode.py) cost a
+realistic line (~1.2 of ~1.8 µs), mostly parsing what it then drops (a nested `meta`, ids
+it builds strings of one by one). `read_plain` walks each line once, checks it against the
+JSON grammar in full (RFC 8259: values, nesting, number syntax, literals) and takes the
+schema fields' values from their bytes. It only vouches for *plain* lines, where reading a
+value from its bytes is exactly what orjson (`tickcast.records.decode_record`) and Arrow
+give:
+
+- no backslash anywhere (no escape to decode), no DEL byte, no blank but space and tab;
+- every number has at most 18 significant digits and an exponent of at most two digits
+  (so none overflows a double or reaches an int past 64 bits, which orjson refuses);
+- `score` has at most 15 significant digits and a decimal exponent within ±22, so
+  `m / 10**k` (or `m * 10**k`) is one IEEE operation on exact values: the correctly
+  rounded double, which is what orjson and Arrow read (Clinger's fast path);
+- integer fields (ts, ingest_ts, polarity) are integer literals (the scanner already
+  refuses a '.', 'e' or more than 18 digits in them).
+
+Any other line is left to Arrow's reader, as before. The caller (the scanner) has already
+checked UTF-8, nesting depth, duplicate or hidden members and the value types, so this walk
+does not repeat those rules; it only decides "plain or not" and reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+# The fields read, in `_READ_SCHEMA` order of tick_decode: member names and what they hold.
+FIELDS = (b"symbol", b"ts", b"score", b"provider", b"id", b"ingest_ts", b"polarity")
+_STRING_FIELDS = (0, 3, 4)
+_INT_FIELDS = (1, 5, 6)
+_SCORE = 2
+_F_BYTES = np.frombuffer(b"".join(FIELDS), np.uint8)
+_F_OFFSETS = np.cumsum([0] + [len(f) for f in FIELDS]).astype(np.int64)
+_IS_STRING = np.zeros(len(FIELDS), np.bool_)
+_IS_STRING[list(_STRING_FIELDS)] = True
+_IS_SCORE = np.zeros(len(FIELDS), np.bool_)
+_IS_SCORE[_SCORE] = True
+
+ABSENT, NULL, VALUE = 0, 1, 2
+MAX_DEPTH = 64
+_POW10 = np.array([10.0**k for k in range(23)])  # exact doubles: 10**22 = 2**22 * 5**22, 5**22 < 2**53
+
+# What a byte is to the walk outside strings.
+_OTHER, _WS, _QUOTE, _LBRACE, _RBRACE, _LBRACKET, _RBRACKET, _COMMA, _COLON, _NUMBER, _LETTER = range(11)
+_CLASS = np.full(256, _OTHER, np.uint8)
+_CLASS[list(b" \t")] = _WS
+_CLASS[list(b'"')] = _QUOTE
+_CLASS[list(b"{")] = _LBRACE
+_CLASS[list(b"}")] = _RBRACE
+_CLASS[list(b"[")] = _LBRACKET
+_CLASS[list(b"]")] = _RBRACKET
+_CLASS[list(b",")] = _COMMA
+_CLASS[list(b":")] = _COLON
+_CLASS[list(b"-0123456789")] = _NUMBER
+_CLASS[list(b"tfn")] = _LETTER
+# Bytes that end a plain string's body, or make it not plain: '"', '\\', control bytes, DEL.
+_STRING_STOP = np.zeros(256, np.bool_)
+_STRING_STOP[:32] = True
+_STRING_STOP[list(b'"\\')] = True
+_STRING_STOP[0x7F] = True
+
+# What the walk expects next.
+_E_VALUE, _E_KEY, _E_KEY_OR_END, _E_COLON, _E_NEXT, _E_VALUE_OR_END = range(6)
+
+
+@njit(cache=True, inline="always")
+def _field_of(buf, lo, hi):  # pragma: no cover - compiled
+    """Index in FIELDS of the member name buf[lo:hi], or -1."""
+    for k in range(_F_OFFSETS.size - 1):
+        a, b = _F_OFFSETS[k], _F_OFFSETS[k + 1]
+        if b - a == hi - lo:
+            same = True
+            for m in range(b - a):
+                if buf[lo + m] != _F_BYTES[a + m]:
+                    same = False
+                    break
+            if same:
+                return k
+    return -1
+
+
+@njit(cache=True)
+def _number(buf, i, hi):  # pragma: no cover - compiled
+    """Read the JSON number at buf[i]: (end, ok, negative, significant digits as int, their
+    count, decimal exponent, is an integer literal). ok False: not JSON, or not plain."""
+    negative = False
+    if buf[i] == 45:
+        negative = True
+        i += 1
+    if i >= hi or not 48 <= buf[i] <= 57:
+        return i, False, negative, 0, 0, 0, False
+    mantissa = 0
+    digits = 0
+    exponent = 0
+    if buf[i] == 48:
+        i += 1
+        if i < hi and 48 <= buf[i] <= 57:  # a leading zero: not JSON
+            return i, False, negative, 0, 0, 0, False
+    else:
+        while i < hi and 48 <= buf[i] <= 57:
+            if digits < 19:
+                mantissa = mantissa * 10 + (buf[i] - 48)
+            digits += 1
+            i += 1
+    integer = True
+    if i < hi and buf[i] == 46:  # '.'
+        integer = False
+        i += 1
+        if i >= hi or not 48 <= buf[i] <= 57:
+            return i, False, negative, 0, 0, 0, False
+        while i < hi and 48 <= buf[i] <= 57:
+            d = buf[i] - 48
+            if digits > 0 or d != 0:  # leading zeros of the fraction are not significant
+                if digits < 19:
+                    mantissa = mantissa * 10 + d
+                digits += 1
+            exponent -= 1
+            i += 1
+    if i < hi and (buf[i] == 101 or buf[i] == 69):  # 'e' / 'E'
+        integer = False
+        i += 1
+        sign = 1
+        if i < hi and (buf[i] == 43 or buf[i] == 45):
+            sign = -1 if buf[i] == 45 else 1
+            i += 1
+        if i >= hi or not 48 <= buf[i] <= 57:
+            return i, False, negative, 0, 0, 0, False
+        e = 0
+        e_digits = 0
+        while i < hi and 48 <= buf[i] <= 57:
+            e = e * 10 + (buf[i] - 48)
+            e_digits += 1
+            i += 1
+        if e_digits > 2:
+            return i, False, negative, 0, 0, 0, False
+        exponent += sign * e
+    if digits > 18 or exponent < -280 or exponent > 280:  # (many zeros after the point move it)
+        return i, False, negative, 0, 0, 0, False
+    return i, True, negative, mantissa, digits, exponent, integer
+
+
+@njit(cache=True)
+def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no cover - compiled
+    """Walk the line buf[lo:hi]; True if it is plain (see the module doc), its fields then
+    written at `row`: kind (ABSENT/NULL/VALUE), string spans, int values, the score.
+    `stack`: room for MAX_DEPTH container kinds (1: object, 2: array)."""
+    depth = 0
+    expect = _E_VALUE
+    field = -1  # FIELDS index of the value to come at depth 1, -1 for others
+    i = lo
+    while i < hi:
+        c = buf[i]
+        cls = _CLASS[c]
+        if cls == _WS:
+            i += 1
+            continue
+        if expect == _E_COLON:
+            if cls != _COLON:
+                return False
+            expect = _E_VALUE
+            i += 1
+            continue
+        if expect == _E_NEXT:
+            if depth == 0:
+                return False  # something after the top-level value
+            top = stack[depth - 1]
+            if cls == _COMMA:
+                expect = _E_KEY if top == 1 else _E_VALUE
+                field = -1
+                i += 1
+                continue
+            if (cls == _RBRACE and top == 1) or (cls == _RBRACKET and top == 2):
+                depth -= 1
+                field = -1
+                i += 1
+                continue
+            return False
+        if expect == _E_KEY or expect == _E_KEY_OR_END:
+            if cls == _RBRACE and expect == _E_KEY_OR_END:
+                depth -= 1
+                expect = _E_NEXT
+                i += 1
+                continue
+            if cls != _QUOTE:
+                return False
+            j = i + 1
+            while j < hi and not _STRING_STOP[buf[j]]:
+                j += 1
+            if j >= hi or buf[j] != 34:
+                return False  # an escape, a control byte or DEL: not plain
+            field = _field_of(buf, i + 1, j) if depth == 1 else -1
+            expect = _E_COLON
+            i = j + 1
+            continue
+        # a value (or, in an array just opened, its end)
+        if expect == _E_VALUE_OR_END and cls == _RBRACKET:
+            depth -= 1
+            expect = _E_NEXT
+            i += 1
+            continue
+        if depth == 0 and cls != _LBRACE:
+            return False  # a line is one object
+        if cls == _LBRACE or cls == _LBRACKET:
+            if depth >= MAX_DEPTH or field >= 0:  # a schema field holding a container: never plain
+                return False
+            stack[depth] = 1 if cls == _LBRACE else 2
+            depth += 1
+            expect = _E_KEY_OR_END if cls == _LBRACE else _E_VALUE_OR_END
+            field = -1
+            i += 1
+            continue
+        if cls == _QUOTE:
+            j = i + 1
+            while j < hi and not _STRING_STOP[buf[j]]:
+                j += 1
+            if j >= hi or buf[j] != 34:
+                return False
+            if field >= 0:
+                if not _IS_STRING[field]:
+                    return False  # the scanner refuses these; never vouch for one
+                kind[field, row] = VALUE
+                start[field, row] = i + 1
+                end[field, row] = j
+            expect = _E_NEXT
+            i = j + 1
+            continue
+        if cls == _NUMBER:
+            k, ok, negative, mantissa, digits, exponent, integer = _number(buf, i, hi)
+            if not ok:
+                return False
+            if field >= 0:
+                if _IS_STRING[field]:
+                    return False
+                if _IS_SCORE[field]:
+                    if digits > 15 or exponent < -22 or exponent > 22:
+                        return False  # not one exact IEEE operation: Arrow's to read
+                    if mantissa == 0 and negative and integer:
+                        return False  # the int -0 (the scanner refuses it too)
+                    value = float(mantissa)
+                    value = value / _POW10[-exponent] if exponent < 0 else value * _POW10[exponent]
+                    score[row] = -value if negative else value
+                else:
+                    if not integer:
+                        return False
+                    ints[field, row] = -mantissa if negative else mantissa
+                kind[field, row] = VALUE
+            expect = _E_NEXT
+            i = k
+            continue
+        if cls == _LETTER:
+            if c == 110 and i + 4 <= hi and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
+                if field >= 0:
+                    kind[field, row] = NULL
+                i += 4
+            elif c == 116 and i + 4 <= hi and buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101:
+                if field >= 0:
+                    return False
+                i += 4
+            elif (
+                c == 102
+                and i + 5 <= hi
+                and buf[i + 1] == 97
+                and buf[i + 2] == 108
+                and buf[i + 3] == 115
+                and buf[i + 4] == 101
+            ):
+                if field >= 0:
+                    return False
+                i += 5
+            else:
+                return False
+            if i < hi and (_CLASS[buf[i]] == _NUMBER or _CLASS[buf[i]] == _LETTER or _CLASS[buf[i]] == _OTHER):
+                return False  # "nullx", "true1": not a literal
+            expect = _E_NEXT
+            continue
+        return False
+    return depth == 0 and expect == _E_NEXT
+
+
+@njit(cache=True)
+def _walk_lines(buf, starts, framed):  # pragma: no cover - compiled
+    """`_walk` over every framed line (line i spans starts[i] .. starts[i + 1] - 2)."""
+    n = framed.size
+    nf = _F_OFFSETS.size - 1
+    plain = np.zeros(n, np.bool_)
+    kind = np.zeros((nf, n), np.int8)
+    start = np.zeros((nf, n), np.int64)
+    end = np.zeros((nf, n), np.int64)
+    ints = np.zeros((nf, n), np.int64)
+    score = np.zeros(n, np.float64)
+    stack = np.empty(MAX_DEPTH, np.uint8)
+    for row in range(n):
+        if framed[row]:
+            if _walk(buf, starts[row], starts[row + 1] - 1, row, kind, start, end, ints, score, stack):
+                plain[row] = True
+            else:
+                for f in range(nf):
+                    kind[f, row] = ABSENT
+    return plain, kind, start, end, ints, score
+
+
+@njit(cache=True)
+def _gather(buf, rows, lo, hi):  # pragma: no cover - compiled
+    """Spans buf[lo[r]:hi[r]] of the rows `rows` as Arrow string buffers (int32 offsets, data)."""
+    offsets = np.empty(rows.size + 1, np.int32)
+    offsets[0] = 0
+    total = 0
+    for k in range(rows.size):
+        r = rows[k]
+        total += hi[r] - lo[r]
+        offsets[k + 1] = total
+    data = np.empty(total, np.uint8)
+    for k in range(rows.size):
+        r = rows[k]
+        data[offsets[k] : offsets[k + 1]] = buf[lo[r] : hi[r]]
+    return offsets, data
+
+
+def read_plain(
+    blob: bytes | bytearray, starts: np.ndarray, framed: np.ndarray, schema: pa.Schema
+) -> tuple[np.ndarray, pa.Table]:
+    """(plain mask, a `schema` table of the plain rows' fields, in row order). `schema` is
+    tick_decode's `_READ_SCHEMA`: FIELDS in order, strings, int64s and the float64 score."""
+    buf = np.frombuffer(blob, np.uint8)
+    plain, kind, start, end, ints, score = _walk_lines(buf, starts, framed)
+    rows = np.flatnonzero(plain)
+    columns = []
+    for f, field in enumerate(schema):
+        present = kind[f, rows] == VALUE
+        validity = None if present.all() else pa.array(present).buffers()[1]
+        if f in _STRING_FIELDS:
+            offsets, data = _gather(buf, rows, start[f], end[f])
+            columns.append(
+                pa.Array.from_buffers(pa.string(), rows.size, [validity, pa.py_buffer(offsets), pa.py_buffer(data)])
+            )
+        elif f == _SCORE:
+            columns.append(pa.array(score[rows], pa.float64(), mask=~present))
+        else:
+            columns.append(pa.array(ints[f, rows], field.type, mask=~present))
+    return plain, pa.Table.from_arrays(columns, schema=schema)
