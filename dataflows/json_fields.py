@@ -31,13 +31,16 @@ from numba import njit
 # The fields read, in `_READ_SCHEMA` order of tick_decode: member names and what they hold.
 FIELDS = (b"symbol", b"ts", b"score", b"provider", b"id", b"ingest_ts", b"polarity")
 _STRING_FIELDS = (0, 3, 4)
-_INT_FIELDS = (1, 5, 6)
 _SCORE = 2
-_F_BYTES = np.frombuffer(b"".join(FIELDS), np.uint8)
-_F_OFFSETS = np.cumsum([0] + [len(f) for f in FIELDS]).astype(np.int64)
-_IS_STRING = np.zeros(len(FIELDS), np.bool_)
+# Top-level members the walk knows: the fields, then meta (its raw span is kept) and _control
+# (a control record: never plain). Each may appear once (orjson keeps the last of a repeated one).
+_MEMBERS = (*FIELDS, b"meta", b"_control")
+_META, _CONTROL = len(FIELDS), len(FIELDS) + 1
+_F_BYTES = np.frombuffer(b"".join(_MEMBERS), np.uint8)
+_F_OFFSETS = np.cumsum([0] + [len(f) for f in _MEMBERS]).astype(np.int64)
+_IS_STRING = np.zeros(len(_MEMBERS), np.bool_)
 _IS_STRING[list(_STRING_FIELDS)] = True
-_IS_SCORE = np.zeros(len(FIELDS), np.bool_)
+_IS_SCORE = np.zeros(len(_MEMBERS), np.bool_)
 _IS_SCORE[_SCORE] = True
 
 ABSENT, NULL, VALUE = 0, 1, 2
@@ -57,14 +60,47 @@ _CLASS[list(b",")] = _COMMA
 _CLASS[list(b":")] = _COLON
 _CLASS[list(b"-0123456789")] = _NUMBER
 _CLASS[list(b"tfn")] = _LETTER
-# Bytes that end a plain string's body, or make it not plain: '"', '\\', control bytes, DEL.
+# Bytes that end a plain string's body, make it not plain ('"', '\\', control bytes, DEL), or
+# start a UTF-8 sequence to check.
 _STRING_STOP = np.zeros(256, np.bool_)
 _STRING_STOP[:32] = True
 _STRING_STOP[list(b'"\\')] = True
-_STRING_STOP[0x7F] = True
+_STRING_STOP[0x7F:] = True
 
 # What the walk expects next.
 _E_VALUE, _E_KEY, _E_KEY_OR_END, _E_COLON, _E_NEXT, _E_VALUE_OR_END = range(6)
+
+
+@njit(cache=True, inline="always")
+def utf8_width(buf, j, hi):  # pragma: no cover - compiled
+    """Length of the well-formed UTF-8 sequence starting with the non-ASCII byte buf[j], or 0
+    (Unicode Table 3-7: no overlongs, no surrogates, nothing above U+10FFFF)."""
+    c = buf[j]
+    lo2, hi2 = 0x80, 0xBF
+    if 0xC2 <= c <= 0xDF:
+        need = 1
+    elif c == 0xE0:
+        need, lo2 = 2, 0xA0
+    elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
+        need = 2
+    elif c == 0xED:
+        need, hi2 = 2, 0x9F
+    elif c == 0xF0:
+        need, lo2 = 3, 0x90
+    elif 0xF1 <= c <= 0xF3:
+        need = 3
+    elif c == 0xF4:
+        need, hi2 = 3, 0x8F
+    else:
+        return 0
+    if j + need >= hi:
+        return 0
+    if buf[j + 1] < lo2 or buf[j + 1] > hi2:
+        return 0
+    for k in range(2, need + 1):
+        if buf[j + k] < 0x80 or buf[j + k] > 0xBF:
+            return 0
+    return need + 1
 
 
 @njit(cache=True, inline="always")
@@ -143,14 +179,37 @@ def _number(buf, i, hi):  # pragma: no cover - compiled
     return i, True, negative, mantissa, digits, exponent, integer
 
 
+@njit(cache=True, inline="always")
+def _string_end(buf, j, hi):  # pragma: no cover - compiled
+    """Index of the closing quote of the plain string whose body starts at j, or -1 (an
+    escape, a control byte, DEL, ill-formed UTF-8, or no end on the line)."""
+    while j < hi:
+        c = buf[j]
+        if not _STRING_STOP[c]:
+            j += 1
+        elif c == 34:
+            return j
+        elif c >= 0x80:
+            w = utf8_width(buf, j, hi)
+            if w == 0:
+                return -1
+            j += w
+        else:
+            return -1
+    return -1
+
+
 @njit(cache=True)
-def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no cover - compiled
+def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # pragma: no cover - compiled
     """Walk the line buf[lo:hi]; True if it is plain (see the module doc), its fields then
-    written at `row`: kind (ABSENT/NULL/VALUE), string spans, int values, the score.
+    written at `row`: kind (ABSENT/NULL/VALUE), string spans, int values, the score, and the
+    raw span of meta's value (meta[0, row], meta[1, row]; -1 without one).
     `stack`: room for MAX_DEPTH container kinds (1: object, 2: array)."""
     depth = 0
     expect = _E_VALUE
-    field = -1  # FIELDS index of the value to come at depth 1, -1 for others
+    field = -1  # _MEMBERS index of the value to come at depth 1, -1 for others
+    seen = 0  # bit set of the _MEMBERS met so far
+    last_end = lo  # one past the last token
     i = lo
     while i < hi:
         c = buf[i]
@@ -168,6 +227,8 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
             if depth == 0:
                 return False  # something after the top-level value
             top = stack[depth - 1]
+            if depth == 1 and meta[0, row] >= 0 and meta[1, row] < 0:
+                meta[1, row] = last_end  # meta's value ends with the token before this one
             if cls == _COMMA:
                 expect = _E_KEY if top == 1 else _E_VALUE
                 field = -1
@@ -177,6 +238,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
                 depth -= 1
                 field = -1
                 i += 1
+                last_end = i
                 continue
             return False
         if expect == _E_KEY or expect == _E_KEY_OR_END:
@@ -184,15 +246,20 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
                 depth -= 1
                 expect = _E_NEXT
                 i += 1
+                last_end = i
                 continue
             if cls != _QUOTE:
                 return False
-            j = i + 1
-            while j < hi and not _STRING_STOP[buf[j]]:
-                j += 1
-            if j >= hi or buf[j] != 34:
-                return False  # an escape, a control byte or DEL: not plain
-            field = _field_of(buf, i + 1, j) if depth == 1 else -1
+            j = _string_end(buf, i + 1, hi)
+            if j < 0:
+                return False
+            field = -1
+            if depth == 1:
+                field = _field_of(buf, i + 1, j)
+                if field >= 0:
+                    if field == _CONTROL or seen & (1 << field):
+                        return False  # a control record, or a member twice
+                    seen |= 1 << field
             expect = _E_COLON
             i = j + 1
             continue
@@ -201,23 +268,24 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
             depth -= 1
             expect = _E_NEXT
             i += 1
+            last_end = i
             continue
         if depth == 0 and cls != _LBRACE:
             return False  # a line is one object
+        if field == _META:
+            meta[0, row] = i  # any JSON value; its end is seen at depth 1 again
+            field = -1
         if cls == _LBRACE or cls == _LBRACKET:
             if depth >= MAX_DEPTH or field >= 0:  # a schema field holding a container: never plain
                 return False
             stack[depth] = 1 if cls == _LBRACE else 2
             depth += 1
             expect = _E_KEY_OR_END if cls == _LBRACE else _E_VALUE_OR_END
-            field = -1
             i += 1
             continue
         if cls == _QUOTE:
-            j = i + 1
-            while j < hi and not _STRING_STOP[buf[j]]:
-                j += 1
-            if j >= hi or buf[j] != 34:
+            j = _string_end(buf, i + 1, hi)
+            if j < 0:
                 return False
             if field >= 0:
                 if not _IS_STRING[field]:
@@ -227,6 +295,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
                 end[field, row] = j
             expect = _E_NEXT
             i = j + 1
+            last_end = i
             continue
         if cls == _NUMBER:
             k, ok, negative, mantissa, digits, exponent, integer = _number(buf, i, hi)
@@ -239,7 +308,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
                     if digits > 15 or exponent < -22 or exponent > 22:
                         return False  # not one exact IEEE operation: Arrow's to read
                     if mantissa == 0 and negative and integer:
-                        return False  # the int -0 (the scanner refuses it too)
+                        return False  # the int -0: Arrow reads -0.0, orjson 0 (tick_id hashes repr(score))
                     value = float(mantissa)
                     value = value / _POW10[-exponent] if exponent < 0 else value * _POW10[exponent]
                     score[row] = -value if negative else value
@@ -250,6 +319,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
                 kind[field, row] = VALUE
             expect = _E_NEXT
             i = k
+            last_end = i
             continue
         if cls == _LETTER:
             if c == 110 and i + 4 <= hi and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
@@ -276,6 +346,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
             if i < hi and (_CLASS[buf[i]] == _NUMBER or _CLASS[buf[i]] == _LETTER or _CLASS[buf[i]] == _OTHER):
                 return False  # "nullx", "true1": not a literal
             expect = _E_NEXT
+            last_end = i
             continue
         return False
     return depth == 0 and expect == _E_NEXT
@@ -285,22 +356,23 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, stack):  # pragma: no
 def _walk_lines(buf, starts, framed):  # pragma: no cover - compiled
     """`_walk` over every framed line (line i spans starts[i] .. starts[i + 1] - 2)."""
     n = framed.size
-    nf = _F_OFFSETS.size - 1
+    nf = len(FIELDS)
     plain = np.zeros(n, np.bool_)
-    kind = np.zeros((nf, n), np.int8)
-    start = np.zeros((nf, n), np.int64)
-    end = np.zeros((nf, n), np.int64)
-    ints = np.zeros((nf, n), np.int64)
+    kind = np.zeros((nf + 2, n), np.int8)
+    start = np.zeros((nf + 2, n), np.int64)
+    end = np.zeros((nf + 2, n), np.int64)
+    ints = np.zeros((nf + 2, n), np.int64)
     score = np.zeros(n, np.float64)
+    meta = np.full((2, n), -1, np.int64)
     stack = np.empty(MAX_DEPTH, np.uint8)
     for row in range(n):
         if framed[row]:
-            if _walk(buf, starts[row], starts[row + 1] - 1, row, kind, start, end, ints, score, stack):
+            if _walk(buf, starts[row], starts[row + 1] - 1, row, kind, start, end, ints, score, meta, stack):
                 plain[row] = True
             else:
                 for f in range(nf):
                     kind[f, row] = ABSENT
-    return plain, kind, start, end, ints, score
+    return plain, kind, start, end, ints, score, meta
 
 
 @njit(cache=True)
@@ -322,11 +394,13 @@ def _gather(buf, rows, lo, hi):  # pragma: no cover - compiled
 
 def read_plain(
     blob: bytes | bytearray, starts: np.ndarray, framed: np.ndarray, schema: pa.Schema
-) -> tuple[np.ndarray, pa.Table]:
-    """(plain mask, a `schema` table of the plain rows' fields, in row order). `schema` is
+) -> tuple[np.ndarray, pa.Table, np.ndarray, np.ndarray]:
+    """(plain mask, a `schema` table of the plain rows' fields in row order, and per plain
+    row the raw span of its meta value, start and end, -1 without one). Line i of `blob`
+    spans starts[i] .. starts[i + 1] - 2; only lines `framed` are walked. `schema` is
     tick_decode's `_READ_SCHEMA`: FIELDS in order, strings, int64s and the float64 score."""
     buf = np.frombuffer(blob, np.uint8)
-    plain, kind, start, end, ints, score = _walk_lines(buf, starts, framed)
+    plain, kind, start, end, ints, score, meta = _walk_lines(buf, starts, framed)
     rows = np.flatnonzero(plain)
     columns = []
     for f, field in enumerate(schema):
@@ -341,4 +415,4 @@ def read_plain(
             columns.append(pa.array(score[rows], pa.float64(), mask=~present))
         else:
             columns.append(pa.array(ints[f, rows], field.type, mask=~present))
-    return plain, pa.Table.from_arrays(columns, schema=schema)
+    return plain, pa.Table.from_arrays(columns, schema=schema), meta[0, rows], meta[1, rows]

@@ -70,7 +70,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -79,7 +79,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 from numba import njit
 
-from dataflows.json_fields import read_plain
+from dataflows.json_fields import read_plain, utf8_width
 from dataflows.kernels.id_hash import string_hash
 from dataflows.line_block import Lines
 from tickcast.records import (
@@ -146,38 +146,6 @@ class FastTicks:
 # Numba kernels
 
 
-@njit(cache=True, inline="always")
-def _utf8_width(buf, j, hi):  # pragma: no cover - compiled
-    """Length of the well-formed UTF-8 sequence starting with the non-ASCII byte buf[j], or 0
-    (Unicode Table 3-7: no overlongs, no surrogates, nothing above U+10FFFF)."""
-    c = buf[j]
-    lo2, hi2 = 0x80, 0xBF
-    if 0xC2 <= c <= 0xDF:
-        need = 1
-    elif c == 0xE0:
-        need, lo2 = 2, 0xA0
-    elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
-        need = 2
-    elif c == 0xED:
-        need, hi2 = 2, 0x9F
-    elif c == 0xF0:
-        need, lo2 = 3, 0x90
-    elif 0xF1 <= c <= 0xF3:
-        need = 3
-    elif c == 0xF4:
-        need, hi2 = 3, 0x8F
-    else:
-        return 0
-    if j + need >= hi:
-        return 0
-    if buf[j + 1] < lo2 or buf[j + 1] > hi2:
-        return 0
-    for k in range(2, need + 1):
-        if buf[j + k] < 0x80 or buf[j + k] > 0xBF:
-            return 0
-    return need + 1
-
-
 # Byte classes outside strings: a plain token byte (digits, sign, '.', e/E, letters of
 # true/false/null), blank, line end, and what needs a look; N and I (NaN, Infinity),
 # control bytes, non-ASCII and anything else JSON has no use for outside a string are refused.
@@ -221,7 +189,7 @@ def _string_end(buf, j, size):  # pragma: no cover - compiled
             escaped = True
             j += 2
         elif s == _S_HIGH:
-            w = _utf8_width(buf, j, size)
+            w = utf8_width(buf, j, size)
             if w == 0:
                 return -1, escaped
             j += w
@@ -531,34 +499,6 @@ def _read_range(buf: pa.Buffer, starts: np.ndarray, lo: int, hi: int, block: int
 
 
 def _read(lines: _Lines) -> tuple[pa.Table, np.ndarray]:
-    """All n lines as a `_READ_SCHEMA` table (null rows where parsing failed) and the mask
-    of rows read: plain lines by one strict walk (dataflows/json_fields.py), the others by
-    Arrow's JSON reader (`_read_arrow`)."""
-    n = lines.framed.size
-    plain, fields = read_plain(lines.blob, lines.starts, lines.framed, _READ_SCHEMA)
-    rest = np.flatnonzero(lines.framed & ~plain)
-    if not rest.size and plain.all():
-        return fields, plain
-    parsed = plain.copy()
-    parts = [fields]
-    at = np.full(n, -1, np.int64)  # row -> its row in the parts concatenated (-1: a null row)
-    at[plain] = np.arange(fields.num_rows)
-    if rest.size:
-        blob, starts = lines.blob, lines.starts.tolist()
-        sub = b"\n".join([blob[starts[r] : starts[r + 1] - 1] for r in rest.tolist()])
-        sub_starts = np.concatenate([[0], np.cumsum(np.diff(lines.starts)[rest])])
-        longest = int(np.diff(sub_starts).max()) - 1
-        no_meta = np.full(rest.size, -1, np.int64)
-        table, read = _read_arrow(_Lines(sub, sub_starts, np.ones(rest.size, bool), no_meta, no_meta, longest))
-        parts.append(table)
-        at[rest] = fields.num_rows + np.arange(rest.size)
-        parsed[rest] = read
-    nulls = pa.table([pa.nulls(1, f.type) for f in _READ_SCHEMA], schema=_READ_SCHEMA)
-    at[at < 0] = sum(p.num_rows for p in parts)
-    return pa.concat_tables([*parts, nulls]).take(pa.array(at)).combine_chunks(), parsed & lines.framed
-
-
-def _read_arrow(lines: _Lines) -> tuple[pa.Table, np.ndarray]:
     """All n lines as a `_READ_SCHEMA` table by Arrow's JSON reader (null rows where parsing
     failed) and the mask of rows Arrow parsed."""
     n = lines.framed.size
@@ -699,10 +639,110 @@ def decode_ticks(
         raise ValueError(f"hints must have one entry per value ({n}). Got shape {hints.shape} instead.")
     if keys is not None and len(keys) != n:
         raise ValueError(f"keys must have one entry per value ({n}). Got {len(keys)} instead.")
-    lines = _frame(values, max_record_bytes) if n else None
+    rules = _Rules(pos_threshold, max_record_bytes, max_future_ms)
+    front = _plain_front(values, max_record_bytes) if n else None
+    if front is None or not front.plain.any():  # nothing plain: the scanner and Arrow read them all
+        return _decode_framed(values, hints, keys, wall_ms, objects, rules)
+    lines, plain, cols = front
+    if plain.all():
+        return _decode_read(lines, cols, np.ones(n, bool), hints, keys, wall_ms, objects, rules)
+    # Some plain, some not: each part its own way, then back in input order.
+    mine, rest = np.flatnonzero(plain), np.flatnonzero(~plain)
+    fast = _decode_read(
+        lines, cols, np.ones(mine.size, bool), hints[mine], _pick(keys, mine), _pick(wall_ms, mine),
+        _pick(objects, mine), rules,
+    )  # fmt: skip
+    slow = _decode_framed(
+        [values[i] for i in rest.tolist()], hints[rest], _pick(keys, rest), _pick(wall_ms, rest),
+        _pick(objects, rest), rules,
+    )  # fmt: skip
+    return _merged(n, (mine, fast), (rest, slow))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    pos_threshold: float
+    max_record_bytes: int
+    max_future_ms: int
+
+
+def _pick(column: Any, rows: np.ndarray) -> Any:
+    """Rows `rows` of a per-row argument (a sequence, an array); a scalar or None as it is."""
+    if column is None or isinstance(column, (int, np.integer)):
+        return column
+    if isinstance(column, np.ndarray):
+        return column[rows] if column.ndim else column
+    return [column[i] for i in rows.tolist()]
+
+
+def _merged(n: int, *parts: tuple[np.ndarray, FastTicks]) -> FastTicks:
+    """FastTicks of the rows `rows` of each part, as one, in row order."""
+    ok = np.zeros(n, bool)
+    for rows, part in parts:
+        ok[rows] = part.ok
+    accepted = [(rows[part.ok], part) for rows, part in parts if part.table.num_rows]
+    if not accepted:
+        return _none_ok(ok)
+    if len(accepted) == 1:
+        return FastTicks(ok, accepted[0][1].table, accepted[0][1].id_hash)
+    order = np.argsort(np.concatenate([r for r, _ in accepted]), kind="stable")
+    table = pa.concat_tables([p.table for _, p in accepted]).take(pa.array(order)).combine_chunks()
+    return FastTicks(ok, table, np.concatenate([p.id_hash for _, p in accepted])[order])
+
+
+class _Front(NamedTuple):
+    lines: _Lines  # meta spans for the plain rows only (in their order)
+    plain: np.ndarray
+    cols: pa.Table  # `_READ_SCHEMA`, the plain rows
+
+
+def _plain_front(values: Sequence[bytes], max_record_bytes: int) -> _Front | None:
+    """The plain lines (dataflows/json_fields.py) read at once, no scanner and no Arrow; None
+    when the joined values do not frame one line per value (a value holding a newline)."""
+    n = len(values)
+    blob = values.joined() if isinstance(values, Lines) else b"\n".join(values)
+    buf = np.frombuffer(blob, np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    if newlines.size != n - 1:
+        return None
+    starts = np.empty(n + 1, np.int64)
+    starts[0], starts[1:n], starts[n] = 0, newlines + 1, len(blob) + 1
+    sizes = np.diff(starts) - 1
+    walkable = sizes <= max_record_bytes  # too_large: decode_record's to refuse
+    plain, cols, meta_lo, meta_hi = read_plain(blob, starts, walkable, _READ_SCHEMA)
+    longest = int(sizes[plain].max(initial=0))
+    return _Front(_Lines(blob, starts, plain, meta_lo, meta_hi, longest), plain, cols)
+
+
+def _decode_framed(
+    values: Sequence[bytes],
+    hints: np.ndarray,
+    keys: Sequence[bytes | None] | None,
+    wall_ms: int | np.ndarray | None,
+    objects: Sequence[dict[str, Any]] | None,
+    rules: _Rules,
+) -> FastTicks:
+    """`decode_ticks` by the scanner (`_frame`) and Arrow's JSON reader (`_read`)."""
+    n = len(values)
+    lines = _frame(values, rules.max_record_bytes) if n else None
     if lines is None:
         return _none_ok(np.zeros(n, bool))
     cols, ok = _read(lines)
+    return _decode_read(lines, cols, ok, hints, keys, wall_ms, objects, rules)
+
+
+def _decode_read(
+    lines: _Lines,
+    cols: pa.Table,
+    ok: np.ndarray,
+    hints: np.ndarray,
+    keys: Sequence[bytes | None] | None,
+    wall_ms: int | np.ndarray | None,
+    objects: Sequence[dict[str, Any]] | None,
+    rules: _Rules,
+) -> FastTicks:
+    """The checks and the FastTicks of rows read (`cols`, `ok`; `lines.meta_lo/hi` row by row)."""
+    max_future_ms, pos_threshold = rules.max_future_ms, rules.pos_threshold
     checked = check_columns(cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms)
     ok = checked.ok
     meta_codes, meta_texts, meta_valid = _meta(lines, ok)

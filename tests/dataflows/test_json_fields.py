@@ -23,8 +23,13 @@ NAMES = ["symbol", "ts", "score", "provider", "id", "ingest_ts", "polarity"]
 def _walk(lines: list[bytes]):
     framed = tick_decode._frame(lines)
     assert framed is not None
-    plain, table = read_plain(framed.blob, framed.starts, framed.framed, tick_decode._READ_SCHEMA)
-    arrow, parsed = tick_decode._read_arrow(framed)
+    plain, table, meta_lo, meta_hi = read_plain(framed.blob, framed.starts, framed.framed, tick_decode._READ_SCHEMA)
+    arrow, parsed = tick_decode._read(framed)
+    # the raw meta span of each plain row is the scanner's (what `_meta` reads), or none for both
+    for k, lo, hi in zip(np.flatnonzero(plain).tolist(), meta_lo.tolist(), meta_hi.tolist(), strict=True):
+        assert (lo, hi) == (int(framed.meta_lo[k]), int(framed.meta_hi[k])), lines[k]
+        if lo >= 0:
+            assert orjson.loads(framed.blob[lo:hi]) == orjson.loads(lines[k])["meta"]
     return framed, plain, table, arrow, parsed
 
 
@@ -75,7 +80,8 @@ FIELD_VALUES = {
     "ingest_ts": st.one_of(st.integers(0, 2 * 10**12), st.none()),
     "polarity": st.one_of(st.integers(-3, 3), st.none(), st.just(1.0)),
     "score": st.one_of(st.floats(-2, 2), st.integers(-2, 2), st.none(), st.just(-0.0)),
-    "meta": VALUES,
+    "meta": st.one_of(VALUES, st.dictionaries(st.text(max_size=4), VALUES, max_size=3)),
+    "_control": st.just("pause"),
     "other": VALUES,
 }
 OBJECTS = st.fixed_dictionaries({}, optional={k: v for k, v in FIELD_VALUES.items()})
@@ -164,3 +170,28 @@ def test_realistic_ticks_are_plain_and_odd_ones_are_left_to_arrow() -> None:
         "polarity": None,
     }
     _check(good + odd)
+
+
+def test_what_the_scanner_refuses_is_never_plain_without_it() -> None:
+    """`decode_ticks` walks every line before any scanner: the walk itself refuses control
+    records, a member twice, and ill-formed UTF-8 (the scanner's rules it must not lean on)."""
+    head = b'{"symbol":"BTC","ts":1,"score":0.5'
+    refused = [
+        head + b',"_control":"pause"}',
+        head + b',"ts":2}',
+        head + b',"meta":{},"meta":1}',
+        head + b',"id":"a\xff"}',  # not UTF-8
+        head + b',"x":"\xc0\xaf"}',  # an overlong encoding
+        head + b',"x":"\xed\xa0\x80"}',  # a surrogate
+        head + b',"x":"\xe2\x82"}',  # cut short
+        head + b',"id":"a\x7f"}',  # DEL: the scanner's to judge
+    ]
+    accepted = [head + b',"id":"\xe2\x82\xac\xf0\x9f\x98\x80","meta":"m"}', head + b"}"]
+    lines = refused + accepted
+    blob = b"\n".join(lines)
+    starts = np.concatenate([[0], np.cumsum([len(v) + 1 for v in lines])])
+    plain, table, meta_lo, meta_hi = read_plain(blob, starts, np.ones(len(lines), bool), tick_decode._READ_SCHEMA)
+    assert plain.tolist() == [False] * len(refused) + [True] * len(accepted)
+    assert table.column("id").to_pylist() == ["€😀", None]
+    assert [blob[a:b] for a, b in zip(meta_lo.tolist(), meta_hi.tolist(), strict=True)] == [b'"m"', b""]
+    assert meta_lo.tolist()[1] == -1
