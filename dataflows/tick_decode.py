@@ -7,6 +7,11 @@ not-ok is always safe, so anything unusual goes there; clean ticks stay here.
 
 How a batch goes:
 
+0. Plain lines. The values are joined with b"\\n" and every line is walked once by
+   `json_fields.read_plain` (a strict JSON grammar, UTF-8, no escapes, numbers it can read
+   exactly, no `_control` or repeated member): the lines it vouches for have their fields
+   already and go straight to step 3; only the others take steps 1 and 2, and the two parts
+   are merged back in input order.
 1. Framing. The values are joined with b"\\n" for `pyarrow.json.read_json`, so line i
    must be value i. A Numba kernel (`_scan_lines`) walks the blob once and refuses a
    line unless it is one JSON object with only spaces/tabs around it, valid UTF-8
