@@ -290,9 +290,9 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
             if field >= 0:
                 if not _IS_STRING[field]:
                     return False  # the scanner refuses these; never vouch for one
-                kind[field, row] = VALUE
-                start[field, row] = i + 1
-                end[field, row] = j
+                kind[row, field] = VALUE
+                start[row, field] = i + 1
+                end[row, field] = j
             expect = _E_NEXT
             i = j + 1
             last_end = i
@@ -315,8 +315,8 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
                 else:
                     if not integer:
                         return False
-                    ints[field, row] = -mantissa if negative else mantissa
-                kind[field, row] = VALUE
+                    ints[row, field] = -mantissa if negative else mantissa
+                kind[row, field] = VALUE
             expect = _E_NEXT
             i = k
             last_end = i
@@ -324,7 +324,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
         if cls == _LETTER:
             if c == 110 and i + 4 <= hi and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
                 if field >= 0:
-                    kind[field, row] = NULL
+                    kind[row, field] = NULL
                 i += 4
             elif c == 116 and i + 4 <= hi and buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101:
                 if field >= 0:
@@ -354,15 +354,17 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
 
 @njit(cache=True)
 def _walk_lines(buf, starts, framed):  # pragma: no cover - compiled
-    """`_walk` over every framed line (line i spans starts[i] .. starts[i + 1] - 2)."""
+    """`_walk` over every framed line (line i spans starts[i] .. starts[i + 1] - 2). Per-row
+    outputs are (row, member) so one line's writes sit together; only `kind` is zeroed (the
+    others are read where kind says VALUE)."""
     n = framed.size
-    nf = len(FIELDS)
+    nm = len(_MEMBERS)
     plain = np.zeros(n, np.bool_)
-    kind = np.zeros((nf + 2, n), np.int8)
-    start = np.zeros((nf + 2, n), np.int64)
-    end = np.zeros((nf + 2, n), np.int64)
-    ints = np.zeros((nf + 2, n), np.int64)
-    score = np.zeros(n, np.float64)
+    kind = np.zeros((n, nm), np.int8)
+    start = np.empty((n, nm), np.int64)
+    end = np.empty((n, nm), np.int64)
+    ints = np.empty((n, nm), np.int64)
+    score = np.empty(n, np.float64)
     meta = np.full((2, n), -1, np.int64)
     stack = np.empty(MAX_DEPTH, np.uint8)
     for row in range(n):
@@ -370,25 +372,28 @@ def _walk_lines(buf, starts, framed):  # pragma: no cover - compiled
             if _walk(buf, starts[row], starts[row + 1] - 1, row, kind, start, end, ints, score, meta, stack):
                 plain[row] = True
             else:
-                for f in range(nf):
-                    kind[f, row] = ABSENT
+                for f in range(nm):
+                    kind[row, f] = ABSENT
     return plain, kind, start, end, ints, score, meta
 
 
 @njit(cache=True)
-def _gather(buf, rows, lo, hi):  # pragma: no cover - compiled
-    """Spans buf[lo[r]:hi[r]] of the rows `rows` as Arrow string buffers (int32 offsets, data)."""
+def _gather(buf, rows, kind, lo, hi, f):  # pragma: no cover - compiled
+    """Member f's string spans buf[lo[r, f]:hi[r, f]] of the rows `rows` (empty where kind is
+    not VALUE) as Arrow string buffers (int32 offsets, data)."""
     offsets = np.empty(rows.size + 1, np.int32)
     offsets[0] = 0
     total = 0
     for k in range(rows.size):
         r = rows[k]
-        total += hi[r] - lo[r]
+        if kind[r, f] == VALUE:
+            total += hi[r, f] - lo[r, f]
         offsets[k + 1] = total
     data = np.empty(total, np.uint8)
     for k in range(rows.size):
         r = rows[k]
-        data[offsets[k] : offsets[k + 1]] = buf[lo[r] : hi[r]]
+        if kind[r, f] == VALUE:
+            data[offsets[k] : offsets[k + 1]] = buf[lo[r, f] : hi[r, f]]
     return offsets, data
 
 
@@ -404,15 +409,15 @@ def read_plain(
     rows = np.flatnonzero(plain)
     columns = []
     for f, field in enumerate(schema):
-        present = kind[f, rows] == VALUE
+        present = kind[rows, f] == VALUE
         validity = None if present.all() else pa.array(present).buffers()[1]
         if f in _STRING_FIELDS:
-            offsets, data = _gather(buf, rows, start[f], end[f])
+            offsets, data = _gather(buf, rows, kind, start, end, f)
             columns.append(
                 pa.Array.from_buffers(pa.string(), rows.size, [validity, pa.py_buffer(offsets), pa.py_buffer(data)])
             )
         elif f == _SCORE:
-            columns.append(pa.array(score[rows], pa.float64(), mask=~present))
+            columns.append(pa.array(np.where(present, score[rows], 0.0), pa.float64(), mask=~present))
         else:
-            columns.append(pa.array(ints[f, rows], field.type, mask=~present))
+            columns.append(pa.array(np.where(present, ints[rows, f], 0), field.type, mask=~present))
     return plain, pa.Table.from_arrays(columns, schema=schema), meta[0, rows], meta[1, rows]

@@ -701,18 +701,18 @@ class _Front(NamedTuple):
     cols: pa.Table  # `_READ_SCHEMA`, the plain rows
 
 
-def _plain_front(values: Sequence[bytes], max_record_bytes: int) -> _Front | None:
-    """The plain lines (dataflows/json_fields.py) read at once, no scanner and no Arrow; None
-    when the joined values do not frame one line per value (a value holding a newline)."""
+def _plain_front(values: Sequence[bytes], max_record_bytes: int) -> _Front:
+    """The plain lines (dataflows/json_fields.py) read at once, no scanner and no Arrow."""
     n = len(values)
-    blob = values.joined() if isinstance(values, Lines) else b"\n".join(values)
-    buf = np.frombuffer(blob, np.uint8)
-    newlines = np.flatnonzero(buf == 10)
-    if newlines.size != n - 1:
-        return None
-    starts = np.empty(n + 1, np.int64)
-    starts[0], starts[1:n], starts[n] = 0, newlines + 1, len(blob) + 1
-    sizes = np.diff(starts) - 1
+    if isinstance(values, Lines):
+        blob, sizes = values.joined(), values.ends - values.starts
+    else:
+        blob, sizes = b"\n".join(values), np.fromiter(map(len, values), np.int64, n)
+    # Line i spans starts[i] .. starts[i + 1] - 2. A value holding a newline is not seen as
+    # two lines here: the walk refuses a raw newline (outside a string, or in one), so that
+    # value's line is not plain, and `_frame` deals with it.
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(sizes + 1, out=starts[1:])
     walkable = sizes <= max_record_bytes  # too_large: decode_record's to refuse
     plain, cols, meta_lo, meta_hi = read_plain(blob, starts, walkable, _READ_SCHEMA)
     longest = int(sizes[plain].max(initial=0))
