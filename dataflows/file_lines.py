@@ -35,8 +35,8 @@ from numba import njit
 
 from dataflows.arrow_rows import ArrowRows
 from dataflows.arrow_ticks import columnar
+from dataflows.json_fields import byte_classes, member_index, read_digits
 from dataflows.line_block import Lines
-from dataflows.tick_decode import member_index
 
 CHUNK_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 65_536
@@ -69,12 +69,7 @@ def _is_space(c):  # pragma: no cover - compiled
 # What a byte is to `_line_key`'s walk: most bytes (digits, letters, spaces) are nothing to it,
 # and one table lookup sends them on (a chain of comparisons per byte cost ~30 % more).
 _OTHER, _QUOTE, _OPEN, _CLOSE, _COMMA, _COLON = range(6)
-_BYTE_CLASS = np.zeros(256, np.uint8)
-_BYTE_CLASS[list(b'"')] = _QUOTE
-_BYTE_CLASS[list(b"{[")] = _OPEN
-_BYTE_CLASS[list(b"}]")] = _CLOSE
-_BYTE_CLASS[list(b",")] = _COMMA
-_BYTE_CLASS[list(b":")] = _COLON
+_BYTE_CLASS = byte_classes(_OTHER, {b'"': _QUOTE, b"{[": _OPEN, b"}]": _CLOSE, b",": _COMMA, b":": _COLON})
 
 
 @njit(cache=True, inline="always")
@@ -147,12 +142,7 @@ def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compil
                 i = j + 4
                 continue
             k = j + 1 if j < hi and buf[j] == 45 else j
-            v = 0
-            digits = 0
-            while k < hi and 48 <= buf[k] <= 57:
-                v = v * 10 + (buf[k] - 48)
-                digits += 1
-                k += 1
+            v, digits, k = read_digits(buf, k, hi)
             end = k
             while end < hi and _is_space(buf[end]):
                 end += 1

@@ -49,17 +49,31 @@ _POW10 = np.array([10.0**k for k in range(23)])  # exact doubles: 10**22 = 2**22
 
 # What a byte is to the walk outside strings.
 _OTHER, _WS, _QUOTE, _LBRACE, _RBRACE, _LBRACKET, _RBRACKET, _COMMA, _COLON, _NUMBER, _LETTER = range(11)
-_CLASS = np.full(256, _OTHER, np.uint8)
-_CLASS[list(b" \t")] = _WS
-_CLASS[list(b'"')] = _QUOTE
-_CLASS[list(b"{")] = _LBRACE
-_CLASS[list(b"}")] = _RBRACE
-_CLASS[list(b"[")] = _LBRACKET
-_CLASS[list(b"]")] = _RBRACKET
-_CLASS[list(b",")] = _COMMA
-_CLASS[list(b":")] = _COLON
-_CLASS[list(b"-0123456789")] = _NUMBER
-_CLASS[list(b"tfn")] = _LETTER
+
+
+def byte_classes(default: int, classes: dict[bytes, int]) -> np.ndarray:
+    """A 256-entry uint8 table: the class of each byte of each key, `default` for the others."""
+    table = np.full(256, default, np.uint8)
+    for members, cls in classes.items():
+        table[list(members)] = cls
+    return table
+
+
+_CLASS = byte_classes(
+    _OTHER,
+    {
+        b" \t": _WS,
+        b'"': _QUOTE,
+        b"{": _LBRACE,
+        b"}": _RBRACE,
+        b"[": _LBRACKET,
+        b"]": _RBRACKET,
+        b",": _COMMA,
+        b":": _COLON,
+        b"-0123456789": _NUMBER,
+        b"tfn": _LETTER,
+    },
+)
 # Bytes that end a plain string's body, make it not plain ('"', '\\', control bytes, DEL), or
 # start a UTF-8 sequence to check.
 _STRING_STOP = np.zeros(256, np.bool_)
@@ -104,19 +118,33 @@ def utf8_width(buf, j, hi):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _field_of(buf, lo, hi):  # pragma: no cover - compiled
-    """Index in FIELDS of the member name buf[lo:hi], or -1."""
-    for k in range(_F_OFFSETS.size - 1):
-        a, b = _F_OFFSETS[k], _F_OFFSETS[k + 1]
+def member_index(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
+    """Index of the member name buf[lo:hi] among the names `key_bytes` holds (name k spans
+    key_offsets[k] .. key_offsets[k + 1]), or -1."""
+    for k in range(key_offsets.size - 1):
+        a, b = key_offsets[k], key_offsets[k + 1]
         if b - a == hi - lo:
             same = True
             for m in range(b - a):
-                if buf[lo + m] != _F_BYTES[a + m]:
+                if buf[lo + m] != key_bytes[a + m]:
                     same = False
                     break
             if same:
                 return k
     return -1
+
+
+@njit(cache=True, inline="always")
+def read_digits(buf, i, hi):  # pragma: no cover - compiled
+    """(value, count, end) of the decimal digits from buf[i] on (the value wraps past 18 digits:
+    callers refuse those by the count)."""
+    value = 0
+    count = 0
+    while i < hi and 48 <= buf[i] <= 57:
+        value = value * 10 + (buf[i] - 48)
+        count += 1
+        i += 1
+    return value, count, i
 
 
 @njit(cache=True)
@@ -165,12 +193,7 @@ def _number(buf, i, hi):  # pragma: no cover - compiled
             i += 1
         if i >= hi or not 48 <= buf[i] <= 57:
             return i, False, negative, 0, 0, 0, False
-        e = 0
-        e_digits = 0
-        while i < hi and 48 <= buf[i] <= 57:
-            e = e * 10 + (buf[i] - 48)
-            e_digits += 1
-            i += 1
+        e, e_digits, i = read_digits(buf, i, hi)
         if e_digits > 2:
             return i, False, negative, 0, 0, 0, False
         exponent += sign * e
@@ -223,6 +246,12 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
             expect = _E_VALUE
             i += 1
             continue
+        if (cls == _RBRACE and expect == _E_KEY_OR_END) or (cls == _RBRACKET and expect == _E_VALUE_OR_END):
+            depth -= 1  # an empty object or array ends
+            expect = _E_NEXT
+            i += 1
+            last_end = i
+            continue
         if expect == _E_NEXT:
             if depth == 0:
                 return False  # something after the top-level value
@@ -242,12 +271,6 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
                 continue
             return False
         if expect == _E_KEY or expect == _E_KEY_OR_END:
-            if cls == _RBRACE and expect == _E_KEY_OR_END:
-                depth -= 1
-                expect = _E_NEXT
-                i += 1
-                last_end = i
-                continue
             if cls != _QUOTE:
                 return False
             j = _string_end(buf, i + 1, hi)
@@ -255,7 +278,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
                 return False
             field = -1
             if depth == 1:
-                field = _field_of(buf, i + 1, j)
+                field = member_index(buf, i + 1, j, _F_BYTES, _F_OFFSETS)
                 if field >= 0:
                     if field == _CONTROL or seen & (1 << field):
                         return False  # a control record, or a member twice
@@ -263,13 +286,7 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
             expect = _E_COLON
             i = j + 1
             continue
-        # a value (or, in an array just opened, its end)
-        if expect == _E_VALUE_OR_END and cls == _RBRACKET:
-            depth -= 1
-            expect = _E_NEXT
-            i += 1
-            last_end = i
-            continue
+        # a value
         if depth == 0 and cls != _LBRACE:
             return False  # a line is one object
         if field == _META:

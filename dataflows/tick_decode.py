@@ -84,7 +84,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 from numba import njit
 
-from dataflows.json_fields import read_plain, utf8_width
+from dataflows.json_fields import byte_classes, member_index, read_plain, utf8_width
 from dataflows.kernels.id_hash import string_hash
 from dataflows.line_block import Lines
 from tickcast.records import (
@@ -155,15 +155,19 @@ class FastTicks:
 # true/false/null), blank, line end, and what needs a look; N and I (NaN, Infinity),
 # control bytes, non-ASCII and anything else JSON has no use for outside a string are refused.
 _PLAIN, _BLANK, _QUOTE, _OPEN, _CLOSE, _COMMA, _COLON, _NEWLINE, _REFUSE = range(9)
-_TOKEN_CLASS = np.full(256, _REFUSE, np.uint8)
-_TOKEN_CLASS[list(b"0123456789+-.eEtrufalsn")] = _PLAIN
-_TOKEN_CLASS[list(b" \t")] = _BLANK
-_TOKEN_CLASS[list(b'"')] = _QUOTE
-_TOKEN_CLASS[list(b"{[")] = _OPEN
-_TOKEN_CLASS[list(b"}]")] = _CLOSE
-_TOKEN_CLASS[list(b",")] = _COMMA
-_TOKEN_CLASS[list(b":")] = _COLON
-_TOKEN_CLASS[list(b"\n")] = _NEWLINE
+_TOKEN_CLASS = byte_classes(
+    _REFUSE,
+    {
+        b"0123456789+-.eEtrufalsn": _PLAIN,
+        b" \t": _BLANK,
+        b'"': _QUOTE,
+        b"{[": _OPEN,
+        b"}]": _CLOSE,
+        b",": _COMMA,
+        b":": _COLON,
+        b"\n": _NEWLINE,
+    },
+)
 # Byte classes inside strings (a raw newline is a control byte: the string never ends).
 _S_PLAIN, _S_QUOTE, _S_ESCAPE, _S_HIGH, _S_CONTROL, _S_DEL = range(6)
 _STRING_CLASS = np.full(256, _S_PLAIN, np.uint8)
@@ -259,22 +263,6 @@ _F_ID, _F_SCORE, _F_TS, _F_META, _F_CONTROL = 2, 3, 4, 7, 8
 _KEY_BYTES = np.frombuffer(b"".join(_KEYS), np.uint8)
 _KEY_OFFSETS = np.cumsum([0] + [len(k) for k in _KEYS]).astype(np.int64)
 MAX_INT_DIGITS = 18  # always inside int64, which Arrow needs
-
-
-@njit(cache=True, inline="always")
-def member_index(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compiled
-    """Index in `_KEYS` of the member name buf[lo:hi], or -1."""
-    for k in range(key_offsets.size - 1):
-        a, b = key_offsets[k], key_offsets[k + 1]
-        if b - a == hi - lo:
-            same = True
-            for m in range(b - a):
-                if buf[lo + m] != key_bytes[a + m]:
-                    same = False
-                    break
-            if same:
-                return k
-    return -1
 
 
 @njit(cache=True, inline="always")
@@ -645,22 +633,17 @@ def decode_ticks(
     if keys is not None and len(keys) != n:
         raise ValueError(f"keys must have one entry per value ({n}). Got {len(keys)} instead.")
     rules = _Rules(pos_threshold, max_record_bytes, max_future_ms)
+    rows = _RowContext(hints, keys, wall_ms, objects)
     front = _plain_front(values, max_record_bytes) if n else None
     if front is None or not front.plain.any():  # nothing plain: the scanner and Arrow read them all
-        return _decode_framed(values, hints, keys, wall_ms, objects, rules)
+        return _decode_framed(values, rows, rules)
     lines, plain, cols = front
     if plain.all():
-        return _decode_read(lines, cols, np.ones(n, bool), hints, keys, wall_ms, objects, rules)
+        return _decode_read(lines, cols, np.ones(n, bool), rows, rules)
     # Some plain, some not: each part its own way, then back in input order.
     mine, rest = np.flatnonzero(plain), np.flatnonzero(~plain)
-    fast = _decode_read(
-        lines, cols, np.ones(mine.size, bool), hints[mine], _pick(keys, mine), _pick(wall_ms, mine),
-        _pick(objects, mine), rules,
-    )  # fmt: skip
-    slow = _decode_framed(
-        [values[i] for i in rest.tolist()], hints[rest], _pick(keys, rest), _pick(wall_ms, rest),
-        _pick(objects, rest), rules,
-    )  # fmt: skip
+    fast = _decode_read(lines, cols, np.ones(mine.size, bool), rows.pick(mine), rules)
+    slow = _decode_framed([values[i] for i in rest.tolist()], rows.pick(rest), rules)
     return _merged(n, (mine, fast), (rest, slow))
 
 
@@ -671,13 +654,27 @@ class _Rules:
     max_future_ms: int
 
 
-def _pick(column: Any, rows: np.ndarray) -> Any:
-    """Rows `rows` of a per-row argument (a sequence, an array); a scalar or None as it is."""
-    if column is None or isinstance(column, (int, np.integer)):
-        return column
-    if isinstance(column, np.ndarray):
-        return column[rows] if column.ndim else column
-    return [column[i] for i in rows.tolist()]
+class _RowContext(NamedTuple):
+    """What `decode_ticks` knows of each row besides its bytes (see its doc)."""
+
+    hints: np.ndarray
+    keys: Sequence[bytes | None] | None
+    wall_ms: int | np.ndarray | None
+    objects: Sequence[dict[str, Any]] | None
+
+    def pick(self, rows: np.ndarray) -> _RowContext:
+        """The context of the rows `rows` (a wall clock for all rows stays as it is)."""
+        wall = self.wall_ms
+        if isinstance(wall, np.ndarray) and wall.ndim:
+            wall = wall[rows]
+        keys, objects = self.keys, self.objects
+        picks = rows.tolist()
+        return _RowContext(
+            self.hints[rows],
+            None if keys is None else [keys[i] for i in picks],
+            wall,
+            None if objects is None else [objects[i] for i in picks],
+        )
 
 
 def _merged(n: int, *parts: tuple[np.ndarray, FastTicks]) -> FastTicks:
@@ -719,34 +716,19 @@ def _plain_front(values: Sequence[bytes], max_record_bytes: int) -> _Front:
     return _Front(_Lines(blob, starts, plain, meta_lo, meta_hi, longest), plain, cols)
 
 
-def _decode_framed(
-    values: Sequence[bytes],
-    hints: np.ndarray,
-    keys: Sequence[bytes | None] | None,
-    wall_ms: int | np.ndarray | None,
-    objects: Sequence[dict[str, Any]] | None,
-    rules: _Rules,
-) -> FastTicks:
+def _decode_framed(values: Sequence[bytes], rows: _RowContext, rules: _Rules) -> FastTicks:
     """`decode_ticks` by the scanner (`_frame`) and Arrow's JSON reader (`_read`)."""
     n = len(values)
     lines = _frame(values, rules.max_record_bytes) if n else None
     if lines is None:
         return _none_ok(np.zeros(n, bool))
     cols, ok = _read(lines)
-    return _decode_read(lines, cols, ok, hints, keys, wall_ms, objects, rules)
+    return _decode_read(lines, cols, ok, rows, rules)
 
 
-def _decode_read(
-    lines: _Lines,
-    cols: pa.Table,
-    ok: np.ndarray,
-    hints: np.ndarray,
-    keys: Sequence[bytes | None] | None,
-    wall_ms: int | np.ndarray | None,
-    objects: Sequence[dict[str, Any]] | None,
-    rules: _Rules,
-) -> FastTicks:
+def _decode_read(lines: _Lines, cols: pa.Table, ok: np.ndarray, rows: _RowContext, rules: _Rules) -> FastTicks:
     """The checks and the FastTicks of rows read (`cols`, `ok`; `lines.meta_lo/hi` row by row)."""
+    hints, keys, wall_ms, objects = rows
     max_future_ms, pos_threshold = rules.max_future_ms, rules.pos_threshold
     checked = check_columns(cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms)
     ok = checked.ok
