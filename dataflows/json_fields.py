@@ -424,17 +424,21 @@ def read_plain(
     buf = np.frombuffer(blob, np.uint8)
     plain, kind, start, end, ints, score, meta = _walk_lines(buf, starts, framed)
     rows = np.flatnonzero(plain)
+    pick: slice | np.ndarray = slice(None) if rows.size == plain.size else rows  # a slice: no gather
     columns = []
     for f, field in enumerate(schema):
-        present = kind[rows, f] == VALUE
-        validity = None if present.all() else pa.array(present).buffers()[1]
+        present = kind[pick, f] == VALUE
+        every = bool(present.all())
+        validity = None if every else pa.array(present).buffers()[1]
         if f in _STRING_FIELDS:
             offsets, data = _gather(buf, rows, kind, start, end, f)
             columns.append(
                 pa.Array.from_buffers(pa.string(), rows.size, [validity, pa.py_buffer(offsets), pa.py_buffer(data)])
             )
-        elif f == _SCORE:
-            columns.append(pa.array(np.where(present, score[rows], 0.0), pa.float64(), mask=~present))
-        else:
-            columns.append(pa.array(np.where(present, ints[rows, f], 0), field.type, mask=~present))
-    return plain, pa.Table.from_arrays(columns, schema=schema), meta[0, rows], meta[1, rows]
+            continue
+        values = score[pick] if f == _SCORE else np.ascontiguousarray(ints[pick, f])
+        if every:
+            columns.append(pa.array(values, field.type))
+        else:  # what is not there was never written: zero it, for a deterministic buffer
+            columns.append(pa.array(np.where(present, values, 0), field.type, mask=~present))
+    return plain, pa.Table.from_arrays(columns, schema=schema), meta[0, pick], meta[1, pick]
