@@ -591,10 +591,22 @@ def canonical_order(idx, m, ts, ingest, score, weight, pol):  # pragma: no cover
                 j -= 1
             out[j + 1] = cur
         return out
-    # lexicographic order by successive stable sorts, least significant key first
-    idx = idx[np.argsort(pol[idx], kind="mergesort")]
-    idx = idx[np.argsort(weight[idx], kind="mergesort")]
-    idx = idx[np.argsort(score[idx], kind="mergesort")]
-    idx = idx[np.argsort(ingest[idx], kind="mergesort")]
+    # By (m, ts) with two stable sorts (least significant first); rows equal in both (rare:
+    # ticks of one millisecond) are then put in (ingest, score, weight, polarity) order by an
+    # insertion sort of their run, which is stable: the order the six stable sorts gave.
     idx = idx[np.argsort(ts[idx], kind="mergesort")]
-    return idx[np.argsort(m[idx], kind="mergesort")]
+    idx = idx[np.argsort(m[idx], kind="mergesort")]
+    lo = 0
+    while lo < idx.size:
+        hi = lo + 1
+        while hi < idx.size and m[idx[hi]] == m[idx[lo]] and ts[idx[hi]] == ts[idx[lo]]:
+            hi += 1
+        for i in range(lo + 1, hi):
+            cur = idx[i]
+            j = i - 1
+            while j >= lo and _lex_before(cur, idx[j], m, ts, ingest, score, weight, pol):
+                idx[j + 1] = idx[j]
+                j -= 1
+            idx[j + 1] = cur
+        lo = hi
+    return idx
