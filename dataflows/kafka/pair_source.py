@@ -41,6 +41,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from dataflows.items import ConsumerError
 from dataflows.kafka.admin import METADATA_TIMEOUT_S, topic_partition_counts
 from dataflows.sources import RawBatch, RawBlock
+from tickcast.gc_tuning import collection_paused
 
 log = logging.getLogger(__name__)
 
@@ -286,12 +287,9 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self._consumer.assign([TopicPartition(tp.topic, tp.partition, self._start[i]) for i, tp in live.items()])
 
     def next_batch(self) -> list[PairItem]:
-        msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0.0)
         errors: list[ConsumerError] = []
-        now = time.monotonic()
-        if msgs:
-            for i, group in self._by_tp(self._drop_errors(msgs, errors)):
-                self._take(i, group, now)
+        with collection_paused():  # the batch's Message objects live and die in _consume
+            consumed, now = self._consume(errors)
         # A tailing TP runs ahead of the other only when the other is caught up (its consumer
         # reached the end) and has delivered nothing for idle_s: a TP whose messages wait in the
         # consumer behind the other's (one fetch can bring a whole backlog of one topic) is not idle.
@@ -314,11 +312,21 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         self._flow_control()
         if not self._tail and all(self._done) and not self._merger.pending() and not out and not errors:
             raise StopIteration
-        self._idle = not msgs and not out
+        self._idle = not consumed and not out
         items: list[PairItem] = [(self._key, err) for err in errors]  # errors go first, as they arrived
         if out:
             items.append((self._key, out))
         return items
+
+    def _consume(self, errors: list[ConsumerError]) -> tuple[bool, float]:
+        """One consume into the merger (consumer errors appended to `errors`): whether the
+        consumer handed anything over, and the time it did."""
+        msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0.0)
+        now = time.monotonic()
+        if msgs:
+            for i, group in self._by_tp(self._drop_errors(msgs, errors)):
+                self._take(i, group, now)
+        return bool(msgs), now
 
     def _at_end(self, i: int) -> bool:
         """The consumer reported TP i's end at or after the last message taken from it."""
