@@ -2,7 +2,8 @@
 
 A replay file is read twice, a few MiB at a time, and never held whole: first for each
 record's ordering key (to learn whether the file is already in ingest order, as
-`tickcast simulate` and any recorder write it), then for the records themselves, which go
+`tickcast simulate` and any recorder write it, and how many records it holds: `survey`, on a
+thread of its own from the moment the replay's source is made), then for the records themselves, which go
 on as they are (JSONL: `Lines`, the block's bytes and where each line is, which the columnar
 decoder reads as they are (dataflows/line_block.py); Parquet: the
 record batches as `ArrowRows`, which the decode step reads column-wise (dataflows/arrow_ticks.py),
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,7 +174,7 @@ def _line_key(buf, lo, hi, key_bytes, key_offsets):  # pragma: no cover - compil
     return 0, True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _split_lines(buf, newlines, key_bytes, key_offsets, with_keys):  # pragma: no cover - compiled
     """Stripped non-empty lines of buf, whose b"\\n" bytes are at `newlines`: (start, end, key,
     sure) each (`with_keys` False: key 0, sure, for every line: the key walk is most of the cost)."""
@@ -278,19 +281,48 @@ def _jsonl_index(block: np.ndarray, *, keyed: bool = True) -> tuple[np.ndarray, 
     return starts, ends, keys
 
 
-def _jsonl_in_order(path: Path) -> bool:
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """What a first pass over a JSONL file learns: whether its lines are in ingest order, and
+    how many records (non-blank lines) it holds (the progress bar's total)."""
+
+    in_order: bool
+    records: int
+
+
+def _survey_now(path: Path) -> Survey:
     last = np.iinfo(np.int64).min
+    in_order, records = True, 0
     for _, block in _jsonl_blocks(path):
-        _, _, keys = _jsonl_index(block)
-        if keys.size and (keys[0] < last or (np.diff(keys) < 0).any()):
-            return False
-        if keys.size:
+        _, _, keys = _jsonl_index(block, keyed=in_order)  # out of order: only counting is left
+        records += keys.size
+        if in_order and keys.size:
+            in_order = not (keys[0] < last or (np.diff(keys) < 0).any())
             last = int(keys[-1])
-    return True
+    return Survey(in_order, records)
 
 
-def _jsonl_chunks(path: Path, *, keyed: bool = True) -> Iterator[Chunk]:
-    if _jsonl_in_order(path):
+_survey_pool: ThreadPoolExecutor | None = None
+_survey_pool_lock = threading.Lock()
+
+
+def survey(path: Path) -> Future[Survey]:
+    """Start a JSONL file's first pass on a thread of its own: the line scan releases the GIL,
+    so a replay's `FileReplaySource` has it run while the flow is being built, and the
+    progress bar's count and the reader's order check share the one pass."""
+    global _survey_pool
+    with _survey_pool_lock:
+        if _survey_pool is None:
+            _survey_pool = ThreadPoolExecutor(1, thread_name_prefix="file-survey")
+        return _survey_pool.submit(_survey_now, path)
+
+
+def _surveyed(path: Path, surveyed: Future[Survey] | None) -> Survey:
+    return _survey_now(path) if surveyed is None else surveyed.result()
+
+
+def _jsonl_chunks(path: Path, *, keyed: bool = True, surveyed: Future[Survey] | None = None) -> Iterator[Chunk]:
+    if _surveyed(path, surveyed).in_order:
         # Read again for the records; their keys only matter when files are merged (`keyed`):
         # a single file in order skips the second key scan (~1 µs a line).
         for _, block in _jsonl_blocks(path):
@@ -405,19 +437,22 @@ def _parquet_chunks(path: Path) -> Iterator[Chunk]:
     yield Chunk(keys[order], rows(table.take(pa.array(order))))
 
 
-def count_records(path: Path) -> int:
+def count_records(path: Path, surveyed: Future[Survey] | None = None) -> int:
     """Records (non-blank lines; Parquet rows) in one input file, without decoding them."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return int(pq.ParquetFile(path).metadata.num_rows)
-    return sum(_jsonl_index(block, keyed=False)[0].size for _, block in _jsonl_blocks(path))
+    return _surveyed(path, surveyed).records
 
 
-def file_chunks(path: Path, *, keyed: bool = True) -> Iterator[Chunk]:
+def file_chunks(path: Path, *, keyed: bool = True, surveyed: Future[Survey] | None = None) -> Iterator[Chunk]:
     """The records of one file in ingest order (stable), chunk by chunk. `keyed` False: the
-    chunks' keys may be left 0 (a single file: nothing is merged by them)."""
-    return _parquet_chunks(path) if path.suffix == ".parquet" else _jsonl_chunks(path, keyed=keyed)
+    chunks' keys may be left 0 (a single file: nothing is merged by them). `surveyed`: a JSONL
+    file's first pass, started already (`survey`); None: made here."""
+    if path.suffix == ".parquet":
+        return _parquet_chunks(path)
+    return _jsonl_chunks(path, keyed=keyed, surveyed=surveyed)
 
 
 # ---------------------------------------------------------------------------
@@ -431,14 +466,18 @@ def _as_lists(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         yield chunk if isinstance(chunk.records, list) else Chunk(chunk.keys, list(chunk.records))
 
 
-def merged_chunks(paths: list[Path]) -> Iterator[tuple[np.ndarray, Sequence[Any], np.ndarray]]:
+def merged_chunks(
+    paths: list[Path], surveys: Sequence[Future[Survey] | None] | None = None
+) -> Iterator[tuple[np.ndarray, Sequence[Any], np.ndarray]]:
     """All records of all files, merged by key (ties: file order, then line order), as
-    (keys, records, file index per record) chunks (one file: the keys may be 0)."""
+    (keys, records, file index per record) chunks (one file: the keys may be 0). `surveys`:
+    per file, its first pass if started already (`survey`)."""
+    started = list(surveys) if surveys is not None else [None] * len(paths)
     if len(paths) == 1:  # nothing to merge: the keys are not needed
-        for chunk in file_chunks(paths[0], keyed=False):
+        for chunk in file_chunks(paths[0], keyed=False, surveyed=started[0]):
             yield chunk.keys, chunk.records, np.zeros(len(chunk.records), np.int64)
         return
-    streams = [_as_lists(file_chunks(p)) for p in paths]
+    streams = [_as_lists(file_chunks(p, surveyed=s)) for p, s in zip(paths, started, strict=True)]
     held = [Chunk(np.empty(0, np.int64), []) for _ in paths]  # read, not yet given, per file
     done = [False] * len(paths)
 

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflows.arrow_rows import ArrowBlock, ArrowRows, joined
-from dataflows.file_lines import merged_chunks
+from dataflows.file_lines import Survey, count_records, merged_chunks, survey
 from dataflows.line_block import Lines
 from dataflows.raw_records import RawRecord, RecordBlock
 from tickcast.records import INPUT_SUFFIXES
@@ -145,7 +146,7 @@ def _joined(parts: list[Sequence[Any]]) -> Sequence[Any]:
 
 
 class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
-    """Emits the merged files as RawBlocks of `batch_size` records (JSONL lines as bytes,
+    """Emits the merged files as RawBlocks of `batch_size` records (JSONL lines as `Lines`,
     Parquet rows as dicts), or as ArrowBlocks (one Parquet file whose columns the decode step
     reads as they are: dataflows/arrow_rows.py), read chunk by chunk (dataflows/file_lines.py);
     the snapshot is the count emitted, so a resume re-reads the files and skips that many."""
@@ -157,10 +158,11 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
         batch_size: int,
         resume: int | None,
         on_emit: Callable[[int], None] | None = None,
+        surveys: Sequence[Future[Survey] | None] | None = None,
     ) -> None:
         self._key = key
         self._names = tuple(f"file:{p.name}" for p in paths)
-        self._chunks = merged_chunks(paths)
+        self._chunks = merged_chunks(paths, surveys)
         self._batch_size = max(1, batch_size)
         self._emitted = resume or 0
         self._on_emit = on_emit
@@ -252,12 +254,18 @@ class FileReplaySource(FixedPartitionedSource[tuple[str, RawBatch], int]):
         self.paths = expand_inputs(paths)
         self.batch_size = batch_size
         self.on_emit = on_emit
+        # the JSONL files' first pass (order, count) starts now, beside the flow's set-up
+        self._surveys = [None if p.suffix == ".parquet" else survey(p) for p in self.paths]
+
+    def count_records(self) -> int:
+        """Records in all the files (the progress bar's total), from the first pass."""
+        return sum(count_records(p, s) for p, s in zip(self.paths, self._surveys, strict=True))
 
     def list_parts(self) -> list[str]:
         return ["files"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
-        return _FilePartition(for_part, self.paths, self.batch_size, resume_state, self.on_emit)
+        return _FilePartition(for_part, self.paths, self.batch_size, resume_state, self.on_emit, self._surveys)
 
 
 class RecordsSource(FixedPartitionedSource[tuple[str, RawBatch], int]):

@@ -181,3 +181,24 @@ def test_the_ordering_key_of_any_record_is_an_int64_and_never_raises(record: dic
     key = file_lines.effective_ingest(record)
     assert isinstance(key, int) and -(2**63) <= key <= 2**63 - 1
     np.array([key], np.int64)  # what the chunk's key array holds
+
+
+def test_the_first_pass_runs_beside_and_gives_the_count_and_the_order(tmp_path: Path, monkeypatch) -> None:
+    """`FileReplaySource` starts each JSONL file's first pass (`file_lines.survey`) when it is
+    made; the progress total and the reader's order check both come from it."""
+    rng = np.random.default_rng(5)
+    ticks = [{"symbol": "X", "ts": int(t), "ingest_ts": int(t) + 1} for t in np.sort(rng.integers(0, 10**6, 500))]
+    lines = [orjson.dumps(t) for t in ticks]
+    (tmp_path / "sorted.jsonl").write_bytes(b"\n".join(lines) + b"\n\n  \n")
+    (tmp_path / "shuffled.jsonl").write_bytes(b"\n".join(lines[k] for k in rng.permutation(len(lines))))
+    monkeypatch.setattr(file_lines, "CHUNK_BYTES", 1024)
+    passes: list[Path] = []
+    survey_now = file_lines._survey_now
+    monkeypatch.setattr(file_lines, "_survey_now", lambda path: passes.append(path) or survey_now(path))
+    for name in ("sorted.jsonl", "shuffled.jsonl"):
+        path = tmp_path / name
+        source = FileReplaySource([path], batch_size=64)
+        assert source.count_records() == 500
+        got = [r[:2] for b in drain(source.build_part("s", "files", None)) for r in b]
+        assert got == _oracle([path])
+        assert passes.count(path) == 1  # one first pass for the count and the order

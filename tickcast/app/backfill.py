@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dataflows.file_lines import count_records
 from dataflows.signals import FlowOptions, build_flow, kafka_source, prepare_recovery
 from dataflows.sources import FileReplaySource, RecordsSource
 from tickcast.app.progress_bar import run_with_bar
@@ -125,7 +124,7 @@ def run_replay(
     batch = settings.TICKCAST_REPLAY_BATCH
     if inputs:
         source: Any = FileReplaySource(inputs, batch_size=batch, on_emit=on_emit)
-        total = sum(count_records(path) for path in source.paths)
+        total = source.count_records()
     elif from_store:
         records = stored_records(store)
         source = RecordsSource(records, source="store", batch_size=batch, on_emit=on_emit)
