@@ -329,9 +329,13 @@ class SymbolLogic:
         # A candle among the ticks moves the watermark they are admitted after; that matters
         # only when it was ingested no earlier than some tick after it (live, a candle comes
         # before the tick that releases it and never is).
-        among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n]
-        newest = (among[0][1] if len(among) == 1 else max(t for _, t in among)) if among else None
-        if newest is not None and newest >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
+        if len(arrived) == 1:  # live: one candle per batch
+            cut, pending, newest = arrived[0]
+            among = [(cut, newest)] if pending is not None and cut < n else []
+        else:
+            among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n]
+            newest = max((t for _, t in among), default=0)
+        if among and newest >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
             cuts = np.array([cut for cut, _ in among], np.int64)
             status, after = sentiment.admit_after(*args, cuts, np.array([t for _, t in among], np.int64))
         else:
@@ -583,7 +587,7 @@ class SymbolLogic:
 
     def _features(self, pending: PendingCandle, cause: str | None, as_of: int | None, out: ShardOut) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "symbol": self.symbol,
+            "symbol": self.state.symbol,
             "interval": pending.interval,
             "close_time": pending.close_time,
             "close": pending.close,

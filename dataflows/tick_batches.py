@@ -46,7 +46,7 @@ class SymbolTicks:
     offset: int = 0
 
     def __len__(self) -> int:
-        return int(self.ts.size)
+        return self.ts.size  # an int already (the shard step asks several times per symbol)
 
     @property
     def table(self) -> pa.Table | None:
