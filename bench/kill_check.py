@@ -148,11 +148,11 @@ def check(recovery: Path, store: Path, topic_dump: Path) -> dict[str, Any]:
     for shard in shards.values():
         for name, sym in shard.symbols.items():
             sent = sym.sentiment
-            if sent is not None and len(sent._seen_hash):
-                missing = [h for h in sent._seen_hash.tolist() if h not in known]
+            if sent is not None and len(sent.seen_ids):
+                missing = [h for h in sent.seen_ids.tolist() if h not in known]
                 if missing:
                     ahead_store += len(missing)
-                    examples.append((name, "seen ids not stored", len(missing), len(sent._seen_hash)))
+                    examples.append((name, "seen ids not stored", len(missing), len(sent.seen_ids)))
             # the records of this symbol below the resume offsets
             newest = -1
             for (topic, part), recs in dump.items():

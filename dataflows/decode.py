@@ -102,7 +102,7 @@ def _reject(rej: Rejection, out: list[Any]) -> None:
     out.append(TableRow("rejected_records", rejected_row(rej)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only, but not frozen: a frozen __init__ costs ~0.3 µs more, per symbol and batch
 class SymbolInput:
     """What the decode step hands one symbol per batch: its accepted ticks (columnar, arrival
     order; None when there are none), its decoded candles (dicts, arrival order) and where

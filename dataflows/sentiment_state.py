@@ -24,6 +24,7 @@ the input that respects the watermark gives bit-identical rows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,30 @@ _INT64_MIN = np.iinfo(np.int64).min
 _MIN_HISTORY = 5  # sent_d5 looks five bars back
 _NO_CUTS = np.empty(0, np.int64)
 _PENDING = ("_p_ts", "_p_ingest", "_p_score", "_p_pol", "_p_weight")
+_SEEN = ("_seen_hash", "_seen_t")
+
+
+def _grow(state: object, names: tuple[str, ...], used: int, extra: int) -> None:
+    """Arrays `names` of `state` (the first `used` rows in use) with room for `extra` more:
+    doubled when short, so that appending stays amortized O(1)."""
+    size = getattr(state, names[0]).size
+    if used + extra <= size:
+        return
+    size = max(used + extra, 2 * size, 16)
+    for name in names:
+        old = getattr(state, name)
+        grown = np.empty(size, old.dtype)
+        grown[:used] = old[:used]
+        setattr(state, name, grown)
+
+
+@functools.cache
+def _no_bars(n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """`advance_columns` when no bar closes (most tick batches): one read-only pair, not two
+    new arrays per call."""
+    ends, vals = np.empty(0, np.int64), np.empty((0, n_values))
+    ends.flags.writeable = vals.flags.writeable = False
+    return ends, vals
 
 
 def _check(ok: bool, name: str, expected: str, got: object) -> None:
@@ -176,7 +201,9 @@ class SentimentState:
             else np.full(n_win, np.nan)
         )
         self._impute = _IMPUTE[cfg.impute]
-        # dedup memory: sorted ids and the ingest time each was last accepted at
+        # dedup memory: sorted ids and the ingest time each was last accepted at, the first
+        # _seen_n rows of arrays with room (the kernel rewrites them in place)
+        self._seen_n = 0
         self._seen_hash = np.empty(0, np.int64)
         self._seen_t = np.empty(0, np.int64)
         self._max_ingest = _INT64_MIN
@@ -209,24 +236,25 @@ class SentimentState:
         state = dict(self.__dict__)
         for name in _PENDING:  # the pending rows only, not the room after them
             state[name] = state[name][: self._p_n].copy()
+        for name in _SEEN:  # the same for the dedup memory
+            state[name] = state[name][: self._seen_n].copy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_empty_run", np.zeros(1, np.int64))  # snapshots from before implied bars
         state.setdefault("_p_n", int(state["_p_ts"].size))  # ... and before pending arrays had room
+        state.setdefault("_seen_n", int(state["_seen_hash"].size))  # ... and before the dedup memory had room
         self.__dict__.update(state)
 
+    @property
+    def seen_ids(self) -> np.ndarray:
+        """The id hashes the dedup memory holds (sorted)."""
+        return self._seen_hash[: self._seen_n]
+
     def _make_room(self, extra: int) -> None:
-        """Room for `extra` more pending rows (the kernels write them in place)."""
-        need = self._p_n + extra
-        if need <= self._p_ts.size:
-            return
-        size = max(need, 2 * self._p_ts.size, 16)
-        for name in _PENDING:
-            old = getattr(self, name)
-            grown = np.empty(size, old.dtype)
-            grown[: self._p_n] = old[: self._p_n]
-            setattr(self, name, grown)
+        """Room for `extra` more pending rows and dedup entries (the kernels write them in place)."""
+        _grow(self, _PENDING, self._p_n, extra)
+        _grow(self, _SEEN, self._seen_n, extra)
 
     # -- properties -------------------------------------------------------------------
     @property
@@ -301,11 +329,12 @@ class SentimentState:
         cfg = self.config
         if ts.size == 0:
             return np.empty(0, np.int8), np.empty(0, np.int64)
-        if self._p_n + ts.size > self._p_ts.size:
+        if self._p_n + ts.size > self._p_ts.size or self._seen_n + ts.size > self._seen_hash.size:
             self._make_room(ts.size)
-        status, self._seen_hash, self._seen_t, n_ok, n_dup, n_late, self._max_ingest, after = k.admit(
+        status, self._seen_n, n_ok, n_dup, n_late, self._max_ingest, after = k.admit(
             self._seen_hash,
             self._seen_t,
+            self._seen_n,
             self._p_ts,
             self._p_ingest,
             self._p_score,
@@ -376,7 +405,7 @@ class SentimentState:
         return k.entry_bars(self._p_ts[:n], self._p_ingest[:n], cfg.step_ms, cfg.grace_ms, floor)
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.empty(0, np.int64), np.empty((0, len(self._columns) - 1))
+        return _no_bars(len(self._columns) - 1)
 
     def _close_through(self, last: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config

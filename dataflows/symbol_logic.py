@@ -230,6 +230,7 @@ class SymbolLogic:
         self.config = config
         self.state = state
         self._labels: list[Label] = []
+        self._picks: BarPicks | None = None  # where the features row's sentiment values sit (`_bar_picks`)
 
     @property
     def symbol(self) -> str:
@@ -254,7 +255,7 @@ class SymbolLogic:
         """
         ticks, candles = inputs.ticks, inputs.candles
         start = self.state.watermark
-        n_ticks = 0 if ticks is None else len(ticks)
+        n_ticks = 0 if ticks is None else ticks.ts.size
         cuts = inputs.cuts if inputs.cuts is not None else [n_ticks] * len(candles)
         # (ticks before it, the candle waiting for its join or None when refused, its ingest_ts)
         arrived = [(cut, self._candle(candle, out), candle["ingest_ts"]) for candle, cut in zip(candles, cuts)]
@@ -325,13 +326,17 @@ class SymbolLogic:
             sentiment = self.state.sentiment = SentimentState(self.config.sentiment)
         # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
         args = (ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash, start)
-        n = len(ticks)
+        n = ticks.ts.size
         # A candle among the ticks moves the watermark they are admitted after; that matters
         # only when it was ingested no earlier than some tick after it (live, a candle comes
         # before the tick that releases it and never is).
-        among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n]
-        newest = (among[0][1] if len(among) == 1 else max(t for _, t in among)) if among else None
-        if newest is not None and newest >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
+        if len(arrived) == 1:  # live: one candle per batch
+            cut, pending, newest = arrived[0]
+            among = [(cut, newest)] if pending is not None and cut < n else []
+        else:
+            among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n]
+            newest = max((t for _, t in among), default=0)
+        if among and newest >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
             cuts = np.array([cut for cut, _ in among], np.int64)
             status, after = sentiment.admit_after(*args, cuts, np.array([t for _, t in among], np.int64))
         else:
@@ -583,7 +588,7 @@ class SymbolLogic:
 
     def _features(self, pending: PendingCandle, cause: str | None, as_of: int | None, out: ShardOut) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "symbol": self.symbol,
+            "symbol": self.state.symbol,
             "interval": pending.interval,
             "close_time": pending.close_time,
             "close": pending.close,
@@ -603,7 +608,7 @@ class SymbolLogic:
             status = cause or "no_sentiment"
             row.update(dict.fromkeys(_SENT_COLUMNS))
         else:
-            picks = _bar_picks(sentiment.columns)
+            picks = self._picks or self._pick(sentiment)
             status = cause or ("ok" if vals[picks.cnt_at] > 0 or not vals[picks.imputed_at] else "empty_bar")
             row.update(zip(picks.names, picks.values(vals)))
             row.update(picks.absent)
@@ -612,6 +617,10 @@ class SymbolLogic:
             out.join_missing[status] += 1
         row["join_status"] = status
         return row
+
+    def _pick(self, sentiment: SentimentState) -> BarPicks:
+        self._picks = _bar_picks(sentiment.columns)  # one lookup per symbol, not per row
+        return self._picks
 
 
 @dataclass(frozen=True)

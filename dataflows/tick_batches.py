@@ -21,16 +21,21 @@ from dataflows.kernels.id_hash import hash_ids
 from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA
 
 _NUMERIC = ("ts", "ingest_ts", "score", "polarity", "weight", "id_hash")
+_FIELDS = ("source", *_NUMERIC, "rows", "offset")  # SymbolTicks' fields, in order
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (read-only all the same): a frozen __init__ costs ~1 µs more per symbol
 class SymbolTicks:
     """One symbol's ticks in arrival order and their numeric columns as numpy arrays (ts,
     ingest_ts, score, polarity, weight, id_hash). The rows themselves are either `table`
     (Arrow: TICK_COLUMNS + weight, the columnar path) or `rows` (decode_record dicts with
-    their weight: small live batches, where building Arrow would cost more than the ticks)."""
+    their weight: small live batches, where building Arrow would cost more than the ticks).
 
-    table: pa.Table | None
+    `table` is cut from `source` (the whole batch's table, these rows from `offset` on) when
+    it is asked for: only the side work stores or refuses rows, so a live burst's latency
+    path does not pay an Arrow slice per symbol (a few µs each, 1,000 in a burst)."""
+
+    source: pa.Table | None
     ts: np.ndarray
     ingest_ts: np.ndarray
     score: np.ndarray
@@ -38,9 +43,29 @@ class SymbolTicks:
     weight: np.ndarray
     id_hash: np.ndarray
     rows: list[dict[str, Any]] | None = None
+    offset: int = 0
 
     def __len__(self) -> int:
-        return int(self.ts.size)
+        return self.ts.size  # an int already (the shard step asks several times per symbol)
+
+    @property
+    def table(self) -> pa.Table | None:
+        """These ticks' rows as Arrow (None when they are `rows`)."""
+        source = self.source
+        if source is None or (self.offset == 0 and source.num_rows == self.ts.size):
+            return source
+        return source.slice(self.offset, self.ts.size)
+
+    def __getstate__(self) -> list[Any]:
+        # The fields as before `offset` (the batch's table is not pickled into every
+        # symbol's side work): snapshots read and written as they were.
+        return [self.table, self.ts, self.ingest_ts, self.score, self.polarity, self.weight, self.id_hash, self.rows]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        # (older snapshots: without `rows`, and `offset` is never pickled)
+        values = [*state, None, 0][:9] if len(state) == 7 else [*state, 0]
+        for name, value in zip(_FIELDS, values, strict=True):
+            setattr(self, name, value)
 
     @classmethod
     def group_records(cls, ticks: list[dict[str, Any]], trust: Mapping[str, float]) -> dict[str, SymbolTicks]:
@@ -71,8 +96,9 @@ class SymbolTicks:
         """The accepted rows, as a store piece (Arrow table or list of dict rows)."""
         if self.rows is not None:
             return self.rows if n_ok == len(self) else [r for r, ok in zip(self.rows, accepted.tolist()) if ok]
-        assert self.table is not None  # one of the two is set
-        return self.table if n_ok == len(self) else self.table.filter(pa.array(accepted))
+        table = self.table
+        assert table is not None  # one of the two is set
+        return table if n_ok == len(self) else table.filter(pa.array(accepted))
 
     def providers(self, piece: Any) -> Any:
         """The provider column of a `stored` piece (for the bulk ingest counter)."""
@@ -84,8 +110,9 @@ class SymbolTicks:
         """Rows as decode_record-shaped dicts (for rejected_records payloads)."""
         if self.rows is not None:
             return [{k: self.rows[i][k] for k in TICK_COLUMNS} for i in rows.tolist()]
-        assert self.table is not None
-        return self.table.select(list(TICK_COLUMNS)).take(pa.array(rows)).to_pylist()
+        table = self.table
+        assert table is not None
+        return table.select(list(TICK_COLUMNS)).take(pa.array(rows)).to_pylist()
 
 
 def table_from_records(records: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -128,10 +155,9 @@ def split_by_symbol(
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [codes.size]]).tolist()
     names = symbols.dictionary.to_pylist()
-    part = sorted_table.slice  # per symbol: one Arrow slice and numpy views, nothing else
-    return {
+    return {  # per symbol: numpy views and where its rows start (the Arrow slice is cut when stored)
         names[code]: SymbolTicks(
-            part(a, b - a), ts[a:b], ingest_ts[a:b], score[a:b], polarity[a:b], weight[a:b], hashes[a:b]
+            sorted_table, ts[a:b], ingest_ts[a:b], score[a:b], polarity[a:b], weight[a:b], hashes[a:b], None, a
         )
         for code, a, b in zip(codes[starts].tolist(), starts, ends, strict=True)
     }

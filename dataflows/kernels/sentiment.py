@@ -59,12 +59,26 @@ def dedup(mem_hash, mem_t, hashes, ingest, late, window_ms, cutoff):  # pragma: 
     accepted. Tick k is LATE if `late[k]`, else DUPLICATE if its id was accepted at
     t0 with `ingest[k] - t0 <= window_ms` (earlier in this batch counts), else
     ACCEPTED and the id's t0 becomes `ingest[k]`. The returned memory keeps the
-    entries with `t0 >= cutoff` only.
+    entries with `t0 >= cutoff` only. (`dedup_into` on new arrays.)
     """
+    m = mem_hash.size
+    out_h = np.empty(m + hashes.size, np.int64)
+    out_t = np.empty(m + hashes.size, np.int64)
+    out_h[:m] = mem_hash
+    out_t[:m] = mem_t
+    status, kept = dedup_into(out_h, out_t, m, hashes, ingest, late, window_ms, cutoff)
+    return status, out_h[:kept].copy(), out_t[:kept].copy()
+
+
+@njit(cache=True)
+def dedup_into(mem_hash, mem_t, mem_n, hashes, ingest, late, window_ms, cutoff):  # pragma: no cover - compiled
+    """`dedup` in place: the memory is the first `mem_n` entries of arrays with room for
+    `mem_n + hashes.size`; it is rewritten there. Returns (status, entries kept). The live
+    path calls it once per symbol and batch: new memory arrays cost an allocation and, handed
+    back to Python, ~1 µs each."""
     n = hashes.size
     status = np.zeros(n, np.int8)
-    order = np.argsort(hashes, kind="mergesort")  # stable: equal ids stay in array order
-    upd_t = mem_t.copy()
+    order = np.argsort(hashes, kind="mergesort") if n > 1 else np.zeros(n, np.int64)  # stable
     add_h = np.empty(n, np.int64)
     add_t = np.empty(n, np.int64)
     n_add = 0
@@ -74,8 +88,8 @@ def dedup(mem_hash, mem_t, hashes, ingest, late, window_ms, cutoff):  # pragma: 
         j = i
         while j < n and hashes[order[j]] == h:
             j += 1
-        pos = np.searchsorted(mem_hash, h)
-        found = pos < mem_hash.size and mem_hash[pos] == h
+        pos = np.searchsorted(mem_hash[:mem_n], h)
+        found = pos < mem_n and mem_hash[pos] == h
         have = found
         last = mem_t[pos] if found else 0
         for q in range(i, j):
@@ -88,30 +102,34 @@ def dedup(mem_hash, mem_t, hashes, ingest, late, window_ms, cutoff):  # pragma: 
                 last = ingest[k]
                 have = True
         if found:
-            upd_t[pos] = last
+            mem_t[pos] = last  # its own slot: no other id reads it
         elif have:
             add_h[n_add] = h
             add_t[n_add] = last
             n_add += 1
         i = j
-    # Merge two sorted, disjoint id lists, dropping entries that fell out of the window.
-    out_h = np.empty(mem_hash.size + n_add, np.int64)
-    out_t = np.empty(mem_hash.size + n_add, np.int64)
-    a = 0
-    b = 0
-    m = 0
-    while a < mem_hash.size or b < n_add:
-        if b >= n_add or (a < mem_hash.size and mem_hash[a] < add_h[b]):
-            h, t = mem_hash[a], upd_t[a]
-            a += 1
+    # Merge the new ids in (two sorted, disjoint lists) from the back, where there is room,
+    # then drop the entries that fell out of the window, in order.
+    a = mem_n - 1
+    b = n_add - 1
+    w = mem_n + n_add - 1
+    while b >= 0:
+        if a >= 0 and mem_hash[a] > add_h[b]:
+            mem_hash[w] = mem_hash[a]
+            mem_t[w] = mem_t[a]
+            a -= 1
         else:
-            h, t = add_h[b], add_t[b]
-            b += 1
-        if t >= cutoff:
-            out_h[m] = h
-            out_t[m] = t
-            m += 1
-    return status, out_h[:m].copy(), out_t[:m].copy()
+            mem_hash[w] = add_h[b]
+            mem_t[w] = add_t[b]
+            b -= 1
+        w -= 1
+    kept = 0
+    for q in range(mem_n + n_add):
+        if mem_t[q] >= cutoff:
+            mem_hash[kept] = mem_hash[q]
+            mem_t[kept] = mem_t[q]
+            kept += 1
+    return status, kept
 
 
 @njit(cache=True)
@@ -469,6 +487,7 @@ def close_through(
 def admit(
     mem_hash,
     mem_t,
+    mem_n,
     p_ts,
     p_ingest,
     p_score,
@@ -489,9 +508,10 @@ def admit(
     cand_cut,
     cand_ingest,
 ):  # pragma: no cover - compiled
-    """`add_ticks` in one call: late flags, the new max ingest time, `dedup` (memory cut at
-    that max − window) and `park_into` (after the first `n_pending` rows; the caller made
-    room). Returns (status, mem_hash', mem_t', n_ok, n_dup, n_late, max_ingest', after).
+    """`add_ticks` in one call: late flags, the new max ingest time, `dedup_into` (the memory:
+    the first `mem_n` entries, cut at that max − window; the caller made room for the batch's
+    ids) and `park_into` (after the first `n_pending` rows; the caller made room). Returns
+    (status, mem_n', n_ok, n_dup, n_late, max_ingest', after).
 
     With `track`, tick i is admitted after the watermark W_i = max(w0, the accepted ticks
     before it, the candles before it — candle c comes after the first `cand_cut[c]` ticks,
@@ -504,7 +524,7 @@ def admit(
         late[i] = ingest[i] - ts[i] > max_latency_ms
         if ingest[i] > max_ingest:
             max_ingest = ingest[i]
-    status, mem_hash, mem_t = dedup(mem_hash, mem_t, id_hash, ingest, late, window_ms, max_ingest - window_ms)
+    status, mem_n = dedup_into(mem_hash, mem_t, mem_n, id_hash, ingest, late, window_ms, max_ingest - window_ms)
     admitted = ingest
     after = np.empty(n, np.int64)
     if track:
@@ -523,7 +543,7 @@ def admit(
     n_ok, n_dup, n_late = park_into(
         p_ts, p_ingest, p_score, p_pol, p_weight, n_pending, ts, admitted, score, pol, weight, status
     )
-    return status, mem_hash, mem_t, n_ok, n_dup, n_late, max_ingest, after
+    return status, mem_n, n_ok, n_dup, n_late, max_ingest, after
 
 
 @njit(cache=True)
