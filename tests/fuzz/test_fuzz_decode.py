@@ -8,6 +8,7 @@ candles, a control record) plus hand-picked faults; libFuzzer mutates from there
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from itertools import islice
@@ -49,11 +50,16 @@ def test_atheris_finds_no_crash(tmp_path: Path) -> None:
     corpus.mkdir()
     for k, seed in enumerate(seeds()):
         (corpus / f"seed{k}").write_bytes(seed)
+    # libFuzzer's RSS limit reads the process's peak RSS (getrusage), and Linux carries a
+    # parent's peak over into a child it starts: the harness starts with this test process's
+    # peak (~2 GB after the suite before it). Its own budget is 2 GB above that.
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     proc = subprocess.run(
         [
             sys.executable,
             str(HARNESS),
             f"-runs={RUNS}",
+            f"-rss_limit_mb={inherited_mb + 2048}",
             "-max_len=4096",
             "-max_total_time=240",
             "-seed=1",
