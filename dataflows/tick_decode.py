@@ -546,14 +546,14 @@ def _meta_text(raw: bytes) -> str | None:
         return None
 
 
-def _meta(lines: _Lines, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+def _meta(meta: _MetaSpans, rows_ok: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     """(per-row code into `texts`, texts, per-row meta valid). Rows without meta get "{}"."""
     n = rows_ok.size
-    rows = np.flatnonzero(rows_ok & (lines.meta_lo >= 0))
+    rows = np.flatnonzero(rows_ok & (meta.lo >= 0))
     valid = np.ones(n, bool)
     if rows.size == 0:
         return np.zeros(n, np.int64), pa.array(["{}"], pa.string()), valid
-    offsets, data = _gather_spans(np.frombuffer(lines.blob, np.uint8), lines.meta_lo[rows], lines.meta_hi[rows])
+    offsets, data = _gather_spans(np.frombuffer(meta.blob, np.uint8), meta.lo[rows], meta.hi[rows])
     spans = pa.Array.from_buffers(pa.large_binary(), rows.size, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     enc = pc.dictionary_encode(spans)
     texts = [_meta_text(raw) for raw in enc.dictionary.to_pylist()]
@@ -637,12 +637,12 @@ def decode_ticks(
     front = _plain_front(values, max_record_bytes) if n else None
     if front is None or not front.plain.any():  # nothing plain: the scanner and Arrow read them all
         return _decode_framed(values, rows, rules)
-    lines, plain, cols = front
+    meta, plain, cols = front
     if plain.all():
-        return _decode_read(lines, cols, np.ones(n, bool), rows, rules)
+        return _decode_read(meta, cols, np.ones(n, bool), rows, rules)
     # Some plain, some not: each part its own way, then back in input order.
     mine, rest = np.flatnonzero(plain), np.flatnonzero(~plain)
-    fast = _decode_read(lines, cols, np.ones(mine.size, bool), rows.pick(mine), rules)
+    fast = _decode_read(meta, cols, np.ones(mine.size, bool), rows.pick(mine), rules)
     slow = _decode_framed([values[i] for i in rest.tolist()], rows.pick(rest), rules)
     return _merged(n, (mine, fast), (rest, slow))
 
@@ -692,8 +692,16 @@ def _merged(n: int, *parts: tuple[np.ndarray, FastTicks]) -> FastTicks:
     return FastTicks(ok, table, np.concatenate([p.id_hash for _, p in accepted])[order])
 
 
+class _MetaSpans(NamedTuple):
+    """Where each row's raw meta value sits in `blob` (-1, -1: none)."""
+
+    blob: bytes | bytearray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
 class _Front(NamedTuple):
-    lines: _Lines  # meta spans for the plain rows only (in their order)
+    meta: _MetaSpans  # the plain rows', in their order
     plain: np.ndarray
     cols: pa.Table  # `_READ_SCHEMA`, the plain rows
 
@@ -712,8 +720,7 @@ def _plain_front(values: Sequence[bytes], max_record_bytes: int) -> _Front:
     np.cumsum(sizes + 1, out=starts[1:])
     walkable = sizes <= max_record_bytes  # too_large: decode_record's to refuse
     plain, cols, meta_lo, meta_hi = read_plain(blob, starts, walkable, _READ_SCHEMA)
-    longest = int(sizes[plain].max(initial=0))
-    return _Front(_Lines(blob, starts, plain, meta_lo, meta_hi, longest), plain, cols)
+    return _Front(_MetaSpans(blob, meta_lo, meta_hi), plain, cols)
 
 
 def _decode_framed(values: Sequence[bytes], rows: _RowContext, rules: _Rules) -> FastTicks:
@@ -723,19 +730,19 @@ def _decode_framed(values: Sequence[bytes], rows: _RowContext, rules: _Rules) ->
     if lines is None:
         return _none_ok(np.zeros(n, bool))
     cols, ok = _read(lines)
-    return _decode_read(lines, cols, ok, rows, rules)
+    return _decode_read(_MetaSpans(lines.blob, lines.meta_lo, lines.meta_hi), cols, ok, rows, rules)
 
 
-def _decode_read(lines: _Lines, cols: pa.Table, ok: np.ndarray, rows: _RowContext, rules: _Rules) -> FastTicks:
-    """The checks and the FastTicks of rows read (`cols`, `ok`; `lines.meta_lo/hi` row by row)."""
+def _decode_read(meta: _MetaSpans, cols: pa.Table, ok: np.ndarray, rows: _RowContext, rules: _Rules) -> FastTicks:
+    """The checks and the FastTicks of rows read (`cols`, `ok`; `meta` row by row)."""
     hints, keys, wall_ms, objects = rows
     max_future_ms, pos_threshold = rules.max_future_ms, rules.pos_threshold
     checked = check_columns(cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms)
     ok = checked.ok
-    meta_codes, meta_texts, meta_valid = _meta(lines, ok)
+    meta_codes, meta_texts, meta_valid = _meta(meta, ok)
     ok &= meta_valid
     if objects is not None:  # dicts: a field JSON spells null must be None (or absent) in the dict
-        meta_short = (lines.meta_hi - lines.meta_lo) == 4  # null (or a 4-byte object/string: checked too)
+        meta_short = (meta.hi - meta.lo) == 4  # null (or a 4-byte object/string: checked too)
         for name, null in (
             ("polarity", checked.polarity_null),
             ("ingest_ts", checked.ingest_null),
