@@ -113,7 +113,9 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     """Files named, plus the JSONL/Parquet files inside named folders (sorted)."""
     out: list[Path] = []
     for raw in paths:
-        path = Path(raw)
+        # absolute: the files are read on other threads, and chdb's start-up changes the
+        # process's working directory for a moment (to its package folder)
+        path = Path(raw).absolute()
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix in INPUT_SUFFIXES and p.is_file())
             if not found:

@@ -202,3 +202,69 @@ def test_the_first_pass_runs_beside_and_gives_the_count_and_the_order(tmp_path: 
         got = [r[:2] for b in drain(source.build_part("s", "files", None)) for r in b]
         assert got == _oracle([path])
         assert passes.count(path) == 1  # one first pass for the count and the order
+
+
+def _oracle_survey(path: Path) -> tuple[bool, int]:
+    keys = []
+    for line in path.read_bytes().split(b"\n"):
+        if line.strip():
+            try:
+                keys.append(_oracle_key(orjson.loads(line)))
+            except orjson.JSONDecodeError:
+                keys.append(0)
+    return all(a <= b for a, b in zip(keys, keys[1:])), len(keys)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    keys=st.lists(st.integers(-5, 40), min_size=0, max_size=60),
+    swap=st.one_of(st.none(), st.tuples(st.integers(0, 59), st.integers(0, 59))),
+    blanks=st.lists(st.integers(0, 60), max_size=4),
+    split=st.integers(1, 2000),
+    chunk=st.sampled_from([64, 128, 1 << 20]),
+)
+def test_a_large_file_surveyed_in_two_halves_gives_what_one_pass_gives(
+    tmp_path: Path, monkeypatch, keys, swap, blanks, split, chunk
+) -> None:
+    """Above `SPLIT_BYTES` the first pass runs on two threads, one half of the file each; the
+    order it reports and its count are the whole file's (the oracle: orjson on every line),
+    wherever the middle falls: within a half, at the seam, among blank lines."""
+    keys = sorted(keys)
+    if swap is not None and keys:  # one disorder somewhere (or none, when a == b or keys tie)
+        a, b = (i % len(keys) for i in swap)
+        keys[a], keys[b] = keys[b], keys[a]
+    lines = [orjson.dumps({"symbol": "X", "ts": k, "ingest_ts": k, "pad": "x" * (k % 7)}) for k in keys]
+    for at in sorted(blanks, reverse=True):
+        lines.insert(min(at, len(lines)), b"   ")
+    path = tmp_path / "ticks.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(file_lines, "SPLIT_BYTES", split)
+    monkeypatch.setattr(file_lines, "CHUNK_BYTES", chunk)
+    got = file_lines._survey_now(path)
+    assert (got.in_order, got.records) == _oracle_survey(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_keys_at_the_int64_extremes_are_not_taken_for_in_order(tmp_path: Path, suffix: str) -> None:
+    """A key clamped to the int64 maximum followed by a negative one is a step down; a
+    difference of the two wraps around to a step up (what `np.diff` said before)."""
+    records = [{"ts": 2**63 - 1, "i": 0}, {"ts": -2, "i": 1}, {"ts": 0, "i": 2}]
+    path = tmp_path / f"extremes{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(records), path)
+    else:
+        path.write_bytes(b"\n".join(orjson.dumps(r) for r in records))
+    got = [orjson.loads(p)["i"] if isinstance(p, bytes) else p["i"] for _, p, _ in merged_file_records([path])]
+    assert got == [1, 2, 0]
+
+
+def test_a_relative_input_path_is_read_whatever_the_working_directory_becomes(tmp_path: Path, monkeypatch) -> None:
+    """The first pass reads on a thread of its own while the replay starts chdb, whose start-up
+    moves the process's working directory for a moment: a relative input path names the file
+    it named when the replay was started."""
+    (tmp_path / "ticks.jsonl").write_bytes(b'{"ts": 1, "ingest_ts": 2}\n{"ts": 3, "ingest_ts": 4}\n')
+    monkeypatch.chdir(tmp_path)
+    source = FileReplaySource(["ticks.jsonl"], batch_size=8)
+    monkeypatch.chdir("/")
+    assert source.count_records() == 2
+    assert len([r for b in drain(source.build_part("s", "files", None)) for r in b]) == 2

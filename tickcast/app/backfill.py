@@ -108,6 +108,15 @@ def run_replay(
     never the live one, and is paper only: a replay's flow is not live, so it never resolves
     the exchange gate (`build_flow` does that for live flows alone)."""
     account = replay_account(settings, account)
+    emitted = [0]
+
+    def on_emit(n: int) -> None:
+        emitted[0] = n
+
+    batch = settings.TICKCAST_REPLAY_BATCH
+    # made first: a JSONL file's first pass (order check, record count) starts on its own thread
+    # here, and runs while the store's tables are made and counted
+    files = FileReplaySource(inputs, batch_size=batch, on_emit=on_emit) if inputs else None
     store = store or Store(settings.TICKCAST_CLICKHOUSE_URL)
     store.migrate()
     if tune:
@@ -115,16 +124,11 @@ def run_replay(
 
         tune_gc()
     before = {t: store.count(t) for t in SUMMARY_TABLES}
-    emitted = [0]
-
-    def on_emit(n: int) -> None:
-        emitted[0] = n
-
     total: int | None
-    batch = settings.TICKCAST_REPLAY_BATCH
-    if inputs:
-        source: Any = FileReplaySource(inputs, batch_size=batch, on_emit=on_emit)
-        total = source.count_records()
+    source: Any
+    if files is not None:
+        source = files
+        total = files.count_records()
     elif from_store:
         records = stored_records(store)
         source = RecordsSource(records, source="store", batch_size=batch, on_emit=on_emit)
