@@ -164,9 +164,10 @@ class KillFigures:
     kill_after_s: list[float]  # seconds from a run's start to its SIGKILL
 
 
-def committed_epoch(recovery: Path) -> int:
+def committed_epoch(recovery: Path) -> int | None:
     """The last epoch the flow committed to its recovery store (-1 before the first); read-only,
-    beside the running flow."""
+    beside the running flow. None: not readable right now (being written, or a killed run's
+    journal not rolled back yet), ask again later."""
     import sqlite3
 
     path = recovery / "part-0.sqlite3"
@@ -175,9 +176,21 @@ def committed_epoch(recovery: Path) -> int:
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2) as con:
             row = con.execute("SELECT max(commit_epoch) FROM commits").fetchone()
-    except sqlite3.Error:  # being written right now: ask again later
-        return -1
+    except sqlite3.Error:
+        return None
     return -1 if row is None or row[0] is None else int(row[0])
+
+
+def epoch_before_run(recovery: Path) -> int | None:
+    """The epoch committed before a run, read before it starts; None when the store stays
+    unreadable (a read-only reader cannot roll back a killed run's hot journal): the run
+    itself rolls it back, and its first readable value is then the one before it."""
+    for _ in range(25):
+        epoch = committed_epoch(recovery)
+        if epoch is not None:
+            return epoch
+        time.sleep(0.02)
+    return None
 
 
 def kill_loop(
@@ -204,7 +217,7 @@ def kill_loop(
         while True:
             runs += 1
             t0 = time.monotonic()
-            before = committed_epoch(recovery)
+            before = epoch_before_run(recovery)
             proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
             kill_at: float | None = None
             while proc.poll() is None:
@@ -212,7 +225,18 @@ def kill_loop(
                     proc.kill()
                     raise TimeoutError(f"the kill loop ran for more than {timeout}s")
                 if len(delays) < kills:
-                    if kill_at is None and committed_epoch(recovery) >= before + epochs:
+                    now_epoch = committed_epoch(recovery)
+                    if before is None and now_epoch is not None:
+                        # unreadable before the run (a hot journal): its first readable value is
+                        # the epoch before it, read once the run has rolled the journal back
+                        before = now_epoch
+                        now_epoch = None
+                    if (
+                        kill_at is None
+                        and before is not None
+                        and now_epoch is not None
+                        and now_epoch >= before + epochs
+                    ):
                         kill_at = time.monotonic() + rng.uniform(0.0, extra_s)
                     if kill_at is not None and time.monotonic() >= kill_at:
                         os.kill(proc.pid, signal.SIGKILL)
