@@ -147,7 +147,7 @@ def read_digits(buf, i, hi):  # pragma: no cover - compiled
     return value, count, i
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _number(buf, i, hi):  # pragma: no cover - compiled
     """Read the JSON number at buf[i]: (end, ok, negative, significant digits as int, their
     count, decimal exponent, is an integer literal). ok False: not JSON, or not plain."""
