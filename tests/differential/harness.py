@@ -181,6 +181,41 @@ def committed_epoch(recovery: Path) -> int | None:
     return -1 if row is None or row[0] is None else int(row[0])
 
 
+_INPUT_SNAPSHOTS = """
+WITH c AS (SELECT MAX(commit_epoch) AS e FROM commits),
+m AS (SELECT step_id, state_key, MAX(snap_epoch) AS snap_epoch FROM snaps, c
+      WHERE snap_epoch <= c.e AND step_id LIKE '%.input_%' GROUP BY step_id, state_key)
+SELECT ser_change FROM snaps JOIN m USING (step_id, state_key, snap_epoch)
+"""
+
+
+def committed_read(recovery: Path) -> int | None:
+    """How far the committed snapshots of the flow's inputs have read: the sum of the Kafka
+    offsets they hold (a partition's next offset) or of the file records emitted; 0 before
+    the first commit. None: not
+    readable right now. An epoch can commit before a source has read anything (the consumer
+    is still fetching), so epochs alone do not show that a run made progress."""
+    import pickle
+    import sqlite3
+
+    path = recovery / "part-0.sqlite3"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2) as con:
+            rows = con.execute(_INPUT_SNAPSHOTS).fetchall()
+    except sqlite3.Error:
+        return None
+    total = 0
+    for (ser,) in rows:
+        state = pickle.loads(ser) if ser else None  # Kafka: {topic: next offset}; files: records emitted
+        if isinstance(state, dict):
+            total += sum(v for v in state.values() if isinstance(v, int) and v > 0)
+        elif isinstance(state, int) and state > 0:
+            total += state
+    return total
+
+
 def epoch_before_run(recovery: Path) -> int | None:
     """The epoch committed before a run, read before it starts; None when the store stays
     unreadable (a read-only reader cannot roll back a killed run's hot journal): the run
@@ -206,9 +241,9 @@ def kill_loop(
     timeout: float = 1800,
 ) -> KillFigures:
     """Run `args` (a replay with its recovery store at `recovery`) and SIGKILL it once the run
-    has committed `epochs` epochs of its own (so it made progress and saved it) plus a random
-    0..`extra_s` seconds (so it dies at a random point of an epoch), `kills` times; then let
-    the last run finish."""
+    has committed `epochs` epochs of its own and its committed input offsets have moved past
+    where it started (so it made progress and saved it), plus a random 0..`extra_s` seconds (so
+    it dies at a random point of an epoch), `kills` times; then let the last run finish."""
     rng = random.Random(seed)
     started = time.monotonic()
     delays: list[float] = []
@@ -218,6 +253,7 @@ def kill_loop(
             runs += 1
             t0 = time.monotonic()
             before = epoch_before_run(recovery)
+            read_before = committed_read(recovery) if before is not None else None
             proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
             kill_at: float | None = None
             while proc.poll() is None:
@@ -229,13 +265,17 @@ def kill_loop(
                     if before is None and now_epoch is not None:
                         # unreadable before the run (a hot journal): its first readable value is
                         # the epoch before it, read once the run has rolled the journal back
-                        before = now_epoch
+                        before, read_before = now_epoch, committed_read(recovery)
                         now_epoch = None
+                    elif before is not None and read_before is None:  # unreadable just then: a later read is stricter
+                        read_before = committed_read(recovery)
                     if (
                         kill_at is None
                         and before is not None
+                        and read_before is not None
                         and now_epoch is not None
                         and now_epoch >= before + epochs
+                        and (committed_read(recovery) or 0) > read_before
                     ):
                         kill_at = time.monotonic() + rng.uniform(0.0, extra_s)
                     if kill_at is not None and time.monotonic() >= kill_at:
