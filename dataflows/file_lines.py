@@ -354,7 +354,7 @@ def _survey_now(path: Path) -> Survey:
     if middle is None:
         parts = [_survey_part(path)]
     else:
-        second = _part_pool().submit(_survey_part, path, middle, None)
+        second = _pool("file-survey-half").submit(_survey_part, path, middle, None)
         parts = [_survey_part(path, 0, middle), second.result()]
     records = sum(p.records for p in parts)
     in_order = all(p.in_order for p in parts)
@@ -364,28 +364,25 @@ def _survey_now(path: Path) -> Survey:
     return Survey(in_order, records)
 
 
-_survey_pool: ThreadPoolExecutor | None = None
-_halves_pool: ThreadPoolExecutor | None = None
-_survey_pool_lock = threading.Lock()
+# One worker each: a file's survey, and the second half of a large file's. Not one pool of
+# two: two surveys could take both workers and wait for halves no worker is left to run.
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
-def _part_pool() -> ThreadPoolExecutor:
-    global _halves_pool
-    with _survey_pool_lock:
-        if _halves_pool is None:
-            _halves_pool = ThreadPoolExecutor(1, thread_name_prefix="file-survey-half")
-        return _halves_pool
+def _pool(name: str) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
+        return pool
 
 
 def survey(path: Path) -> Future[Survey]:
     """Start a JSONL file's first pass on a thread of its own: the line scan releases the GIL,
     so a replay's `FileReplaySource` has it run while the flow is being built, and the
     progress bar's count and the reader's order check share the one pass."""
-    global _survey_pool
-    with _survey_pool_lock:
-        if _survey_pool is None:
-            _survey_pool = ThreadPoolExecutor(1, thread_name_prefix="file-survey")
-        return _survey_pool.submit(_survey_now, path)
+    return _pool("file-survey").submit(_survey_now, path)
 
 
 def _surveyed(path: Path, surveyed: Future[Survey] | None) -> Survey:
