@@ -307,7 +307,7 @@ def main() -> int:
             ):  # [python, -m, tickcast.app.cli, replay, ...] -> [python, this file, --as-slow-replay, replay, ...]
                 cmd = [cmd[0], __file__, "--as-slow-replay", *cmd[3:]]
             for kill in range(args.kills):
-                before = harness.epoch_before_run(recovery)
+                watch = harness.RunWatch(recovery, need_read=False)  # epochs only, as this check always did
                 t0 = time.monotonic()
                 with (work / f"run-{trial}.log").open("ab") as fh:
                     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -315,11 +315,7 @@ def main() -> int:
                     if args.late and kill % 2 == 0:
                         kill_at = t0 + rng.uniform(*args.late)
                     while proc.poll() is None:
-                        epoch = harness.committed_epoch(recovery)
-                        if before is None and epoch is not None:  # unreadable before the run: see epoch_before_run
-                            before, epoch = epoch, None
-                        ready = before is not None and epoch is not None and epoch >= before + args.epochs
-                        if kill_at is None and ready:
+                        if kill_at is None and watch.saved(args.epochs):
                             kill_at = time.monotonic() + rng.uniform(0, args.extra)
                         if kill_at is not None and time.monotonic() >= kill_at:
                             os.kill(proc.pid, signal.SIGKILL)

@@ -192,8 +192,7 @@ SELECT ser_change FROM snaps JOIN m USING (step_id, state_key, snap_epoch)
 def committed_read(recovery: Path) -> int | None:
     """How far the committed snapshots of the flow's inputs have read: the sum of the Kafka
     offsets they hold (a partition's next offset) or of the file records emitted; 0 before
-    the first commit. None: not
-    readable right now. An epoch can commit before a source has read anything (the consumer
+    the first commit. None: not readable right now. An epoch can commit before a source has read anything (the consumer
     is still fetching), so epochs alone do not show that a run made progress."""
     import pickle
     import sqlite3
@@ -228,6 +227,36 @@ def epoch_before_run(recovery: Path) -> int | None:
     return None
 
 
+class RunWatch:
+    """What one run has committed to the recovery store since it started, for a kill loop
+    that kills a run only after it saved progress of its own. Made before the run starts.
+    `need_read`: the run's committed input offsets must also have moved (an epoch can commit
+    before a source has read anything)."""
+
+    def __init__(self, recovery: Path, *, need_read: bool = True) -> None:
+        self.recovery = recovery
+        self.need_read = need_read
+        self.before = epoch_before_run(recovery)
+        self.read_before = committed_read(recovery) if self.before is not None and need_read else None
+
+    def saved(self, epochs: int) -> bool:
+        """Whether the run has committed `epochs` epochs (and, with `need_read`, input) of its own."""
+        now = committed_epoch(self.recovery)
+        if self.before is None:
+            if now is not None:
+                # unreadable before the run (a hot journal): its first readable value is the
+                # epoch before it, read once the run has rolled the journal back
+                self.before = now
+                self.read_before = committed_read(self.recovery) if self.need_read else None
+            return False
+        if self.need_read and self.read_before is None:  # unreadable just then: a later read is stricter
+            self.read_before = committed_read(self.recovery)
+            return False
+        if now is None or now < self.before + epochs:
+            return False
+        return self.read_before is None or (committed_read(self.recovery) or 0) > self.read_before
+
+
 def kill_loop(
     args: Sequence[str],
     env: dict[str, str],
@@ -252,8 +281,7 @@ def kill_loop(
         while True:
             runs += 1
             t0 = time.monotonic()
-            before = epoch_before_run(recovery)
-            read_before = committed_read(recovery) if before is not None else None
+            watch = RunWatch(recovery)
             proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
             kill_at: float | None = None
             while proc.poll() is None:
@@ -261,22 +289,7 @@ def kill_loop(
                     proc.kill()
                     raise TimeoutError(f"the kill loop ran for more than {timeout}s")
                 if len(delays) < kills:
-                    now_epoch = committed_epoch(recovery)
-                    if before is None and now_epoch is not None:
-                        # unreadable before the run (a hot journal): its first readable value is
-                        # the epoch before it, read once the run has rolled the journal back
-                        before, read_before = now_epoch, committed_read(recovery)
-                        now_epoch = None
-                    elif before is not None and read_before is None:  # unreadable just then: a later read is stricter
-                        read_before = committed_read(recovery)
-                    if (
-                        kill_at is None
-                        and before is not None
-                        and read_before is not None
-                        and now_epoch is not None
-                        and now_epoch >= before + epochs
-                        and (committed_read(recovery) or 0) > read_before
-                    ):
+                    if kill_at is None and watch.saved(epochs):
                         kill_at = time.monotonic() + rng.uniform(0.0, extra_s)
                     if kill_at is not None and time.monotonic() >= kill_at:
                         os.kill(proc.pid, signal.SIGKILL)
