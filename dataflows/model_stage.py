@@ -207,6 +207,10 @@ def _feature_values(rows: list[dict[str, Any]], names: Sequence[str]) -> list[An
     return values if len(names) > 1 else [[v] for v in values]
 
 
+def _ascending(values: list[int]) -> bool:
+    return all(a <= b for a, b in zip(values, values[1:]))
+
+
 def _event_id(*parts: Any) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
 
@@ -256,15 +260,14 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
     def on_batch(self, values: list[list[ModelItem]]) -> tuple[list[tuple[Any, ...]], bool]:
         """Each value is one upstream activation's model inputs (`Out.model`)."""
         out = Out()
-        items: list[Features | Label] = []
-        marks: list[Progress] = []
-        for batch in values:
-            for item in batch:
-                (marks if item.__class__ is Progress else items).append(item)  # type: ignore[arg-type]
+        items: list[Any] = [item for batch in values for item in batch]
+        marks: list[Progress] = [item for item in items if item.__class__ is Progress]  # replays only
+        if marks:
+            items = [item for item in items if item.__class__ is not Progress]
         # Event-time order: a label counts from when it became known (close_time + h),
         # ties before the features of that instant. The baseline a candle sees is then
         # the same whatever the batch boundaries were (replay == live).
-        ordered = sorted(items, key=self._event_key)
+        ordered = self._in_event_order(items)
         newest = self.state.newest_known
         i = 0
         while i < len(ordered):
@@ -273,7 +276,9 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
             while j < len(ordered) and ordered[j].__class__ is kind:
                 j += 1
             rows = [item[0] for item in ordered[i:j]]
-            known = [self._known(item) for item in ordered[i:j]]
+            given = [item[1] for item in ordered[i:j]]
+            # inputs without an ingest time are known at their event time
+            known = [self._known(item) for item in ordered[i:j]] if None in given else cast(list[int], given)
             newest = max(newest, max(known))
             if kind is Features:
                 self._infer(rows, known, out)
@@ -325,6 +330,24 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
             due, self.state.labels_due = self.state.labels_due, []
             self._pair([row for row, _ in due], [known for _, known in due])
         self._process_ready(out, final=final)
+
+    def _in_event_order(self, items: list[Features | Label]) -> list[Features | Label]:
+        """`items` sorted (stably) by `_event_key`. A live burst is a run of labels and a run of
+        features, each in order, the labels known no later than the features: then the order is
+        the labels, then the features, found with two passes instead of a key call per item."""
+        labels = [item for item in items if item.__class__ is Label]
+        features = [item for item in items if item.__class__ is not Label]
+        label_at = [
+            row["close_time"] + row["horizon"] * INTERVAL_MS[row["interval"]] for row in (item[0] for item in labels)
+        ]
+        feature_at = [item[0]["close_time"] for item in features]
+        if (
+            _ascending(label_at)
+            and _ascending(feature_at)
+            and (not label_at or not feature_at or label_at[-1] <= feature_at[0])  # ties: labels first
+        ):
+            return labels + features
+        return sorted(items, key=self._event_key)
 
     def _event_key(self, item: Features | Label) -> tuple[int, int]:
         row = item[0]
@@ -407,6 +430,7 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
             self._publish_accuracy()  # the new version's own record (INSUFFICIENT_DATA at first)
         latency_ms = elapsed * 1000.0
         horizon, fallback, keep = self.config.horizon, reason or "", 4 * self.config.horizon + 16
+        prob_list = probs.tolist()
         preds = [
             {
                 "symbol": row["symbol"],
@@ -418,22 +442,22 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
                 "fallback_reason": fallback,
                 "latency_ms": latency_ms,
             }
-            for row, prob in zip(rows, probs.tolist(), strict=True)
+            for row, prob in zip(rows, prob_list, strict=True)
         ]
         # what out.append(TableRow(...)) / out.append(LiveEvent(...)) do, a batch at a time
         out.tables["predictions"].extend(preds)
         if self.config.live:
             out.events.extend([LiveEvent("predictions", p, p["symbol"], p["close_time"]) for p in preds])
         rings = self.state.predictions
-        for pred in preds:
-            ring = rings.get(pred["symbol"])
+        for symbol, row, prob in zip(symbols, rows, prob_list, strict=True):
+            ring = rings.get(symbol)
             if ring is None:
-                ring = rings[pred["symbol"]] = {}
-            ring[pred["close_time"]] = (pred["prob"], version)
+                ring = rings[symbol] = {}
+            ring[row["close_time"]] = (prob, version)
             if len(ring) > keep:
                 del ring[min(ring)]
         if self.config.trading_interval is not None:
-            self._trade_bars(rows, probs.tolist(), version, reason or "", out)
+            self._trade_bars(rows, prob_list, version, reason or "", out)
         # every row's features reach the feature-drift rings at their boundary (module doc);
         # live, after the predictions are out
         chunk = (version, rows, known, every)
@@ -465,14 +489,11 @@ class ModelLogic(StatefulBatchLogic[list[ModelItem], tuple[Any, ...], bytes | No
         self, rows: list[dict[str, Any]], probs: list[float], version: str, reason: str, out: list[tuple[Any, ...]]
     ) -> None:
         """The trading stage's input: one TradeBars([TradeBar, ...]) item per inference batch."""
-        from dataflows.trading.stage import trade_bar
+        from dataflows.trading.stage import trade_bars
 
         interval = self.config.trading_interval
-        bars = [
-            trade_bar(row, prob, version, reason)
-            for row, prob in zip(rows, probs, strict=True)
-            if row["interval"] == interval and "open" in row
-        ]
+        assert interval is not None  # the caller checks
+        bars = trade_bars(rows, probs, version, reason, interval)
         if bars:
             out.append(TradeBars(bars))
 

@@ -48,15 +48,19 @@ class Baseline:
         """Record one realised label (1 = close went up over the horizon, 0 = not)."""
         if label not in (0, 1):
             raise ValueError(f"label for {symbol!r} must be 0 or 1, got {label!r}")
-        ring = self._rings.get(symbol)
-        if ring is None:
-            ring = self._rings[symbol] = _Ring(self.window)
-        ring.push(int(label))
+        self.extend((symbol,), (label,))
 
     def extend(self, symbols: Iterable[str], labels: Iterable[int]) -> None:
         """``update`` for each pair, in order (oldest first)."""
-        for symbol, label in zip(symbols, labels, strict=True):
-            self.update(symbol, int(label))
+        rings, window = self._rings, self.window  # one loop, no call per label: a live burst brings one per symbol
+        for symbol, value in zip(symbols, labels, strict=True):
+            label = int(value)
+            if label not in (0, 1):
+                raise ValueError(f"label for {symbol!r} must be 0 or 1, got {label!r}")
+            ring = rings.get(symbol)
+            if ring is None:
+                ring = rings[symbol] = _Ring(window)
+            ring.push(label)
 
     def prob(self, symbol: str) -> float:
         ring = self._rings.get(symbol)

@@ -302,18 +302,29 @@ def _ts(record: Any) -> int:
     return 0
 
 
-def trade_bar(row: dict[str, Any], prob: float, version: str, reason: str) -> TradeBar:
-    """A model-stage features row and its prediction as a bar (the row carries open/high/low)."""
-    atr = row.get("atr_14")
-    return TradeBar(
-        row["symbol"],
-        row["close_time"],
-        row["open"],
-        row["high"],
-        row["low"],
-        row["close"],
-        float("nan") if atr is None else float(atr),
-        prob,
-        version,
-        reason,
-    )
+def trade_bars(
+    rows: list[dict[str, Any]], probs: list[float], version: str, reason: str, interval: str
+) -> list[TradeBar]:
+    """The model-stage features rows of `interval` that carry their candle's open/high/low, with
+    their predictions, as bars (one loop: a live burst brings a row per symbol)."""
+    nan = float("nan")
+    bars = []
+    for row, prob in zip(rows, probs, strict=True):
+        if row["interval"] != interval or "open" not in row:
+            continue
+        atr = row.get("atr_14")
+        bars.append(
+            TradeBar(
+                row["symbol"],
+                row["close_time"],
+                row["open"],
+                row["high"],
+                row["low"],
+                row["close"],
+                nan if atr is None else float(atr),
+                prob,
+                version,
+                reason,
+            )
+        )
+    return bars

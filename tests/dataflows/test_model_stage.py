@@ -457,3 +457,38 @@ def test_a_snapshot_from_before_the_boundaries_resumes(tmp_path: Path) -> None:
     out, _ = logic.on_eof()
     windows = [r for item in out if isinstance(item, Rows) and item.table == "calibration_windows" for r in item.rows]
     assert [(w["scope"], w["n"], w["window_end"]) for w in windows] == [("overall", 1, START), ("S0", 1, START)]
+
+
+_INTERVAL_MS = {"1m": 60_000, "5m": 300_000}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 6), st.sampled_from(["1m", "5m"]), st.integers(1, 3)),
+        max_size=14,
+    ),
+    st.booleans(),
+)
+def test_inputs_are_taken_in_event_order_whatever_order_they_came_in(
+    items: list[tuple[bool, int, str, int]], burst_shaped: bool
+) -> None:
+    """The model stage takes labels and features by event time (a label from when it is known,
+    close_time + horizon, before the features of that instant), stably; a live burst (labels,
+    then features, each in order) takes a shortcut. The oracle: a sort on keys computed here."""
+    made = []
+    for n, (is_label, minute, interval, horizon) in enumerate(items):
+        row = {"symbol": f"S{n}", "interval": interval, "close_time": START + minute * 60_000}
+        made.append(Label({**row, "horizon": horizon, "label": 1}) if is_label else Features(row))
+    if burst_shaped:  # labels first, then features, each in the order of their event time
+        made.sort(key=lambda item: (item.__class__ is Features, item[0]["close_time"]))
+
+    def when(item: Features | Label) -> tuple[int, int]:
+        row = item[0]
+        if isinstance(item, Label):
+            return row["close_time"] + row["horizon"] * _INTERVAL_MS[row["interval"]], 0
+        return row["close_time"], 1
+
+    expected = [made[i] for i in sorted(range(len(made)), key=lambda i: (when(made[i]), i))]
+    logic = ModelLogic(ModelConfig(model_dir="/nonexistent", live=False, recovery=False), None)
+    assert [id(item) for item in logic._in_event_order(made)] == [id(item) for item in expected]
