@@ -381,6 +381,13 @@ class SimulatorSource(FixedPartitionedSource[tuple[str, RawBatch], int]):
         )
 
 
+# How often an empty in-process queue is looked at: a record waits half of it on average before
+# the flow sees it, and every live latency (candle close -> prediction, POST -> SSE) includes
+# that wait. An idle flow costs ~3.1 % of a core polling every 5 ms, ~4.8 % every 1 ms
+# (measured, docs/decisions.md), so 1 ms buys 2 ms of median latency for ~1.7 % of a core.
+_QUEUE_POLL = timedelta(milliseconds=1)
+
+
 class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
     def __init__(self, q: Any, key: str, max_batch: int) -> None:
         self._q = q
@@ -410,7 +417,7 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
         return [(self._key, batch)] if batch else []
 
     def next_awake(self) -> datetime | None:
-        return datetime.now(UTC) + timedelta(milliseconds=5) if self._q.empty() else None
+        return datetime.now(UTC) + _QUEUE_POLL if self._q.empty() else None
 
     def snapshot(self) -> None:
         return None
@@ -428,7 +435,7 @@ class QueueSource(FixedPartitionedSource[tuple[str, RawBatch], None]):
     the bounded embedded ingest buffer).
 
     Not resumable: an accepted HTTP record lives in memory until its rows are written — the
-    poll (5 ms), the write batching (TICKCAST_WRITE_FLUSH_MS) and the insert; with
+    poll (1 ms), the write batching (TICKCAST_WRITE_FLUSH_MS) and the insert; with
     TICKCAST_INGEST_ACK=stored the API answers only after that (docs/reliability.md).
     """
 
