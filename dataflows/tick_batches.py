@@ -136,8 +136,10 @@ def split_by_symbol(
     id_hash = np.concatenate([h if h is not None else hash_ids(t.column("id").to_pylist()) for t, h, _ in parts])
     symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
     codes = symbols.indices.to_numpy(zero_copy_only=False)
-    if len(parts) == 1:
-        order = np.argsort(codes, kind="stable")  # parts are in arrival order already
+    if len(parts) == 1:  # parts are in arrival order already
+        # numpy's stable sort of 16-bit keys is a radix sort: ~20x its int32 merge sort here
+        keys = codes.astype(np.uint16) if len(symbols.dictionary) <= 1 << 16 else codes
+        order = np.argsort(keys, kind="stable")
     else:
         order = np.lexsort((np.concatenate([p[2] for p in parts]), codes))
     providers = pc.dictionary_encode(table.column("provider")).combine_chunks()

@@ -72,6 +72,11 @@ FETCH_CONFIG: dict[str, Any] = {
 
 
 _EMPTY = np.empty(0, dtype=np.int64)  # never written to: buffers are replaced, not appended in place
+# A replay's last release (every TP read to its end) goes out in halves while it holds at least
+# this many messages: the store's writer inserts one half while the flow works on the next, where
+# a whole last batch (~100-200k messages) is inserted alone after the flow is done with it. Each
+# piece is one more activation (a few ms, ~30 ms with 1,000 symbols); the halving stops at this size.
+FINISH_HALVING = 60_000
 
 
 class _PairMerger:
@@ -123,6 +128,17 @@ class _PairMerger:
 
     def pending(self, i: int | None = None) -> int:
         return sum(map(len, self.values)) if i is None else len(self.values[i])
+
+    def halving_cap(self, at_least: int) -> int | None:
+        """An effective-ts cap under which about half of the buffered messages are (`release`'s
+        `cap`), or None to release them all: fewer than `at_least` buffered, or no cap below
+        the newest effective ts would hold any back."""
+        n = self.pending()
+        if n < max(at_least, 2):
+            return None
+        effs = np.concatenate([e for e in self.eff if len(e)])
+        cap = int(np.partition(effs, n // 2 - 1)[n // 2 - 1])  # the (n/2)-th smallest
+        return cap if cap < int(effs.max()) else None
 
     def head_offset(self, i: int) -> int | None:
         return int(self.offsets[i][0]) if self.values[i] else None
@@ -314,6 +330,10 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
                 )
         self._exempt = exempt
         cap = None if self._clock is None else self._clock.cap(self._key, self._merger.position(self._done))
+        if not self._tail and all(self._done):  # the replay's last messages: see FINISH_HALVING
+            half = self._merger.halving_cap(FINISH_HALVING)
+            if half is not None:
+                cap = half if cap is None else min(cap, half)
         out: RawBatch = self._merger.release(exempt, cap)
         self._flow_control()
         if not self._tail and all(self._done) and not self._merger.pending() and not out and not errors:

@@ -287,3 +287,62 @@ def test_resumed_partition_drops_records_below_its_resume_offset() -> None:
         assert part.snapshot() == {"ticks": 5}
     finally:
         part.close()
+
+
+def test_halving_cap_holds_back_about_half_unless_few_or_all_at_one_time() -> None:
+    m = merger(2)
+    add(m, 0, [10, 20, 30, 40])
+    add(m, 1, [15, 25, 35, 45])
+    assert m.halving_cap(9) is None  # 8 buffered: fewer than asked for
+    cap = m.halving_cap(8)
+    assert cap == 25
+    assert names(list(m.release([True, True], cap))) == [b"0/0", b"1/0", b"0/1", b"1/1"]
+    same = merger(1)
+    add(same, 0, [7] * 10)
+    assert same.halving_cap(2) is None  # one timestamp: nothing can be held back by a cap
+
+
+def test_a_replays_last_messages_go_out_in_halves_in_order(monkeypatch: Any) -> None:
+    """Every TP read to its end (tail=False): the buffered rest is released in halves down to
+    FINISH_HALVING, so the store inserts one piece while the flow works on the next; nothing
+    is lost, reordered or repeated, and the partition then ends."""
+    import pytest
+    from confluent_kafka import Consumer, TopicPartition
+
+    from dataflows.kafka import pair_source
+
+    class NoBroker(Consumer):
+        def get_watermark_offsets(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
+            return 0, 100
+
+    monkeypatch.setattr(pair_source, "Consumer", NoBroker)
+    monkeypatch.setattr(pair_source, "FINISH_HALVING", 40)
+    part = pair_source._PairPartition(
+        "p0",
+        {"bootstrap.servers": "127.0.0.1:9", "group.id": "unit"},
+        [TopicPartition("ticks", 0), None],
+        None,
+        tail=False,
+        batch_size=1000,
+        idle_release_ms=1000,
+        max_buffered=1000,
+    )
+    try:
+        msgs = [
+            Message(topic="ticks", partition=0, offset=o, value=b"v%d" % o, timestamp=(1, 1000 + o)) for o in range(100)
+        ]
+        part._take(0, msgs, 0.0)
+        part._done[0] = True  # the consumer reported the end
+        sizes: list[int] = []
+        values: list[Any] = []
+        with pytest.raises(StopIteration):
+            for _ in range(10):
+                for _key, block in part.next_batch():
+                    assert isinstance(block, RawBlock)
+                    sizes.append(len(block))
+                    values += block.values
+                    assert part.snapshot() == {"ticks": len(values)}
+        assert sizes == [50, 25, 25]
+        assert values == [b"v%d" % o for o in range(100)]
+    finally:
+        part.close()

@@ -73,3 +73,30 @@ def test_side_work_pickled_by_older_code_loads() -> None:
     old = SymbolTicks.__new__(SymbolTicks)
     old.__setstate__([None, *arrays, rows])
     assert old.table is None and old.rows is rows
+
+
+def test_symbols_keep_arrival_order_with_few_and_with_more_symbols_than_16_bits_count() -> None:
+    """The grouping sorts symbol codes (16-bit keys while the batch has at most 65,536 symbols,
+    its own codes past that): either way each symbol's rows in arrival order."""
+    for symbols in (5, 200_000):  # 200,000 drawn 140,000 times: ~100,000 distinct
+        n = 140_000
+        rng = np.random.default_rng(symbols)
+        names = [f"S{k}USDT" for k in rng.integers(0, symbols, n)]
+        table = pa.table(
+            {
+                "id": [f"t{i}" for i in range(n)],
+                "symbol": names,
+                "ts": np.arange(n, dtype=np.int64),
+                "score": np.zeros(n),
+                "polarity": np.ones(n, np.int8),
+                "provider": ["p"] * n,
+                "meta": ["{}"] * n,
+                "ingest_ts": np.arange(n, dtype=np.int64),
+            }
+        )
+        split = split_by_symbol([(table, None, np.arange(n))], {})
+        expected: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            expected.setdefault(name, []).append(i)
+        assert list(split) == list(expected)  # symbols as they first came
+        assert {s: t.ts.tolist() for s, t in split.items()} == expected
