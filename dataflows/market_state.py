@@ -11,10 +11,12 @@ first candle accepted. Every later candle must span the same interval.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from dataflows.kernels import market as k
+from dataflows.kernels.entry import resolve
 
 __all__ = [
     "CandleRejected",
@@ -77,6 +79,16 @@ class MarketState:
         # Scratch outputs of the kernel, kept to avoid an allocation per candle.
         self._feats = np.empty(k.N_FEATURES)
         self._label_close = np.empty(1)
+        self._push: Any = None  # k.push_candle's entry point for this state (`add_candle`)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_push", None)  # a compiled function, not state
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._push = None
 
     @property
     def interval_ms(self) -> int | None:
@@ -106,11 +118,19 @@ class MarketState:
         open_time, close_time = int(open_time), int(close_time)
         span = close_time - open_time
         interval = span if span == self._interval_ms else self._check_interval(open_time, close_time)
-        status = k.push_candle(
+        args = (
             self._times, self._values, self._count, open_time, close_time,
             float(open), float(high), float(low), float(close), float(volume),
             self.config.horizon * interval, self._feats, self._label_close,
         )  # fmt: skip
+        # Fixed argument types (this state's arrays, ints and floats converted above): after
+        # the first call, the compiled code is called without the dispatcher (kernels/entry.py).
+        push = self._push
+        if push is None:
+            status = k.push_candle(*args)
+            self._push = resolve(k.push_candle, args)
+        else:
+            status = push(*args)
         if status == k.DUPLICATE:
             return None, []
         if status == k.OUT_OF_ORDER:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from dataflows.kernels import sentiment as k
+from dataflows.kernels.entry import resolve
 from dataflows.kernels.id_hash import hash_id, hash_ids
 
 __all__ = ["SentimentConfig", "SentimentState", "TickBatch", "hash_id"]
@@ -231,9 +232,11 @@ class SentimentState:
         self.n_duplicate = 0
         self.n_late = 0
         self.n_forced_closes = 0
+        self._close_kernel: Any = None  # k.close_through's entry point for this state (`_close_through`)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
+        state.pop("_close_kernel", None)  # a compiled function, not state
         for name in _PENDING:  # the pending rows only, not the room after them
             state[name] = state[name][: self._p_n].copy()
         for name in _SEEN:  # the same for the dedup memory
@@ -245,6 +248,7 @@ class SentimentState:
         state.setdefault("_p_n", int(state["_p_ts"].size))  # ... and before pending arrays had room
         state.setdefault("_seen_n", int(state["_seen_hash"].size))  # ... and before the dedup memory had room
         self.__dict__.update(state)
+        self._close_kernel = None
 
     @property
     def seen_ids(self) -> np.ndarray:
@@ -411,7 +415,7 @@ class SentimentState:
         cfg = self.config
         if self._next_bar is not None and last < self._next_bar:
             return self._empty()
-        closed, bar_ends, out, ref_t, n_left = k.close_through(
+        args = (
             _INT64_MIN if self._next_bar is None else self._next_bar,
             last,
             cfg.step_ms,
@@ -436,6 +440,15 @@ class SentimentState:
             self._ring_end,
             self._ring_val,
         )
+        # The arguments' types never change (arrays this state made with fixed dtypes, and ints
+        # while the config's are: `resolve` checks): after the first call, the compiled code is
+        # called without the dispatcher (kernels/entry.py).
+        kernel = self._close_kernel
+        if kernel is None:
+            closed, bar_ends, out, ref_t, n_left = k.close_through(*args)
+            self._close_kernel = resolve(k.close_through, args, scalars=(int,))
+        else:
+            closed, bar_ends, out, ref_t, n_left = kernel(*args)
         if closed:
             self._p_n = int(n_left)
             self._next_bar = last + cfg.step_ms
