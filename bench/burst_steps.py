@@ -101,7 +101,7 @@ def main() -> None:
         for label, s, e in mine:
             if label in ("decode", "shard") and s < predicted[0]:
                 spent[label] += (e - s) * 1000
-        spent["model"] = (predicted[1] - predicted[0]) * 1000
+        spent["model"] = (predicted[1] - predicted[0]) * 1000 if models else 0.0
         spent["events"] = (published[1] - published[0]) * 1000 if published else 0.0
         for label in STEPS:
             per_step[label].append(spent[label])

@@ -383,8 +383,8 @@ class SimulatorSource(FixedPartitionedSource[tuple[str, RawBatch], int]):
 
 # How often an empty in-process queue is looked at: a record waits half of it on average before
 # the flow sees it, and every live latency (candle close -> prediction, POST -> SSE) includes
-# that wait. An idle flow costs 3.1–3.8 % of a core polling every 5 ms, 4.8–4.9 % every 1 ms
-# (bench/queue_poll.py, docs/decisions.md): 1 ms buys ~2 ms of median latency for 1–2 % of a core.
+# that wait. Polling every 1 ms instead of 5 costs an idle flow 0.5–1.7 % of a core more, over
+# three measurements (bench/queue_poll.py, docs/decisions.md), for ~2 ms of median latency.
 _QUEUE_POLL = timedelta(milliseconds=1)
 
 
