@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 
 from dataflows.kernels import market as km
 from dataflows.kernels import sentiment as ks
@@ -104,3 +105,32 @@ def test_without_an_entry_point_for_the_types_the_dispatcher_is_kept() -> None:
     assert resolve(ks.entry_bars, (ts, ts, 1, 1, 1)) is not ks.entry_bars  # compiled for these
     assert resolve(ks.entry_bars, (ts, ts, 1, 1, 1), scalars=(float,)) is ks.entry_bars  # ints not allowed
     assert resolve(ks.entry_bars, (ts, ts, np.int64(1), 1, 1)) is ks.entry_bars  # not exactly an int
+
+
+def test_states_after_the_first_get_the_entry_point_without_numba_typeof(monkeypatch) -> None:
+    """A replay resolves once per symbol; Numba's typeof (~15 µs an array) ran 1,000 times in a
+    1,000-symbol replay (9 % of it). Same argument types: same entry point, no typeof."""
+    from dataflows.kernels import entry
+
+    ts = np.zeros(4, np.int64)
+    ks.entry_bars(ts, ts, 1, 1, 1)
+    first = resolve(ks.entry_bars, (ts, ts, 1, 1, 1))
+    assert first is not ks.entry_bars
+
+    def no_typeof(value: object) -> object:
+        raise AssertionError("typeof called for arguments already resolved")
+
+    monkeypatch.setattr(entry, "typeof", no_typeof)
+    other = np.arange(9, dtype=np.int64)  # another state's arrays: other length, same type
+    assert resolve(ks.entry_bars, (other, other[:5], 7, 60_000, 2)) is first
+    # another type is not answered from the cache: it goes to typeof (here, the failing one)
+    with pytest.raises(AssertionError, match="typeof called"):
+        resolve(ks.entry_bars, (ts.astype(np.int32), ts, 1, 1, 1))
+    # an int outside int64 is typed by value (uint64), never from the cache
+    with pytest.raises(AssertionError, match="typeof called"):
+        resolve(ks.entry_bars, (ts, ts, 2**63, 1, 1))
+
+
+def test_an_argument_numba_cannot_fingerprint_falls_back_to_typeof() -> None:
+    odd = np.zeros(3, object)
+    assert resolve(ks.entry_bars, (odd, odd, 1, 1, 1)) is ks.entry_bars
