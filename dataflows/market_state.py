@@ -137,7 +137,7 @@ class MarketState:
             raise OutOfOrderCandle(self._out_of_order_message(close_time))
         if self._interval_ms is None:
             self._interval_ms = interval  # fixed only once a candle is accepted
-        features = dict(zip(k.COLUMNS, self._feats.tolist(), strict=True))
+        features = dict(zip(k.COLUMNS, self._feats.tolist()))  # _feats has len(COLUMNS) entries
         if status != k.ACCEPTED_WITH_LABEL:
             return features, []
         close_then = float(self._label_close[0])

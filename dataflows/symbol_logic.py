@@ -49,6 +49,8 @@ from tickcast.records import INTERVAL_MS, Rejection
 from tickcast.store import ColumnBlock
 
 _SENT_COLUMNS = SENTIMENT_FEATURES + OPTIONAL_SENTIMENT_FEATURES
+_NO_SENTIMENT: dict[str, None] = dict.fromkeys(_SENT_COLUMNS)  # a features row's sentiment without a bar
+_EXCLUDED: dict[str, Any] = {**_NO_SENTIMENT, "join_status": "excluded"}  # ... when sentiment is not a feature
 
 
 def _by_threshold(pending: PendingCandle) -> tuple[int, str]:
@@ -153,11 +155,12 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
             if isinstance(pairs, Progress):  # replays: a partition's progress, behind its records
                 out.model.append(pairs)
                 continue
+            symbols, later = self.symbols, self.later
             for symbol, inputs in pairs:
-                logic = self.symbols.get(symbol)
+                logic = symbols.get(symbol)
                 if logic is None:
-                    logic = self.symbols[symbol] = SymbolLogic(self.config, SymbolState(symbol=symbol))
-                logic.on_input(inputs, out, self.later)
+                    logic = symbols[symbol] = SymbolLogic(self.config, SymbolState(symbol=symbol))
+                logic.on_input(inputs, out, later)
         if not (self.config.defer_side_work and out.model):  # nothing waits for a prediction: no reason to wait
             self._side_work(out)
         if not self.later:
@@ -256,11 +259,20 @@ class SymbolLogic:
         ticks, candles = inputs.ticks, inputs.candles
         start = self.state.watermark
         n_ticks = 0 if ticks is None else ticks.ts.size
-        cuts = inputs.cuts if inputs.cuts is not None else [n_ticks] * len(candles)
+        cuts = inputs.cuts
         # (ticks before it, the candle waiting for its join or None when refused, its ingest_ts)
-        arrived = [(cut, self._candle(candle, out), candle["ingest_ts"]) for candle, cut in zip(candles, cuts)]
+        if len(candles) == 1:  # live: one candle per symbol and burst
+            candle = candles[0]
+            arrived = [(n_ticks if cuts is None else cuts[0], self._candle(candle, out), candle["ingest_ts"])]
+        else:
+            if cuts is None:
+                cuts = [n_ticks] * len(candles)
+            arrived = [(cut, self._candle(candle, out), candle["ingest_ts"]) for candle, cut in zip(candles, cuts)]
         after = None if ticks is None else self._ticks(ticks, start, arrived, later)
-        releases = self._release(start, arrived, after, n_ticks, out)
+        if self.state.pending or len(arrived) > 1:
+            releases = self._release(start, arrived, after, n_ticks, out)
+        else:  # live: nothing waiting and one candle at most
+            releases = self._release_one(start, arrived, after, n_ticks)
         self._close(releases, out, later)
         # Labels go after the features released in this batch; the model stage orders by
         # event time anyway, this keeps the two in one downstream batch when possible.
@@ -325,8 +337,8 @@ class SymbolLogic:
         if sentiment is None:
             sentiment = self.state.sentiment = SentimentState(self.config.sentiment)
         # decode checked every field, and SymbolTicks has the engine's dtypes: no TickBatch
-        args = (ticks.ts, ticks.ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash, start)
-        n = ticks.ts.size
+        ts, ingest_ts = ticks.ts, ticks.ingest_ts
+        n = ts.size
         # A candle among the ticks moves the watermark they are admitted after; that matters
         # only when it was ingested no earlier than some tick after it (live, a candle comes
         # before the tick that releases it and never is).
@@ -336,11 +348,16 @@ class SymbolLogic:
         else:
             among = [(cut, t) for cut, p, t in arrived if p is not None and cut < n]
             newest = max((t for _, t in among), default=0)
-        if among and newest >= (min(ticks.ingest_ts.tolist()) if n < 16 else ticks.ingest_ts.min()):
+        if among and newest >= (min(ingest_ts.tolist()) if n < 16 else ingest_ts.min()):
             cuts = np.array([cut for cut, _ in among], np.int64)
-            status, after = sentiment.admit_after(*args, cuts, np.array([t for _, t in among], np.int64))
+            status, after = sentiment.admit_after(
+                ts, ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash, start,
+                cuts, np.array([t for _, t in among], np.int64),
+            )  # fmt: skip
         else:
-            status, after = sentiment.admit_after(*args)
+            status, after = sentiment.admit_after(
+                ts, ingest_ts, ticks.score, ticks.polarity, ticks.weight, ticks.id_hash, start
+            )  # fmt: skip
         later.append(StoreTicks(self.state.symbol, ticks, status))
         return after
 
@@ -362,21 +379,19 @@ class SymbolLogic:
         """Market features and labels of one candle; the candle to join when it was accepted
         (new and in order), else None."""
         interval = candle["interval"]
-        market = self.state.markets.get(interval)
+        state = self.state
+        market = state.markets.get(interval)
         if market is None:
-            market = self.state.markets[interval] = MarketState(
+            market = state.markets[interval] = MarketState(
                 MarketConfig(horizon=self.config.horizon, interval_ms=INTERVAL_MS[interval])
             )
+        close_time, open_, high, low, close = (
+            candle["close_time"], candle["open"], candle["high"], candle["low"], candle["close"]
+        )  # fmt: skip
         try:
             feats, labels = market.add_candle(
-                candle["open_time"],
-                candle["close_time"],
-                candle["open"],
-                candle["high"],
-                candle["low"],
-                candle["close"],
-                candle["volume"],
-            )
+                candle["open_time"], close_time, open_, high, low, close, candle["volume"]
+            )  # fmt: skip
         except CandleRejected as exc:
             out.append(TableRow("rejected_records", rejected_row(Rejection.for_record("market", str(exc), candle))))
             return None
@@ -385,17 +400,10 @@ class SymbolLogic:
         out.candles[interval] += 1
         out.tables["candles"].append(candle)
         for label in labels:
-            row = {"symbol": self.symbol, "interval": interval, **label}
+            row = {"symbol": state.symbol, "interval": interval, **label}
             out.tables["labels"].append(row)
             self._labels.append(Label(row, candle["ingest_ts"]))  # known from this candle's ingest on
-        return PendingCandle(
-            candle["close_time"],
-            interval,
-            candle["close"],
-            feats,
-            time.time(),
-            (candle["open"], candle["high"], candle["low"]),
-        )
+        return PendingCandle(close_time, interval, close, feats, time.time(), (open_, high, low))
 
     # --- the join -----------------------------------------------------------------------
     def _release(
@@ -516,10 +524,12 @@ class SymbolLogic:
         span = cfg.history_bars * cfg.step_ms  # a bar leaves the ring when the last bar is span later
         if len(releases) == 1:  # live: a candle released by the batch's last records; one close
             known, pending = releases[0]
-            last = (known - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
-            final = (self.state.watermark - cfg.grace_ms) // cfg.step_ms * cfg.step_ms
-            if pending.close_time > final - span or pending.close_time <= last - span:
-                ends, vals = sentiment.advance_columns(self.state.watermark)
+            grace, step, watermark = cfg.grace_ms, cfg.step_ms, self.state.watermark
+            last = (known - grace) // step * step
+            final = (watermark - grace) // step * step
+            close_time = pending.close_time
+            if close_time > final - span or close_time <= last - span:
+                ends, vals = sentiment.advance_columns(watermark)
                 if ends.size:
                     later.append(StoreBars(self.state.symbol, ends, vals))
                 self._emit_features(pending, None, known, last, out)
@@ -571,13 +581,6 @@ class SymbolLogic:
         for pending in ready:
             self._emit_features(pending, cause, watermark, None, out)
 
-    def _emit_features(
-        self, pending: PendingCandle, cause: str | None, known: int, as_of: int | None, out: ShardOut
-    ) -> None:
-        row = self._features(pending, cause, as_of, out)
-        out.tables["features"].append(row)  # what out.append(TableRow(...)) does, without the tuple
-        out.model.append(Features(row, known))
-
     def _bar_block(self, ends: np.ndarray, vals: np.ndarray) -> ColumnBlock:
         return ColumnBlock(
             {"bar_end": ends},
@@ -586,37 +589,55 @@ class SymbolLogic:
             self._sentiment.columns[1:],
         )
 
-    def _features(self, pending: PendingCandle, cause: str | None, as_of: int | None, out: ShardOut) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "symbol": self.state.symbol,
-            "interval": pending.interval,
-            "close_time": pending.close_time,
-            "close": pending.close,
-        }
-        if pending.ohlc is not None:  # not a `features` column: the trading stage needs the candle's range
-            row["open"], row["high"], row["low"] = pending.ohlc
+    def _emit_features(
+        self, pending: PendingCandle, cause: str | None, known: int, as_of: int | None, out: ShardOut
+    ) -> None:
+        """The candle's features row, joined with the bar ending at its close_time as the ring
+        held it when the last closed bar was `as_of` (None: now), to the table and the model."""
+        state = self.state
+        ohlc = pending.ohlc
+        if ohlc is not None:  # not a `features` column: the trading stage needs the candle's range
+            row: dict[str, Any] = {
+                "symbol": state.symbol,
+                "interval": pending.interval,
+                "close_time": pending.close_time,
+                "close": pending.close,
+                "open": ohlc[0],
+                "high": ohlc[1],
+                "low": ohlc[2],
+            }
+        else:
+            row = {
+                "symbol": state.symbol,
+                "interval": pending.interval,
+                "close_time": pending.close_time,
+                "close": pending.close,
+            }
         # NaN (not enough history) is stored as NULL by the store's Arrow insert
         row.update(pending.market)  # MarketState's features: MARKET_FEATURES, in order (the kernel's COLUMNS)
-        if not self.config.include_sentiment:
-            row.update(dict.fromkeys(_SENT_COLUMNS))
-            row["join_status"] = "excluded"
-            return row
-        out.join_attempts += 1
-        sentiment = self.state.sentiment
-        vals = sentiment.bar_values(pending.close_time, as_of=as_of) if sentiment is not None else None
-        if vals is None or sentiment is None:
-            status = cause or "no_sentiment"
-            row.update(dict.fromkeys(_SENT_COLUMNS))
+        if self.config.include_sentiment:
+            out.join_attempts += 1
+            sentiment = state.sentiment
+            vals = sentiment.bar_values(pending.close_time, as_of=as_of) if sentiment is not None else None
+            if vals is None or sentiment is None:
+                status = cause or "no_sentiment"
+                row.update(_NO_SENTIMENT)
+            else:
+                picks = self._picks or self._pick(sentiment)
+                cnt_at = picks.cnt_at
+                cnt = vals[cnt_at]
+                status = cause or ("ok" if cnt > 0 or not vals[picks.imputed_at] else "empty_bar")
+                vals[cnt_at] = int(cnt)  # a fresh list (`bar_values`): sent_cnt goes out as an int
+                row.update(zip(picks.names, picks.values(vals)))
+                if picks.absent:
+                    row.update(picks.absent)
+            if status != "ok":
+                out.join_missing[status] += 1
+            row["join_status"] = status
         else:
-            picks = self._picks or self._pick(sentiment)
-            status = cause or ("ok" if vals[picks.cnt_at] > 0 or not vals[picks.imputed_at] else "empty_bar")
-            row.update(zip(picks.names, picks.values(vals)))
-            row.update(picks.absent)
-            row["sent_cnt"] = int(vals[picks.cnt_at])
-        if status != "ok":
-            out.join_missing[status] += 1
-        row["join_status"] = status
-        return row
+            row.update(_EXCLUDED)  # the sentiment columns None, join_status "excluded"
+        out.tables["features"].append(row)  # what out.append(TableRow(...)) does, without the tuple
+        out.model.append(Features(row, known))
 
     def _pick(self, sentiment: SentimentState) -> BarPicks:
         self._picks = _bar_picks(sentiment.columns)  # one lookup per symbol, not per row
