@@ -76,9 +76,11 @@ class MarketState:
         self._values = np.full((5, ring), np.nan)
         self._count = np.zeros(1, dtype=np.int64)
         self._interval_ms = self.config.interval_ms
-        # Scratch outputs of the kernel, kept to avoid an allocation per candle.
-        self._feats = np.empty(k.N_FEATURES)
-        self._label_close = np.empty(1)
+        # Scratch outputs of the kernel, kept to avoid an allocation per candle. Zeroed, not
+        # np.empty: they are pickled with the state, and a snapshot should not hold stray memory
+        # (two runs of the same input gave different snapshot bytes).
+        self._feats = np.zeros(k.N_FEATURES)
+        self._label_close = np.zeros(1)
         self._push: Any = None  # k.push_candle's entry point for this state (`add_candle`)
 
     def __getstate__(self) -> dict[str, Any]:
