@@ -36,6 +36,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+# How late (ms of ingest time) a prediction may still enter its calibration window: the model
+# stage's default (`ModelConfig.eval_slack_ms`) and decode's progress offset. Here, not in
+# dataflows/model_stage.py, so that a flow without the model need not import that stage.
+EVAL_SLACK_MS = 120_000
+
 
 def is_a(cls: type) -> Callable[[Any], bool]:
     """A filter/branch predicate: the item is exactly a `cls` (one C-level type check)."""

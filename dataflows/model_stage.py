@@ -41,7 +41,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import ALL_SHARDS
 from dataflows.hooks import FlowHooks
-from dataflows.items import Features, Label, LiveEvent, TableRow, TradeBars
+from dataflows.items import EVAL_SLACK_MS, Features, Label, LiveEvent, TableRow, TradeBars
 from dataflows.outputs import Out
 from dataflows.progress import END, Progress
 from dataflows.snapshot import freeze, thaw
@@ -66,7 +66,7 @@ class ModelConfig:
     horizon: int = 1
     eval_every_ms: int = 300_000
     window_ms: int = 21_600_000
-    eval_slack_ms: int = 120_000
+    eval_slack_ms: int = EVAL_SLACK_MS
     bins: int = 10
     z: float = 1.96
     min_bin_samples: int = 30

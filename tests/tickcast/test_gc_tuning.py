@@ -79,3 +79,23 @@ def test_no_collection_runs_inside_a_paused_region() -> None:
     finally:
         gc.callbacks.remove(count)
         gc.set_threshold(*before)
+
+
+def test_tune_gc_without_collect_freezes_without_a_collection() -> None:
+    runs: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            runs.append(info["generation"])
+
+    before = gc.get_threshold()
+    gc.callbacks.append(count)
+    try:
+        tune_gc(threshold0=54_321, collect=False)
+        assert runs == []
+        assert gc.get_threshold()[0] == 54_321
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()
+        gc.set_threshold(*before)
