@@ -10,6 +10,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from dataflows.simulator import SimConfig, write_files
 
@@ -55,3 +58,47 @@ def test_a_replay_without_the_model_imports_no_model_code_and_migrates_once(tmp_
     again, _, log = _replay(store, ticks, tmp_path)
     assert set(again.values()) == {0}
     assert "applied migration" not in log
+
+
+def test_a_relative_input_is_the_file_it_named_while_the_store_starts_beside_it(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is opened on a thread while the source is made; chdb's start-up moves the
+    working directory for a moment (here: a store thread that moves it to / for a second).
+    A relative `--input` must still name the file in the directory the replay was started in."""
+    import threading
+    import time
+
+    from tickcast.app import backfill
+    from tickcast.settings import load_settings
+
+    write_files(SimConfig(symbols=2, hours=0.5, seed=3, start_ms=START), tmp_path / "sim")
+    monkeypatch.chdir(tmp_path / "sim")
+    real_open = backfill._open_store
+    moved = threading.Event()
+
+    def open_like_chdb(s: Any) -> dict[str, int]:  # the working directory elsewhere while "chdb starts"
+        here = os.getcwd()
+        os.chdir("/")
+        moved.set()
+        try:
+            time.sleep(1.0)
+        finally:
+            os.chdir(here)
+        return real_open(s)
+
+    monkeypatch.setattr(backfill, "_open_store", open_like_chdb)
+    import dataflows.sources as sources  # run_replay imports the source from here, after the thread started
+
+    made = sources.FileReplaySource
+
+    class WaitsForTheMove(made):  # made only once the store thread has moved the directory
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            assert moved.wait(10)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sources, "FileReplaySource", WaitsForTheMove)
+    settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"))
+    summary = backfill.run_replay(settings, inputs=[Path("ticks.jsonl")], store=store, progress=False, with_model=False)
+    found = re.search(r"sentiment_ticks=\+(\d+)", summary)
+    assert found is not None and int(found.group(1)) > 0

@@ -125,6 +125,10 @@ def run_replay(
     # `FileReplaySource` is made: chdb's start-up and DDL (~0.4 s) release the GIL for part of
     # their time, so the three run beside each other on two cores rather than one after another.
     store = store or Store(settings.TICKCAST_CLICKHOUSE_URL)
+    # Absolute before the store thread starts: chdb's start-up moves the process's working
+    # directory for a moment (docs/decisions.md, "Absolute input paths"), and the source below
+    # is made while it may.
+    inputs = [Path(p).absolute() for p in inputs] if inputs else inputs
     pool = ThreadPoolExecutor(1, thread_name_prefix="replay-store")
     opened = pool.submit(_open_store, store)
     pool.shutdown(wait=False)
