@@ -19,7 +19,7 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -152,7 +152,7 @@ class _Batch:
         before = np.searchsorted(keys, candle_codes * span + positions) - np.searchsorted(keys, candle_codes * span)
         counts = (np.fromiter(chain.from_iterable(self.candle_cuts.values()), np.int64) + before).tolist()
         if sizes is None:
-            return {s: [c] for s, c in zip(symbols, counts, strict=True)}
+            return dict(zip(symbols, map(list, zip(counts))))
         ends = np.cumsum(sizes).tolist()
         return {s: counts[e - n : e] for s, n, e in zip(symbols, sizes, ends, strict=True)}
 
@@ -162,11 +162,11 @@ class _Batch:
         if not candles:
             return
         if not self.candles and not self.slow_ticks:  # a live burst: nothing to merge with
-            by_symbol = {candle["symbol"]: [candle] for candle in candles}
-            if len(by_symbol) == len(candles):  # one candle per symbol
-                self.candles = by_symbol
-                self.candle_pos = {candle["symbol"]: [pos] for pos, candle in zip(positions, candles, strict=True)}
-                self.candle_cuts = {symbol: [0] for symbol in by_symbol}
+            symbols = list(map(itemgetter("symbol"), candles))
+            if len(set(symbols)) == len(candles):  # one candle per symbol; map(list, zip(x)): [x_i] each, in C
+                self.candles = dict(zip(symbols, map(list, zip(candles))))
+                self.candle_pos = dict(zip(symbols, map(list, zip(positions))))
+                self.candle_cuts = dict(zip(symbols, map(list, zip(repeat(0, len(symbols))))))
                 return
             for pos, candle in zip(positions, candles, strict=True):
                 symbol = candle["symbol"]
@@ -429,7 +429,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
             if not idx.size:
                 return None, np.empty(0, np.int64)
             chosen = [payloads[i] for i in idx.tolist()] if idx.size < len(payloads) else list(payloads)
-            if dict in kinds and all(p.__class__ is dict for p in chosen):  # HTTP: read from the dicts
+            if dict in kinds and set(map(type, chosen)) == {dict}:  # HTTP: read from the dicts
                 objects, values = chosen, None  # type: ignore[assignment]
             elif dict in kinds:
                 objects = [p if p.__class__ is dict else {} for p in chosen]

@@ -76,6 +76,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from operator import le
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -524,10 +525,19 @@ def _read(lines: _Lines) -> tuple[pa.Table, np.ndarray]:
 
 def _ints(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(values with nulls as 0, null mask)."""
-    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False), _nulls(col)
+    return _filled(col, 0), _nulls(col)
+
+
+def _filled(col: pa.ChunkedArray | pa.Array, fill: Any) -> np.ndarray:
+    """The column as numpy, nulls as `fill` (no compute call for a column without nulls)."""
+    if len(col) and col.null_count == 0:
+        return col.to_numpy(zero_copy_only=False)
+    return pc.fill_null(col, fill).to_numpy(zero_copy_only=False)
 
 
 def _nulls(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if col.null_count == 0:
+        return np.zeros(len(col), bool)
     return pc.is_null(col).to_numpy(zero_copy_only=False)
 
 
@@ -540,7 +550,7 @@ def _valid_names(col: pa.ChunkedArray, field: str, pattern) -> np.ndarray:
         np.array([s in known for s in names] + [False]) if len(known) < len(names) else np.ones(len(names) + 1, bool)
     )
     valid[-1] = False  # null
-    codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
+    codes = _filled(enc.indices, len(enc.dictionary))
     return valid[codes]
 
 
@@ -640,7 +650,8 @@ def _scores(column: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
 def _dict_columns(objects: Sequence[dict[str, Any]]) -> tuple[np.ndarray, pa.Table] | None:
     """(mask of the dicts read here, `_READ_SCHEMA` table of all rows — the others' rows hold
     whatever, never read); None when none is."""
-    plain = np.fromiter(map(_DICT_KEYS.issuperset, objects), bool, len(objects))  # C loops, no frame per dict
+    # keys() <= set: C loops, no frame (nor temporary set) per dict
+    plain = np.fromiter(map(le, map(dict.keys, objects), repeat(_DICT_KEYS)), bool, len(objects))
     if not plain.any():
         return None
     # A column per field, None where a dict has none (a not-plain dict's values are never read)
@@ -971,7 +982,7 @@ def check_columns(
     all but meta, which each caller reads its own way."""
     ts, ts_null = _ints(cols["ts"])
     ok &= ~ts_null & (ts >= MIN_TS_MS) & (ts <= MAX_TS_MS)
-    score = pc.fill_null(cols["score"], np.nan).to_numpy(zero_copy_only=False)
+    score = _filled(cols["score"], np.nan)
     ok &= (score >= -1.0) & (score <= 1.0)  # also refuses NaN (null) and the infinities
     ingest, ingest_null = _ints(cols["ingest_ts"])
     ok &= ingest_null | ((ingest >= MIN_TS_MS) & (ingest <= MAX_TS_MS))
@@ -999,14 +1010,15 @@ def assemble_ticks(
     if not ok.any():
         return _none_ok(ok)
 
+    every = bool(ok.all())  # (a live burst's: no filtering)
     keep = pa.array(ok)
     ts, score = checked.ts[ok], checked.score[ok]
     derived = np.where(score > pos_threshold, 1, np.where(score < -pos_threshold, -1, 0))
     polarity = np.where(checked.polarity_null[ok], derived, checked.polarity[ok]).astype(np.int8)
     ingest = checked.ingest[ok]
-    symbol = cols["symbol"].filter(keep).combine_chunks()
-    provider = cols["provider"].filter(keep).combine_chunks()
-    ids = cols["id"].filter(keep).combine_chunks()
+    symbol, provider, ids = (
+        (cols[name] if every else cols[name].filter(keep)).combine_chunks() for name in ("symbol", "provider", "id")
+    )
     missing = checked.id_null[ok]
     if missing.any():
         made = [
