@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from operator import itemgetter
+from itertools import repeat
+from operator import contains, itemgetter, le
 from typing import Any
 
 import numpy as np
 
-from tickcast.records import CANDLE_FIELDS, INTERVAL_MS, MAX_TS_MS, MIN_TS_MS, SYMBOL_RE, valid_name
+from tickcast.records import CANDLE_FIELDS, INTERVAL_MS, MAX_TS_MS, MIN_TS_MS, SYMBOL_RE, valid_names
 
 _FIELDS = frozenset(CANDLE_FIELDS)
 _every_field = itemgetter(*CANDLE_FIELDS)
@@ -62,6 +63,13 @@ def _epoch_ms(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 def _hints(hints: list[int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(int64 hints, mask of those given, mask of the usable: None or an int the int64 sums
     below hold; anything else is decode_record's)."""
+    if set(map(type, hints)) == {int}:  # Kafka timestamps, HTTP's ingest times: all ints
+        try:
+            values = np.array(hints, np.int64)
+        except OverflowError:
+            pass
+        else:
+            return values, np.ones(len(hints), bool), (values > -(2**62)) & (values < 2**62)
     given = np.array([h is not None for h in hints], bool)
     usable = np.array([h is None or (h.__class__ is int and -(2**62) < h < 2**62) for h in hints], bool)
     values = np.array(
@@ -72,16 +80,32 @@ def _hints(hints: list[int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _symbols_ok(symbols: list[Any]) -> np.ndarray:
     """Per entry: a str matching SYMBOL_RE (`records.valid_name`, once per distinct value)."""
-    texts = {s for s in symbols if s.__class__ is str}
-    valid = {s for s in texts if valid_name(s, SYMBOL_RE)}
-    if len(texts) == len(symbols) or set(map(type, symbols)) == {str}:  # no other types to step over
+    if set(map(type, symbols)) == {str}:  # no other types to step over
+        texts = set(symbols)
+        valid = valid_names(texts, SYMBOL_RE)
+        if len(valid) == len(texts):
+            return np.ones(len(symbols), bool)
         return np.array([s in valid for s in symbols], bool)
+    valid = valid_names({s for s in symbols if s.__class__ is str}, SYMBOL_RE)
     return np.array([s.__class__ is str and s in valid for s in symbols], bool)
 
 
 def _steps(intervals: list[Any]) -> np.ndarray:
     """Per entry: the interval's length in ms (INTERVAL_MS), 0 when it names none."""
+    if set(map(type, intervals)) == {str}:
+        return np.array(list(map(INTERVAL_MS.get, intervals, repeat(0))), np.int64)
     return np.array([INTERVAL_MS.get(v, 0) if v.__class__ is str else 0 for v in intervals], np.int64)
+
+
+def _as_decoded(rows: list[dict[str, Any]], column: dict[str, list[Any]]) -> bool:
+    """Are these accepted candles, as they are, the dicts `decode_record` makes of them? The
+    contract's fields in its order, ints for the times, floats for the prices and volume
+    (`_numbers` gives each the float it is), every ingest_ts stated (an int: `_epoch_ms`'s)."""
+    return (
+        all(set(map(type, column[name])) == {int} for name in ("open_time", "close_time", "ingest_ts"))
+        and all(set(map(type, column[name])) == {float} for name in (*_PRICES, "volume"))
+        and set(map(tuple, rows)) == {CANDLE_FIELDS}
+    )
 
 
 def vouched_candles(
@@ -102,13 +126,20 @@ def vouched_candles(
         return [], []
     # Contract fields only; a missing one reads as None below, which every check refuses (so
     # a dict without close_time, a tick say, is passed over by one lookup).
-    idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p and p.keys() <= _FIELDS]
+    n = len(payloads)
+    if set(map(type, payloads)) == {dict}:  # HTTP's dicts: C loops, no frame per record
+        candle = np.fromiter(map(contains, payloads, repeat("close_time")), bool, n)
+        candle &= np.fromiter(map(le, map(dict.keys, payloads), repeat(_FIELDS)), bool, n)  # keys() <= _FIELDS
+        idx = np.flatnonzero(candle).tolist()
+    else:
+        idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p and p.keys() <= _FIELDS]
     if not idx:
         return [], []
-    rows = [payloads[i] for i in idx]
-    whole = len(CANDLE_FIELDS)  # a row naming every field: one C call reads them all
-    values = [_every_field(r) if len(r) == whole else tuple(map(r.get, CANDLE_FIELDS)) for r in rows]
-    column = dict(zip(CANDLE_FIELDS, map(list, zip(*values, strict=True)), strict=True))
+    rows = [payloads[i] for i in idx] if len(idx) < n else list(payloads)
+    if set(map(len, rows)) == {len(CANDLE_FIELDS)}:  # rows naming every field: one C call reads each
+        column = dict(zip(CANDLE_FIELDS, map(list, zip(*map(_every_field, rows), strict=True)), strict=True))
+    else:
+        column = {name: list(map(dict.get, rows, repeat(name))) for name in CANDLE_FIELDS}
     symbols, intervals = column["symbol"], column["interval"]
     steps = _steps(intervals)
     ok = _symbols_ok(symbols) & (steps > 0)
@@ -143,6 +174,8 @@ def vouched_candles(
             bool,
         )
     chosen = np.flatnonzero(ok).tolist()
+    if len(chosen) == len(rows) and _as_decoded(rows, column):  # a burst's candles, as HTTP sends them
+        return idx, list(map(dict.copy, rows))
     if len(chosen) < len(rows):
         symbols, intervals = [symbols[k] for k in chosen], [intervals[k] for k in chosen]
     candles = [

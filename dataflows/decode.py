@@ -19,7 +19,7 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -132,19 +132,27 @@ class _Batch:
         if fast is None or self.fast_pos is None or not any(rows.size for rows in self.fast_rows):
             return self.candle_cuts  # counted as the records went by
         rows = np.concatenate(self.fast_rows)
-        encoded = pc.dictionary_encode(fast.table.column("symbol").take(pa.array(rows))).combine_chunks()
+        column = fast.table.column("symbol")
+        encoded = pc.dictionary_encode(
+            column if rows.size == fast.table.num_rows else column.take(pa.array(rows))  # all rows: in order
+        ).combine_chunks()
         symbols = list(self.candle_pos)
-        sizes = list(map(len, self.candle_pos.values()))
         positions = np.fromiter(chain.from_iterable(self.candle_pos.values()), np.int64)
+        single = positions.size == len(symbols)  # one candle per symbol (a live burst)
+        sizes = None if single else list(map(len, self.candle_pos.values()))
         # One sorted key per fast tick, (symbol code, record position), and one search for all
         # candles: the fast ticks of a candle's symbol that came before it (no code: none).
         span = int(max(self.fast_pos.max(), positions.max())) + 1
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         keys = np.sort(codes * span + self.fast_pos[rows])
         code_of = pc.index_in(pa.array(symbols, pa.string()), value_set=encoded.dictionary)
-        candle_codes = np.repeat(pc.fill_null(code_of, -1).to_numpy(zero_copy_only=False).astype(np.int64), sizes)
+        candle_codes = pc.fill_null(code_of, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if sizes is not None:
+            candle_codes = np.repeat(candle_codes, sizes)
         before = np.searchsorted(keys, candle_codes * span + positions) - np.searchsorted(keys, candle_codes * span)
         counts = (np.fromiter(chain.from_iterable(self.candle_cuts.values()), np.int64) + before).tolist()
+        if sizes is None:
+            return dict(zip(symbols, map(list, zip(counts))))
         ends = np.cumsum(sizes).tolist()
         return {s: counts[e - n : e] for s, n, e in zip(symbols, sizes, ends, strict=True)}
 
@@ -154,11 +162,11 @@ class _Batch:
         if not candles:
             return
         if not self.candles and not self.slow_ticks:  # a live burst: nothing to merge with
-            by_symbol = {candle["symbol"]: [candle] for candle in candles}
-            if len(by_symbol) == len(candles):  # one candle per symbol
-                self.candles = by_symbol
-                self.candle_pos = {candle["symbol"]: [pos] for pos, candle in zip(positions, candles, strict=True)}
-                self.candle_cuts = {symbol: [0] for symbol in by_symbol}
+            symbols = list(map(itemgetter("symbol"), candles))
+            if len(set(symbols)) == len(candles):  # one candle per symbol; map(list, zip(x)): [x_i] each, in C
+                self.candles = dict(zip(symbols, map(list, zip(candles))))
+                self.candle_pos = dict(zip(symbols, map(list, zip(positions))))
+                self.candle_cuts = dict(zip(symbols, map(list, zip(repeat(0, len(symbols))))))
                 return
             for pos, candle in zip(positions, candles, strict=True):
                 symbol = candle["symbol"]
@@ -309,10 +317,13 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         ticks = batch.by_symbol(fast, self.config.trust)
         cuts = batch.cuts(fast) if ticks and batch.candles else {}
         shards: dict[str, list[tuple[str, SymbolInput]]] = {}
-        for symbol in ticks.keys() | batch.candles.keys():
-            shards.setdefault(shard_of(symbol), []).append(
-                (symbol, SymbolInput(ticks.get(symbol), batch.candles.get(symbol, []), cuts.get(symbol)))
-            )
+        symbols = list(ticks.keys() | batch.candles.keys())
+        candles = batch.candles  # (its lists are never empty: `or []` is .get(symbol, []), a list each)
+        inputs = map(
+            SymbolInput, map(ticks.get, symbols), [candles.get(s) or [] for s in symbols], map(cuts.get, symbols)
+        )
+        for shard, pair in zip(map(shard_of, symbols), zip(symbols, inputs)):  # the maps' loops run in C
+            shards.setdefault(shard, []).append(pair)
         for shard, pairs in shards.items():
             out.append(ShardWork(shard, pairs))
         if ticks or batch.candles:
@@ -347,6 +358,8 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         now_ms: int,
         wall: int | np.ndarray | None,
         objects: list[dict[str, Any]] | None = None,
+        *,
+        dicts: bool = False,
     ) -> FastTicks:
         cfg = self.config
         return decode_ticks(
@@ -359,6 +372,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
             max_future_ms=cfg.max_future_ms,
             wall_ms=wall,
             objects=objects,
+            dicts=dicts,
         )
 
     def _fast_decode(
@@ -396,20 +410,28 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         kinds = set(map(type, payloads))
         distinct = set(names)
         objects: list[dict[str, Any]] | None = None
-        if kinds == {bytes} and not any(_slow_only(n) for n in distinct):
+        slow_names = any(_slow_only(n) for n in distinct)
+        if kinds == {bytes} and not slow_names:
             idx = np.arange(len(records))
             values = list(payloads)
         else:
-            usable = np.fromiter(
-                (p.__class__ is bytes or p.__class__ is dict for p in payloads), bool, len(payloads)
-            ) & ~np.fromiter((_slow_only(n) for n in names), bool, len(names))
+            # (per record only where the batch needs it: HTTP's dicts are all usable)
+            usable = (
+                np.ones(len(payloads), bool)
+                if kinds <= {bytes, dict}
+                else np.fromiter((p.__class__ is bytes or p.__class__ is dict for p in payloads), bool, len(payloads))
+            )
+            if slow_names:
+                usable &= ~np.fromiter((_slow_only(n) for n in names), bool, len(names))
             if skip:
                 usable[skip] = False
             idx = np.flatnonzero(usable)
             if not idx.size:
                 return None, np.empty(0, np.int64)
             chosen = [payloads[i] for i in idx.tolist()] if idx.size < len(payloads) else list(payloads)
-            if dict in kinds:
+            if dict in kinds and set(map(type, chosen)) == {dict}:  # HTTP: read from the dicts
+                objects, values = chosen, None  # type: ignore[assignment]
+            elif dict in kinds:
                 objects = [p if p.__class__ is dict else {} for p in chosen]
                 dumped, fine = objects_as_json([p for p in chosen if p.__class__ is dict])
                 it = iter(dumped)
@@ -426,10 +448,12 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
                         return None, np.empty(0, np.int64)
             else:
                 values = chosen
-            hints = tuple(hints[i] for i in idx.tolist())
-            keys = None if keys is None else [keys[i] for i in idx.tolist()]
-            names = tuple(names[i] for i in idx.tolist())
-            distinct = set(names)
+            picks = idx.tolist()
+            hints = tuple([hints[i] for i in picks])
+            keys = None if keys is None else [keys[i] for i in picks]
+            if slow_names:  # (else no simulator row: the wall clock rule needs no names)
+                names = tuple([names[i] for i in picks])
+                distinct = set(names)
         try:
             hint_ms = np.array(hints, np.int64)  # Kafka timestamps: all ints
         except TypeError:  # some None (no hint)
@@ -439,7 +463,10 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
             wall = now_ms
             if _SIMULATOR in distinct:  # the simulator runs its own clock: exempt row by row
                 wall = np.where(np.array([n == _SIMULATOR for n in names]), _NO_WALL, now_ms)
-        fast = self._decode_ticks(values, hint_ms, keys, now_ms, wall, objects)
+        if values is None:  # the dicts themselves
+            fast = self._decode_ticks(objects, hint_ms, keys, now_ms, wall, objects, dicts=True)
+        else:
+            fast = self._decode_ticks(values, hint_ms, keys, now_ms, wall, objects)
         return fast, idx[fast.ok]
 
     def _arrow_decode(self, block: ArrowBlock, now_ms: int) -> tuple[FastTicks, np.ndarray]:

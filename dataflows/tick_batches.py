@@ -136,7 +136,12 @@ def split_by_symbol(
     id_hash = np.concatenate([h if h is not None else hash_ids(t.column("id").to_pylist()) for t, h, _ in parts])
     symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
     codes = symbols.indices.to_numpy(zero_copy_only=False)
-    if len(parts) == 1:  # parts are in arrival order already
+    # Codes number the symbols as they first come: codes that never go down are rows already
+    # grouped in arrival order (a live burst, its ticks one per symbol), so no sort and no take.
+    grouped = len(parts) == 1 and bool((codes[1:] >= codes[:-1]).all())
+    if grouped:
+        order = None
+    elif len(parts) == 1:  # parts are in arrival order already
         # numpy's stable sort of 16-bit keys is a radix sort: ~20x its int32 merge sort here
         keys = codes.astype(np.uint16) if len(symbols.dictionary) <= 1 << 16 else codes
         order = np.argsort(keys, kind="stable")
@@ -146,17 +151,24 @@ def split_by_symbol(
     weight_of = np.array([trust.get(p, 1.0) for p in providers.dictionary.to_pylist()], np.float64)
     weight = weight_of[providers.indices.to_numpy(zero_copy_only=False)]
     table = table.append_column("weight", pa.array(weight))
-    sorted_table = table.take(pa.array(order))
+    sorted_table = table if order is None else table.take(pa.array(order))
     ts, ingest_ts, score, polarity, weight = (
         np.ascontiguousarray(sorted_table.column(name).to_numpy())
         for name in ("ts", "ingest_ts", "score", "polarity", "weight")
     )
-    hashes = id_hash[order]
-    codes = codes[order]
+    hashes = id_hash if order is None else id_hash[order]
+    names = symbols.dictionary.to_pylist()
+    if grouped and len(names) == codes.size:  # one tick per symbol: each its row of the columns
+        # a 2-D view's rows are the 1-row slices a[i:i + 1] are, iterated in C, not cut one by one
+        rows = zip(names, *(a.reshape(-1, 1) for a in (ts, ingest_ts, score, polarity, weight, hashes)))
+        return {
+            name: SymbolTicks(sorted_table, t, i, s, p, w, h, None, a)
+            for a, (name, t, i, s, p, w, h) in enumerate(rows)
+        }
+    codes = codes if order is None else codes[order]
     bounds = np.flatnonzero(np.diff(codes)) + 1
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [codes.size]]).tolist()
-    names = symbols.dictionary.to_pylist()
     return {  # per symbol: numpy views and where its rows start (the Arrow slice is cut when stored)
         names[code]: SymbolTicks(
             sorted_table, ts[a:b], ingest_ts[a:b], score[a:b], polarity[a:b], weight[a:b], hashes[a:b], None, a

@@ -75,6 +75,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import le
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -98,10 +100,10 @@ from tickcast.records import (
     InvalidField,
     meta_text,
     tick_id,
-    valid_name,
+    valid_names,
 )
 
-__all__ = ["TICK_COLUMNS", "FastTicks", "decode_ticks", "objects_as_json"]
+__all__ = ["TICK_COLUMNS", "FastTicks", "decode_objects", "decode_ticks", "objects_as_json"]
 
 TICK_COLUMNS = ("id", "symbol", "ts", "score", "polarity", "provider", "meta", "ingest_ts")
 TICK_SCHEMA = pa.schema(
@@ -523,18 +525,32 @@ def _read(lines: _Lines) -> tuple[pa.Table, np.ndarray]:
 
 def _ints(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(values with nulls as 0, null mask)."""
-    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False), _nulls(col)
+    return _filled(col, 0), _nulls(col)
+
+
+def _filled(col: pa.ChunkedArray | pa.Array, fill: Any) -> np.ndarray:
+    """The column as numpy, nulls as `fill` (no compute call for a column without nulls)."""
+    if len(col) and col.null_count == 0:
+        return col.to_numpy(zero_copy_only=False)
+    return pc.fill_null(col, fill).to_numpy(zero_copy_only=False)
 
 
 def _nulls(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if col.null_count == 0:
+        return np.zeros(len(col), bool)
     return pc.is_null(col).to_numpy(zero_copy_only=False)
 
 
 def _valid_names(col: pa.ChunkedArray, field: str, pattern) -> np.ndarray:
     """Per row: a valid `field` by `records.valid_name`, checked once per distinct value."""
     enc = pc.dictionary_encode(col).combine_chunks()
-    valid = np.array([valid_name(s, pattern) for s in enc.dictionary.to_pylist()] + [False])
-    codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
+    names = enc.dictionary.to_pylist()
+    known = valid_names(set(names), pattern)
+    valid = (
+        np.array([s in known for s in names] + [False]) if len(known) < len(names) else np.ones(len(names) + 1, bool)
+    )
+    valid[-1] = False  # null
+    codes = _filled(enc.indices, len(enc.dictionary))
     return valid[codes]
 
 
@@ -584,6 +600,175 @@ def objects_as_json(objects: Sequence[Any]) -> tuple[list[bytes], np.ndarray]:
     return values, usable
 
 
+# Dict ticks read as columns straight from the dicts (`decode_objects`): the tick fields but
+# meta, each of one exact JSON type: str names and id, int times and polarity, float or int score.
+_DICT_FIELDS = ("symbol", "ts", "score", "provider", "id", "ingest_ts", "polarity")  # _READ_SCHEMA's order
+_DICT_KEYS = frozenset(_DICT_FIELDS)
+_CONTROL = r"[\x00-\x1f\x7f]"  # records._CONTROL_CHARS_RE, which the scanner's id rule follows
+_INT_BOUND = 2**62  # ints the int64 columns (and the sums of the checks) hold; larger: the JSON path's
+_EXACT_INT = 2**53  # int scores float() keeps exactly (larger: refused, but by the JSON path)
+# An upper bound of the compact JSON of such a dict (7 member names, a 32-character ASCII
+# symbol, a 64-character provider, 128 code points of id at most 4 bytes each (a quote or
+# backslash: 2), ints below 2**62, a float's repr): `decode_record`'s `too_large` rule cannot
+# refuse one when the limit is at least this.
+MAX_DICT_TICK_JSON = 1024
+
+
+def _exact_ints(column: Sequence[Any], none: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int64 values, 0 for None; mask of the exact ints (not bools) below 2**62 in magnitude,
+    and of the Nones when `none`; mask of the Nones)."""
+    kinds = set(map(type, column))
+    if none and kinds == {type(None)}:  # a field no dict has (polarity, often)
+        return np.zeros(len(column), np.int64), np.ones(len(column), bool), np.ones(len(column), bool)
+    nulls = np.array([v is None for v in column], bool) if type(None) in kinds else np.zeros(len(column), bool)
+    bound = _INT_BOUND
+    if kinds <= ({int, type(None)} if none else {int}):
+        filled = [0 if v is None else v for v in column] if nulls.any() else column
+        try:
+            values = np.array(filled, np.int64)
+        except OverflowError:  # an int beyond int64: entry by entry below
+            pass
+        else:
+            typed = (values > -bound) & (values < bound)
+            return values, typed, nulls
+    typed = np.array([(v.__class__ is int and -bound < v < bound) or (none and v is None) for v in column], bool)
+    values = np.array([v if t and v is not None else 0 for v, t in zip(column, typed.tolist(), strict=True)], np.int64)
+    return values, typed, nulls
+
+
+def _scores(column: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 scores, mask of the floats and the ints float() keeps exactly; not bools)."""
+    kinds = set(map(type, column))
+    if kinds == {float}:
+        return np.array(column, np.float64), np.ones(len(column), bool)
+    typed = np.array(
+        [v.__class__ is float or (v.__class__ is int and -_EXACT_INT < v < _EXACT_INT) for v in column], bool
+    )
+    return np.array([v if t else 0.0 for v, t in zip(column, typed.tolist(), strict=True)], np.float64), typed
+
+
+def _dict_columns(objects: Sequence[dict[str, Any]]) -> tuple[np.ndarray, pa.Table] | None:
+    """(mask of the dicts read here, `_READ_SCHEMA` table of all rows — the others' rows hold
+    whatever, never read); None when none is."""
+    # keys() <= set: C loops, no frame (nor temporary set) per dict
+    plain = np.fromiter(map(le, map(dict.keys, objects), repeat(_DICT_KEYS)), bool, len(objects))
+    if not plain.any():
+        return None
+    # A column per field, None where a dict has none (a not-plain dict's values are never read)
+    symbol, ts, score, provider, ids, ingest, polarity = (
+        list(map(dict.get, objects, repeat(name))) for name in _DICT_FIELDS
+    )
+    mine = plain.copy()
+    names = []
+    for column in (symbol, provider, ids):
+        typed = (
+            np.ones(len(column), bool)
+            if set(map(type, column)) == {str}
+            else np.array([v.__class__ is str or (column is ids and v is None) for v in column], bool)
+        )
+        mine &= typed
+        names.append(
+            [v if t else None for v, t in zip(column, typed.tolist(), strict=True)] if not typed.all() else column
+        )
+    ts_values, ts_typed, _ = _exact_ints(ts, False)
+    ingest_values, ingest_typed, ingest_null = _exact_ints(ingest, True)
+    polarity_values, polarity_typed, polarity_null = _exact_ints(polarity, True)
+    score_values, score_typed = _scores(score)
+    mine &= ts_typed & ingest_typed & polarity_typed & score_typed
+    if not mine.any():
+        return None
+    table = pa.Table.from_arrays(
+        [
+            pa.array(names[0], pa.string()),
+            pa.array(ts_values),
+            pa.array(score_values),
+            pa.array(names[1], pa.string()),
+            pa.array(names[2], pa.string()),
+            pa.array(ingest_values, mask=ingest_null),
+            pa.array(polarity_values, mask=polarity_null),
+        ],
+        schema=_READ_SCHEMA,
+    )
+    return mine, table
+
+
+def decode_objects(
+    objects: Sequence[dict[str, Any]],
+    hints: np.ndarray,
+    *,
+    now_ms: int,
+    pos_threshold: float = 0.0,
+    keys: Sequence[bytes | None] | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_future_ms: int = MAX_FUTURE_MS,
+    wall_ms: int | np.ndarray | None = None,
+) -> FastTicks:
+    """`decode_ticks` of dict records (HTTP, the simulator): as `decode_ticks(objects_as_json(
+    objects)…, objects=objects)` would, but the plain dicts — tick fields but meta, each of
+    one exact JSON type (`_dict_columns`) — are read as columns straight from the dicts, with
+    no JSON written or read (the same checks then: `check_columns`, `assemble_ticks`); the
+    others take the JSON way, and a dict JSON cannot spell is left to the per-record path."""
+    n = len(objects)
+    hints = np.asarray(hints, np.int64)
+    rows = _RowContext(hints, keys, wall_ms, objects)
+    try:
+        read = _dict_columns(objects) if n and max_record_bytes >= MAX_DICT_TICK_JSON else None
+    except (pa.ArrowException, UnicodeError, ValueError, TypeError):  # a lone surrogate, say: JSON's way
+        read = None
+    if read is None:
+        return _json_objects(objects, rows, now_ms, pos_threshold, max_record_bytes, max_future_ms)
+    mine, cols = read
+    ok = mine.copy()
+    ids = cols["id"].combine_chunks()
+    # UTF-8 spells U+0000-U+001F and U+007F as those bytes and no other way: a look at the data
+    # buffer clears the ids of a batch at once (the regex only when a byte says it may be needed)
+    data = ids.buffers()[2]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    if ((raw < 0x20) | (raw == 0x7F)).any():
+        ok &= ~pc.fill_null(pc.match_substring_regex(ids, _CONTROL), False).to_numpy(zero_copy_only=False)
+    checked = check_columns(cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms)
+    fast = assemble_ticks(cols, checked, np.zeros(n, np.int64), pa.array(["{}"], pa.string()), pos_threshold)
+    if mine.all():
+        return fast
+    rest = np.flatnonzero(~mine)
+    slow = _json_objects(
+        [objects[i] for i in rest.tolist()], rows.pick(rest), now_ms, pos_threshold, max_record_bytes, max_future_ms
+    )
+    return _merged(n, (np.arange(n), fast), (rest, slow))
+
+
+def _json_objects(
+    objects: Sequence[dict[str, Any]],
+    rows: _RowContext,
+    now_ms: int,
+    pos_threshold: float,
+    max_record_bytes: int,
+    max_future_ms: int,
+) -> FastTicks:
+    """`decode_ticks` of dicts by their JSON (`objects_as_json`); not-ok where JSON cannot spell one."""
+    n = len(objects)
+    values, fine = objects_as_json(objects)
+    picked = np.flatnonzero(fine)
+    if not picked.size:
+        return _none_ok(np.zeros(n, bool))
+    if picked.size < n:
+        rows = rows.pick(picked)
+        values = [values[i] for i in picked.tolist()]
+    hints, keys, wall_ms, objs = rows
+    fast = decode_ticks(
+        values,
+        hints,
+        now_ms=now_ms,
+        pos_threshold=pos_threshold,
+        keys=keys,
+        max_record_bytes=max_record_bytes,
+        max_future_ms=max_future_ms,
+        wall_ms=wall_ms,
+        objects=objs,
+    )
+    return fast if picked.size == n else _merged(n, (picked, fast))
+
+
 def _null_but_set(objects: Sequence[dict[str, Any]], rows: np.ndarray, field: str) -> np.ndarray:
     """Per row in `rows`: does the dict hold a value other than None under `field`?
     orjson writes NaN and ±Infinity as null, so such a field reads as missing here while
@@ -612,6 +797,7 @@ def decode_ticks(
     max_future_ms: int = MAX_FUTURE_MS,
     wall_ms: int | np.ndarray | None = None,
     objects: Sequence[dict[str, Any]] | None = None,
+    dicts: bool = False,
 ) -> FastTicks:
     """Decode the clean ticks among raw messages `values`, column-wise.
 
@@ -625,6 +811,7 @@ def decode_ticks(
     `objects`: when `values` are `objects_as_json(objects)`, the dicts themselves, so that a
     row whose optional field (polarity, ingest_ts, id, meta) reads null only because orjson
     wrote a NaN as null is left to the per-record path, which refuses it.
+    `dicts`: `values` are dict records themselves (`decode_objects`: no JSON for plain ones).
     """
     n = len(values)
     hints = np.asarray(hints, np.int64)
@@ -632,6 +819,17 @@ def decode_ticks(
         raise ValueError(f"hints must have one entry per value ({n}). Got shape {hints.shape} instead.")
     if keys is not None and len(keys) != n:
         raise ValueError(f"keys must have one entry per value ({n}). Got {len(keys)} instead.")
+    if dicts:  # `values` are dict records themselves (all of them dicts)
+        return decode_objects(
+            values,  # type: ignore[arg-type]
+            hints,
+            now_ms=now_ms,
+            pos_threshold=pos_threshold,
+            keys=keys,
+            max_record_bytes=max_record_bytes,
+            max_future_ms=max_future_ms,
+            wall_ms=wall_ms,
+        )
     rules = _Rules(pos_threshold, max_record_bytes, max_future_ms)
     rows = _RowContext(hints, keys, wall_ms, objects)
     front = _plain_front(values, max_record_bytes) if n else None
@@ -784,7 +982,7 @@ def check_columns(
     all but meta, which each caller reads its own way."""
     ts, ts_null = _ints(cols["ts"])
     ok &= ~ts_null & (ts >= MIN_TS_MS) & (ts <= MAX_TS_MS)
-    score = pc.fill_null(cols["score"], np.nan).to_numpy(zero_copy_only=False)
+    score = _filled(cols["score"], np.nan)
     ok &= (score >= -1.0) & (score <= 1.0)  # also refuses NaN (null) and the infinities
     ingest, ingest_null = _ints(cols["ingest_ts"])
     ok &= ingest_null | ((ingest >= MIN_TS_MS) & (ingest <= MAX_TS_MS))
@@ -812,14 +1010,15 @@ def assemble_ticks(
     if not ok.any():
         return _none_ok(ok)
 
+    every = bool(ok.all())  # (a live burst's: no filtering)
     keep = pa.array(ok)
     ts, score = checked.ts[ok], checked.score[ok]
     derived = np.where(score > pos_threshold, 1, np.where(score < -pos_threshold, -1, 0))
     polarity = np.where(checked.polarity_null[ok], derived, checked.polarity[ok]).astype(np.int8)
     ingest = checked.ingest[ok]
-    symbol = cols["symbol"].filter(keep).combine_chunks()
-    provider = cols["provider"].filter(keep).combine_chunks()
-    ids = cols["id"].filter(keep).combine_chunks()
+    symbol, provider, ids = (
+        (cols[name] if every else cols[name].filter(keep)).combine_chunks() for name in ("symbol", "provider", "id")
+    )
     missing = checked.id_null[ok]
     if missing.any():
         made = [

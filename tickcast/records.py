@@ -464,6 +464,15 @@ def valid_name(value: object, pattern: re.Pattern[str]) -> bool:
     return True
 
 
+def valid_names(names: set[str], pattern: re.Pattern[str]) -> set[str]:
+    """The members of `names` (strs) that `valid_name` accepts: the known ones by one set
+    intersection, only the others one by one (a batch's symbols are mostly known)."""
+    valid = names & _VALID_NAMES.setdefault(pattern, set())
+    if len(valid) < len(names):
+        valid |= {s for s in names - valid if valid_name(s, pattern)}
+    return valid
+
+
 def checked_name(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     """`obj[name]`, a string matching `pattern` (SYMBOL_RE, PROVIDER_RE); InvalidField otherwise."""
     value = _field(obj, name)
