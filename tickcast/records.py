@@ -195,7 +195,10 @@ class _Payload:
 def _parse(raw: Any, source: str, now_ms: int, max_record_bytes: int) -> tuple[dict[str, Any], _Payload] | Rejection:
     """(the record's JSON object, its payload) or the refusal of a record that is not one."""
     if isinstance(raw, dict):
-        text = _json(raw)
+        try:
+            text = _json(raw)
+        except _LoneSurrogates:  # a str of the dict that no UTF-8 text (and no stored row) can hold
+            return Rejection(source, _SURROGATES, _dump(raw), now_ms)
         if text is None:
             return Rejection(source, _TOO_DEEP, _dump(raw), now_ms)
         if len(text) > max_record_bytes:
@@ -233,14 +236,21 @@ def _brackets(raw: bytes | bytearray | memoryview | str) -> int:
     return data.count(b"{") + data.count(b"[")
 
 
+class _LoneSurrogates(ValueError):
+    """A dict record holds a str with lone surrogates (Python's json module makes them from
+    "\\ud800" escapes): not UTF-8, so no JSON text, id hash or stored row can hold it."""
+
+
 def _json(obj: Any) -> bytes | None:
     """`obj` as compact JSON (values JSON has no type for as their str()), or None when it
-    nests deeper than MAX_DEPTH."""
+    nests deeper than MAX_DEPTH. Raises `_LoneSurrogates` when a str in it is not UTF-8."""
     try:
         return orjson.dumps(obj, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         if "Recursion" in str(exc):
             return None
+        if "surrogates" in str(exc):
+            raise _LoneSurrogates from None
     try:  # ints past 64 bits (a Python dict): the standard library writes them
         return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
     except (TypeError, ValueError, RecursionError):
@@ -255,7 +265,7 @@ def _json_error(raw: bytes | bytearray | memoryview | str, exc: orjson.JSONDecod
     """'invalid JSON[ in <field>]: …', or the field (and byte offset) of bytes that are not UTF-8."""
     if isinstance(raw, str):
         if _SURROGATE_RE.search(raw):
-            return "the payload holds lone surrogates, which are not UTF-8; send UTF-8 text"
+            return _SURROGATES
         data = raw.encode()
     else:
         data = bytes(raw)
@@ -271,6 +281,7 @@ def _json_error(raw: bytes | bytearray | memoryview | str, exc: orjson.JSONDecod
 
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_SURROGATES = "the payload holds lone surrogates, which are not UTF-8; send UTF-8 text"
 # A JSON string (group 1), then (group 2) the colon that makes it a member name; or a bracket.
 _TOKEN_RE = re.compile(rb'("(?:[^"\\]|\\.)*")(\s*:)?|[{}\[\]]', re.DOTALL)
 

@@ -227,6 +227,14 @@ def test_every_wrong_value_of_every_field_is_refused_naming_the_field(
         ({**TICK, "score": 10**400}, "'score' must be finite"),
         ({**TICK, "ts": 10**5000}, "'ts'=a int is not epoch milliseconds"),
         ({**TICK, "id": "a\u007fb"}, "without control characters"),
+        # dict records (Python's json module turns "\\ud800" escapes into lone surrogates): no
+        # UTF-8 text, id hash or stored row can hold them, whichever field has one
+        ({**TICK, "id": "a\ud800b"}, "lone surrogates"),
+        ({**TICK, "provider": "x\udfff"}, "lone surrogates"),
+        ({**TICK, "meta": {"k": "\ud800"}}, "lone surrogates"),
+        ({**TICK, "meta": {"\ud800": 1}}, "lone surrogates"),
+        ({**CANDLE, "note": "\ud800"}, "lone surrogates"),
+        ({"_control": "trading", "command": "halt", "id": "a\udfff", "at": 1}, "lone surrogates"),
         ({**TICK, "id": "x" * 129}, "at most 128 characters"),
         ({**TICK, "polarity": 1.5}, "'polarity' must be -1, 0 or 1"),
         ({**TICK, "polarity": float("nan")}, "'polarity' must be -1, 0 or 1"),
