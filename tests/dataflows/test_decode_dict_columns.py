@@ -8,7 +8,6 @@ characters, lone surrogates, missing and extra members)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -22,21 +21,11 @@ from dataflows.decode import DecodeConfig, DecodeLogic
 from dataflows.items import Events, Rows, ShardWork, TableRow
 from dataflows.simulator import flat_candle
 from dataflows.tick_decode import TICK_COLUMNS, TICK_SCHEMA, FastTicks
+from tests.dataflows.test_decode_burst import _typed  # values with their types spelled out
 from tickcast.records import MAX_ID_CHARS
 
 START = 1_763_683_200_000
 NOW_S = 1_800_000_000.0
-
-
-def _typed(value: Any) -> Any:
-    """A value with its type spelled out (1 == 1.0 == True must not pass for equal)."""
-    if isinstance(value, dict):
-        return {k: _typed(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_typed(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return ("float", "nan")
-    return (type(value).__name__, value)
 
 
 def _shown(out: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
