@@ -31,7 +31,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pt
 
-from dataflows.tick_decode import _READ_SCHEMA, FastTicks, _none_ok, assemble_ticks, check_columns
+from dataflows.tick_decode import (
+    _READ_SCHEMA,
+    FastTicks,
+    _none_ok,
+    assemble_ticks,
+    check_columns,
+    ids_with_control_chars,
+)
 from tickcast.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, TICK_FIELDS, InvalidField, meta_text
 
 __all__ = ["columnar", "decode_table"]
@@ -40,7 +47,6 @@ _NAMES = ("symbol", "provider", "id")
 _TIMES = ("ts", "ingest_ts", "polarity")  # int64 in _READ_SCHEMA
 _INT64_MAX = 2**63 - 1
 _SAFE_FLOAT = 2.0**62  # far past any valid time; a float beyond it is not cast
-_CONTROL = r"[\x00-\x1f\x7f]"
 # Longest JSON orjson writes for a value of a type (strings: per byte, plus the quotes)
 _NUMBER_CHARS = 24  # -2.2250738585072014e-308, -9223372036854775808
 _ESCAPED_BYTE = 6  # \u001f
@@ -110,11 +116,7 @@ def _read_columns(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
             col = col.cast(f.type, safe=False)  # score: float(int) rounds, as the dict path does
         columns.append(col)
     cols = pa.Table.from_arrays(columns, schema=_READ_SCHEMA)
-    ids = cols["id"].combine_chunks()
-    data = ids.buffers()[2]
-    chars = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
-    if chars.size and (chars.min() < 0x20 or (chars == 0x7F).any()):  # some id may hold one: which?
-        ok &= ~pc.fill_null(pc.match_substring_regex(ids, _CONTROL), False).to_numpy(zero_copy_only=False)
+    ok &= ~ids_with_control_chars(cols["id"])
     return cols, ok
 
 

@@ -600,11 +600,25 @@ def objects_as_json(objects: Sequence[Any]) -> tuple[list[bytes], np.ndarray]:
     return values, usable
 
 
+_CONTROL = r"[\x00-\x1f\x7f]"  # records._CONTROL_CHARS_RE, which the scanner's id rule follows
+
+
+def ids_with_control_chars(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Per row: does the (string) id hold a control character (`records._CONTROL_CHARS_RE`)?
+    UTF-8 spells U+0000-U+001F and U+007F as those bytes and no other way: a look at the data
+    buffer clears a batch's ids at once, and the regex runs only when a byte says it may be needed."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    data = ids.buffers()[2]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    if not ((raw < 0x20) | (raw == 0x7F)).any():
+        return np.zeros(len(ids), bool)
+    return pc.fill_null(pc.match_substring_regex(ids, _CONTROL), False).to_numpy(zero_copy_only=False)
+
+
 # Dict ticks read as columns straight from the dicts (`decode_objects`): the tick fields but
 # meta, each of one exact JSON type: str names and id, int times and polarity, float or int score.
 _DICT_FIELDS = ("symbol", "ts", "score", "provider", "id", "ingest_ts", "polarity")  # _READ_SCHEMA's order
 _DICT_KEYS = frozenset(_DICT_FIELDS)
-_CONTROL = r"[\x00-\x1f\x7f]"  # records._CONTROL_CHARS_RE, which the scanner's id rule follows
 _INT_BOUND = 2**62  # ints the int64 columns (and the sums of the checks) hold; larger: the JSON path's
 _EXACT_INT = 2**53  # int scores float() keeps exactly (larger: refused, but by the JSON path)
 # An upper bound of the compact JSON of such a dict (7 member names, a 32-character ASCII
@@ -718,14 +732,7 @@ def decode_objects(
     if read is None:
         return _json_objects(objects, rows, now_ms, pos_threshold, max_record_bytes, max_future_ms)
     mine, cols = read
-    ok = mine.copy()
-    ids = cols["id"].combine_chunks()
-    # UTF-8 spells U+0000-U+001F and U+007F as those bytes and no other way: a look at the data
-    # buffer clears the ids of a batch at once (the regex only when a byte says it may be needed)
-    data = ids.buffers()[2]
-    raw = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
-    if ((raw < 0x20) | (raw == 0x7F)).any():
-        ok &= ~pc.fill_null(pc.match_substring_regex(ids, _CONTROL), False).to_numpy(zero_copy_only=False)
+    ok = mine & ~ids_with_control_chars(cols["id"])
     checked = check_columns(cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms)
     fast = assemble_ticks(cols, checked, np.zeros(n, np.int64), pa.array(["{}"], pa.string()), pos_threshold)
     if mine.all():
