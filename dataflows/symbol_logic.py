@@ -269,11 +269,7 @@ class SymbolLogic:
                 cuts = [n_ticks] * len(candles)
             arrived = [(cut, self._candle(candle, out), candle["ingest_ts"]) for candle, cut in zip(candles, cuts)]
         after = None if ticks is None else self._ticks(ticks, start, arrived, later)
-        if self.state.pending or len(arrived) > 1:
-            releases = self._release(start, arrived, after, n_ticks, out)
-        else:  # live: nothing waiting and one candle at most
-            releases = self._release_one(start, arrived, after, n_ticks)
-        self._close(releases, out, later)
+        self._close(self._release(start, arrived, after, n_ticks, out), out, later)
         # Labels go after the features released in this batch; the model stage orders by
         # event time anyway, this keeps the two in one downstream batch when possible.
         if self._labels:
