@@ -410,6 +410,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         kinds = set(map(type, payloads))
         distinct = set(names)
         objects: list[dict[str, Any]] | None = None
+        dicts = False  # `values` are the dicts themselves (decode_ticks reads them as columns)
         slow_names = any(_slow_only(n) for n in distinct)
         if kinds == {bytes} and not slow_names:
             idx = np.arange(len(records))
@@ -430,7 +431,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
                 return None, np.empty(0, np.int64)
             chosen = [payloads[i] for i in idx.tolist()] if idx.size < len(payloads) else list(payloads)
             if dict in kinds and set(map(type, chosen)) == {dict}:  # HTTP: read from the dicts
-                objects, values = chosen, None  # type: ignore[assignment]
+                values, dicts = chosen, True
             elif dict in kinds:
                 objects = [p if p.__class__ is dict else {} for p in chosen]
                 dumped, fine = objects_as_json([p for p in chosen if p.__class__ is dict])
@@ -463,10 +464,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
             wall = now_ms
             if _SIMULATOR in distinct:  # the simulator runs its own clock: exempt row by row
                 wall = np.where(np.array([n == _SIMULATOR for n in names]), _NO_WALL, now_ms)
-        if values is None:  # the dicts themselves
-            fast = self._decode_ticks(objects, hint_ms, keys, now_ms, wall, objects, dicts=True)
-        else:
-            fast = self._decode_ticks(values, hint_ms, keys, now_ms, wall, objects)
+        fast = self._decode_ticks(values, hint_ms, keys, now_ms, wall, objects, dicts=dicts)
         return fast, idx[fast.ok]
 
     def _arrow_decode(self, block: ArrowBlock, now_ms: int) -> tuple[FastTicks, np.ndarray]:
