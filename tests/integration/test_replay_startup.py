@@ -53,6 +53,7 @@ def test_a_replay_without_the_model_imports_no_model_code_and_migrates_once(tmp_
     assert "applied migration 001_init.sql" in log
     loaded = [m for m in modules if any(m == p or m.startswith(p + ".") for p in NOT_IMPORTED)]
     assert loaded == []
+    assert "scipy.linalg" not in modules  # Numba's BLAS probe is skipped (dataflows/kernels/numba_target.py)
 
     # the same replay again, on the store it filled: no migration is applied again, no row added
     again, _, log = _replay(store, ticks, tmp_path)
