@@ -233,10 +233,12 @@ class SentimentState:
         self.n_late = 0
         self.n_forced_closes = 0
         self._close_kernel: Any = None  # k.close_through's entry point for this state (`_close_through`)
+        self._view_kernel: Any = None  # k.live_view's entry point for this state (`latest`)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_close_kernel", None)  # a compiled function, not state
+        state.pop("_close_kernel", None)  # compiled functions, not state
+        state.pop("_view_kernel", None)
         for name in _PENDING:  # the pending rows only, not the room after them
             state[name] = state[name][: self._p_n].copy()
         for name in _SEEN:  # the same for the dedup memory
@@ -248,7 +250,7 @@ class SentimentState:
         state.setdefault("_p_n", int(state["_p_ts"].size))  # ... and before pending arrays had room
         state.setdefault("_seen_n", int(state["_seen_hash"].size))  # ... and before the dedup memory had room
         self.__dict__.update(state)
-        self._close_kernel = None
+        self._close_kernel = self._view_kernel = None
 
     @property
     def seen_ids(self) -> np.ndarray:
@@ -477,7 +479,7 @@ class SentimentState:
         if last is None or not last - cfg.history_bars * cfg.step_ms < bar_end <= last:
             return None
         slot = (bar_end // cfg.step_ms) % cfg.history_bars
-        if self._ring_end[slot] != bar_end:
+        if self._ring_end.item(slot) != bar_end:  # a Python int, not a numpy scalar, to compare
             return None
         return self._ring_val[slot].tolist()
 
@@ -486,18 +488,20 @@ class SentimentState:
         """Live view at now (not leak-free, not stored): EMAs over committed + pending ticks with ts < now,
         the open bar [⌊now/step⌋·step, now) from pending ticks, and the last closed bar end."""
         cfg = self.config
-        vals = k.live_view(
-            self._ema_mean,
-            self._ema_logw,
-            self._ref_t,
-            int(now_ms),
-            self._p_ts[: self._p_n],
-            self._p_score[: self._p_n],
-            self._p_weight[: self._p_n],
-            self._windows_ms,
-            self._agg_w,
-            cfg.step_ms,
-        ).tolist()
+        n = self._p_n
+        args = (
+            self._ema_mean, self._ema_logw, self._ref_t, int(now_ms),
+            self._p_ts[:n], self._p_score[:n], self._p_weight[:n], self._windows_ms, self._agg_w, cfg.step_ms,
+        )  # fmt: skip
+        # As in `_close_through`: this state's arrays (the pending ones sliced: still C-contiguous
+        # of the same dtype) and ints, so after the first call the compiled code is called
+        # without the dispatcher's look at ten arguments.
+        kernel = self._view_kernel
+        if kernel is None:
+            vals = k.live_view(*args).tolist()
+            self._view_kernel = resolve(k.live_view, args, scalars=(int,))
+        else:
+            vals = kernel(*args).tolist()
         n_win = len(cfg.ema_names)
         start = now_ms // cfg.step_ms * cfg.step_ms
         view: dict[str, Any] = {"as_of": int(now_ms)}
