@@ -17,6 +17,7 @@ import logging
 import time
 import zlib
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -96,6 +97,14 @@ def rejected_row(rej: Rejection) -> dict[str, Any]:
     """Count a refusal and return its `rejected_records` row (every step refuses through this)."""
     metrics.REJECTED_RECORDS.labels(*rej.metric_labels).inc()
     return rej.row()
+
+
+def rejected_rows(rejections: list[Rejection]) -> list[dict[str, Any]]:
+    """`rejected_row` of each, counted once per label pair: a replay refuses thousands of
+    duplicate and late ticks, and a labelled counter costs ~2 µs a call."""
+    for labels, n in Counter(rej.metric_labels for rej in rejections).items():
+        metrics.REJECTED_RECORDS.labels(*labels).inc(n)
+    return [rej.row() for rej in rejections]
 
 
 def _reject(rej: Rejection, out: list[Any]) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
-from dataflows.decode import SymbolInput, rejected_row
+from dataflows.decode import SymbolInput, rejected_row, rejected_rows
 from dataflows.items import Features, Label, LiveEvent, PublishView, SideWork, StoreBars, StoreTicks, TableRow
 from dataflows.market_state import CandleRejected, MarketConfig, MarketState
 from dataflows.outputs import Out
@@ -361,18 +361,24 @@ class SymbolLogic:
         later.append(_new(StoreTicks, (self.state.symbol, ticks, status)))
         return after
 
-    def _refused(self, ticks: SymbolTicks, status: Any, out: Out) -> None:
-        max_latency = self.config.sentiment.max_latency_ms
+    def _refused(self, ticks: SymbolTicks, status: Any, out: ShardOut) -> None:
+        cfg = self.config.sentiment
         refused = (status != 0).nonzero()[0]
-        for tick, code in zip(ticks.records(refused), status[refused].tolist(), strict=True):
-            reason = _STATUS_REASON.get(code, f"status {code}")
-            metrics.SENTIMENT_INGEST_ERRORS.labels(reason).inc()
-            detail = (
-                f"duplicate tick id {tick['id']!r} within {self.config.sentiment.dedup_window_ms // 1000}s"
+        codes = status[refused].tolist()
+        window_s, max_latency = cfg.dedup_window_ms // 1000, cfg.max_latency_ms
+        rejections = [
+            Rejection.for_record(
+                "sentiment",
+                f"duplicate tick id {tick['id']!r} within {window_s}s"
                 if code == 1
-                else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms"
+                else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms",
+                tick,
             )
-            out.append(TableRow("rejected_records", rejected_row(Rejection.for_record("sentiment", detail, tick))))
+            for tick, code in zip(ticks.records(refused), codes, strict=True)
+        ]
+        for code, n in Counter(codes).items():  # counted once per reason, not per tick (`rejected_rows`)
+            metrics.SENTIMENT_INGEST_ERRORS.labels(_STATUS_REASON.get(code, f"status {code}")).inc(n)
+        out.tables["rejected_records"].extend(rejected_rows(rejections))  # what out.append(TableRow(...)) does
 
     # --- candles ------------------------------------------------------------------------
     def _candle(self, candle: dict[str, Any], out: ShardOut) -> PendingCandle | None:

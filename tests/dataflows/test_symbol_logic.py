@@ -312,3 +312,26 @@ def test_any_batching_gives_the_rows_of_one_record_per_batch(
     batched = _through(records, cuts)
     assert per_record.tables == batched.tables
     assert sorted(per_record.model_known) == sorted(batched.model_known)
+
+
+def test_refused_ticks_are_counted_once_each_by_reason(chunks: list) -> None:
+    """Duplicate and late ticks are counted in bulk (one call per reason): the counters still
+    move by exactly the refusal rows the shard step makes, reason by reason."""
+    from prometheus_client import REGISTRY
+
+    def counts() -> dict[str, float]:
+        got = {}
+        for reason in ("duplicate", "late"):
+            errors = REGISTRY.get_sample_value("sentiment_ingest_errors_total", {"reason": reason}) or 0.0
+            rejected = REGISTRY.get_sample_value("rejected_records_total", {"source": "sentiment", "reason": reason})
+            got[reason], got[f"rejected {reason}"] = errors, rejected or 0.0
+        return got
+
+    before = counts()
+    collected, _ = run(live_config(), chunks)
+    after = counts()
+    rows = Counter(dict(k)["reason"].split(" ")[0] for k in collected.tables["rejected_records"].elements())
+    assert rows["duplicate"] > 0 and rows["late"] > 0
+    for reason in ("duplicate", "late"):
+        assert after[reason] - before[reason] == rows[reason]
+        assert after[f"rejected {reason}"] - before[f"rejected {reason}"] == rows[reason]
