@@ -24,6 +24,9 @@ does not repeat those rules; it only decides "plain or not" and reads.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 from numba import njit
@@ -369,29 +372,69 @@ def _walk(buf, lo, hi, row, kind, start, end, ints, score, meta, stack):  # prag
     return depth == 0 and expect == _E_NEXT
 
 
-@njit(cache=True)
-def _walk_lines(buf, starts, framed):  # pragma: no cover - compiled
-    """`_walk` over every framed line (line i spans starts[i] .. starts[i + 1] - 2). Per-row
-    outputs are (row, member) so one line's writes sit together; only `kind` is zeroed (the
-    others are read where kind says VALUE)."""
-    n = framed.size
+@njit(cache=True, nogil=True)
+def _walk_rows(buf, starts, framed, lo, hi, plain, kind, start, end, ints, score, meta):  # pragma: no cover - compiled
+    """`_walk` over the framed lines lo..hi-1 (line i spans starts[i] .. starts[i + 1] - 2),
+    into the rows of the outputs (`_outputs`). Per-row outputs are (row, member) so one line's
+    writes sit together; only `kind` is zeroed (the others are read where kind says VALUE).
+    Without the GIL: two threads walk two halves of a block (`_walk_lines`)."""
     nm = len(_MEMBERS)
-    plain = np.zeros(n, np.bool_)
-    kind = np.zeros((n, nm), np.int8)
-    start = np.empty((n, nm), np.int64)
-    end = np.empty((n, nm), np.int64)
-    ints = np.empty((n, nm), np.int64)
-    score = np.empty(n, np.float64)
-    meta = np.full((2, n), -1, np.int64)
     stack = np.empty(MAX_DEPTH, np.uint8)
-    for row in range(n):
+    for row in range(lo, hi):
         if framed[row]:
             if _walk(buf, starts[row], starts[row + 1] - 1, row, kind, start, end, ints, score, meta, stack):
                 plain[row] = True
             else:
                 for f in range(nm):
                     kind[row, f] = ABSENT
-    return plain, kind, start, end, ints, score, meta
+
+
+def _outputs(n: int) -> tuple[np.ndarray, ...]:
+    """`_walk_rows`' outputs for n lines: plain, kind, start, end, ints, score, meta."""
+    nm = len(_MEMBERS)
+    return (
+        np.zeros(n, np.bool_),
+        np.zeros((n, nm), np.int8),
+        np.empty((n, nm), np.int64),
+        np.empty((n, nm), np.int64),
+        np.empty((n, nm), np.int64),
+        np.empty(n, np.float64),
+        np.full((2, n), -1, np.int64),
+    )
+
+
+# A block of at least this many lines is walked in two halves at once, one on a thread of its
+# own (`_walk_rows` runs without the GIL): the walk is about a quarter of a realistic replay's
+# flow thread, and the store's writer leaves the second core idle about half the time. Below
+# it the hand-over (~50 µs) costs more than half the walk saves.
+PARALLEL_LINES = 20_000
+_helper: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+def _walk_lines(buf: np.ndarray, starts: np.ndarray, framed: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`_walk_rows` over every line: each row's outputs depend on its line alone, so two halves
+    walked at once give the same arrays as one walk."""
+    n = framed.size
+    out = _outputs(n)
+    if n < PARALLEL_LINES:
+        _walk_rows(buf, starts, framed, 0, n, *out)
+        return out
+    mid = n // 2
+    first = _pool().submit(_walk_rows, buf, starts, framed, 0, mid, *out)
+    try:
+        _walk_rows(buf, starts, framed, mid, n, *out)
+    finally:
+        first.result()  # raises what the thread raised; the outputs are whole only after it
+    return out
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = ThreadPoolExecutor(1, thread_name_prefix="json-walk")
+        return _helper
 
 
 @njit(cache=True)

@@ -195,3 +195,31 @@ def test_what_the_scanner_refuses_is_never_plain_without_it() -> None:
     assert table.column("id").to_pylist() == ["€😀", None]
     assert [blob[a:b] for a, b in zip(meta_lo.tolist(), meta_hi.tolist(), strict=True)] == [b'"m"', b""]
     assert meta_lo.tolist()[1] == -1
+
+
+def test_a_block_walked_in_two_halves_at_once_gives_the_one_walk_arrays(monkeypatch) -> None:  # noqa: ANN001
+    """Blocks of at least PARALLEL_LINES lines are walked as two halves on two threads: every
+    output array equals the single walk's, plain and non-plain lines mixed around the middle."""
+    from dataflows import json_fields
+
+    good = [
+        orjson.dumps({"symbol": f"S{i % 7}USDT", "ts": 1_700_000_000_000 + i, "score": i / 1000 - 0.5,
+                      "provider": "newsapi", "id": f"id{i}", "meta": {"k": [i, {"x": None}]}})
+        for i in range(301)
+    ]  # fmt: skip
+    odd = [b'{"symbol":"A","ts":1,"score":1e400}', b'{"symbol":"A\\u0042","ts":2,"score":0.1}', b'{"ts":3']
+    lines = [line for i, line in enumerate(good) for line in ([line, odd[i % 3]] if i % 50 == 0 else [line])]
+    blob = np.frombuffer(b"\n".join(lines), np.uint8)
+    starts = np.concatenate([[0], np.cumsum([len(v) + 1 for v in lines])]).astype(np.int64)
+    framed = np.ones(len(lines), bool)
+    framed[5] = False  # a line left out of the walk
+    schema = tick_decode._READ_SCHEMA
+    monkeypatch.setattr(json_fields, "PARALLEL_LINES", 10**9)
+    plain, table, meta_lo, meta_hi = read_plain(blob.tobytes(), starts, framed, schema)
+    monkeypatch.setattr(json_fields, "PARALLEL_LINES", 8)
+    walked = read_plain(blob.tobytes(), starts, framed, schema)
+    assert plain.sum() > 150 and (~plain).sum() >= 4  # both kinds of line, on both sides of the middle
+    assert not plain[: len(lines) // 2].all() and not plain[len(lines) // 2 :].all()
+    assert np.array_equal(walked[0], plain)
+    assert walked[1].equals(table)
+    assert np.array_equal(walked[2], meta_lo) and np.array_equal(walked[3], meta_hi)
