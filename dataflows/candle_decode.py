@@ -97,14 +97,14 @@ def _steps(intervals: list[Any]) -> np.ndarray:
     return np.array([INTERVAL_MS.get(v, 0) if v.__class__ is str else 0 for v in intervals], np.int64)
 
 
-def _as_decoded(rows: list[dict[str, Any]], column: dict[str, list[Any]]) -> bool:
+def _as_decoded(column: dict[str, list[Any]], in_order: bool) -> bool:
     """Are these accepted candles, as they are, the dicts `decode_record` makes of them? The
-    contract's fields in its order, ints for the times, floats for the prices and volume
-    (`_numbers` gives each the float it is), every ingest_ts stated (an int: `_epoch_ms`'s)."""
+    contract's fields in its order (`in_order`), ints for the times, floats for the prices and
+    volume (`_numbers` gives each the float it is), every ingest_ts stated (an int: `_epoch_ms`'s)."""
     return (
-        all(set(map(type, column[name])) == {int} for name in ("open_time", "close_time", "ingest_ts"))
+        in_order
+        and all(set(map(type, column[name])) == {int} for name in ("open_time", "close_time", "ingest_ts"))
         and all(set(map(type, column[name])) == {float} for name in (*_PRICES, "volume"))
-        and set(map(tuple, rows)) == {CANDLE_FIELDS}
     )
 
 
@@ -128,15 +128,23 @@ def vouched_candles(
     # a dict without close_time, a tick say, is passed over by one lookup).
     n = len(payloads)
     if set(map(type, payloads)) == {dict}:  # HTTP's dicts: C loops, no frame per record
-        candle = np.fromiter(map(contains, payloads, repeat("close_time")), bool, n)
-        candle &= np.fromiter(map(le, map(dict.keys, payloads), repeat(_FIELDS)), bool, n)  # keys() <= _FIELDS
-        idx = np.flatnonzero(candle).tolist()
+        idx = np.flatnonzero(np.fromiter(map(contains, payloads, repeat("close_time")), bool, n)).tolist()
     else:
-        idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p and p.keys() <= _FIELDS]
+        idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p]
     if not idx:
         return [], []
     rows = [payloads[i] for i in idx] if len(idx) < n else list(payloads)
-    if set(map(len, rows)) == {len(CANDLE_FIELDS)}:  # rows naming every field: one C call reads each
+    # Every field in the contract's order (a burst as HTTP sends it): no other key, for one
+    # set of key tuples; else each dict's keys are looked up in the contract's
+    in_order = set(map(tuple, rows)) == {CANDLE_FIELDS}
+    if not in_order:
+        fields_only = np.fromiter(map(le, map(dict.keys, rows), repeat(_FIELDS)), bool, len(rows))  # keys() <= _FIELDS
+        if not fields_only.all():
+            keep = np.flatnonzero(fields_only).tolist()
+            idx, rows = [idx[k] for k in keep], [rows[k] for k in keep]
+            if not idx:
+                return [], []
+    if in_order or set(map(len, rows)) == {len(CANDLE_FIELDS)}:  # rows naming every field: one C call reads each
         column = dict(zip(CANDLE_FIELDS, map(list, zip(*map(_every_field, rows), strict=True)), strict=True))
     else:
         column = {name: list(map(dict.get, rows, repeat(name))) for name in CANDLE_FIELDS}
@@ -174,7 +182,7 @@ def vouched_candles(
             bool,
         )
     chosen = np.flatnonzero(ok).tolist()
-    if len(chosen) == len(rows) and _as_decoded(rows, column):  # a burst's candles, as HTTP sends them
+    if len(chosen) == len(rows) and _as_decoded(column, in_order):  # a burst's candles, as HTTP sends them
         return idx, list(map(dict.copy, rows))
     if len(chosen) < len(rows):
         symbols, intervals = [symbols[k] for k in chosen], [intervals[k] for k in chosen]

@@ -126,12 +126,15 @@ class _Batch:
     candle_cuts: dict[str, list[int]] = field(default_factory=dict)  # slow ticks of the symbol before each
     slow_count: dict[str, int] = field(default_factory=dict)  # slow ticks accepted so far, per symbol
     fast_pos: np.ndarray | None = None  # record position of each FastTicks row
+    last_candle: int = -1  # the largest record position of an accepted candle
 
     def cuts(self, fast: FastTicks | None) -> dict[str, list[int]]:
         """Per symbol with candles: how many of its accepted ticks came before each candle."""
         if fast is None or self.fast_pos is None or not any(rows.size for rows in self.fast_rows):
             return self.candle_cuts  # counted as the records went by
         rows = np.concatenate(self.fast_rows)
+        if self.fast_pos[rows].min() > self.last_candle:  # no fast tick before any candle (a live burst's order)
+            return self.candle_cuts
         column = fast.table.column("symbol")
         encoded = pc.dictionary_encode(
             column if rows.size == fast.table.num_rows else column.take(pa.array(rows))  # all rows: in order
@@ -161,6 +164,7 @@ class _Batch:
         the walk had met them: arrival order within and across symbols, slow ticks counted."""
         if not candles:
             return
+        self.last_candle = max(self.last_candle, max(positions))
         if not self.candles and not self.slow_ticks:  # a live burst: nothing to merge with
             symbols = list(map(itemgetter("symbol"), candles))
             if len(set(symbols)) == len(candles):  # one candle per symbol; map(list, zip(x)): [x_i] each, in C
@@ -587,6 +591,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         batch.candles.setdefault(symbol, []).append(record)
         batch.candle_pos.setdefault(symbol, []).append(pos)
         batch.candle_cuts.setdefault(symbol, []).append(batch.slow_count.get(symbol, 0))
+        batch.last_candle = max(batch.last_candle, pos)
 
     def _consumer_error(self, error: ConsumerError, now_ms: int, out: Out) -> None:
         # The row's source keeps its documented `kafka-error:<topic>` name (runbook, rejected_records).

@@ -76,7 +76,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import le
+from operator import itemgetter, le
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -661,17 +661,35 @@ def _scores(column: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([v if t else 0.0 for v, t in zip(column, typed.tolist(), strict=True)], np.float64), typed
 
 
+def _same_keys_columns(objects: Sequence[dict[str, Any]]) -> list[list[Any]] | None:
+    """The `_DICT_FIELDS` columns (None where a dict has none) when every dict has the same
+    keys in the same order, all tick fields (a burst as HTTP hands it over): one C call reads
+    a dict's values, instead of a lookup per field and dict. None otherwise."""
+    shapes = set(map(tuple, objects))
+    if len(shapes) != 1:
+        return None
+    (keys,) = shapes
+    if not keys or not _DICT_KEYS.issuperset(keys):
+        return None
+    values = zip(*map(itemgetter(*keys), objects), strict=True) if len(keys) > 1 else [[o[keys[0]] for o in objects]]
+    found = dict(zip(keys, map(list, values), strict=True))
+    return [found[name] if name in found else [None] * len(objects) for name in _DICT_FIELDS]
+
+
 def _dict_columns(objects: Sequence[dict[str, Any]]) -> tuple[np.ndarray, pa.Table] | None:
     """(mask of the dicts read here, `_READ_SCHEMA` table of all rows — the others' rows hold
     whatever, never read); None when none is."""
-    # keys() <= set: C loops, no frame (nor temporary set) per dict
-    plain = np.fromiter(map(le, map(dict.keys, objects), repeat(_DICT_KEYS)), bool, len(objects))
-    if not plain.any():
-        return None
-    # A column per field, None where a dict has none (a not-plain dict's values are never read)
-    symbol, ts, score, provider, ids, ingest, polarity = (
-        list(map(dict.get, objects, repeat(name))) for name in _DICT_FIELDS
-    )
+    columns = _same_keys_columns(objects)
+    if columns is not None:
+        plain = np.ones(len(objects), bool)
+    else:
+        # keys() <= set: C loops, no frame (nor temporary set) per dict
+        plain = np.fromiter(map(le, map(dict.keys, objects), repeat(_DICT_KEYS)), bool, len(objects))
+        if not plain.any():
+            return None
+        # A column per field, None where a dict has none (a not-plain dict's values are never read)
+        columns = [list(map(dict.get, objects, repeat(name))) for name in _DICT_FIELDS]
+    symbol, ts, score, provider, ids, ingest, polarity = columns
     mine = plain.copy()
     names = []
     for column in (symbol, provider, ids):
