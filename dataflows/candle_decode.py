@@ -163,10 +163,15 @@ def vouched_candles(
         ok &= (o > 0) & (h > 0) & (lo > 0) & (c > 0) & (h >= lo)
         ok &= (h >= np.maximum(o, c)) & (lo <= np.minimum(o, c)) & (prices["volume"] >= 0)
     given = column["ingest_ts"]
-    has_ingest = np.array([v is not None for v in given], bool)
-    stated, ok_stated = _epoch_ms([0.0 if v is None else v for v in given])
-    ok &= ok_stated | ~has_ingest
-    hinted, has_hint, ok_hint = _hints([hints[i] for i in idx])
+    if type(None) in set(map(type, given)):
+        has_ingest = np.array([v is not None for v in given], bool)
+        stated, ok_stated = _epoch_ms([0.0 if v is None else v for v in given])
+        ok &= ok_stated | ~has_ingest
+    else:  # every ingest_ts stated (HTTP's)
+        has_ingest = np.ones(len(given), bool)
+        stated, ok_stated = _epoch_ms(given)
+        ok &= ok_stated
+    hinted, has_hint, ok_hint = _hints(list(hints) if len(idx) == len(hints) else [hints[i] for i in idx])
     ok &= ok_hint
     # `records._ingest`: the stated ingest_ts, else now (the hint), else (files) the close_time
     ingest = np.where(has_ingest, stated, np.where(has_hint, hinted, close_time))

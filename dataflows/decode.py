@@ -17,6 +17,7 @@ import logging
 import time
 import zlib
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -167,10 +168,11 @@ class _Batch:
         self.last_candle = max(self.last_candle, max(positions))
         if not self.candles and not self.slow_ticks:  # a live burst: nothing to merge with
             symbols = list(map(itemgetter("symbol"), candles))
-            if len(set(symbols)) == len(candles):  # one candle per symbol; map(list, zip(x)): [x_i] each, in C
-                self.candles = dict(zip(symbols, map(list, zip(candles))))
-                self.candle_pos = dict(zip(symbols, map(list, zip(positions))))
-                self.candle_cuts = dict(zip(symbols, map(list, zip(repeat(0, len(symbols))))))
+            by_symbol = dict(zip(symbols, [[c] for c in candles]))
+            if len(by_symbol) == len(candles):  # one candle per symbol
+                self.candles = by_symbol
+                self.candle_pos = dict(zip(symbols, [[p] for p in positions]))
+                self.candle_cuts = dict(zip(symbols, map(list.copy, repeat([0], len(symbols)))))  # a [0] each
                 return
             for pos, candle in zip(positions, candles, strict=True):
                 symbol = candle["symbol"]
@@ -209,6 +211,20 @@ class _Batch:
         if self.slow_ticks:
             parts.append((table_from_records(self.slow_ticks), None, np.asarray(self.slow_pos, np.int64)))
         return parts
+
+
+def _shard_work(
+    ticks: dict[str, SymbolTicks], candles: dict[str, list[dict[str, Any]]], cuts: dict[str, list[int]]
+) -> list[ShardWork]:
+    """Each symbol's SymbolInput, grouped by shard (shards as they first come, symbols in set
+    order); the loops run in C (a deque of no length drains the appends)."""
+    symbols = list(ticks.keys() | candles.keys())
+    # (candles' lists are never empty: `or []` is .get(symbol, []), a list each)
+    inputs = map(SymbolInput, map(ticks.get, symbols), [candles.get(s) or [] for s in symbols], map(cuts.get, symbols))
+    keys = list(map(shard_of, symbols))
+    shards: dict[str, list[tuple[str, SymbolInput]]] = {shard: [] for shard in dict.fromkeys(keys)}
+    deque(map(list.append, map(shards.__getitem__, keys), zip(symbols, inputs)), maxlen=0)
+    return [ShardWork(shard, pairs) for shard, pairs in shards.items()]
 
 
 def _joined(batches: list[RawBatch]) -> RawBatch:
@@ -320,16 +336,8 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         batch.add_candles(vouched_pos, vouched)
         ticks = batch.by_symbol(fast, self.config.trust)
         cuts = batch.cuts(fast) if ticks and batch.candles else {}
-        shards: dict[str, list[tuple[str, SymbolInput]]] = {}
-        symbols = list(ticks.keys() | batch.candles.keys())
-        candles = batch.candles  # (its lists are never empty: `or []` is .get(symbol, []), a list each)
-        inputs = map(
-            SymbolInput, map(ticks.get, symbols), [candles.get(s) or [] for s in symbols], map(cuts.get, symbols)
-        )
-        for shard, pair in zip(map(shard_of, symbols), zip(symbols, inputs)):  # the maps' loops run in C
-            shards.setdefault(shard, []).append(pair)
-        for shard, pairs in shards.items():
-            out.append(ShardWork(shard, pairs))
+        for work in _shard_work(ticks, batch.candles, cuts):
+            out.append(work)
         if ticks or batch.candles:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
         if marks or self.state.partition:  # a replay: track and report its progress

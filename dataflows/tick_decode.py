@@ -662,17 +662,19 @@ def _scores(column: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _same_keys_columns(objects: Sequence[dict[str, Any]]) -> list[list[Any]] | None:
-    """The `_DICT_FIELDS` columns (None where a dict has none) when every dict has the same
-    keys in the same order, all tick fields (a burst as HTTP hands it over): one C call reads
-    a dict's values, instead of a lookup per field and dict. None otherwise."""
-    shapes = set(map(tuple, objects))
-    if len(shapes) != 1:
+    """The `_DICT_FIELDS` columns (None where a dict has none) when every dict has the first
+    one's keys, all tick fields (a burst as HTTP hands it over): one C call reads a dict's
+    values, instead of a lookup per field and dict. None otherwise."""
+    keys = tuple(objects[0])
+    if not keys or not _DICT_KEYS.issuperset(keys) or set(map(len, objects)) != {len(keys)}:
         return None
-    (keys,) = shapes
-    if not keys or not _DICT_KEYS.issuperset(keys):
+    try:  # as many keys as the first dict and all of its: the same keys (in any order)
+        values = (
+            zip(*map(itemgetter(*keys), objects), strict=True) if len(keys) > 1 else [[o[keys[0]] for o in objects]]
+        )
+        found = dict(zip(keys, map(list, values), strict=True))
+    except KeyError:
         return None
-    values = zip(*map(itemgetter(*keys), objects), strict=True) if len(keys) > 1 else [[o[keys[0]] for o in objects]]
-    found = dict(zip(keys, map(list, values), strict=True))
     return [found[name] if name in found else [None] * len(objects) for name in _DICT_FIELDS]
 
 
