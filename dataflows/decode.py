@@ -213,6 +213,14 @@ class _Batch:
         return parts
 
 
+def _rest(n: int, *taken: np.ndarray | list[int]) -> list[int]:
+    """The positions 0..n-1 in none of `taken` (a mask, not a set difference per part)."""
+    rest = np.ones(n, bool)
+    for positions in taken:
+        rest[positions] = False
+    return np.flatnonzero(rest).tolist()
+
+
 def _shard_work(
     ticks: dict[str, SymbolTicks], candles: dict[str, list[dict[str, Any]]], cuts: dict[str, list[int]]
 ) -> list[ShardWork]:
@@ -316,15 +324,12 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         # The gate is sequential (a streak of failures disables a provider for what follows),
         # so the records the fast path could not take are handled one by one, in order, and
         # each run of fast ticks between them goes through the gate as a block.
-        slow: Sequence[int] = (
-            np.setdiff1d(np.arange(len(records)), fast_pos, assume_unique=True).tolist()
-            if fast
-            else range(len(records))
-        )
+        taken = [fast_pos] if fast else []
+        slow: Sequence[int] = _rest(len(records), *taken, vouched_pos) if taken or vouched_pos else range(len(records))
         if not early:
             vouched_pos, vouched = self._vouched_candles(records, slow, now_ms)
-        if vouched_pos:
-            slow = np.setdiff1d(np.asarray(slow, np.int64), vouched_pos, assume_unique=True).tolist()
+            if vouched_pos:
+                slow = _rest(len(records), *taken, vouched_pos)
         done = 0
         for i in slow:
             if fast is not None:
