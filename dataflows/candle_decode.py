@@ -23,6 +23,7 @@ from tickcast.records import CANDLE_FIELDS, INTERVAL_MS, MAX_TS_MS, MIN_TS_MS, S
 _FIELDS = frozenset(CANDLE_FIELDS)
 _every_field = itemgetter(*CANDLE_FIELDS)
 _PRICES = ("open", "high", "low", "close")
+_NUMERIC = ("open_time", "close_time", *_PRICES, "volume", "ingest_ts")
 # Ints this large or larger are left to decode_record: their float() may round (or overflow).
 _EXACT_INT = 2**53
 # An upper bound of the compact JSON of a dict this module vouches for (CANDLE_FIELDS only;
@@ -32,10 +33,11 @@ _EXACT_INT = 2**53
 MAX_CANDLE_JSON = 400
 
 
-def _numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(values: list[Any], kinds: set[type] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(float64 values, mask of the entries that are JSON numbers float() keeps exactly: a
-    float, or an int — not a bool — of magnitude below 2**53); NaN where the mask is False."""
-    kinds = set(map(type, values))
+    float, or an int — not a bool — of magnitude below 2**53); NaN where the mask is False.
+    `kinds`: the values' types, when the caller has them."""
+    kinds = set(map(type, values)) if kinds is None else kinds
     if kinds and kinds <= {int, float}:
         try:
             floats = np.array(values, np.float64)
@@ -52,9 +54,9 @@ def _numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([v if k else math.nan for v, k in zip(values, ok.tolist(), strict=True)], np.float64), ok
 
 
-def _epoch_ms(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+def _epoch_ms(values: list[Any], kinds: set[type] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(int64 values, mask of `records._int_ms`'s accepted ones: integral, years 2000..2100)."""
-    floats, ok = _numbers(values)
+    floats, ok = _numbers(values, kinds)
     with np.errstate(invalid="ignore"):  # NaN: refused
         ok &= (floats >= MIN_TS_MS) & (floats <= MAX_TS_MS) & (floats == np.floor(floats))
     return np.where(ok, floats, 0).astype(np.int64), ok
@@ -97,14 +99,15 @@ def _steps(intervals: list[Any]) -> np.ndarray:
     return np.array([INTERVAL_MS.get(v, 0) if v.__class__ is str else 0 for v in intervals], np.int64)
 
 
-def _as_decoded(rows: list[dict[str, Any]], column: dict[str, list[Any]]) -> bool:
+def _as_decoded(kinds: dict[str, set[type]], in_order: bool) -> bool:
     """Are these accepted candles, as they are, the dicts `decode_record` makes of them? The
-    contract's fields in its order, ints for the times, floats for the prices and volume
-    (`_numbers` gives each the float it is), every ingest_ts stated (an int: `_epoch_ms`'s)."""
+    contract's fields in its order (`in_order`), ints for the times, floats for the prices and
+    volume (`_numbers` gives each the float it is), every ingest_ts stated (an int: `_epoch_ms`'s).
+    `kinds`: the types of each numeric field's values."""
     return (
-        all(set(map(type, column[name])) == {int} for name in ("open_time", "close_time", "ingest_ts"))
-        and all(set(map(type, column[name])) == {float} for name in (*_PRICES, "volume"))
-        and set(map(tuple, rows)) == {CANDLE_FIELDS}
+        in_order
+        and all(kinds[name] == {int} for name in ("open_time", "close_time", "ingest_ts"))
+        and all(kinds[name] == {float} for name in (*_PRICES, "volume"))
     )
 
 
@@ -128,37 +131,51 @@ def vouched_candles(
     # a dict without close_time, a tick say, is passed over by one lookup).
     n = len(payloads)
     if set(map(type, payloads)) == {dict}:  # HTTP's dicts: C loops, no frame per record
-        candle = np.fromiter(map(contains, payloads, repeat("close_time")), bool, n)
-        candle &= np.fromiter(map(le, map(dict.keys, payloads), repeat(_FIELDS)), bool, n)  # keys() <= _FIELDS
-        idx = np.flatnonzero(candle).tolist()
+        idx = np.flatnonzero(np.fromiter(map(contains, payloads, repeat("close_time")), bool, n)).tolist()
     else:
-        idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p and p.keys() <= _FIELDS]
+        idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p]
     if not idx:
         return [], []
     rows = [payloads[i] for i in idx] if len(idx) < n else list(payloads)
-    if set(map(len, rows)) == {len(CANDLE_FIELDS)}:  # rows naming every field: one C call reads each
+    # Every field in the contract's order (a burst as HTTP sends it): no other key, for one
+    # set of key tuples; else each dict's keys are looked up in the contract's
+    in_order = set(map(tuple, rows)) == {CANDLE_FIELDS}
+    if not in_order:
+        fields_only = np.fromiter(map(le, map(dict.keys, rows), repeat(_FIELDS)), bool, len(rows))  # keys() <= _FIELDS
+        if not fields_only.all():
+            keep = np.flatnonzero(fields_only).tolist()
+            idx, rows = [idx[k] for k in keep], [rows[k] for k in keep]
+            if not idx:
+                return [], []
+    if in_order or set(map(len, rows)) == {len(CANDLE_FIELDS)}:  # rows naming every field: one C call reads each
         column = dict(zip(CANDLE_FIELDS, map(list, zip(*map(_every_field, rows), strict=True)), strict=True))
     else:
         column = {name: list(map(dict.get, rows, repeat(name))) for name in CANDLE_FIELDS}
     symbols, intervals = column["symbol"], column["interval"]
     steps = _steps(intervals)
     ok = _symbols_ok(symbols) & (steps > 0)
-    open_time, ok_open = _epoch_ms(column["open_time"])
-    close_time, ok_close = _epoch_ms(column["close_time"])
+    kinds = {name: set(map(type, column[name])) for name in _NUMERIC}  # (each field's types, looked at once)
+    open_time, ok_open = _epoch_ms(column["open_time"], kinds["open_time"])
+    close_time, ok_close = _epoch_ms(column["close_time"], kinds["close_time"])
     ok &= ok_open & ok_close & (close_time == open_time + steps) & (open_time % np.maximum(steps, 1) == 0)
     prices = {}
     for name in (*_PRICES, "volume"):
-        prices[name], typed = _numbers(column[name])
+        prices[name], typed = _numbers(column[name], kinds[name])
         ok &= typed & np.isfinite(prices[name])
     o, h, lo, c = (prices[k] for k in _PRICES)
     with np.errstate(invalid="ignore"):  # NaN rows are refused above already
         ok &= (o > 0) & (h > 0) & (lo > 0) & (c > 0) & (h >= lo)
         ok &= (h >= np.maximum(o, c)) & (lo <= np.minimum(o, c)) & (prices["volume"] >= 0)
     given = column["ingest_ts"]
-    has_ingest = np.array([v is not None for v in given], bool)
-    stated, ok_stated = _epoch_ms([0.0 if v is None else v for v in given])
-    ok &= ok_stated | ~has_ingest
-    hinted, has_hint, ok_hint = _hints([hints[i] for i in idx])
+    if type(None) in kinds["ingest_ts"]:
+        has_ingest = np.array([v is not None for v in given], bool)
+        stated, ok_stated = _epoch_ms([0.0 if v is None else v for v in given])
+        ok &= ok_stated | ~has_ingest
+    else:  # every ingest_ts stated (HTTP's)
+        has_ingest = np.ones(len(given), bool)
+        stated, ok_stated = _epoch_ms(given, kinds["ingest_ts"])
+        ok &= ok_stated
+    hinted, has_hint, ok_hint = _hints(list(hints) if len(idx) == len(hints) else [hints[i] for i in idx])
     ok &= ok_hint
     # `records._ingest`: the stated ingest_ts, else now (the hint), else (files) the close_time
     ingest = np.where(has_ingest, stated, np.where(has_hint, hinted, close_time))
@@ -174,7 +191,7 @@ def vouched_candles(
             bool,
         )
     chosen = np.flatnonzero(ok).tolist()
-    if len(chosen) == len(rows) and _as_decoded(rows, column):  # a burst's candles, as HTTP sends them
+    if len(chosen) == len(rows) and _as_decoded(kinds, in_order):  # a burst's candles, as HTTP sends them
         return idx, list(map(dict.copy, rows))
     if len(chosen) < len(rows):
         symbols, intervals = [symbols[k] for k in chosen], [intervals[k] for k in chosen]

@@ -17,7 +17,7 @@ import logging
 import time
 import zlib
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -135,12 +135,15 @@ class _Batch:
     candle_cuts: dict[str, list[int]] = field(default_factory=dict)  # slow ticks of the symbol before each
     slow_count: dict[str, int] = field(default_factory=dict)  # slow ticks accepted so far, per symbol
     fast_pos: np.ndarray | None = None  # record position of each FastTicks row
+    last_candle: int = -1  # the largest record position of an accepted candle
 
     def cuts(self, fast: FastTicks | None) -> dict[str, list[int]]:
         """Per symbol with candles: how many of its accepted ticks came before each candle."""
         if fast is None or self.fast_pos is None or not any(rows.size for rows in self.fast_rows):
             return self.candle_cuts  # counted as the records went by
         rows = np.concatenate(self.fast_rows)
+        if self.fast_pos[rows].min() > self.last_candle:  # no fast tick before any candle (a live burst's order)
+            return self.candle_cuts
         column = fast.table.column("symbol")
         encoded = pc.dictionary_encode(
             column if rows.size == fast.table.num_rows else column.take(pa.array(rows))  # all rows: in order
@@ -170,12 +173,14 @@ class _Batch:
         the walk had met them: arrival order within and across symbols, slow ticks counted."""
         if not candles:
             return
+        self.last_candle = max(self.last_candle, max(positions))
         if not self.candles and not self.slow_ticks:  # a live burst: nothing to merge with
             symbols = list(map(itemgetter("symbol"), candles))
-            if len(set(symbols)) == len(candles):  # one candle per symbol; map(list, zip(x)): [x_i] each, in C
-                self.candles = dict(zip(symbols, map(list, zip(candles))))
-                self.candle_pos = dict(zip(symbols, map(list, zip(positions))))
-                self.candle_cuts = dict(zip(symbols, map(list, zip(repeat(0, len(symbols))))))
+            by_symbol = dict(zip(symbols, [[c] for c in candles]))
+            if len(by_symbol) == len(candles):  # one candle per symbol
+                self.candles = by_symbol
+                self.candle_pos = dict(zip(symbols, [[p] for p in positions]))
+                self.candle_cuts = dict(zip(symbols, map(list.copy, repeat([0], len(symbols)))))  # a [0] each
                 return
             for pos, candle in zip(positions, candles, strict=True):
                 symbol = candle["symbol"]
@@ -214,6 +219,28 @@ class _Batch:
         if self.slow_ticks:
             parts.append((table_from_records(self.slow_ticks), None, np.asarray(self.slow_pos, np.int64)))
         return parts
+
+
+def _rest(n: int, *taken: np.ndarray | list[int]) -> list[int]:
+    """The positions 0..n-1 in none of `taken` (a mask, not a set difference per part)."""
+    rest = np.ones(n, bool)
+    for positions in taken:
+        rest[positions] = False
+    return np.flatnonzero(rest).tolist()
+
+
+def _shard_work(
+    ticks: dict[str, SymbolTicks], candles: dict[str, list[dict[str, Any]]], cuts: dict[str, list[int]]
+) -> list[ShardWork]:
+    """Each symbol's SymbolInput, grouped by shard (shards as they first come, symbols in set
+    order); the loops run in C (a deque of no length drains the appends)."""
+    symbols = list(ticks.keys() | candles.keys())
+    # (candles' lists are never empty: `or []` is .get(symbol, []), a list each)
+    inputs = map(SymbolInput, map(ticks.get, symbols), [candles.get(s) or [] for s in symbols], map(cuts.get, symbols))
+    keys = list(map(shard_of, symbols))
+    shards: dict[str, list[tuple[str, SymbolInput]]] = {shard: [] for shard in dict.fromkeys(keys)}
+    deque(map(list.append, map(shards.__getitem__, keys), zip(symbols, inputs)), maxlen=0)
+    return [ShardWork(shard, pairs) for shard, pairs in shards.items()]
 
 
 def _joined(batches: list[RawBatch]) -> RawBatch:
@@ -305,15 +332,12 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         # The gate is sequential (a streak of failures disables a provider for what follows),
         # so the records the fast path could not take are handled one by one, in order, and
         # each run of fast ticks between them goes through the gate as a block.
-        slow: Sequence[int] = (
-            np.setdiff1d(np.arange(len(records)), fast_pos, assume_unique=True).tolist()
-            if fast
-            else range(len(records))
-        )
+        taken = [fast_pos] if fast else []
+        slow: Sequence[int] = _rest(len(records), *taken, vouched_pos) if taken or vouched_pos else range(len(records))
         if not early:
             vouched_pos, vouched = self._vouched_candles(records, slow, now_ms)
-        if vouched_pos:
-            slow = np.setdiff1d(np.asarray(slow, np.int64), vouched_pos, assume_unique=True).tolist()
+            if vouched_pos:
+                slow = _rest(len(records), *taken, vouched_pos)
         done = 0
         for i in slow:
             if fast is not None:
@@ -325,16 +349,8 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         batch.add_candles(vouched_pos, vouched)
         ticks = batch.by_symbol(fast, self.config.trust)
         cuts = batch.cuts(fast) if ticks and batch.candles else {}
-        shards: dict[str, list[tuple[str, SymbolInput]]] = {}
-        symbols = list(ticks.keys() | batch.candles.keys())
-        candles = batch.candles  # (its lists are never empty: `or []` is .get(symbol, []), a list each)
-        inputs = map(
-            SymbolInput, map(ticks.get, symbols), [candles.get(s) or [] for s in symbols], map(cuts.get, symbols)
-        )
-        for shard, pair in zip(map(shard_of, symbols), zip(symbols, inputs)):  # the maps' loops run in C
-            shards.setdefault(shard, []).append(pair)
-        for shard, pairs in shards.items():
-            out.append(ShardWork(shard, pairs))
+        for work in _shard_work(ticks, batch.candles, cuts):
+            out.append(work)
         if ticks or batch.candles:
             metrics.FLOW_LAST_ACTIVITY.set(time.time())
         if marks or self.state.partition:  # a replay: track and report its progress
@@ -596,6 +612,7 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         batch.candles.setdefault(symbol, []).append(record)
         batch.candle_pos.setdefault(symbol, []).append(pos)
         batch.candle_cuts.setdefault(symbol, []).append(batch.slow_count.get(symbol, 0))
+        batch.last_candle = max(batch.last_candle, pos)
 
     def _consumer_error(self, error: ConsumerError, now_ms: int, out: Out) -> None:
         # The row's source keeps its documented `kafka-error:<topic>` name (runbook, rejected_records).

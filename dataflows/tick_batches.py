@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -160,11 +161,8 @@ def split_by_symbol(
     names = symbols.dictionary.to_pylist()
     if grouped and len(names) == codes.size:  # one tick per symbol: each its row of the columns
         # a 2-D view's rows are the 1-row slices a[i:i + 1] are, iterated in C, not cut one by one
-        rows = zip(names, *(a.reshape(-1, 1) for a in (ts, ingest_ts, score, polarity, weight, hashes)))
-        return {
-            name: SymbolTicks(sorted_table, t, i, s, p, w, h, None, a)
-            for a, (name, t, i, s, p, w, h) in enumerate(rows)
-        }
+        views = (a.reshape(-1, 1) for a in (ts, ingest_ts, score, polarity, weight, hashes))
+        return dict(zip(names, map(SymbolTicks, repeat(sorted_table), *views, repeat(None), range(len(names)))))
     codes = codes if order is None else codes[order]
     bounds = np.flatnonzero(np.diff(codes)) + 1
     starts = np.concatenate([[0], bounds]).tolist()

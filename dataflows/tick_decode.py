@@ -72,12 +72,13 @@ What pyarrow 26's JSON reader does, measured against orjson (what `decode_record
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import le
-from typing import Any, NamedTuple
+from operator import itemgetter, le
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -661,17 +662,48 @@ def _scores(column: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([v if t else 0.0 for v, t in zip(column, typed.tolist(), strict=True)], np.float64), typed
 
 
-def _dict_columns(objects: Sequence[dict[str, Any]]) -> tuple[np.ndarray, pa.Table] | None:
-    """(mask of the dicts read here, `_READ_SCHEMA` table of all rows — the others' rows hold
-    whatever, never read); None when none is."""
-    # keys() <= set: C loops, no frame (nor temporary set) per dict
-    plain = np.fromiter(map(le, map(dict.keys, objects), repeat(_DICT_KEYS)), bool, len(objects))
-    if not plain.any():
+def _same_keys_columns(objects: Sequence[dict[str, Any]]) -> list[list[Any]] | None:
+    """The `_DICT_FIELDS` columns (None where a dict has none) when every dict has the first
+    one's keys, all tick fields (a burst as HTTP hands it over): one C call reads a dict's
+    values, instead of a lookup per field and dict. None otherwise."""
+    keys = tuple(objects[0])
+    if not keys or not _DICT_KEYS.issuperset(keys) or set(map(len, objects)) != {len(keys)}:
         return None
-    # A column per field, None where a dict has none (a not-plain dict's values are never read)
-    symbol, ts, score, provider, ids, ingest, polarity = (
-        list(map(dict.get, objects, repeat(name))) for name in _DICT_FIELDS
-    )
+    try:  # as many keys as the first dict and all of its: the same keys (in any order)
+        values = (
+            zip(*map(itemgetter(*keys), objects), strict=True) if len(keys) > 1 else [[o[keys[0]] for o in objects]]
+        )
+        found = dict(zip(keys, map(list, values), strict=True))
+    except KeyError:
+        return None
+    return [found[name] if name in found else [None] * len(objects) for name in _DICT_FIELDS]
+
+
+def _listed_names_valid(values: list[str | None], pattern: re.Pattern[str]) -> np.ndarray:
+    """`_valid_names` of a column still in Python (strs, None for none): no Arrow encoding."""
+    distinct = set(values)
+    none = None in distinct
+    distinct.discard(None)
+    known = valid_names(cast(set[str], distinct), pattern)  # (None discarded)
+    if not none and len(known) == len(distinct):
+        return np.ones(len(values), bool)
+    return np.array([v in known for v in values], bool)
+
+
+def _dict_columns(objects: Sequence[dict[str, Any]]) -> tuple[np.ndarray, pa.Table, np.ndarray] | None:
+    """(mask of the dicts read here, `_READ_SCHEMA` table of all rows — the others' rows hold
+    whatever, never read —, per row: valid symbol and provider names); None when none is."""
+    columns = _same_keys_columns(objects)
+    if columns is not None:
+        plain = np.ones(len(objects), bool)
+    else:
+        # keys() <= set: C loops, no frame (nor temporary set) per dict
+        plain = np.fromiter(map(le, map(dict.keys, objects), repeat(_DICT_KEYS)), bool, len(objects))
+        if not plain.any():
+            return None
+        # A column per field, None where a dict has none (a not-plain dict's values are never read)
+        columns = [list(map(dict.get, objects, repeat(name))) for name in _DICT_FIELDS]
+    symbol, ts, score, provider, ids, ingest, polarity = columns
     mine = plain.copy()
     names = []
     for column in (symbol, provider, ids):
@@ -703,7 +735,7 @@ def _dict_columns(objects: Sequence[dict[str, Any]]) -> tuple[np.ndarray, pa.Tab
         ],
         schema=_READ_SCHEMA,
     )
-    return mine, table
+    return mine, table, _listed_names_valid(names[0], SYMBOL_RE) & _listed_names_valid(names[1], PROVIDER_RE)
 
 
 def decode_objects(
@@ -731,9 +763,11 @@ def decode_objects(
         read = None
     if read is None:
         return _json_objects(objects, rows, now_ms, pos_threshold, max_record_bytes, max_future_ms)
-    mine, cols = read
+    mine, cols, names_valid = read
     ok = mine & ~ids_with_control_chars(cols["id"])
-    checked = check_columns(cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms)
+    checked = check_columns(
+        cols, ok, hints, keys=keys, max_future_ms=max_future_ms, wall_ms=wall_ms, names_valid=names_valid
+    )
     fast = assemble_ticks(cols, checked, np.zeros(n, np.int64), pa.array(["{}"], pa.string()), pos_threshold)
     if mine.all():
         return fast
@@ -983,10 +1017,12 @@ def check_columns(
     keys: Sequence[bytes | None] | None = None,
     max_future_ms: int = MAX_FUTURE_MS,
     wall_ms: int | np.ndarray | None = None,
+    names_valid: np.ndarray | None = None,
 ) -> CheckedColumns:
     """`_tick`'s and `_check_record`'s rules, column-wise, on a `_READ_SCHEMA` table whose
     values are the record's own (JSON read by Arrow, or Parquet columns: dataflows/arrow_ticks.py);
-    all but meta, which each caller reads its own way."""
+    all but meta, which each caller reads its own way. `names_valid`: per row, are the symbol
+    and provider valid names, when the caller knows already (dict columns: `_listed_names_valid`)."""
     ts, ts_null = _ints(cols["ts"])
     ok &= ~ts_null & (ts >= MIN_TS_MS) & (ts <= MAX_TS_MS)
     score = _filled(cols["score"], np.nan)
@@ -1004,7 +1040,11 @@ def check_columns(
     ok &= polarity_null | ((polarity >= -1) & (polarity <= 1))
     id_chars, id_null = _ints(pc.utf8_length(cols["id"]))
     ok &= id_null | ((id_chars >= 1) & (id_chars <= MAX_ID_CHARS))
-    ok &= _valid_names(cols["symbol"], "symbol", SYMBOL_RE) & _valid_names(cols["provider"], "provider", PROVIDER_RE)
+    if names_valid is None:
+        names_valid = _valid_names(cols["symbol"], "symbol", SYMBOL_RE) & _valid_names(
+            cols["provider"], "provider", PROVIDER_RE
+        )
+    ok &= names_valid
     return CheckedColumns(ok, ts, score, ingest, ingest_null, polarity, polarity_null, id_null)
 
 
