@@ -18,8 +18,9 @@ from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
 STEP = 60_000
 
 
-def _ticks(rng: np.random.Generator, start: int, n: int) -> TickBatch:
-    ts = np.sort(rng.integers(start, start + 5 * STEP, n))
+def _ticks(rng: np.random.Generator, start: int, n: int, span: int = 5 * STEP) -> TickBatch:
+    """n random ticks with ts in [start, start + span), in order, ingested up to 3 s later."""
+    ts = np.sort(rng.integers(start, start + span, n))
     return TickBatch(
         ts=ts,
         ingest_ts=ts + rng.integers(0, 3_000, n),

@@ -9,9 +9,8 @@ import pickle
 import numpy as np
 
 from dataflows.kernels import sentiment as ks
-from dataflows.sentiment_state import SentimentConfig, SentimentState, TickBatch
-
-STEP = 60_000
+from dataflows.sentiment_state import SentimentConfig, SentimentState
+from tests.dataflows.test_kernel_entry import STEP, _ticks
 
 
 def _feed(state: SentimentState, seed: int, rounds: int) -> str:
@@ -21,15 +20,7 @@ def _feed(state: SentimentState, seed: int, rounds: int) -> str:
     views = []
     for r in range(rounds):
         n = int(rng.integers(0, 6))  # some rounds without a tick: the view of an empty pending list
-        ts = np.sort(rng.integers(r * STEP, (r + 1) * STEP, n))
-        batch = TickBatch(
-            ts=ts,
-            ingest_ts=ts + rng.integers(0, 3_000, n),
-            score=rng.uniform(-1, 1, n),
-            polarity=rng.integers(-1, 2, n).astype(np.int8),
-            weight=rng.uniform(0, 2, n),
-            id_hash=rng.integers(0, 2**62, n),
-        )
+        batch = _ticks(rng, r * STEP, n, span=STEP)
         state.add_ticks(batch)
         now = (r + 1) * STEP + int(rng.integers(0, 5_000))
         state.advance(now)
