@@ -24,6 +24,7 @@ does not repeat those rules; it only decides "plain or not" and reads.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -435,6 +436,16 @@ def _pool() -> ThreadPoolExecutor:
         if _helper is None:
             _helper = ThreadPoolExecutor(1, thread_name_prefix="json-walk")
         return _helper
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool object came along, its thread did not (work handed
+    to it would wait forever), and the lock may have been held by a thread that is gone."""
+    global _helper, _helper_lock
+    _helper, _helper_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 @njit(cache=True)

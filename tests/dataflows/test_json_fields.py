@@ -223,3 +223,27 @@ def test_a_block_walked_in_two_halves_at_once_gives_the_one_walk_arrays(monkeypa
     assert np.array_equal(walked[0], plain)
     assert walked[1].equals(table)
     assert np.array_equal(walked[2], meta_lo) and np.array_equal(walked[3], meta_hi)
+
+
+def test_a_forked_child_walks_large_blocks_with_a_pool_of_its_own(monkeypatch) -> None:  # noqa: ANN001
+    """The helper thread does not survive a fork: a child that inherits the parent's pool must
+    make its own, or its first large block would wait forever for a thread that is not there."""
+    import multiprocessing
+
+    from dataflows import json_fields
+
+    monkeypatch.setattr(json_fields, "PARALLEL_LINES", 8)
+    lines = [orjson.dumps({"symbol": "AUSDT", "ts": 1_700_000_000_000 + i, "score": 0.5}) for i in range(64)]
+    blob = b"\n".join(lines)
+    starts = np.concatenate([[0], np.cumsum([len(v) + 1 for v in lines])]).astype(np.int64)
+    framed = np.ones(len(lines), bool)
+    assert read_plain(blob, starts, framed, tick_decode._READ_SCHEMA)[0].all()  # the parent's pool is made
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: read_plain(blob, starts, framed, tick_decode._READ_SCHEMA)
+    )
+    child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0
