@@ -102,11 +102,30 @@ class _Reader(Reader):
                 raise
 
 
-def _post_tick(base: str, n: int) -> None:
+def _post_tick(base: str, n: int, symbol: str = "BTCUSDT") -> None:
     now = int(time.time() * 1000)
-    tick = {"symbol": "BTCUSDT", "ts": now - 500, "score": 0.1 * n, "provider": "newsapi", "id": f"replica-{n}"}
+    tick = {"symbol": symbol, "ts": now - 500, "score": 0.1 * n, "provider": "newsapi", "id": f"replica-{symbol}-{n}"}
     r = httpx.post(f"{base}/api/sentiment/tick", json=tick, headers=AUTH, timeout=10)
     assert r.status_code == 202, r.text
+
+
+def _following(base: str, readers: list[Reader], timeout: float = 120) -> None:
+    """Wait until every replica follows the live topics. A replica follows them from their end
+    as of when its consumer is assigned, which on a loaded box can be seconds after it listens
+    (an event published before that never reaches it): ticks of another symbol are posted until
+    each reader has seen one. `_ticks_seen` counts BTCUSDT's only."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        _post_tick(base, n, symbol="ETHUSDT")
+        n += 1
+        for _ in range(30):
+            if all(
+                any(orjson.loads(m["data"]).get("symbol") == "ETHUSDT" for m in r.events("sentiment")) for r in readers
+            ):
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"the replicas do not follow the live topics after {timeout} s")
 
 
 def _ticks_seen(reader: Reader) -> list[dict[str, object]]:
@@ -143,7 +162,7 @@ def test_a_tick_posted_to_replica_a_reaches_replica_b_and_a_resume_on_b_misses_n
         on_a = _Reader(a + stream, headers=AUTH)
         on_b.start()
         on_a.start()
-        time.sleep(1.0)  # the streams are open (the replicas follow the topics from their end)
+        _following(a, [on_a, on_b])
         assert on_a.status == on_b.status == 200
 
         _post_tick(a, 0)
