@@ -10,12 +10,14 @@ the step that grows with the symbol count shows:
     python bench/burst_steps.py --symbols 10000 --bursts 5
 
 Steps run one after the other on the flow thread (one worker), so they add up to most of the
-candle close -> prediction latency; the rest is Bytewax moving items between them.
+candle close -> prediction latency; the rest is Bytewax moving items between them. The last
+column is the time cyclic garbage collections took inside those steps (already part of them).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import queue
 import statistics
 import sys
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 STEPS = ("decode", "shard", "model", "events")
 _HANDED_OVER = "handed over"
+_COLLECTION = "of which gc"  # cyclic garbage collections inside the steps counted
 
 
 def _timed(events: list[tuple[str, float, float]], cls: Any, name: str, label: str) -> None:
@@ -71,6 +74,16 @@ def main() -> None:
         put(self, item, *a, **kw)
 
     queue.Queue.put = marked_put  # type: ignore[method-assign]
+    collecting: list[float] = []
+
+    def collections(phase: str, info: dict[str, int]) -> None:
+        # every cyclic collection, as an event: the ones inside the counted steps are latency
+        if phase == "start":
+            collecting[:] = [time.perf_counter()]
+        elif collecting:
+            events.append((_COLLECTION, collecting[0], time.perf_counter()))
+
+    gc.callbacks.append(collections)
     import inference
 
     sys.argv = [
@@ -98,16 +111,24 @@ def main() -> None:
         models = [(s, e) for label, s, e in mine if label == "model"]
         predicted = models[0] if models else (t1, t1)
         published = next(((s, e) for label, s, e in mine if label == "events" and s >= predicted[1]), None)
+        counted: list[tuple[float, float]] = []
         for label, s, e in mine:
             if label in ("decode", "shard") and s < predicted[0]:
                 spent[label] += (e - s) * 1000
+                counted.append((s, e))
         spent["model"] = (predicted[1] - predicted[0]) * 1000 if models else 0.0
         spent["events"] = (published[1] - published[0]) * 1000 if published else 0.0
+        counted += [predicted] + ([published] if published else [])
         for label in STEPS:
             per_step[label].append(spent[label])
+        # collections that ran inside the counted steps (part of their times above): with 10,000
+        # symbols these grew faster than the symbol count (tickcast/gc_tuning.py, idle collections)
+        per_step[_COLLECTION].append(
+            sum((e - s) * 1000 for label, s, e in mine if label == _COLLECTION and any(a <= s < b for a, b in counted))
+        )
     print(f"\n# burst steps: {args.symbols} symbols, medians over {len(starts)} bursts (ms per burst)")
-    print("| wait | " + " | ".join(STEPS) + " |\n|" + "---:|" * (len(STEPS) + 1))
-    print("| " + " | ".join(f"{statistics.median(per_step[s]):.1f}" for s in ("wait", *STEPS)) + " |")
+    print("| wait | " + " | ".join(STEPS) + f" | {_COLLECTION} |\n|" + "---:|" * (len(STEPS) + 2))
+    print("| " + " | ".join(f"{statistics.median(per_step[s]):.1f}" for s in ("wait", *STEPS, _COLLECTION)) + " |")
 
 
 if __name__ == "__main__":

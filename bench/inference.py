@@ -295,9 +295,9 @@ def main() -> None:
         ids=IdClock(),
         options=FlowOptions(live=True),
     )
-    from tickcast.gc_tuning import tune_gc
+    from tickcast.gc_tuning import LIVE_THRESHOLD0, tune_gc
 
-    tune_gc()  # as `tickcast up` / `tickcast flow` do
+    tune_gc(threshold0=LIVE_THRESHOLD0)  # as `tickcast up` / `tickcast flow` do
     thread = run_flow_in_thread(flow, snapshot_seconds=EPOCH_WITHOUT_RECOVERY_S)  # as `tickcast up` runs it
     symbols = [f"S{i:04d}USDT" for i in range(args.symbols)]
     rng = np.random.default_rng(2)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ from dataflows.sentiment_state import SentimentConfig
 from dataflows.sinks import EventSink, LiveGate, StoreSink, WriteMonitor
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from tickcast.bus import EventPublisher, IdClock
+from tickcast.gc_tuning import idle_collector
 from tickcast.settings import Settings
 from tickcast.store import Store
 
@@ -103,7 +104,9 @@ def symbol_config(settings: Settings, options: FlowOptions) -> SymbolConfig:
 
 
 class _Busy(StatefulBatchLogic[Any, Any, Any]):
-    """A stateful step that marks the live flow busy (`sinks.LiveGate`) at each activation."""
+    """A stateful step that marks the live flow busy at the start and the end of each activation:
+    for `sinks.LiveGate` (table inserts hold off while the flow works) and for the process's
+    `idle_collector` (garbage collection waits until the flow has nothing to run)."""
 
     def __init__(self, logic: StatefulBatchLogic[Any, Any, Any], touch: Callable[[], None]) -> None:
         self.logic = logic
@@ -111,17 +114,25 @@ class _Busy(StatefulBatchLogic[Any, Any, Any]):
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         self.touch()
-        return self.logic.on_batch(values)
+        try:
+            return self.logic.on_batch(values)
+        finally:
+            self.touch()
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         self.touch()
-        return self.logic.on_notify()
+        try:
+            return self.logic.on_notify()
+        finally:
+            self.touch()
 
     def on_eof(self) -> tuple[Iterable[Any], bool]:
         return self.logic.on_eof()
 
     def notify_at(self) -> Any:
-        return self.logic.notify_at()
+        at = self.logic.notify_at()
+        idle_collector.due(self, at is not None and at <= datetime.now(UTC))
+        return at
 
     def snapshot(self) -> Any:
         return self.logic.snapshot()
@@ -162,8 +173,13 @@ def build_flow(
     # Live: inserts wait while the stateful steps are at work on records (see sinks.LiveGate).
     gate = LiveGate() if options.live else None
 
+    def touch() -> None:
+        assert gate is not None
+        gate.touch()
+        idle_collector.touch()
+
     def busy(builder: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        return builder if gate is None else (lambda state: _Busy(builder(state), gate.touch))
+        return builder if gate is None else (lambda state: _Busy(builder(state), touch))
 
     decode_cfg = DecodeConfig(
         settings.SENTIMENT_DISABLE_FAILURE_STREAK,

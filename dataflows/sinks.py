@@ -30,6 +30,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from dataflows.items import Events
 from tickcast import metrics
 from tickcast.bus import Event, EventPublisher, IdClock, events_table
+from tickcast.gc_tuning import idle_collector
 from tickcast.store import Store, StoreDataError
 
 log = logging.getLogger(__name__)
@@ -412,6 +413,8 @@ class _EventPartition(StatefulSinkPartition[EventItem, None]):
         elif self.gate is not None:
             self.gate.submitted()
         self.writer.submit(events)
+        if self.gate is not None:  # live: the flow was at work until now (tickcast/gc_tuning.py, idle collections)
+            idle_collector.touch()
 
     def snapshot(self) -> None:
         self.writer.flush()

@@ -32,6 +32,7 @@ from dataflows.arrow_rows import ArrowBlock, ArrowRows, joined
 from dataflows.file_lines import Survey, count_records, merged_chunks, survey
 from dataflows.line_block import Lines
 from dataflows.raw_records import RawRecord, RecordBlock
+from tickcast.gc_tuning import idle_collector
 from tickcast.records import INPUT_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -339,8 +340,12 @@ class _LivePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
                 break
             batch.append(("sim", self._next, None))
             self._next = None
+        if not batch:
+            idle_collector.quiet()  # as the in-process queue does (`_QueuePartition`)
+            return []
+        idle_collector.touch()
         self._emitted += len(batch)
-        return [(self._key, batch)] if batch else []
+        return [(self._key, batch)]
 
     def next_awake(self) -> datetime | None:
         if self._wait_until > time.time():
@@ -414,7 +419,11 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
                 batch.extend(item)
             else:
                 batch.append(item)
-        return [(self._key, batch)] if batch else []
+        if not batch:
+            idle_collector.quiet()  # nothing came and nothing ran: collect now, not inside a burst
+            return []
+        idle_collector.touch()
+        return [(self._key, batch)]
 
     def next_awake(self) -> datetime | None:
         return datetime.now(UTC) + _QUEUE_POLL if self._q.empty() else None

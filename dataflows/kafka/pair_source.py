@@ -41,7 +41,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from dataflows.items import ConsumerError
 from dataflows.kafka.admin import METADATA_TIMEOUT_S, topic_partition_counts
 from dataflows.sources import RawBatch, RawBlock
-from tickcast.gc_tuning import collection_paused
+from tickcast.gc_tuning import collection_paused, idle_collector
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +339,11 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
         if not self._tail and all(self._done) and not self._merger.pending() and not out and not errors:
             raise StopIteration
         self._idle = not consumed and not out
+        if self._tail:  # live: collect garbage while there is nothing to do (tickcast/gc_tuning.py)
+            if self._idle and not errors:
+                idle_collector.quiet()
+            else:
+                idle_collector.touch()
         items: list[PairItem] = [(self._key, err) for err in errors]  # errors go first, as they arrived
         if out:
             items.append((self._key, out))

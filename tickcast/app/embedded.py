@@ -26,7 +26,7 @@ from dataflows.sinks import WriteMonitor
 from dataflows.sources import STOP, QueueSource, SimulatorSource
 from tickcast.acks import Receipt, StoredAcks
 from tickcast.bus import EventPublisher, IdClock, LocalBus
-from tickcast.gc_tuning import tune_gc
+from tickcast.gc_tuning import LIVE_THRESHOLD0, tune_gc
 from tickcast.inbox import RETRY_AFTER_S, IngestInbox, IngestRefused
 from tickcast.settings import Settings
 from tickcast.store import Store, StoreMode
@@ -377,7 +377,7 @@ def run_embedded(settings: Settings, *, simulator: bool = True) -> int:
 
     system = EmbeddedSystem(settings, simulator=simulator)
     app = system.app()
-    tune_gc()  # after start-up, before serving: see tickcast/gc_tuning.py
+    tune_gc(threshold0=LIVE_THRESHOLD0)  # after start-up, before serving: see tickcast/gc_tuning.py
     bound = settings.TICKCAST_SHUTDOWN_TIMEOUT_S
     shutdown = _Shutdown(bound)
     server = _server(
@@ -593,7 +593,7 @@ def run_distributed_flow(
         placement=placement,
         hooks=hooks,
     )
-    tune_gc()
+    tune_gc(threshold0=LIVE_THRESHOLD0)  # live: young collections wait for idle moments
     log.info(
         "tickcast flow: process %d of %d (%d worker(s) each), store %s%s, recovery %s",
         placement.process_id,
