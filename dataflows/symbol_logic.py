@@ -295,8 +295,8 @@ class BatchTicks:
     def store(self, cfg: SentimentConfig, out: ShardOut) -> None:
         source = self.source
         if self.accepted:
-            # the rows in the table's (arrival) order: the gather runs through it once, ~1.5x
-            # faster than in symbol order (the rows' order in an insert does not matter)
+            # the rows in the table's order (a mask, not a sort): the gather runs through it
+            # once, ~1.5x faster than symbol by symbol (row order in an insert does not matter)
             keep = np.zeros(source.num_rows, bool)
             for at in self.accepted:
                 keep[at] = True
