@@ -268,23 +268,24 @@ class BatchTicks:
 
     def __init__(self, source: pa.Table) -> None:
         self.source = source
-        self.accepted: list[np.ndarray] = []  # positions in `source`
+        self.accepted: list[np.ndarray | slice] = []  # positions in `source`
         self.refused: list[np.ndarray] = []  # positions in `source`, in the order they are refused
         self.codes: list[np.ndarray] = []  # their statuses
 
     def add(self, ticks: SymbolTicks, status: np.ndarray, out: ShardOut) -> None:
         """One symbol's ticks (what `SymbolLogic.store_ticks` does with one symbol's rows)."""
         n = len(ticks)
-        at = ticks.positions()
         if n < 64 and status.tolist().count(0) == n:  # a list is faster when tiny
             n_ok = n
         else:
             accepted = status == 0
             n_ok = int(np.count_nonzero(accepted))
         if n_ok == n:
-            self.accepted.append(at)
+            at = ticks.at
+            self.accepted.append(slice(at, at + n) if type(at) is int else ticks.positions())
             out.latencies.append((ticks.ingest_ts, ticks.ts, None))
             return
+        at = ticks.positions()
         if n_ok:
             self.accepted.append(at[accepted])
             out.latencies.append((ticks.ingest_ts, ticks.ts, accepted))

@@ -31,7 +31,7 @@ class SymbolTicks:
     """One symbol's ticks in arrival order and their numeric columns as numpy arrays (ts,
     ingest_ts, score, polarity, weight, id_hash). The rows themselves are either Arrow
     (TICK_COLUMNS + weight, the columnar path): rows `at` of `source`, the whole batch's
-    table in arrival order, or `rows` (decode_record dicts with their weight: small live
+    table (as it came, not grouped by symbol), or `rows` (decode_record dicts with their weight: small live
     batches, where building Arrow would cost more than the ticks).
 
     The shard's side work stores the ticks of all its symbols that came in one batch with
@@ -46,24 +46,30 @@ class SymbolTicks:
     weight: np.ndarray
     id_hash: np.ndarray
     rows: list[dict[str, Any]] | None = None
-    at: np.ndarray | None = None  # the rows' positions in `source`, in arrival order (None: all its rows)
+    # The rows' positions in `source`, in arrival order; an int: the rows from there on (a live
+    # burst's one row per symbol: an int costs less than an array view per symbol); None: all of it.
+    at: np.ndarray | int | None = None
 
     def __len__(self) -> int:
         return self.ts.size  # an int already (the shard step asks several times per symbol)
 
     def positions(self) -> np.ndarray:
         """The rows' positions in `source`, in arrival order."""
-        return np.arange(self.ts.size) if self.at is None else self.at
+        at = self.at
+        if isinstance(at, np.ndarray):
+            return at
+        start = at or 0
+        return np.arange(start, start + self.ts.size)
 
     @property
     def table(self) -> pa.Table | None:
         """These ticks' rows as Arrow (None when they are `rows`)."""
-        source, at = self.source, self.at
-        if source is None or at is None:
-            return source
-        start = int(at[0]) if at.size else 0
-        if np.array_equal(at, np.arange(start, start + at.size)):  # consecutive rows: no copy
-            return source if at.size == source.num_rows else source.slice(start, at.size)
+        source, at, n = self.source, self.positions(), self.ts.size
+        if source is None:
+            return None
+        start = int(at[0]) if n else 0
+        if np.array_equal(at, np.arange(start, start + n)):  # consecutive rows: no copy
+            return source if n == source.num_rows else source.slice(start, n)
         return source.take(pa.array(at))
 
     def __getstate__(self) -> list[Any]:
@@ -179,7 +185,7 @@ def split_by_symbol(
     if grouped and len(names) == codes.size:  # one tick per symbol: each its row of the columns
         # a 2-D view's rows are the 1-row slices a[i:i + 1] are, iterated in C, not cut one by one
         views = [a.reshape(-1, 1) for a in (ts, ingest_ts, score, polarity, weight, hashes)]
-        return dict(zip(names, map(SymbolTicks, repeat(table), *views, repeat(None), at.reshape(-1, 1))))
+        return dict(zip(names, map(SymbolTicks, repeat(table), *views, repeat(None), range(len(names)))))
     codes = codes if order is None else codes[order]
     bounds = np.flatnonzero(np.diff(codes)) + 1
     starts = np.concatenate([[0], bounds]).tolist()

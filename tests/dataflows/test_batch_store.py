@@ -3,7 +3,8 @@
 checked here against the dedup/late rules recomputed tick by tick (the oracle of
 tests/dataflows/test_sentiment_state.py), on batches of many symbols over every shard with
 duplicates and late ticks: in replays, live with the side work deferred, with several
-batches' side work in one activation, and thawed from a snapshot taken before it was done."""
+batches' side work in one activation, thawed from a snapshot taken before it was done, and
+live bursts of one tick per symbol (whose rows the decode step marks by an int, not an array)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,36 @@ def _batches(seed: int, n_batches: int, per_batch: int, window_ms: int, max_late
         ]
         records = sorted([*ticks, *candles], key=lambda r: r["ingest_ts"])  # stable: ties as sent
         batches.append([r for r in records if r["ingest_ts"] < t0 + 120_000])  # (a re-send may fall later)
+    return batches
+
+
+def _bursts(seed: int, n_batches: int, max_latency_ms: int) -> list[list[dict]]:
+    """Live bursts: one tick per symbol and batch (the decode step's one-row-per-symbol path);
+    ~10 % re-send the symbol's tick of the batch before, ~5 % are late."""
+    rng = np.random.default_rng(seed)
+    batches: list[list[dict]] = []
+    for b in range(n_batches):
+        t0 = START + b * 10_000
+        batch = []
+        for i, symbol in enumerate(rng.permutation(SYMBOLS).tolist()):
+            ingest = t0 + i
+            r = rng.random()
+            if r < 0.1 and b:
+                tick = dict(next(t for t in batches[-1] if t["symbol"] == symbol), ingest_ts=ingest)
+            else:
+                lag = max_latency_ms + 1 + int(rng.integers(0, 9_000)) if r > 0.95 else int(rng.integers(0, 900))
+                tick = {
+                    "symbol": symbol,
+                    "ts": ingest - lag,
+                    "score": round(float(rng.uniform(-1, 1)), 4),
+                    "polarity": int(rng.integers(-1, 2)),
+                    "provider": PROVIDERS[int(rng.integers(0, 3))],
+                    "meta": {"lang": "en"},
+                    "id": f"{symbol}-{b}",
+                    "ingest_ts": ingest,
+                }
+            batch.append(tick)
+        batches.append(batch)
     return batches
 
 
@@ -195,3 +226,15 @@ def test_the_stored_and_refused_ticks_are_the_rules_ones(live: bool, together: i
         assert after[p] - before[p] == by_provider[p]
     for reason in ("duplicate", "late"):
         assert after[reason] - before[reason] == reasons[reason]
+
+
+@pytest.mark.parametrize("together", [1, 3])
+def test_live_bursts_of_one_tick_per_symbol_store_and_refuse_the_rules_ones(together: int) -> None:
+    cfg = _config(True).sentiment
+    batches = _bursts(11, 9, cfg.max_latency_ms)
+    accepted, refused = _expected(batches, cfg.dedup_window_ms, cfg.max_latency_ms)
+    reasons = Counter(reason.split(" ")[0] for reason, _ in refused.elements())
+    assert reasons["duplicate"] > 20 and reasons["late"] > 10
+    stored, rejected, _ = _run(batches, True, together, thaw=together > 1)
+    assert Counter(map(_key, stored)) == accepted
+    assert Counter((r["reason"], _key(json.loads(r["payload"]))) for r in rejected) == refused
