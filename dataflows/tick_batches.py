@@ -140,6 +140,18 @@ def table_from_records(records: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(list(records), schema=TICK_SCHEMA)  # takes the schema's keys, ignores others
 
 
+def _in_arrival_order(parts: Sequence[tuple[pa.Table, np.ndarray | None, np.ndarray]]) -> tuple[pa.Table, np.ndarray]:
+    """The parts' rows as one table in arrival order, and their id hashes. Ticks that came by
+    both paths (rare: the per-record path takes odd records) are put in arrival order with a
+    take: the side work stores a table's rows in its order, and of rows with the same key in
+    one insert a ReplacingMergeTree keeps the last (a tick re-sent after the dedup window)."""
+    hashes = np.concatenate([h if h is not None else hash_ids(t.column("id").to_pylist()) for t, h, _ in parts])
+    if len(parts) == 1:  # one part is in arrival order already
+        return parts[0][0], hashes
+    arrival = np.argsort(np.concatenate([p[2] for p in parts]), kind="stable")
+    return pa.concat_tables([p[0] for p in parts]).take(pa.array(arrival)), hashes[arrival]
+
+
 def split_by_symbol(
     parts: Sequence[tuple[pa.Table, np.ndarray | None, np.ndarray]],
     trust: Mapping[str, float],
@@ -152,21 +164,17 @@ def split_by_symbol(
     parts = [p for p in parts if p[0].num_rows]
     if not parts:
         return {}
-    table = parts[0][0] if len(parts) == 1 else pa.concat_tables([p[0] for p in parts])
-    id_hash = np.concatenate([h if h is not None else hash_ids(t.column("id").to_pylist()) for t, h, _ in parts])
+    table, id_hash = _in_arrival_order(parts)
     symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
     codes = symbols.indices.to_numpy(zero_copy_only=False)
     # Codes number the symbols as they first come: codes that never go down are rows already
-    # grouped in arrival order (a live burst, its ticks one per symbol), so no sort and no take.
-    grouped = len(parts) == 1 and bool((codes[1:] >= codes[:-1]).all())
-    if grouped:
-        order = None
-    elif len(parts) == 1:  # parts are in arrival order already
+    # grouped in arrival order (a live burst, its ticks one per symbol), so no sort.
+    if bool((codes[1:] >= codes[:-1]).all()):
+        grouped, order = True, None
+    else:
         # numpy's stable sort of 16-bit keys is a radix sort: ~20x its int32 merge sort here
         keys = codes.astype(np.uint16) if len(symbols.dictionary) <= 1 << 16 else codes
-        order = np.argsort(keys, kind="stable")
-    else:
-        order = np.lexsort((np.concatenate([p[2] for p in parts]), codes))
+        grouped, order = False, np.argsort(keys, kind="stable")
     providers = pc.dictionary_encode(table.column("provider")).combine_chunks()
     weight_of = np.array([trust.get(p, 1.0) for p in providers.dictionary.to_pylist()], np.float64)
     weight = weight_of[providers.indices.to_numpy(zero_copy_only=False)]
