@@ -31,8 +31,8 @@ class SymbolTicks:
     """One symbol's ticks in arrival order and their numeric columns as numpy arrays (ts,
     ingest_ts, score, polarity, weight, id_hash). The rows themselves are either Arrow
     (TICK_COLUMNS + weight, the columnar path): rows `at` of `source`, the whole batch's
-    table (as it came, not grouped by symbol), or `rows` (decode_record dicts with their weight: small live
-    batches, where building Arrow would cost more than the ticks).
+    table in arrival order (not grouped by symbol), or `rows` (decode_record dicts with
+    their weight: small live batches, where building Arrow would cost more than the ticks).
 
     The shard's side work stores the ticks of all its symbols that came in one batch with
     one take from `source` (`dataflows.symbol_logic`), so the symbol's own `table` is only
@@ -46,8 +46,9 @@ class SymbolTicks:
     weight: np.ndarray
     id_hash: np.ndarray
     rows: list[dict[str, Any]] | None = None
-    # The rows' positions in `source`, in arrival order; an int: the rows from there on (a live
-    # burst's one row per symbol: an int costs less than an array view per symbol); None: all of it.
+    # The rows' positions in `source`, in arrival order; an int: the consecutive rows from there
+    # on (rows already grouped, e.g. a live burst's one per symbol: an int costs less than an
+    # array view per symbol); None: all of `source`.
     at: np.ndarray | int | None = None
 
     def __len__(self) -> int:
@@ -183,11 +184,9 @@ def split_by_symbol(
     table = table.append_column("weight", pa.array(weight))
     columns = [table.column(name).to_numpy() for name in ("ts", "ingest_ts", "score", "polarity")]
     if order is None:
-        at = np.arange(codes.size)
         ts, ingest_ts, score, polarity = map(np.ascontiguousarray, columns)
         hashes = id_hash
     else:
-        at = order
         ts, ingest_ts, score, polarity, weight, hashes = (a[order] for a in (*columns, weight, id_hash))
     names = symbols.dictionary.to_pylist()
     if grouped and len(names) == codes.size:  # one tick per symbol: each its row of the columns
@@ -198,9 +197,11 @@ def split_by_symbol(
     bounds = np.flatnonzero(np.diff(codes)) + 1
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [codes.size]]).tolist()
+    # where each symbol's rows are in the table: from an int on when not sorted (consecutive)
+    ats = starts if order is None else [order[a:b] for a, b in zip(starts, ends, strict=True)]
     return {  # per symbol: numpy views and where its rows are in the batch's table
         names[code]: SymbolTicks(
-            table, ts[a:b], ingest_ts[a:b], score[a:b], polarity[a:b], weight[a:b], hashes[a:b], None, at[a:b]
+            table, ts[a:b], ingest_ts[a:b], score[a:b], polarity[a:b], weight[a:b], hashes[a:b], None, at
         )
-        for code, a, b in zip(codes[starts].tolist(), starts, ends, strict=True)
+        for code, a, b, at in zip(codes[starts].tolist(), starts, ends, ats, strict=True)
     }
