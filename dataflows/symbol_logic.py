@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.decode import SymbolInput, rejected_row, rejected_rows
@@ -42,7 +43,7 @@ from dataflows.outputs import Out
 from dataflows.progress import Progress
 from dataflows.sentiment_state import SentimentConfig, SentimentState
 from dataflows.snapshot import freeze, thaw
-from dataflows.tick_batches import SymbolTicks
+from dataflows.tick_batches import SymbolTicks, tick_records
 from tickcast import metrics
 from tickcast.features import OPTIONAL_SENTIMENT_FEATURES, SENTIMENT_FEATURES
 from tickcast.records import INTERVAL_MS, Rejection
@@ -124,6 +125,7 @@ class ShardOut(Out):
 
 # Side work of an activation, as data (it is part of the snapshot until done; dataflows/items.py):
 #   StoreTicks(symbol, SymbolTicks, status)    store the accepted ticks, refuse the others
+#                                              (`BatchTicks`: per batch table, not per symbol)
 #   StoreBars(symbol, bar_ends, bar_values)    store the closed bars, publish their events
 #   PublishView(symbol)                        publish the symbol's live sentiment view
 Later = list[SideWork]
@@ -213,21 +215,100 @@ class ShardLogic(StatefulBatchLogic[list[tuple[str, SymbolInput]] | Progress, tu
             return
         later, self.later = self.later, []
         viewed: set[str] = set()
+        batches: dict[int, BatchTicks] = {}  # the Arrow ticks, by the batch table they came in
         for work in later:
             symbol = work.symbol
             logic = self.symbols[symbol]
             if isinstance(work, StoreTicks):  # one per (symbol, activation): no hot path
-                logic.store_ticks(work.ticks, work.status, out)
+                source = work.ticks.source
+                if source is None:  # dict rows (small live batches): stored as they are
+                    logic.store_ticks(work.ticks, work.status, out)
+                else:
+                    batch = batches.get(id(source))  # (`later` holds the table until the end)
+                    if batch is None:
+                        batch = batches[id(source)] = BatchTicks(source)
+                    batch.add(work.ticks, work.status, out)
             elif isinstance(work, StoreBars):
                 logic.store_bars(work.ends, work.bar_values, out)
             elif symbol not in viewed:  # PublishView: one per symbol and activation, of its state now
                 viewed.add(symbol)
                 logic.publish_view(out)
+        for batch in batches.values():
+            batch.store(self.config.sentiment, out)
         self._record_lag()
 
     def _record_lag(self) -> None:
         if self.symbols:
             metrics.FLOW_LAG_MS.set(time.time() * 1000 - max(s.state.watermark for s in self.symbols.values()))
+
+
+def _refuse(cfg: SentimentConfig, ticks: list[dict[str, Any]], codes: list[int], out: ShardOut) -> None:
+    """rejected_records rows of refused ticks (decode_record dicts) with their status codes."""
+    window_s, max_latency = cfg.dedup_window_ms // 1000, cfg.max_latency_ms
+    rejections = [
+        Rejection.for_record(
+            "sentiment",
+            f"duplicate tick id {tick['id']!r} within {window_s}s"
+            if code == 1
+            else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms",
+            tick,
+        )
+        for tick, code in zip(ticks, codes, strict=True)
+    ]
+    for code, n in Counter(codes).items():  # counted once per reason, not per tick (`rejected_rows`)
+        metrics.SENTIMENT_INGEST_ERRORS.labels(_STATUS_REASON.get(code, f"status {code}")).inc(n)
+    out.tables["rejected_records"].extend(rejected_rows(rejections))  # what out.append(TableRow(...)) does
+
+
+class BatchTicks:
+    """The side work's Arrow ticks from one batch table (`SymbolTicks.source`): every symbol's
+    statuses are gathered, then the accepted rows are cut with one take for the shard and the
+    refused ones with another. An Arrow call per symbol (a filter of its rows, nearly every
+    symbol of a replay batch having a duplicate or late tick) cost more than the rows."""
+
+    def __init__(self, source: pa.Table) -> None:
+        self.source = source
+        self.accepted: list[np.ndarray | slice] = []  # positions in `source`
+        self.refused: list[np.ndarray] = []  # positions in `source`, in the order they are refused
+        self.codes: list[np.ndarray] = []  # their statuses
+
+    def add(self, ticks: SymbolTicks, status: np.ndarray, out: ShardOut) -> None:
+        """One symbol's ticks (what `SymbolLogic.store_ticks` does with one symbol's rows)."""
+        n = len(ticks)
+        if n < 64 and status.tolist().count(0) == n:  # a list is faster when tiny
+            n_ok = n
+        else:
+            accepted = status == 0
+            n_ok = int(np.count_nonzero(accepted))
+        if n_ok == n:
+            at = ticks.at
+            self.accepted.append(slice(at, at + n) if type(at) is int else ticks.positions())
+            out.latencies.append((ticks.ingest_ts, ticks.ts, None))
+            return
+        at = ticks.positions()
+        if n_ok:
+            self.accepted.append(at[accepted])
+            out.latencies.append((ticks.ingest_ts, ticks.ts, accepted))
+        refused = (~accepted).nonzero()[0]
+        self.refused.append(at[refused])
+        self.codes.append(status[refused])
+
+    def store(self, cfg: SentimentConfig, out: ShardOut) -> None:
+        source = self.source
+        if self.accepted:
+            # the rows in the table's order (a mask, not a sort): the gather runs through it
+            # once, ~1.5x faster than symbol by symbol (row order in an insert does not matter)
+            keep = np.zeros(source.num_rows, bool)
+            for at in self.accepted:
+                keep[at] = True
+            rows = np.flatnonzero(keep)
+            table = source if rows.size == source.num_rows else source.take(pa.array(rows))
+            out.add_table("sentiment_ticks", table)
+            out.providers.append(table.column("provider"))
+        if self.refused:  # in the order the symbols refused them, as one symbol at a time did
+            positions = self.refused[0] if len(self.refused) == 1 else np.concatenate(self.refused)
+            codes = self.codes[0] if len(self.codes) == 1 else np.concatenate(self.codes)
+            _refuse(cfg, tick_records(source, positions), codes.tolist(), out)
 
 
 class SymbolLogic:
@@ -362,23 +443,8 @@ class SymbolLogic:
         return after
 
     def _refused(self, ticks: SymbolTicks, status: Any, out: ShardOut) -> None:
-        cfg = self.config.sentiment
         refused = (status != 0).nonzero()[0]
-        codes = status[refused].tolist()
-        window_s, max_latency = cfg.dedup_window_ms // 1000, cfg.max_latency_ms
-        rejections = [
-            Rejection.for_record(
-                "sentiment",
-                f"duplicate tick id {tick['id']!r} within {window_s}s"
-                if code == 1
-                else f"late tick: ingest_ts - ts = {tick['ingest_ts'] - tick['ts']} ms > {max_latency} ms",
-                tick,
-            )
-            for tick, code in zip(ticks.records(refused), codes, strict=True)
-        ]
-        for code, n in Counter(codes).items():  # counted once per reason, not per tick (`rejected_rows`)
-            metrics.SENTIMENT_INGEST_ERRORS.labels(_STATUS_REASON.get(code, f"status {code}")).inc(n)
-        out.tables["rejected_records"].extend(rejected_rows(rejections))  # what out.append(TableRow(...)) does
+        _refuse(self.config.sentiment, ticks.records(refused), status[refused].tolist(), out)
 
     # --- candles ------------------------------------------------------------------------
     def _candle(self, candle: dict[str, Any], out: ShardOut) -> PendingCandle | None:

@@ -51,9 +51,10 @@ def test_each_symbols_table_is_its_rows_of_the_batch_in_arrival_order() -> None:
 def test_a_pickle_holds_the_symbols_rows_only_and_reads_back_the_same() -> None:
     split = split_by_symbol([(_ticks(300), None, np.arange(300))], {})
     ticks = split["CUSDT"]
-    assert ticks.source is not None and ticks.source.num_rows == 300 and ticks.offset == 200
+    assert ticks.source is not None and ticks.source.num_rows == 300 and ticks.at is not None
+    assert ticks.at.tolist() == list(range(2, 300, 3))  # its rows of the batch table (in arrival order)
     back = pickle.loads(pickle.dumps(ticks))
-    assert back.offset == 0 and back.source is not None and back.source.num_rows == 100
+    assert back.at is None and back.source is not None and back.source.num_rows == 100
     assert back.table is not None and ticks.table is not None and back.table.equals(ticks.table)
     assert _columns(back) == _columns(ticks) and back.rows is None
 
@@ -67,7 +68,7 @@ def test_side_work_pickled_by_older_code_loads() -> None:
     for state in ([table, *arrays, None], [table, *arrays]):
         old = SymbolTicks.__new__(SymbolTicks)
         old.__setstate__(state)
-        assert old.table is table and old.rows is None and old.offset == 0
+        assert old.table is table and old.rows is None and old.at is None
         assert _columns(old) == _columns(ticks)
     rows = [{"id": "x"}]
     old = SymbolTicks.__new__(SymbolTicks)
