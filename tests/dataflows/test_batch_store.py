@@ -37,6 +37,20 @@ def _config(live: bool) -> SymbolConfig:
     return dataclasses.replace(config, publish_live=False) if live else config
 
 
+def _tick(rng: np.random.Generator, symbol: str, ingest: int, lag: int, tick_id: str, meta: dict) -> dict:
+    """A tick record with random score, polarity and provider (the rng draws them in this order)."""
+    return {
+        "symbol": symbol,
+        "ts": ingest - lag,
+        "score": round(float(rng.uniform(-1, 1)), 4),
+        "polarity": int(rng.integers(-1, 2)),
+        "provider": PROVIDERS[int(rng.integers(0, 3))],
+        "meta": {"lang": "en", **meta},
+        "id": tick_id,
+        "ingest_ts": ingest,
+    }
+
+
 def _batches(
     seed: int, n_batches: int, per_batch: int, window_ms: int, max_latency_ms: int, odd: float = 0.0
 ) -> list[list[dict]]:
@@ -65,16 +79,7 @@ def _batches(
             else:
                 lag = max_latency_ms + 1 + int(rng.integers(0, 60_000)) if r > 0.99 else int(rng.integers(0, 3_000))
                 symbol = SYMBOLS[int(rng.integers(0, len(SYMBOLS)))]
-                tick = {
-                    "symbol": symbol,
-                    "ts": ingest - lag,
-                    "score": round(float(rng.uniform(-1, 1)), 4),
-                    "polarity": int(rng.integers(-1, 2)),
-                    "provider": PROVIDERS[int(rng.integers(0, 3))],
-                    "meta": {"lang": "en", "n": int(rng.integers(0, 9))},
-                    "id": f"{symbol}-{b}-{len(ticks)}",
-                    "ingest_ts": ingest,
-                }
+                tick = _tick(rng, symbol, ingest, lag, f"{symbol}-{b}-{len(ticks)}", {"n": int(rng.integers(0, 9))})
                 if rng.random() < odd:
                     tick["ts"] = float(tick["ts"])
                 sent.append(tick)
@@ -114,16 +119,7 @@ def _bursts(seed: int, n_batches: int, max_latency_ms: int) -> list[list[dict]]:
                 tick = dict(next(t for t in batches[-1] if t["symbol"] == symbol), ingest_ts=ingest)
             else:
                 lag = max_latency_ms + 1 + int(rng.integers(0, 9_000)) if r > 0.95 else int(rng.integers(0, 900))
-                tick = {
-                    "symbol": symbol,
-                    "ts": ingest - lag,
-                    "score": round(float(rng.uniform(-1, 1)), 4),
-                    "polarity": int(rng.integers(-1, 2)),
-                    "provider": PROVIDERS[int(rng.integers(0, 3))],
-                    "meta": {"lang": "en"},
-                    "id": f"{symbol}-{b}",
-                    "ingest_ts": ingest,
-                }
+                tick = _tick(rng, symbol, ingest, lag, f"{symbol}-{b}", {})
             batch.append(tick)
         batches.append(batch)
     return batches
