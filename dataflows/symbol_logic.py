@@ -381,6 +381,7 @@ class SymbolLogic:
 
     # --- side work (ShardLogic._side_work) ----------------------------------------------
     def store_ticks(self, ticks: SymbolTicks, status: np.ndarray, out: ShardOut) -> None:
+        """Dict-row ticks (small live batches); Arrow ticks go through `BatchTicks`."""
         n = len(ticks)
         accepted = status == 0
         n_ok = status.tolist().count(0) if n < 64 else int(np.count_nonzero(accepted))  # a list is faster when tiny
@@ -388,7 +389,7 @@ class SymbolLogic:
             stored = ticks.stored(accepted, n_ok)
             out.add_table("sentiment_ticks", stored)
             out.latencies.append((ticks.ingest_ts, ticks.ts, None if n_ok == n else accepted))
-            out.providers.append(ticks.providers(stored))
+            out.providers.append([r["provider"] for r in stored])
         if n_ok < n:
             self._refused(ticks, status, out)
 

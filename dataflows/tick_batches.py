@@ -109,19 +109,12 @@ class SymbolTicks:
                 start = end
         return out
 
-    def stored(self, accepted: np.ndarray, n_ok: int) -> Any:
-        """The accepted rows, as a store piece (Arrow table or list of dict rows)."""
-        if self.rows is not None:
-            return self.rows if n_ok == len(self) else [r for r, ok in zip(self.rows, accepted.tolist()) if ok]
-        table = self.table
-        assert table is not None  # one of the two is set
-        return table if n_ok == len(self) else table.filter(pa.array(accepted))
-
-    def providers(self, piece: Any) -> Any:
-        """The provider column of a `stored` piece (for the bulk ingest counter)."""
-        if isinstance(piece, pa.Table):
-            return piece.column("provider")
-        return [r["provider"] for r in piece]
+    def stored(self, accepted: np.ndarray, n_ok: int) -> list[dict[str, Any]]:
+        """The accepted dict rows (`rows` ticks; Arrow ticks are stored per batch table and
+        shard, `dataflows.symbol_logic.BatchTicks`)."""
+        rows = self.rows
+        assert rows is not None
+        return rows if n_ok == len(self) else [r for r, ok in zip(rows, accepted.tolist()) if ok]
 
     def records(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Rows as decode_record-shaped dicts (for rejected_records payloads)."""
