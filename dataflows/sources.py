@@ -340,12 +340,9 @@ class _LivePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
                 break
             batch.append(("sim", self._next, None))
             self._next = None
-        if not batch:
-            idle_collector.quiet()  # as the in-process queue does (`_QueuePartition`)
-            return []
-        idle_collector.touch()
+        idle_collector.polled(bool(batch))  # as the in-process queue does (`_QueuePartition`)
         self._emitted += len(batch)
-        return [(self._key, batch)]
+        return [(self._key, batch)] if batch else []
 
     def next_awake(self) -> datetime | None:
         if self._wait_until > time.time():
@@ -419,11 +416,8 @@ class _QueuePartition(StatefulSourcePartition[tuple[str, RawBatch], None]):
                 batch.extend(item)
             else:
                 batch.append(item)
-        if not batch:
-            idle_collector.quiet()  # nothing came and nothing ran: collect now, not inside a burst
-            return []
-        idle_collector.touch()
-        return [(self._key, batch)]
+        idle_collector.polled(bool(batch))  # nothing came and nothing ran: collect now, not inside a burst
+        return [(self._key, batch)] if batch else []
 
     def next_awake(self) -> datetime | None:
         return datetime.now(UTC) + _QUEUE_POLL if self._q.empty() else None

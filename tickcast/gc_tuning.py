@@ -97,6 +97,13 @@ class IdleCollector:
     def touch(self) -> None:
         self._last_activity = time.monotonic()
 
+    def polled(self, delivered: bool) -> None:
+        """A live source's poll: `touch` when it delivered, `quiet` when it found nothing."""
+        if delivered:
+            self.touch()
+        else:
+            self.quiet()
+
     def due(self, step: object, due_now: bool) -> None:
         """Whether `step` (a stateful step's logic) has work due now: Bytewax runs a notification
         that is due "now" tens of milliseconds later (a candle burst's deferred side work, after

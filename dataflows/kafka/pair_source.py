@@ -340,10 +340,7 @@ class _PairPartition(StatefulSourcePartition[PairItem, ResumeState]):
             raise StopIteration
         self._idle = not consumed and not out
         if self._tail:  # live: collect garbage while there is nothing to do (tickcast/gc_tuning.py)
-            if self._idle and not errors:
-                idle_collector.quiet()
-            else:
-                idle_collector.touch()
+            idle_collector.polled(not self._idle or bool(errors))
         items: list[PairItem] = [(self._key, err) for err in errors]  # errors go first, as they arrived
         if out:
             items.append((self._key, out))
