@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 from numba import njit
 
-from dataflows.arrow_rows import ArrowRows
+from dataflows.arrow_rows import ArrowRows, joined
 from dataflows.arrow_ticks import columnar
 from dataflows.json_fields import byte_classes, member_index, read_digits
 from dataflows.line_block import Lines
@@ -527,11 +527,29 @@ def file_chunks(path: Path, *, keyed: bool = True, surveyed: Future[Survey] | No
 # several files
 
 
-def _as_lists(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """Chunks whose records are a list (Parquet rows as dicts): what the merge of several
-    files interleaves."""
+def _mergeable(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Chunks whose records are `Lines` (JSONL) or a list (Parquet rows as dicts, the lines of
+    an out-of-order file): what the merge of several files interleaves."""
     for chunk in chunks:
-        yield chunk if isinstance(chunk.records, list) else Chunk(chunk.keys, list(chunk.records))
+        yield chunk if isinstance(chunk.records, (Lines, list)) else Chunk(chunk.keys, list(chunk.records))
+
+
+def joined_records(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
+    """Chunks' records as one: JSONL lines stay `Lines` and Parquet rows Arrow columns when every
+    non-empty part is one (Arrow: of one file), else a list."""
+    held = [p for p in parts if len(p)]
+    if held and all(isinstance(p, Lines) for p in held):
+        return Lines.concat(held)
+    return joined(held)
+
+
+def _in_order(records: Sequence[Any], order: np.ndarray) -> Sequence[Any]:
+    """`records` (positions `order`): one new block of lines when they are `Lines`."""
+    if order.size < 2 or bool((order[1:] > order[:-1]).all()):  # files a day each: mostly one file's run
+        return records
+    if isinstance(records, Lines):
+        return records.take(order)
+    return [records[k] for k in order.tolist()]
 
 
 def merged_chunks(
@@ -545,7 +563,7 @@ def merged_chunks(
         for chunk in file_chunks(paths[0], keyed=False, surveyed=started[0]):
             yield chunk.keys, chunk.records, np.zeros(len(chunk.records), np.int64)
         return
-    streams = [_as_lists(file_chunks(p, surveyed=s)) for p, s in zip(paths, started, strict=True)]
+    streams = [_mergeable(file_chunks(p, surveyed=s)) for p, s in zip(paths, started, strict=True)]
     held = [Chunk(np.empty(0, np.int64), []) for _ in paths]  # read, not yet given, per file
     done = [False] * len(paths)
 
@@ -554,7 +572,7 @@ def merged_chunks(
         if nxt is None:
             done[f] = True
         else:
-            held[f] = Chunk(np.concatenate([held[f].keys, nxt.keys]), [*held[f].records, *nxt.records])
+            held[f] = Chunk(np.concatenate([held[f].keys, nxt.keys]), joined_records([held[f].records, nxt.records]))
 
     def fill() -> None:
         for f in range(len(paths)):
@@ -578,8 +596,8 @@ def merged_chunks(
             continue
         keys = np.concatenate([h.keys[:t] for h, t in zip(held, takes, strict=True)])
         files = np.concatenate([np.full(t, f, np.int64) for f, t in enumerate(takes)])
-        records = [r for h, t in zip(held, takes, strict=True) for r in h.records[:t]]
+        records = joined_records([h.records[:t] for h, t in zip(held, takes, strict=True)])
         held = [Chunk(h.keys[t:], h.records[t:]) for h, t in zip(held, takes, strict=True)]
         order = np.argsort(keys, kind="stable")  # gathered file by file in line order: ties keep that
-        yield keys[order], [records[k] for k in order.tolist()], files[order]
+        yield keys[order], _in_order(records, order), files[order]
         fill()

@@ -6,6 +6,12 @@ decoder (dataflows/tick_decode.py) reads newline-joined lines. Cutting each bloc
 line, a tenth of a realistic replay. `Lines` keeps the block and where each line starts and
 ends instead, and still reads like the list of line bytes it stands for (index, slice,
 iterate, compare with a list), so code that takes records one at a time needs no second path.
+
+A replay of several files (a folder: the simulator's ticks.jsonl and candles.jsonl, a file a
+day) merges their lines by ingest time; `Lines.take` puts the merged lines in one new block in
+that order (one copy of their bytes, in a kernel), so the decode step reads a merged batch as
+it reads one file's. As a list of one `bytes` per line, a folder replayed ~0.5 µs a line
+slower than the same lines in one file.
 """
 
 from __future__ import annotations
@@ -14,6 +20,22 @@ from collections.abc import Iterator, Sequence
 from typing import overload
 
 import numpy as np
+from numba import njit
+
+_NEWLINE = 10
+
+
+@njit(cache=True, nogil=True)
+def _gather(src, starts, ends, out):  # pragma: no cover - compiled
+    """Lines src[starts[k]:ends[k]] into `out`, in order, one b"\\n" between two."""
+    at = 0
+    for k in range(starts.size):
+        if k:
+            out[at] = _NEWLINE
+            at += 1
+        a, b = starts[k], ends[k]
+        out[at : at + b - a] = src[a:b]
+        at += b - a
 
 
 class Lines(Sequence[bytes]):
@@ -78,3 +100,15 @@ class Lines(Sequence[bytes]):
         if not spans:
             return cls(b"", np.empty(0, np.int64), np.empty(0, np.int64))
         return cls(b"\n".join(spans), np.concatenate(starts), np.concatenate(ends))
+
+    def take(self, order: np.ndarray) -> Lines:
+        """Lines `order` (positions), in that order, over one new block: what a merge of
+        several files' lines gives the decoder, which reads a block's lines joined."""
+        starts, ends = self.starts[order], self.ends[order]
+        sizes = ends - starts
+        if not sizes.size:
+            return Lines(b"", starts, ends)
+        out = np.empty(int(sizes.sum()) + sizes.size - 1, np.uint8)
+        _gather(np.frombuffer(self.blob, np.uint8), starts, ends, out)
+        ends = np.cumsum(sizes + 1) - 1
+        return Lines(out.tobytes(), ends - sizes, ends)

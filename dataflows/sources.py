@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from dataflows.arrow_rows import ArrowBlock, ArrowRows, joined
-from dataflows.file_lines import Survey, count_records, merged_chunks, survey
+from dataflows.arrow_rows import ArrowBlock, ArrowRows
+from dataflows.file_lines import Survey, count_records, joined_records, merged_chunks, survey
 from dataflows.line_block import Lines
 from dataflows.raw_records import RawRecord, RecordBlock
 from tickcast.gc_tuning import idle_collector
@@ -139,15 +139,6 @@ def merged_file_records(paths: list[Path]) -> Iterator[RawRecord]:
             yield (names[f], record, None)
 
 
-def _joined(parts: list[Sequence[Any]]) -> Sequence[Any]:
-    """Chunks' records as one: JSONL lines stay `Lines` and Parquet rows Arrow columns when every
-    part is one (one file), else a list."""
-    held = [p for p in parts if len(p)]
-    if held and all(isinstance(p, Lines) for p in held):
-        return Lines.concat(held)  # type: ignore[arg-type]
-    return joined(held)
-
-
 class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
     """Emits the merged files as RawBlocks of `batch_size` records (JSONL lines as `Lines`,
     Parquet rows as dicts), or as ArrowBlocks (one Parquet file whose columns the decode step
@@ -191,7 +182,7 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
             files.append(nxt[2])
             held += len(nxt[1])
         if len(parts) > 1:
-            self._records = _joined(parts)
+            self._records = joined_records(parts)
             self._files = np.concatenate(files)
         return bool(self._records)
 

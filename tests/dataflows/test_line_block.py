@@ -42,6 +42,18 @@ def test_lines_read_like_the_list_of_their_bytes(pairs, lo, hi, parts) -> None:
     assert list(joined) == lines and joined.joined() == b"\n".join(lines)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(LINE, SEPARATOR), max_size=30), st.data())
+def test_taken_lines_are_those_lines_in_that_order_over_one_new_block(pairs, data) -> None:
+    lines = [line for line, _ in pairs]
+    block = _block(lines, [sep for _, sep in pairs])
+    order = data.draw(st.lists(st.integers(0, max(len(lines) - 1, 0)), max_size=40) if lines else st.just([]))
+    taken = block.take(np.array(order, np.int64))
+    assert list(taken) == [lines[k] for k in order] and len(taken) == len(order)
+    # one block, the lines joined by single newlines: what the decoder reads without a join
+    assert taken.blob == b"\n".join(lines[k] for k in order) and taken.joined() is taken.blob
+
+
 def test_the_decoder_gives_the_same_ticks_from_lines_as_from_their_list() -> None:
     rows = [
         b'{"symbol":"BTCUSDT","ts":1763683200555,"score":0.5,"provider":"x","meta":{"a":{"b":[1,2]}},"id":"a"}',
