@@ -539,7 +539,7 @@ def joined_records(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
     non-empty part is one (Arrow: of one file), else a list."""
     held = [p for p in parts if len(p)]
     if held and all(isinstance(p, Lines) for p in held):
-        return Lines.concat(held)
+        return Lines.concat(held)  # type: ignore[arg-type]
     return joined(held)
 
 
