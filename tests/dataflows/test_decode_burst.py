@@ -351,3 +351,60 @@ def test_columns_mixing_ints_and_large_floats_are_vouched_as_decode_record_takes
     )
     assert at == [0] and candles[0]["volume"] == 1e300  # the 2**53 + 2 int is decode_record's to judge
     assert decode_record(payloads[0], source="http", now_ms=0, default_ingest="event") == ("candle", candles[0])
+
+
+# ---------------------------------------------------------------------------
+# JSON text (file lines, Kafka messages): a plainly spelled candle takes the columnar check
+
+
+def _spellings(rec: dict[str, Any]) -> list[bytes]:
+    """The candle as a file or a producer may write it: compact (vouched for) and spellings
+    only decode_record may judge (a space, an escape, a member named twice, Python's json)."""
+    compact = orjson.dumps(rec)
+    return [
+        compact,
+        compact.replace(b",", b", ", 1),
+        compact.replace(b'"symbol"', b'"\\u0073ymbol"'),
+        compact[:-1] + b',"symbol":"ZUSDT"}',
+        compact[:-1] + b',"open":' + orjson.dumps(rec.get("open", 1.0)) + b"}",
+        b'{"interval":"1m",' + compact[1:],
+        compact + b" ",
+        compact[:-2],
+    ]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    st.lists(st.tuples(candle_dicts(), st.integers(0, 7), HINTS), min_size=1, max_size=25),
+    st.sampled_from(["file:candles.jsonl", "kafka:candles", "sim"]),
+    st.sampled_from([DecodeConfig(), DecodeConfig(wall_clock=True), DecodeConfig(max_record_bytes=250)]),
+)
+def test_candles_as_json_text_decode_as_the_reference(rows, source: str, config: DecodeConfig) -> None:  # noqa: ANN001
+    texts = []
+    for rec, how, hint in rows:
+        try:
+            spelled = _spellings(rec)[how]
+        except orjson.JSONEncodeError:  # a value JSON has no spelling for (NaN is null, 2**70 too big)
+            continue
+        texts.append((source, spelled, hint))
+    if not texts:
+        return
+    new, reference = _both(config, [texts])
+    assert new == reference
+    hints = np.array([-1 if h is None else h for _, _, h in texts], np.int64)
+    block = RawBlock([source], [t for _, t, _ in texts], hints)
+    new, reference = _both(config, [block])  # type: ignore[list-item]
+    assert new == reference
+
+
+def test_a_replay_of_the_simulators_candles_file_never_calls_decode_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    close = START + 600_000
+    lines = [orjson.dumps(candle(f"S{i:03d}USDT", close + 60_000 * (i % 3), 100.0 + i)) for i in range(200)]
+    ticks = [orjson.dumps(tick("S001USDT", close - 5, close))]
+    block = RawBlock(["file:candles.jsonl"], lines + ticks, np.full(len(lines) + 1, -1, np.int64))
+    new, reference = _both(DecodeConfig(), [block])  # type: ignore[list-item]
+    assert new == reference
+    monkeypatch.setattr(decode_module, "decode_record", lambda *a, **k: 1 / 0)
+    out, _ = DecodeLogic(DecodeConfig(), None).on_batch([block])
+    inputs = [inp for item in out if isinstance(item, ShardWork) for _, inp in item.work]
+    assert sum(len(inp.candles) for inp in inputs) == 200
