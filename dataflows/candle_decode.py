@@ -154,11 +154,11 @@ def vouched_candles(
     # Contract fields only; a missing one reads as None below, which every check refuses (so
     # a dict without close_time, a tick say, is passed over by one lookup).
     n = len(payloads)
-    kinds = set(map(type, payloads))
-    if bytes in kinds:  # JSON text: the plainly spelled objects are checked as dicts
+    classes = set(map(type, payloads))
+    if bytes in classes:  # JSON text: the plainly spelled objects are checked as dicts
         payloads = _spelled_plainly(payloads)
-        kinds = set(map(type, payloads))
-    if kinds == {dict}:  # HTTP's dicts: C loops, no frame per record
+        classes = set(map(type, payloads))
+    if classes == {dict}:  # HTTP's dicts: C loops, no frame per record
         idx = np.flatnonzero(np.fromiter(map(contains, payloads, repeat("close_time")), bool, n)).tolist()
     else:
         idx = [i for i, p in enumerate(payloads) if p.__class__ is dict and "close_time" in p]
