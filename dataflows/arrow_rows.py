@@ -56,31 +56,44 @@ class ArrowRows(Sequence[dict[str, Any]]):
 
 
 def joined(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
-    """The records of `parts` in order: one ArrowRows when every non-empty part is one (the
-    same file), else a list."""
+    """The records of `parts` in order: one ArrowRows when every non-empty part is one, all of
+    one schema (one file, or files of one schema), else a list."""
     held = [p for p in parts if len(p)]
     tables = [p.table for p in held if isinstance(p, ArrowRows)]
-    if held and len(tables) == len(held):
+    if held and len(tables) == len(held) and all(t.schema == tables[0].schema for t in tables):
         return held[0] if len(held) == 1 else ArrowRows(pa.concat_tables(tables))
     return [r for part in held for r in part]
 
 
 class ArrowBlock(RecordBlock):
-    """A RawBatch of Parquet rows from one file (`name`), no ingest hints and no keys.
-    Reads like a list of RawRecords; `rows.table` is what the decode step reads."""
+    """A RawBatch of Parquet rows, no ingest hints and no keys: of one file, or of several files
+    of one schema merged by ingest time (a folder of daily exports). Record k came from
+    `names[name_idx[k]]` (`name_idx` None: all from `names[0]`). Reads like a list of
+    RawRecords; `rows.table` is what the decode step reads."""
 
-    __slots__ = ("_dicts", "name", "rows")
+    __slots__ = ("_dicts", "name_idx", "names", "rows")
 
-    def __init__(self, name: str, rows: ArrowRows) -> None:
-        self.name = name
+    def __init__(self, names: str | Sequence[str], rows: ArrowRows, name_idx: np.ndarray | None = None) -> None:
+        self.names = (names,) if isinstance(names, str) else tuple(names)
         self.rows = rows
+        self.name_idx = name_idx
         self._dicts: dict[int, dict[str, Any]] = {}  # rows already asked for as dicts
 
     @classmethod
     def concat(cls, blocks: Sequence[ArrowBlock]) -> ArrowBlock:
         joined_rows = joined([b.rows for b in blocks])
-        assert isinstance(joined_rows, ArrowRows) and len({b.name for b in blocks}) == 1
-        return cls(blocks[0].name, joined_rows)
+        assert isinstance(joined_rows, ArrowRows)
+        names = tuple(dict.fromkeys(n for b in blocks for n in b.names))
+        if len(names) == 1:
+            return cls(names, joined_rows)
+        index = {n: k for k, n in enumerate(names)}
+        idx = [
+            np.array([index[n] for n in b.names], np.int64)[
+                np.zeros(len(b), np.int64) if b.name_idx is None else b.name_idx
+            ]
+            for b in blocks
+        ]
+        return cls(names, joined_rows, np.concatenate(idx))
 
     def prefetch(self, rows: np.ndarray) -> None:
         """Make rows `rows` dicts now, in one Arrow call (the rows the per-record path will take)."""
@@ -95,10 +108,13 @@ class ArrowBlock(RecordBlock):
         if row is None:
             row = self.rows[k]
             self._dicts[k] = row
-        return (self.name, row, None)
+        return (self.names[0] if self.name_idx is None else self.names[int(self.name_idx[k])], row, None)
 
     def __iter__(self) -> Iterator[RawRecord]:
-        return ((self.name, row, None) for row in self.rows)
+        if self.name_idx is None:
+            return ((self.names[0], row, None) for row in self.rows)
+        names = [self.names[i] for i in self.name_idx.tolist()]
+        return ((name, row, None) for name, row in zip(names, self.rows, strict=True))
 
     def __repr__(self) -> str:
-        return f"ArrowBlock({self.name!r}, {len(self)} rows)"
+        return f"ArrowBlock({self.names!r}, {len(self)} rows)"

@@ -527,11 +527,24 @@ def file_chunks(path: Path, *, keyed: bool = True, surveyed: Future[Survey] | No
 # several files
 
 
-def _mergeable(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """Chunks whose records are `Lines` (JSONL) or a list (Parquet rows as dicts, the lines of
-    an out-of-order file): what the merge of several files interleaves."""
+def _mergeable(chunks: Iterator[Chunk], arrow: bool) -> Iterator[Chunk]:
+    """Chunks whose records are `Lines` (JSONL), a list (the lines of an out-of-order file,
+    Parquet rows as dicts) or, when `arrow` (every file Parquet of one schema), ArrowRows:
+    what the merge of several files interleaves."""
     for chunk in chunks:
-        yield chunk if isinstance(chunk.records, (Lines, list)) else Chunk(chunk.keys, list(chunk.records))
+        keep = isinstance(chunk.records, (Lines, list)) or (arrow and isinstance(chunk.records, ArrowRows))
+        yield chunk if keep else Chunk(chunk.keys, list(chunk.records))
+
+
+def _one_schema(paths: list[Path]) -> bool:
+    """Every file is Parquet and all have one Arrow schema: their rows can stay columns
+    through the merge (a folder of daily exports); else they are merged as dicts."""
+    if not all(p.suffix == ".parquet" for p in paths):
+        return False
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(p) for p in paths]
+    return all(s == schemas[0] for s in schemas)
 
 
 def joined_records(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
@@ -544,11 +557,16 @@ def joined_records(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
 
 
 def _in_order(records: Sequence[Any], order: np.ndarray) -> Sequence[Any]:
-    """`records` (positions `order`): one new block of lines when they are `Lines`."""
+    """`records` (positions `order`): one new block of lines when they are `Lines`, one
+    Arrow table when ArrowRows."""
     if order.size < 2 or bool((order[1:] > order[:-1]).all()):  # files a day each: mostly one file's run
         return records
     if isinstance(records, Lines):
         return records.take(order)
+    if isinstance(records, ArrowRows):
+        import pyarrow as pa
+
+        return ArrowRows(records.table.take(pa.array(order)))
     return [records[k] for k in order.tolist()]
 
 
@@ -563,7 +581,8 @@ def merged_chunks(
         for chunk in file_chunks(paths[0], keyed=False, surveyed=started[0]):
             yield chunk.keys, chunk.records, np.zeros(len(chunk.records), np.int64)
         return
-    streams = [_mergeable(file_chunks(p, surveyed=s)) for p, s in zip(paths, started, strict=True)]
+    arrow = _one_schema(paths)
+    streams = [_mergeable(file_chunks(p, surveyed=s), arrow) for p, s in zip(paths, started, strict=True)]
     held = [Chunk(np.empty(0, np.int64), []) for _ in paths]  # read, not yet given, per file
     done = [False] * len(paths)
 

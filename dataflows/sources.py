@@ -141,8 +141,8 @@ def merged_file_records(paths: list[Path]) -> Iterator[RawRecord]:
 
 class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
     """Emits the merged files as RawBlocks of `batch_size` records (JSONL lines as `Lines`,
-    Parquet rows as dicts), or as ArrowBlocks (one Parquet file whose columns the decode step
-    reads as they are: dataflows/arrow_rows.py), read chunk by chunk (dataflows/file_lines.py);
+    Parquet rows as dicts), or as ArrowBlocks (Parquet files of one schema, whose columns the
+    decode step reads as they are: dataflows/arrow_rows.py), read chunk by chunk (dataflows/file_lines.py);
     the snapshot is the count emitted, so a resume re-reads the files and skips that many."""
 
     def __init__(
@@ -195,8 +195,8 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
         self._emitted += n
         if self._on_emit:
             self._on_emit(self._emitted)
-        if isinstance(values, ArrowRows):  # one Parquet file's rows, read column-wise by the decode step
-            return [(self._key, ArrowBlock(self._names[0], values))]
+        if isinstance(values, ArrowRows):  # Parquet rows (files of one schema), read column-wise by the decode step
+            return [(self._key, ArrowBlock(self._names, values, None if len(self._names) == 1 else files))]
         # JSONL `Lines`, or Parquet rows as dicts
         block = RawBlock(self._names, values, np.full(n, -1, np.int64), None if len(self._names) == 1 else files)
         return [(self._key, block)]

@@ -295,3 +295,50 @@ def test_any_struct_meta_is_stored_as_its_row_dict_says(metas: list, config: Dec
     )
     arrow, _, one_by_one = outcomes(table, config)
     assert arrow == one_by_one
+
+
+def test_a_folder_of_parquet_files_of_one_schema_stays_columns_and_names_each_rows_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Daily exports (one schema) merge as Arrow columns, not one dict per row: each merged
+    row keeps the name of the file it came from, in the blocks the source emits, in the rows
+    the decode step refuses, and its outputs are those of the same records as dicts. Files of
+    different schemas still merge (as dicts)."""
+    rows = realistic(3_000)
+    for r in rows[::97]:
+        r["score"] = 7.5  # refused: out of range, named by its file
+    days = [rows[k::3] for k in range(3)]  # interleaved in ingest time: the merge takes turns
+    days[2][5:15] = sorted(days[2][5:15], key=lambda r: -r["ingest_ts"])  # one file out of order
+    paths = [tmp_path / f"day{k}.parquet" for k in range(3)]
+    for path, day in zip(paths, days, strict=True):
+        pq.write_table(pa.Table.from_pylist(day), path, row_group_size=200)
+    monkeypatch.setattr(file_lines, "PARQUET_BATCH_ROWS", 128)
+    chunks = list(file_lines.merged_chunks(paths))
+    assert all(isinstance(records, ArrowRows) for _, records, _ in chunks)
+    expect = sorted(
+        ((r["ingest_ts"], k, j, r) for k, day in enumerate(days) for j, r in enumerate(day)), key=lambda e: e[:2]
+    )
+    # (ties in ingest_ts: file order; the out-of-order file's lines: sorted stably within it)
+    got = [(f"file:{paths[f].name}", r) for _, records, files in chunks for r, f in zip(records, files.tolist())]
+    assert sorted(got, key=lambda g: (g[1]["ingest_ts"], g[0])) == [
+        (f"file:day{k}.parquet", r) for _, k, _, r in expect
+    ]
+    assert [g[1]["ingest_ts"] for g in got] == sorted(g[1]["ingest_ts"] for g in got)
+    blocks = drain(FileReplaySource(paths, batch_size=500).build_part("s", "files", None))
+    assert all(isinstance(b, ArrowBlock) for b in blocks)
+    records = [r for b in blocks for r in b]
+    assert records == [(name, r, None) for name, r in got]
+    merged = ArrowBlock.concat(blocks[:3])
+    assert list(merged) == records[:1500] and merged[700] == records[700]
+    config = DecodeConfig()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(decode_module.time, "time", lambda: 1_800_000_000.0)
+        arrow, _ = DecodeLogic(config, None).on_batch([merged])
+        dicts, _ = DecodeLogic(config, None).on_batch([records[:1500]])
+    assert _full(arrow) == _full(dicts)
+    refused = {r["source"] for r in _rejected(arrow)}
+    assert refused == {f"file:day{k}.parquet" for k in range(3)}
+    pq.write_table(pa.Table.from_pylist([{**r, "extra": 1} for r in days[1]]), paths[1], row_group_size=200)
+    chunks = list(file_lines.merged_chunks(paths))  # another schema: dicts, same order
+    assert all(isinstance(records, list) for _, records, _ in chunks)
+    assert [r["ingest_ts"] for _, records, _ in chunks for r in records] == [g[1]["ingest_ts"] for g in got]

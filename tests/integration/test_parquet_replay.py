@@ -37,10 +37,11 @@ def _tables(store: Store) -> dict[str, pd.DataFrame]:
     return out
 
 
-@pytest.mark.parametrize("meta", ["struct", "json string"])
+@pytest.mark.parametrize(("meta", "files"), [("struct", 1), ("json string", 1), ("struct", 3)])
 def test_a_parquet_replay_stores_the_jsonl_replays_rows(
-    store: Store, tmp_path: Path, chdb_dir: Path, meta: str
+    store: Store, tmp_path: Path, chdb_dir: Path, meta: str, files: int
 ) -> None:
+    """`files` 3: a folder of daily exports (one schema), merged as Arrow columns."""
     cfg = SimConfig(
         symbols=3, hours=3.0, seed=11, start_ms=START, malformed_rate=0.03, duplicate_rate=0.02, late_rate=0.01
     )
@@ -57,10 +58,18 @@ def test_a_parquet_replay_stores_the_jsonl_replays_rows(
     table = pa.Table.from_pylist(rows)
     assert pa.types.is_struct(table.schema.field("meta").type) == (meta == "struct")
     assert columnar(table.schema)  # the replay reads it column-wise
-    pq.write_table(table, tmp_path / "ticks.parquet", row_group_size=5_000)
+    if files == 1:
+        parquet = tmp_path / "ticks.parquet"
+        pq.write_table(table, parquet, row_group_size=5_000)
+    else:
+        parquet = tmp_path / "days"
+        parquet.mkdir()
+        cuts = [table.num_rows * k // files for k in range(files + 1)]
+        for k in range(files):
+            pq.write_table(table.slice(cuts[k], cuts[k + 1] - cuts[k]), parquet / f"day{k}.parquet", row_group_size=900)
 
     settings = load_settings(MODEL_STORE_DIR=str(tmp_path / "models"))
-    run_replay(settings, inputs=[tmp_path / "ticks.parquet"], store=store, progress=False, with_model=False)
+    run_replay(settings, inputs=[parquet], store=store, progress=False, with_model=False)
     jsonl = Store(f"chdb://{chdb_dir}", database=store.database + "_jsonl")
     jsonl.migrate()
     try:
