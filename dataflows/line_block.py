@@ -93,7 +93,7 @@ class Lines(Sequence[bytes]):
         offset = 0
         for part in held:
             lo, hi = int(part.starts[0]), int(part.ends[-1])
-            spans.append(part.blob[lo:hi])
+            spans.append(memoryview(part.blob)[lo:hi])  # joined without a copy of its own
             starts.append(part.starts - lo + offset)
             ends.append(part.ends - lo + offset)
             offset += hi - lo + 1  # the b"\n" between spans

@@ -160,38 +160,55 @@ class _FilePartition(StatefulSourcePartition[tuple[str, RawBatch], int]):
         self._batch_size = max(1, batch_size)
         self._emitted = resume or 0
         self._on_emit = on_emit
-        self._records: Sequence[Any] = []
-        self._files = np.empty(0, np.int64)
+        # Chunks read and not yet emitted, as read: a batch joins just its own records, so that
+        # a JSONL batch's lines are copied once, into a block holding exactly them (which the
+        # decoder reads as it is), not joined with the rest and cut again.
+        self._parts: list[Sequence[Any]] = []
+        self._part_files: list[np.ndarray] = []
+        self._held = 0
         skip = self._emitted
         while skip:
             if not self._fill(skip):
                 break
-            take = min(skip, len(self._records))
-            self._records, self._files = self._records[take:], self._files[take:]
-            skip -= take
+            skip -= len(self._take(min(skip, self._held))[0])
 
     def _fill(self, want: int) -> bool:
         """Read chunks until `want` records are held (or the files end); False if none are."""
-        parts, files = [self._records], [self._files]
-        held = len(self._records)
-        while held < want:
+        while self._held < want:
             nxt = next(self._chunks, None)
             if nxt is None:
                 break
-            parts.append(nxt[1])
-            files.append(nxt[2])
-            held += len(nxt[1])
-        if len(parts) > 1:
-            self._records = joined_records(parts)
-            self._files = np.concatenate(files)
-        return bool(self._records)
+            if len(nxt[1]):
+                self._parts.append(nxt[1])
+                self._part_files.append(nxt[2])
+                self._held += len(nxt[1])
+        return self._held > 0
+
+    def _take(self, n: int) -> tuple[Sequence[Any], np.ndarray]:
+        """The first `n` records held (and their file indexes) as one sequence."""
+        parts, files = [], []
+        while n:
+            part, part_files = self._parts[0], self._part_files[0]
+            if len(part) <= n:
+                parts.append(part)
+                files.append(part_files)
+                self._parts.pop(0)
+                self._part_files.pop(0)
+                n -= len(part)
+            else:
+                parts.append(part[:n])
+                files.append(part_files[:n])
+                self._parts[0], self._part_files[0] = part[n:], part_files[n:]
+                n = 0
+        taken = joined_records(parts)
+        self._held -= len(taken)
+        return taken, files[0] if len(files) == 1 else np.concatenate(files)
 
     def next_batch(self) -> list[tuple[str, RawBatch]]:
         if not self._fill(self._batch_size):
             raise StopIteration
-        n = min(self._batch_size, len(self._records))
-        values, self._records = self._records[:n], self._records[n:]
-        files, self._files = self._files[:n], self._files[n:]
+        values, files = self._take(min(self._batch_size, self._held))
+        n = len(values)
         self._emitted += n
         if self._on_emit:
             self._on_emit(self._emitted)
