@@ -103,3 +103,58 @@ def test_a_relative_input_is_the_file_it_named_while_the_store_starts_beside_it(
     summary = backfill.run_replay(settings, inputs=[Path("ticks.jsonl")], store=store, progress=False, with_model=False)
     found = re.search(r"sentiment_ticks=\+(\d+)", summary)
     assert found is not None and int(found.group(1)) > 0
+
+
+# The `tickcast` command as the process runs it (its own argv), with an atexit hook that says
+# whether the interpreter's shutdown ran.
+AS_COMMAND = """
+import atexit, runpy, sys
+atexit.register(lambda: print("interpreter shutdown", file=sys.stderr, flush=True))
+sys.argv = ["tickcast", *sys.argv[1:]]
+runpy.run_module("tickcast.app.cli", run_name="__main__")
+"""
+
+COUNT = """
+import json, sys
+from tickcast.app.backfill import SUMMARY_TABLES
+from tickcast.store import Store
+store = Store(sys.argv[1])
+print(json.dumps({t: store.count(t) for t in SUMMARY_TABLES}))
+"""
+
+
+def test_the_replay_command_ends_its_process_at_once_with_every_row_stored(tmp_path: Path) -> None:
+    """`tickcast replay` ends with os._exit once its store is closed and its summary written
+    (tickcast/app/cli.py, `_Tickcast`): the rows are all in the store, the summary and the logs
+    are out, the status is 0; a failing replay still exits through the interpreter, non-zero."""
+    write_files(SimConfig(symbols=3, hours=1.0, seed=7, start_ms=START, malformed_rate=0.02), tmp_path / "sim")
+    store = f"chdb://{tmp_path / 'store'}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["replay", "--store", store, "--input", str(tmp_path / "sim" / "ticks.jsonl"), "--no-model", "--no-progress"]
+    done = subprocess.run(
+        [sys.executable, "-c", AS_COMMAND, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "interpreter shutdown" not in done.stderr  # ended early
+    assert "applied migration 006_trading_checkpoints.sql" in done.stderr  # the logs were flushed
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("replayed ")
+    added = {table: int(n) for table, n in re.findall(r"(\w+)=\+(\d+)", summary)}
+    assert added["sentiment_ticks"] > 0 and added["sentiment_bars"] > 0 and added["rejected_records"] > 0
+
+    counted = subprocess.run(
+        [sys.executable, "-c", COUNT, store], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert counted.returncode == 0, counted.stderr[-3000:]
+    assert json.loads(counted.stdout.strip().splitlines()[-1]) == added  # a fresh store: added = stored
+
+    failed = subprocess.run(
+        [sys.executable, "-c", AS_COMMAND, *args, "--account", "bad account!"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 1 and "replay account" in failed.stderr
+    assert "interpreter shutdown" in failed.stderr
