@@ -36,8 +36,8 @@ import numpy as np
 import orjson
 from numba import njit
 
+import dataflows.kernels  # noqa: F401 - Numba's target without its BLAS probe, before the survey's kernel runs
 from dataflows.arrow_rows import ArrowRows, joined
-from dataflows.arrow_ticks import columnar
 from dataflows.json_fields import byte_classes, member_index, read_digits
 from dataflows.line_block import Lines
 
@@ -479,6 +479,10 @@ def _parquet_keys(batch: Any) -> np.ndarray:
 def _parquet_chunks(path: Path) -> Iterator[Chunk]:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    # here, not at the top: a JSONL replay's survey starts as soon as this module is imported,
+    # and arrow_ticks (with the tick decoder's kernels, ~0.13 s) is the flow's to import, after
+    from dataflows.arrow_ticks import columnar
 
     def batches(columns: list[str] | None = None) -> Iterator[Any]:
         return pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)

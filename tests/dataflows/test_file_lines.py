@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import heapq
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -290,3 +292,20 @@ def test_a_relative_input_path_is_read_whatever_the_working_directory_becomes(tm
     monkeypatch.chdir("/")
     assert source.count_records() == 2
     assert len([r for b in drain(source.build_part("s", "files", None)) for r in b]) == 2
+
+
+def test_importing_the_module_leaves_the_tick_decoder_to_the_flow() -> None:
+    """A replay's survey starts as soon as file_lines is imported: the tick decoder's modules
+    (arrow_ticks, tick_decode, ~0.13 s) are imported later, by the flow, or by a Parquet read;
+    and the survey's kernel sets Numba up without its BLAS probe (scipy) all the same."""
+    code = (
+        "import sys, numpy as np, dataflows.file_lines as fl\n"
+        "fl._jsonl_index(np.frombuffer(b'{\"ts\": 1}\\n', np.uint8).copy())\n"  # the survey's kernel runs
+        "print(sorted(m for m in sys.modules if m.startswith(('dataflows.', 'scipy.'))))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "dataflows.arrow_ticks" not in loaded and "dataflows.tick_decode" not in loaded, loaded
+    assert "scipy.linalg" not in loaded, loaded  # Numba's BLAS probe skipped (dataflows/kernels/numba_target.py)
