@@ -514,12 +514,18 @@ class DecodeLogic(StatefulBatchLogic[DecodeInput, tuple[Any, ...], bytes | None]
         cfg = self.config
         try:
             whole = isinstance(among, range) and len(among) == len(records)
-            entries = records if whole else [records[i] for i in among]
-            if not entries:
+            if not len(among):
                 return [], []
-            names, payloads, hints = zip(*entries, strict=True)  # C-speed passes (a list of records)
+            names: Sequence[str]
+            payloads: Sequence[Any]
+            hints: Sequence[int | None]
+            if isinstance(records, RawBlock):  # a file's lines, Kafka messages: read as columns
+                names, payloads, hints = records.columns(among)
+            else:
+                entries = records if whole else [records[i] for i in among]
+                names, payloads, hints = zip(*entries, strict=True)  # C-speed passes (a list of records)
             if any(_slow_only(n) for n in set(names)):
-                payloads = tuple(None if _slow_only(n) else p for n, p in zip(names, payloads, strict=True))
+                payloads = [None if _slow_only(n) else p for n, p in zip(names, payloads, strict=True)]
             keys = None
             if isinstance(records, RawBlock) and records.keys is not None:
                 keys = [records.key(i) for i in among]

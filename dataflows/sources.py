@@ -100,6 +100,23 @@ class RawBlock(RecordBlock):
         hint = int(self.hints[k])
         return (self.name(k), self.values[k], None if hint < 0 else hint)
 
+    def columns(self, at: Sequence[int]) -> tuple[list[str], list[Any], list[int | None]]:
+        """(source names, payloads, hints) of records `at`: `zip(*(self[k] for k in at))`,
+        read column by column (a replay's candles are a fifth of its lines)."""
+        pos = np.asarray(at, np.int64)
+        values = self.values
+        if isinstance(values, Lines):
+            blob = values.blob
+            payloads = [blob[a:b] for a, b in zip(values.starts[pos].tolist(), values.ends[pos].tolist(), strict=True)]
+        else:
+            payloads = [values[k] for k in pos.tolist()]
+        hints = [None if h < 0 else h for h in self.hints[pos].tolist()]
+        if self.name_idx is None:
+            names = [self.names[0]] * pos.size
+        else:
+            names = [self.names[j] for j in self.name_idx[pos].tolist()]
+        return names, payloads, hints
+
     def __iter__(self) -> Iterator[RawRecord]:
         return (self[k] for k in range(len(self)))
 
