@@ -31,7 +31,7 @@ from dataflows.items import Events
 from tickcast import metrics
 from tickcast.bus import Event, EventPublisher, IdClock, events_table
 from tickcast.gc_tuning import idle_collector
-from tickcast.store import Store, StoreDataError, TakenRows
+from tickcast.store import Store, StoreDataError
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,6 @@ class _StorePartition(StatefulSinkPartition[TableBatch, None]):
         for table, pieces in batches:
             by_table.setdefault(table, []).extend(pieces)
         for table, pieces in by_table.items():
-            pieces = TakenRows.taken(pieces)  # the shards' rows of a batch table, in one take here
             if self.gate is not None and not (self.monitor is not None and self.monitor.urgent(table)):
                 self.gate.wait()
             write_with_retries(self.store, table, pieces, self.retries, monitor=self.monitor)

@@ -47,7 +47,7 @@ from dataflows.tick_batches import SymbolTicks, tick_records
 from tickcast import metrics
 from tickcast.features import OPTIONAL_SENTIMENT_FEATURES, SENTIMENT_FEATURES
 from tickcast.records import INTERVAL_MS, Rejection
-from tickcast.store import ColumnBlock, TakenRows
+from tickcast.store import ColumnBlock
 
 _SENT_COLUMNS = SENTIMENT_FEATURES + OPTIONAL_SENTIMENT_FEATURES
 _NO_SENTIMENT: dict[str, None] = dict.fromkeys(_SENT_COLUMNS)  # a features row's sentiment without a bar
@@ -302,9 +302,9 @@ class BatchTicks:
             for at in self.accepted:
                 keep[at] = True
             rows = np.flatnonzero(keep)
-            out.add_table("sentiment_ticks", TakenRows(source, rows))  # taken by the writer thread
-            provider = source.column("provider")
-            out.providers.append(provider if rows.size == source.num_rows else provider.take(pa.array(rows)))
+            table = source if rows.size == source.num_rows else source.take(pa.array(rows))
+            out.add_table("sentiment_ticks", table)
+            out.providers.append(table.column("provider"))
         if self.refused:  # in the order the symbols refused them, as one symbol at a time did
             positions = self.refused[0] if len(self.refused) == 1 else np.concatenate(self.refused)
             codes = self.codes[0] if len(self.codes) == 1 else np.concatenate(self.codes)

@@ -81,52 +81,6 @@ def _nan_to_null(batch: pa.Table) -> pa.Table:
     return batch
 
 
-def _same(table: pa.Table) -> pa.Table:
-    return table
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class TakenRows:
-    """Rows `positions` (ascending) of an Arrow table, taken when they are written: the flow's
-    replay shards each hand over their rows of one decoded batch table, and the writer thread
-    takes every shard's rows of that table at once (`taken`), off the flow's thread. Pickled
-    (items crossing worker processes), it is the taken rows alone."""
-
-    source: pa.Table
-    positions: np.ndarray
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.positions.size)
-
-    def __len__(self) -> int:
-        return self.num_rows
-
-    def table(self) -> pa.Table:
-        return self.source if self.num_rows == self.source.num_rows else self.source.take(pa.array(self.positions))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_same, (self.table(),))
-
-    @staticmethod
-    def taken(pieces: Sequence[Any]) -> list[Any]:
-        """`pieces` with TakenRows as Arrow tables: when every piece is one, one take per source
-        table (its rows in table order, the sources in the order they first come: rows of one
-        symbol come from one shard, so a key stored twice keeps its order); else each in place."""
-        if not any(isinstance(p, TakenRows) for p in pieces):
-            return list(pieces)
-        if not all(isinstance(p, TakenRows) for p in pieces):
-            return [p.table() if isinstance(p, TakenRows) else p for p in pieces]
-        by_source: dict[int, list[TakenRows]] = {}
-        for piece in pieces:
-            by_source.setdefault(id(piece.source), []).append(piece)
-        out = []
-        for group in by_source.values():
-            positions = group[0].positions if len(group) == 1 else np.sort(np.concatenate([g.positions for g in group]))
-            out.append(TakenRows(group[0].source, positions).table())
-        return out
-
-
 @dataclass(frozen=True, slots=True)
 class ColumnBlock:
     """Rows as numpy columns: `arrays` (1-D, one per column), `matrix` (2-D, one column per
@@ -346,16 +300,13 @@ class Store:
         """Insert dict rows in one columnar write. Timestamps are epoch ms ints."""
         return self.insert_pieces(table, [list(rows)]) if rows else 0
 
-    def insert_pieces(
-        self, table: str, pieces: Sequence[Sequence[Mapping[str, Any]] | pa.Table | ColumnBlock | TakenRows]
-    ) -> int:
+    def insert_pieces(self, table: str, pieces: Sequence[Sequence[Mapping[str, Any]] | pa.Table | ColumnBlock]) -> int:
         """Insert dict-row lists, Arrow tables and column blocks (the flow's columnar paths) in one write.
 
         Arrow pieces may carry extra columns and narrower types (int8 for Int8, int64 ms for
         DateTime64): they are selected and cast to the table's schema.
         """
         schema = self.schema(table)
-        pieces = TakenRows.taken(pieces)
         rows = [row for piece in pieces if isinstance(piece, (list, tuple)) for row in piece]
         tables = [piece for piece in pieces if isinstance(piece, pa.Table) and piece.num_rows]
         blocks = [piece for piece in pieces if isinstance(piece, ColumnBlock) and piece.num_rows]

@@ -25,7 +25,6 @@ from dataflows.signals import FlowOptions, symbol_config
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from tickcast import metrics
 from tickcast.settings import load_settings
-from tickcast.store import TakenRows
 
 START = 1_763_683_200_000
 SYMBOLS = [f"S{i:02d}USDT" for i in range(80)]
@@ -155,8 +154,6 @@ def _key(tick: dict[str, Any]) -> tuple[Any, ...]:
 def _rows(piece: Any) -> list[dict[str, Any]]:
     if isinstance(piece, Pieces):
         return [row for p in piece for row in _rows(p)]
-    if isinstance(piece, TakenRows):  # what the writer thread takes
-        piece = piece.table()
     return piece.to_pylist() if isinstance(piece, pa.Table) else list(piece)
 
 

@@ -23,7 +23,7 @@ from dataflows.signals import FlowOptions, symbol_config
 from dataflows.simulator import SimConfig, generate_labeled
 from dataflows.symbol_logic import ShardLogic, SymbolConfig
 from tickcast.settings import load_settings
-from tickcast.store import ColumnBlock, TakenRows
+from tickcast.store import ColumnBlock
 
 START = 1_763_683_200_000
 
@@ -50,8 +50,6 @@ def _rows(piece: Any) -> list[dict[str, Any]]:
         return [row for p in piece for row in _rows(p)]
     if isinstance(piece, ColumnBlock):
         return ColumnBlock.to_arrow([piece]).to_pylist()
-    if isinstance(piece, TakenRows):  # what the writer thread takes
-        piece = piece.table()
     if isinstance(piece, pa.Table):
         return piece.to_pylist()
     return list(piece)
