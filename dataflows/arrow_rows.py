@@ -83,17 +83,8 @@ class ArrowBlock(RecordBlock):
     def concat(cls, blocks: Sequence[ArrowBlock]) -> ArrowBlock:
         joined_rows = joined([b.rows for b in blocks])
         assert isinstance(joined_rows, ArrowRows)
-        names = tuple(dict.fromkeys(n for b in blocks for n in b.names))
-        if len(names) == 1:
-            return cls(names, joined_rows)
-        index = {n: k for k, n in enumerate(names)}
-        idx = [
-            np.array([index[n] for n in b.names], np.int64)[
-                np.zeros(len(b), np.int64) if b.name_idx is None else b.name_idx
-            ]
-            for b in blocks
-        ]
-        return cls(names, joined_rows, np.concatenate(idx))
+        names, name_idx = cls.merged_names(blocks)
+        return cls(names, joined_rows, None if len(names) == 1 else name_idx)
 
     def prefetch(self, rows: np.ndarray) -> None:
         """Make rows `rows` dicts now, in one Arrow call (the rows the per-record path will take)."""
@@ -108,7 +99,7 @@ class ArrowBlock(RecordBlock):
         if row is None:
             row = self.rows[k]
             self._dicts[k] = row
-        return (self.names[0] if self.name_idx is None else self.names[int(self.name_idx[k])], row, None)
+        return (self.name(k), row, None)
 
     def __iter__(self) -> Iterator[RawRecord]:
         if self.name_idx is None:

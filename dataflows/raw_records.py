@@ -10,16 +10,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, overload
 
+import numpy as np
+
 RawRecord = tuple[str, Any, "int | None"]  # (source_name, payload, ingest_hint_ms | None)
 
 
 class RecordBlock(Sequence[RawRecord]):
-    """The list-of-RawRecords reading of a block; a subclass gives `__len__` and `_record(k)`."""
+    """The list-of-RawRecords reading of a block; a subclass gives `__len__` and `_record(k)`,
+    and holds its records' source names: record k's is `names[name_idx[k]]` (`name_idx` None:
+    all `names[0]`)."""
 
     __slots__ = ()
+    names: tuple[str, ...]
+    name_idx: np.ndarray | None
 
     def _record(self, k: int) -> RawRecord:
         raise NotImplementedError
+
+    def name(self, k: int) -> str:
+        return self.names[0 if self.name_idx is None else int(self.name_idx[k])]
+
+    @staticmethod
+    def merged_names(blocks: Sequence[RecordBlock]) -> tuple[tuple[str, ...], np.ndarray]:
+        """The blocks' source names as one block's: (names, `name_idx` of every record)."""
+        names = tuple(dict.fromkeys(n for b in blocks for n in b.names))
+        index = {n: k for k, n in enumerate(names)}
+        name_idx = [
+            np.full(len(b), index[b.names[0]], np.int64)
+            if b.name_idx is None
+            else np.asarray([index[n] for n in b.names], np.int64)[b.name_idx]
+            for b in blocks
+        ]
+        return names, np.concatenate(name_idx)
 
     @overload
     def __getitem__(self, k: int) -> RawRecord: ...

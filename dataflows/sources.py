@@ -67,16 +67,7 @@ class RawBlock(RecordBlock):
     @classmethod
     def concat(cls, blocks: Sequence[RawBlock]) -> RawBlock:
         """The blocks' records, in order, as one block (keys kept where a block has them)."""
-        names = tuple(dict.fromkeys(n for b in blocks for n in b.names))
-        index = {n: k for k, n in enumerate(names)}
-        name_idx = np.concatenate(
-            [
-                np.full(len(b), index[b.names[0]], np.int64)
-                if b.name_idx is None
-                else np.asarray([index[n] for n in b.names], np.int64)[b.name_idx]
-                for b in blocks
-            ]
-        )
+        names, name_idx = cls.merged_names(blocks)
         keys = None
         if any(b.keys is not None for b in blocks):
             keys = [k for b in blocks for k in (b.keys if b.keys is not None else [None] * len(b))]
@@ -89,9 +80,6 @@ class RawBlock(RecordBlock):
 
     def __len__(self) -> int:
         return len(self.values)
-
-    def name(self, k: int) -> str:
-        return self.names[0 if self.name_idx is None else int(self.name_idx[k])]
 
     def key(self, k: int) -> bytes | None:
         return None if self.keys is None else self.keys[k]
