@@ -22,33 +22,32 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import run_process, tickcast_cmd  # noqa: E402 - the peers bench's process runner
 
 
 def run_replay(inputs: Path, store: Path) -> dict[str, float | str]:
     """`tickcast replay` of `inputs` into a fresh store: its own seconds, wall, CPU, peak RSS, rows."""
     shutil.rmtree(store, ignore_errors=True)
-    cmd = [sys.executable, "-m", "tickcast.app.cli", "replay", "--store", f"chdb://{store}", "--input", str(inputs)]
-    cmd += ["--no-model", "--no-progress"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=store.parent)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
+    cmd = tickcast_cmd() + [
+        "replay",
+        "--store",
+        f"chdb://{store}",
+        "--input",
+        str(inputs),
+        "--no-model",
+        "--no-progress",
+    ]
+    # cwd: the work dir, so that a developer's .env does not change the replays' settings
+    wall, cpu, rss_mb, stdout = run_process(cmd, cwd=store.parent)
     summary = stdout.strip().splitlines()[-1]
     found = re.search(r"replayed ([\d,]+) records.* in ([\d.]+)s .*rows: (.*)$", summary)
     if not found:
@@ -57,8 +56,8 @@ def run_replay(inputs: Path, store: Path) -> dict[str, float | str]:
         "records": float(found.group(1).replace(",", "")),
         "seconds": float(found.group(2)),
         "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "rss_mb": usage.ru_maxrss / 1024,
+        "cpu": cpu,
+        "rss_mb": rss_mb,
         "rows": found.group(3),
     }
 
