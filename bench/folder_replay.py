@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,21 +30,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import run_process, tickcast_cmd  # noqa: E402 - the peers bench's process runner
+from peers import replay_cmd, run_process  # noqa: E402 - the peers bench's process runner
 
 
 def run_replay(inputs: Path, store: Path) -> dict[str, float | str]:
     """`tickcast replay` of `inputs` into a fresh store: its own seconds, wall, CPU, peak RSS, rows."""
-    shutil.rmtree(store, ignore_errors=True)
-    cmd = tickcast_cmd() + [
-        "replay",
-        "--store",
-        f"chdb://{store}",
-        "--input",
-        str(inputs),
-        "--no-model",
-        "--no-progress",
-    ]
+    cmd = replay_cmd(store, inputs)
     # cwd: the work dir, so that a developer's .env does not change the replays' settings
     wall, cpu, rss_mb, stdout = run_process(cmd, cwd=store.parent)
     summary = stdout.strip().splitlines()[-1]

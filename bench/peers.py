@@ -156,18 +156,23 @@ def tickcast_cmd() -> list[str]:
     return [sys.executable, "-m", "tickcast.app.cli"]
 
 
-def run_tickcast(ctx: Context, rnd: int, ticks: Path | None = None) -> Run:
-    store = ctx.work / f"tickcast-store-{rnd}"
+def replay_cmd(store: Path, inputs: Path) -> list[str]:
+    """`tickcast replay` of `inputs` (a file or a folder) into a fresh chdb store, no model."""
     shutil.rmtree(store, ignore_errors=True)
-    cmd = tickcast_cmd() + [
+    return tickcast_cmd() + [
         "replay",
         "--store",
         f"chdb://{store}",
         "--input",
-        str(ticks or ctx.ticks),
+        str(inputs),
         "--no-model",
         "--no-progress",
     ]
+
+
+def run_tickcast(ctx: Context, rnd: int, ticks: Path | None = None) -> Run:
+    store = ctx.work / f"tickcast-store-{rnd}"
+    cmd = replay_cmd(store, ticks or ctx.ticks)
     # cwd: the work dir, so a developer's .env cannot change tickcast's settings behind the peers' back
     env = {"SENTIMENT_PROVIDER_TRUST_JSON": json.dumps(dict(ctx.params.trust))}
     wall, cpu, rss, _ = run_process(cmd, env=env, cwd=ctx.work)
